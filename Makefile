@@ -1,0 +1,58 @@
+# The two commands: `make test` and `make bench`. Both create the virtual environment
+# and install the project first, so a fresh clone needs only Python 3 and make.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/*.proto)
+BENCH_ARGS ?=
+
+.PHONY: help venv proto proto-check test test-unit bench bench-tiny bench-scale broker clean
+
+help:
+	@echo "make test         create .venv, install, check generated code, run the tests"
+	@echo "make bench        run the default benchmark suite on the embedded broker (~5 min)"
+	@echo "make bench-scale  hosts from 100 to 100,000 simulated; memory per host"
+	@echo "make proto        regenerate proto/*_pb2*.py from proto/*.proto"
+	@echo "make broker       run the embedded Kafka broker in the foreground"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Generated code lives beside its sources and is committed; `proto-check` fails when it is stale.
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+proto-check: $(STAMP)
+	@rm -rf $(VENV)/proto-check && mkdir -p $(VENV)/proto-check
+	@$(PY) -m grpc_tools.protoc -I. --python_out=$(VENV)/proto-check --pyi_out=$(VENV)/proto-check --grpc_python_out=$(VENV)/proto-check $(PROTOS)
+	@for f in $(VENV)/proto-check/proto/*; do \
+	  cmp -s "$$f" "proto/$$(basename $$f)" || { echo "proto: generated code is stale ($$(basename $$f)); run 'make proto' and commit"; exit 1; }; \
+	done
+	@echo "proto: generated code is up to date"
+
+test: proto-check
+	$(PY) -m pytest -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-tiny: $(STAMP)
+	$(PY) -m bench --suite tiny $(BENCH_ARGS)
+
+bench-scale: $(STAMP)
+	$(PY) -m bench --suite scale $(BENCH_ARGS)
+
+broker: $(STAMP)
+	$(VENV)/bin/gsctl broker
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Shared pieces of the goal-state message-queue path: broker, Kafka settings, wire conventions."""

@@ -1,0 +1,143 @@
+"""The path a message travels, behind one small interface (after httpx's transports).
+
+`Sink` sends, `Source` receives; `gsmq.kafka_transport` implements them over Kafka and
+`MemoryBus` in memory for unit tests of pure logic. DPM and ACA logic depends only on
+these names, never on confluent_kafka or grpc.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gsmq.partition import partition_for
+
+HeaderMap = dict[str, str]
+
+
+@dataclass
+class Envelope:
+    """One message: payload bytes plus routing and headers; partition/offset once placed."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: HeaderMap = field(default_factory=dict)
+    partition: int = -1
+    offset: int = -1
+
+
+Delivered = Callable[[Envelope, str | None], None]  # (message, error text or None)
+
+
+class Sink(Protocol):
+    def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
+        """Queue `message`; `on_delivered` runs from `poll`/`flush` once it is placed (or failed)."""
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery callbacks; returns how many ran."""
+
+    def flush(self, timeout: float = 10.0) -> int:
+        """Wait until queued messages are delivered; returns how many are still queued."""
+
+
+class Source(Protocol):
+    def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        """Read these (topic, partition, offset) from now on, in addition to the current ones."""
+
+    def unassign(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Stop reading these (topic, partition)."""
+
+    def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
+        """Up to `max_messages` messages, waiting at most `timeout` seconds for the first."""
+
+    def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        """Record (topic, partition, next offset to read) as done, synchronously."""
+
+    def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The committed next offset of each partition (-1 when none)."""
+
+
+class MemoryBus:
+    """An in-memory log of topics with Kafka's placement rules, for unit tests.
+
+    `sink()` and `source()` give the two sides; partitions hash keys like Kafka.
+    """
+
+    def __init__(self, partitions: dict[str, int] | None = None, default_partitions: int = 1) -> None:
+        self.partitions = dict(partitions or {})
+        self.default_partitions = default_partitions
+        self.logs: dict[tuple[str, int], list[Envelope]] = defaultdict(list)
+        self.commits: dict[str, dict[tuple[str, int], int]] = defaultdict(dict)
+
+    def partition_count(self, topic: str) -> int:
+        return self.partitions.get(topic, self.default_partitions)
+
+    def append(self, message: Envelope) -> Envelope:
+        part = message.partition if message.partition >= 0 else partition_for(message.key, self.partition_count(message.topic))
+        log = self.logs[(message.topic, part)]
+        placed = Envelope(message.topic, message.key, message.value, dict(message.headers), part, len(log))
+        log.append(placed)
+        return placed
+
+    def sink(self) -> _MemorySink:
+        return _MemorySink(self)
+
+    def source(self, group: str = "default") -> _MemorySource:
+        return _MemorySource(self, group)
+
+
+class _MemorySink:
+    def __init__(self, bus: MemoryBus) -> None:
+        self.bus = bus
+        self._pending: list[tuple[Envelope, Delivered | None]] = []
+
+    def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
+        self._pending.append((self.bus.append(message), on_delivered))
+
+    def poll(self, timeout: float = 0.0) -> int:
+        pending, self._pending = self._pending, []
+        for placed, callback in pending:
+            if callback is not None:
+                callback(placed, None)
+        return len(pending)
+
+    def flush(self, timeout: float = 10.0) -> int:
+        self.poll()
+        return 0
+
+
+class _MemorySource:
+    def __init__(self, bus: MemoryBus, group: str) -> None:
+        self.bus = bus
+        self.group = group
+        self.positions: dict[tuple[str, int], int] = {}
+
+    def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        for topic, part, offset in positions:
+            self.positions[(topic, part)] = max(offset, 0)
+
+    def unassign(self, partitions: Sequence[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self.positions.pop(tuple(tp), None)  # type: ignore[arg-type]
+
+    def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
+        out: list[Envelope] = []
+        for tp, pos in list(self.positions.items()):
+            log = self.bus.logs.get(tp, [])
+            take = log[pos : pos + max_messages - len(out)]
+            out.extend(take)
+            self.positions[tp] = pos + len(take)
+            if len(out) >= max_messages:
+                break
+        return out
+
+    def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        for topic, part, offset in positions:
+            self.bus.commits[self.group][(topic, part)] = offset
+
+    def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        mine = self.bus.commits[self.group]
+        return {tuple(tp): mine.get(tuple(tp), -1) for tp in partitions}  # type: ignore[misc]

@@ -1,0 +1,47 @@
+"""Shared fixtures: one real broker per test session (Tansu over TCP, or
+$KAFKA_BOOTSTRAP_SERVERS), and a unique topic prefix per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gsmq.broker import embedded_or_external
+from gsmq.kafka import KafkaSettings
+from gsmq.topics import Topics
+
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    """Bootstrap address of the session's broker."""
+    with embedded_or_external() as address:
+        yield address
+
+
+@pytest.fixture
+def kafka(bootstrap: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap=bootstrap)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A prefix no other test uses, so tests never see each other's messages."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def topics(topic_prefix: str) -> Topics:
+    return Topics(prefix=topic_prefix)
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    """../shared/vectors (beside the repository, as in CI)."""
+    if not VECTORS.is_dir():
+        pytest.fail(f"shared vectors not found at {VECTORS}")
+    return VECTORS

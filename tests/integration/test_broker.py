@@ -1,0 +1,56 @@
+"""The embedded broker itself: starts, answers, partitions like Java, stops without orphans."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from gsmq.broker import start_embedded
+from gsmq.kafka import KafkaSettings
+from gsmq.partition import partition_for
+from gsmq.topics import Topics, ensure_topics, partition_count
+
+
+def test_librdkafka_murmur2_random_agrees_with_our_partitioner(kafka: KafkaSettings, topics: Topics) -> None:
+    admin = AdminClient(kafka.admin())
+    ensure_topics(admin, {topics.unicast: 8})
+    assert partition_count(admin, topics.unicast) == 8
+    producer = Producer(kafka.producer())
+    landed: dict[bytes, int] = {}
+    keys = [f"10.0.{i // 256}.{i % 256}".encode() for i in range(64)] + [b"a", b"vpc-7"]
+    for key in keys:
+        producer.produce(topics.unicast, key=key, value=b"x", on_delivery=lambda e, m: landed.__setitem__(m.key(), m.partition()))
+    assert producer.flush(10) == 0
+    assert landed == {key: partition_for(key, 8) for key in keys}
+
+
+def test_stop_ends_the_process() -> None:
+    broker = start_embedded()
+    assert broker.process.poll() is None
+    broker.stop()
+    assert broker.process.poll() is not None
+    broker.stop()  # idempotent
+
+
+def test_no_orphan_after_owner_is_killed() -> None:
+    code = "from gsmq.broker import start_embedded; import sys, time; b = start_embedded(); print(b.process.pid, flush=True); time.sleep(60)"
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pid = int(owner.stdout.readline())
+    owner.kill()
+    owner.wait()
+    # The broker got SIGTERM through PR_SET_PDEATHSIG; wait for it to be gone.
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().split()[2] == "Z":
+                return
+        subprocess.run(["sleep", "0.05"], check=True)
+    raise AssertionError(f"broker {pid} still runs after its owner was killed")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from proto import goalstate_pb2 as proto_dot_goalstate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10proto/gsmq.proto\x12\x07gsmq.v1\x1a\x15proto/goalstate.proto\"\x0f\n\rStatusRequest\"\x19\n\x06HostId\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"\x94\x02\n\tDpmStatus\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\r\n\x05hosts\x18\x02 \x01(\x04\x12\x0c\n\x04vpcs\x18\x03 \x01(\x04\x12\x11\n\tresources\x18\x04 \x01(\x04\x12\x18\n\x10requests_pending\x18\x05 \x01(\x04\x12\x1a\n\x12requests_completed\x18\x06 \x01(\x04\x12\x17\n\x0frequests_failed\x18\x07 \x01(\x04\x12\x1a\n\x12messages_published\x18\x08 \x01(\x04\x12\x17\n\x0f\x62ytes_published\x18\t \x01(\x04\x12\x18\n\x10replies_received\x18\n \x01(\x04\x12\x16\n\x0eresyncs_served\x18\x0b \x01(\x04\x12\x0f\n\x07retries\x18\x0c \x01(\x04\"\xdc\x01\n\x0b\x41gentStatus\x12\r\n\x05hosts\x18\x01 \x01(\x04\x12\x18\n\x10messages_applied\x18\x02 \x01(\x04\x12\x1b\n\x13messages_other_host\x18\x03 \x01(\x04\x12\x15\n\rdead_lettered\x18\x04 \x01(\x04\x12\x12\n\nduplicates\x18\x05 \x01(\x04\x12\x14\n\x0cout_of_order\x18\x06 \x01(\x04\x12\x0f\n\x07pending\x18\x07 \x01(\x04\x12\x0f\n\x07resyncs\x18\x08 \x01(\x04\x12\r\n\x05\x66lows\x18\t \x01(\x04\x12\x15\n\rfollowed_vpcs\x18\n \x03(\t2\x8e\x01\n\x10\x44pmStatusService\x12\x39\n\tGetStatus\x12\x16.gsmq.v1.StatusRequest\x1a\x12.gsmq.v1.DpmStatus\"\x00\x12?\n\x0fGetHostSnapshot\x12\x0f.gsmq.v1.HostId\x1a\x19.alcor.schema.GoalStateV2\"\x00\x32\x8f\x01\n\x12\x41gentStatusService\x12;\n\tGetStatus\x12\x16.gsmq.v1.StatusRequest\x1a\x14.gsmq.v1.AgentStatus\"\x00\x12<\n\x0cGetHostState\x12\x0f.gsmq.v1.HostId\x1a\x19.alcor.schema.GoalStateV2\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10proto/gsmq.proto\x12\x07gsmq.v1\x1a\x15proto/goalstate.proto\"\x0f\n\rStatusRequest\"\x19\n\x06HostId\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"\xe4\x02\n\tDpmStatus\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\r\n\x05hosts\x18\x02 \x01(\x04\x12\x0c\n\x04vpcs\x18\x03 \x01(\x04\x12\x11\n\tresources\x18\x04 \x01(\x04\x12\x18\n\x10requests_pending\x18\x05 \x01(\x04\x12\x1a\n\x12requests_completed\x18\x06 \x01(\x04\x12\x17\n\x0frequests_failed\x18\x07 \x01(\x04\x12\x1a\n\x12messages_published\x18\x08 \x01(\x04\x12\x17\n\x0f\x62ytes_published\x18\t \x01(\x04\x12\x18\n\x10replies_received\x18\n \x01(\x04\x12\x16\n\x0eresyncs_served\x18\x0b \x01(\x04\x12\x0f\n\x07retries\x18\x0c \x01(\x04\x12\x18\n\x10unicast_messages\x18\r \x01(\x04\x12\x1a\n\x12multicast_messages\x18\x0e \x01(\x04\x12\x18\n\x10invalid_requests\x18\x0f \x01(\x04\"\xb0\x02\n\x0b\x41gentStatus\x12\r\n\x05hosts\x18\x01 \x01(\x04\x12\x18\n\x10messages_applied\x18\x02 \x01(\x04\x12\x1b\n\x13messages_other_host\x18\x03 \x01(\x04\x12\x15\n\rdead_lettered\x18\x04 \x01(\x04\x12\x12\n\nduplicates\x18\x05 \x01(\x04\x12\x14\n\x0cout_of_order\x18\x06 \x01(\x04\x12\x0f\n\x07pending\x18\x07 \x01(\x04\x12\x0f\n\x07resyncs\x18\x08 \x01(\x04\x12\r\n\x05\x66lows\x18\t \x01(\x04\x12\x15\n\rfollowed_vpcs\x18\n \x03(\t\x12\x16\n\x0e\x62ytes_consumed\x18\x0b \x01(\x04\x12\x11\n\trss_bytes\x18\x0c \x01(\x04\x12\x14\n\x0creplies_sent\x18\r \x01(\x04\x12\x11\n\tresources\x18\x0e \x01(\x04\x32\x8e\x01\n\x10\x44pmStatusService\x12\x39\n\tGetStatus\x12\x16.gsmq.v1.StatusRequest\x1a\x12.gsmq.v1.DpmStatus\"\x00\x12?\n\x0fGetHostSnapshot\x12\x0f.gsmq.v1.HostId\x1a\x19.alcor.schema.GoalStateV2\"\x00\x32\x8f\x01\n\x12\x41gentStatusService\x12;\n\tGetStatus\x12\x16.gsmq.v1.StatusRequest\x1a\x14.gsmq.v1.AgentStatus\"\x00\x12<\n\x0cGetHostState\x12\x0f.gsmq.v1.HostId\x1a\x19.alcor.schema.GoalStateV2\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +37,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HOSTID']._serialized_start=69
   _globals['_HOSTID']._serialized_end=94
   _globals['_DPMSTATUS']._serialized_start=97
-  _globals['_DPMSTATUS']._serialized_end=373
-  _globals['_AGENTSTATUS']._serialized_start=376
-  _globals['_AGENTSTATUS']._serialized_end=596
-  _globals['_DPMSTATUSSERVICE']._serialized_start=599
-  _globals['_DPMSTATUSSERVICE']._serialized_end=741
-  _globals['_AGENTSTATUSSERVICE']._serialized_start=744
-  _globals['_AGENTSTATUSSERVICE']._serialized_end=887
+  _globals['_DPMSTATUS']._serialized_end=453
+  _globals['_AGENTSTATUS']._serialized_start=456
+  _globals['_AGENTSTATUS']._serialized_end=760
+  _globals['_DPMSTATUSSERVICE']._serialized_start=763
+  _globals['_DPMSTATUSSERVICE']._serialized_end=905
+  _globals['_AGENTSTATUSSERVICE']._serialized_start=908
+  _globals['_AGENTSTATUSSERVICE']._serialized_end=1051
 # @@protoc_insertion_point(module_scope)

@@ -18,7 +18,7 @@ class HostId(_message.Message):
     def __init__(self, host_id: _Optional[str] = ...) -> None: ...
 
 class DpmStatus(_message.Message):
-    __slots__ = ("strategy", "hosts", "vpcs", "resources", "requests_pending", "requests_completed", "requests_failed", "messages_published", "bytes_published", "replies_received", "resyncs_served", "retries")
+    __slots__ = ("strategy", "hosts", "vpcs", "resources", "requests_pending", "requests_completed", "requests_failed", "messages_published", "bytes_published", "replies_received", "resyncs_served", "retries", "unicast_messages", "multicast_messages", "invalid_requests")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     VPCS_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,9 @@ class DpmStatus(_message.Message):
     REPLIES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     RESYNCS_SERVED_FIELD_NUMBER: _ClassVar[int]
     RETRIES_FIELD_NUMBER: _ClassVar[int]
+    UNICAST_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    MULTICAST_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    INVALID_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     strategy: str
     hosts: int
     vpcs: int
@@ -43,10 +46,13 @@ class DpmStatus(_message.Message):
     replies_received: int
     resyncs_served: int
     retries: int
-    def __init__(self, strategy: _Optional[str] = ..., hosts: _Optional[int] = ..., vpcs: _Optional[int] = ..., resources: _Optional[int] = ..., requests_pending: _Optional[int] = ..., requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., messages_published: _Optional[int] = ..., bytes_published: _Optional[int] = ..., replies_received: _Optional[int] = ..., resyncs_served: _Optional[int] = ..., retries: _Optional[int] = ...) -> None: ...
+    unicast_messages: int
+    multicast_messages: int
+    invalid_requests: int
+    def __init__(self, strategy: _Optional[str] = ..., hosts: _Optional[int] = ..., vpcs: _Optional[int] = ..., resources: _Optional[int] = ..., requests_pending: _Optional[int] = ..., requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., messages_published: _Optional[int] = ..., bytes_published: _Optional[int] = ..., replies_received: _Optional[int] = ..., resyncs_served: _Optional[int] = ..., retries: _Optional[int] = ..., unicast_messages: _Optional[int] = ..., multicast_messages: _Optional[int] = ..., invalid_requests: _Optional[int] = ...) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("hosts", "messages_applied", "messages_other_host", "dead_lettered", "duplicates", "out_of_order", "pending", "resyncs", "flows", "followed_vpcs")
+    __slots__ = ("hosts", "messages_applied", "messages_other_host", "dead_lettered", "duplicates", "out_of_order", "pending", "resyncs", "flows", "followed_vpcs", "bytes_consumed", "rss_bytes", "replies_sent", "resources")
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_APPLIED_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_OTHER_HOST_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +63,10 @@ class AgentStatus(_message.Message):
     RESYNCS_FIELD_NUMBER: _ClassVar[int]
     FLOWS_FIELD_NUMBER: _ClassVar[int]
     FOLLOWED_VPCS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_CONSUMED_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REPLIES_SENT_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     hosts: int
     messages_applied: int
     messages_other_host: int
@@ -67,4 +77,8 @@ class AgentStatus(_message.Message):
     resyncs: int
     flows: int
     followed_vpcs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, hosts: _Optional[int] = ..., messages_applied: _Optional[int] = ..., messages_other_host: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., duplicates: _Optional[int] = ..., out_of_order: _Optional[int] = ..., pending: _Optional[int] = ..., resyncs: _Optional[int] = ..., flows: _Optional[int] = ..., followed_vpcs: _Optional[_Iterable[str]] = ...) -> None: ...
+    bytes_consumed: int
+    rss_bytes: int
+    replies_sent: int
+    resources: int
+    def __init__(self, hosts: _Optional[int] = ..., messages_applied: _Optional[int] = ..., messages_other_host: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., duplicates: _Optional[int] = ..., out_of_order: _Optional[int] = ..., pending: _Optional[int] = ..., resyncs: _Optional[int] = ..., flows: _Optional[int] = ..., followed_vpcs: _Optional[_Iterable[str]] = ..., bytes_consumed: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., replies_sent: _Optional[int] = ..., resources: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,7 @@
+"""`python -m aca_agent` = `aca-agent`."""
+
+import sys
+
+from aca_agent.main import main
+
+sys.exit(main())

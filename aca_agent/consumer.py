@@ -1,0 +1,267 @@
+"""The consume loop: read the served hosts' unicast partitions (and the multicast
+partitions of followed VPCs), apply each batch, produce the replies, wait for their
+delivery, then commit. Only `gsmq.transport` interfaces are used, so unit tests run it
+over `MemoryBus` and the daemon over Kafka.
+
+Channels (`channel`): `unicast` reads `partition_for(host, n)` of the unicast topic for
+every served host; `topic-per-host` reads `<prefix>.host.<host>`; `both` reads both.
+Multicast offsets are not committed: after a restart the resync's `gs-follow` says
+where to read from.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+
+import structlog
+from google.protobuf.message import DecodeError
+
+from aca_agent.applier import Applier, FollowChange, Result
+from aca_agent.replies import reply_envelope
+from gsmq import headers as h
+from gsmq.partition import partition_for
+from gsmq.topics import Topics
+from gsmq.transport import Envelope, Sink, Source
+from proto import goalstate_pb2 as gs
+
+log = structlog.get_logger()
+
+CHANNELS = ("unicast", "topic-per-host", "both")
+GOAL_STATE_TYPE = "GoalStateV2"
+
+TopicPartition = tuple[str, int]
+
+
+class AgentConsumer:
+    """One consumer and one reply producer for every host the applier serves."""
+
+    def __init__(
+        self,
+        *,
+        source: Source,
+        sink: Sink,
+        applier: Applier,
+        topics: Topics,
+        partition_count: Callable[[str], int],
+        channel: str = "unicast",
+        max_batch: int = 1000,
+        resync: Callable[[list[str]], None] | None = None,
+        lock: AbstractContextManager[object] | None = None,
+        flush_timeout: float = 5.0,
+    ) -> None:
+        if channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+        self.source = source
+        self.sink = sink
+        self.applier = applier
+        self.counters = applier.counters
+        self.topics = topics
+        self.partition_count = partition_count
+        self.channel = channel
+        self.max_batch = max_batch
+        self.resync = resync
+        self.lock: AbstractContextManager[object] = lock if lock is not None else nullcontext()
+        self.flush_timeout = flush_timeout
+        self._own: set[TopicPartition] = set()  # unicast / per-host partitions (committed)
+        self._host_topics = {topics.host(host): host for host in applier.hosts}
+        self._mc_partitions = 0
+        self._mc_pos: dict[int, int] = {}  # assigned multicast partition -> next offset to read
+        self._mc_users: dict[int, set[tuple[str, str]]] = {}  # partition -> (host, vpc) reading it
+        self._mc_of: dict[tuple[str, str], int] = {}
+        self._rewound: set[int] = set()  # multicast partitions sought back during this batch
+        self._stop: threading.Event | None = None
+
+    def start(self) -> None:
+        """Assign the served hosts' partitions at their committed offsets (else the
+        beginning) and ask the DPM for every host's state."""
+        hosts = list(self.applier.hosts)
+        parts: set[TopicPartition] = set()
+        if self.channel in ("unicast", "both"):
+            n = self.partition_count(self.topics.unicast)
+            if n <= 0:
+                raise RuntimeError(f"topic {self.topics.unicast} does not exist")
+            parts.update((self.topics.unicast, partition_for(host, n)) for host in hosts)
+        if self.channel in ("topic-per-host", "both"):
+            parts.update((self.topics.host(host), 0) for host in hosts)
+        self._mc_partitions = self.partition_count(self.topics.multicast)
+        ordered = sorted(parts)
+        committed = self.source.committed(ordered)
+        self.source.assign([(t, p, committed.get((t, p), -1)) for t, p in ordered])
+        self._own = set(ordered)
+        log.info("aca_ready", hosts=len(hosts), channel=self.channel, partitions=len(ordered))
+        if self.resync is not None:
+            self.resync(hosts)
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.1) -> None:
+        """Start (retrying while the broker is unreachable), then consume batches until `stop`."""
+        self._stop = stop
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                self.start()
+                break
+            except Exception as exc:  # noqa: BLE001 - broker down or metadata not ready: retry
+                log.warning("consumer_start_retry", error=str(exc), retry_in_s=backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                self.run_once(poll_timeout)
+                backoff = 0.2
+            except Exception as exc:  # noqa: BLE001 - transient consume errors: log, back off, go on
+                log.warning("consume_failed", error=str(exc), retry_in_s=backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def run_once(self, timeout: float = 0.1) -> int:
+        """Consume one batch, apply it, deliver its replies, commit. Returns its size."""
+        batch = self.source.poll_batch(self.max_batch, timeout)
+        if not batch:
+            return 0
+        outgoing: list[Envelope] = []
+        commits: dict[TopicPartition, int] = {}
+        resync: set[str] = set()
+        self._rewound.clear()
+        with self.lock:
+            for env in batch:
+                self.counters.bytes_consumed += len(env.value)
+                tp = (env.topic, env.partition)
+                if tp in self._own:
+                    commits[tp] = env.offset + 1
+                elif env.topic == self.topics.multicast:
+                    if env.partition in self._rewound or env.partition not in self._mc_pos:
+                        continue  # read again from the cursor's offset / no longer followed
+                    self._mc_pos[env.partition] = env.offset + 1
+                for result in self._handle(env, outgoing):
+                    outgoing.append(reply_envelope(self.topics.reply, result, env.headers))
+                    if result.resync:
+                        resync.add(result.host)
+                self._follow(self.applier.take_follow_changes())
+        if self._deliver(outgoing):
+            self.source.commit([(t, p, o) for (t, p), o in commits.items()])
+        if resync and self.resync is not None:
+            self.counters.resyncs += len(resync)
+            self.resync(sorted(resync))
+        return len(batch)
+
+    # ---- one message --------------------------------------------------------------
+
+    def _handle(self, env: Envelope, outgoing: list[Envelope]) -> list[Result]:
+        """Decode and apply one message; markers and other hosts' messages are skipped,
+        undecodable or unappliable ones go to the dead-letter topic."""
+        if env.headers.get(h.MSG_TYPE, GOAL_STATE_TYPE) != GOAL_STATE_TYPE:
+            self.counters.messages_skipped += 1
+            return []
+        multicast = env.topic == self.topics.multicast
+        if multicast:
+            vpc = env.headers.get(h.VPC_ID) or env.key
+            if vpc not in self.applier.followers:
+                self.counters.messages_skipped += 1
+                return []
+        else:
+            host = self._host_topics.get(env.topic, env.key)
+            if host not in self.applier.hosts:
+                self.counters.messages_other_host += 1
+                return []
+        try:
+            goal = gs.GoalStateV2.FromString(env.value)
+        except DecodeError as exc:
+            outgoing.append(self._dead_letter(env, f"undecodable GoalStateV2: {exc}"))
+            return []
+        try:
+            if multicast:
+                return self.applier.apply_multicast(vpc, goal, env.headers, env.partition, env.offset)
+            result = self.applier.apply_unicast(host, goal, env.headers)
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the agent
+            log.exception("apply_failed", topic=env.topic, partition=env.partition, offset=env.offset)
+            outgoing.append(self._dead_letter(env, f"unappliable: {type(exc).__name__}: {exc}"))
+            return []
+        return [result] if result is not None else []
+
+    def _dead_letter(self, env: Envelope, reason: str) -> Envelope:
+        log.warning("dead_lettered", topic=env.topic, partition=env.partition, offset=env.offset, error=reason)
+        self.counters.dead_lettered += 1
+        headers = dict(env.headers)
+        headers.update(
+            {
+                h.ERROR: reason,
+                h.SOURCE_TOPIC: env.topic,
+                h.SOURCE_PARTITION: str(env.partition),
+                h.SOURCE_OFFSET: str(env.offset),
+            }
+        )
+        return Envelope(self.topics.dead_letter, env.key, env.value, headers)
+
+    # ---- multicast partitions -----------------------------------------------------
+
+    def _follow(self, changes: Iterable[FollowChange]) -> None:
+        """Assign, seek back or unassign multicast partitions as hosts follow VPCs."""
+        topic = self.topics.multicast
+        for change in changes:
+            user = (change.host, change.vpc)
+            if not change.follow:
+                part = self._mc_of.pop(user, None)
+                users = self._mc_users.get(part, set()) if part is not None else set()
+                users.discard(user)
+                if part is not None and not users:
+                    self._mc_users.pop(part, None)
+                    self._mc_pos.pop(part, None)
+                    self.source.unassign([(topic, part)])
+                    log.info("multicast_unassigned", partition=part)
+                continue
+            if change.cursor is None:
+                continue
+            part, offset = change.cursor.partition, change.cursor.offset
+            if not 0 <= part < self._mc_partitions:
+                log.warning("bad_follow_partition", host=change.host, vpc=change.vpc, partition=part)
+                continue
+            self._mc_of[user] = part
+            self._mc_users.setdefault(part, set()).add(user)
+            position = self._mc_pos.get(part)
+            if position is None:
+                self.source.assign([(topic, part, offset)])
+                log.info("multicast_assigned", partition=part, offset=offset, vpc=change.vpc)
+            elif position > offset:
+                self.source.unassign([(topic, part)])
+                self.source.assign([(topic, part, offset)])
+                self._rewound.add(part)
+                log.info("multicast_rewound", partition=part, offset=offset, vpc=change.vpc)
+            else:
+                continue
+            self._mc_pos[part] = offset
+
+    # ---- replies ------------------------------------------------------------------
+
+    def _deliver(self, outgoing: list[Envelope]) -> bool:
+        """Produce replies and dead letters, wait until all are delivered (re-sending
+        failures with backoff). False only when stopped before they all were."""
+        if not outgoing:
+            return True
+        failed: list[Envelope] = []
+
+        def on_delivered(env: Envelope, err: str | None) -> None:
+            if err is not None:
+                failed.append(env)
+            elif env.topic == self.topics.reply:
+                self.counters.replies_sent += 1
+
+        for env in outgoing:
+            self.sink.send(env, on_delivered)
+        backoff = 0.1
+        while True:
+            remaining = self.sink.flush(self.flush_timeout)
+            if remaining == 0 and not failed:
+                return True
+            if self._stop is not None and self._stop.is_set():
+                log.warning("replies_undelivered_at_stop", queued=remaining, failed=len(failed))
+                return False
+            if failed:
+                log.warning("reply_delivery_failed", count=len(failed), retry_in_s=backoff)
+                (self._stop or threading.Event()).wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                retry, failed[:] = list(failed), []
+                for env in retry:
+                    self.sink.send(Envelope(env.topic, env.key, env.value, env.headers), on_delivered)

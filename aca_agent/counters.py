@@ -1,0 +1,20 @@
+"""What an agent has done since it started (served by the status service)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Counters:
+    """Plain counters; the applier and the consumer add to them under the agent's lock."""
+
+    messages_applied: int = 0  # (host, message) pairs applied
+    messages_other_host: int = 0  # unicast messages for hosts this agent does not serve
+    messages_skipped: int = 0  # markers and multicast messages of VPCs not followed
+    dead_lettered: int = 0
+    duplicates: int = 0  # resources seen again at the same revision
+    out_of_order: int = 0
+    resyncs: int = 0  # hosts for which a resync was requested
+    bytes_consumed: int = 0
+    replies_sent: int = 0

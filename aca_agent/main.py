@@ -1,0 +1,239 @@
+"""`aca-agent`: the ACA daemon for one host, or (`aca-agent sim`) for many simulated hosts.
+
+Both wire the same pieces: Kafka source/sink -> AgentConsumer -> Applier -> data plane,
+plus the resync client and the optional gRPC servers; `gsmq.lifecycle.run` owns shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from aca_agent.applier import Applier
+from aca_agent.consumer import CHANNELS, AgentConsumer
+from aca_agent.dataplane import MemoryDataPlane
+from aca_agent.resync import Resyncer
+from aca_agent.status import start_servers
+from gsmq import lifecycle, logs
+from gsmq.broker import embedded_or_external
+from gsmq.config import ConfigError, Settings, positive_int
+from gsmq.kafka import KafkaSettings
+from gsmq.kafka_transport import KafkaSink, KafkaSource
+from gsmq.topics import Topics, ensure_topics, partition_count
+
+log = structlog.get_logger()
+
+# Partitions of the topics when this agent is the first to create them (docs/internals.md).
+DEFAULT_PARTITIONS = {"unicast": 16, "multicast": 16, "reply": 8, "dead_letter": 1}
+
+DESCRIPTION = """\
+The Alcor Control Agent (ACA) of the goal-state message-queue path: consumes the goal
+states meant for its host(s) from Kafka, applies them to an in-memory data plane and
+replies to the DPM.
+
+  aca-agent --host-id 10.0.0.5 [options]          one host
+  aca-agent sim --hosts 1000 --first-host 10.1.0.1 --name lab1 [options]
+                                                  N simulated hosts (consecutive IPv4 ids)
+
+Every option also reads the environment variable shown, or a key of the --config TOML file.
+"""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything the daemon needs, resolved once from flags, environment and file."""
+
+    hosts: tuple[str, ...]
+    group: str
+    bootstrap: str | None = None
+    kafka_properties: dict[str, str] = field(default_factory=dict)
+    topic_prefix: str = "gs"
+    channel: str = "unicast"
+    dpm_address: str | None = None
+    status_port: int = 0
+    grpc_port: int = 0
+    listen_host: str = "0.0.0.0"
+    program_cost_us: int = 0
+    program_cost_sleep: bool = False
+    max_batch: int = 1000
+    log_level: str = "info"
+    log_json: bool | None = None
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port must be 0..65535, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_settings(sim: bool) -> Settings:
+    """The option parser of `aca-agent` (sim=False) or `aca-agent sim`."""
+    settings = Settings("aca-agent sim" if sim else "aca-agent", DESCRIPTION, env_prefix="ACA")
+    if sim:
+        settings.option("--hosts", default=None, convert=positive_int, help="how many hosts to simulate (required)")
+        settings.option("--first-host", default="10.1.0.1", help="IPv4 id of the first simulated host; the others follow it")
+        settings.option("--name", default="sim", help="simulator name: commits under consumer group aca-sim.<name>")
+    else:
+        settings.option("--host-id", default=None, help="this host's id (its IP address, the unicast key) (required)")
+    settings.option(
+        "--channel",
+        default="unicast",
+        choices=list(CHANNELS),
+        help="where host messages are read: the unicast topic (partition of the host key), "
+        "<prefix>.host.<id> topics (topic-per-host), or both",
+    )
+    settings.option("--dpm-address", default=None, help="DPM gRPC host:port, asked for full state at start and on gaps; unset: no resync")
+    settings.option("--status-port", default=0, convert=_port, help="gRPC port of gsmq.v1.AgentStatusService; 0 = off")
+    settings.option("--grpc-port", default=0, convert=_port, help="gRPC port of the fast path GoalStateProvisioner.PushGoalStatesStream; 0 = off")
+    settings.option("--listen-host", default="0.0.0.0", help="address the gRPC servers listen on")
+    settings.option("--program-cost-us", default=0, convert=_non_negative, help="simulated data-plane cost per programmed resource, microseconds")
+    settings.option("--program-cost-mode", default="busy", choices=["busy", "sleep"], help="spend the programming cost busy-waiting (CPU) or sleeping")
+    settings.option("--max-batch", default=1000, convert=positive_int, help="messages consumed, applied and replied per batch")
+    return settings
+
+
+def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """AgentConfig from the command line (`sim` first for the simulator); ConfigError when unusable."""
+    sim = bool(argv) and argv[0] == "sim"
+    values = build_settings(sim).parse(list(argv[1:] if sim else argv), environ)
+    if sim:
+        if values["hosts"] is None:
+            raise ConfigError("--hosts is required for sim (or ACA_HOSTS)")
+        try:
+            first = ipaddress.IPv4Address(values["first_host"])
+            hosts = tuple(str(first + i) for i in range(values["hosts"]))
+        except ValueError as exc:
+            raise ConfigError(f"--first-host: {exc}") from exc
+        group = f"aca-sim.{values['name']}"
+    else:
+        if not values["host_id"]:
+            raise ConfigError("--host-id is required (or ACA_HOST_ID)")
+        hosts = (values["host_id"],)
+        group = f"aca.{values['host_id']}"
+    return AgentConfig(
+        hosts=hosts,
+        group=group,
+        bootstrap=values["bootstrap"],
+        kafka_properties=values["kafka_properties"],
+        topic_prefix=values["topic_prefix"],
+        channel=values["channel"],
+        dpm_address=values["dpm_address"],
+        status_port=values["status_port"],
+        grpc_port=values["grpc_port"],
+        listen_host=values["listen_host"],
+        program_cost_us=values["program_cost_us"],
+        program_cost_sleep=values["program_cost_mode"] == "sleep",
+        max_batch=values["max_batch"],
+        log_level=values["log_level"],
+        log_json=values["log_json"],
+    )
+
+
+def _ensure_topics(admin: AdminClient, config: AgentConfig, halt: threading.Event) -> bool:
+    """Create the channels' topics, retrying with backoff while the broker is unreachable."""
+    topics = Topics(config.topic_prefix)
+    wanted = {getattr(topics, name): n for name, n in DEFAULT_PARTITIONS.items()}
+    if config.channel != "unicast":
+        wanted.update({topics.host(host): 1 for host in config.hosts})
+    backoff = 0.2
+    while not halt.is_set():
+        try:
+            ensure_topics(admin, wanted)
+            return True
+        except KafkaException as exc:
+            log.warning("broker_unreachable", bootstrap=config.bootstrap, error=str(exc), retry_in_s=backoff)
+            halt.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+    return False
+
+
+async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int:
+    """Run the agent until `stop`: drain the batch in hand, deliver replies, commit, exit 0."""
+    kafka = KafkaSettings(bootstrap=bootstrap, properties=config.kafka_properties)
+    topics = Topics(config.topic_prefix)
+    try:
+        admin = AdminClient(kafka.admin())
+        sink = KafkaSink(kafka)
+        source = KafkaSource(kafka, config.group)
+    except KafkaException as exc:
+        raise ConfigError(f"Kafka client configuration: {exc}") from exc
+    halt = threading.Event()
+    stopper = asyncio.create_task(_relay(stop, halt))
+    lock = threading.Lock()
+    applier = Applier(MemoryDataPlane(config.program_cost_us, config.program_cost_sleep), config.hosts)
+    servers = []
+    resyncer = Resyncer(config.dpm_address).start() if config.dpm_address else None
+    try:
+        servers = await start_servers(applier, lock, config.status_port, config.grpc_port, config.listen_host)
+        log.info("aca_starting", hosts=len(config.hosts), group=config.group, bootstrap=bootstrap, channel=config.channel,
+                 status_port=config.status_port, grpc_port=config.grpc_port, dpm=config.dpm_address)
+        if await asyncio.to_thread(_ensure_topics, admin, config, halt):
+            consumer = AgentConsumer(
+                source=source,
+                sink=sink,
+                applier=applier,
+                topics=topics,
+                partition_count=lambda topic: partition_count(admin, topic),
+                channel=config.channel,
+                max_batch=config.max_batch,
+                resync=resyncer.request if resyncer else None,
+                lock=lock,
+            )
+            await asyncio.to_thread(consumer.run, halt)
+    finally:
+        halt.set()
+        stopper.cancel()
+        source.close()
+        sink.flush(2.0)
+        for server in servers:
+            await server.stop(grace=0.5)
+        if resyncer is not None:
+            resyncer.stop()
+        log.info("aca_stopped", applied=applier.counters.messages_applied, replies=applier.counters.replies_sent)
+    return 0
+
+
+async def _relay(stop: asyncio.Event, halt: threading.Event) -> None:
+    """Pass the lifecycle's stop (asyncio) to the consumer thread (threading)."""
+    await stop.wait()
+    halt.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script entry point; returns the exit code (2 for unusable configuration)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = parse_config(args)
+    except ConfigError as exc:
+        print(f"aca-agent: error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(config.log_level, config.log_json)
+    try:
+        with embedded_or_external(config.bootstrap) as bootstrap:
+            if bootstrap != config.bootstrap:
+                log.info("embedded_broker_started", bootstrap=bootstrap)
+            return lifecycle.run(lambda stop: serve(config, bootstrap, stop))
+    except (ConfigError, OSError, RuntimeError) as exc:
+        print(f"aca-agent: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

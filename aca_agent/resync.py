@@ -1,0 +1,95 @@
+"""Resync: ask the DPM (gRPC `GoalStateProvisioner.RequestGoalStates`, AGENT_RESTARTED)
+to publish hosts' whole state. Requests are queued and sent from a background thread,
+many hosts per call, retried with backoff while the DPM is unreachable."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable
+
+import grpc
+import structlog
+
+from proto import common_pb2 as common
+from proto import goalstateprovisioner_pb2 as gsp
+from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
+
+log = structlog.get_logger()
+
+
+def host_request(hosts: Iterable[str]) -> gsp.HostRequest:
+    """One HostRequest asking the full state of every host (source_ip = host id)."""
+    request = gsp.HostRequest(format_version=1)
+    for host in hosts:
+        request.state_requests.add(request_type=common.AGENT_RESTARTED, request_id=uuid.uuid4().hex, source_ip=host)  # type: ignore[arg-type]
+    return request
+
+
+class Resyncer:
+    """Background sender of resync requests; `request()` never blocks."""
+
+    def __init__(self, address: str, chunk: int = 5000, timeout: float = 10.0, max_backoff: float = 5.0) -> None:
+        self.address = address
+        self.chunk = chunk
+        self.timeout = timeout
+        self.max_backoff = max_backoff
+        self.requested = 0  # hosts whose request the DPM answered
+        self._queued: dict[str, None] = {}  # insertion-ordered set of hosts waiting to be sent
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._sending = False
+        self._channel = grpc.insecure_channel(address)
+        self._stub = gsp_grpc.GoalStateProvisionerStub(self._channel)
+        self._thread = threading.Thread(target=self._loop, name="aca-resync", daemon=True)
+
+    def start(self) -> Resyncer:
+        self._thread.start()
+        return self
+
+    def request(self, hosts: Iterable[str]) -> None:
+        """Queue hosts for a resync (a host already queued is asked once)."""
+        with self._cond:
+            for host in hosts:
+                self._queued[host] = None
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        """Nothing queued (every request so far reached the DPM)."""
+        with self._cond:
+            return not self._queued and not self._sending
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=5)
+        self._channel.close()
+
+    def _loop(self) -> None:
+        backoff = 0.2
+        while True:
+            with self._cond:
+                while not self._queued and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                hosts = list(self._queued)[: self.chunk]
+                self._sending = True
+            try:
+                reply = self._stub.RequestGoalStates(host_request(hosts), timeout=self.timeout)
+            except grpc.RpcError as exc:
+                log.warning("resync_retry", dpm=self.address, hosts=len(hosts), error=exc.code().name, retry_in_s=backoff)
+                with self._cond:
+                    self._sending = False
+                    self._cond.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            backoff = 0.2
+            failed = sum(1 for s in reply.operation_statuses if s.operation_status != common.SUCCESS)
+            with self._cond:
+                for host in hosts:
+                    self._queued.pop(host, None)
+                self._sending = False
+                self.requested += len(hosts)
+            log.info("resync_requested", dpm=self.address, hosts=len(hosts), failed=failed)

@@ -71,7 +71,7 @@ class AgentConsumer:
         self._mc_users: dict[int, set[tuple[str, str]]] = {}  # partition -> (host, vpc) reading it
         self._mc_of: dict[tuple[str, str], int] = {}
         self._rewound: set[int] = set()  # multicast partitions sought back during this batch
-        self._stop: threading.Event | None = None
+        self.stopping = threading.Event()  # set: give up waiting for deliveries (run() passes its stop)
 
     def start(self) -> None:
         """Assign the served hosts' partitions at their committed offsets (else the
@@ -96,7 +96,7 @@ class AgentConsumer:
 
     def run(self, stop: threading.Event, poll_timeout: float = 0.1) -> None:
         """Start (retrying while the broker is unreachable), then consume batches until `stop`."""
-        self._stop = stop
+        self.stopping = stop
         backoff = 0.2
         while not stop.is_set():
             try:
@@ -255,12 +255,12 @@ class AgentConsumer:
             remaining = self.sink.flush(self.flush_timeout)
             if remaining == 0 and not failed:
                 return True
-            if self._stop is not None and self._stop.is_set():
+            if self.stopping.is_set():
                 log.warning("replies_undelivered_at_stop", queued=remaining, failed=len(failed))
                 return False
             if failed:
                 log.warning("reply_delivery_failed", count=len(failed), retry_in_s=backoff)
-                (self._stop or threading.Event()).wait(backoff)
+                self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 retry, failed[:] = list(failed), []
                 for env in retry:

@@ -1,0 +1,255 @@
+"""The ACA's semantics (aca_agent.applier) on an in-memory data plane: statuses,
+pending parents, FULL vs DELTA, DELETE, gs-full, following VPCs, sequence gaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aca_agent.applier import Applier, Cursor, FollowChange, parse_follow
+from aca_agent.dataplane import MemoryDataPlane
+from aca_agent.testing import dhcp, goal_state, listed, neighbor, port, security_group, subnet, vpc
+from gsmq import headers as h
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+
+H1, H2, H3 = "10.1.0.1", "10.1.0.2", "10.1.0.3"
+
+
+@pytest.fixture
+def applier() -> Applier:
+    return Applier(MemoryDataPlane(), [H1, H2])
+
+
+def statuses(result: object) -> dict[str, int]:
+    assert result is not None
+    return {s.resource_id: s.status for s in result.statuses}  # type: ignore[attr-defined]
+
+
+def table(applier: Applier, host: str, rtype: int) -> dict[str, int]:
+    """id -> revision of the host's table of `rtype`."""
+    return {rid: s.configuration.revision_number for rid, s in applier.dataplane.table(host, rtype).items()}
+
+
+def test_new_resources_are_applied_and_counted_as_flows(applier: Applier) -> None:
+    result = applier.apply_unicast(H1, goal_state(H1, vpc(), subnet(), port(), security_group(rules=3), dhcp()), {})
+    assert statuses(result) == {"vpc-1": 0, "sn-1": 0, "port-1": 0, "sg-1": 0, "dhcp-1": 0}
+    assert table(applier, H1, common.PORT) == {"port-1": 1}
+    assert applier.dataplane.flows(H1) == 1 + 1 + 3 + 1  # subnet, port, 3 rules, dhcp
+    assert applier.dataplane.flows(H2) == 0
+    assert applier.counters.messages_applied == 1
+
+
+def test_same_revision_is_a_counted_duplicate_and_older_is_out_of_order(applier: Applier) -> None:
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port(rev=5)), {})
+    dup = applier.apply_unicast(H1, goal_state(H1, port(rev=5)), {})
+    assert statuses(dup) == {"port-1": common.SUCCESS}
+    assert applier.counters.duplicates == 1
+    old = applier.apply_unicast(H1, goal_state(H1, port(rev=4)), {})
+    assert statuses(old) == {"port-1": common.OUT_OF_ORDER}
+    assert applier.counters.out_of_order == 1
+    newer = applier.apply_unicast(H1, goal_state(H1, port(rev=6)), {})
+    assert statuses(newer) == {"port-1": common.SUCCESS}
+    assert table(applier, H1, common.PORT) == {"port-1": 6}
+
+
+@pytest.mark.parametrize("child", [port("c-1", "sn-9"), dhcp("c-1", "sn-9"), neighbor("c-1", H3, "sn-9")])
+def test_missing_parent_is_pending_then_applied_with_the_parent(applier: Applier, child: tuple) -> None:
+    first = applier.apply_unicast(H1, goal_state(H1, port("anchor", "sn-1"), subnet("sn-1"), child), {})
+    assert statuses(first)["c-1"] == common.PENDING
+    assert "c-1" not in applier.dataplane.table(H1, child[0])
+    assert applier.pending_count() == 1
+    again = applier.apply_unicast(H1, goal_state(H1, child), {})  # still no parent
+    assert statuses(again) == {"c-1": common.PENDING}
+    parent = applier.apply_unicast(H1, goal_state(H1, subnet("sn-9")), {})
+    assert statuses(parent) == {"sn-9": common.SUCCESS, "c-1": common.SUCCESS}  # reported with the parent
+    assert "c-1" in applier.dataplane.table(H1, child[0])
+    assert applier.pending_count() == 0
+
+
+def test_parent_in_the_same_message_is_applied_first(applier: Applier) -> None:
+    result = applier.apply_unicast(H1, goal_state(H1, dhcp(), port(), subnet()), {})
+    assert set(statuses(result).values()) == {common.SUCCESS}
+
+
+def test_delete_removes_and_delete_of_unknown_succeeds(applier: Applier) -> None:
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port(rev=3), dhcp(rev=2)), {})
+    stale = applier.apply_unicast(H1, goal_state(H1, port(rev=2, op=common.DELETE)), {})
+    assert statuses(stale) == {"port-1": common.OUT_OF_ORDER}
+    assert "port-1" in applier.dataplane.table(H1, common.PORT)
+    gone = applier.apply_unicast(H1, goal_state(H1, port(rev=4, op=common.DELETE), dhcp("nope", op=common.DELETE)), {})
+    assert statuses(gone) == {"port-1": common.SUCCESS, "nope": common.SUCCESS}
+    assert table(applier, H1, common.PORT) == {}
+    assert table(applier, H1, common.DHCP) == {"dhcp-1": 2}
+
+
+def test_delete_of_a_pending_resource_drops_it(applier: Applier) -> None:
+    applier.apply_unicast(H1, goal_state(H1, port(subnet_id="sn-9")), {})
+    assert applier.pending_count() == 1
+    applier.apply_unicast(H1, goal_state(H1, port(subnet_id="sn-9", rev=2, op=common.DELETE)), {})
+    assert applier.pending_count() == 0
+    assert statuses(applier.apply_unicast(H1, goal_state(H1, subnet("sn-9")), {})) == {"sn-9": common.SUCCESS}
+    assert table(applier, H1, common.PORT) == {}
+
+
+def test_missing_configuration_empty_id_or_unlisted_state_is_invalid(applier: Applier) -> None:
+    goal = goal_state(H1, subnet())
+    goal.port_states["bare"].operation_type = common.CREATE  # no configuration
+    goal.host_resources[H1].resources.add(type=common.PORT, id="bare")
+    goal.dhcp_states["noid"].configuration.revision_number = 1  # configuration without id
+    goal.host_resources[H1].resources.add(type=common.DHCP, id="noid")
+    goal.host_resources[H1].resources.add(type=common.ROUTER, id="absent")  # listed, not carried
+    result = applier.apply_unicast(H1, goal, {})
+    assert statuses(result) == {"sn-1": 0, "bare": common.INVALID_ARG, "noid": common.INVALID_ARG, "absent": common.INVALID_ARG}
+    assert table(applier, H1, common.PORT) == {} and table(applier, H1, common.DHCP) == {}
+
+
+def test_full_update_replaces_that_type_only(applier: Applier) -> None:
+    applier.apply_unicast(H1, goal_state(H1, subnet("sn-1"), subnet("sn-2"), port("p-1"), port("p-2")), {})
+    delta = applier.apply_unicast(H1, goal_state(H1, port("p-3")), {})
+    assert statuses(delta) == {"p-3": 0}
+    assert set(table(applier, H1, common.PORT)) == {"p-1", "p-2", "p-3"}
+    applier.apply_unicast(H1, goal_state(H1, port("p-2", full=True), port("p-4", full=True)), {})
+    assert set(table(applier, H1, common.PORT)) == {"p-2", "p-4"}
+    assert set(table(applier, H1, common.SUBNET)) == {"sn-1", "sn-2"}
+
+
+def test_gs_full_header_replaces_every_table(applier: Applier) -> None:
+    applier.apply_unicast(H1, goal_state(H1, vpc(), subnet("sn-1"), subnet("sn-2"), port("p-1"), dhcp("d-1"), port("p-9", "sn-missing")), {})
+    assert applier.pending_count() == 1
+    result = applier.apply_unicast(H1, goal_state(H1, subnet("sn-2"), port("p-2", "sn-2")), {h.FULL: "1"})
+    assert statuses(result) == {"sn-2": common.SUCCESS, "p-2": common.SUCCESS}
+    assert set(table(applier, H1, common.SUBNET)) == {"sn-2"}
+    assert set(table(applier, H1, common.PORT)) == {"p-2"}
+    assert table(applier, H1, common.DHCP) == {} and table(applier, H1, common.VPC) == {}
+    assert applier.pending_count() == 0
+
+
+def test_first_port_follows_the_vpc_with_the_gs_follow_cursor(applier: Applier) -> None:
+    headers = {h.FOLLOW: "vpc-1=3:120:7,vpc-x=1:5:1", h.EPOCH: "e1"}
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port()), headers)
+    assert applier.followers == {"vpc-1": {H1}}
+    assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", True, Cursor(3, 120, 7, "e1"))]
+    applier.apply_unicast(H1, goal_state(H1, port("port-2")), {})  # second port: no change
+    assert applier.take_follow_changes() == []
+
+
+def test_last_port_leaving_unfollows_and_drops_the_vpcs_shared_states(applier: Applier) -> None:
+    applier.apply_unicast(
+        H1,
+        goal_state(
+            H1,
+            subnet("sn-1", "vpc-1"), port("p-1", "sn-1", "vpc-1"), port("p-2", "sn-1", "vpc-1"),
+            security_group("sg-1", "vpc-1"), neighbor("nb-1", H2, "sn-1", "vpc-1"),
+            subnet("sn-2", "vpc-2"), port("p-3", "sn-2", "vpc-2"), neighbor("nb-2", H2, "sn-2", "vpc-2"),
+        ),
+        {h.FOLLOW: "vpc-1=0:0:0,vpc-2=1:0:0"},
+    )
+    assert applier.followed(H1) == {"vpc-1", "vpc-2"}
+    applier.take_follow_changes()
+    applier.apply_unicast(H1, goal_state(H1, port("p-1", "sn-1", "vpc-1", rev=2, op=common.DELETE)), {})
+    assert applier.followed(H1) == {"vpc-1", "vpc-2"}  # p-2 still there
+    applier.apply_unicast(H1, goal_state(H1, port("p-2", "sn-1", "vpc-1", rev=2, op=common.DELETE)), {})
+    assert applier.followed(H1) == {"vpc-2"}
+    assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", False)]
+    assert set(table(applier, H1, common.SUBNET)) == {"sn-2"}
+    assert set(table(applier, H1, common.NEIGHBOR)) == {"nb-2"}
+    assert table(applier, H1, common.SECURITYGROUP) == {}
+    assert applier.followers == {"vpc-2": {H1}}
+
+
+def test_a_pending_port_is_enough_to_follow(applier: Applier) -> None:
+    applier.apply_unicast(H1, goal_state(H1, port(subnet_id="sn-later")), {h.FOLLOW: "vpc-1=2:0:0"})
+    assert applier.followed(H1) == {"vpc-1"}
+    assert applier.followers == {"vpc-1": {H1}}
+
+
+def _follow(applier: Applier, host: str, follow: str) -> None:
+    applier.apply_unicast(host, goal_state(host, subnet(), port(f"port-{host}")), {h.FOLLOW: follow, h.EPOCH: "e1"})
+
+
+def test_multicast_applies_to_followers_except_their_own_neighbors() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2, H3])
+    _follow(applier, H1, "vpc-1=4:10:2")
+    _follow(applier, H2, "vpc-1=4:10:2")
+    message = goal_state(None, neighbor("nb-h1", H1), neighbor("nb-h2", H2), security_group())
+    results = applier.apply_multicast("vpc-1", message, {h.SEQ: "3", h.EPOCH: "e1"}, partition=4, offset=11)
+    by_host = {r.host: statuses(r) for r in results}
+    assert by_host == {H1: {"nb-h2": 0, "sg-1": 0}, H2: {"nb-h1": 0, "sg-1": 0}}  # H3 does not follow vpc-1
+    assert set(table(applier, H1, common.NEIGHBOR)) == {"nb-h2"}
+    assert table(applier, H3, common.SECURITYGROUP) == {}
+    assert applier.apply_multicast("vpc-9", message, {}, partition=4, offset=12) == []
+
+
+def test_multicast_before_the_cursor_or_already_applied_is_skipped(applier: Applier) -> None:
+    _follow(applier, H1, "vpc-1=4:10:2")
+    message = goal_state(None, security_group(rev=1))
+    assert applier.apply_multicast("vpc-1", message, {h.SEQ: "3", h.EPOCH: "e1"}, partition=4, offset=9) == []  # offset < O
+    assert applier.apply_multicast("vpc-1", message, {h.SEQ: "2", h.EPOCH: "e1"}, partition=4, offset=10) == []  # seq <= S
+    applied = applier.apply_multicast("vpc-1", message, {h.SEQ: "3", h.EPOCH: "e1"}, partition=4, offset=10)
+    assert [r.resync for r in applied] == [False]
+    assert applier.apply_multicast("vpc-1", message, {h.SEQ: "3", h.EPOCH: "e1"}, partition=4, offset=10) == []  # again
+    gap = applier.apply_multicast("vpc-1", goal_state(None, security_group(rev=2)), {h.SEQ: "5", h.EPOCH: "e1"}, 4, 12)
+    assert [r.resync for r in gap] == [True]
+    assert table(applier, H1, common.SECURITYGROUP) == {"sg-1": 2}
+
+
+def test_unicast_sequence_gap_asks_for_resync(applier: Applier) -> None:
+    def send(seq: int, epoch: str = "e1", **extra: str) -> bool:
+        result = applier.apply_unicast(H1, goal_state(H1, subnet(rev=seq)), {h.SEQ: str(seq), h.EPOCH: epoch, **extra})
+        assert result is not None
+        return result.resync
+
+    assert [send(1), send(2), send(3)] == [False, False, False]
+    assert send(5) is True
+    assert send(6) is False
+    assert send(6) is False  # a repeat is no gap
+    assert send(1, epoch="e2") is False  # a new DPM epoch restarts sequences
+    assert send(7, epoch="e2", **{h.FULL: "1"}) is False  # a resync answer is no gap
+    assert send(9, epoch="e2") is True
+    other = applier.apply_unicast(H2, goal_state(H2, subnet()), {h.SEQ: "40", h.EPOCH: "e1"})  # per host
+    assert other is not None and other.resync is False
+
+
+def test_other_hosts_are_not_applied(applier: Applier) -> None:
+    assert applier.apply_unicast(H3, goal_state(H3, subnet()), {}) is None
+    assert applier.apply_direct(gs.GoalStateV2()) == []
+    goal = goal_state(H1, subnet(), port())
+    goal.host_resources[H3].resources.add(type=common.SUBNET, id="sn-1")
+    assert [r.host for r in applier.apply_direct(goal)] == [H1]
+    assert table(applier, H2, common.SUBNET) == {}
+
+
+def test_unicast_lists_only_what_host_resources_names_for_the_host(applier: Applier) -> None:
+    goal = goal_state(H1, subnet())
+    goal.port_states["not-listed"].CopyFrom(port("not-listed")[2])
+    assert statuses(applier.apply_unicast(H1, goal, {})) == {"sn-1": 0}
+    assert table(applier, H1, common.PORT) == {}
+
+
+def test_host_state_and_the_shared_vector(applier: Applier, vectors_dir: Path) -> None:
+    goal = gs.GoalStateV2.FromString((vectors_dir / "goalstatev2_small.bin").read_bytes())
+    host = "192.168.0.11"
+    served = Applier(MemoryDataPlane(), [host])
+    result = served.apply_unicast(host, goal, {})
+    assert result is not None and {s.status for s in result.statuses} == {common.SUCCESS}
+    assert len(result.statuses) == len(goal.host_resources[host].resources)
+    state = served.host_state(host)
+    assert listed(state, host) == listed(goal, host)
+    assert state.port_states["port-7-2"] == goal.port_states["port-7-2"]
+
+
+def test_parse_follow_skips_malformed_entries() -> None:
+    assert parse_follow("a=1:2:3, b=bad ,c=4:5:6", "e") == {"a": Cursor(1, 2, 3, "e"), "c": Cursor(4, 5, 6, "e")}
+    assert parse_follow("") == {}
+
+
+def test_a_resync_moves_the_cursor_of_a_vpc_already_followed(applier: Applier) -> None:
+    _follow(applier, H1, "vpc-1=3:120:7")
+    applier.take_follow_changes()
+    full = {h.FULL: "1", h.FOLLOW: "vpc-1=3:100:5", h.EPOCH: "e1"}
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port(f"port-{H1}")), full)
+    assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", True, Cursor(3, 100, 5, "e1"))]
+    again = applier.apply_multicast("vpc-1", goal_state(None, security_group()), {h.SEQ: "6", h.EPOCH: "e1"}, 3, 100)
+    assert [r.host for r in again] == [H1]

@@ -1,0 +1,204 @@
+"""The consume loop over MemoryBus: replies and commits, skips, dead letters, following
+VPCs on the multicast topic (assign, seek back, unassign), resync requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from aca_agent.applier import Applier
+from aca_agent.consumer import AgentConsumer
+from aca_agent.dataplane import MemoryDataPlane
+from aca_agent.testing import goal_state, port, security_group, subnet
+from gsmq import headers as h
+from gsmq.partition import partition_for
+from gsmq.topics import Topics
+from gsmq.transport import Delivered, Envelope, MemoryBus
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+from proto import goalstateprovisioner_pb2 as gsp
+
+T = Topics("t")
+H1, H2 = "10.1.0.1", "10.1.0.2"
+GROUP = "aca-sim.test"
+
+
+class FailingSink:
+    """Reports the first `failures` deliveries as failed (the message is not placed)."""
+
+    def __init__(self, bus: MemoryBus, failures: int) -> None:
+        self.inner = bus.sink()
+        self.failures = failures
+        self._failed: list[tuple[Envelope, Delivered | None]] = []
+
+    def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            self._failed.append((message, on_delivered))
+            return
+        self.inner.send(message, on_delivered)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        failed, self._failed = self._failed, []
+        for message, callback in failed:
+            if callback is not None:
+                callback(message, "broker down")
+        return self.inner.poll(timeout) + len(failed)
+
+    def flush(self, timeout: float = 10.0) -> int:
+        self.poll()
+        return 0
+
+
+class Agent:
+    """A consumer wired to a MemoryBus, with what it asked to resync."""
+
+    def __init__(self, hosts: Sequence[str], channel: str = "unicast", failures: int = 0) -> None:
+        self.bus = MemoryBus({T.unicast: 16, T.multicast: 16, T.reply: 8, T.dead_letter: 1})
+        self.applier = Applier(MemoryDataPlane(), hosts)
+        self.resyncs: list[list[str]] = []
+        self.source = self.bus.source(GROUP)
+        self.consumer = AgentConsumer(
+            source=self.source,
+            sink=FailingSink(self.bus, failures) if failures else self.bus.sink(),
+            applier=self.applier,
+            topics=T,
+            partition_count=self.bus.partition_count,
+            channel=channel,
+            resync=self.resyncs.append,
+        )
+        self.consumer.start()
+
+    def send(self, topic: str, key: str, value: gs.GoalStateV2 | bytes, **headers: str) -> Envelope:
+        raw = value if isinstance(value, bytes) else value.SerializeToString()
+        return self.bus.append(Envelope(topic, key, raw, {k.replace("_", "-"): v for k, v in headers.items()}))
+
+    def drain(self) -> None:
+        while self.consumer.run_once(0):
+            pass
+
+    def replies(self) -> list[tuple[dict[str, str], gsp.GoalStateOperationReply]]:
+        out = []
+        for (topic, _), log in sorted(self.bus.logs.items()):
+            if topic == T.reply:
+                out.extend((env.headers, gsp.GoalStateOperationReply.FromString(env.value)) for env in log)
+        return out
+
+    def committed(self, topic: str, host: str) -> int:
+        return self.bus.commits[GROUP].get((topic, partition_for(host, 16)), -1)
+
+
+def key_on_same_partition(host: str) -> str:
+    return next(k for k in (f"10.9.{i // 256}.{i % 256}" for i in range(1, 5000)) if partition_for(k, 16) == partition_for(host, 16))
+
+
+def test_applied_message_gets_a_reply_echoing_headers_then_a_commit() -> None:
+    agent = Agent([H1])
+    placed = agent.send(T.unicast, H1, goal_state(H1, subnet(), port()), gs_request_id="r1", gs_seq="1", gs_sent_ns="123", gs_type="GoalStateV2")
+    agent.drain()
+    [(headers, reply)] = agent.replies()
+    assert headers[h.REQUEST_ID] == "r1" and headers[h.SEQ] == "1" and headers[h.SENT_NS] == "123"
+    assert headers[h.HOST_ID] == H1 and headers[h.MSG_TYPE] == "GoalStateOperationReply" and int(headers[h.APPLIED_NS]) > 0
+    assert [(s.resource_id, s.operation_status) for s in reply.operation_statuses] == [("sn-1", 0), ("port-1", 0)]
+    assert agent.committed(T.unicast, H1) == placed.offset + 1
+    assert agent.applier.counters.replies_sent == 1
+    assert agent.resyncs == [[H1]]  # at start
+
+
+def test_other_hosts_and_markers_are_skipped_and_committed_past() -> None:
+    agent = Agent([H1])
+    agent.send(T.unicast, key_on_same_partition(H1), goal_state(None, subnet()))
+    agent.send(T.unicast, H1, b"marker", gs_type="Marker")
+    last = agent.send(T.unicast, H1, goal_state(H1, subnet("sn-2")))
+    agent.drain()
+    assert agent.applier.counters.messages_other_host == 1
+    assert agent.applier.counters.messages_skipped == 1
+    assert [s.resource_id for _, r in agent.replies() for s in r.operation_statuses] == ["sn-2"]
+    assert agent.committed(T.unicast, H1) == last.offset + 1
+    assert not agent.bus.logs.get((T.dead_letter, 0))
+
+
+def test_poison_goes_to_the_dead_letter_topic_and_the_next_message_is_applied() -> None:
+    agent = Agent([H1])
+    poison = agent.send(T.unicast, H1, b"\xff\xff\xff\xff", gs_request_id="bad")
+    good = agent.send(T.unicast, H1, goal_state(H1, subnet()))
+    agent.drain()
+    [dead] = agent.bus.logs[(T.dead_letter, 0)]
+    assert dead.value == b"\xff\xff\xff\xff" and dead.key == H1
+    assert dead.headers[h.SOURCE_TOPIC] == T.unicast
+    assert dead.headers[h.SOURCE_PARTITION] == str(poison.partition)
+    assert dead.headers[h.SOURCE_OFFSET] == str(poison.offset)
+    assert "undecodable" in dead.headers[h.ERROR] and dead.headers[h.REQUEST_ID] == "bad"
+    assert len(agent.replies()) == 1
+    assert agent.committed(T.unicast, H1) == good.offset + 1
+    assert agent.applier.counters.dead_lettered == 1
+
+
+def test_following_a_vpc_reads_its_multicast_partition_from_the_cursor_then_stops() -> None:
+    agent = Agent([H1])
+    mc = partition_for("vpc-1", 16)
+    agent.send(T.multicast, "vpc-1", goal_state(None, security_group(rev=1)), gs_vpc_id="vpc-1", gs_seq="1", gs_epoch="e")
+    agent.drain()
+    assert (T.multicast, mc) not in agent.source.positions
+    agent.send(T.unicast, H1, goal_state(H1, subnet(), port()), gs_follow=f"vpc-1={mc}:1:1", gs_epoch="e")
+    agent.drain()
+    assert agent.source.positions[(T.multicast, mc)] == 1
+    agent.send(T.multicast, "vpc-1", goal_state(None, security_group(rev=2)), gs_vpc_id="vpc-1", gs_seq="2", gs_epoch="e", gs_request_id="m2")
+    agent.drain()
+    headers, reply = agent.replies()[-1]
+    assert headers[h.VPC_ID] == "vpc-1" and headers[h.REQUEST_ID] == "m2"
+    assert [s.resource_id for s in reply.operation_statuses] == ["sg-1"]
+    assert agent.applier.dataplane.table(H1, common.SECURITYGROUP)["sg-1"].configuration.revision_number == 2
+    agent.send(T.unicast, H1, goal_state(H1, port(rev=2, op=common.DELETE)))
+    agent.drain()
+    assert (T.multicast, mc) not in agent.source.positions
+    assert agent.applier.followers == {}
+
+
+def test_a_later_follow_seeks_a_partition_back_without_reapplying() -> None:
+    agent = Agent([H1, H2])
+    mc = 5  # both VPCs on one partition
+    agent.send(T.unicast, H1, goal_state(H1, subnet(), port("p1", vpc_id="vpc-a")), gs_follow=f"vpc-a={mc}:0:0", gs_epoch="e")
+    agent.drain()
+    for vpc_id, seq, sg in (("vpc-a", "1", "sg-a"), ("vpc-b", "1", "sg-b"), ("vpc-a", "2", "sg-a2")):
+        agent.bus.append(Envelope(T.multicast, vpc_id, goal_state(None, security_group(sg, vpc_id)).SerializeToString(),
+                                  {h.VPC_ID: vpc_id, h.SEQ: seq, h.EPOCH: "e"}, partition=mc))
+    agent.drain()
+    assert set(agent.applier.dataplane.table(H1, common.SECURITYGROUP)) == {"sg-a", "sg-a2"}
+    agent.send(T.unicast, H2, goal_state(H2, subnet(), port("p2", vpc_id="vpc-b")), gs_follow=f"vpc-b={mc}:1:0", gs_epoch="e")
+    agent.drain()
+    assert set(agent.applier.dataplane.table(H2, common.SECURITYGROUP)) == {"sg-b"}
+    multicast_replies = [hd[h.HOST_ID] for hd, _ in agent.replies() if h.VPC_ID in hd]
+    assert sorted(multicast_replies) == [H1, H1, H2]  # H1 did not apply vpc-a's seq 2 twice
+
+
+def test_a_sequence_gap_asks_to_resync_that_host() -> None:
+    agent = Agent([H1, H2])
+    for seq in ("1", "2", "4"):
+        agent.send(T.unicast, H1, goal_state(H1, subnet()), gs_seq=seq, gs_epoch="e")
+    agent.drain()
+    assert agent.resyncs == [[H1, H2], [H1]]
+    assert agent.applier.counters.resyncs == 1
+
+
+def test_topic_per_host_channel_reads_the_hosts_topic() -> None:
+    agent = Agent([H1, H2], channel="topic-per-host")
+    agent.send(T.host(H2), H2, goal_state(H2, subnet()))
+    agent.send(T.unicast, H1, goal_state(H1, subnet()))  # not read on this channel
+    agent.drain()
+    assert [hd[h.HOST_ID] for hd, _ in agent.replies()] == [H2]
+    assert agent.bus.commits[GROUP][(T.host(H2), 0)] == 1
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+def test_commit_waits_for_reply_delivery(stopping: bool) -> None:
+    agent = Agent([H1], failures=1)
+    agent.send(T.unicast, H1, goal_state(H1, subnet()))
+    if stopping:
+        agent.consumer.stopping.set()
+    agent.consumer.run_once(0)
+    if stopping:  # gave up: nothing delivered, nothing committed (the message will be read again)
+        assert agent.replies() == [] and agent.committed(T.unicast, H1) == -1
+    else:  # re-sent after the failure, then committed
+        assert len(agent.replies()) == 1 and agent.committed(T.unicast, H1) == 1

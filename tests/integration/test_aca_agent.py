@@ -1,0 +1,328 @@
+"""aca-agent through the real broker: the daemon's `serve()` in this process (its status
+service tells what the data plane holds), raw confluent-kafka producers on the other
+side, and the console script as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from aca_agent.main import DEFAULT_PARTITIONS, parse_config, serve
+from aca_agent.testing import goal_state, listed, port, security_group, subnet
+from gsmq import headers as h
+from gsmq.broker import free_port
+from gsmq.kafka import KafkaSettings
+from gsmq.partition import partition_for
+from gsmq.topics import Topics, ensure_topics
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+from proto import goalstateprovisioner_pb2 as gsp
+from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
+from proto import gsmq_pb2, gsmq_pb2_grpc
+
+DEADLINE = 60.0  # generous: a condition that is not met by then is a failure, not a timing
+H = "10.7.0.1"
+
+
+def create_topics(kafka: KafkaSettings, topics: Topics) -> None:
+    ensure_topics(AdminClient(kafka.admin()), {getattr(topics, name): n for name, n in DEFAULT_PARTITIONS.items()})
+
+
+def raw_producer(bootstrap: str) -> Producer:
+    """A plain librdkafka producer: nothing of this project on the sending side."""
+    return Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 0})
+
+
+def produce(producer: Producer, topic: str, key: str, value: bytes, **headers: str) -> None:
+    producer.produce(topic, value, key.encode(), headers=[(k.replace("_", "-"), v.encode()) for k, v in headers.items()])
+    assert producer.flush(10) == 0
+
+
+class Reader:
+    """Reads every partition of a topic from the beginning (manual assignment)."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.auto.commit": False})
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        self.messages: list[tuple[dict[str, str], bytes]] = []
+
+    async def until(self, condition: Callable[[list[tuple[dict[str, str], bytes]]], bool]) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + DEADLINE
+        while not condition(self.messages):
+            assert time.monotonic() < deadline, f"condition not met; read {len(self.messages)} messages"
+            for msg in await asyncio.to_thread(self.consumer.consume, 100, 0.1):
+                if msg.error() is None:
+                    self.messages.append((h.to_dict(msg.headers()), msg.value()))
+        return self.messages
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def replies(messages: list[tuple[dict[str, str], bytes]]) -> list[tuple[dict[str, str], gsp.GoalStateOperationReply]]:
+    return [(hd, gsp.GoalStateOperationReply.FromString(v)) for hd, v in messages]
+
+
+def statuses_of(reply: gsp.GoalStateOperationReply) -> dict[str, int]:
+    return {s.resource_id: s.operation_status for s in reply.operation_statuses}
+
+
+class AgentHandle:
+    def __init__(self, status: gsmq_pb2_grpc.AgentStatusServiceStub, grpc_port: int) -> None:
+        self.status = status
+        self.grpc_port = grpc_port
+
+    async def host_state(self, host: str) -> gs.GoalStateV2:
+        return await self.status.GetHostState(gsmq_pb2.HostId(host_id=host))
+
+    async def counters(self) -> gsmq_pb2.AgentStatus:
+        return await self.status.GetStatus(gsmq_pb2.StatusRequest())
+
+
+@asynccontextmanager
+async def running_agent(bootstrap: str, topics: Topics, *args: str) -> AsyncIterator[AgentHandle]:
+    """The daemon's serve() on this loop, with its status service and fast path on free ports."""
+    status_port, grpc_port = free_port(), free_port()
+    config = parse_config(
+        [*args, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--status-port", str(status_port),
+         "--grpc-port", str(grpc_port), "--listen-host", "127.0.0.1"],
+        environ={},
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(config, bootstrap, stop))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{status_port}") as channel:
+        await channel.channel_ready()
+        try:
+            yield AgentHandle(gsmq_pb2_grpc.AgentStatusServiceStub(channel), grpc_port)
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, DEADLINE) == 0
+
+
+@pytest.fixture
+def reply_reader(bootstrap: str, topics: Topics, kafka: KafkaSettings) -> Iterator[Reader]:
+    create_topics(kafka, topics)
+    reader = Reader(bootstrap, topics.reply, DEFAULT_PARTITIONS["reply"])
+    yield reader
+    reader.close()
+
+
+async def test_interop_vectors_from_a_raw_producer_are_applied_and_answered(
+    bootstrap: str, topics: Topics, reply_reader: Reader, vectors_dir: Path
+) -> None:
+    producer = raw_producer(bootstrap)
+    sent: dict[str, gs.GoalStateV2] = {}
+    for name, host in (("goalstatev2_small", "192.168.0.11"), ("goalstatev2_gateway", "192.168.0.22")):
+        raw = (vectors_dir / f"{name}.bin").read_bytes()
+        sent[host] = gs.GoalStateV2.FromString(raw)
+        produce(producer, topics.unicast, host, raw)
+    async with running_agent(bootstrap, topics, "sim", "--hosts", "13", "--first-host", "192.168.0.11", "--name", "vec") as agent:
+        got = replies(await reply_reader.until(lambda m: len(m) >= 2))
+        for host, goal in sent.items():
+            [(headers, reply)] = [(hd, r) for hd, r in got if hd[h.HOST_ID] == host]
+            assert headers[h.MSG_TYPE] == "GoalStateOperationReply"
+            assert statuses_of(reply) == {r.id: common.SUCCESS for r in goal.host_resources[host].resources}
+            state = await agent.host_state(host)
+            assert listed(state, host) == listed(goal, host)
+            for rid, value in goal.port_states.items():
+                if (common.PORT, rid) in listed(goal, host):
+                    assert state.port_states[rid] == value
+        other = await agent.host_state("192.168.0.12")  # listed in a vector, but not the key of any message
+        assert listed(other, "192.168.0.12") == set()
+
+
+async def test_duplicates_and_reordered_revisions_on_the_wire(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
+    producer = raw_producer(bootstrap)
+    for i, item in enumerate((port(rev=2), port(rev=2), port(rev=1), port(rev=3))):
+        produce(producer, topics.unicast, H, goal_state(H, subnet(), item).SerializeToString(), gs_request_id=f"r{i}")
+    async with running_agent(bootstrap, topics, "--host-id", H) as agent:
+        got = replies(await reply_reader.until(lambda m: len(m) >= 4))
+        by_request = {hd[h.REQUEST_ID]: statuses_of(r)["port-1"] for hd, r in got}
+        assert by_request == {"r0": common.SUCCESS, "r1": common.SUCCESS, "r2": common.OUT_OF_ORDER, "r3": common.SUCCESS}
+        counters = await agent.counters()
+        assert counters.out_of_order == 1 and counters.duplicates >= 2  # the port and the subnet repeated
+        state = await agent.host_state(H)
+        assert state.port_states["port-1"].configuration.revision_number == 3
+
+
+async def test_poison_is_dead_lettered_and_the_next_message_applied(
+    bootstrap: str, topics: Topics, reply_reader: Reader
+) -> None:
+    producer = raw_producer(bootstrap)
+    produce(producer, topics.unicast, H, b"\xff\xfe not a goal state", gs_request_id="poison")
+    produce(producer, topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_request_id="good")
+    dead = Reader(bootstrap, topics.dead_letter, 1)
+    try:
+        async with running_agent(bootstrap, topics, "--host-id", H) as agent:
+            [(headers, value)] = await dead.until(lambda m: len(m) >= 1)
+            assert value == b"\xff\xfe not a goal state"
+            assert headers[h.SOURCE_TOPIC] == topics.unicast
+            assert headers[h.SOURCE_PARTITION] == str(partition_for(H, 16))
+            assert headers[h.SOURCE_OFFSET] == "0"
+            assert headers[h.ERROR].startswith("undecodable") and headers[h.REQUEST_ID] == "poison"
+            got = replies(await reply_reader.until(lambda m: len(m) >= 1))
+            assert [hd[h.REQUEST_ID] for hd, _ in got] == ["good"]
+            assert (await agent.counters()).dead_lettered == 1
+    finally:
+        dead.close()
+
+
+async def test_multicast_is_followed_until_the_last_port_leaves(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
+    producer = raw_producer(bootstrap)
+    mc = partition_for("vpc-1", 16)
+    produce(producer, topics.multicast, "vpc-1", b"marker", gs_type="Marker")  # offset 0: skipped
+    two_ports = goal_state(H, subnet(), port("p-1"), port("p-2"))
+    produce(producer, topics.unicast, H, two_ports.SerializeToString(), gs_follow=f"vpc-1={mc}:1:0", gs_epoch="e", gs_request_id="u1")
+    produce(producer, topics.multicast, "vpc-1", goal_state(None, security_group()).SerializeToString(),
+            gs_vpc_id="vpc-1", gs_seq="1", gs_epoch="e", gs_request_id="m1", gs_type="GoalStateV2")
+    async with running_agent(bootstrap, topics, "--host-id", H) as agent:
+        await reply_reader.until(lambda m: {hd.get(h.REQUEST_ID) for hd, _ in m} >= {"u1", "m1"})
+        assert (await agent.counters()).followed_vpcs == ["vpc-1"]
+        assert "sg-1" in (await agent.host_state(H)).security_group_states
+        produce(producer, topics.unicast, H, goal_state(H, port("p-1", rev=2, op=common.DELETE)).SerializeToString(), gs_request_id="u2")
+        await reply_reader.until(lambda m: any(hd.get(h.REQUEST_ID) == "u2" for hd, _ in m))
+        assert (await agent.counters()).followed_vpcs == ["vpc-1"]  # p-2 is still there
+        produce(producer, topics.unicast, H, goal_state(H, port("p-2", rev=2, op=common.DELETE)).SerializeToString(), gs_request_id="u3")
+        await reply_reader.until(lambda m: any(hd.get(h.REQUEST_ID) == "u3" for hd, _ in m))
+        counters = await agent.counters()
+        assert list(counters.followed_vpcs) == []
+        state = await agent.host_state(H)
+        assert dict(state.security_group_states) == {} and dict(state.subnet_states) == {}
+
+
+async def test_fast_path_streams_a_reply_per_goal_state(bootstrap: str, topics: Topics, kafka: KafkaSettings, vectors_dir: Path) -> None:
+    create_topics(kafka, topics)
+    goal = gs.GoalStateV2.FromString((vectors_dir / "goalstatev2_small.bin").read_bytes())
+    async with running_agent(bootstrap, topics, "sim", "--hosts", "2", "--first-host", "192.168.0.11", "--name", "fp") as agent:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{agent.grpc_port}") as channel:
+            stub = gsp_grpc.GoalStateProvisionerStub(channel)
+            got = [reply async for reply in stub.PushGoalStatesStream(iter([goal, goal]))]
+        expected = sum(len(r.resources) for r in goal.host_resources.values())
+        assert [len(r.operation_statuses) for r in got] == [expected, expected]
+        assert {s.operation_status for s in got[0].operation_statuses} == {common.SUCCESS}
+        assert (await agent.counters()).duplicates >= expected  # the second copy changed nothing
+        assert listed(await agent.host_state("192.168.0.12"), "192.168.0.12") == listed(goal, "192.168.0.12")
+
+
+class FakeDpm(gsp_grpc.GoalStateProvisionerServicer):
+    """Records RequestGoalStates calls (the DPM itself is tested elsewhere)."""
+
+    def __init__(self) -> None:
+        self.requests: list[gsp.HostRequest] = []
+
+    async def RequestGoalStates(self, request: gsp.HostRequest, context: object) -> gsp.HostRequestReply:  # noqa: N802
+        self.requests.append(request)
+        reply = gsp.HostRequestReply(format_version=1)
+        for r in request.state_requests:
+            reply.operation_statuses.add(request_id=r.request_id, operation_status=common.SUCCESS)
+        return reply
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        await asyncio.sleep(0.05)
+
+
+async def test_resync_at_start_retries_until_the_dpm_answers_and_again_on_a_gap(
+    bootstrap: str, topics: Topics, reply_reader: Reader
+) -> None:
+    dpm_port = free_port()
+    fake = FakeDpm()
+    server = grpc.aio.server()
+    gsp_grpc.add_GoalStateProvisionerServicer_to_server(fake, server)
+    server.add_insecure_port(f"127.0.0.1:{dpm_port}")
+    hosts = ["10.8.0.1", "10.8.0.2", "10.8.0.3"]
+    with structlog.testing.capture_logs() as logs:
+        async with running_agent(bootstrap, topics, "sim", "--hosts", "3", "--first-host", hosts[0], "--dpm-address", f"127.0.0.1:{dpm_port}") as agent:
+            await wait_for(lambda: any(e["event"] == "resync_retry" for e in logs))  # the DPM is down: the agent keeps trying
+            await server.start()
+            try:
+                await wait_for(lambda: len(fake.requests) >= 1)
+                first = fake.requests[0].state_requests
+                assert sorted(r.source_ip for r in first) == hosts
+                assert {r.request_type for r in first} == {common.AGENT_RESTARTED}
+                assert len({r.request_id for r in first}) == 3
+                producer = raw_producer(bootstrap)
+                for seq in ("1", "2", "5"):
+                    produce(producer, topics.unicast, hosts[1], goal_state(hosts[1], subnet()).SerializeToString(), gs_seq=seq, gs_epoch="e")
+                await reply_reader.until(lambda m: len(m) >= 3)
+                await wait_for(lambda: len(fake.requests) >= 2)
+                assert [r.source_ip for r in fake.requests[1].state_requests] == [hosts[1]]
+                assert (await agent.counters()).resyncs == 1
+            finally:
+                await server.stop(0)
+
+
+def _read_events(stream: object, until: str, deadline: float) -> list[dict[str, object]]:
+    events = []
+    while time.monotonic() < deadline:
+        line = stream.readline()  # type: ignore[attr-defined]
+        if not line:
+            break
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        events.append(event)
+        if event.get("event") == until:
+            return events
+    raise AssertionError(f"no {until} event; saw {[e.get('event') for e in events]}")
+
+
+def _agent_process(bootstrap: str, topics: Topics, *args: str) -> subprocess.Popen[str]:
+    script = Path(sys.executable).parent / "aca-agent"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACA_", "KAFKA_"))}
+    return subprocess.Popen(
+        [str(script), *args, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--log-json", "1"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+    )
+
+
+async def test_console_script_applies_then_exits_0_on_sigterm(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
+    proc = _agent_process(bootstrap, topics, "--host-id", H)
+    try:
+        await asyncio.to_thread(_read_events, proc.stderr, "aca_ready", time.monotonic() + DEADLINE)
+        produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_request_id="cli")
+        [(headers, _)] = await reply_reader.until(lambda m: len(m) >= 1)
+        assert headers[h.HOST_ID] == H and headers[h.REQUEST_ID] == "cli"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, DEADLINE) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_simulator_of_50_hosts_applies_messages_for_several(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
+    proc = _agent_process(bootstrap, topics, "sim", "--hosts", "50", "--first-host", "10.9.0.1", "--name", "fifty")
+    try:
+        await asyncio.to_thread(_read_events, proc.stderr, "aca_ready", time.monotonic() + DEADLINE)
+        targets = ["10.9.0.1", "10.9.0.7", "10.9.0.23", "10.9.0.42", "10.9.0.50"]
+        producer = raw_producer(bootstrap)
+        for host in [*targets, "10.9.0.51"]:  # .51 is not simulated
+            produce(producer, topics.unicast, host, goal_state(host, subnet(), port()).SerializeToString())
+        got = replies(await reply_reader.until(lambda m: len(m) >= len(targets)))
+        assert sorted(hd[h.HOST_ID] for hd, _ in got) == sorted(targets)
+        assert all(statuses_of(r) == {"sn-1": 0, "port-1": 0} for _, r in got)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, DEADLINE) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

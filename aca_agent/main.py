@@ -155,7 +155,7 @@ def _ensure_topics(admin: AdminClient, config: AgentConfig, halt: threading.Even
     backoff = 0.2
     while not halt.is_set():
         try:
-            ensure_topics(admin, wanted)
+            ensure_topics(admin, wanted, timeout=2.0)
             return True
         except KafkaException as exc:
             log.warning("broker_unreachable", bootstrap=config.bootstrap, error=str(exc), retry_in_s=backoff)

@@ -39,7 +39,15 @@ class Resyncer:
         self._cond = threading.Condition()
         self._stopped = False
         self._sending = False
-        self._channel = grpc.insecure_channel(address)
+        # gRPC's own reconnect backoff (1 s growing to 120 s) would outlast ours: keep it short.
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.min_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", int(max_backoff * 1000)),
+            ],
+        )
         self._stub = gsp_grpc.GoalStateProvisionerStub(self._channel)
         self._thread = threading.Thread(target=self._loop, name="aca-resync", daemon=True)
 

@@ -4,7 +4,10 @@ delivery, then commit. Only `gsmq.transport` interfaces are used, so unit tests 
 over `MemoryBus` and the daemon over Kafka.
 
 Channels (`channel`): `unicast` reads `partition_for(host, n)` of the unicast topic for
-every served host; `topic-per-host` reads `<prefix>.host.<host>`; `both` reads both.
+every served host; `topic-per-host` reads `<prefix>.host.<host>`; `both` reads both;
+`auto` (the default) reads the unicast partitions, and each host's topic once it exists
+(whoever publishes per host creates it; checked at start and every few seconds), so an
+agent follows whichever strategy the DPM runs without creating a topic per host itself.
 Multicast offsets are not committed: after a restart the resync's `gs-follow` says
 where to read from.
 """
@@ -12,6 +15,7 @@ where to read from.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 
@@ -28,7 +32,8 @@ from proto import goalstate_pb2 as gs
 
 log = structlog.get_logger()
 
-CHANNELS = ("unicast", "topic-per-host", "both")
+CHANNELS = ("auto", "unicast", "topic-per-host", "both")
+HOST_TOPIC_CHECK_S = 2.0  # auto: how often to look for host topics not there yet
 GOAL_STATE_TYPE = "GoalStateV2"
 
 TopicPartition = tuple[str, int]
@@ -45,7 +50,8 @@ class AgentConsumer:
         applier: Applier,
         topics: Topics,
         partition_count: Callable[[str], int],
-        channel: str = "unicast",
+        channel: str = "auto",
+        existing_topics: Callable[[], Iterable[str]] | None = None,
         max_batch: int = 1000,
         resync: Callable[[list[str]], None] | None = None,
         lock: AbstractContextManager[object] | None = None,
@@ -60,12 +66,15 @@ class AgentConsumer:
         self.topics = topics
         self.partition_count = partition_count
         self.channel = channel
+        self.existing_topics = existing_topics
         self.max_batch = max_batch
         self.resync = resync
         self.lock: AbstractContextManager[object] = lock if lock is not None else nullcontext()
         self.flush_timeout = flush_timeout
         self._own: set[TopicPartition] = set()  # unicast / per-host partitions (committed)
-        self._host_topics = {topics.host(host): host for host in applier.hosts}
+        self._host_topics = {topics.host(host): host for host in applier.hosts} if channel != "unicast" else {}
+        self._awaited: set[str] = set()  # auto: host topics not assigned yet
+        self._next_check = 0.0
         self._mc_partitions = 0
         self._mc_pos: dict[int, int] = {}  # assigned multicast partition -> next offset to read
         self._mc_users: dict[int, set[tuple[str, str]]] = {}  # partition -> (host, vpc) reading it
@@ -78,7 +87,7 @@ class AgentConsumer:
         beginning) and ask the DPM for every host's state."""
         hosts = list(self.applier.hosts)
         parts: set[TopicPartition] = set()
-        if self.channel in ("unicast", "both"):
+        if self.channel in ("unicast", "both", "auto"):
             n = self.partition_count(self.topics.unicast)
             if n <= 0:
                 raise RuntimeError(f"topic {self.topics.unicast} does not exist")
@@ -90,9 +99,26 @@ class AgentConsumer:
         committed = self.source.committed(ordered)
         self.source.assign([(t, p, committed.get((t, p), -1)) for t, p in ordered])
         self._own = set(ordered)
-        log.info("aca_ready", hosts=len(hosts), channel=self.channel, partitions=len(ordered))
+        if self.channel == "auto":
+            self._awaited = set(self._host_topics)
+            self.check_host_topics()
+        log.info("aca_ready", hosts=len(hosts), channel=self.channel, partitions=len(self._own))
         if self.resync is not None:
             self.resync(hosts)
+
+    def check_host_topics(self) -> None:
+        """auto: start reading the host topics that exist by now (committed offset, else the beginning)."""
+        self._next_check = time.monotonic() + HOST_TOPIC_CHECK_S
+        if not self._awaited or self.existing_topics is None:
+            return
+        found = sorted(self._awaited.intersection(self.existing_topics()))
+        if not found:
+            return
+        committed = self.source.committed([(t, 0) for t in found])
+        self.source.assign([(t, 0, committed.get((t, 0), -1)) for t in found])
+        self._own.update((t, 0) for t in found)
+        self._awaited.difference_update(found)
+        log.info("host_topics_assigned", topics=len(found), awaited=len(self._awaited))
 
     def run(self, stop: threading.Event, poll_timeout: float = 0.1) -> None:
         """Start (retrying while the broker is unreachable), then consume batches until `stop`."""
@@ -110,6 +136,8 @@ class AgentConsumer:
         while not stop.is_set():
             try:
                 self.run_once(poll_timeout)
+                if self._awaited and time.monotonic() >= self._next_check:
+                    self.check_host_topics()
                 backoff = 0.2
             except Exception as exc:  # noqa: BLE001 - transient consume errors: log, back off, go on
                 log.warning("consume_failed", error=str(exc), retry_in_s=backoff)

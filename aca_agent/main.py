@@ -57,7 +57,7 @@ class AgentConfig:
     bootstrap: str | None = None
     kafka_properties: dict[str, str] = field(default_factory=dict)
     topic_prefix: str = "gs"
-    channel: str = "unicast"
+    channel: str = "auto"
     dpm_address: str | None = None
     status_port: int = 0
     grpc_port: int = 0
@@ -94,10 +94,11 @@ def build_settings(sim: bool) -> Settings:
         settings.option("--host-id", default=None, help="this host's id (its IP address, the unicast key) (required)")
     settings.option(
         "--channel",
-        default="unicast",
+        default="auto",
         choices=list(CHANNELS),
-        help="where host messages are read: the unicast topic (partition of the host key), "
-        "<prefix>.host.<id> topics (topic-per-host), or both",
+        help="where host messages are read: the unicast topic (the partition of the host key), "
+        "<prefix>.host.<id> topics (topic-per-host, created at start), both, or auto: unicast, plus "
+        "each host topic once someone created it (looked for every 2 s; pass unicast for large fleets)",
     )
     settings.option("--dpm-address", default=None, help="DPM gRPC host:port, asked for full state at start and on gaps; unset: no resync")
     settings.option("--status-port", default=0, convert=_port, help="gRPC port of gsmq.v1.AgentStatusService; 0 = off")
@@ -150,7 +151,7 @@ def _ensure_topics(admin: AdminClient, config: AgentConfig, halt: threading.Even
     """Create the channels' topics, retrying with backoff while the broker is unreachable."""
     topics = Topics(config.topic_prefix)
     wanted = {getattr(topics, name): n for name, n in DEFAULT_PARTITIONS.items()}
-    if config.channel != "unicast":
+    if config.channel in ("topic-per-host", "both"):
         wanted.update({topics.host(host): 1 for host in config.hosts})
     backoff = 0.2
     while not halt.is_set():
@@ -192,6 +193,7 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
                 topics=topics,
                 partition_count=lambda topic: partition_count(admin, topic),
                 channel=config.channel,
+                existing_topics=lambda: admin.list_topics(timeout=5).topics.keys(),
                 max_batch=config.max_batch,
                 resync=resyncer.request if resyncer else None,
                 lock=lock,

@@ -58,6 +58,7 @@ class Agent:
         self.bus = MemoryBus({T.unicast: 16, T.multicast: 16, T.reply: 8, T.dead_letter: 1})
         self.applier = Applier(MemoryDataPlane(), hosts)
         self.resyncs: list[list[str]] = []
+        self.existing: set[str] = set()  # topics the "cluster" has (auto channel)
         self.source = self.bus.source(GROUP)
         self.consumer = AgentConsumer(
             source=self.source,
@@ -67,6 +68,7 @@ class Agent:
             partition_count=self.bus.partition_count,
             channel=channel,
             resync=self.resyncs.append,
+            existing_topics=lambda: self.existing,
         )
         self.consumer.start()
 
@@ -202,3 +204,17 @@ def test_commit_waits_for_reply_delivery(stopping: bool) -> None:
         assert agent.replies() == [] and agent.committed(T.unicast, H1) == -1
     else:  # re-sent after the failure, then committed
         assert len(agent.replies()) == 1 and agent.committed(T.unicast, H1) == 1
+
+
+def test_auto_channel_reads_unicast_and_each_host_topic_once_it_exists() -> None:
+    agent = Agent([H1, H2], channel="auto")
+    agent.existing = {T.unicast}
+    agent.send(T.host(H2), H2, goal_state(H2, subnet("sn-topic")))
+    agent.send(T.unicast, H1, goal_state(H1, subnet("sn-unicast")))
+    agent.drain()
+    assert [hd[h.HOST_ID] for hd, _ in agent.replies()] == [H1]
+    agent.existing.add(T.host(H2))  # the DPM created it
+    agent.consumer.check_host_topics()
+    agent.drain()
+    assert sorted(hd[h.HOST_ID] for hd, _ in agent.replies()) == [H1, H2]
+    assert "sn-topic" in agent.applier.dataplane.table(H2, common.SUBNET)

@@ -301,7 +301,7 @@ class Applier:
                 if not pend.missing:
                     del hs.pending[key]
                     statuses.append(self._apply_one(hs, key[0], key[1], pend.state, sent_ns))
-        self._follow_diff(hs, before, follow)
+        self._follow_diff(hs, before, follow, whole)
         return statuses
 
     def _result(self, hs: HostState, statuses: list[ResourceStatus], start_ns: int, resync: bool) -> Result:
@@ -429,14 +429,19 @@ class Applier:
             if not ports:
                 del hs.vpc_ports[vpc]
 
-    def _follow_diff(self, hs: HostState, before: set[str], follow: dict[str, Cursor]) -> None:
+    def _follow_diff(self, hs: HostState, before: set[str], follow: dict[str, Cursor], whole: bool) -> None:
         """Start/stop following VPCs whose first port came / last port left, and take the
-        cursors of `gs-follow` (also for VPCs already followed: a resync moves them back)."""
+        cursors of `gs-follow`. For a VPC already followed only a resync (`whole`) or a
+        cursor ahead of ours moves it: the resync replaced the tables as of its seq."""
         after = hs.vpc_ports.keys()
         for vpc in after - before:
             self.followers.setdefault(vpc, set()).add(hs.host)
         for vpc in set(after) & (set(follow) | (after - before)):
             cursor = follow.get(vpc)
+            mine = hs.cursors.get(vpc)
+            if cursor is not None and vpc in before and not whole and mine is not None:
+                if mine.epoch == cursor.epoch and mine.seq >= cursor.seq:
+                    continue  # a stale gs-follow on a later message: keep reading where we are
             if cursor is not None:
                 hs.cursors[vpc] = cursor
             if cursor is not None or vpc not in before:

@@ -218,6 +218,18 @@ async def test_fast_path_streams_a_reply_per_goal_state(bootstrap: str, topics: 
         assert listed(await agent.host_state("192.168.0.12"), "192.168.0.12") == listed(goal, "192.168.0.12")
 
 
+async def test_auto_channel_picks_up_a_host_topic_created_later(
+    bootstrap: str, topics: Topics, kafka: KafkaSettings, reply_reader: Reader
+) -> None:
+    async with running_agent(bootstrap, topics, "--host-id", H):  # default channel: auto
+        produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, subnet("sn-u")).SerializeToString(), gs_request_id="u")
+        await reply_reader.until(lambda m: len(m) >= 1)
+        ensure_topics(AdminClient(kafka.admin()), {topics.host(H): 1})  # a topic-per-host DPM starts publishing
+        produce(raw_producer(bootstrap), topics.host(H), H, goal_state(H, subnet("sn-t")).SerializeToString(), gs_request_id="t")
+        got = await reply_reader.until(lambda m: len(m) >= 2)
+        assert sorted(hd[h.REQUEST_ID] for hd, _ in got) == ["t", "u"]
+
+
 class FakeDpm(gsp_grpc.GoalStateProvisionerServicer):
     """Records RequestGoalStates calls (the DPM itself is tested elsewhere)."""
 

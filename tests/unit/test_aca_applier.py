@@ -253,3 +253,12 @@ def test_a_resync_moves_the_cursor_of_a_vpc_already_followed(applier: Applier) -
     assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", True, Cursor(3, 100, 5, "e1"))]
     again = applier.apply_multicast("vpc-1", goal_state(None, security_group()), {h.SEQ: "6", h.EPOCH: "e1"}, 3, 100)
     assert [r.host for r in again] == [H1]
+
+
+def test_a_stale_gs_follow_on_a_later_message_keeps_the_cursor(applier: Applier) -> None:
+    _follow(applier, H1, "vpc-1=3:120:7")
+    applier.apply_multicast("vpc-1", goal_state(None, security_group()), {h.SEQ: "8", h.EPOCH: "e1"}, 3, 130)
+    applier.take_follow_changes()
+    applier.apply_unicast(H1, goal_state(H1, port("port-x")), {h.FOLLOW: "vpc-1=3:100:5", h.EPOCH: "e1"})
+    assert applier.take_follow_changes() == []
+    assert applier.hosts[H1].cursors["vpc-1"] == Cursor(3, 120, 8, "e1")

@@ -81,7 +81,7 @@ class Agent:
             pass
 
     def replies(self) -> list[tuple[dict[str, str], gsp.GoalStateOperationReply]]:
-        out = []
+        out: list[tuple[dict[str, str], gsp.GoalStateOperationReply]] = []
         for (topic, _), log in sorted(self.bus.logs.items()):
             if topic == T.reply:
                 out.extend((env.headers, gsp.GoalStateOperationReply.FromString(env.value)) for env in log)

@@ -101,7 +101,10 @@ class AgentConsumer:
         self._own = set(ordered)
         if self.channel == "auto":
             self._awaited = set(self._host_topics)
-            self.check_host_topics()
+            try:
+                self.check_host_topics()
+            except Exception as exc:  # noqa: BLE001 - looked for again every few seconds
+                log.warning("host_topic_check_failed", error=str(exc))
         log.info("aca_ready", hosts=len(hosts), channel=self.channel, partitions=len(self._own))
         if self.resync is not None:
             self.resync(hosts)

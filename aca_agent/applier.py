@@ -38,6 +38,7 @@ APPLY_ORDER: tuple[int, ...] = (
 )
 _RANK = {rtype: i for i, rtype in enumerate(APPLY_ORDER)}
 _HAS_UPDATE_TYPE = frozenset(MAP_FIELD) - {common.GATEWAY}  # GatewayConfiguration has no update_type
+_CHILDREN = frozenset({common.PORT, common.DHCP, common.NEIGHBOR})  # types whose subnet must be known
 _UINT32_MAX = 0xFFFFFFFF
 
 
@@ -317,7 +318,8 @@ class Applier:
             return ResourceStatus(rid, rtype, op, common.INVALID_ARG)
         op = int(state.operation_type)
         key = (rtype, rid)
-        rev = int(state.configuration.revision_number)
+        config = state.configuration
+        rev = int(config.revision_number)
         current = self.dataplane.table(hs.host, rtype).get(rid)
         pend = hs.pending.get(key)
         dp_ns = 0
@@ -345,7 +347,7 @@ class Applier:
                 self.counters.out_of_order += 1
                 status = common.OUT_OF_ORDER
             else:
-                missing = self._missing_parents(hs, rtype, state)
+                missing = self._missing_parents(hs, rtype, config) if rtype in _CHILDREN else None
                 if missing:
                     self._drop_pending(hs, key)
                     hs.pending[key] = _Pending(state, missing)
@@ -360,22 +362,19 @@ class Applier:
                     dp_ns = time.perf_counter_ns() - t0
                     status = common.SUCCESS
                 if rtype == common.PORT:
-                    self._track_port(hs, rid, str(state.configuration.vpc_id))
+                    self._track_port(hs, rid, str(config.vpc_id))
         end = time.perf_counter_ns()
         elapse = _us(time.time_ns() - sent_ns) if sent_ns else 0
         return ResourceStatus(rid, rtype, op, status, _us(dp_ns), _us(end - start - dp_ns), elapse)
 
-    def _missing_parents(self, hs: HostState, rtype: int, state: Any) -> set[str]:
-        """Subnets a port/DHCP/neighbor refers to that the host does not have."""
-        config = state.configuration
+    def _missing_parents(self, hs: HostState, rtype: int, config: Any) -> set[str]:
+        """Subnets a port/DHCP/neighbor (`_CHILDREN`) refers to that the host does not have."""
         if rtype == common.DHCP:
-            wanted = {config.subnet_id} if config.subnet_id else set()
-        elif rtype in (common.PORT, common.NEIGHBOR):
-            wanted = {ip.subnet_id for ip in config.fixed_ips if ip.subnet_id}
+            wanted = [config.subnet_id]
         else:
-            return set()
+            wanted = [ip.subnet_id for ip in config.fixed_ips]
         subnets = self.dataplane.table(hs.host, common.SUBNET)
-        return {s for s in wanted if s not in subnets}
+        return {s for s in wanted if s and s not in subnets}
 
     def _drop_pending(self, hs: HostState, key: ResourceKey) -> None:
         pend = hs.pending.pop(key, None)

@@ -33,7 +33,6 @@ from gsmq.topics import Topics, ensure_topics, partition_count
 log = structlog.get_logger()
 
 # Partitions of the topics when this agent is the first to create them (docs/internals.md).
-DEFAULT_PARTITIONS = {"unicast": 16, "multicast": 16, "reply": 8, "dead_letter": 1}
 
 DESCRIPTION = """\
 The Alcor Control Agent (ACA) of the goal-state message-queue path: consumes the goal
@@ -150,7 +149,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
 def _ensure_topics(admin: AdminClient, config: AgentConfig, halt: threading.Event) -> bool:
     """Create the channels' topics, retrying with backoff while the broker is unreachable."""
     topics = Topics(config.topic_prefix)
-    wanted = {getattr(topics, name): n for name, n in DEFAULT_PARTITIONS.items()}
+    wanted = topics.default_partitions()
     if config.channel in ("topic-per-host", "both"):
         wanted.update({topics.host(host): 1 for host in config.hosts})
     backoff = 0.2

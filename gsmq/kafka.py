@@ -8,6 +8,7 @@ and are passed through untouched; the project only adds what its guarantees need
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +74,7 @@ def parse_properties(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def env_properties(environ: dict[str, str] | None = None) -> dict[str, str]:
+def env_properties(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """librdkafka properties from KAFKA_PROP_* variables (`_` becomes `.`, lower case)."""
     env = os.environ if environ is None else environ
     return {

@@ -34,6 +34,10 @@ class Topics:
         """The per-host topic of the `topic-per-host` strategy."""
         return f"{self.prefix}.host.{host_id}"
 
+    def default_partitions(self) -> dict[str, int]:
+        """The shared channels with their default partition counts (docs/internals.md)."""
+        return {self.unicast: 16, self.multicast: 16, self.reply: 8, self.dead_letter: 1}
+
 
 def ensure_topics(admin: AdminClient, partitions: dict[str, int], timeout: float = 10.0) -> None:
     """Create the topics that do not exist yet; an existing topic is left as it is."""

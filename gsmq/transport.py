@@ -120,8 +120,8 @@ class _MemorySource:
             self.positions[(topic, part)] = max(offset, 0)
 
     def unassign(self, partitions: Sequence[tuple[str, int]]) -> None:
-        for tp in partitions:
-            self.positions.pop(tuple(tp), None)  # type: ignore[arg-type]
+        for topic, part in partitions:
+            self.positions.pop((topic, part), None)
 
     def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
         out: list[Envelope] = []
@@ -140,4 +140,4 @@ class _MemorySource:
 
     def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         mine = self.bus.commits[self.group]
-        return {tuple(tp): mine.get(tuple(tp), -1) for tp in partitions}  # type: ignore[misc]
+        return {(topic, part): mine.get((topic, part), -1) for topic, part in partitions}

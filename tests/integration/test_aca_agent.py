@@ -21,7 +21,7 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from aca_agent.main import DEFAULT_PARTITIONS, parse_config, serve
+from aca_agent.main import parse_config, serve
 from aca_agent.testing import goal_state, listed, port, security_group, subnet
 from gsmq import headers as h
 from gsmq.broker import free_port
@@ -39,7 +39,7 @@ H = "10.7.0.1"
 
 
 def create_topics(kafka: KafkaSettings, topics: Topics) -> None:
-    ensure_topics(AdminClient(kafka.admin()), {getattr(topics, name): n for name, n in DEFAULT_PARTITIONS.items()})
+    ensure_topics(AdminClient(kafka.admin()), topics.default_partitions())
 
 
 def raw_producer(bootstrap: str) -> Producer:
@@ -116,7 +116,7 @@ async def running_agent(bootstrap: str, topics: Topics, *args: str) -> AsyncIter
 @pytest.fixture
 def reply_reader(bootstrap: str, topics: Topics, kafka: KafkaSettings) -> Iterator[Reader]:
     create_topics(kafka, topics)
-    reader = Reader(bootstrap, topics.reply, DEFAULT_PARTITIONS["reply"])
+    reader = Reader(bootstrap, topics.reply, topics.default_partitions()[topics.reply])
     yield reader
     reader.close()
 

@@ -1,0 +1,5 @@
+import sys
+
+from dpm_server.main import main
+
+sys.exit(main())

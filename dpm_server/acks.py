@@ -1,0 +1,153 @@
+"""The ack tracker: which host replies each request still waits for, merged statuses,
+stragglers retried, callers answered (docs/internals.md, "The caller's reply")."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from dpm_server.planner import Input
+from dpm_server.publisher import Token
+from gsmq import headers as h
+from gsmq.resources import ResourceKey
+from proto import common_pb2 as common
+from proto import goalstateprovisioner_pb2 as gsp
+
+# How bad a status is, for merging the statuses of many hosts into one.
+_SEVERITY = {common.SUCCESS: 0, common.PENDING: 1, common.OUT_OF_ORDER: 2, common.INVALID_ARG: 3, common.FAILURE: 4}
+
+
+@dataclass
+class Merged:
+    status: int = common.SUCCESS
+    operation_type: int = common.INFO
+    dataplane_us: int = 0
+    config_us: int = 0
+    elapse_us: int = 0
+
+
+@dataclass
+class Pending:
+    """One caller's request in flight."""
+
+    id: str
+    data: Input
+    waiting: dict[str, set[Token]]  # host -> tokens of messages it has not yet acknowledged
+    on_done: Callable[[gsp.GoalStateOperationReply], None]
+    started: float = field(default_factory=time.monotonic)
+    retry_tokens: dict[str, Token] = field(default_factory=dict)  # host -> token of its retry copy
+    merged: dict[ResourceKey, Merged] = field(default_factory=dict)
+    total_us: int = 0
+
+
+def reply_token(headers: Mapping[str, str]) -> Token:
+    """The token a reply acknowledges, from its echoed headers."""
+    seq = headers.get(h.SEQ, "")
+    vpc = headers.get(h.VPC_ID)
+    return ("m", vpc, seq) if vpc else ("u", seq)
+
+
+class AckTracker:
+    """Matches replies to requests; completes, retries and fails them."""
+
+    def __init__(self, retry_after: float, timeout: float, retry: Callable[[Pending, str], Token]) -> None:
+        self.retry_after = retry_after
+        self.timeout = timeout
+        self._retry = retry
+        self.pending: dict[str, Pending] = {}
+        self.completed = 0
+        self.failed = 0
+        self.replies = 0
+        self.retries = 0
+
+    def track(self, request: Pending) -> None:
+        request.waiting = {host: tokens for host, tokens in request.waiting.items() if tokens}
+        for key, state in request.data.states.items():
+            request.merged[key] = Merged(operation_type=int(state.operation_type))
+        if not request.waiting:
+            self._finish(request, [])
+        else:
+            self.pending[request.id] = request
+
+    def on_reply(self, host: str, headers: Mapping[str, str], reply: gsp.GoalStateOperationReply) -> None:
+        """A host's reply (from the reply topic); replies nobody waits for are ignored."""
+        self.replies += 1
+        request = self.pending.get(headers.get(h.REQUEST_ID, ""))
+        if request is None or host not in request.waiting:
+            return
+        tokens = request.waiting[host]
+        token = reply_token(headers)
+        if token not in tokens:
+            return
+        self._merge(request, reply)
+        if token == request.retry_tokens.get(host):
+            tokens.clear()  # the retry carried everything the input gave this host
+        tokens.discard(token)
+        if not tokens:
+            del request.waiting[host]
+        if not request.waiting:
+            del self.pending[request.id]
+            self._finish(request, [])
+
+    def tick(self, now: float | None = None) -> None:
+        """Retry hosts silent past `retry_after`; fail those silent past `timeout`."""
+        now = time.monotonic() if now is None else now
+        for request in list(self.pending.values()):
+            age = now - request.started
+            if age >= self.timeout:
+                del self.pending[request.id]
+                self._finish(request, sorted(request.waiting))
+            elif age >= self.retry_after:
+                for host in list(request.waiting):
+                    if host not in request.retry_tokens:
+                        token = self._retry(request, host)
+                        request.retry_tokens[host] = token
+                        request.waiting[host].add(token)
+                        self.retries += 1
+
+    def _merge(self, request: Pending, reply: gsp.GoalStateOperationReply) -> None:
+        request.total_us = max(request.total_us, reply.message_total_operation_time)
+        for s in reply.operation_statuses:
+            merged = request.merged.get((int(s.resource_type), s.resource_id))
+            if merged is None:
+                continue  # a resource of the host's bundle, not of this input
+            if _SEVERITY.get(s.operation_status, 4) > _SEVERITY.get(merged.status, 4):
+                merged.status = int(s.operation_status)
+            merged.dataplane_us = max(merged.dataplane_us, s.dataplane_programming_time)
+            merged.config_us = max(merged.config_us, s.network_configuration_time)
+            merged.elapse_us = max(merged.elapse_us, s.state_elapse_time)
+
+    def _finish(self, request: Pending, silent: list[str]) -> None:
+        for host in silent:
+            for key in request.data.listed.get(host, ()):
+                if key in request.merged:
+                    request.merged[key].status = common.FAILURE
+        self.completed += 1
+        self.failed += bool(silent)
+        request.on_done(caller_reply(request, silent))
+
+
+def caller_reply(request: Pending, silent: list[str]) -> gsp.GoalStateOperationReply:
+    """One status per input resource (worst over hosts), plus `host:<id>` FAILURE per silent host."""
+    reply = gsp.GoalStateOperationReply(format_version=request.data.goal.format_version, message_total_operation_time=request.total_us)
+    for (rtype, rid), m in request.merged.items():
+        reply.operation_statuses.add(
+            resource_id=rid, resource_type=rtype, operation_type=m.operation_type, operation_status=m.status,  # type: ignore[arg-type]
+            dataplane_programming_time=m.dataplane_us, network_configuration_time=m.config_us, state_elapse_time=m.elapse_us,
+        )
+    for host in silent:
+        reply.operation_statuses.add(resource_id=f"host:{host}", operation_type=common.INFO, operation_status=common.FAILURE)
+    return reply
+
+
+def invalid_reply(bad: Mapping[ResourceKey, str], format_version: int) -> gsp.GoalStateOperationReply:
+    """INVALID_ARG for each refused resource (nothing of the message was published)."""
+    reply = gsp.GoalStateOperationReply(format_version=format_version)
+    for (rtype, rid) in bad:
+        reply.operation_statuses.add(resource_id=rid, resource_type=rtype if rtype in _TYPES else 0,  # type: ignore[arg-type]
+                                     operation_status=common.INVALID_ARG)
+    return reply
+
+
+_TYPES = frozenset(common.ResourceType.values())

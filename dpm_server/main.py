@@ -1,0 +1,218 @@
+"""`dpm-server`: configuration, wiring and lifecycle of the DPM daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from dpm_server.engine import Engine
+from dpm_server.planner import STRATEGIES
+from dpm_server.publisher import MARKER, Publisher
+from dpm_server.service import Provisioner, Status
+from gsmq import headers as h
+from gsmq import lifecycle, logs
+from gsmq.broker import embedded_or_external
+from gsmq.config import ConfigError, Settings, positive_int
+from gsmq.kafka import KafkaSettings
+from gsmq.kafka_transport import KafkaSink, KafkaSource
+from gsmq.topics import Topics, ensure_topics
+from proto import goalstateprovisioner_pb2 as gsp
+from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
+from proto import gsmq_pb2_grpc
+
+log = structlog.get_logger()
+
+DESCRIPTION = """\
+The Data Plane Manager of the goal-state message-queue path.
+
+Serves gRPC alcor.schema.GoalStateProvisioner (PushGoalStatesStream, RequestGoalStates)
+and gsmq.v1.DpmStatusService; publishes every host's goal states to Kafka (unicast per
+host, multicast per VPC), answers each caller once every targeted host has applied.
+Settings: flags, then DPM_* environment variables, then a TOML file (--config).
+"""
+
+
+@dataclass(frozen=True)
+class DpmConfig:
+    bootstrap: str | None
+    kafka_properties: dict[str, str]
+    topic_prefix: str
+    grpc_address: str
+    strategy: str
+    reply_timeout: float
+    retry_after: float
+    max_in_flight: int
+    unicast_partitions: int
+    multicast_partitions: int
+    reply_partitions: int
+    log_level: str
+    log_json: bool | None
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"must be a positive number, got {text}")
+    return value
+
+
+def settings() -> Settings:
+    s = Settings("dpm-server", DESCRIPTION, "DPM")
+    s.option("--grpc-address", default="127.0.0.1:50051", help="where the gRPC API listens (host:port)")
+    s.option("--strategy", default="vpc-multicast", choices=list(STRATEGIES), help="how goal states travel")
+    s.option("--reply-timeout", default=10.0, convert=positive_float, help="seconds a request waits for its hosts before they are FAILURE")
+    s.option("--retry-after", default=3.0, convert=positive_float, help="seconds before a silent host gets its copy again")
+    s.option("--max-in-flight", default=10000, convert=positive_int, help="requests in flight before callers are held back")
+    s.option("--unicast-partitions", default=16, convert=positive_int, help="partitions of the unicast topic when it is created")
+    s.option("--multicast-partitions", default=16, convert=positive_int, help="partitions of the multicast topic when it is created")
+    s.option("--reply-partitions", default=8, convert=positive_int, help="partitions of the reply topic when it is created")
+    return s
+
+
+def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> DpmConfig:
+    values: dict[str, Any] = settings().parse(argv, environ)
+    if values["retry_after"] >= values["reply_timeout"]:
+        raise ConfigError(f"--retry-after ({values['retry_after']}) must be shorter than --reply-timeout ({values['reply_timeout']})")
+    host, sep, port = values["grpc_address"].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--grpc-address must be host:port, got {values['grpc_address']!r}")
+    return DpmConfig(**{k: values[k] for k in DpmConfig.__dataclass_fields__})
+
+
+def _ensure_topics(kafka: KafkaSettings, config: DpmConfig, halt: threading.Event) -> dict[str, int]:
+    """Create the channels, retrying with backoff while the broker is unreachable; their partition counts."""
+    topics = Topics(config.topic_prefix)
+    wanted = {topics.unicast: config.unicast_partitions, topics.multicast: config.multicast_partitions,
+              topics.reply: config.reply_partitions, topics.dead_letter: 1}
+    admin = AdminClient(kafka.admin())
+    backoff = 0.2
+    while not halt.is_set():
+        try:
+            ensure_topics(admin, wanted, timeout=5.0)
+            meta = admin.list_topics(timeout=5.0).topics
+            return {name: len(meta[name].partitions) for name in wanted}
+        except KafkaException as exc:
+            log.warning("broker_unreachable", bootstrap=kafka.bootstrap, error=str(exc), retry_in_s=backoff)
+            halt.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+    return {}
+
+
+def _read_replies(source: KafkaSource, engine: Engine, loop: asyncio.AbstractEventLoop, halt: threading.Event) -> None:
+    """Consume the reply topic in batches and hand decoded replies to the event loop."""
+    while not halt.is_set():
+        batch = []
+        for message in source.poll_batch(2000, 0.1):
+            if message.headers.get(h.MSG_TYPE) == MARKER:
+                continue
+            reply = gsp.GoalStateOperationReply()
+            try:
+                reply.ParseFromString(message.value)
+            except Exception:  # noqa: BLE001 - a broken reply is logged, not fatal
+                log.warning("reply_undecodable", partition=message.partition, offset=message.offset)
+                continue
+            batch.append((message.headers.get(h.HOST_ID, message.key), message.headers, reply))
+        if batch:
+            loop.call_soon_threadsafe(_deliver, engine, batch)
+
+
+def _deliver(engine: Engine, batch: list[tuple[str, dict[str, str], gsp.GoalStateOperationReply]]) -> None:
+    for host, headers, reply in batch:
+        engine.tracker.on_reply(host, headers, reply)
+
+
+async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
+    """Run until `stop`: topics, markers, reply reader, gRPC; then drain and flush."""
+    kafka = KafkaSettings(bootstrap, config.kafka_properties)
+    topics = Topics(config.topic_prefix)
+    halt = threading.Event()
+    stopper = asyncio.create_task(_relay(stop, halt))
+    counts = await asyncio.to_thread(_ensure_topics, kafka, config, halt)
+    if not counts:
+        return 0
+    sink = KafkaSink(kafka)
+    publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply])
+    admin = AdminClient(kafka.admin())
+    publisher.create_topic = lambda name: ensure_topics(admin, {name: 1})
+    markers = await asyncio.to_thread(publisher.place_markers)
+    engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout)
+    source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
+    source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
+    loop = asyncio.get_running_loop()
+    threads = [
+        threading.Thread(target=_poll, args=(sink, halt), name="dpm-producer-poll", daemon=True),
+        threading.Thread(target=_read_replies, args=(source, engine, loop, halt), name="dpm-replies", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
+    gsp_grpc.add_GoalStateProvisionerServicer_to_server(Provisioner(engine, config.max_in_flight), server)
+    gsmq_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
+    try:
+        port = server.add_insecure_port(config.grpc_address)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {config.grpc_address}: {exc}") from exc
+    await server.start()
+    log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy, epoch=publisher.epoch)
+    ticker = asyncio.create_task(_tick(engine, stop))
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(grace=2.0)  # in-flight calls get their replies or are cancelled
+        ticker.cancel()
+        halt.set()
+        stopper.cancel()
+        remaining = await asyncio.to_thread(sink.flush, 5.0)
+        for thread in threads:
+            thread.join(timeout=2.0)
+        source.close()
+        log.info("dpm_stopped", unflushed=remaining, **engine.counts())
+    return 0
+
+
+def _poll(sink: KafkaSink, halt: threading.Event) -> None:
+    while not halt.is_set():
+        sink.poll(0.05)
+
+
+async def _tick(engine: Engine, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        engine.tracker.tick()
+        await asyncio.sleep(0.1)
+
+
+async def _relay(stop: asyncio.Event, halt: threading.Event) -> None:
+    await stop.wait()
+    halt.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script entry point; returns the exit code (2 for unusable configuration)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = parse_config(args)
+    except ConfigError as exc:
+        print(f"dpm-server: error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(config.log_level, config.log_json)
+    try:
+        with embedded_or_external(config.bootstrap) as bootstrap:
+            if bootstrap != config.bootstrap:
+                log.info("embedded_broker_started", bootstrap=bootstrap)
+            return lifecycle.run(lambda stop: serve(config, bootstrap, stop))
+    except (ConfigError, OSError, RuntimeError, TimeoutError) as exc:
+        print(f"dpm-server: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Publishing: sequences, headers, follow offsets and byte counts over a `Sink`.
+
+Only bytes move here (transport never decides what a host gets). Start-up markers on
+every multicast and reply partition make the delivered offsets known from the first
+message on, so `gs-follow` can always name where a newly followed VPC starts, and the
+ack tracker can read replies from this run only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gsmq import headers as h
+from gsmq.partition import partition_for
+from gsmq.topics import Topics
+from gsmq.transport import Envelope, Sink
+
+GOAL_STATE = "GoalStateV2"
+MARKER = "Marker"
+Token = tuple[str, ...]  # ("u", seq) for a host's unicast message, ("m", vpc, seq) for multicast
+
+
+@dataclass
+class Counters:
+    unicast_messages: int = 0
+    multicast_messages: int = 0
+    bytes_published: int = 0
+    delivery_errors: int = 0
+
+
+class Publisher:
+    """Produces goal states with per-host / per-VPC sequences of one epoch."""
+
+    def __init__(self, sink: Sink, topics: Topics, per_host_topics: bool, multicast_partitions: int, reply_partitions: int) -> None:
+        self.sink = sink
+        self.topics = topics
+        self.per_host_topics = per_host_topics
+        self.multicast_partitions = multicast_partitions
+        self.reply_partitions = reply_partitions
+        self.epoch = uuid.uuid4().hex[:12]
+        self.host_seq: dict[str, int] = defaultdict(int)
+        self.vpc_seq: dict[str, int] = defaultdict(int)
+        self.delivered: dict[tuple[str, int], int] = {}  # (topic, partition) -> highest delivered offset
+        self.counters = Counters()
+        self._lock = threading.Lock()
+        self.create_topic: Callable[[str], None] | None = None  # makes a host's topic (topic-per-host)
+        self._host_topics: set[str] = set()
+
+    # ---- start-up ----------------------------------------------------------------------
+
+    def place_markers(self, timeout: float = 30.0) -> dict[tuple[str, int], int]:
+        """One marker per multicast and reply partition; returns their delivered offsets."""
+        for topic, count in ((self.topics.multicast, self.multicast_partitions), (self.topics.reply, self.reply_partitions)):
+            for part in range(count):
+                marker = Envelope(topic, f"marker-{part}", b"", {h.MSG_TYPE: MARKER, h.EPOCH: self.epoch}, partition=part)
+                self.sink.send(marker, self._on_delivered)
+        deadline = time.monotonic() + timeout
+        wanted = self.multicast_partitions + self.reply_partitions
+        while len(self.delivered) < wanted:
+            if time.monotonic() > deadline:
+                raise TimeoutError("start-up markers were not delivered; is the broker reachable?")
+            self.sink.poll(0.1)
+        return dict(self.delivered)
+
+    def _on_delivered(self, message: Envelope, error: str | None) -> None:
+        if error is not None:
+            self.counters.delivery_errors += 1
+            return
+        tp = (message.topic, message.partition)
+        with self._lock:
+            if message.offset > self.delivered.get(tp, -1):
+                self.delivered[tp] = message.offset
+
+    # ---- goal states -------------------------------------------------------------------
+
+    def follow_positions(self, vpcs: list[str]) -> dict[str, tuple[int, int]]:
+        """{vpc: (partition, first offset to read)}, captured before this change's multicast."""
+        out = {}
+        with self._lock:
+            for vpc in vpcs:
+                part = partition_for(vpc, self.multicast_partitions)
+                out[vpc] = (part, self.delivered.get((self.topics.multicast, part), -1) + 1)
+        return out
+
+    def multicast(self, vpc: str, payload: bytes, request_id: str) -> Token:
+        self.vpc_seq[vpc] += 1
+        seq = self.vpc_seq[vpc]
+        headers = {h.REQUEST_ID: request_id, h.VPC_ID: vpc, h.SEQ: str(seq), h.EPOCH: self.epoch,
+                   h.SENT_NS: str(time.time_ns()), h.MSG_TYPE: GOAL_STATE}
+        self.sink.send(Envelope(self.topics.multicast, vpc, payload, headers), self._on_delivered)
+        self.counters.multicast_messages += 1
+        self.counters.bytes_published += len(payload)
+        return ("m", vpc, str(seq))
+
+    def unicast(self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False) -> Token:
+        self.host_seq[host] += 1
+        seq = self.host_seq[host]
+        headers = {h.REQUEST_ID: request_id, h.HOST_ID: host, h.SEQ: str(seq), h.EPOCH: self.epoch,
+                   h.SENT_NS: str(time.time_ns()), h.MSG_TYPE: GOAL_STATE}
+        if follow:
+            headers[h.FOLLOW] = ",".join(f"{vpc}={p}:{o}:{self.vpc_seq[vpc]}" for vpc, (p, o) in sorted(follow.items()))
+        if full:
+            headers[h.FULL] = "1"
+        topic = self.topics.unicast
+        if self.per_host_topics:
+            topic = self.topics.host(host)
+            if topic not in self._host_topics and self.create_topic is not None:
+                self.create_topic(topic)
+            self._host_topics.add(topic)
+        self.sink.send(Envelope(topic, host, payload, headers), self._on_delivered)
+        self.counters.unicast_messages += 1
+        self.counters.bytes_published += len(payload)
+        return ("u", str(seq))

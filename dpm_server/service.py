@@ -1,0 +1,89 @@
+"""gRPC servicers: they move requests to the engine and replies back, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+
+from dpm_server.engine import Engine
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+from proto import goalstateprovisioner_pb2 as gsp
+from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
+from proto import gsmq_pb2, gsmq_pb2_grpc
+
+
+class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
+    """alcor.schema.GoalStateProvisioner on the DPM."""
+
+    def __init__(self, engine: Engine, max_in_flight: int) -> None:
+        self.engine = engine
+        self.in_flight = asyncio.Semaphore(max_in_flight)
+
+    async def PushGoalStatesStream(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[gs.GoalStateV2], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gsp.GoalStateOperationReply]:
+        """One reply per input, in input order, each once every targeted host applied it."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[asyncio.Future[gsp.GoalStateOperationReply] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for goal in request_iterator:
+                    await self.in_flight.acquire()  # backpressure: stop reading the caller's stream
+                    future: asyncio.Future[gsp.GoalStateOperationReply] = loop.create_future()
+
+                    def done(reply: gsp.GoalStateOperationReply, future: asyncio.Future[gsp.GoalStateOperationReply] = future) -> None:
+                        self.in_flight.release()
+                        if not future.done():
+                            future.set_result(reply)
+
+                    self.engine.submit(goal, done)
+                    await queue.put(future)
+            finally:
+                await queue.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (future := await queue.get()) is not None:
+                yield await future
+            await reader  # surfaces a broken input stream
+        finally:
+            reader.cancel()
+
+    async def RequestGoalStates(self, request: gsp.HostRequest, context: grpc.aio.ServicerContext) -> gsp.HostRequestReply:  # noqa: N802
+        """AGENT_RESTARTED: publish the host's full state; ON_DEMAND: is the destination routable."""
+        reply = gsp.HostRequestReply(format_version=request.format_version)
+        for item in request.state_requests:
+            if not item.source_ip:
+                status = common.INVALID_ARG
+            elif item.request_type == common.AGENT_RESTARTED:
+                self.engine.resync(item.source_ip)
+                status = common.SUCCESS
+            else:
+                status = common.SUCCESS if self.engine.routable(item.source_ip, item.destination_ip) else common.FAILURE
+            reply.operation_statuses.add(request_id=item.request_id, operation_status=status)  # type: ignore[arg-type]
+        return reply
+
+    async def PushNetworkResourceStates(self, request: gs.GoalState, context: grpc.aio.ServicerContext) -> gsp.GoalStateOperationReply:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GoalState (V1) is not served: send GoalStateV2 on PushGoalStatesStream")
+        raise AssertionError("unreachable")
+
+    async def PushGoalstates(self, request: gsp.NeighborRulesRequest, context: grpc.aio.ServicerContext) -> gsp.GoalStateOperationReply:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "neighbor rules are sent as GoalStateV2 on PushGoalStatesStream")
+        raise AssertionError("unreachable")
+
+
+class Status(gsmq_pb2_grpc.DpmStatusServiceServicer):
+    """gsmq.v1.DpmStatusService: counters and a host's snapshot."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def GetStatus(self, request: gsmq_pb2.StatusRequest, context: grpc.aio.ServicerContext) -> gsmq_pb2.DpmStatus:  # noqa: N802
+        return gsmq_pb2.DpmStatus(strategy=self.engine.strategy, **self.engine.counts())
+
+    async def GetHostSnapshot(self, request: gsmq_pb2.HostId, context: grpc.aio.ServicerContext) -> gs.GoalStateV2:  # noqa: N802
+        return self.engine.host_goal_state(request.host_id)

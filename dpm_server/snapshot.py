@@ -1,0 +1,178 @@
+"""The desired state of every host (after go-control-plane's snapshot cache).
+
+Each resource is stored once, with its state and its serialized form; a host holds the
+ids it was given; a VPC holds the ids of its VPC-wide states (subnets, neighbors,
+security groups). What a host should program, its *view*, is derived from these, the
+same way the ACA derives it (docs/internals.md):
+- every strategy: the host-specific resources listed for it, and the VPC-wide ones
+  listed for it in VPCs where it has no port;
+- `vpc-multicast`: plus every VPC-wide state of the VPCs where it has ports, minus
+  neighbors that are its own ports;
+- `unicast-only`, `topic-per-host`: plus the VPC-wide states listed for it.
+A host leaving a VPC (its last port there deleted) drops that VPC's VPC-wide states.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from gsmq.resources import VPC_WIDE, ResourceKey, iter_states, state_map, vpc_of
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+
+MULTICAST = "vpc-multicast"
+
+
+@dataclass
+class Stored:
+    """One resource: its state, VPC, and the GoalStateV2 bytes carrying just it."""
+
+    state: Any
+    vpc: str
+    piece: bytes
+
+
+@dataclass
+class Change:
+    """What applying one input did to the hosts' VPC memberships."""
+
+    joined: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # host -> VPCs joined
+    left: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # host -> VPCs left
+    members_before: dict[str, set[str]] = field(default_factory=dict)  # vpc -> hosts with ports, before
+
+
+def piece_of(rtype: int, rid: str, state: Any) -> bytes:
+    """A GoalStateV2 holding only this resource, serialized: pieces concatenate into a message."""
+    holder = gs.GoalStateV2()
+    state_map(holder, rtype)[rid].CopyFrom(state)
+    return holder.SerializeToString()
+
+
+class Snapshot:
+    """Desired state per host; resources stored once."""
+
+    def __init__(self) -> None:
+        self.resources: dict[ResourceKey, Stored] = {}
+        self.listed: dict[str, set[ResourceKey]] = defaultdict(set)  # host -> ids given to it
+        self.vpc_wide: dict[str, set[ResourceKey]] = defaultdict(set)  # vpc -> its VPC-wide ids
+        self.host_ports: dict[str, dict[str, str]] = defaultdict(dict)  # host -> {port id: vpc}
+        self.members: dict[str, set[str]] = defaultdict(set)  # vpc -> hosts with ports there
+        self.holders: dict[ResourceKey, set[str]] = defaultdict(set)  # id -> hosts listing it
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def hosts(self) -> list[str]:
+        return sorted(h for h, ids in self.listed.items() if ids)
+
+    def host_vpcs(self, host: str) -> set[str]:
+        return set(self.host_ports.get(host, {}).values())
+
+    def view(self, host: str, strategy: str) -> list[ResourceKey]:
+        """Every resource `host` should hold under `strategy`, sorted."""
+        vpcs = self.host_vpcs(host)
+        keys: set[ResourceKey] = set()
+        for key in self.listed.get(host, ()):
+            stored = self.resources.get(key)
+            if stored is None:
+                continue
+            if key[0] not in VPC_WIDE or strategy != MULTICAST or stored.vpc not in vpcs:
+                keys.add(key)
+        if strategy == MULTICAST:
+            for vpc in vpcs:
+                keys.update(k for k in self.vpc_wide.get(vpc, ()) if not self.own_neighbor(k, host))
+        return sorted(keys)
+
+    def own_neighbor(self, key: ResourceKey, host: str) -> bool:
+        """A neighbor located on `host` itself (its own port: local, not a neighbor)."""
+        if key[0] != common.NEIGHBOR:
+            return False
+        stored = self.resources.get(key)
+        return stored is not None and stored.state.configuration.host_ip_address == host
+
+    def message(self, keys: list[ResourceKey], host: str | None = None, format_version: int = 1) -> bytes:
+        """A serialized GoalStateV2 of these stored resources (listed for `host` if given)."""
+        head = gs.GoalStateV2(format_version=format_version)
+        if host is not None:
+            listed = head.host_resources[host]
+            for rtype, rid in keys:
+                listed.resources.add(type=rtype, id=rid)  # type: ignore[arg-type]
+        return head.SerializeToString() + b"".join(self.resources[k].piece for k in keys if k in self.resources)
+
+    def as_goal_state(self, host: str, strategy: str) -> gs.GoalStateV2:
+        """The host's view as one GoalStateV2 (for status and comparison)."""
+        goal = gs.GoalStateV2()
+        goal.ParseFromString(self.message(self.view(host, strategy), host))
+        return goal
+
+    def consistent(self) -> list[str]:
+        """Problems: listed ids that resolve to nothing, ports in unknown subnets (empty: consistent)."""
+        problems = [f"host {h} lists missing {k}" for h, ids in self.listed.items() for k in ids if k not in self.resources]
+        subnets = {rid for (rtype, rid) in self.resources if rtype == common.SUBNET}
+        for (rtype, rid), stored in self.resources.items():
+            if rtype == common.PORT:
+                problems += [f"port {rid} in unknown subnet {ip.subnet_id}" for ip in stored.state.configuration.fixed_ips
+                             if ip.subnet_id and ip.subnet_id not in subnets]
+        return problems
+
+    # ---- writing ---------------------------------------------------------------------
+
+    def apply(self, goal: gs.GoalStateV2) -> Change:
+        """Record a (valid) input: store, delete, list per host; report VPC joins and leaves."""
+        change = Change(members_before={vpc: set(hosts) for vpc, hosts in self.members.items()})
+        touched = set(goal.host_resources)
+        for rid in goal.port_states:
+            touched.update(self.holders.get((common.PORT, rid), ()))
+        before = {host: self.host_vpcs(host) for host in touched}
+        for rtype, rid, state in iter_states(goal):
+            key = (rtype, rid)
+            if state.operation_type == common.DELETE:
+                self._forget(key)
+                continue
+            vpc = vpc_of(rtype, state)
+            old = self.resources.get(key)
+            if old is not None and old.state.configuration.revision_number > state.configuration.revision_number:
+                continue  # an older revision never replaces a newer one
+            if old is not None and old.vpc != vpc:
+                self.vpc_wide.get(old.vpc, set()).discard(key)
+            self.resources[key] = Stored(state, vpc, piece_of(rtype, rid, state))
+            if rtype in VPC_WIDE and vpc:
+                self.vpc_wide[vpc].add(key)
+        for host, listed in goal.host_resources.items():
+            for ref in listed.resources:
+                key = (int(ref.type), ref.id)
+                if key not in self.resources:
+                    continue  # deleted above (or never stored)
+                self.listed[host].add(key)
+                self.holders[key].add(host)
+                if ref.type == common.PORT:
+                    self.host_ports[host][ref.id] = self.resources[key].vpc
+        for host in touched:
+            after = self.host_vpcs(host)
+            for vpc in after - before[host]:
+                change.joined[host].add(vpc)
+                self.members[vpc].add(host)
+            for vpc in before[host] - after:
+                change.left[host].add(vpc)
+                self.members[vpc].discard(host)
+                dropped = {k for k in self.listed[host] if k[0] in VPC_WIDE and self._vpc(k) == vpc}
+                self.listed[host] -= dropped
+                for key in dropped:
+                    self.holders[key].discard(host)
+        return change
+
+    def _vpc(self, key: ResourceKey) -> str:
+        stored = self.resources.get(key)
+        return stored.vpc if stored is not None else ""
+
+    def _forget(self, key: ResourceKey) -> None:
+        stored = self.resources.pop(key, None)
+        if stored is not None and stored.vpc:
+            self.vpc_wide.get(stored.vpc, set()).discard(key)
+        for host in self.holders.pop(key, set()):
+            self.listed[host].discard(key)
+            if key[0] == common.PORT:
+                self.host_ports[host].pop(key[1], None)
+
+

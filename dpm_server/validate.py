@@ -1,0 +1,26 @@
+"""Input checks: a message with any invalid resource is refused whole (INVALID_ARG)."""
+
+from __future__ import annotations
+
+from gsmq.resources import MAP_FIELD, ResourceKey, iter_states, state_map
+from proto import goalstate_pb2 as gs
+
+
+def invalid_resources(goal: gs.GoalStateV2) -> dict[ResourceKey, str]:
+    """{(type, id): reason} for every resource that cannot be published; empty when valid."""
+    bad: dict[ResourceKey, str] = {}
+    for rtype, rid, state in iter_states(goal):
+        if not rid:
+            bad[(rtype, rid)] = "empty resource id"
+        elif not state.HasField("configuration"):
+            bad[(rtype, rid)] = "resource without configuration"
+    for host, listed in goal.host_resources.items():
+        for ref in listed.resources:
+            key = (int(ref.type), ref.id)
+            if not host:
+                bad[key] = "empty host id"
+            elif not ref.id:
+                bad[key] = f"host {host} lists an empty resource id"
+            elif ref.type not in MAP_FIELD or ref.id not in state_map(goal, ref.type):
+                bad[key] = f"host {host} lists {ref.id!r}, which the message does not carry"
+    return bad

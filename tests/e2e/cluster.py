@@ -1,0 +1,129 @@
+"""Run the real daemons as subprocesses from their console scripts, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from gsmq.broker import free_port
+from proto import goalstate_pb2, gsmq_pb2, gsmq_pb2_grpc
+
+BIN = Path(sys.executable).parent
+
+
+def wait_for(condition: Callable[[], bool], what: str, deadline: float = 60.0, every: float = 0.1) -> None:
+    """Poll `condition` until true; fail naming `what` after a generous deadline (not a timing claim)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@dataclass
+class Daemon:
+    """One daemon subprocess with its gRPC status port."""
+
+    name: str
+    args: list[str]
+    log: Path
+    status_port: int
+    process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> Daemon:
+        out = open(self.log, "ab")  # noqa: SIM115 - closed by the child's end
+        self.process = subprocess.Popen(
+            [str(BIN / self.args[0]), *self.args[1:]],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+        )
+        return self
+
+    def signal(self, sig: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def dpm_status(port: int) -> gsmq_pb2.DpmStatus:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return gsmq_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(gsmq_pb2.StatusRequest(), timeout=5)
+
+
+def agent_status(port: int) -> gsmq_pb2.AgentStatus:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return gsmq_pb2_grpc.AgentStatusServiceStub(channel).GetStatus(gsmq_pb2.StatusRequest(), timeout=5)
+
+
+def host_snapshot(dpm_port: int, host: str) -> goalstate_pb2.GoalStateV2:
+    with grpc.insecure_channel(f"127.0.0.1:{dpm_port}") as channel:
+        return gsmq_pb2_grpc.DpmStatusServiceStub(channel).GetHostSnapshot(gsmq_pb2.HostId(host_id=host), timeout=5)
+
+
+def host_state(agent_port: int, host: str) -> goalstate_pb2.GoalStateV2:
+    with grpc.insecure_channel(f"127.0.0.1:{agent_port}") as channel:
+        return gsmq_pb2_grpc.AgentStatusServiceStub(channel).GetHostState(gsmq_pb2.HostId(host_id=host), timeout=5)
+
+
+def answers(probe: Callable[[], object]) -> bool:
+    try:
+        probe()
+        return True
+    except grpc.RpcError:
+        return False
+
+
+def start_dpm(tmp: Path, bootstrap: str, prefix: str, strategy: str = "vpc-multicast", *extra: str) -> Daemon:
+    port = free_port()
+    dpm = Daemon(
+        "dpm",
+        ["dpm-server", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--grpc-address", f"127.0.0.1:{port}",
+         "--strategy", strategy, "--log-json", "true", *extra],
+        tmp / "dpm.log",
+        port,
+    ).start()
+    wait_for(lambda: answers(lambda: dpm_status(port)) or _died(dpm), "dpm-server to serve gRPC")
+    assert dpm.process is not None and dpm.process.poll() is None, dpm.logs()
+    return dpm
+
+
+def start_agent(tmp: Path, bootstrap: str, prefix: str, dpm_port: int, host: str, *extra: str) -> Daemon:
+    port = free_port()
+    agent = Daemon(
+        f"aca-{host}",
+        ["aca-agent", "--host-id", host, "--bootstrap", bootstrap, "--topic-prefix", prefix,
+         "--dpm-address", f"127.0.0.1:{dpm_port}", "--status-port", str(port), "--log-json", "true", *extra],
+        tmp / f"aca-{host}.log",
+        port,
+    ).start()
+    wait_for(lambda: answers(lambda: agent_status(port)) or _died(agent), f"aca-agent {host} to serve status")
+    assert agent.process is not None and agent.process.poll() is None, agent.logs()
+    return agent
+
+
+def _died(daemon: Daemon) -> bool:
+    return daemon.process is not None and daemon.process.poll() is not None

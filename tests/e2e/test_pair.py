@@ -1,0 +1,158 @@
+"""The agent pair end to end: dpm-server and aca-agent processes through the real broker."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from gsmq.kafka import KafkaSettings
+from gsmq.topics import Topics, partition_count
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
+from tests.e2e.cluster import Daemon, host_snapshot, host_state, start_agent, start_dpm, wait_for
+from tests.e2e.topology import expected_tables, port_message, ports_of, subnet_message, tables_of
+
+HOSTS = ["192.168.7.1", "192.168.7.2", "192.168.7.3"]
+VPC_HOSTS = {"vpc-a": HOSTS, "vpc-b": HOSTS[:2]}
+LAYOUT = {"vpc-a": {HOSTS[0]: 2, HOSTS[1]: 1, HOSTS[2]: 2}, "vpc-b": {HOSTS[0]: 1, HOSTS[1]: 2}}
+
+
+def push(dpm_port: int, messages: list[gs.GoalStateV2], on_reply: object = None) -> list[object]:
+    """Stream `messages` to the DPM; return its replies (one per message, in order)."""
+    with grpc.insecure_channel(f"127.0.0.1:{dpm_port}") as channel:
+        stub = gsp_grpc.GoalStateProvisionerStub(channel)
+        replies = []
+        for reply in stub.PushGoalStatesStream(iter(messages), timeout=600):
+            replies.append(reply)
+            if callable(on_reply):
+                on_reply(len(replies), reply)
+        return replies
+
+
+def topology_messages() -> list[gs.GoalStateV2]:
+    messages = [subnet_message(vpc, hosts) for vpc, hosts in VPC_HOSTS.items()]
+    messages += [port_message(port, VPC_HOSTS[port.vpc]) for port in ports_of(LAYOUT)]
+    return messages
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, bootstrap: str, topics: Topics, request: pytest.FixtureRequest) -> Iterator[tuple[Daemon, dict[str, Daemon]]]:
+    strategy = getattr(request, "param", "vpc-multicast")
+    dpm = start_dpm(tmp_path, bootstrap, topics.prefix, strategy, "--reply-timeout", "30")
+    channel = ["--channel", "topic-per-host"] if strategy == "topic-per-host" else []
+    agents = {host: start_agent(tmp_path, bootstrap, topics.prefix, dpm.status_port, host, *channel) for host in HOSTS}
+    yield dpm, agents
+    for daemon in [*agents.values(), dpm]:
+        daemon.stop()
+
+
+def count_messages(kafka: KafkaSettings, topic: str) -> list[tuple[str, gs.GoalStateV2]]:
+    """Every GoalStateV2 on `topic` as (key, message), read with a plain consumer."""
+    from confluent_kafka.admin import AdminClient
+
+    n = partition_count(AdminClient(kafka.admin()), topic)
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "e2e-reader", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(n)])
+    out: list[tuple[str, gs.GoalStateV2]] = []
+    idle = 0
+    while idle < 4:  # the daemons are done: the topic no longer grows
+        batch = consumer.consume(1000, 0.25)
+        idle = idle + 1 if not batch else 0
+        for msg in batch:
+            if msg.error() is None and dict(msg.headers() or []).get("gs-type") == b"GoalStateV2":
+                goal = gs.GoalStateV2()
+                goal.ParseFromString(msg.value())
+                out.append((msg.key().decode(), goal))
+    consumer.close()
+    return out
+
+
+@pytest.mark.parametrize("cluster", ["vpc-multicast", "unicast-only", "topic-per-host"], indirect=True)
+def test_three_hosts_two_vpcs_hold_exactly_their_host_resources(
+    cluster: tuple[Daemon, dict[str, Daemon]], kafka: KafkaSettings, topics: Topics, request: pytest.FixtureRequest
+) -> None:
+    dpm, agents = cluster
+    messages = topology_messages()
+    seen_at_reply: dict[str, dict[str, dict[str, int]]] = {}
+
+    def snapshot_on_last(count: int, reply: object) -> None:
+        if count == len(messages):  # the caller's last reply: everything must be applied already
+            seen_at_reply.update({h: tables_of(host_state(a.status_port, h)) for h, a in agents.items()})
+
+    replies = push(dpm.status_port, messages, snapshot_on_last)
+    assert len(replies) == len(messages)
+    for reply in replies:
+        assert reply.operation_statuses, "a reply without statuses"
+        assert all(s.operation_status == common.SUCCESS for s in reply.operation_statuses), reply
+    for host in HOSTS:
+        assert seen_at_reply[host] == expected_tables(messages, host), host
+        assert tables_of(host_snapshot(dpm.status_port, host)) == expected_tables(messages, host), host
+
+    strategy = request.node.callspec.params["cluster"]
+    multicast = count_messages(kafka, topics.multicast)
+    if strategy == "vpc-multicast":
+        # A VPC-wide state crosses the multicast topic at most once, keyed by its VPC; once
+        # every host of the VPC has ports there (the last port of each VPC here), it goes
+        # there only, instead of once per host.
+        neighbor_copies = [nid for key, goal in multicast for nid in goal.neighbor_states]
+        assert len(neighbor_copies) == len(set(neighbor_copies)) > 0
+        assert all(key in VPC_HOSTS for key, _ in multicast)
+        unicast_copies = [nid for _, goal in count_messages(kafka, topics.unicast) for nid in goal.neighbor_states]
+        for vpc in VPC_HOSTS:
+            last = f"nb-{[p for p in ports_of(LAYOUT) if p.vpc == vpc][-1].id}"
+            assert (neighbor_copies.count(last), unicast_copies.count(last)) == (1, 0), last
+    else:
+        assert multicast == []
+        channel = topics.unicast if strategy == "unicast-only" else None
+        copies = []
+        shared = count_messages(kafka, channel) if channel else []
+        for host in HOSTS:
+            on_topic = shared or count_messages(kafka, topics.host(host))
+            copies += [(host, nid) for key, goal in on_topic if key == host for nid in goal.neighbor_states]
+        # Each neighbor reached every other host of its VPC in that host's own message.
+        expected = {(h, f"nb-{p.id}") for p in ports_of(LAYOUT) for h in VPC_HOSTS[p.vpc] if h != p.host}
+        assert set(copies) == expected
+
+
+def test_agent_killed_mid_stream_converges_to_the_snapshot(cluster: tuple[Daemon, dict[str, Daemon]], bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    dpm, agents = cluster
+    victim = HOSTS[1]
+    ports = ports_of({"vpc-a": {h: 100 for h in HOSTS}, "vpc-b": {h: 50 for h in HOSTS[:2]}})
+    messages = [subnet_message(vpc, hosts) for vpc, hosts in VPC_HOSTS.items()]
+    messages += [port_message(p, VPC_HOSTS[p.vpc]) for p in ports]  # 400 creates
+    messages += [port_message(p, VPC_HOSTS[p.vpc], revision=2, op=common.UPDATE) for p in ports]  # 400 updates
+    # 200 deletes, every other port: each host keeps ports in each of its VPCs.
+    messages += [port_message(p, VPC_HOSTS[p.vpc], revision=3, op=common.DELETE) for p in ports[::2]]
+    assert len(messages) - 2 == 1000
+
+    def kill_in_the_middle(count: int, reply: object) -> None:
+        if count == 300:
+            agents[victim].signal(signal.SIGKILL)
+            agents[victim] = start_agent(tmp_path, bootstrap, topics.prefix, dpm.status_port, victim)
+
+    push(dpm.status_port, messages, kill_in_the_middle)
+    for host in HOSTS:
+        agent = agents[host]
+        wait_for(
+            lambda: tables_of(host_state(agent.status_port, host)) == tables_of(host_snapshot(dpm.status_port, host)),
+            f"{host} to converge to the DPM snapshot",
+        )
+        assert tables_of(host_state(agent.status_port, host)) == tables_of(host_snapshot(dpm.status_port, host))
+    # The snapshot itself is what the caller asked for.
+    survivors = {h: expected_tables(messages, h) for h in HOSTS}
+    for host in HOSTS:
+        assert tables_of(host_snapshot(dpm.status_port, host)) == survivors[host]
+
+
+def test_both_daemons_stop_cleanly_on_sigterm(cluster: tuple[Daemon, dict[str, Daemon]]) -> None:
+    dpm, agents = cluster
+    push(dpm.status_port, topology_messages()[:3])
+    for agent in agents.values():
+        assert agent.signal(signal.SIGTERM) == 0, agent.logs()
+    assert dpm.signal(signal.SIGTERM) == 0, dpm.logs()

@@ -121,7 +121,8 @@ def embedded_or_external(bootstrap: str | None = None) -> Iterator[str]:
         broker.stop()
         raise SystemExit(128 + signum)
 
-    in_main = _is_main_thread()
+    # Stop the broker on SIGTERM only where nobody else handles it (a daemon's event loop does).
+    in_main = _is_main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
     if in_main:
         signal.signal(signal.SIGTERM, _on_term)
     try:

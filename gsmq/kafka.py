@@ -26,7 +26,8 @@ class KafkaSettings:
     properties: dict[str, str] = field(default_factory=dict)
 
     def common(self) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap, **self.properties}
+        # Idle connections closed by the broker are normal; librdkafka logs each one otherwise.
+        return {"bootstrap.servers": self.bootstrap, "log.connection.close": False, **self.properties}
 
     def producer(self, **overrides: Any) -> dict[str, Any]:
         """An idempotent, acks=all producer with Java-compatible key partitioning."""

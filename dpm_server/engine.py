@@ -10,10 +10,11 @@ from collections.abc import Callable
 import structlog
 
 from dpm_server import planner
-from dpm_server.acks import AckTracker, Pending, invalid_reply
+from dpm_server.acks import AckTracker, Merged, Pending, caller_reply, invalid_reply
 from dpm_server.publisher import Publisher, Token
 from dpm_server.snapshot import MULTICAST, Snapshot
 from dpm_server.validate import invalid_resources
+from gsmq.resources import MAP_FIELD
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
 from proto import goalstateprovisioner_pb2 as gsp
@@ -59,6 +60,21 @@ class Engine:
             for host in out.expect:
                 waiting.setdefault(host, set()).add(token)
         self.tracker.track(Pending(request_id, data, waiting, on_done))
+
+    def submit_many(self, batch: list[tuple[gs.GoalStateV2, Done]]) -> None:
+        """Coalesce several inputs into one set of messages (one multicast per VPC, one
+        unicast per host); each caller still gets its own reply, for its own resources."""
+        valid: list[tuple[gs.GoalStateV2, Done]] = []
+        for goal, on_done in batch:
+            if invalid_resources(goal):
+                self.submit(goal, on_done)  # refused alone, nothing published
+            else:
+                valid.append((goal, on_done))
+        if len(valid) <= 1:
+            for goal, on_done in valid:
+                self.submit(goal, on_done)
+            return
+        self.submit(merge([goal for goal, _ in valid]), lambda reply: _fan_out(reply, valid))
 
     def _retry(self, request: Pending, host: str) -> Token:
         out = planner.retry(request.data, host, self.snapshot, self.strategy)
@@ -108,3 +124,42 @@ class Engine:
         }
 
 
+
+
+def merge(goals: list[gs.GoalStateV2]) -> gs.GoalStateV2:
+    """One GoalStateV2 of several: a resource given twice keeps the later state; hosts' lists are joined."""
+    merged = gs.GoalStateV2(format_version=goals[-1].format_version)
+    listed: dict[str, dict[tuple[int, str], None]] = {}
+    for goal in goals:
+        for field in MAP_FIELD.values():
+            target = getattr(merged, field)
+            for rid, state in getattr(goal, field).items():
+                target[rid].CopyFrom(state)
+        for host, res in goal.host_resources.items():
+            seen = listed.setdefault(host, {})
+            for ref in res.resources:
+                seen[(int(ref.type), ref.id)] = None
+    for host, refs in listed.items():
+        entry = merged.host_resources[host]
+        for rtype, rid in refs:
+            entry.resources.add(type=rtype, id=rid)  # type: ignore[arg-type]
+    return merged
+
+
+def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[gs.GoalStateV2, Done]]) -> None:
+    """Split a coalesced request's reply: each caller gets the statuses of its own resources."""
+    by_key = {(int(s.resource_type), s.resource_id): s for s in batch_reply.operation_statuses}
+    silent = [s.resource_id[len("host:"):] for s in batch_reply.operation_statuses if s.resource_id.startswith("host:")]
+    for goal, on_done in members:
+        data = planner.Input(goal)
+        request = Pending("", data, {}, on_done)
+        request.total_us = batch_reply.message_total_operation_time
+        for key, state in data.states.items():
+            s = by_key.get(key)
+            merged = Merged(operation_type=int(state.operation_type))
+            if s is not None:
+                merged = Merged(int(s.operation_status), int(state.operation_type), s.dataplane_programming_time,
+                                s.network_configuration_time, s.state_elapse_time)
+            request.merged[key] = merged
+        mine = [host for host in silent if host in goal.host_resources]
+        on_done(caller_reply(request, mine))

@@ -51,6 +51,8 @@ class DpmConfig:
     reply_timeout: float
     retry_after: float
     max_in_flight: int
+    batch_window_ms: float
+    batch_size: int
     unicast_partitions: int
     multicast_partitions: int
     reply_partitions: int
@@ -72,6 +74,8 @@ def settings() -> Settings:
     s.option("--reply-timeout", default=10.0, convert=positive_float, help="seconds a request waits for its hosts before they are FAILURE")
     s.option("--retry-after", default=3.0, convert=positive_float, help="seconds before a silent host gets its copy again")
     s.option("--max-in-flight", default=10000, convert=positive_int, help="requests in flight before callers are held back")
+    s.option("--batch-window-ms", default=2.0, convert=float, help="inputs arriving within this window are sent together (0: one by one)")
+    s.option("--batch-size", default=1000, convert=positive_int, help="most inputs sent together")
     s.option("--unicast-partitions", default=16, convert=positive_int, help="partitions of the unicast topic when it is created")
     s.option("--multicast-partitions", default=16, convert=positive_int, help="partitions of the multicast topic when it is created")
     s.option("--reply-partitions", default=8, convert=positive_int, help="partitions of the reply topic when it is created")
@@ -82,6 +86,8 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
     values: dict[str, Any] = settings().parse(argv, environ)
     if values["retry_after"] >= values["reply_timeout"]:
         raise ConfigError(f"--retry-after ({values['retry_after']}) must be shorter than --reply-timeout ({values['reply_timeout']})")
+    if values["batch_window_ms"] < 0:
+        raise ConfigError(f"--batch-window-ms must be >= 0, got {values['batch_window_ms']}")
     host, sep, port = values["grpc_address"].rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"--grpc-address must be host:port, got {values['grpc_address']!r}")
@@ -155,7 +161,7 @@ async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     for thread in threads:
         thread.start()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
-    gsp_grpc.add_GoalStateProvisionerServicer_to_server(Provisioner(engine, config.max_in_flight), server)
+    gsp_grpc.add_GoalStateProvisionerServicer_to_server(Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size), server)
     gsmq_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
     try:
         port = server.add_insecure_port(config.grpc_address)

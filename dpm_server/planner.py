@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from dpm_server.snapshot import MULTICAST, Change, Snapshot, piece_of
 from gsmq.resources import VPC_WIDE, ResourceKey, iter_states, vpc_of
@@ -36,10 +37,14 @@ class Input:
     def __init__(self, goal: gs.GoalStateV2) -> None:
         self.goal = goal
         self.states = {(rtype, rid): state for rtype, rid, state in iter_states(goal)}
-        self.pieces = {key: piece_of(key[0], key[1], state) for key, state in self.states.items()}
         self.listed: dict[str, list[ResourceKey]] = {
             host: list(dict.fromkeys((int(r.type), r.id) for r in res.resources)) for host, res in goal.host_resources.items()
         }
+
+    @cached_property
+    def pieces(self) -> dict[ResourceKey, bytes]:
+        """Each resource serialized once, as a GoalStateV2 holding only it."""
+        return {key: piece_of(key[0], key[1], state) for key, state in self.states.items()}
 
     def vpc(self, key: ResourceKey) -> str:
         return vpc_of(key[0], self.states[key])

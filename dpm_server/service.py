@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from dpm_server.engine import Engine
+from dpm_server.engine import Done, Engine
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
 from proto import goalstateprovisioner_pb2 as gsp
@@ -15,12 +15,40 @@ from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
 from proto import gsmq_pb2, gsmq_pb2_grpc
 
 
+class Batcher:
+    """Gathers inputs for `window` seconds (or up to `size`) and hands them to the engine
+    together, so a storm becomes few large messages instead of many small ones."""
+
+    def __init__(self, engine: Engine, window: float, size: int) -> None:
+        self.engine = engine
+        self.window = window
+        self.size = size
+        self._queue: list[tuple[gs.GoalStateV2, Done]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, goal: gs.GoalStateV2, on_done: Done) -> None:
+        self._queue.append((goal, on_done))
+        if len(self._queue) >= self.size or self.window <= 0:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.window, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._queue = self._queue, []
+        if batch:
+            self.engine.submit_many(batch)
+
+
 class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
     """alcor.schema.GoalStateProvisioner on the DPM."""
 
-    def __init__(self, engine: Engine, max_in_flight: int) -> None:
+    def __init__(self, engine: Engine, max_in_flight: int, batch_window: float = 0.0, batch_size: int = 1) -> None:
         self.engine = engine
         self.in_flight = asyncio.Semaphore(max_in_flight)
+        self.batcher = Batcher(engine, batch_window, batch_size)
 
     async def PushGoalStatesStream(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[gs.GoalStateV2], context: grpc.aio.ServicerContext
@@ -40,7 +68,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
                         if not future.done():
                             future.set_result(reply)
 
-                    self.engine.submit(goal, done)
+                    self.batcher.add(goal, done)
                     await queue.put(future)
             finally:
                 await queue.put(None)

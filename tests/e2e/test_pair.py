@@ -79,13 +79,16 @@ def test_three_hosts_two_vpcs_hold_exactly_their_host_resources(
 ) -> None:
     dpm, agents = cluster
     messages = topology_messages()
+    # Then one more port per VPC, sent once every host of the VPC has ports there.
+    later = [port_message(p, VPC_HOSTS[p.vpc]) for p in ports_of({vpc: {hosts[0]: 1} for vpc, hosts in VPC_HOSTS.items()}, first=100)]
     seen_at_reply: dict[str, dict[str, dict[str, int]]] = {}
 
     def snapshot_on_last(count: int, reply: object) -> None:
-        if count == len(messages):  # the caller's last reply: everything must be applied already
+        if count == len(later):  # the caller's last reply: everything must be applied already
             seen_at_reply.update({h: tables_of(host_state(a.status_port, h)) for h, a in agents.items()})
 
-    replies = push(dpm.status_port, messages, snapshot_on_last)
+    replies = push(dpm.status_port, messages) + push(dpm.status_port, later, snapshot_on_last)
+    messages += later
     assert len(replies) == len(messages)
     for reply in replies:
         assert reply.operation_statuses, "a reply without statuses"
@@ -98,15 +101,15 @@ def test_three_hosts_two_vpcs_hold_exactly_their_host_resources(
     multicast = count_messages(kafka, topics.multicast)
     if strategy == "vpc-multicast":
         # A VPC-wide state crosses the multicast topic at most once, keyed by its VPC; once
-        # every host of the VPC has ports there (the last port of each VPC here), it goes
-        # there only, instead of once per host.
+        # every host of the VPC has ports there (the `later` ports), it goes there only,
+        # instead of once per host.
         neighbor_copies = [nid for key, goal in multicast for nid in goal.neighbor_states]
         assert len(neighbor_copies) == len(set(neighbor_copies)) > 0
         assert all(key in VPC_HOSTS for key, _ in multicast)
         unicast_copies = [nid for _, goal in count_messages(kafka, topics.unicast) for nid in goal.neighbor_states]
-        for vpc in VPC_HOSTS:
-            last = f"nb-{[p for p in ports_of(LAYOUT) if p.vpc == vpc][-1].id}"
-            assert (neighbor_copies.count(last), unicast_copies.count(last)) == (1, 0), last
+        for goal in later:
+            (neighbor,) = goal.neighbor_states
+            assert (neighbor_copies.count(neighbor), unicast_copies.count(neighbor)) == (1, 0), neighbor
     else:
         assert multicast == []
         channel = topics.unicast if strategy == "unicast-only" else None
@@ -116,7 +119,8 @@ def test_three_hosts_two_vpcs_hold_exactly_their_host_resources(
             on_topic = shared or count_messages(kafka, topics.host(host))
             copies += [(host, nid) for key, goal in on_topic if key == host for nid in goal.neighbor_states]
         # Each neighbor reached every other host of its VPC in that host's own message.
-        expected = {(h, f"nb-{p.id}") for p in ports_of(LAYOUT) for h in VPC_HOSTS[p.vpc] if h != p.host}
+        expected = {(h, nid) for goal in messages for h, res in goal.host_resources.items() for r in res.resources
+                    for nid in [r.id] if r.type == common.NEIGHBOR}
         assert set(copies) == expected
 
 

@@ -60,10 +60,10 @@ def port_message(port: Port, vpc_hosts: list[str], revision: int = 1, op: int = 
     return goal
 
 
-def ports_of(layout: dict[str, dict[str, int]]) -> list[Port]:
-    """Ports from {vpc: {host: count}}, with unique ids, IPs and MACs."""
+def ports_of(layout: dict[str, dict[str, int]], first: int = 0) -> list[Port]:
+    """Ports from {vpc: {host: count}}, with unique ids, IPs and MACs (numbered after `first`)."""
     out: list[Port] = []
-    n = 0
+    n = first
     for vpc, per_host in layout.items():
         for host, count in per_host.items():
             for _ in range(count):

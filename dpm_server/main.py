@@ -74,7 +74,8 @@ def settings() -> Settings:
     s.option("--reply-timeout", default=10.0, convert=positive_float, help="seconds a request waits for its hosts before they are FAILURE")
     s.option("--retry-after", default=3.0, convert=positive_float, help="seconds before a silent host gets its copy again")
     s.option("--max-in-flight", default=10000, convert=positive_int, help="requests in flight before callers are held back")
-    s.option("--batch-window-ms", default=2.0, convert=float, help="inputs arriving within this window are sent together (0: one by one)")
+    s.option("--batch-window-ms", default=10.0, convert=float,
+             help="while requests are in flight, inputs arriving within this window are sent together (0: one by one)")
     s.option("--batch-size", default=1000, convert=positive_int, help="most inputs sent together")
     s.option("--unicast-partitions", default=16, convert=positive_int, help="partitions of the unicast topic when it is created")
     s.option("--multicast-partitions", default=16, convert=positive_int, help="partitions of the multicast topic when it is created")
@@ -161,7 +162,8 @@ async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     for thread in threads:
         thread.start()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
-    gsp_grpc.add_GoalStateProvisionerServicer_to_server(Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size), server)
+    provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size)
+    gsp_grpc.add_GoalStateProvisionerServicer_to_server(provisioner, server)
     gsmq_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
     try:
         port = server.add_insecure_port(config.grpc_address)
@@ -181,7 +183,7 @@ async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         for thread in threads:
             thread.join(timeout=2.0)
         source.close()
-        log.info("dpm_stopped", unflushed=remaining, **engine.counts())
+        log.info("dpm_stopped", unflushed=remaining, batches=provisioner.batcher.batches, inputs=provisioner.batcher.inputs, **engine.counts())
     return 0
 
 

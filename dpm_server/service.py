@@ -16,8 +16,9 @@ from proto import gsmq_pb2, gsmq_pb2_grpc
 
 
 class Batcher:
-    """Gathers inputs for `window` seconds (or up to `size`) and hands them to the engine
-    together, so a storm becomes few large messages instead of many small ones."""
+    """Hands inputs to the engine together, so a storm becomes few large messages instead
+    of many small ones: at once when nothing is in flight (no wait when idle), otherwise
+    after gathering for `window` seconds or `size` inputs (like Nagle's algorithm)."""
 
     def __init__(self, engine: Engine, window: float, size: int) -> None:
         self.engine = engine
@@ -25,10 +26,12 @@ class Batcher:
         self.size = size
         self._queue: list[tuple[gs.GoalStateV2, Done]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self.batches = 0
+        self.inputs = 0
 
     def add(self, goal: gs.GoalStateV2, on_done: Done) -> None:
         self._queue.append((goal, on_done))
-        if len(self._queue) >= self.size or self.window <= 0:
+        if len(self._queue) >= self.size or self.window <= 0 or (self._timer is None and not self.engine.tracker.pending):
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.window, self.flush)
@@ -39,6 +42,8 @@ class Batcher:
             self._timer = None
         batch, self._queue = self._queue, []
         if batch:
+            self.batches += 1
+            self.inputs += len(batch)
             self.engine.submit_many(batch)
 
 

@@ -15,8 +15,8 @@ from gsmq.topics import Topics, partition_count
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
 from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
-from tests.e2e.cluster import Daemon, host_snapshot, host_state, start_agent, start_dpm, wait_for
-from tests.e2e.topology import expected_tables, port_message, ports_of, subnet_message, tables_of
+from bench.cluster import Daemon, host_snapshot, host_state, start_agent, start_dpm, wait_for
+from bench.topology import expected_tables, port_message, ports_of, subnet_message, tables_of
 
 HOSTS = ["192.168.7.1", "192.168.7.2", "192.168.7.3"]
 VPC_HOSTS = {"vpc-a": HOSTS, "vpc-b": HOSTS[:2]}

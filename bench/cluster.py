@@ -1,4 +1,4 @@
-"""Run the real daemons as subprocesses from their console scripts, for end-to-end tests."""
+"""Run the real daemons as subprocesses from their console scripts (bench and end-to-end tests)."""
 
 from __future__ import annotations
 
@@ -127,3 +127,19 @@ def start_agent(tmp: Path, bootstrap: str, prefix: str, dpm_port: int, host: str
 
 def _died(daemon: Daemon) -> bool:
     return daemon.process is not None and daemon.process.poll() is not None
+
+
+def start_sim(tmp: Path, bootstrap: str, prefix: str, dpm_port: int, hosts: int, first_host: str, name: str, *extra: str) -> Daemon:
+    """`aca-agent sim` standing for `hosts` hosts from `first_host`."""
+    port = free_port()
+    sim = Daemon(
+        f"sim-{name}",
+        ["aca-agent", "sim", "--hosts", str(hosts), "--first-host", first_host, "--name", name, "--bootstrap", bootstrap,
+         "--topic-prefix", prefix, "--dpm-address", f"127.0.0.1:{dpm_port}", "--status-port", str(port),
+         "--log-json", "true", "--log-level", "warning", *extra],
+        tmp / f"sim-{name}.log",
+        port,
+    ).start()
+    wait_for(lambda: answers(lambda: agent_status(port)) or _died(sim), f"aca-agent sim {name} to serve status", deadline=120)
+    assert sim.process is not None and sim.process.poll() is None, sim.logs()
+    return sim

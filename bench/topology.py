@@ -96,3 +96,58 @@ def tables_of(goal: gs.GoalStateV2) -> dict[str, dict[str, int]]:
     for rtype, rid, state in iter_states(goal):
         tables.setdefault(TYPE_NAME[rtype], {})[rid] = state.configuration.revision_number
     return tables
+
+
+def host_ids(count: int, first: str = "10.1.0.1") -> list[str]:
+    """`count` consecutive IPv4 host ids from `first` (as `aca-agent sim --first-host` names them)."""
+    import ipaddress
+
+    base = ipaddress.IPv4Address(first)
+    return [str(base + i) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Storm:
+    """A port storm: hosts spread over VPCs, ports spread over each VPC's hosts.
+
+    The first round gives every host of a VPC one port (bring-up), the rest follow
+    round-robin; each port create carries its port and DHCP state for its host and its
+    neighbor for every other host of the VPC."""
+
+    hosts: list[str]
+    vpcs: int
+    ports: int
+    first_port: int = 0
+
+    def vpc_hosts(self) -> dict[str, list[str]]:
+        return {f"vpc-{v}": self.hosts[v :: self.vpcs] for v in range(self.vpcs)}
+
+    def port_list(self) -> list[Port]:
+        layout = self.vpc_hosts()
+        names = list(layout)
+        out = []
+        for i in range(self.ports):
+            vpc = names[i % len(names)]
+            hosts = layout[vpc]
+            n = self.first_port + i
+            host = hosts[(i // len(names)) % len(hosts)]
+            out.append(Port(f"port-{n}", vpc, host, f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}",
+                            f"fa:16:3e:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}"))
+        return out
+
+    def subnets(self) -> list[gs.GoalStateV2]:
+        return [subnet_message(vpc, hosts) for vpc, hosts in self.vpc_hosts().items() if hosts]
+
+    def creates(self) -> list[gs.GoalStateV2]:
+        layout = self.vpc_hosts()
+        return [port_message(p, layout[p.vpc]) for p in self.port_list()]
+
+    def updates(self, revision: int) -> list[gs.GoalStateV2]:
+        """Every port again with a new revision (churn)."""
+        layout = self.vpc_hosts()
+        return [port_message(p, layout[p.vpc], revision=revision, op=common.UPDATE) for p in self.port_list()]
+
+
+def resources_in(goal: gs.GoalStateV2) -> int:
+    """How many resource applications a message asks for (one per host listing)."""
+    return sum(len(r.resources) for r in goal.host_resources.values())

@@ -1,0 +1,104 @@
+"""Baselines run beside the goal-state path on the same broker and machine:
+- raw Kafka: a plain producer -> a consumer in another process, same message count and
+  sizes, no protobuf, no apply: the ceiling of the transport;
+- the gRPC fast path is `collect.push` aimed at an `aca-agent sim --grpc-port`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from bench.collect import percentiles
+from gsmq.kafka import KafkaSettings
+from gsmq.topics import ensure_topics
+
+STAMP = "gs-sent-ns"
+WARM_UP = b"warm-up"
+
+
+def consume(bootstrap: str, topic: str, partitions: int, count: int, timeout: float) -> dict[str, Any]:
+    """Read `count` messages from every partition of `topic`; latency from the producer's stamp."""
+    consumer = Consumer(KafkaSettings(bootstrap).consumer("bench-raw", **{"fetch.wait.max.ms": 5}))
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    while not any(m.error() is None and m.key() == WARM_UP for m in consumer.consume(100, 0.2)):
+        pass  # fetching from every partition: the producer may start
+    print("ready", flush=True)
+    latencies: list[float] = []
+    first = last = 0
+    size = 0
+    deadline = time.monotonic() + timeout
+    while len(latencies) < count and time.monotonic() < deadline:
+        for msg in consumer.consume(10000, 0.1):
+            if msg.error() is not None:
+                continue
+            now = time.time_ns()
+            sent = int(dict(msg.headers() or [])[STAMP])
+            first = first or sent
+            last = now
+            size += len(msg.value() or b"")
+            latencies.append((now - sent) / 1e6)
+    consumer.close()
+    return {"messages": len(latencies), "bytes": size, "first_sent_ns": first, "last_received_ns": last,
+            "latency_ms": percentiles(latencies), "latencies_ms": latencies}
+
+
+def raw_kafka(bootstrap: str, topic: str, keys: list[str], count: int, size: int, partitions: int = 16, rate: float | None = None) -> dict[str, Any]:
+    """Produce `count` messages of `size` bytes keyed round-robin by `keys`; a consumer
+    process reads them. Throughput = messages / (first produce -> last consumed)."""
+    settings = KafkaSettings(bootstrap)
+    ensure_topics(AdminClient(settings.admin()), {topic: partitions})
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "bench.baselines", "--bootstrap", bootstrap, "--topic", topic,
+         "--partitions", str(partitions), "--count", str(count)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ},
+    )
+    assert reader.stdout is not None
+    producer = Producer(settings.producer())
+    producer.produce(topic, b"", WARM_UP, partition=0)
+    producer.flush(30)
+    reader.stdout.readline()  # "ready"
+    payload = os.urandom(max(size, 1))
+    start = time.monotonic()
+    for i in range(count):
+        if rate:
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        while True:
+            try:
+                producer.produce(topic, payload, keys[i % len(keys)].encode(), headers=[(STAMP, str(time.time_ns()).encode())])
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+    out, _ = reader.communicate(timeout=300)
+    result: dict[str, Any] = json.loads(out)
+    duration = (result["last_received_ns"] - result["first_sent_ns"]) / 1e9 or 1e-9
+    result["duration_s"] = duration
+    result["messages_per_s"] = result["messages"] / duration
+    result["bytes_per_s"] = result["bytes"] / duration
+    return result
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(description="raw Kafka baseline: the consumer side (run by the bench)")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--partitions", type=int, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=240.0)
+    args = parser.parse_args()
+    print(json.dumps(consume(args.bootstrap, args.topic, args.partitions, args.count, args.timeout)))
+
+
+if __name__ == "__main__":
+    _main()

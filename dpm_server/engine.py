@@ -35,10 +35,23 @@ class Engine:
         self.tracker = AckTracker(retry_after, timeout, self._retry)
         self.invalid = 0
         self.resyncs = 0
+        self.answered = 0  # callers' inputs answered
+        self.answered_failed = 0  # ... with a host that did not reply
         self._ids = itertools.count(1)
 
     def submit(self, goal: gs.GoalStateV2, on_done: Done) -> None:
         """Publish what every targeted host needs; `on_done(reply)` once all applied (or timed out)."""
+        self._submit(goal, self._counted(on_done))
+
+    def _counted(self, on_done: Done) -> Done:
+        def done(reply: gsp.GoalStateOperationReply) -> None:
+            self.answered += 1
+            self.answered_failed += any(s.resource_id.startswith("host:") for s in reply.operation_statuses)
+            on_done(reply)
+
+        return done
+
+    def _submit(self, goal: gs.GoalStateV2, on_done: Done) -> None:
         bad = invalid_resources(goal)
         if bad:
             self.invalid += 1
@@ -74,7 +87,8 @@ class Engine:
             for goal, on_done in valid:
                 self.submit(goal, on_done)
             return
-        self.submit(merge([goal for goal, _ in valid]), lambda reply: _fan_out(reply, valid))
+        members = [(goal, self._counted(on_done)) for goal, on_done in valid]
+        self._submit(merge([goal for goal, _ in valid]), lambda reply: _fan_out(reply, members))
 
     def _retry(self, request: Pending, host: str) -> Token:
         out = planner.retry(request.data, host, self.snapshot, self.strategy)
@@ -111,8 +125,8 @@ class Engine:
             "vpcs": sum(1 for m in self.snapshot.members.values() if m),
             "resources": len(self.snapshot.resources),
             "requests_pending": len(self.tracker.pending),
-            "requests_completed": self.tracker.completed,
-            "requests_failed": self.tracker.failed,
+            "requests_completed": self.answered,
+            "requests_failed": self.answered_failed,
             "messages_published": c.unicast_messages + c.multicast_messages,
             "bytes_published": c.bytes_published,
             "replies_received": self.tracker.replies,

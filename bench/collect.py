@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -79,8 +79,10 @@ class Push:
         return [(r - s) / 1e6 for s, r in zip(self.sent_ns, self.reply_ns, strict=False)]
 
 
-def push(address: str, messages: Iterable[gs.GoalStateV2], rate: float | None = None, timeout: float = 900) -> Push:
-    """Stream `messages` to a GoalStateProvisioner at `address` (at `rate` per second if given)."""
+def push(address: str, messages: Iterable[gs.GoalStateV2], rate: float | None = None, timeout: float = 900,
+         on_reply: Callable[[int], None] | None = None) -> Push:
+    """Stream `messages` to a GoalStateProvisioner at `address` (at `rate` per second if given);
+    `on_reply(n)` runs as the n-th reply arrives."""
     out = Push()
 
     def paced() -> Iterator[gs.GoalStateV2]:
@@ -97,6 +99,8 @@ def push(address: str, messages: Iterable[gs.GoalStateV2], rate: float | None = 
         for reply in gsp_grpc.GoalStateProvisionerStub(channel).PushGoalStatesStream(paced(), timeout=timeout):
             out.reply_ns.append(time.time_ns())
             out.failures += sum(1 for s in reply.operation_statuses if s.operation_status != common.SUCCESS)
+            if on_reply is not None:
+                on_reply(len(out.reply_ns))
     return out
 
 

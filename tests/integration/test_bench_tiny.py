@@ -28,6 +28,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert results["restart"]["matches_snapshot"] is True and results["restart"]["killed_hosts"] == 2
     assert [s["strategy"] for s in results["strategies"]] == ["vpc-multicast", "unicast-only", "topic-per-host"]
     assert results["strategies"][1]["multicast_messages"] == 0
+    assert all(s["steady"]["inputs"] > 0 for s in results["strategies"])
     assert results["memory"][0]["hosts"] == 100 and results["memory"][0]["rss_bytes"] > 0
     assert {t["target"] for t in results["targets"]} and all("by" in t for t in results["targets"])
     assert all(isinstance(v, str) for v in results["machine"]["versions"].values())

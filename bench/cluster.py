@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from gsmq.broker import free_port
+from gsmq.broker import die_with_parent, free_port
 from proto import goalstate_pb2, gsmq_pb2, gsmq_pb2_grpc
 
 BIN = Path(sys.executable).parent
@@ -48,6 +48,7 @@ class Daemon:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env},
+            preexec_fn=die_with_parent,  # a killed bench or test leaves no daemon behind
         )
         return self
 

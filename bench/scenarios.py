@@ -51,17 +51,16 @@ def cluster(env: Env, strategy: str, sims: list[tuple[int, str]], *dpm_args: str
     logs = env.workdir / topics.prefix
     logs.mkdir(parents=True, exist_ok=True)
     dpm = start_dpm(logs, env.bootstrap, topics.prefix, strategy, "--reply-timeout", "60", "--retry-after", "20", *dpm_args)
-    started: list[Daemon] = [dpm]
+    running = Cluster(dpm, [], topics, None)  # type: ignore[arg-type]
     try:
         for i, (count, first) in enumerate(sims):
-            started.append(start_sim(logs, env.bootstrap, topics.prefix, dpm.status_port, count, first, f"s{i}", *sim_args))
-        collector = ReplyCollector(KafkaSettings(env.bootstrap), topics.reply)
-        try:
-            yield Cluster(dpm, started[1:], topics, collector)
-        finally:
-            collector.close()
+            running.sims.append(start_sim(logs, env.bootstrap, topics.prefix, dpm.status_port, count, first, f"s{i}", *sim_args))
+        running.collector = ReplyCollector(KafkaSettings(env.bootstrap), topics.reply)
+        yield running
     finally:
-        for daemon in reversed(started):
+        if running.collector is not None:
+            running.collector.close()
+        for daemon in [*running.sims, dpm]:  # the simulators running now, restarted ones included
             daemon.stop()
 
 

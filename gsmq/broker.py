@@ -36,7 +36,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this process when its parent dies (run between fork and exec)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -93,7 +94,7 @@ def start_embedded(host: str = "127.0.0.1", port: int | None = None, log_path: s
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
     )
     broker = EmbeddedBroker(bootstrap=f"{host}:{port}", process=process)

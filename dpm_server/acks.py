@@ -125,13 +125,13 @@ class AckTracker:
                     request.merged[key].status = common.FAILURE
         self.completed += 1
         self.failed += bool(silent)
-        request.on_done(caller_reply(request, silent))
+        request.on_done(caller_reply(request.merged, request.total_us, request.data.goal.format_version, silent))
 
 
-def caller_reply(request: Pending, silent: list[str]) -> gsp.GoalStateOperationReply:
+def caller_reply(merged: Mapping[ResourceKey, Merged], total_us: int, format_version: int, silent: list[str]) -> gsp.GoalStateOperationReply:
     """One status per input resource (worst over hosts), plus `host:<id>` FAILURE per silent host."""
-    reply = gsp.GoalStateOperationReply(format_version=request.data.goal.format_version, message_total_operation_time=request.total_us)
-    for (rtype, rid), m in request.merged.items():
+    reply = gsp.GoalStateOperationReply(format_version=format_version, message_total_operation_time=total_us)
+    for (rtype, rid), m in merged.items():
         reply.operation_statuses.add(
             resource_id=rid, resource_type=rtype, operation_type=m.operation_type, operation_status=m.status,  # type: ignore[arg-type]
             dataplane_programming_time=m.dataplane_us, network_configuration_time=m.config_us, state_elapse_time=m.elapse_us,

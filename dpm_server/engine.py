@@ -14,7 +14,7 @@ from dpm_server.acks import AckTracker, Merged, Pending, caller_reply, invalid_r
 from dpm_server.publisher import Publisher, Token
 from dpm_server.snapshot import MULTICAST, Snapshot
 from dpm_server.validate import invalid_resources
-from gsmq.resources import MAP_FIELD
+from gsmq.resources import MAP_FIELD, iter_states
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
 from proto import goalstateprovisioner_pb2 as gsp
@@ -35,6 +35,7 @@ class Engine:
         self.tracker = AckTracker(retry_after, timeout, self._retry)
         self.invalid = 0
         self.resyncs = 0
+        self.unresolved = 0  # inputs with references the snapshot cannot resolve yet
         self.answered = 0  # callers' inputs answered
         self.answered_failed = 0  # ... with a host that did not reply
         self._ids = itertools.count(1)
@@ -61,6 +62,10 @@ class Engine:
         request_id = f"{self.publisher.epoch}-{next(self._ids)}"
         data = planner.Input(goal)
         change = self.snapshot.apply(goal)
+        problems = self.snapshot.problems(data.states)
+        if problems:  # published anyway: the ACA holds such states PENDING until their parent arrives
+            self.unresolved += 1
+            log.warning("snapshot_unresolved_references", problems=problems[:5], count=len(problems))
         messages = planner.plan(self.strategy, self.snapshot, change, data)
         follows = self.publisher.follow_positions(sorted({v for m in messages for v in m.follow}))
         waiting: dict[str, set[Token]] = {}
@@ -108,12 +113,7 @@ class Engine:
 
     def routable(self, host: str, destination_ip: str) -> bool:
         """Whether `destination_ip` is a fixed IP of a port or neighbor in one of the host's VPCs."""
-        vpcs = self.snapshot.host_vpcs(host)
-        for (rtype, _rid), stored in self.snapshot.resources.items():
-            if rtype in (common.PORT, common.NEIGHBOR) and stored.vpc in vpcs:
-                if any(ip.ip_address == destination_ip for ip in stored.state.configuration.fixed_ips):
-                    return True
-        return False
+        return self.snapshot.routable(host, destination_ip)
 
     def host_goal_state(self, host: str) -> gs.GoalStateV2:
         return self.snapshot.as_goal_state(host, self.strategy)
@@ -165,15 +165,11 @@ def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[gs.Go
     by_key = {(int(s.resource_type), s.resource_id): s for s in batch_reply.operation_statuses}
     silent = [s.resource_id[len("host:"):] for s in batch_reply.operation_statuses if s.resource_id.startswith("host:")]
     for goal, on_done in members:
-        data = planner.Input(goal)
-        request = Pending("", data, {}, on_done)
-        request.total_us = batch_reply.message_total_operation_time
-        for key, state in data.states.items():
-            s = by_key.get(key)
-            merged = Merged(operation_type=int(state.operation_type))
-            if s is not None:
-                merged = Merged(int(s.operation_status), int(state.operation_type), s.dataplane_programming_time,
-                                s.network_configuration_time, s.state_elapse_time)
-            request.merged[key] = merged
+        merged: dict[tuple[int, str], Merged] = {}
+        for rtype, rid, state in iter_states(goal):
+            s = by_key.get((rtype, rid))
+            merged[(rtype, rid)] = Merged(operation_type=int(state.operation_type)) if s is None else Merged(
+                int(s.operation_status), int(state.operation_type), s.dataplane_programming_time,
+                s.network_configuration_time, s.state_elapse_time)
         mine = [host for host in silent if host in goal.host_resources]
-        on_done(caller_reply(request, mine))
+        on_done(caller_reply(merged, batch_reply.message_total_operation_time, goal.format_version, mine))

@@ -37,6 +37,7 @@ class Input:
     def __init__(self, goal: gs.GoalStateV2) -> None:
         self.goal = goal
         self.states = {(rtype, rid): state for rtype, rid, state in iter_states(goal)}
+        self.vpcs = {key: vpc_of(key[0], state) for key, state in self.states.items()}
         self.listed: dict[str, list[ResourceKey]] = {
             host: list(dict.fromkeys((int(r.type), r.id) for r in res.resources)) for host, res in goal.host_resources.items()
         }
@@ -47,7 +48,7 @@ class Input:
         return {key: piece_of(key[0], key[1], state) for key, state in self.states.items()}
 
     def vpc(self, key: ResourceKey) -> str:
-        return vpc_of(key[0], self.states[key])
+        return self.vpcs[key]
 
 
 def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list[Outgoing]:

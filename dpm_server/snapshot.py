@@ -15,14 +15,25 @@ A host leaving a VPC (its last port there deleted) drops that VPC's VPC-wide sta
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gsmq.resources import VPC_WIDE, ResourceKey, iter_states, state_map, vpc_of
+from gsmq.resources import TYPE_NAME, VPC_WIDE, ResourceKey, iter_states, state_map, vpc_of
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
 
 MULTICAST = "vpc-multicast"
+_NEEDS_SUBNET = frozenset({common.PORT, common.DHCP, common.NEIGHBOR})
+_ADDRESSED = frozenset({common.PORT, common.NEIGHBOR})
+
+
+def _subnets_of(rtype: int, state: Any) -> list[str]:
+    """The subnet ids a port, DHCP entry or neighbor refers to."""
+    config = state.configuration
+    if rtype == common.DHCP:
+        return [config.subnet_id] if config.subnet_id else []
+    return [ip.subnet_id for ip in config.fixed_ips if ip.subnet_id]
 
 
 @dataclass
@@ -60,6 +71,7 @@ class Snapshot:
         self.host_ports: dict[str, dict[str, str]] = defaultdict(dict)  # host -> {port id: vpc}
         self.members: dict[str, set[str]] = defaultdict(set)  # vpc -> hosts with ports there
         self.holders: dict[ResourceKey, set[str]] = defaultdict(set)  # id -> hosts listing it
+        self.addresses: dict[str, set[ResourceKey]] = defaultdict(set)  # fixed IP -> ports/neighbors holding it
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -106,15 +118,28 @@ class Snapshot:
         goal.ParseFromString(self.message(self.view(host, strategy), host))
         return goal
 
+    def routable(self, host: str, address: str) -> bool:
+        """Whether `address` is a fixed IP of a port or neighbor in one of `host`'s VPCs."""
+        vpcs = self.host_vpcs(host)
+        return any(self.resources[key].vpc in vpcs for key in self.addresses.get(address, ()))
+
     def consistent(self) -> list[str]:
-        """Problems: listed ids that resolve to nothing, ports in unknown subnets (empty: consistent)."""
+        """Every problem of the whole snapshot (empty: consistent), like go-control-plane's Consistent()."""
         problems = [f"host {h} lists missing {k}" for h, ids in self.listed.items() for k in ids if k not in self.resources]
-        subnets = {rid for (rtype, rid) in self.resources if rtype == common.SUBNET}
-        for (rtype, rid), stored in self.resources.items():
-            if rtype == common.PORT:
-                problems += [f"port {rid} in unknown subnet {ip.subnet_id}" for ip in stored.state.configuration.fixed_ips
-                             if ip.subnet_id and ip.subnet_id not in subnets]
-        return problems
+        return problems + self.problems(self.resources)
+
+    def problems(self, keys: Iterable[ResourceKey]) -> list[str]:
+        """References of these resources that do not resolve: a port, DHCP entry or neighbor whose
+        subnet is unknown (the ACA holds such a state PENDING until its subnet arrives)."""
+        out: list[str] = []
+        for key in keys:
+            stored = self.resources.get(key)
+            if stored is None or key[0] not in _NEEDS_SUBNET:
+                continue
+            for subnet in _subnets_of(key[0], stored.state):
+                if (common.SUBNET, subnet) not in self.resources:
+                    out.append(f"{TYPE_NAME[key[0]].lower()} {key[1]} in unknown subnet {subnet}")
+        return out
 
     # ---- writing ---------------------------------------------------------------------
 
@@ -134,9 +159,12 @@ class Snapshot:
             old = self.resources.get(key)
             if old is not None and old.state.configuration.revision_number > state.configuration.revision_number:
                 continue  # an older revision never replaces a newer one
-            if old is not None and old.vpc != vpc:
-                self.vpc_wide.get(old.vpc, set()).discard(key)
+            if old is not None:
+                self._unindex(key, old)
             self.resources[key] = Stored(state, vpc, piece_of(rtype, rid, state))
+            if rtype in _ADDRESSED:
+                for ip in state.configuration.fixed_ips:
+                    self.addresses[ip.ip_address].add(key)
             if rtype in VPC_WIDE and vpc:
                 self.vpc_wide[vpc].add(key)
         for host, listed in goal.host_resources.items():
@@ -166,10 +194,22 @@ class Snapshot:
         stored = self.resources.get(key)
         return stored.vpc if stored is not None else ""
 
+    def _unindex(self, key: ResourceKey, stored: Stored) -> None:
+        """Remove `stored` (the state of `key` being replaced or deleted) from the VPC and IP indexes."""
+        if stored.vpc:
+            self.vpc_wide.get(stored.vpc, set()).discard(key)
+        if key[0] in _ADDRESSED:
+            for ip in stored.state.configuration.fixed_ips:
+                holders = self.addresses.get(ip.ip_address)
+                if holders is not None:
+                    holders.discard(key)
+                    if not holders:
+                        del self.addresses[ip.ip_address]
+
     def _forget(self, key: ResourceKey) -> None:
         stored = self.resources.pop(key, None)
-        if stored is not None and stored.vpc:
-            self.vpc_wide.get(stored.vpc, set()).discard(key)
+        if stored is not None:
+            self._unindex(key, stored)
         for host in self.holders.pop(key, set()):
             self.listed[host].discard(key)
             if key[0] == common.PORT:

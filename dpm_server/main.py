@@ -116,9 +116,18 @@ def _ensure_topics(kafka: KafkaSettings, config: DpmConfig, halt: threading.Even
 
 def _read_replies(source: KafkaSource, engine: Engine, loop: asyncio.AbstractEventLoop, halt: threading.Event) -> None:
     """Consume the reply topic in batches and hand decoded replies to the event loop."""
+    backoff = 0.1
     while not halt.is_set():
         batch = []
-        for message in source.poll_batch(2000, 0.1):
+        try:
+            messages = source.poll_batch(2000, 0.1)
+            backoff = 0.1
+        except Exception as exc:  # noqa: BLE001 - a consume error must not end the reader (every request would time out)
+            log.warning("reply_consume_failed", error=str(exc), retry_in_s=backoff)
+            halt.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+            continue
+        for message in messages:
             if message.headers.get(h.MSG_TYPE) == MARKER:
                 continue
             reply = gsp.GoalStateOperationReply()
@@ -150,7 +159,9 @@ async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply])
     admin = AdminClient(kafka.admin())
     publisher.create_topic = lambda name: ensure_topics(admin, {name: 1})
-    markers = await asyncio.to_thread(publisher.place_markers)
+    markers = await asyncio.to_thread(_place_markers, publisher, bootstrap, halt)
+    if not markers:
+        return 0
     engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout)
     source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
     source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
@@ -187,14 +198,28 @@ async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     return 0
 
 
+def _place_markers(publisher: Publisher, bootstrap: str, halt: threading.Event) -> dict[tuple[str, int], int]:
+    """Start-up markers, waiting (and logging) while the broker does not take them; {} once halted."""
+    while not halt.is_set():
+        try:
+            return publisher.place_markers(timeout=5.0, halt=halt.is_set)
+        except TimeoutError:
+            log.warning("broker_unreachable", bootstrap=bootstrap, step="start-up markers", retry_in_s=0)
+    return {}
+
+
 def _poll(sink: KafkaSink, halt: threading.Event) -> None:
     while not halt.is_set():
         sink.poll(0.05)
 
 
 async def _tick(engine: Engine, stop: asyncio.Event) -> None:
+    """Retry and time out requests every 100 ms; an error is logged, never ends the ticker."""
     while not stop.is_set():
-        engine.tracker.tick()
+        try:
+            engine.tracker.tick()
+        except Exception:  # noqa: BLE001
+            log.exception("ack_tick_failed")
         await asyncio.sleep(0.1)
 
 

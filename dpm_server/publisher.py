@@ -50,18 +50,28 @@ class Publisher:
         self._lock = threading.Lock()
         self.create_topic: Callable[[str], None] | None = None  # makes a host's topic (topic-per-host)
         self._host_topics: set[str] = set()
+        self._markers_sent = False
 
     # ---- start-up ----------------------------------------------------------------------
 
-    def place_markers(self, timeout: float = 30.0) -> dict[tuple[str, int], int]:
-        """One marker per multicast and reply partition; returns their delivered offsets."""
-        for topic, count in ((self.topics.multicast, self.multicast_partitions), (self.topics.reply, self.reply_partitions)):
-            for part in range(count):
+    def place_markers(self, timeout: float = 30.0, halt: Callable[[], bool] = lambda: False) -> dict[tuple[str, int], int]:
+        """One marker per multicast and reply partition (once); waits until all are delivered and
+        returns the delivered offsets ({} if `halt()` turns true first; TimeoutError after `timeout`)."""
+        wanted = [(self.topics.multicast, p) for p in range(self.multicast_partitions)]
+        wanted += [(self.topics.reply, p) for p in range(self.reply_partitions)]
+        if not self._markers_sent:
+            for topic, part in wanted:
                 marker = Envelope(topic, f"marker-{part}", b"", {h.MSG_TYPE: MARKER, h.EPOCH: self.epoch}, partition=part)
                 self.sink.send(marker, self._on_delivered)
+            self._markers_sent = True
         deadline = time.monotonic() + timeout
-        wanted = self.multicast_partitions + self.reply_partitions
-        while len(self.delivered) < wanted:
+        errors = self.counters.delivery_errors
+        while not all(tp in self.delivered for tp in wanted):
+            if halt():
+                return {}
+            if self.counters.delivery_errors > errors:
+                self._markers_sent = False  # a marker failed for good: the next call sends them again
+                raise TimeoutError("a start-up marker could not be delivered")
             if time.monotonic() > deadline:
                 raise TimeoutError("start-up markers were not delivered; is the broker reachable?")
             self.sink.poll(0.1)

@@ -4,15 +4,21 @@ stragglers retried, callers answered (docs/internals.md, "The caller's reply")."
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import structlog
+
 from dpm_server.planner import Input
-from dpm_server.publisher import Token
+from dpm_server.publisher import MARKER, Token
 from gsmq import headers as h
 from gsmq.resources import ResourceKey
+from gsmq.transport import Envelope
 from proto import common_pb2 as common
 from proto import goalstateprovisioner_pb2 as gsp
+
+log = structlog.get_logger()
+Reply = tuple[str, Mapping[str, str], gsp.GoalStateOperationReply]  # (replying host, headers, reply)
 
 # How bad a status is, for merging the statuses of many hosts into one.
 _SEVERITY = {common.SUCCESS: 0, common.PENDING: 1, common.OUT_OF_ORDER: 2, common.INVALID_ARG: 3, common.FAILURE: 4}
@@ -39,6 +45,23 @@ class Pending:
     retry_tokens: dict[str, Token] = field(default_factory=dict)  # host -> token of its retry copy
     merged: dict[ResourceKey, Merged] = field(default_factory=dict)
     total_us: int = 0
+
+
+def decode_replies(messages: Iterable[Envelope]) -> list[Reply]:
+    """The host replies among messages consumed from the reply topic (markers skipped,
+    undecodable ones logged and skipped: a broken reply is not fatal)."""
+    out: list[Reply] = []
+    for message in messages:
+        if message.headers.get(h.MSG_TYPE) == MARKER:
+            continue
+        reply = gsp.GoalStateOperationReply()
+        try:
+            reply.ParseFromString(message.value)
+        except Exception:  # noqa: BLE001 - DecodeError and friends
+            log.warning("reply_undecodable", partition=message.partition, offset=message.offset)
+            continue
+        out.append((message.headers.get(h.HOST_ID) or message.key, message.headers, reply))
+    return out
 
 
 def reply_token(headers: Mapping[str, str]) -> Token:

@@ -14,18 +14,17 @@ import structlog
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from dpm_server.acks import Reply, decode_replies
 from dpm_server.engine import Engine
 from dpm_server.planner import STRATEGIES
-from dpm_server.publisher import MARKER, Publisher
+from dpm_server.publisher import Publisher
 from dpm_server.service import Provisioner, Status
-from gsmq import headers as h
 from gsmq import lifecycle, logs
 from gsmq.broker import embedded_or_external
 from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_transport import KafkaSink, KafkaSource
 from gsmq.topics import Topics, ensure_topics
-from proto import goalstateprovisioner_pb2 as gsp
 from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
 from proto import gsmq_pb2_grpc
 
@@ -118,7 +117,6 @@ def _read_replies(source: KafkaSource, engine: Engine, loop: asyncio.AbstractEve
     """Consume the reply topic in batches and hand decoded replies to the event loop."""
     backoff = 0.1
     while not halt.is_set():
-        batch = []
         try:
             messages = source.poll_batch(2000, 0.1)
             backoff = 0.1
@@ -127,21 +125,12 @@ def _read_replies(source: KafkaSource, engine: Engine, loop: asyncio.AbstractEve
             halt.wait(backoff)
             backoff = min(backoff * 2, 5.0)
             continue
-        for message in messages:
-            if message.headers.get(h.MSG_TYPE) == MARKER:
-                continue
-            reply = gsp.GoalStateOperationReply()
-            try:
-                reply.ParseFromString(message.value)
-            except Exception:  # noqa: BLE001 - a broken reply is logged, not fatal
-                log.warning("reply_undecodable", partition=message.partition, offset=message.offset)
-                continue
-            batch.append((message.headers.get(h.HOST_ID, message.key), message.headers, reply))
+        batch = decode_replies(messages)
         if batch:
             loop.call_soon_threadsafe(_deliver, engine, batch)
 
 
-def _deliver(engine: Engine, batch: list[tuple[str, dict[str, str], gsp.GoalStateOperationReply]]) -> None:
+def _deliver(engine: Engine, batch: list[Reply]) -> None:
     for host, headers, reply in batch:
         engine.tracker.on_reply(host, headers, reply)
 

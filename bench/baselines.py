@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.collect import percentiles
 from gsmq.kafka import KafkaSettings
+from gsmq.kafka_transport import consume_batch
 from gsmq.topics import ensure_topics
 
 STAMP = "gs-sent-ns"
@@ -36,7 +37,7 @@ def consume(bootstrap: str, topic: str, partitions: int, count: int, timeout: fl
     size = 0
     deadline = time.monotonic() + timeout
     while len(latencies) < count and time.monotonic() < deadline:
-        for msg in consumer.consume(10000, 0.1):
+        for msg in consume_batch(consumer, 10000, 0.1):
             if msg.error() is not None:
                 continue
             now = time.time_ns()

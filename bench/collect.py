@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from gsmq import headers as h
 from gsmq.kafka import KafkaSettings
+from gsmq.kafka_transport import consume_batch
 from gsmq.topics import partition_count
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
@@ -37,7 +38,7 @@ class ReplyCollector:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for msg in self._consumer.consume(5000, 0.1):
+            for msg in consume_batch(self._consumer, 5000, 0.1):
                 if msg.error() is not None:
                     continue
                 hdr = dict(msg.headers() or [])

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from gsmq import quirks
 from gsmq.kafka import KafkaSettings
 from gsmq.transport import Delivered, Envelope
+
+
+def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
+    """Up to `max_messages`, waiting at most `timeout` for the FIRST one only.
+
+    `Consumer.consume(n, timeout)` waits until it has n messages or the timeout has
+    passed, which adds the whole timeout to every message of a quiet stream (measured:
+    100 ms with consume(500, 0.1) against 2 ms this way)."""
+    first = consumer.consume(1, timeout)
+    if not first or max_messages <= 1:
+        return list(first)
+    return [*first, *consumer.consume(max_messages - 1, 0)]
 
 
 class KafkaSink:
@@ -72,7 +84,7 @@ class KafkaSource:
 
     def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
         out: list[Envelope] = []
-        for msg in self.consumer.consume(max_messages, timeout):
+        for msg in consume_batch(self.consumer, max_messages, timeout):
             if msg.error() is not None:
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     continue

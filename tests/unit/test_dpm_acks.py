@@ -1,0 +1,217 @@
+"""The ack tracker over a MemoryBus: replies matched by (request, host, message), statuses
+merged, stragglers retried, silent hosts failed; the caller's stream in order, with
+backpressure (no Kafka, no gRPC server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import structlog
+
+from dpm_server.acks import decode_replies
+from dpm_server.engine import Engine
+from dpm_server.service import Provisioner
+from dpm_server.testing import ack, goal, memory_engine, port_goal, published, security_group, subnet_goal
+from gsmq import headers as h
+from gsmq.topics import Topics
+from gsmq.transport import Envelope, MemoryBus
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+from proto import goalstateprovisioner_pb2 as gsp
+
+A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
+HOSTS = [A, B, C]
+
+
+class FakeAcas:
+    """Stands for the ACAs of some hosts: replies to what the DPM published for them, when told."""
+
+    def __init__(self, eng: Engine, bus: MemoryBus, topics: Topics) -> None:
+        self.eng, self.bus, self.topics = eng, bus, topics
+        self.seen: set[tuple[str, int, int]] = set()  # what the test has looked at (new())
+        self.done: dict[str, set[tuple[str, int, int]]] = {}  # host -> messages it acknowledged
+        self.source = bus.source("dpm")
+        self.source.assign([(topics.reply, p, 0) for p in range(2)])
+
+    def new(self) -> list[Envelope]:
+        """Messages published since the last call."""
+        fresh = [m for m in published(self.bus) if (m.topic, m.partition, m.offset) not in self.seen]
+        self.seen.update((m.topic, m.partition, m.offset) for m in fresh)
+        return fresh
+
+    def reply(self, hosts: list[str], status: Callable[[str], int] = lambda host: common.SUCCESS,
+              times: Callable[[str], tuple[int, int, int]] = lambda host: (1, 2, 3)) -> int:
+        """Each of `hosts` acknowledges what reached it and it has not acknowledged yet; replies go through the bus."""
+        sink, sent = self.bus.sink(), 0
+        for m in published(self.bus):
+            multicast = m.topic == self.topics.multicast
+            targets = self.eng.snapshot.members.get(m.key, set()) if multicast else {m.key}
+            for host in hosts:
+                done = self.done.setdefault(host, set())
+                if host in targets and (m.topic, m.partition, m.offset) not in done:
+                    done.add((m.topic, m.partition, m.offset))
+                    message = gs.GoalStateV2.FromString(m.value)
+                    sink.send(ack(message, m.headers, host, self.topics.reply, status(host), multicast, times(host)))
+                    sent += 1
+        self.pump()
+        return sent
+
+    def pump(self) -> None:
+        """The DPM's reply reader: what is on the reply topic, decoded, to the tracker."""
+        for host, headers, reply in decode_replies(self.source.poll_batch(1000, 0)):
+            self.eng.tracker.on_reply(host, headers, reply)
+
+
+def cluster(timeout: float = 10.0) -> tuple[Engine, MemoryBus, Topics, FakeAcas]:
+    eng, bus, topics = memory_engine(timeout=timeout)
+    acas = FakeAcas(eng, bus, topics)
+    eng.submit(subnet_goal("vpc-1", HOSTS), lambda r: None)
+    for i, host in enumerate(HOSTS):
+        eng.submit(port_goal(f"p{i}", "vpc-1", host, f"10.1.0.{i}", HOSTS), lambda r: None)
+    acas.reply(HOSTS)
+    assert eng.tracker.pending == {}
+    acas.new()  # the set-up is not what tests look at
+    return eng, bus, topics, acas
+
+
+def statuses(reply: gsp.GoalStateOperationReply) -> dict[str, int]:
+    return {s.resource_id: s.operation_status for s in reply.operation_statuses}
+
+
+def test_a_request_completes_when_every_targeted_host_replied() -> None:
+    eng, _, _, acas = cluster()
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), replies.append)
+    acas.reply([A])  # A's unicast (its port); B and C are still to apply the neighbor
+    assert replies == []
+    acas.reply([B])
+    assert replies == []
+    acas.reply([C])
+    (reply,) = replies
+    assert statuses(reply) == {"p9": common.SUCCESS, "dhcp-p9": common.SUCCESS, "nb-p9": common.SUCCESS}
+    assert eng.counts()["requests_completed"] >= 1 and eng.tracker.pending == {}
+
+
+def test_statuses_merge_to_the_worst_and_times_to_the_largest() -> None:
+    eng, _, _, acas = cluster()
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(goal([security_group("sg-1", "vpc-1")], {host: ["sg-1"] for host in HOSTS}), replies.append)
+    worst = {A: common.SUCCESS, B: common.OUT_OF_ORDER, C: common.PENDING}
+    times = {A: (9, 1, 1), B: (1, 8, 1), C: (1, 1, 7)}
+    acas.reply(HOSTS, status=worst.__getitem__, times=times.__getitem__)
+    (reply,) = replies
+    (s,) = reply.operation_statuses
+    assert (s.resource_id, s.resource_type, s.operation_type) == ("sg-1", common.SECURITYGROUP, common.CREATE)
+    assert s.operation_status == common.OUT_OF_ORDER
+    assert (s.dataplane_programming_time, s.network_configuration_time, s.state_elapse_time) == (9, 8, 7)
+    assert reply.message_total_operation_time == 11
+
+
+def test_replies_nobody_waits_for_are_ignored() -> None:
+    eng, bus, topics, acas = cluster()
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", [A]), replies.append)
+    (m,) = [x for x in acas.new() if x.topic == topics.unicast]
+    message = gs.GoalStateV2.FromString(m.value)
+    sink = bus.sink()
+    sink.send(ack(message, {**m.headers, h.REQUEST_ID: "someone-else"}, A, topics.reply))  # another request
+    sink.send(ack(message, m.headers, B, topics.reply))  # a host it did not target
+    sink.send(ack(message, {**m.headers, h.SEQ: "999"}, A, topics.reply))  # a message it did not send
+    sink.send(Envelope(topics.reply, A, b"\xff\xff not protobuf", dict(m.headers)))
+    with structlog.testing.capture_logs() as logs:
+        acas.pump()
+    assert replies == [] and [e["event"] for e in logs] == ["reply_undecodable"]
+    sink.send(ack(message, m.headers, A, topics.reply))
+    acas.pump()
+    assert len(replies) == 1 and set(statuses(replies[0]).values()) == {common.SUCCESS}
+
+
+def test_a_straggler_gets_its_copy_again_with_a_new_sequence() -> None:
+    eng, _, topics, acas = cluster(timeout=10.0)
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), replies.append)
+    acas.reply([B, C])
+    (first,) = [m for m in acas.new() if m.key == A]
+    (request,) = eng.tracker.pending.values()
+    eng.tracker.tick(request.started + 5.5)  # past retry_after (5 s)
+    (again,) = acas.new()
+    assert again.key == A and again.headers[h.REQUEST_ID] == first.headers[h.REQUEST_ID] == request.id
+    assert int(again.headers[h.SEQ]) == int(first.headers[h.SEQ]) + 1
+    copy = gs.GoalStateV2.FromString(again.value)
+    assert {"p9", "dhcp-p9"} <= set(copy.port_states) | set(copy.dhcp_states)
+    assert again.headers[h.FOLLOW].startswith("vpc-1=")  # with its VPC's current state, in case it missed it
+    eng.tracker.tick(request.started + 6)  # retried once only
+    assert acas.new() == [] and eng.tracker.retries == 1
+    acas.reply([A])  # the answer to the retry alone completes A (the first copy may be lost)
+    assert len(replies) == 1 and set(statuses(replies[0]).values()) == {common.SUCCESS}
+
+
+def test_silent_hosts_fail_after_the_timeout() -> None:
+    eng, _, _, acas = cluster(timeout=10.0)
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), replies.append)
+    acas.reply([A, C])  # B never answers (the neighbor reached it by multicast)
+    (request,) = eng.tracker.pending.values()
+    eng.tracker.tick(request.started + 10.0)
+    (reply,) = replies
+    assert statuses(reply) == {"p9": common.SUCCESS, "dhcp-p9": common.SUCCESS, "nb-p9": common.FAILURE, f"host:{B}": common.FAILURE}
+    extra = reply.operation_statuses[-1]
+    assert (extra.resource_id, extra.operation_type) == (f"host:{B}", common.INFO)
+    assert eng.counts()["requests_failed"] == 1 and eng.tracker.pending == {}
+
+
+def test_a_coalesced_batch_answers_each_caller_with_its_own_resources() -> None:
+    eng, _, _, acas = cluster()
+    got: dict[str, gsp.GoalStateOperationReply] = {}
+    first, second = port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), port_goal("p9", "vpc-1", B, "10.1.0.9", [B])
+    eng.submit_many([(first, lambda r: got.setdefault("first", r)), (second, lambda r: got.setdefault("second", r))])
+    acas.reply([A])
+    assert got == {}  # one request for both: B has not replied
+    acas.reply([B])
+    assert set(statuses(got["first"])) == {"p8", "dhcp-p8", "nb-p8"}
+    assert set(statuses(got["second"])) == {"p9", "dhcp-p9", "nb-p9"}
+
+
+async def test_the_callers_stream_is_answered_in_order_and_held_back_when_full() -> None:
+    eng, _, _, acas = cluster()
+    service = Provisioner(eng, max_in_flight=2)
+    base = eng.answered
+    pulled: list[int] = []
+
+    async def inputs() -> AsyncIterator[gs.GoalStateV2]:
+        for i in range(4):
+            pulled.append(i)
+            host = [B, A][i % 2]
+            yield port_goal(f"q{i}", "vpc-1", host, f"10.1.1.{i}", [host])  # targets its host only
+
+    answers: list[gsp.GoalStateOperationReply] = []
+
+    async def call() -> None:
+        async for reply in service.PushGoalStatesStream(inputs(), None):  # type: ignore[arg-type]
+            answers.append(reply)
+
+    task = asyncio.create_task(call())
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0)
+        raise AssertionError("condition never held")
+
+    await until(lambda: len(eng.tracker.pending) == 2)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(eng.tracker.pending) == 2 and len(pulled) <= 3  # two in flight: the stream is not read on
+    acas.reply([A])  # q1 is done, yet nothing is answered before q0; q2 is let in
+    await until(lambda: eng.answered == base + 1 and len(eng.tracker.pending) == 2)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert answers == [] and len(pulled) <= 4
+    acas.reply([B])  # q0 and q2: the three first answers go out in order, q3 is let in
+    await until(lambda: len(answers) == 3)
+    acas.reply([A])
+    await asyncio.wait_for(task, 10)
+    assert [sorted(statuses(a))[0] for a in answers] == ["dhcp-q0", "dhcp-q1", "dhcp-q2", "dhcp-q3"]
+    assert pulled == [0, 1, 2, 3]

@@ -1,0 +1,76 @@
+"""Invalid input: INVALID_ARG for the offending resources and nothing of the message published."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from dpm_server.testing import memory_engine, port_goal, published
+from dpm_server.validate import invalid_resources
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+from proto import goalstateprovisioner_pb2 as gsp
+
+A, B = "10.0.0.1", "10.0.0.2"
+
+
+def lists_missing(g: gs.GoalStateV2) -> tuple[int, str]:
+    g.host_resources[B].resources.add(type=common.DHCP, id="not-in-message")
+    return common.DHCP, "not-in-message"
+
+
+def empty_id(g: gs.GoalStateV2) -> tuple[int, str]:
+    g.port_states[""].CopyFrom(g.port_states["p0"])
+    return common.PORT, ""
+
+
+def no_configuration(g: gs.GoalStateV2) -> tuple[int, str]:
+    g.neighbor_states["nb-bare"].operation_type = common.CREATE
+    return common.NEIGHBOR, "nb-bare"
+
+
+def lists_empty_id(g: gs.GoalStateV2) -> tuple[int, str]:
+    g.host_resources[A].resources.add(type=common.PORT, id="")
+    return common.PORT, ""
+
+
+def unknown_type(g: gs.GoalStateV2) -> tuple[int, str]:
+    g.host_resources[A].resources.add(type=42, id="p0")  # type: ignore[arg-type]
+    return 42, "p0"
+
+
+@pytest.mark.parametrize("spoil", [lists_missing, empty_id, no_configuration, lists_empty_id, unknown_type])
+def test_invalid_input_is_refused_whole(spoil: Callable[[gs.GoalStateV2], tuple[int, str]]) -> None:
+    eng, bus, _ = memory_engine()
+    g = port_goal("p0", "vpc-1", A, "10.1.0.0", [A, B])
+    bad_type, bad_id = spoil(g)
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(g, replies.append)
+    (reply,) = replies
+    statuses = [(s.resource_id, s.operation_status) for s in reply.operation_statuses]
+    assert statuses == [(bad_id, common.INVALID_ARG)]
+    expected_type = bad_type if bad_type in common.ResourceType.values() else common.VPC
+    assert reply.operation_statuses[0].resource_type == expected_type
+    assert published(bus) == []  # nothing of the message, not even its valid resources
+    assert eng.snapshot.resources == {} and eng.tracker.pending == {}
+    assert eng.counts()["invalid_requests"] == 1
+
+
+def test_a_valid_message_has_no_problems_and_a_delete_needs_its_configuration_too() -> None:
+    g = port_goal("p0", "vpc-1", A, "10.1.0.0", [A, B])
+    assert invalid_resources(g) == {}
+    g.port_states["p0"].ClearField("configuration")
+    g.port_states["p0"].operation_type = common.DELETE
+    assert invalid_resources(g) == {(common.PORT, "p0"): "resource without configuration"}
+
+
+def test_an_invalid_input_in_a_coalesced_batch_refuses_only_itself() -> None:
+    eng, bus, _ = memory_engine()
+    good, bad = port_goal("p0", "vpc-1", A, "10.1.0.0", [A]), port_goal("p1", "vpc-1", A, "10.1.0.1", [A])
+    lists_missing(bad)
+    replies: dict[str, gsp.GoalStateOperationReply] = {}
+    eng.submit_many([(good, lambda r: replies.setdefault("good", r)), (bad, lambda r: replies.setdefault("bad", r))])
+    assert [s.operation_status for s in replies["bad"].operation_statuses] == [common.INVALID_ARG]
+    assert "good" not in replies  # published, waiting for A
+    assert {m.key for m in published(bus)} == {A} and (common.PORT, "p1") not in eng.snapshot.resources

@@ -102,6 +102,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             ("publish->applied p50/p99", f"{storm['publish_to_applied_ms']['p50']:.1f} / {storm['publish_to_applied_ms']['p99']:.1f} ms"),
             ("caller send->reply p50/p99", f"{storm['caller_reply_ms']['p50']:.1f} / {storm['caller_reply_ms']['p99']:.1f} ms"),
             ("bytes produced / consumed", f"{storm['bytes_published']:,} / {storm['bytes_consumed']:,}"),
+            ("simulator RSS after the storm", f"{storm['sim_rss_bytes'] / 2**20:.0f} MiB, {storm['sim_rss_per_host_bytes'] / 1024:.1f} KiB per host"),
         ]
     if raw:
         rows.append(("raw Kafka ceiling (same count and size)", f"{raw['messages_per_s']:.0f} msg/s, p99 {raw['latency_ms']['p99']:.1f} ms"))
@@ -126,7 +127,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     if big:
         rows.append((f"one VPC: {big['ports']} ports on {big['hosts']} hosts", f"converged {big['convergence_s']:.2f} s"))
     for m in results.get("memory", []):
-        rows.append((f"memory at {m['hosts']:,} simulated hosts", f"{m['per_host_bytes'] / 1024:.2f} KiB per host"))
+        rows.append((f"memory at {m['hosts']:,} idle simulated hosts", f"{m['per_host_bytes'] / 1024:.2f} KiB per host"))
     for name, value in ratios(results).items():
         if value is not None:
             rows.append((f"ratio {name}", f"{value:.3f}"))

@@ -98,6 +98,8 @@ def storm_figures(c: Cluster, storm: Storm, result: Push, resources: int) -> dic
         "publish_to_applied_ms": percentiles([(a - s) / 1e6 for s, a, _ in window]),
         "caller_reply_ms": percentiles(result.latencies_ms()),
         "avg_message_bytes": dpm.bytes_published / max(dpm.messages_published, 1),
+        "sim_rss_bytes": sum(a.rss_bytes for a in agents),
+        "sim_rss_per_host_bytes": sum(a.rss_bytes for a in agents) / max(len(storm.hosts), 1),
         "cdf_publish_to_applied_ms": _sample(sorted((a - s) / 1e6 for s, a, _ in window)),
     }
 

@@ -31,7 +31,7 @@ def _synthetic(multicast_bytes: int, unicast_bytes: int) -> dict:
     lat = {"p50": 1.0, "p95": 2.0, "p99": 4.0, "max": 5.0, "count": 3}
     storm = {"hosts": 10, "vpcs": 1, "ports": 3, "inputs": 3, "resources": 9, "convergence_s": 1.0, "goal_states_per_s": 3.0,
              "resources_per_s": 9.0, "messages_per_s": 50.0, "publish_to_applied_ms": lat, "caller_reply_ms": lat,
-             "bytes_published": 10, "bytes_consumed": 20, "cdf_publish_to_applied_ms": [1.0, 2.0, 5.0],
+             "bytes_published": 10, "bytes_consumed": 20, "sim_rss_bytes": 2**20, "sim_rss_per_host_bytes": 1024.0, "cdf_publish_to_applied_ms": [1.0, 2.0, 5.0],
              "churn": [{"fraction": 0.5, "offered_per_s": 2.0, "publish_to_applied_ms": {**lat, "p99": 20.0},
                         "cdf_publish_to_applied_ms": [1.0]}]}
     strategies = [{**storm, "strategy": "vpc-multicast", "bytes_published": multicast_bytes, "messages_published": 1,

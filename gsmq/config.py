@@ -27,6 +27,7 @@ class _Option:
     env: str
     default: Any
     convert: Callable[[str], Any]
+    choices: Sequence[str] | None = None
 
 
 def boolean(text: str) -> bool:
@@ -83,7 +84,7 @@ class Settings:
         self.parser.add_argument(
             flag, dest=dest, default=None, type=convert, choices=choices, help=f"{help}{shown} [env: {env_name}]"
         )
-        self._options.append(_Option(dest, env_name, default, convert))
+        self._options.append(_Option(dest, env_name, default, convert, choices))
 
     def parse(self, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Resolve every option; argparse errors exit 2, bad env/file values raise ConfigError."""
@@ -106,7 +107,7 @@ class Settings:
                 value = self._convert(opt, env[opt.env], f"${opt.env}")
             if value is None and opt.dest in file_values:
                 raw = file_values[opt.dest]
-                value = raw if not isinstance(raw, str) else self._convert(opt, raw, f"{path}: {opt.dest}")
+                value = self._convert(opt, str(raw), f"{path}: {opt.dest}")  # numbers too: validated like text
             out[opt.dest] = opt.default if value is None else value
         if "kafka_property" in args:
             try:
@@ -119,9 +120,12 @@ class Settings:
     @staticmethod
     def _convert(opt: _Option, raw: str, where: str) -> Any:
         try:
-            return opt.convert(raw)
+            value = opt.convert(raw)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: {exc}") from exc
+        if opt.choices is not None and value not in opt.choices:  # argparse checks flags only
+            raise ConfigError(f"{where}: invalid choice {raw!r} (choose from {', '.join(opt.choices)})")
+        return value
 
 
 def positive_int(text: str) -> int:

@@ -15,11 +15,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import structlog
+
 from gsmq import headers as h
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, Sink
 
+log = structlog.get_logger()
 GOAL_STATE = "GoalStateV2"
 MARKER = "Marker"
 Token = tuple[str, ...]  # ("u", seq) for a host's unicast message, ("m", vpc, seq) for multicast
@@ -27,10 +30,17 @@ Token = tuple[str, ...]  # ("u", seq) for a host's unicast message, ("m", vpc, s
 
 @dataclass
 class Counters:
+    """Messages and payload bytes per channel (unicast includes per-host topics); failed deliveries."""
+
     unicast_messages: int = 0
     multicast_messages: int = 0
-    bytes_published: int = 0
+    unicast_bytes: int = 0
+    multicast_bytes: int = 0
     delivery_errors: int = 0
+
+    @property
+    def bytes_published(self) -> int:
+        return self.unicast_bytes + self.multicast_bytes
 
 
 class Publisher:
@@ -78,8 +88,9 @@ class Publisher:
         return dict(self.delivered)
 
     def _on_delivered(self, message: Envelope, error: str | None) -> None:
-        if error is not None:
+        if error is not None:  # the ack tracker retries the host (unicast) or reports it silent
             self.counters.delivery_errors += 1
+            log.warning("delivery_failed", topic=message.topic, key=message.key, error=error)
             return
         tp = (message.topic, message.partition)
         with self._lock:
@@ -104,7 +115,7 @@ class Publisher:
                    h.SENT_NS: str(time.time_ns()), h.MSG_TYPE: GOAL_STATE}
         self.sink.send(Envelope(self.topics.multicast, vpc, payload, headers), self._on_delivered)
         self.counters.multicast_messages += 1
-        self.counters.bytes_published += len(payload)
+        self.counters.multicast_bytes += len(payload)
         return ("m", vpc, str(seq))
 
     def unicast(self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False) -> Token:
@@ -124,5 +135,5 @@ class Publisher:
             self._host_topics.add(topic)
         self.sink.send(Envelope(topic, host, payload, headers), self._on_delivered)
         self.counters.unicast_messages += 1
-        self.counters.bytes_published += len(payload)
+        self.counters.unicast_bytes += len(payload)
         return ("u", str(seq))

@@ -161,3 +161,14 @@ def test_delete_of_the_last_port_tells_the_host_and_stops_waiting_for_its_multic
     assert set(request.waiting) == {A, B, C}  # A acks its unicast; B and C the multicast
     assert [token[0] for token in request.waiting[A]] == ["u"] and [token[0] for token in request.waiting[B]] == ["m"]
     assert eng.snapshot.host_vpcs(A) == set()
+
+
+def test_messages_and_bytes_are_counted_per_channel() -> None:
+    eng, bus, topics = topology("vpc-multicast")
+    c = eng.publisher.counters
+    multicast = [m for m in published(bus) if m.topic == topics.multicast]
+    unicast = [m for m in published(bus) if m.topic == topics.unicast]
+    assert (c.multicast_messages, c.unicast_messages) == (len(multicast), len(unicast))
+    assert c.multicast_bytes == sum(len(m.value) for m in multicast) > 0
+    assert c.unicast_bytes == sum(len(m.value) for m in unicast) > 0
+    assert eng.counts()["bytes_published"] == c.multicast_bytes + c.unicast_bytes

@@ -1,0 +1,328 @@
+"""The DPM in-process through the real broker, with a tiny fake ACA (a plain consumer and
+producer) that replies for the hosts it serves: caller replies, silent hosts, resync,
+on-demand requests, and what each strategy publishes where."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from dpm_server.main import parse_config, serve
+from dpm_server.testing import ack, goal, keys, port_goal, subnet, subnet_goal
+from gsmq import headers as h
+from gsmq.broker import free_port
+from gsmq.kafka import KafkaSettings
+from gsmq.partition import partition_for
+from gsmq.topics import Topics
+from gsmq.transport import Envelope
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+from proto import goalstateprovisioner_pb2 as gsp
+from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
+from proto import gsmq_pb2, gsmq_pb2_grpc
+
+A, B, C = "192.168.5.1", "192.168.5.2", "192.168.5.3"
+PARTS = {"unicast": 4, "multicast": 4, "reply": 2}
+
+
+@dataclass
+class Seen:
+    """A goal-state message as the fake ACA received it."""
+
+    topic: str
+    partition: int
+    key: str
+    headers: dict[str, str]
+    goal: gs.GoalStateV2
+
+
+class FakeAca(threading.Thread):
+    """Replies for `hosts` to every goal state meant for them: unicast by key, multicast for
+    the VPCs where they hold ports. Replies of `held` hosts wait for `release`."""
+
+    def __init__(self, kafka: KafkaSettings, topics: Topics, hosts: set[str], held: set[str] | None = None) -> None:
+        super().__init__(daemon=True, name="fake-aca")
+        self.topics, self.hosts, self.held = topics, hosts, set(held or ())
+        self.consumer = Consumer(kafka.consumer(f"fake-aca-{uuid.uuid4().hex[:6]}"))
+        self.producer = Producer(kafka.producer())
+        self.received: list[Seen] = []
+        self.ports: dict[str, dict[str, str]] = {host: {} for host in hosts}  # host -> {port: vpc}
+        self.waiting: list[Envelope] = []
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        assigned = {self.topics.unicast, self.topics.multicast}
+        self.consumer.assign([TopicPartition(t, p, 0) for t, n in ((self.topics.unicast, PARTS["unicast"]),
+                                                                    (self.topics.multicast, PARTS["multicast"])) for p in range(n)])
+        next_lookup = 0.0
+        while not self.halt.is_set():
+            if time.monotonic() > next_lookup:  # topic-per-host: read each host's topic once it exists
+                existing = self.consumer.list_topics(timeout=5).topics
+                new = [self.topics.host(x) for x in self.hosts if self.topics.host(x) in existing and self.topics.host(x) not in assigned]
+                if new:
+                    self.consumer.incremental_assign([TopicPartition(t, 0, 0) for t in new])
+                    assigned.update(new)
+                next_lookup = time.monotonic() + 0.3
+            for msg in self.consumer.consume(500, 0.1):
+                if msg.error() is None:
+                    self.handle(msg.topic(), msg.partition(), msg.key().decode(), h.to_dict(msg.headers()), msg.value())
+            self.producer.poll(0)
+        self.producer.flush(5)
+        self.consumer.close()
+
+    def handle(self, topic: str, partition: int, key: str, headers: dict[str, str], value: bytes) -> None:
+        if headers.get(h.MSG_TYPE) != "GoalStateV2":
+            return
+        message = gs.GoalStateV2.FromString(value)
+        with self.lock:
+            self.received.append(Seen(topic, partition, key, headers, message))
+        multicast = topic == self.topics.multicast
+        if multicast:
+            targets = [x for x in self.hosts if key in self.ports[x].values()]
+        else:
+            targets = [key] if key in self.hosts else []
+            for rid, state in message.port_states.items():
+                if key in self.hosts and state.operation_type == common.DELETE:
+                    self.ports[key].pop(rid, None)
+                elif key in self.hosts:
+                    self.ports[key][rid] = state.configuration.vpc_id
+        for host in targets:
+            reply = ack(message, headers, host, self.topics.reply, multicast=multicast)
+            with self.lock:
+                if host in self.held:
+                    self.waiting.append(reply)
+                    continue
+            self.send(reply)
+
+    def send(self, reply: Envelope) -> None:
+        self.producer.produce(reply.topic, reply.value, reply.key.encode(), headers=list(reply.headers.items()))
+
+    def release(self, host: str) -> None:
+        """Send the replies held for `host`, and from now on reply at once."""
+        with self.lock:
+            self.held.discard(host)
+            mine = [r for r in self.waiting if r.key == host]
+            self.waiting = [r for r in self.waiting if r.key != host]
+        for reply in mine:
+            self.send(reply)
+        self.producer.flush(5)
+
+    def messages(self, where: Callable[[Seen], bool] = lambda s: True) -> list[Seen]:
+        with self.lock:
+            return [s for s in self.received if where(s)]
+
+
+@dataclass
+class Dpm:
+    address: str
+    channel: grpc.aio.Channel
+
+    @property
+    def provisioner(self) -> gsp_grpc.GoalStateProvisionerStub:
+        return gsp_grpc.GoalStateProvisionerStub(self.channel)
+
+    @property
+    def status(self) -> gsmq_pb2_grpc.DpmStatusServiceStub:
+        return gsmq_pb2_grpc.DpmStatusServiceStub(self.channel)
+
+    async def get_status(self) -> gsmq_pb2.DpmStatus:
+        return await self.status.GetStatus(gsmq_pb2.StatusRequest(), timeout=10)
+
+    async def push(self, *messages: gs.GoalStateV2) -> list[gsp.GoalStateOperationReply]:
+        """One stream with these inputs (which the DPM may coalesce into one set of messages)."""
+        return [reply async for reply in self.provisioner.PushGoalStatesStream(iter(messages), timeout=60)]
+
+    async def push_each(self, *messages: gs.GoalStateV2) -> list[gsp.GoalStateOperationReply]:
+        """Each input on its own, once the previous one is applied everywhere."""
+        return [reply for message in messages for reply in await self.push(message)]
+
+
+async def eventually(condition: Callable[[], object], what: str, deadline: float = 30.0) -> None:
+    """Wait for a condition (async or not); fail naming it after a generous deadline."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def running_dpm(bootstrap: str, topics: Topics, strategy: str, *extra: str) -> AsyncIterator[Dpm]:
+    """`serve()` on this event loop, on a free port; stopped (drained, flushed) on exit."""
+    address = f"127.0.0.1:{free_port()}"
+    config = parse_config(["--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--grpc-address", address,
+                           "--strategy", strategy, "--unicast-partitions", str(PARTS["unicast"]),
+                           "--multicast-partitions", str(PARTS["multicast"]), "--reply-partitions", str(PARTS["reply"]),
+                           *extra], environ={})
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(config, bootstrap, stop))
+    async with grpc.aio.insecure_channel(address) as channel:
+        dpm = Dpm(address, channel)
+
+        async def ready() -> bool:
+            if task.done():
+                task.result()  # surfaces a start-up failure
+            try:
+                await dpm.get_status()
+                return True
+            except grpc.aio.AioRpcError:
+                return False
+
+        await eventually(ready, "the DPM to serve")
+        try:
+            yield dpm
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, 30) == 0
+
+
+@contextlib.contextmanager
+def fake_aca(kafka: KafkaSettings, topics: Topics, hosts: set[str], held: set[str] | None = None) -> FakeAca:  # type: ignore[misc]
+    aca = FakeAca(kafka, topics, hosts, held)
+    aca.start()
+    try:
+        yield aca
+    finally:
+        aca.halt.set()
+        aca.join(10)
+
+
+def statuses(reply: gsp.GoalStateOperationReply) -> dict[str, int]:
+    return {s.resource_id: s.operation_status for s in reply.operation_statuses}
+
+
+async def test_the_caller_is_answered_in_order_once_every_targeted_host_replied(
+    bootstrap: str, kafka: KafkaSettings, topics: Topics
+) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
+        with fake_aca(kafka, topics, {A, B}, held={B}) as aca:
+            first = subnet_goal("vpc-1", [A, B])  # A and B must apply it; B's reply is held
+            second = port_goal("pa", "vpc-1", A, "10.1.0.1", [A])  # A only
+            call = dpm.provisioner.PushGoalStatesStream(iter([first, second]), timeout=60)
+            answers: list[gsp.GoalStateOperationReply] = []
+
+            async def read() -> None:
+                async for reply in call:
+                    answers.append(reply)
+
+            reader = asyncio.create_task(read())
+            # the DPM has A's replies to both and answered `second` internally; `first` still waits for B
+            await eventually(lambda: _status_is(dpm, requests_completed=1, requests_pending=1), "second done, first pending")
+            assert answers == [] and len(aca.messages(lambda s: s.key == B)) == 1
+            aca.release(B)
+            await asyncio.wait_for(reader, 30)
+            assert [statuses(r) for r in answers] == [
+                {"subnet-vpc-1": common.SUCCESS},
+                {"pa": common.SUCCESS, "dhcp-pa": common.SUCCESS, "nb-pa": common.SUCCESS},
+            ]
+            status = await dpm.get_status()
+            assert (status.requests_completed, status.requests_pending, status.requests_failed) == (2, 0, 0)
+            assert status.replies_received >= 3 and status.bytes_published > 0
+
+
+async def _status_is(dpm: Dpm, **expected: int) -> bool:
+    status = await dpm.get_status()
+    return all(getattr(status, name) == value for name, value in expected.items())
+
+
+async def test_a_silent_host_is_retried_then_failed_after_the_timeout(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast", "--reply-timeout", "2", "--retry-after", "1") as dpm:
+        with fake_aca(kafka, topics, {A}) as aca:  # nobody answers for C
+            (reply,) = await dpm.push(port_goal("pa", "vpc-1", A, "10.1.0.1", [A, C]))
+            assert statuses(reply) == {"pa": common.SUCCESS, "dhcp-pa": common.SUCCESS, "nb-pa": common.FAILURE,
+                                       f"host:{C}": common.FAILURE}
+            assert reply.operation_statuses[-1].operation_type == common.INFO
+            to_c = aca.messages(lambda s: s.key == C)
+            await eventually(lambda: len(aca.messages(lambda s: s.key == C)) == 2, "the retry to reach the topic")
+            to_c = aca.messages(lambda s: s.key == C)
+            assert [s.headers[h.SEQ] for s in to_c] == ["1", "2"]  # the retry has its own sequence number
+            assert to_c[0].headers[h.REQUEST_ID] == to_c[1].headers[h.REQUEST_ID]
+            assert keys(to_c[1].goal) == {(common.NEIGHBOR, "nb-pa")}
+            status = await dpm.get_status()
+            assert (status.requests_failed, status.retries) == (1, 1)
+
+
+async def test_agent_restarted_on_demand_invalid_input_and_unimplemented(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
+        with fake_aca(kafka, topics, {A, B}) as aca:
+            replies = await dpm.push_each(subnet_goal("vpc-1", [A, B]), port_goal("pa", "vpc-1", A, "10.1.0.1", [A, B]),
+                                          port_goal("pb", "vpc-1", B, "10.1.0.2", [A, B]))
+            assert all(set(statuses(r).values()) == {common.SUCCESS} for r in replies)
+
+            request = gsp.HostRequest(format_version=1)
+            request.state_requests.add(request_type=common.AGENT_RESTARTED, request_id="r1", source_ip=A)
+            request.state_requests.add(request_type=common.ON_DEMAND, request_id="r2", source_ip=A, destination_ip="10.1.0.2")
+            request.state_requests.add(request_type=common.ON_DEMAND, request_id="r3", source_ip=A, destination_ip="10.9.9.9")
+            request.state_requests.add(request_type=common.AGENT_RESTARTED, request_id="r4", source_ip="")
+            answer = await dpm.provisioner.RequestGoalStates(request, timeout=10)
+            assert [(s.request_id, s.operation_status) for s in answer.operation_statuses] == [
+                ("r1", common.SUCCESS), ("r2", common.SUCCESS), ("r3", common.FAILURE), ("r4", common.INVALID_ARG)]
+
+            await eventually(lambda: aca.messages(lambda s: s.headers.get(h.FULL) == "1"), "the full state of A")
+            (full,) = aca.messages(lambda s: s.headers.get(h.FULL) == "1")
+            snapshot = await dpm.status.GetHostSnapshot(gsmq_pb2.HostId(host_id=A), timeout=10)
+            assert full.key == A and full.topic == topics.unicast and full.goal == snapshot
+            assert keys(full.goal) == {(common.SUBNET, "subnet-vpc-1"), (common.PORT, "pa"), (common.DHCP, "dhcp-pa"),
+                                       (common.NEIGHBOR, "nb-pb")}
+            vpc, _, position = full.headers[h.FOLLOW].partition("=")
+            part, offset, seq = (int(x) for x in position.split(":"))
+            assert (vpc, part) == ("vpc-1", partition_for("vpc-1", PARTS["multicast"])) and offset >= 1 and seq >= 1
+
+            before = await dpm.get_status()
+            bad = goal([subnet("vpc-1", rev=2)], {A: ["subnet-vpc-1", "not-there"]})
+            (refused,) = await dpm.push(bad)
+            assert [(s.resource_id, s.operation_status) for s in refused.operation_statuses] == [("not-there", common.INVALID_ARG)]
+            after = await dpm.get_status()
+            assert after.messages_published == before.messages_published and after.invalid_requests == 1
+
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await dpm.provisioner.PushNetworkResourceStates(gs.GoalState(), timeout=10)
+            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("strategy", ["vpc-multicast", "unicast-only", "topic-per-host"])
+async def test_each_strategy_publishes_to_its_topics_and_keys(strategy: str, bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
+    async with running_dpm(bootstrap, topics, strategy) as dpm:
+        with fake_aca(kafka, topics, {A, B, C}) as aca:
+            hosts = [A, B, C]
+            messages = [subnet_goal("vpc-1", hosts)]
+            messages += [port_goal(f"p{i}", "vpc-1", host, f"10.1.0.{i}", hosts) for i, host in enumerate(hosts)]
+            replies = await dpm.push_each(*messages)
+            assert all(set(statuses(r).values()) == {common.SUCCESS} for r in replies)
+            seen = aca.messages()
+            multicast = [s for s in seen if s.topic == topics.multicast]
+            unicast = [s for s in seen if s.topic != topics.multicast]
+            for s in unicast:
+                assert list(s.goal.host_resources) == [s.key] and s.headers[h.HOST_ID] == s.key
+                if strategy == "topic-per-host":
+                    assert (s.topic, s.partition) == (topics.host(s.key), 0)
+                else:
+                    assert (s.topic, s.partition) == (topics.unicast, partition_for(s.key, PARTS["unicast"]))
+            if strategy == "vpc-multicast":
+                assert multicast and all(s.key == "vpc-1" and not s.goal.host_resources for s in multicast)
+                assert {s.partition for s in multicast} == {partition_for("vpc-1", PARTS["multicast"])}
+                # the neighbors of the 2nd and 3rd ports reached the VPC's members once, on the multicast
+                # channel (the 1st port's VPC had no member yet); nobody is sent its own neighbor
+                assert sorted(rid for s in multicast for rid in s.goal.neighbor_states) == ["nb-p1", "nb-p2"]
+                assert all(n.configuration.host_ip_address != s.key for s in unicast for n in s.goal.neighbor_states.values())
+            else:
+                assert multicast == []
+                for host in hosts:  # each host got its own copy of every neighbor of the others
+                    got = {rid for s in unicast if s.key == host for rid in s.goal.neighbor_states}
+                    assert got == {f"nb-p{i}" for i, x in enumerate(hosts) if x != host}
+                    snapshot = await dpm.status.GetHostSnapshot(gsmq_pb2.HostId(host_id=host), timeout=10)
+                    assert set().union(*(keys(s.goal) for s in unicast if s.key == host)) == keys(snapshot)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import structlog
@@ -79,6 +80,11 @@ def settings() -> Settings:
     s.option("--unicast-partitions", default=16, convert=positive_int, help="partitions of the unicast topic when it is created")
     s.option("--multicast-partitions", default=16, convert=positive_int, help="partitions of the multicast topic when it is created")
     s.option("--reply-partitions", default=8, convert=positive_int, help="partitions of the reply topic when it is created")
+
+    def one_line(message: str) -> NoReturn:  # a bad flag: the error alone, not argparse's usage block
+        s.parser.exit(2, f"dpm-server: error: {message} (see --help)\n")
+
+    s.parser.error = one_line  # type: ignore[method-assign]
     return s
 
 
@@ -137,6 +143,15 @@ def _deliver(engine: Engine, batch: list[Reply]) -> None:
 
 async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     """Run until `stop`: topics, markers, reply reader, gRPC; then drain and flush."""
+    try:
+        return await _serve(config, bootstrap, stop)
+    finally:
+        # Kafka clients caught in reference cycles would keep their broker connections (and an
+        # embedded broker's graceful stop waiting on them) until some later collection.
+        gc.collect()
+
+
+async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     kafka = KafkaSettings(bootstrap, config.kafka_properties)
     topics = Topics(config.topic_prefix)
     halt = threading.Event()

@@ -1,105 +1,151 @@
-"""dpm-server through the real broker: invalid input, silent hosts, resync, routability, bad config."""
+"""`dpm-server` as a process from its console script: serves, stops cleanly on SIGTERM,
+waits for an unreachable broker, starts the embedded one, refuses bad configuration."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from bench.cluster import Daemon, start_dpm
-from bench.topology import Port, port_message, subnet_message
+from gsmq.broker import free_port
+from gsmq.kafka import ENV_BOOTSTRAP
 from gsmq.topics import Topics
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
-from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
+from proto import gsmq_pb2, gsmq_pb2_grpc
 
-HOST = "192.168.9.1"
-PORT = Port("port-1", "vpc-x", HOST, "10.0.0.5", "fa:16:3e:00:00:05")
+DPM_SERVER = str(Path(sys.executable).parent / "dpm-server")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without DPM_* / Kafka settings that could leak in, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DPM_", "KAFKA_"))}
+    return {**env, **extra}
+
+
+class Process:
+    """A dpm-server child whose JSON log lines are read from a file."""
+
+    def __init__(self, tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+        self.log_path = tmp_path / f"dpm-{len(list(tmp_path.iterdir()))}.log"
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen([DPM_SERVER, "--log-json", "true", *args], stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env)
+
+    def events(self) -> list[dict[str, object]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # librdkafka's own lines
+        return out
+
+    def event(self, name: str) -> dict[str, object] | None:
+        return next((e for e in self.events() if e.get("event") == name), None)
+
+    def wait_for(self, condition: Callable[[], object], what: str, deadline: float = 30.0) -> None:
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if condition():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dpm-server exited ({self.proc.returncode}) before {what}:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        raise AssertionError(f"gave up waiting for {what}:\n{self.log_path.read_text()}")
+
+    def terminate(self) -> int:
+        """SIGTERM; the exit code (a generous deadline, not a timing claim)."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture
-def dpm(tmp_path: Path, bootstrap: str, topics: Topics) -> Iterator[Daemon]:
-    daemon = start_dpm(tmp_path, bootstrap, topics.prefix, "vpc-multicast", "--reply-timeout", "2", "--retry-after", "1")
-    yield daemon
-    daemon.stop()
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    started: list[Process] = []
+
+    def _spawn(*args: str, **env: str) -> Process:
+        started.append(Process(tmp_path, list(args), clean_env(**env)))
+        return started[-1]
+
+    yield _spawn
+    for process in started:
+        process.kill()
 
 
-def stub(daemon: Daemon) -> gsp_grpc.GoalStateProvisionerStub:
-    return gsp_grpc.GoalStateProvisionerStub(grpc.insecure_channel(f"127.0.0.1:{daemon.status_port}"))
+def status(address: str) -> gsmq_pb2.DpmStatus:
+    with grpc.insecure_channel(address) as channel:
+        return gsmq_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(gsmq_pb2.StatusRequest(), timeout=5)
 
 
-def read_all(bootstrap: str, topic: str, partitions: int = 16) -> list[tuple[dict[str, bytes], bytes]]:
-    """(headers, value) of every goal state on `topic`."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dpm-test", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    out, idle = [], 0
-    while idle < 6:
-        batch = consumer.consume(500, 0.25)
-        idle = idle + 1 if not batch else 0
-        out += [(dict(m.headers() or []), m.value()) for m in batch if m.error() is None]
-    consumer.close()
-    return [(h, v) for h, v in out if h.get("gs-type") == b"GoalStateV2"]
+def test_the_console_script_serves_status_and_exits_0_on_sigterm(spawn: Callable[..., Process], bootstrap: str, topics: Topics) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    dpm = spawn("--grpc-address", address, "--topic-prefix", topics.prefix, "--strategy", "unicast-only",
+                **{ENV_BOOTSTRAP: bootstrap, "DPM_REPLY_TIMEOUT": "7"})
+    dpm.wait_for(lambda: dpm.event("dpm_ready"), "dpm_ready")
+    ready = dpm.event("dpm_ready")
+    assert ready is not None and ready["grpc_address"] == address and ready["bootstrap"] == bootstrap
+    answer = status(address)
+    assert answer.strategy == "unicast-only" and answer.requests_pending == 0
+    assert dpm.terminate() == 0
+    assert dpm.event("dpm_stopped") is not None
 
 
-def test_invalid_input_gets_invalid_arg_and_nothing_is_published(dpm: Daemon, bootstrap: str, topics: Topics) -> None:
-    goal = port_message(PORT, [HOST])
-    goal.host_resources[HOST].resources.add(type=common.PORT, id="port-not-in-message")
-    goal.port_states["port-empty"].operation_type = common.CREATE  # no configuration
-    (reply,) = stub(dpm).PushGoalStatesStream(iter([goal]), timeout=30)
-    bad = {(s.resource_id, s.operation_status) for s in reply.operation_statuses}
-    assert bad == {("port-not-in-message", common.INVALID_ARG), ("port-empty", common.INVALID_ARG)}
-    assert read_all(bootstrap, topics.unicast) == [] and read_all(bootstrap, topics.multicast) == []
+def test_an_unreachable_broker_is_waited_for_not_a_crash(spawn: Callable[..., Process], topics: Topics) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    dpm = spawn("--bootstrap", nowhere, "--grpc-address", f"127.0.0.1:{free_port()}", "--topic-prefix", topics.prefix)
+    dpm.wait_for(lambda: dpm.event("broker_unreachable"), "a failed attempt")
+    assert dpm.proc.poll() is None  # still trying
+    assert dpm.terminate() == 0
 
 
-def test_a_silent_host_is_retried_then_failed(dpm: Daemon, bootstrap: str, topics: Topics) -> None:
-    replies = list(stub(dpm).PushGoalStatesStream(iter([subnet_message("vpc-x", [HOST]), port_message(PORT, [HOST])]), timeout=60))
-    last = replies[-1]
-    statuses = {s.resource_id: s.operation_status for s in last.operation_statuses}
-    assert statuses[f"host:{HOST}"] == common.FAILURE
-    assert statuses["port-1"] == statuses["dhcp-port-1"] == common.FAILURE
-    seqs = [h["gs-seq"] for h, _ in read_all(bootstrap, topics.unicast) if h.get("gs-host-id") == HOST.encode()]
-    assert len(seqs) == len(set(seqs)) >= 4  # two messages, each retried once, every one with its own sequence
-
-
-def test_agent_restarted_publishes_the_full_state_and_on_demand_answers_routability(dpm: Daemon, bootstrap: str, topics: Topics) -> None:
-    list(stub(dpm).PushGoalStatesStream(iter([subnet_message("vpc-x", [HOST]), port_message(PORT, [HOST])]), timeout=60))
-    request = gsp.HostRequest(format_version=1)
-    request.state_requests.add(request_type=common.AGENT_RESTARTED, request_id="r1", source_ip=HOST)
-    request.state_requests.add(request_type=common.ON_DEMAND, request_id="r2", source_ip=HOST, destination_ip="10.0.0.5")
-    request.state_requests.add(request_type=common.ON_DEMAND, request_id="r3", source_ip=HOST, destination_ip="10.9.9.9")
-    request.state_requests.add(request_type=common.AGENT_RESTARTED, request_id="r4", source_ip="")
-    answer = stub(dpm).RequestGoalStates(request, timeout=30)
-    assert [(s.request_id, s.operation_status) for s in answer.operation_statuses] == [
-        ("r1", common.SUCCESS), ("r2", common.SUCCESS), ("r3", common.FAILURE), ("r4", common.INVALID_ARG)]
-    deadline = time.monotonic() + 30
-    full: list[gs.GoalStateV2] = []
-    while not full and time.monotonic() < deadline:
-        full = [gs.GoalStateV2.FromString(v) for h, v in read_all(bootstrap, topics.unicast) if h.get("gs-full") == b"1"]
-    assert len(full) == 1
-    assert set(full[0].port_states) == {"port-1"} and set(full[0].dhcp_states) == {"dhcp-port-1"}
-    assert set(full[0].subnet_states) == {"subnet-vpc-x"}
-
-
-def test_v1_goal_states_are_unimplemented(dpm: Daemon) -> None:
-    with pytest.raises(grpc.RpcError) as info:
-        stub(dpm).PushNetworkResourceStates(gs.GoalState(), timeout=10)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+def test_without_a_bootstrap_server_the_embedded_broker_is_started(spawn: Callable[..., Process], topics: Topics) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    dpm = spawn("--grpc-address", address, "--topic-prefix", topics.prefix)
+    dpm.wait_for(lambda: dpm.event("dpm_ready"), "dpm_ready", deadline=60)
+    started = dpm.event("embedded_broker_started")
+    assert started is not None and started["bootstrap"] == dpm.event("dpm_ready")["bootstrap"]  # type: ignore[index]
+    assert status(address).strategy == "vpc-multicast"
+    assert dpm.terminate() == 0
 
 
 @pytest.mark.parametrize(
     "args,says",
     [(["--reply-timeout", "-1"], "--reply-timeout"), (["--grpc-address", "nonsense"], "--grpc-address"),
      (["--strategy", "bogus"], "invalid choice"), (["--config", "/no/such.toml"], "/no/such.toml"),
-     (["--retry-after", "20", "--reply-timeout", "10"], "--retry-after")],
+     (["--retry-after", "20", "--reply-timeout", "10"], "--retry-after"), (["-X", "novalue"], "key=value")],
 )
 def test_bad_configuration_is_one_line_and_exit_2(args: list[str], says: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "dpm_server", *args], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([DPM_SERVER, *args], capture_output=True, text=True, timeout=30, env=clean_env())
     assert done.returncode == 2
-    assert says in done.stderr and "Traceback" not in done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bad_environment_and_file_values_name_where_they_came_from(tmp_path: Path) -> None:
+    done = subprocess.run([DPM_SERVER], capture_output=True, text=True, timeout=30, env=clean_env(DPM_MAX_IN_FLIGHT="lots"))
+    assert done.returncode == 2 and "$DPM_MAX_IN_FLIGHT" in done.stderr
+    config = tmp_path / "dpm.toml"
+    config.write_text('strategy = "carrier-pigeon"\n')
+    done = subprocess.run([DPM_SERVER, "--config", str(config)], capture_output=True, text=True, timeout=30, env=clean_env())
+    assert done.returncode == 2 and "strategy" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_help_explains_every_option() -> None:
+    done = subprocess.run([DPM_SERVER, "--help"], capture_output=True, text=True, timeout=30, env=clean_env())
+    assert done.returncode == 0
+    for option in ("--grpc-address", "--strategy", "--reply-timeout", "--retry-after", "--max-in-flight", "--unicast-partitions",
+                   "--multicast-partitions", "--reply-partitions", "--topic-prefix", "--log-level", "--bootstrap", "-X"):
+        assert option in done.stdout
+    for env in ("DPM_GRPC_ADDRESS", "DPM_STRATEGY", "DPM_REPLY_TIMEOUT", ENV_BOOTSTRAP):
+        assert env in done.stdout

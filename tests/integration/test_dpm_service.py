@@ -9,7 +9,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -75,7 +75,10 @@ class FakeAca(threading.Thread):
                 next_lookup = time.monotonic() + 0.3
             for msg in self.consumer.consume(500, 0.1):
                 if msg.error() is None:
-                    self.handle(msg.topic(), msg.partition(), msg.key().decode(), h.to_dict(msg.headers()), msg.value())
+                    raw = msg.headers() or []
+                    pairs = list(raw.items()) if isinstance(raw, dict) else raw
+                    headers = {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in pairs}
+                    self.handle(str(msg.topic()), int(msg.partition() or 0), (msg.key() or b"").decode(), headers, msg.value() or b"")
             self.producer.poll(0)
         self.producer.flush(5)
         self.consumer.close()
@@ -191,7 +194,7 @@ async def running_dpm(bootstrap: str, topics: Topics, strategy: str, *extra: str
 
 
 @contextlib.contextmanager
-def fake_aca(kafka: KafkaSettings, topics: Topics, hosts: set[str], held: set[str] | None = None) -> FakeAca:  # type: ignore[misc]
+def fake_aca(kafka: KafkaSettings, topics: Topics, hosts: set[str], held: set[str] | None = None) -> Iterator[FakeAca]:
     aca = FakeAca(kafka, topics, hosts, held)
     aca.start()
     try:

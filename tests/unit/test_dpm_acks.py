@@ -165,7 +165,7 @@ def test_a_coalesced_batch_answers_each_caller_with_its_own_resources() -> None:
     eng, _, _, acas = cluster()
     got: dict[str, gsp.GoalStateOperationReply] = {}
     first, second = port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), port_goal("p9", "vpc-1", B, "10.1.0.9", [B])
-    eng.submit_many([(first, lambda r: got.setdefault("first", r)), (second, lambda r: got.setdefault("second", r))])
+    eng.submit_many([(first, lambda r: got.__setitem__("first", r)), (second, lambda r: got.__setitem__("second", r))])
     acas.reply([A])
     assert got == {}  # one request for both: B has not replied
     acas.reply([B])

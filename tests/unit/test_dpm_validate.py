@@ -70,7 +70,7 @@ def test_an_invalid_input_in_a_coalesced_batch_refuses_only_itself() -> None:
     good, bad = port_goal("p0", "vpc-1", A, "10.1.0.0", [A]), port_goal("p1", "vpc-1", A, "10.1.0.1", [A])
     lists_missing(bad)
     replies: dict[str, gsp.GoalStateOperationReply] = {}
-    eng.submit_many([(good, lambda r: replies.setdefault("good", r)), (bad, lambda r: replies.setdefault("bad", r))])
+    eng.submit_many([(good, lambda r: replies.__setitem__("good", r)), (bad, lambda r: replies.__setitem__("bad", r))])
     assert [s.operation_status for s in replies["bad"].operation_statuses] == [common.INVALID_ARG]
     assert "good" not in replies  # published, waiting for A
     assert {m.key for m in published(bus)} == {A} and (common.PORT, "p1") not in eng.snapshot.resources

@@ -1,46 +1,181 @@
-"""`gsctl`: look at goal states. decode / encode protobuf messages, run the embedded
-broker, tail a topic. Bad input gives one line on stderr and exit code 2."""
+"""gsctl: look at goal states.
+
+  decode   binary protobuf message -> canonical JSON (proto field names, sorted keys)
+  encode   that JSON -> the binary message (deterministic serialization)
+  types    the message types decode/encode know
+  broker   run the embedded Kafka broker in the foreground
+  topics   list a cluster's topics and partition counts
+  tail     print a topic's messages decoded, with key, partition, offset and headers
+
+Bad input (bytes that are not the message, JSON with unknown fields or wrong types,
+an unknown type, a missing file, an unreachable broker) gives one line on stderr and
+exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
+import pkgutil
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import cache
 from typing import Any, NoReturn
 
-from google.protobuf import json_format
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
-from proto import common_pb2  # noqa: F401 - registers the files below in the pool
-from proto import goalstate_pb2, goalstateprovisioner_pb2, gsmq_pb2, subscribeinfoprovisioner_pb2
+import proto
+from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings, env_properties, parse_properties
 
-_MODULES = (goalstate_pb2, goalstateprovisioner_pb2, subscribeinfoprovisioner_pb2, gsmq_pb2)
+EXAMPLES = """examples:
+  gsctl decode --type GoalStateV2 ../shared/vectors/goalstatev2_small.bin
+  gsctl decode --type GoalStateV2 msg.bin | gsctl encode --type GoalStateV2 > again.bin
+  gsctl broker                       # prints 127.0.0.1:PORT; Ctrl-C stops it
+  gsctl tail --bootstrap 127.0.0.1:PORT --topic gs.unicast --count 10
+"""
 
 
 class UsageError(Exception):
     """Bad input: the message is the one line the user sees."""
 
 
+# ---------------------------------------------------------------- message types
+
+
+def _descriptors(descriptor: Descriptor) -> Iterator[Descriptor]:
+    """A message descriptor and, recursively, its nested messages (not map entries)."""
+    if descriptor.GetOptions().map_entry:
+        return
+    yield descriptor
+    for nested in descriptor.nested_types:
+        yield from _descriptors(nested)
+
+
+@cache
 def message_types() -> dict[str, type[Message]]:
-    """Every top-level message of alcor.schema and gsmq.v1, by simple and full name (lower case)."""
+    """Every message of every proto/*_pb2 module (alcor.schema, gsmq.v1), by lower-case name.
+
+    A top-level message is known by its simple name ("goalstatev2") and full name
+    ("alcor.schema.goalstatev2"); a nested one by its name inside the package
+    ("subnetconfiguration.gateway") and full name, since simple names collide.
+    """
     out: dict[str, type[Message]] = {}
-    for module in _MODULES:
-        for name, descriptor in module.DESCRIPTOR.message_types_by_name.items():
-            cls = getattr(module, name)
-            out[name.lower()] = cls
-            out[descriptor.full_name.lower()] = cls
+    for info in pkgutil.iter_modules(proto.__path__):
+        if not info.name.endswith("_pb2"):
+            continue
+        module = importlib.import_module(f"proto.{info.name}")
+        for top in module.DESCRIPTOR.message_types_by_name.values():
+            for descriptor in _descriptors(top):
+                cls = message_factory.GetMessageClass(descriptor)
+                package = descriptor.file.package
+                out[descriptor.full_name.lower()] = cls
+                out[descriptor.full_name[len(package) + 1 :].lower()] = cls
     return out
 
 
+def type_names() -> list[str]:
+    """Full names of the known message types, sorted."""
+    return sorted({cls.DESCRIPTOR.full_name for cls in message_types().values()})
+
+
 def resolve(type_name: str) -> type[Message]:
-    cls = message_types().get(type_name.lower())
+    """The message class named `type_name` (case-insensitive, short or full name)."""
+    cls = message_types().get(type_name.strip().lower())
     if cls is None:
-        names = sorted({c.DESCRIPTOR.name for c in message_types().values()})
-        raise UsageError(f"unknown type {type_name!r} (known: {', '.join(names)})")
+        tops = sorted({c.DESCRIPTOR.name for c in message_types().values() if c.DESCRIPTOR.containing_type is None})
+        raise UsageError(f"unknown type {type_name!r} (known: {', '.join(tops)}; 'gsctl types' lists all)")
     return cls
+
+
+# ---------------------------------------------------------------- decode / encode
+
+
+def unknown_fields_at(msg: Message, path: str = "") -> str | None:
+    """Where in `msg` the first field unknown to the schema sits ('' = top level), None if nowhere."""
+    numbers = sorted({f.field_number for f in UnknownFieldSet(msg)})
+    if numbers:
+        return f"{path or msg.DESCRIPTOR.name}: field number {', '.join(map(str, numbers))}"
+    for fd, value in msg.ListFields():
+        if fd.message_type is None:
+            continue
+        here = f"{path or msg.DESCRIPTOR.name}.{fd.name}"
+        if fd.message_type.GetOptions().map_entry:
+            if fd.message_type.fields_by_name["value"].message_type is None:
+                continue
+            items: Iterator[tuple[str, Message]] = ((f"{here}[{k!r}]", v) for k, v in value.items())
+        elif fd.is_repeated:
+            items = ((f"{here}[{i}]", v) for i, v in enumerate(value))
+        else:
+            items = iter([(here, value)])
+        for where, child in items:
+            found = unknown_fields_at(child, where)
+            if found is not None:
+                return found
+    return None
+
+
+def parse_binary(data: bytes, cls: type[Message], source: str, allow_unknown: bool = False) -> Message:
+    """`data` parsed as `cls`; corrupt wire format, bad UTF-8 and (unless allowed) fields the
+    schema does not have are errors, so random bytes are not taken for a message."""
+    msg = cls()
+    what = f"{source}: not a valid {cls.DESCRIPTOR.full_name}"
+    try:
+        msg.ParseFromString(data)
+    except (DecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).split(": ", 1)[-1] if "Error parsing message" in str(exc) else str(exc)
+        raise UsageError(f"{what} ({reason})") from exc
+    if not allow_unknown:
+        stripped = cls()
+        stripped.CopyFrom(msg)
+        stripped.DiscardUnknownFields()
+        if stripped.ByteSize() != msg.ByteSize():
+            raise UsageError(f"{what} (fields unknown to the schema at {unknown_fields_at(msg)})")
+    return msg
+
+
+def decode(data: bytes, cls: type[Message], source: str, allow_unknown: bool = False) -> dict[str, Any]:
+    """The canonical JSON mapping (proto field names) of `data` parsed as `cls`."""
+    msg = parse_binary(data, cls, source, allow_unknown)
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+def to_json(document: dict[str, Any]) -> str:
+    """The text `gsctl decode` prints: sorted keys, one-space indent, UTF-8."""
+    return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def encode(text: bytes, cls: type[Message], source: str) -> bytes:
+    """The deterministic serialization of the JSON mapping `text`; unknown fields, wrong
+    types, out-of-range numbers, unknown enum names and duplicate keys are errors."""
+    try:
+        document = json.loads(text, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UsageError(f"{source}: not JSON ({exc})") from exc
+    what = f"{source}: not a valid {cls.DESCRIPTOR.full_name}"
+    if not isinstance(document, dict):
+        raise UsageError(f"{what} (expected a JSON object, got {type(document).__name__})")
+    msg = cls()
+    try:
+        json_format.ParseDict(document, msg)
+    except (json_format.ParseError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise UsageError(f"{what} ({exc})") from exc
+    return msg.SerializeToString(deterministic=True)
 
 
 def read_input(path: str) -> bytes:
@@ -53,63 +188,83 @@ def read_input(path: str) -> bytes:
         raise UsageError(f"{path}: {exc.strerror or exc}") from exc
 
 
-def decode(data: bytes, cls: type[Message], source: str) -> dict[str, Any]:
-    """The canonical JSON mapping (proto field names) of `data` parsed as `cls`."""
-    msg = cls()
-    try:
-        msg.ParseFromString(data)
-    except (DecodeError, ValueError) as exc:
-        raise UsageError(f"{source}: not a valid {cls.DESCRIPTOR.full_name} ({exc})") from exc
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+def _label(path: str) -> str:
+    return "<stdin>" if path == "-" else path
 
 
-def encode(text: bytes, cls: type[Message], source: str) -> bytes:
-    """The serialized message of its JSON mapping; unknown fields and wrong types are errors."""
-    try:
-        document = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source}: not JSON ({exc})") from exc
-    msg = cls()
-    try:
-        json_format.ParseDict(document, msg)
-    except (json_format.ParseError, TypeError, ValueError) as exc:
-        raise UsageError(f"{source}: not a valid {cls.DESCRIPTOR.full_name} ({exc})".replace("\n", " ")) from exc
-    return msg.SerializeToString()
+# ---------------------------------------------------------------- broker, topics, tail
 
 
-def _broker() -> int:
+def _broker(log_path: str | None) -> int:
     from gsmq.broker import BrokerError, start_embedded
 
-    try:
-        broker = start_embedded()
-    except BrokerError as exc:
-        raise UsageError(str(exc)) from exc
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    print(broker.bootstrap, flush=True)
     try:
+        broker = start_embedded(log_path=log_path)
+    except BrokerError as exc:
+        raise UsageError(f"embedded broker: {exc}") from exc
+    try:
+        print(broker.bootstrap, flush=True)
         while not done.wait(0.5):
             if broker.process.poll() is not None:
-                raise UsageError(f"the broker exited (code {broker.process.returncode})")
+                raise UsageError(f"the embedded broker exited (code {broker.process.returncode})")
     finally:
         broker.stop()
     return 0
 
 
-def _tail(bootstrap: str, topic: str, count: int | None, idle: float) -> int:
-    from confluent_kafka import Consumer, TopicPartition
+def _settings(args: argparse.Namespace) -> KafkaSettings:
+    bootstrap = args.bootstrap or os.environ.get(ENV_BOOTSTRAP)
+    if not bootstrap:
+        raise UsageError(f"no broker: pass --bootstrap or set {ENV_BOOTSTRAP}")
+    try:
+        props = {**env_properties(), **parse_properties(args.kafka_property)}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return KafkaSettings(bootstrap, props)
+
+
+def _admin(settings: KafkaSettings) -> Any:
     from confluent_kafka.admin import AdminClient
 
+    try:
+        return AdminClient({**settings.admin(), "log_level": 0})
+    except Exception as exc:  # noqa: BLE001 - librdkafka rejects bad properties here
+        raise UsageError(f"kafka client: {exc}") from exc
+
+
+def _kafka_reason(exc: Exception) -> str:
+    error = exc.args[0] if exc.args else None
+    return str(error.str()) if hasattr(error, "str") else str(exc)
+
+
+def _topics(settings: KafkaSettings, timeout: float) -> int:
+    from confluent_kafka import KafkaException
+
+    try:
+        meta = _admin(settings).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise UsageError(f"no answer from {settings.bootstrap} ({_kafka_reason(exc)})") from exc
+    for name in sorted(meta.topics):
+        print(f"{name}\t{len(meta.topics[name].partitions)}", flush=True)
+    return 0
+
+
+def _tail(settings: KafkaSettings, topic: str, count: int | None, idle: float, timeout: float) -> int:
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
     from gsmq import headers as h
-    from gsmq.kafka import KafkaSettings
     from gsmq.topics import partition_count
 
-    settings = KafkaSettings(bootstrap)
-    parts = partition_count(AdminClient(settings.admin()), topic)
+    try:
+        parts = partition_count(_admin(settings), topic, timeout=timeout)
+    except KafkaException as exc:
+        raise UsageError(f"no answer from {settings.bootstrap} ({_kafka_reason(exc)})") from exc
     if parts == 0:
-        raise UsageError(f"no topic {topic!r} at {bootstrap}")
-    consumer = Consumer(settings.consumer("gsctl-tail"))
+        raise UsageError(f"no topic {topic!r} at {settings.bootstrap}")
+    consumer = Consumer({**settings.consumer("gsctl-tail"), "log_level": 0})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
     seen, quiet = 0, 0.0
     try:
@@ -119,63 +274,109 @@ def _tail(bootstrap: str, topic: str, count: int | None, idle: float) -> int:
                 quiet += 0.2
                 continue
             quiet = 0.0
-            hdrs = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
+            hdrs = h.to_dict(msg.headers())
             kind = hdrs.get(h.MSG_TYPE, "GoalStateV2")
             body: Any = None
-            if kind in ("GoalStateV2", "GoalStateOperationReply"):
+            cls = message_types().get(kind.lower())
+            if cls is not None:
                 try:
-                    body = decode(msg.value() or b"", resolve(kind), f"offset {msg.offset()}")
+                    body = decode(msg.value() or b"", cls, f"offset {msg.offset()}", allow_unknown=True)
                 except UsageError as exc:
                     body = {"error": str(exc)}
             line = {"key": (msg.key() or b"").decode(errors="replace"), "partition": msg.partition(),
-                    "offset": msg.offset(), "headers": hdrs, "type": kind, "message": body}
-            print(json.dumps(line, sort_keys=True), flush=True)
+                    "offset": msg.offset(), "headers": hdrs, "type": kind, "bytes": len(msg.value() or b""),
+                    "message": body}
+            print(json.dumps(line, sort_keys=True, ensure_ascii=False), flush=True)
             seen += 1
     finally:
         consumer.close()
     return 0
 
 
+# ---------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too (subcommand parsers share the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see '{self.prog} --help')")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gsctl", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    for name, what in (("decode", "print a binary message as canonical JSON (proto field names, sorted keys)"),
-                       ("encode", "turn that JSON back into the binary message (on stdout)")):
-        cmd = sub.add_parser(name, help=what, description=what)
-        cmd.add_argument("--type", required=True, help="message type: GoalStateV2, GoalState, GoalStateOperationReply, HostRequest, ...")
-        cmd.add_argument("file", nargs="?", default="-", help="input file, or - for standard input (default)")
-    sub.add_parser("broker", help="run the embedded Kafka broker in the foreground; prints its bootstrap address")
-    tail = sub.add_parser("tail", help="print a topic's messages decoded, one JSON line each")
-    tail.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
-    tail.add_argument("--topic", required=True, help="e.g. gs.unicast, gs.multicast, gs.reply")
-    tail.add_argument("--count", type=int, help="stop after this many messages")
-    tail.add_argument("--idle", type=float, default=2.0, help="stop after this many seconds without a message")
+    p = _Parser(prog="gsctl", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    type_help = ("message type, case-insensitive, short or full name: GoalStateV2, GoalState, "
+                 "GoalStateOperationReply, HostRequest, HostRequestReply, NodeSubscribeInfo, ... ('gsctl types')")
+    dec = sub.add_parser("decode", help="print a binary message as canonical JSON (proto field names, sorted keys)",
+                         description="Parse FILE as a binary TYPE and print its protobuf JSON mapping with proto field "
+                         "names and sorted keys (defaults omitted, enums by name, 64-bit integers as strings).")
+    dec.add_argument("--type", required=True, metavar="TYPE", help=type_help)
+    dec.add_argument("--allow-unknown", action="store_true",
+                     help="accept fields the schema does not have (they are left out of the JSON)")
+    dec.add_argument("file", nargs="?", default="-", metavar="FILE", help="input file, or - for standard input (default)")
+    enc = sub.add_parser("encode", help="turn that JSON back into the binary message (on stdout)",
+                         description="Parse FILE as the JSON mapping of TYPE (proto or JSON field names) and write the "
+                         "deterministic binary serialization to stdout.")
+    enc.add_argument("--type", required=True, metavar="TYPE", help=type_help)
+    enc.add_argument("file", nargs="?", default="-", metavar="FILE", help="input file, or - for standard input (default)")
+    sub.add_parser("types", help="list the message types decode and encode know", description="List the message types.")
+    brk = sub.add_parser("broker", help="run the embedded Kafka broker (Tansu) in the foreground",
+                         description="Start the embedded broker on a free 127.0.0.1 port, print its bootstrap address "
+                         "on stdout, and run until SIGINT or SIGTERM (exit 0). Memory storage: nothing survives it.")
+    brk.add_argument("--log", metavar="FILE", help="append the broker's own output to FILE (default: discarded)")
+    for name, what in (("topics", "list topics and their partition counts (tab-separated)"),
+                       ("tail", "print a topic's messages decoded, one JSON line each, from the first offset")):
+        cmd = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        cmd.add_argument("--bootstrap", help=f"Kafka bootstrap servers host:port[,...] [env: {ENV_BOOTSTRAP}]")
+        cmd.add_argument("-X", dest="kafka_property", action="append", metavar="KEY=VALUE",
+                         help="librdkafka property (repeatable); also KAFKA_PROP_<NAME> variables")
+        cmd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for metadata (default: 10)")
+        if name == "tail":
+            cmd.add_argument("--topic", required=True, help="e.g. gs.unicast, gs.multicast, gs.reply, gs.deadletter")
+            cmd.add_argument("--count", type=int, help="stop after this many messages")
+            cmd.add_argument("--idle", type=float, default=2.0,
+                             help="stop after this many seconds without a message (default: 2)")
     return p
 
 
 def fail(text: str) -> NoReturn:
-    print(f"gsctl: error: {text}", file=sys.stderr)
+    """One line on stderr, exit code 2."""
+    print(f"gsctl: error: {' '.join(text.split())}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "decode":
+        cls = resolve(args.type)
+        document = decode(read_input(args.file), cls, _label(args.file), args.allow_unknown)
+        sys.stdout.buffer.write(to_json(document).encode())
+    elif args.command == "encode":
+        cls = resolve(args.type)
+        sys.stdout.buffer.write(encode(read_input(args.file), cls, _label(args.file)))
+    elif args.command == "types":
+        sys.stdout.write("".join(f"{name}\n" for name in type_names()))
+    elif args.command == "broker":
+        return _broker(args.log)
+    elif args.command == "topics":
+        return _topics(_settings(args), args.timeout)
+    else:
+        return _tail(_settings(args), args.topic, args.count, args.idle, args.timeout)
+    sys.stdout.flush()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.command == "decode":
-            cls = resolve(args.type)
-            document = decode(read_input(args.file), cls, args.file)
-            print(json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False))
-        elif args.command == "encode":
-            cls = resolve(args.type)
-            sys.stdout.buffer.write(encode(read_input(args.file), cls, args.file))
-            sys.stdout.buffer.flush()
-        elif args.command == "broker":
-            return _broker()
-        else:
-            return _tail(args.bootstrap, args.topic, args.count, args.idle)
+        return _run(args)
     except UsageError as exc:
         fail(str(exc))
-    return 0
+    except BrokenPipeError:  # e.g. `gsctl decode ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

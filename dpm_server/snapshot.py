@@ -164,7 +164,8 @@ class Snapshot:
             self.resources[key] = Stored(state, vpc, piece_of(rtype, rid, state))
             if rtype in _ADDRESSED:
                 for ip in state.configuration.fixed_ips:
-                    self.addresses[ip.ip_address].add(key)
+                    if ip.ip_address:
+                        self.addresses[ip.ip_address].add(key)
             if rtype in VPC_WIDE and vpc:
                 self.vpc_wide[vpc].add(key)
         for host, listed in goal.host_resources.items():

@@ -117,6 +117,8 @@ def test_routable_only_within_the_hosts_vpcs() -> None:
     assert snap.routable(A, "10.1.0.0")  # A's own port
     assert not snap.routable(A, "10.2.0.1")  # vpc-2, where A has no port
     assert not snap.routable("10.0.0.77", "10.1.0.2")  # unknown host: no VPCs
+    snap.apply(goal([port("p-noip", "vpc-1", A, "")], {A: ["p-noip"]}))
+    assert not snap.routable(A, "") and "" not in snap.addresses
 
 
 def test_host_goal_state_lists_everything_it_carries() -> None:

@@ -1,64 +1,53 @@
-"""Shared pieces: Java-compatible murmur2, configuration precedence, the in-memory bus."""
+"""Shared pieces: Java-compatible murmur2, the in-memory bus, topic names, headers, the
+resource table and librdkafka settings. (Configuration: test_gsmq_config.py.)"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from gsmq.config import ConfigError, Settings, positive_int
-from gsmq.kafka import env_properties, parse_properties
+from gsmq import headers as h
+from gsmq.kafka import KafkaSettings
 from gsmq.partition import murmur2, partition_for
+from gsmq.resources import MAP_FIELD, VPC_WIDE, iter_states, vpc_of
+from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+
+# Kafka's own test vectors (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java), signed Java ints.
+JAVA_MURMUR2 = [
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (b"abc", 479470107),
+]
 
 
-@pytest.mark.parametrize(
-    "key,java",
-    [(b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536),
-     (b"a-little-bit-longer-string", -1486304829), (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
-     (b"abc", 479470107)],
-)
+@pytest.mark.parametrize("key,java", JAVA_MURMUR2, ids=[k.decode()[:12] for k, _ in JAVA_MURMUR2])
 def test_murmur2_matches_kafkas_java_test_vectors(key: bytes, java: int) -> None:
-    assert murmur2(key) == java & 0xFFFFFFFF
+    got = murmur2(key)
+    assert 0 <= got <= 0xFFFFFFFF
+    assert got - (1 << 32 if got >= 1 << 31 else 0) == java  # the same 32 bits, read as Java's signed int
 
 
-def test_partition_for_is_positive_modulo() -> None:
+def test_murmur2_covers_every_tail_length() -> None:
+    """Keys of 0..7 bytes walk each branch of the tail; lengths are mixed into the seed."""
+    hashes = [murmur2(b"abcdefg"[:n]) for n in range(8)]
+    assert len(set(hashes)) == 8
+    assert murmur2(b"abc") == 479470107  # 3-byte tail, the one Java vector of that length
+
+
+def test_partition_for_is_javas_to_positive_modulo() -> None:
+    for key, java in JAVA_MURMUR2:
+        for n in (1, 7, 16, 1000):
+            assert partition_for(key, n) == (java & 0x7FFFFFFF) % n
+    assert partition_for("foobar", 16) == partition_for(b"foobar", 16)
     assert all(0 <= partition_for(f"host-{i}", 7) < 7 for i in range(200))
+    assert len({partition_for(f"10.0.{i // 256}.{i % 256}", 16) for i in range(500)}) == 16
     with pytest.raises(ValueError):
         partition_for("x", 0)
-
-
-def settings() -> Settings:
-    s = Settings("t", "test", "T")
-    s.option("--size", default=3, convert=positive_int, help="a size")
-    return s
-
-
-def test_flag_beats_env_beats_file_beats_default(tmp_path: Path) -> None:
-    toml = tmp_path / "c.toml"
-    toml.write_text('size = 5\n[kafka]\n"socket.timeout.ms" = "900"\n')
-    assert settings().parse([], {})["size"] == 3
-    assert settings().parse(["--config", str(toml)], {})["size"] == 5
-    assert settings().parse(["--config", str(toml)], {"T_SIZE": "7"})["size"] == 7
-    values = settings().parse(["--config", str(toml), "--size", "9", "-X", "acks=all"], {"T_SIZE": "7", "KAFKA_PROP_SECURITY_PROTOCOL": "SSL"})
-    assert values["size"] == 9
-    assert values["kafka_properties"] == {"acks": "all", "security.protocol": "SSL", "socket.timeout.ms": "900"}
-
-
-def test_bad_values_name_their_source(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"\$T_SIZE"):
-        settings().parse([], {"T_SIZE": "-1"})
-    with pytest.raises(ConfigError, match="key=value"):
-        settings().parse(["-X", "novalue"], {})
-    with pytest.raises(ConfigError, match="missing.toml"):
-        settings().parse(["--config", str(tmp_path / "missing.toml")], {})
-    with pytest.raises(SystemExit):
-        settings().parse(["--size", "zero"], {})
-
-
-def test_property_helpers() -> None:
-    assert parse_properties(["a.b=1", "c= x"]) == {"a.b": "1", "c": " x"}
-    assert env_properties({"KAFKA_PROP_SASL_MECHANISM": "PLAIN", "OTHER": "1"}) == {"sasl.mechanism": "PLAIN"}
 
 
 def test_memory_bus_places_by_key_and_remembers_commits() -> None:
@@ -66,11 +55,96 @@ def test_memory_bus_places_by_key_and_remembers_commits() -> None:
     sink, source = bus.sink(), bus.source("g")
     placed: list[Envelope] = []
     for i in range(6):
-        sink.send(Envelope("t", "host-a", f"m{i}".encode()), lambda m, e: placed.append(m))
-    sink.flush()
+        sink.send(Envelope("t", "host-a", f"m{i}".encode(), {"n": str(i)}), lambda m, e: placed.append(m))
+    assert placed == []  # callbacks run from poll/flush, like librdkafka's
+    assert sink.flush() == 0
     part = partition_for("host-a", 4)
-    assert [(m.partition, m.offset) for m in placed] == [(part, i) for i in range(6)]
+    assert [(m.partition, m.offset, m.headers["n"]) for m in placed] == [(part, i, str(i)) for i in range(6)]
     source.assign([("t", part, 2)])
     assert [m.value for m in source.poll_batch(10, 0)] == [b"m2", b"m3", b"m4", b"m5"]
+    assert source.poll_batch(10, 0) == []
     source.commit([("t", part, 6)])
-    assert bus.source("g").committed([("t", part), ("t", (part + 1) % 4)]) == {("t", part): 6, ("t", (part + 1) % 4): -1}
+    other = (part + 1) % 4
+    assert bus.source("g").committed([("t", part), ("t", other)]) == {("t", part): 6, ("t", other): -1}
+    assert bus.source("another-group").committed([("t", part)]) == {("t", part): -1}
+
+
+def test_memory_bus_spreads_keys_like_kafka_and_honours_explicit_partitions() -> None:
+    bus = MemoryBus({"t": 8}, default_partitions=3)
+    sink = bus.sink()
+    for i in range(40):
+        sink.send(Envelope("t", f"h{i}", b"x"))
+    sink.send(Envelope("t", "h0", b"pinned", partition=5))
+    sink.send(Envelope("u", "h0", b"y"))
+    sink.flush()
+    for (topic, part), log in bus.logs.items():
+        assert [m.offset for m in log] == list(range(len(log)))
+        for m in log:
+            if m.value == b"x":
+                assert part == partition_for(m.key, 8)
+    assert bus.logs[("t", 5)][-1].value == b"pinned"
+    assert bus.partition_count("u") == 3 and [m.partition for m in bus.logs[("u", partition_for("h0", 3))]] == [partition_for("h0", 3)]
+
+
+def test_memory_source_batches_across_partitions_and_unassigns() -> None:
+    bus = MemoryBus({"t": 2})
+    for part in (0, 1):
+        for i in range(3):
+            bus.append(Envelope("t", "k", f"{part}-{i}".encode(), partition=part))
+    source = bus.source()
+    source.assign([("t", 0, 0), ("t", 1, 1)])
+    first = source.poll_batch(4, 0)
+    assert len(first) == 4
+    rest = source.poll_batch(10, 0)
+    assert sorted(m.value for m in first + rest) == [b"0-0", b"0-1", b"0-2", b"1-1", b"1-2"]
+    bus.append(Envelope("t", "k", b"late", partition=1))
+    source.unassign([("t", 1)])
+    assert source.poll_batch(10, 0) == []
+
+
+def test_topic_names_derive_from_the_prefix() -> None:
+    t = Topics("lab")
+    assert (t.unicast, t.multicast, t.reply, t.dead_letter, t.host("10.0.0.1")) == (
+        "lab.unicast", "lab.multicast", "lab.reply", "lab.deadletter", "lab.host.10.0.0.1")
+    assert Topics().default_partitions() == {"gs.unicast": 16, "gs.multicast": 16, "gs.reply": 8, "gs.deadletter": 1}
+
+
+def test_headers_as_text_and_from_pairs() -> None:
+    assert h.to_dict(None) == {} and h.to_dict([]) == {}
+    assert h.to_dict([(h.SEQ, b"1"), (h.HOST_ID, None), (h.SEQ, b"2"), ("bad", b"\xff")]) == {
+        h.SEQ: "2", h.HOST_ID: "", "bad": "\ufffd"}
+    assert h.pairs([(h.SEQ, 3), (h.FULL, None), (h.VPC_ID, "v")]) == [(h.SEQ, b"3"), (h.VPC_ID, b"v")]
+    names = [v for k, v in vars(h).items() if k.isupper() and isinstance(v, str)]
+    assert len(names) == len(set(names)) and all(n.startswith("gs-") for n in names)
+
+
+def test_resource_table_covers_every_type_and_map() -> None:
+    assert set(MAP_FIELD) == set(common.ResourceType.values())
+    maps = {f.name for f in gs.GoalStateV2.DESCRIPTOR.fields if f.message_type and f.message_type.GetOptions().map_entry}
+    assert set(MAP_FIELD.values()) == maps - {"host_resources"}
+    assert VPC_WIDE == {common.SUBNET, common.NEIGHBOR, common.SECURITYGROUP}
+
+
+def test_iter_states_and_vpc_of() -> None:
+    goal = gs.GoalStateV2()
+    goal.vpc_states["v1"].configuration.id = "v1"
+    goal.port_states["p1"].configuration.vpc_id = "v1"
+    goal.gateway_states["g1"].configuration.arion_info.vpc_id = "v2"
+    goal.gateway_states["g2"].configuration.zeta_info.port_inband_operation = 1
+    goal.dhcp_states["d1"].configuration.subnet_id = "s1"
+    got = {(rtype, rid): vpc_of(rtype, state) for rtype, rid, state in iter_states(goal)}
+    assert got == {(common.VPC, "v1"): "v1", (common.PORT, "p1"): "v1", (common.GATEWAY, "g1"): "v2",
+                   (common.GATEWAY, "g2"): "", (common.DHCP, "d1"): ""}
+
+
+def test_kafka_settings_defaults_and_pass_through() -> None:
+    plain = KafkaSettings("b:9092")
+    producer = plain.producer()
+    assert producer["bootstrap.servers"] == "b:9092"
+    assert (producer["partitioner"], producer["acks"], producer["enable.idempotence"]) == ("murmur2_random", "all", True)
+    consumer = plain.consumer("g")
+    assert (consumer["group.id"], consumer["enable.auto.commit"], consumer["enable.auto.offset.store"]) == ("g", False, False)
+    tls = KafkaSettings("b:9093", {"security.protocol": "SSL", "linger.ms": "50"})
+    assert tls.producer()["security.protocol"] == "SSL" and tls.producer()["linger.ms"] == "50"  # the user's value wins
+    assert tls.consumer("g")["security.protocol"] == tls.admin()["security.protocol"] == "SSL"
+    assert tls.producer(**{"linger.ms": 0})["linger.ms"] == 0  # the code's explicit override wins over both

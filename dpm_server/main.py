@@ -30,6 +30,7 @@ from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
 from proto import gsmq_pb2_grpc
 
 log = structlog.get_logger()
+DRAIN_SECONDS = 3.0  # on SIGTERM: how long calls in flight may wait for their hosts' replies
 
 DESCRIPTION = """\
 The Data Plane Manager of the goal-state message-queue path.
@@ -154,52 +155,63 @@ async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
 async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     kafka = KafkaSettings(bootstrap, config.kafka_properties)
     topics = Topics(config.topic_prefix)
-    halt = threading.Event()
+    halt = threading.Event()  # start-up steps (topics, markers) give up as soon as `stop` is set
     stopper = asyncio.create_task(_relay(stop, halt))
-    counts = await asyncio.to_thread(_ensure_topics, kafka, config, halt)
-    if not counts:
+    try:
+        counts = await asyncio.to_thread(_ensure_topics, kafka, config, halt)
+        if not counts:
+            return 0
+        sink = KafkaSink(kafka)
+        publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply])
+        admin = AdminClient(kafka.admin())
+        publisher.create_topic = lambda name: ensure_topics(admin, {name: 1})
+        markers = await asyncio.to_thread(_place_markers, publisher, bootstrap, halt)
+        if not markers:
+            return 0
+        engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout)
+        source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
+        source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
+        await _run(config, bootstrap, stop, engine, sink, source)
         return 0
-    sink = KafkaSink(kafka)
-    publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply])
-    admin = AdminClient(kafka.admin())
-    publisher.create_topic = lambda name: ensure_topics(admin, {name: 1})
-    markers = await asyncio.to_thread(_place_markers, publisher, bootstrap, halt)
-    if not markers:
-        return 0
-    engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout)
-    source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
-    source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
+    finally:
+        stopper.cancel()
+
+
+async def _run(config: DpmConfig, bootstrap: str, stop: asyncio.Event, engine: Engine, sink: KafkaSink, source: KafkaSource) -> None:
+    """Serve gRPC until `stop`; then refuse new calls, let calls in flight finish (their hosts'
+    replies are still read) for up to DRAIN_SECONDS, and flush what was produced."""
     loop = asyncio.get_running_loop()
+    workers = threading.Event()  # the reply reader and the producer poller run until the drain is over
     threads = [
-        threading.Thread(target=_poll, args=(sink, halt), name="dpm-producer-poll", daemon=True),
-        threading.Thread(target=_read_replies, args=(source, engine, loop, halt), name="dpm-replies", daemon=True),
+        threading.Thread(target=_poll, args=(sink, workers), name="dpm-producer-poll", daemon=True),
+        threading.Thread(target=_read_replies, args=(source, engine, loop, workers), name="dpm-replies", daemon=True),
     ]
     for thread in threads:
         thread.start()
+    ticker = asyncio.create_task(_tick(engine))
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
     provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size)
     gsp_grpc.add_GoalStateProvisionerServicer_to_server(provisioner, server)
     gsmq_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
     try:
-        port = server.add_insecure_port(config.grpc_address)
-    except RuntimeError as exc:
-        raise ConfigError(f"cannot listen on {config.grpc_address}: {exc}") from exc
-    await server.start()
-    log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy, epoch=publisher.epoch)
-    ticker = asyncio.create_task(_tick(engine, stop))
-    try:
+        try:
+            port = server.add_insecure_port(config.grpc_address)
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot listen on {config.grpc_address}: {exc}") from exc
+        await server.start()
+        log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy,
+                 epoch=engine.publisher.epoch)
         await stop.wait()
+        log.info("dpm_draining", requests_pending=len(engine.tracker.pending), grace_s=DRAIN_SECONDS)
+        await server.stop(grace=DRAIN_SECONDS)  # returns once calls in flight are answered (or cancelled at the end)
     finally:
-        await server.stop(grace=2.0)  # in-flight calls get their replies or are cancelled
         ticker.cancel()
-        halt.set()
-        stopper.cancel()
+        workers.set()
         remaining = await asyncio.to_thread(sink.flush, 5.0)
         for thread in threads:
             thread.join(timeout=2.0)
         source.close()
         log.info("dpm_stopped", unflushed=remaining, batches=provisioner.batcher.batches, inputs=provisioner.batcher.inputs, **engine.counts())
-    return 0
 
 
 def _place_markers(publisher: Publisher, bootstrap: str, halt: threading.Event) -> dict[tuple[str, int], int]:
@@ -217,9 +229,9 @@ def _poll(sink: KafkaSink, halt: threading.Event) -> None:
         sink.poll(0.05)
 
 
-async def _tick(engine: Engine, stop: asyncio.Event) -> None:
-    """Retry and time out requests every 100 ms; an error is logged, never ends the ticker."""
-    while not stop.is_set():
+async def _tick(engine: Engine) -> None:
+    """Retry and time out requests every 100 ms until cancelled; an error is logged, never ends it."""
+    while True:
         try:
             engine.tracker.tick()
         except Exception:  # noqa: BLE001

@@ -129,6 +129,8 @@ class FakeAca(threading.Thread):
 class Dpm:
     address: str
     channel: grpc.aio.Channel
+    stop: asyncio.Event
+    task: asyncio.Task[int]
 
     @property
     def provisioner(self) -> gsp_grpc.GoalStateProvisionerStub:
@@ -174,7 +176,7 @@ async def running_dpm(bootstrap: str, topics: Topics, strategy: str, *extra: str
     stop = asyncio.Event()
     task = asyncio.create_task(serve(config, bootstrap, stop))
     async with grpc.aio.insecure_channel(address) as channel:
-        dpm = Dpm(address, channel)
+        dpm = Dpm(address, channel, stop, task)
 
         async def ready() -> bool:
             if task.done():
@@ -190,7 +192,7 @@ async def running_dpm(bootstrap: str, topics: Topics, strategy: str, *extra: str
             yield dpm
         finally:
             stop.set()
-            assert await asyncio.wait_for(task, 30) == 0
+            assert await asyncio.wait_for(asyncio.shield(task), 30) == 0
 
 
 @contextlib.contextmanager
@@ -329,3 +331,15 @@ async def test_each_strategy_publishes_to_its_topics_and_keys(strategy: str, boo
                     assert got == {f"nb-p{i}" for i, x in enumerate(hosts) if x != host}
                     snapshot = await dpm.status.GetHostSnapshot(gsmq_pb2.HostId(host_id=host), timeout=10)
                     assert set().union(*(keys(s.goal) for s in unicast if s.key == host)) == keys(snapshot)
+
+
+async def test_on_stop_calls_in_flight_are_drained(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
+    async with running_dpm(bootstrap, topics, "unicast-only") as dpm:
+        with fake_aca(kafka, topics, {A}, held={A}) as aca:
+            call = asyncio.create_task(dpm.push(port_goal("pa", "vpc-1", A, "10.1.0.1", [A])))
+            await eventually(lambda: aca.messages(lambda s: s.key == A), "the message to reach A")
+            dpm.stop.set()  # SIGTERM: no new calls, but this one may still complete
+            aca.release(A)
+            (reply,) = await asyncio.wait_for(call, 30)
+            assert statuses(reply) == {"pa": common.SUCCESS, "dhcp-pa": common.SUCCESS, "nb-pa": common.SUCCESS}
+            assert await asyncio.wait_for(asyncio.shield(dpm.task), 30) == 0

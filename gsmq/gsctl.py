@@ -256,14 +256,14 @@ def _tail(settings: KafkaSettings, topic: str, count: int | None, idle: float, t
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     from gsmq import headers as h
-    from gsmq.topics import partition_count
 
-    try:
-        parts = partition_count(_admin(settings), topic, timeout=timeout)
+    try:  # every topic's metadata: asking for one by name makes some brokers (Tansu) create it
+        meta = _admin(settings).list_topics(timeout=timeout).topics.get(topic)
     except KafkaException as exc:
         raise UsageError(f"no answer from {settings.bootstrap} ({_kafka_reason(exc)})") from exc
-    if parts == 0:
+    if meta is None or meta.error is not None or not meta.partitions:
         raise UsageError(f"no topic {topic!r} at {settings.bootstrap}")
+    parts = len(meta.partitions)
     consumer = Consumer({**settings.consumer("gsctl-tail"), "log_level": 0})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
     seen, quiet = 0, 0.0

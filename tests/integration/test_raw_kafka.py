@@ -1,18 +1,43 @@
-"""Through the real broker with plain confluent-kafka clients, and `gsctl broker` itself."""
+"""Through the real broker over TCP with plain confluent-kafka clients, and gsctl's
+broker, topics and tail commands as processes."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+import psutil
+import pytest
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from gsmq.kafka import KafkaSettings
+from gsmq.partition import partition_for
 from gsmq.topics import Topics, ensure_topics
 from proto import goalstate_pb2 as gs
+from proto import goalstateprovisioner_pb2 as gsp
+
+GSCTL = [sys.executable, "-m", "gsmq.gsctl"]
+
+
+def consume(bootstrap: str, topic: str, partition: int, count: int, patience: float = 60.0) -> list[Message]:
+    """The first `count` messages of one partition (fewer if the broker has no more within `patience`)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "raw", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    got: list[Message] = []
+    deadline = time.monotonic() + patience
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got.append(msg)
+    finally:
+        consumer.close()
+    return got
 
 
 def test_goal_state_from_a_plain_producer_arrives_equal(bootstrap: str, topics: Topics, vectors_dir: Path) -> None:
@@ -21,31 +46,74 @@ def test_goal_state_from_a_plain_producer_arrives_equal(bootstrap: str, topics: 
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
     producer.produce(topics.unicast, payload, b"192.168.0.11", headers=[("gs-type", b"GoalStateV2")])
     assert producer.flush(30) == 0
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "raw", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topics.unicast, 0, 0)])
-    deadline = time.monotonic() + 60
-    msg = None
-    while msg is None and time.monotonic() < deadline:
-        got = consumer.poll(0.5)
-        msg = got if got is not None and got.error() is None else None
-    consumer.close()
-    assert msg is not None, "nothing consumed"
-    assert msg.key() == b"192.168.0.11" and dict(msg.headers())["gs-type"] == b"GoalStateV2"
+    [msg] = consume(bootstrap, topics.unicast, 0, 1)
+    assert msg.key() == b"192.168.0.11" and dict(msg.headers() or [])["gs-type"] == b"GoalStateV2"
+    assert msg.value() == payload
     expected = gs.GoalStateV2.FromString(payload)
     assert gs.GoalStateV2.FromString(msg.value()) == expected and len(expected.port_states) == 4
 
 
-def test_gsctl_broker_serves_until_sigterm() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "gsmq.gsctl", "broker"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    address = proc.stdout.readline().strip()
+def test_librdkafka_places_keys_where_partition_for_says(bootstrap: str, topics: Topics) -> None:
+    """The ACA computes its unicast partition with gsmq.partition; the producer's
+    murmur2_random partitioner must agree for every key."""
+    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), {topics.unicast: 16})
+    producer = Producer(KafkaSettings(bootstrap).producer())
+    placed: dict[str, int] = {}
+
+    def delivered(err: object, msg: Message) -> None:
+        assert err is None, err
+        placed[(msg.key() or b"").decode()] = msg.partition()
+
+    keys = [f"10.{i // 250}.{i % 250}.1" for i in range(300)] + ["21", "foobar", "abc", "host-\u00e9"]
+    for key in keys:
+        producer.produce(topics.unicast, b"x", key.encode(), on_delivery=delivered)
+    assert producer.flush(30) == 0
+    assert placed == {key: partition_for(key, 16) for key in keys}
+    assert len(set(placed.values())) == 16
+
+
+def test_gsctl_topics_and_tail_decode_what_travels(bootstrap: str, topics: Topics, vectors_dir: Path) -> None:
+    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), {topics.reply: 2})
+    reply = (vectors_dir / "reply_small.bin").read_bytes()
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topics.reply, reply, b"h1", partition=1, headers=[("gs-type", b"GoalStateOperationReply"),
+                                                                        ("gs-seq", b"7")])
+    producer.produce(topics.reply, b"\xff\xff", b"h2", partition=1, headers=[("gs-type", b"GoalStateV2")])
+    assert producer.flush(30) == 0
+    listed = subprocess.run([*GSCTL, "topics", "--bootstrap", bootstrap], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert f"{topics.reply}\t2" in listed.stdout.splitlines()
+    tail = subprocess.run([*GSCTL, "tail", "--bootstrap", bootstrap, "--topic", topics.reply, "--count", "2",
+                           "--idle", "30"], capture_output=True, text=True, timeout=90)
+    assert tail.returncode == 0, tail.stderr
+    first, second = (json.loads(line) for line in tail.stdout.splitlines())
+    assert (first["key"], first["partition"], first["offset"], first["headers"]["gs-seq"]) == ("h1", 1, 0, "7")
+    assert first["message"] == json.loads((vectors_dir / "reply_small.json").read_text())
+    assert gsp.GoalStateOperationReply.FromString(reply).format_version == first["message"]["format_version"]
+    assert "not a valid alcor.schema.GoalStateV2" in second["message"]["error"]
+    missing = subprocess.run([*GSCTL, "tail", "--bootstrap", bootstrap, "--topic", f"{topics.prefix}.nope"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no topic" in missing.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_gsctl_broker_serves_until_signalled(sig: signal.Signals) -> None:
+    proc = subprocess.Popen([*GSCTL, "broker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    children: list[psutil.Process] = []
     try:
-        assert address.startswith("127.0.0.1:")
-        assert AdminClient({"bootstrap.servers": address}).list_topics(timeout=10) is not None
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        assert children, "no broker child"
+        address = proc.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:"), proc.stderr.read() if proc.poll() is not None else address
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "no broker child process"
+        admin = AdminClient({"bootstrap.servers": address})
+        ensure_topics(admin, {"gsctl.probe": 3})
+        assert len(admin.list_topics(timeout=10).topics["gsctl.probe"].partitions) == 3
+        del admin  # its open connections would hold up Tansu's graceful stop
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    for pid in children:
-        assert not Path(f"/proc/{pid}").exists() or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+    assert code == 0, proc.stderr.read()
+    assert proc.stderr.read() == ""
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], f"broker left running: {alive}"

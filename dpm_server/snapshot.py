@@ -150,14 +150,18 @@ class Snapshot:
         for rid in goal.port_states:
             touched.update(self.holders.get((common.PORT, rid), ()))
         before = {host: self.host_vpcs(host) for host in touched}
+        deletes: set[ResourceKey] = set()
         for rtype, rid, state in iter_states(goal):
             key = (rtype, rid)
+            old = self.resources.get(key)
+            rev = state.configuration.revision_number
             if state.operation_type == common.DELETE:
-                self._forget(key)
+                deletes.add(key)
+                if old is None or not rev or rev >= old.state.configuration.revision_number:
+                    self._forget(key)  # an older DELETE (revision > 0) is refused, as an ACA refuses it
                 continue
             vpc = vpc_of(rtype, state)
-            old = self.resources.get(key)
-            if old is not None and old.state.configuration.revision_number > state.configuration.revision_number:
+            if old is not None and old.state.configuration.revision_number > rev:
                 continue  # an older revision never replaces a newer one
             if old is not None:
                 self._unindex(key, old)
@@ -171,8 +175,8 @@ class Snapshot:
         for host, listed in goal.host_resources.items():
             for ref in listed.resources:
                 key = (int(ref.type), ref.id)
-                if key not in self.resources:
-                    continue  # deleted above (or never stored)
+                if key in deletes or key not in self.resources:
+                    continue  # deleted above (or a refused older DELETE), or never stored
                 self.listed[host].add(key)
                 self.holders[key].add(host)
                 if ref.type == common.PORT:

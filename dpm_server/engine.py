@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -14,7 +15,7 @@ from dpm_server.acks import AckTracker, Merged, Pending, caller_reply, invalid_r
 from dpm_server.publisher import Publisher, Token
 from dpm_server.snapshot import MULTICAST, Snapshot
 from dpm_server.validate import invalid_resources
-from gsmq.resources import MAP_FIELD, iter_states
+from gsmq.resources import MAP_FIELD, iter_states, state_map
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
 from proto import goalstateprovisioner_pb2 as gsp
@@ -93,7 +94,8 @@ class Engine:
                 self.submit(goal, on_done)
             return
         members = [(goal, self._counted(on_done)) for goal, on_done in valid]
-        self._submit(merge([goal for goal, _ in valid]), lambda reply: _fan_out(reply, members))
+        sent = merge([goal for goal, _ in valid])
+        self._submit(sent, lambda reply: _fan_out(reply, members, sent))
 
     def _retry(self, request: Pending, host: str) -> Token:
         out = planner.retry(request.data, host, self.snapshot, self.strategy)
@@ -141,14 +143,17 @@ class Engine:
 
 
 def merge(goals: list[gs.GoalStateV2]) -> gs.GoalStateV2:
-    """One GoalStateV2 of several: a resource given twice keeps the later state; hosts' lists are joined."""
+    """One GoalStateV2 of several: a resource given twice keeps the later state, unless that
+    one is an older revision (applied one after the other, an ACA would refuse it as
+    OUT_OF_ORDER and keep the newer one); hosts' lists are joined."""
     merged = gs.GoalStateV2(format_version=goals[-1].format_version)
     listed: dict[str, dict[tuple[int, str], None]] = {}
     for goal in goals:
         for field in MAP_FIELD.values():
             target = getattr(merged, field)
             for rid, state in getattr(goal, field).items():
-                target[rid].CopyFrom(state)
+                if rid not in target or not _older(state, target[rid]):
+                    target[rid].CopyFrom(state)
         for host, res in goal.host_resources.items():
             seen = listed.setdefault(host, {})
             for ref in res.resources:
@@ -160,14 +165,27 @@ def merge(goals: list[gs.GoalStateV2]) -> gs.GoalStateV2:
     return merged
 
 
-def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[gs.GoalStateV2, Done]]) -> None:
-    """Split a coalesced request's reply: each caller gets the statuses of its own resources."""
+def _older(state: Any, than: Any) -> bool:
+    """Whether `state` is an older revision than `than` (a DELETE of revision 0 never is:
+    an ACA applies it whatever it holds)."""
+    rev = state.configuration.revision_number
+    if state.operation_type == common.DELETE and not rev:
+        return False
+    return bool(rev < than.configuration.revision_number)
+
+
+def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[gs.GoalStateV2, Done]], sent: gs.GoalStateV2) -> None:
+    """Split a coalesced request's reply: each caller gets the statuses of its own resources;
+    a state the batch left out for a newer revision of it (`sent`) is OUT_OF_ORDER."""
     by_key = {(int(s.resource_type), s.resource_id): s for s in batch_reply.operation_statuses}
     silent = [s.resource_id[len("host:"):] for s in batch_reply.operation_statuses if s.resource_id.startswith("host:")]
     for goal, on_done in members:
         merged: dict[tuple[int, str], Merged] = {}
         for rtype, rid, state in iter_states(goal):
             s = by_key.get((rtype, rid))
+            if _older(state, state_map(sent, rtype)[rid]):
+                merged[(rtype, rid)] = Merged(common.OUT_OF_ORDER, int(state.operation_type))
+                continue
             merged[(rtype, rid)] = Merged(operation_type=int(state.operation_type)) if s is None else Merged(
                 int(s.operation_status), int(state.operation_type), s.dataplane_programming_time,
                 s.network_configuration_time, s.state_elapse_time)

@@ -1,0 +1,322 @@
+"""The DPM engine with real ACAs in memory: `Engine` publishing to a `MemoryBus`, one
+`aca_agent` consumer + `Applier` per host reading it (unicast partitions, multicast
+partitions as it follows VPCs, resync requests served by the engine), replies pumped
+back into the ack tracker. No Kafka, no gRPC, no clocks: `settle()` runs every party
+until nothing moves.
+
+The property checked throughout: once settled, every host's data plane (applied and
+pending) equals the DPM snapshot's view of that host, every caller got its reply, and a
+resync changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aca_agent.applier import Applier
+from aca_agent.consumer import AgentConsumer
+from aca_agent.dataplane import MemoryDataPlane
+from dpm_server.acks import decode_replies
+from dpm_server.engine import Engine
+from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, security_group, subnet
+from gsmq.resources import MAP_FIELD, TYPE_NAME, iter_states
+from gsmq.topics import Topics
+from gsmq.transport import MemoryBus
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+from proto import goalstateprovisioner_pb2 as gsp
+
+A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
+HOSTS = [A, B, C]
+STRATEGIES = ["vpc-multicast", "unicast-only", "topic-per-host"]
+Tables = dict[str, dict[str, int]]
+
+
+class Cluster:
+    """An engine and one in-memory agent per host, over one MemoryBus."""
+
+    def __init__(self, strategy: str, hosts: Iterable[str] = HOSTS, timeout: float = 10.0, retry_after: float | None = None) -> None:
+        self.eng, self.bus, self.topics = memory_engine(strategy, timeout=timeout, retry_after=retry_after)
+        self.strategy = strategy
+        self.hosts = list(hosts)
+        self.silent: set[str] = set()  # hosts whose agent is not running
+        self.resync_requests: list[str] = []
+        self.appliers: dict[str, Applier] = {}
+        self.agents: dict[str, AgentConsumer] = {}
+        for host in self.hosts:
+            self.add_agent(host)
+        self.dpm = self.bus.source("dpm")
+        self.dpm.assign([(self.topics.reply, p, 0) for p in range(self.bus.partition_count(self.topics.reply))])
+        self.settle()  # start-up resyncs of empty hosts
+
+    def add_agent(self, host: str) -> None:
+        """A fresh agent (empty data plane) for `host`, as after a restart: it asks for a resync."""
+        self.appliers[host] = Applier(MemoryDataPlane(), [host])
+        self.agents[host] = AgentConsumer(
+            source=self.bus.source(f"aca.{host}"), sink=self.bus.sink(), applier=self.appliers[host], topics=self.topics,
+            partition_count=self.bus.partition_count, channel="both" if self.strategy == "topic-per-host" else "unicast",
+            resync=self.resync_requests.extend,
+        )
+        self.agents[host].start()
+
+    def settle(self, rounds: int = 200) -> None:
+        """Deliveries, agents, replies and resyncs until nothing moves."""
+        for _ in range(rounds):
+            moved = self.eng.publisher.sink.poll()
+            for host, agent in self.agents.items():
+                if host not in self.silent:
+                    moved += agent.run_once(0)
+            for host, headers, reply in decode_replies(self.dpm.poll_batch(10_000, 0)):
+                self.eng.tracker.on_reply(host, headers, reply)
+                moved += 1
+            requests, self.resync_requests = self.resync_requests, []
+            for host in requests:
+                self.eng.resync(host)
+                moved += 1
+            if not moved:
+                return
+        raise AssertionError("the cluster never settled")
+
+    def agent_tables(self, host: str) -> Tables:
+        """What the host's agent holds: its data plane plus its pending states, as {type: {id: revision}}."""
+        out = tables_of(self.appliers[host].host_state(host))
+        for (rtype, rid), pend in self.appliers[host].hosts[host].pending.items():
+            out.setdefault(TYPE_NAME[rtype], {})[rid] = pend.state.configuration.revision_number
+        return out
+
+    def dpm_tables(self, host: str) -> Tables:
+        return tables_of(self.eng.host_goal_state(host))
+
+    def assert_converged(self) -> None:
+        for host in self.hosts:
+            assert self.agent_tables(host) == self.dpm_tables(host), f"host {host} differs from the DPM's snapshot"
+
+
+def tables_of(message: gs.GoalStateV2) -> Tables:
+    out: Tables = {}
+    for rtype, rid, state in iter_states(message):
+        out.setdefault(TYPE_NAME[rtype], {})[rid] = state.configuration.revision_number
+    return out
+
+
+def statuses(reply: gsp.GoalStateOperationReply) -> dict[str, int]:
+    return {s.resource_id: s.operation_status for s in reply.operation_statuses}
+
+
+# ---- a caller that knows the topology, like Alcor's DPM callers -----------------------
+
+
+@dataclass
+class Caller:
+    """Builds the messages of a network change and keeps every resource's latest revision.
+    It lists for a port's host the port, its DHCP entry, the VPC's subnet and (first port
+    of the host in the VPC) the VPC's neighbors and security groups; a port's neighbor for
+    the VPC's other hosts; a security group for the VPC's hosts."""
+
+    ports: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # port -> (vpc, host, index)
+    rev: dict[str, int] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)  # security group -> vpc
+    count: int = 0
+
+    def next_rev(self, rid: str) -> int:
+        self.rev[rid] = self.rev.get(rid, 0) + 1
+        return self.rev[rid]
+
+    def vpc_hosts(self, vpc: str) -> set[str]:
+        return {host for v, host, _ in self.ports.values() if v == vpc}
+
+    def subnet_item(self, vpc: str) -> Any:
+        rid = f"subnet-{vpc}"
+        if rid not in self.rev:
+            self.rev[rid] = 1
+        return subnet(vpc, rev=self.rev[rid])
+
+    def port_items(self, pid: str, op: int) -> list[Any]:
+        vpc, host, i = self.ports[pid]
+        rev = self.next_rev(pid)
+        ip = f"10.{i // 200}.{i % 200}.9"
+        return [port(pid, vpc, host, ip, rev, op), dhcp(f"dhcp-{pid}", vpc, ip, rev, op), neighbor(f"nb-{pid}", vpc, host, ip, rev, op)]
+
+    def add_port(self, vpc: str, host: str) -> gs.GoalStateV2:
+        self.count += 1
+        pid = f"p{self.count}"
+        joining = host not in self.vpc_hosts(vpc)
+        others = self.vpc_hosts(vpc) - {host}
+        self.ports[pid] = (vpc, host, self.count)
+        items = [self.subnet_item(vpc), *self.port_items(pid, common.CREATE)]
+        listed: dict[str, list[str]] = {host: [f"subnet-{vpc}", pid, f"dhcp-{pid}"]}
+        for other in others:
+            listed.setdefault(other, []).append(f"nb-{pid}")
+        if joining:  # what the host needs of the VPC besides its own port
+            for qid, (v, qhost, i) in self.ports.items():
+                if v == vpc and qhost != host:
+                    vip = f"10.{i // 200}.{i % 200}.9"
+                    items.append(neighbor(f"nb-{qid}", v, qhost, vip, self.rev[qid]))
+                    listed[host].append(f"nb-{qid}")
+            for sg, v in self.groups.items():
+                if v == vpc:
+                    items.append(security_group(sg, vpc, self.rev[sg]))
+                    listed[host].append(sg)
+        return goal(items, listed)
+
+    def update_port(self, pid: str, op: int = common.UPDATE) -> gs.GoalStateV2:
+        vpc, host, _ = self.ports[pid]
+        items = self.port_items(pid, op)
+        listed: dict[str, list[str]] = {host: [pid, f"dhcp-{pid}"]}
+        for other in self.vpc_hosts(vpc) - {host}:
+            listed.setdefault(other, []).append(f"nb-{pid}")
+        if op == common.DELETE:
+            del self.ports[pid]
+        return goal(items, listed)
+
+    def group(self, sg: str, vpc: str, op: int = common.CREATE) -> gs.GoalStateV2:
+        rev = self.next_rev(sg)
+        if op == common.DELETE:
+            self.groups.pop(sg, None)
+        else:
+            self.groups[sg] = vpc
+        return goal([security_group(sg, vpc, rev, op)], {host: [sg] for host in self.vpc_hosts(vpc)})
+
+
+# ---- scenarios ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_callers_are_answered_once_every_agent_applied_and_agents_match_the_snapshot(strategy: str) -> None:
+    cluster, caller = Cluster(strategy), Caller()
+    replies: list[gsp.GoalStateOperationReply] = []
+    for i, host in enumerate([A, B, C, A]):
+        cluster.eng.submit(caller.add_port("vpc-1", host), replies.append)
+        assert len(replies) == i  # nothing answered before the agents ran
+        cluster.settle()
+        assert len(replies) == i + 1
+    cluster.eng.submit(caller.group("sg-1", "vpc-1"), replies.append)
+    cluster.settle()
+    assert len(replies) == 5 and cluster.eng.tracker.pending == {}
+    assert all(set(statuses(r).values()) == {common.SUCCESS} for r in replies), [statuses(r) for r in replies]
+    cluster.assert_converged()
+    assert set(cluster.agent_tables(A)["PORT"]) == {"p1", "p4"} and set(cluster.agent_tables(B)["NEIGHBOR"]) == {"nb-p1", "nb-p3", "nb-p4"}
+    assert cluster.agent_tables(C)["SECURITYGROUP"] == {"sg-1": 1}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_restarted_agent_converges_to_the_snapshot_through_its_resync(strategy: str) -> None:
+    cluster, caller = Cluster(strategy), Caller()
+    for host in HOSTS:
+        cluster.eng.submit(caller.add_port("vpc-1", host), lambda r: None)
+    cluster.eng.submit(caller.group("sg-1", "vpc-1"), lambda r: None)
+    cluster.settle()
+    resyncs = cluster.eng.resyncs
+    cluster.add_agent(B)  # a new process: empty data plane; it asks for its state
+    cluster.settle()
+    assert cluster.eng.resyncs == resyncs + 1
+    assert cluster.agent_tables(B) == cluster.dpm_tables(B) != {}
+    cluster.assert_converged()
+
+
+def test_leaving_a_vpc_empties_the_host_on_both_sides() -> None:
+    cluster, caller = Cluster("vpc-multicast"), Caller()
+    for host in HOSTS:
+        cluster.eng.submit(caller.add_port("vpc-1", host), lambda r: None)
+    cluster.eng.submit(caller.group("sg-1", "vpc-1"), lambda r: None)
+    cluster.settle()
+    replies: list[gsp.GoalStateOperationReply] = []
+    cluster.eng.submit(caller.update_port("p1", common.DELETE), replies.append)  # A's only port
+    cluster.settle()
+    (reply,) = replies
+    assert set(statuses(reply).values()) == {common.SUCCESS}
+    assert cluster.agent_tables(A) == cluster.dpm_tables(A) == {}
+    assert cluster.appliers[A].followed(A) == set()
+    cluster.assert_converged()
+
+
+# ---- random histories ---------------------------------------------------------------
+
+VPCS = ["vpc-1", "vpc-2"]
+Op = tuple[str, int, int]  # (kind, a, b): interpreted against the caller's current topology
+ops = st.lists(
+    st.tuples(st.sampled_from(["add", "add", "update", "delete", "group", "ungroup", "stale", "stale-delete", "restart"]),
+              st.integers(0, 5), st.integers(0, 5)),
+    min_size=1, max_size=12,
+)
+
+
+def assert_latest(cluster: Cluster, caller: Caller) -> None:
+    """The snapshot holds the caller's latest revision of every live port and group, and nothing deleted."""
+    live = {(common.PORT, pid): caller.rev[pid] for pid in caller.ports}
+    live.update({(common.SECURITYGROUP, sg): caller.rev[sg] for sg in caller.groups})
+    held = {key: stored.state.configuration.revision_number for key, stored in cluster.eng.snapshot.resources.items()
+            if key[0] in (common.PORT, common.SECURITYGROUP)}
+    assert held == live
+
+
+def build(caller: Caller, op: Op) -> gs.GoalStateV2 | str | None:
+    """The message of one random step (None: nothing to do; a host id: restart its agent)."""
+    kind, a, b = op
+    existing = sorted(caller.ports)
+    if kind == "add":
+        return caller.add_port(VPCS[a % 2], HOSTS[b % 3])
+    if kind == "restart":
+        return HOSTS[a % 3]
+    if kind in ("group", "ungroup"):
+        sg = f"sg-{a % 2}"
+        if kind == "ungroup" and sg not in caller.groups:
+            return None
+        return caller.group(sg, caller.groups.get(sg, VPCS[b % 2]), common.DELETE if kind == "ungroup" else common.CREATE)
+    if not existing:
+        return None
+    pid = existing[a % len(existing)]
+    if kind in ("stale", "stale-delete"):  # a state older than the latest one (a late retry by the caller)
+        if caller.rev[pid] < 2:
+            return None
+        kept = caller.ports[pid]
+        message = caller.update_port(pid, common.DELETE if kind == "stale-delete" else common.UPDATE)
+        caller.ports[pid] = kept
+        caller.rev[pid] -= 1  # the next step reuses this revision: stays monotonic for real changes
+        for rtype, rid, state in iter_states(message):
+            if rid in (pid, f"dhcp-{pid}", f"nb-{pid}"):
+                state.configuration.revision_number -= 2
+        return message
+    return caller.update_port(pid, common.DELETE if kind == "delete" else common.UPDATE)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(history=ops, batched=st.booleans())
+def test_any_history_leaves_every_agent_equal_to_the_snapshot(strategy: str, history: list[Op], batched: bool) -> None:
+    cluster, caller = Cluster(strategy), Caller()
+    answered: list[gsp.GoalStateOperationReply] = []
+    sent = 0
+    batch: list[tuple[gs.GoalStateV2, Any]] = []
+    for op in history:
+        message = build(caller, op)
+        if message is None:
+            continue
+        if isinstance(message, str):
+            cluster.add_agent(message)
+        elif batched:
+            batch.append((message, answered.append))
+            sent += 1
+            continue
+        else:
+            cluster.eng.submit(message, answered.append)
+            sent += 1
+        cluster.settle()
+        cluster.assert_converged()
+    if batch:
+        cluster.eng.submit_many(batch)
+    cluster.settle()
+    assert len(answered) == sent and cluster.eng.tracker.pending == {}
+    assert all(s.operation_status != common.FAILURE for r in answered for s in r.operation_statuses)
+    cluster.assert_converged()
+    assert_latest(cluster, caller)
+    for host in HOSTS:  # a resync of a converged host changes nothing
+        before = cluster.agent_tables(host)
+        cluster.eng.resync(host)
+        cluster.settle()
+        assert cluster.agent_tables(host) == before

@@ -14,6 +14,8 @@ def invalid_resources(goal: gs.GoalStateV2) -> dict[ResourceKey, str]:
             bad[(rtype, rid)] = "empty resource id"
         elif not state.HasField("configuration"):
             bad[(rtype, rid)] = "resource without configuration"
+        elif not state.configuration.id:  # an ACA refuses it (INVALID_ARG): never publish or store it
+            bad[(rtype, rid)] = "configuration without id"
     for host, listed in goal.host_resources.items():
         for ref in listed.resources:
             key = (int(ref.type), ref.id)

@@ -19,13 +19,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gsmq.resources import TYPE_NAME, VPC_WIDE, ResourceKey, iter_states, state_map, vpc_of
+from gsmq.resources import MAP_FIELD, TYPE_NAME, VPC_WIDE, ResourceKey, iter_states, state_map, vpc_of
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
 
 MULTICAST = "vpc-multicast"
 _NEEDS_SUBNET = frozenset({common.PORT, common.DHCP, common.NEIGHBOR})
 _ADDRESSED = frozenset({common.PORT, common.NEIGHBOR})
+# Host-specific types with an update_type (GatewayConfiguration has none), FULL replaced per host.
+_HOST_FULL = frozenset(MAP_FIELD) - VPC_WIDE - {common.GATEWAY}
 
 
 def _subnets_of(rtype: int, state: Any) -> list[str]:
@@ -173,6 +175,7 @@ class Snapshot:
             if rtype in VPC_WIDE and vpc:
                 self.vpc_wide[vpc].add(key)
         for host, listed in goal.host_resources.items():
+            self._replace_full_tables(goal, host, listed.resources)
             for ref in listed.resources:
                 key = (int(ref.type), ref.id)
                 if key in deletes or key not in self.resources:
@@ -194,6 +197,24 @@ class Snapshot:
                 for key in dropped:
                     self.holders[key].discard(host)
         return change
+
+    def _replace_full_tables(self, goal: gs.GoalStateV2, host: str, refs: Iterable[Any]) -> None:
+        """`update_type FULL` on a host-specific state listed for `host`: the host's table of
+        that type becomes what the message lists of it, as on the ACA. (VPC-wide types are
+        left alone: on the multicast channel FULL scopes to the VPC on every follower.)"""
+        full: set[int] = set()
+        mine: set[ResourceKey] = set()
+        for ref in refs:
+            rtype = int(ref.type)
+            mine.add((rtype, ref.id))
+            if rtype in _HOST_FULL and ref.id in state_map(goal, rtype):
+                if state_map(goal, rtype)[ref.id].configuration.update_type == common.FULL:
+                    full.add(rtype)
+        for key in [k for k in self.listed.get(host, ()) if k[0] in full and k not in mine]:
+            self.listed[host].discard(key)
+            self.holders[key].discard(host)
+            if key[0] == common.PORT:
+                self.host_ports[host].pop(key[1], None)
 
     def _vpc(self, key: ResourceKey) -> str:
         stored = self.resources.get(key)

@@ -12,7 +12,6 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 from confluent_kafka import KafkaException
@@ -23,8 +22,7 @@ from aca_agent.consumer import CHANNELS, AgentConsumer
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.resync import Resyncer
 from aca_agent.status import start_servers
-from gsmq import lifecycle, logs
-from gsmq.broker import embedded_or_external
+from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_transport import KafkaSink, KafkaSource
@@ -175,7 +173,7 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
     except KafkaException as exc:
         raise ConfigError(f"Kafka client configuration: {exc}") from exc
     halt = threading.Event()
-    stopper = asyncio.create_task(_relay(stop, halt))
+    stopper = asyncio.create_task(lifecycle.relay(stop, halt))
     lock = threading.Lock()
     applier = Applier(MemoryDataPlane(config.program_cost_us, config.program_cost_sleep), config.hosts)
     servers = []
@@ -211,29 +209,9 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
     return 0
 
 
-async def _relay(stop: asyncio.Event, halt: threading.Event) -> None:
-    """Pass the lifecycle's stop (asyncio) to the consumer thread (threading)."""
-    await stop.wait()
-    halt.set()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script entry point; returns the exit code (2 for unusable configuration)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        config = parse_config(args)
-    except ConfigError as exc:
-        print(f"aca-agent: error: {exc}", file=sys.stderr)
-        return 2
-    logs.configure(config.log_level, config.log_json)
-    try:
-        with embedded_or_external(config.bootstrap) as bootstrap:
-            if bootstrap != config.bootstrap:
-                log.info("embedded_broker_started", bootstrap=bootstrap)
-            return lifecycle.run(lambda stop: serve(config, bootstrap, stop))
-    except (ConfigError, OSError, RuntimeError) as exc:
-        print(f"aca-agent: error: {exc}", file=sys.stderr)
-        return 2
+    return lifecycle.daemon_main("aca-agent", argv, parse_config, serve, (ConfigError, OSError, RuntimeError))
 
 
 if __name__ == "__main__":

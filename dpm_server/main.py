@@ -20,8 +20,7 @@ from dpm_server.engine import Engine
 from dpm_server.planner import STRATEGIES
 from dpm_server.publisher import Publisher
 from dpm_server.service import Provisioner, Status
-from gsmq import lifecycle, logs
-from gsmq.broker import embedded_or_external
+from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_transport import KafkaSink, KafkaSource
@@ -156,7 +155,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     kafka = KafkaSettings(bootstrap, config.kafka_properties)
     topics = Topics(config.topic_prefix)
     halt = threading.Event()  # start-up steps (topics, markers) give up as soon as `stop` is set
-    stopper = asyncio.create_task(_relay(stop, halt))
+    stopper = asyncio.create_task(lifecycle.relay(stop, halt))
     try:
         counts = await asyncio.to_thread(_ensure_topics, kafka, config, halt)
         if not counts:
@@ -239,28 +238,9 @@ async def _tick(engine: Engine) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _relay(stop: asyncio.Event, halt: threading.Event) -> None:
-    await stop.wait()
-    halt.set()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script entry point; returns the exit code (2 for unusable configuration)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        config = parse_config(args)
-    except ConfigError as exc:
-        print(f"dpm-server: error: {exc}", file=sys.stderr)
-        return 2
-    logs.configure(config.log_level, config.log_json)
-    try:
-        with embedded_or_external(config.bootstrap) as bootstrap:
-            if bootstrap != config.bootstrap:
-                log.info("embedded_broker_started", bootstrap=bootstrap)
-            return lifecycle.run(lambda stop: serve(config, bootstrap, stop))
-    except (ConfigError, OSError, RuntimeError, TimeoutError) as exc:
-        print(f"dpm-server: error: {exc}", file=sys.stderr)
-        return 2
+    return lifecycle.daemon_main("dpm-server", argv, parse_config, serve, (ConfigError, OSError, RuntimeError, TimeoutError))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -36,3 +39,43 @@ def run(main: Callable[[asyncio.Event], Awaitable[int | None]]) -> int:
 
     code = asyncio.run(_wrapper())
     return 0 if code is None else int(code)
+
+
+async def relay(stop: asyncio.Event, halt: threading.Event) -> None:
+    """Pass the lifecycle's stop (asyncio) on to worker threads (threading)."""
+    await stop.wait()
+    halt.set()
+
+
+class _Config(Protocol):
+    bootstrap: str | None
+    log_level: str
+    log_json: bool | None
+
+
+def daemon_main(
+    prog: str,
+    argv: Sequence[str] | None,
+    parse: Callable[[list[str]], Any],
+    serve: Callable[[Any, str, asyncio.Event], Awaitable[int | None]],
+    errors: tuple[type[BaseException], ...],
+) -> int:
+    """A daemon's console script: configuration (one line and exit 2 when unusable),
+    logs, the broker (embedded unless one is given), then `serve` until a signal."""
+    from gsmq import logs
+    from gsmq.broker import embedded_or_external
+
+    try:
+        config: _Config = parse(list(sys.argv[1:] if argv is None else argv))
+    except errors as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(config.log_level, config.log_json)
+    try:
+        with embedded_or_external(config.bootstrap) as bootstrap:
+            if bootstrap != config.bootstrap:
+                log.info("embedded_broker_started", bootstrap=bootstrap)
+            return run(lambda stop: serve(config, bootstrap, stop))
+    except errors as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

@@ -6,13 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
+import structlog
 
 from dpm_server.engine import Done, Engine
+from gsmq.resources import iter_states
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
 from proto import goalstateprovisioner_pb2 as gsp
 from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
 from proto import gsmq_pb2, gsmq_pb2_grpc
+
+
+log = structlog.get_logger()
 
 
 class Batcher:
@@ -44,7 +49,21 @@ class Batcher:
         if batch:
             self.batches += 1
             self.inputs += len(batch)
-            self.engine.submit_many(batch)
+            try:
+                self.engine.submit_many(batch)
+            except Exception as exc:  # noqa: BLE001 - every caller still gets an answer
+                log.exception("batch_failed", inputs=len(batch))
+                for goal, on_done in batch:
+                    on_done(failed_reply(goal, f"{type(exc).__name__}: {exc}"))
+
+
+def failed_reply(goal: gs.GoalStateV2, reason: str) -> gsp.GoalStateOperationReply:
+    """FAILURE for every resource of an input the DPM could not publish."""
+    reply = gsp.GoalStateOperationReply(format_version=goal.format_version)
+    for rtype, rid, state in iter_states(goal):
+        reply.operation_statuses.add(resource_id=rid, resource_type=rtype, operation_type=state.operation_type,  # type: ignore[arg-type]
+                                     operation_status=common.FAILURE)
+    return reply
 
 
 class Provisioner(gsp_grpc.GoalStateProvisionerServicer):

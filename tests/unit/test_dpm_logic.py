@@ -68,3 +68,20 @@ def test_merge_keeps_the_later_state_and_joins_host_lists() -> None:
     assert merged.port_states["p0"].configuration.revision_number == 2
     assert [r.id for r in merged.host_resources[A].resources] == ["p0", "dhcp-p0"]
     assert [r.id for r in merged.host_resources[B].resources] == ["nb-p0"]
+
+
+async def test_a_batch_the_engine_cannot_publish_still_answers_every_caller() -> None:
+    from dpm_server.service import Batcher
+
+    eng, _, _ = engine()
+
+    def broken(batch: object) -> None:
+        raise RuntimeError("broker gone")
+
+    eng.submit_many = broken  # type: ignore[method-assign]
+    replies: list[gsp.GoalStateOperationReply] = []
+    batcher = Batcher(eng, window=0.0, size=10)
+    batcher.add(port_message(ports()[0], [A]), replies.append)
+    assert len(replies) == 1
+    assert {s.resource_id: s.operation_status for s in replies[0].operation_statuses} == {
+        "p0": common.FAILURE, "dhcp-p0": common.FAILURE, "nb-p0": common.FAILURE}

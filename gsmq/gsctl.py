@@ -46,6 +46,20 @@ class UsageError(Exception):
     """Bad input: the message is the one line the user sees."""
 
 
+class OutputError(Exception):
+    """Standard output could not be written (other than a closed pipe)."""
+
+
+def _write(data: bytes) -> None:
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(exc.strerror or str(exc)) from exc
+
+
 # ---------------------------------------------------------------- message types
 
 
@@ -350,19 +364,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "decode":
         cls = resolve(args.type)
         document = decode(read_input(args.file), cls, _label(args.file), args.allow_unknown)
-        sys.stdout.buffer.write(to_json(document).encode())
+        _write(to_json(document).encode())
     elif args.command == "encode":
         cls = resolve(args.type)
-        sys.stdout.buffer.write(encode(read_input(args.file), cls, _label(args.file)))
+        _write(encode(read_input(args.file), cls, _label(args.file)))
     elif args.command == "types":
-        sys.stdout.write("".join(f"{name}\n" for name in type_names()))
+        _write("".join(f"{name}\n" for name in type_names()).encode())
     elif args.command == "broker":
         return _broker(args.log)
     elif args.command == "topics":
         return _topics(_settings(args), args.timeout)
     else:
         return _tail(_settings(args), args.topic, args.count, args.idle, args.timeout)
-    sys.stdout.flush()
     return 0
 
 
@@ -375,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `gsctl decode ... | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OutputError as exc:  # disk full, ...: not bad input, but still one line
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"gsctl: error: writing the output: {exc}", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         return 130
 

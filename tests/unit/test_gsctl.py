@@ -159,3 +159,32 @@ def test_library_functions_keep_the_source_in_errors() -> None:
         gsctl.decode(b"\xff", gsp.GoalStateOperationReply, "f.bin")
     with pytest.raises(gsctl.UsageError, match=r"^f\.json: not a valid alcor\.schema\.GoalStateV2 .*bogus"):
         gsctl.encode(b'{"bogus": true}', gs.GoalStateV2, "f.json")
+
+
+def big_goal_state() -> bytes:
+    goal = gs.GoalStateV2()
+    for i in range(5000):
+        goal.port_states[f"port-{i}"].configuration.id = f"port-{i}"
+    return goal.SerializeToString()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_1() -> None:
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, "-m", "gsmq.gsctl", "decode", "--type", "GoalStateV2"],
+                              input=big_goal_state(), stdout=full, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.decode() == "gsctl: error: writing the output: No space left on device\n"
+
+
+def test_a_reader_that_leaves_early_is_not_an_error() -> None:
+    """`gsctl decode big.bin | head`: no traceback, no message."""
+    proc = subprocess.Popen([sys.executable, "-m", "gsmq.gsctl", "decode", "--type", "GoalStateV2"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(big_goal_state())
+    proc.stdin.close()
+    assert proc.stdout.read(2) == b"{\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""

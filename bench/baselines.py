@@ -1,7 +1,8 @@
 """Baselines run beside the goal-state path on the same broker and machine:
 - raw Kafka: a plain producer -> a consumer in another process, same message count and
   sizes, no protobuf, no apply: the ceiling of the transport;
-- the gRPC fast path is `collect.push` aimed at an `aca-agent sim --grpc-port`."""
+- the gRPC fast path: the bench pushes the same goal states straight to an
+  `aca-agent sim --grpc-port` (applied inline, replied at once, no Kafka, no DPM)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench.collect import percentiles
+from bench.measure import cdf_sample, percentiles, rate as per_second
+from bench.runner import push
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_transport import consume_batch
 from gsmq.topics import ensure_topics
@@ -52,8 +54,10 @@ def consume(bootstrap: str, topic: str, partitions: int, count: int, timeout: fl
 
 
 def raw_kafka(bootstrap: str, topic: str, keys: list[str], count: int, size: int, partitions: int = 16, rate: float | None = None) -> dict[str, Any]:
-    """Produce `count` messages of `size` bytes keyed round-robin by `keys`; a consumer
-    process reads them. Throughput = messages / (first produce -> last consumed)."""
+    """Produce `count` messages of `size` bytes keyed round-robin by `keys` (the producer
+    settings of the DPM: idempotent, acks=all); a consumer process reads them.
+    Throughput = messages / (first produce -> last consumed); latency = consumed - the
+    producer's timestamp header, per message."""
     settings = KafkaSettings(bootstrap)
     ensure_topics(AdminClient(settings.admin()), {topic: partitions})
     reader = subprocess.Popen(
@@ -84,10 +88,21 @@ def raw_kafka(bootstrap: str, topic: str, keys: list[str], count: int, size: int
     out, _ = reader.communicate(timeout=300)
     result: dict[str, Any] = json.loads(out)
     duration = (result["last_received_ns"] - result["first_sent_ns"]) / 1e9 or 1e-9
-    result["duration_s"] = duration
-    result["messages_per_s"] = result["messages"] / duration
-    result["bytes_per_s"] = result["bytes"] / duration
+    latencies = result.pop("latencies_ms")
+    result["cdf_latency_ms"] = cdf_sample(latencies)
+    result.update(duration_s=duration, messages_per_s=result["messages"] / duration, bytes_per_s=result["bytes"] / duration,
+                  message_bytes=size, offered_per_s=rate, partitions=partitions)
     return result
+
+
+def grpc_fast_path(address: str, payloads: list[bytes], streams: int, resources: int) -> dict[str, Any]:
+    """The same goal states pushed straight to a simulator's GoalStateProvisioner."""
+    result = push(address, payloads, streams)
+    return {"inputs": result.inputs, "streams": streams, "resources": resources, "duration_s": result.duration_s,
+            "goal_states_per_s": per_second(result.inputs, result.duration_s),
+            "resources_per_s": per_second(resources, result.duration_s),
+            "bytes_sent": sum(map(len, payloads)), "send_to_reply_ms": percentiles(result.latencies_ms()),
+            "cdf_send_to_reply_ms": cdf_sample(result.latencies_ms()), "failures": result.failures}
 
 
 def _main() -> None:

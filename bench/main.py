@@ -1,123 +1,160 @@
-"""`make bench` / `gs-bench`: run a suite of scenarios, print progress and a summary,
-write bench/results/<UTC timestamp>/ (results.json, report.md, PNG plots)."""
+"""`make bench` / `gs-bench` / `python -m bench`: run a suite of scenarios against the real
+daemons, print progress and a summary table, write bench/results/<UTC timestamp>/
+(results.json, report.md, PNG plots).
+
+Scenarios: storm (1), churn (2), restart (3), strategies (4), hosts + vpc-storm + memory
+(5, the scale path), and the baselines: raw (Kafka producer -> consumer) and fast-path
+(gRPC straight to the simulator). Suites: default (~5 min on 2 cores), tiny (seconds),
+scale (100 .. 100,000 simulated hosts; long)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
+import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
-from bench.scenarios import Env, run_memory, run_raw, run_restart, run_storm
-from bench.topology import Storm, host_ids
+from bench import baselines, report
+from bench.runner import Env
+from bench.scenarios import SCENARIOS, SUITES, Storm, Suite, run_memory, run_restart, run_storm, run_strategies, run_sweep, run_vpc_storm
 from gsmq.broker import embedded_or_external
 
-SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hosts", "memory", "vpc-storm")
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v)
 
 
-@dataclass(frozen=True)
-class Suite:
-    hosts: int
-    vpcs: int
-    ports: int
-    churn: tuple[float, ...]
-    churn_seconds: float
-    restart: tuple[int, int, int]  # hosts, vpcs, ports
-    strategies: tuple[int, int, int]
-    convergence_hosts: tuple[int, ...]  # extra storms of 3 ports per host, VPCs of 100 hosts
-    memory: tuple[int, ...]
-    vpc_storm: tuple[int, int] | None  # hosts, ports of one VPC
-    scenarios: tuple[str, ...]
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v)
 
 
-SUITES = {
-    "default": Suite(1000, 10, 3000, (0.1, 0.5, 0.9), 8.0, (1000, 10, 2000), (200, 2, 600), (100, 300), (1000, 10000), None,
-                     ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hosts", "memory")),
-    "tiny": Suite(20, 2, 40, (0.5,), 2.0, (20, 2, 40), (10, 1, 20), (10,), (100,), (10, 20), SCENARIOS),
-    "scale": Suite(1000, 10, 3000, (), 0.0, (1000, 10, 1000), (200, 2, 600), (100, 1000, 10000), (100, 1000, 10000, 100000),
-                   (1000, 10000), ("hosts", "memory", "vpc-storm")),
-}
+def _triple(text: str) -> tuple[int, int, int]:
+    h, v, p = _ints(text)
+    return h, v, p
+
+
+def _pair(text: str) -> tuple[int, int]:
+    h, p = (int(v) for v in text.split(":"))
+    return h, p
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gs-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=sorted(SUITES), default="default", help="sizes and scenarios (default: ~5 min on 2 cores)")
     p.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
-    p.add_argument("--hosts", type=int, help="simulated hosts of the main storm")
-    p.add_argument("--vpcs", type=int, help="VPCs of the main storm")
-    p.add_argument("--ports", type=int, help="ports of the main storm")
-    p.add_argument("--bootstrap", help="an external Kafka cluster (default: the embedded broker, or $KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--bootstrap", help="an external Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, else the embedded broker)")
     p.add_argument("--out", type=Path, help="output folder (default: bench/results/<UTC timestamp>)")
+    sizes = p.add_argument_group("sizes (override the suite's)")
+    sizes.add_argument("--hosts", type=int, help="simulated hosts of the main storm")
+    sizes.add_argument("--vpcs", type=int, help="VPCs of the main storm")
+    sizes.add_argument("--ports", type=int, help="ports of the main storm")
+    sizes.add_argument("--streams", type=int, help="concurrent gRPC streams of the caller")
+    sizes.add_argument("--churn", type=_floats, help="churn rates as fractions of the storm's max, e.g. 0.1,0.5,0.9")
+    sizes.add_argument("--churn-seconds", type=float, help="seconds of each churn phase")
+    sizes.add_argument("--restart", type=_triple, metavar="H,V,P", help="agent restart storm: hosts,VPCs,ports")
+    sizes.add_argument("--strategies", type=_triple, metavar="H,V,P", help="strategy comparison storm: hosts,VPCs,ports")
+    sizes.add_argument("--sweep", type=_ints, metavar="N,N,...", help="host counts of the convergence sweep")
+    sizes.add_argument("--sweep-ports-per-host", type=int, help="ports per host in the sweep")
+    sizes.add_argument("--sweep-hosts-per-vpc", type=int, help="hosts per VPC in the sweep")
+    sizes.add_argument("--vpc-storm", type=_pair, action="append", metavar="HOSTS:PORTS", help="a one-VPC storm (repeatable)")
+    sizes.add_argument("--memory", type=_ints, metavar="N,N,...", help="host counts of idle simulators measured")
     return p.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+def suite_of(args: argparse.Namespace) -> Suite:
     suite = SUITES[args.suite]
-    chosen = set(args.scenario or suite.scenarios)
+    overrides: dict[str, Any] = {}
+    for name in ("hosts", "vpcs", "ports", "streams", "churn", "churn_seconds", "restart", "strategies", "sweep",
+                 "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.vpc_storm:
+        overrides["vpc_storms"] = tuple(args.vpc_storm)
+    if args.scenario:
+        overrides["scenarios"] = tuple(s for s in SCENARIOS if s in args.scenario)
+    return dataclasses.replace(suite, **overrides)
+
+
+def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
+    """Every chosen scenario in turn; each adds its figures to `results` as soon as it ends."""
+    chosen = set(suite.scenarios)
+    storm = Storm(suite.hosts, suite.vpcs, suite.ports)
+    if chosen & {"storm", "churn", "fast-path", "raw"}:
+        main = run_storm(env, storm, churn=suite.churn if "churn" in chosen else (), churn_seconds=suite.churn_seconds,
+                         fast_path="fast-path" in chosen)
+        results["storm"] = main
+        if "raw" in chosen:
+            size = round(main["avg_message_bytes"])
+            env.say(f"raw Kafka ceiling: {main['messages_published']:,} messages of {size} B ...")
+            raw = results["raw_ceiling"] = baselines.raw_kafka(env.bootstrap, f"raw{int(time.time())}", storm.host_list,
+                                                               main["messages_published"], size)
+            env.say(f"  {raw['messages_per_s']:,.0f} msg/s, p99 {raw['latency_ms']['p99']:.1f} ms")
+            half = next((p for p in main.get("churn", []) if abs(p["fraction"] - 0.5) < 1e-9), None)
+            if half:  # the same message rate and size as the 50 % churn phase produced
+                rate = half["messages_published"] / max(half["duration_s"], 1e-9)
+                size = round(half["avg_message_bytes"])
+                count = max(100, int(rate * suite.churn_seconds))
+                env.say(f"raw Kafka at the 50 % churn's rate: {count:,} messages of {size} B at {rate:,.0f}/s ...")
+                raw50 = results["raw_at_50"] = baselines.raw_kafka(env.bootstrap, f"raw50{int(time.time())}", storm.host_list,
+                                                                   count, size, rate=rate)
+                env.say(f"  p50 {raw50['latency_ms']['p50']:.1f} ms, p99 {raw50['latency_ms']['p99']:.1f} ms")
+    if "restart" in chosen:
+        h, v, p = suite.restart
+        results["restart"] = run_restart(env, Storm(h, v, p), suite.restart_fraction)
+    if "strategies" in chosen:
+        h, v, p = suite.strategies
+        results["strategies"] = run_strategies(env, Storm(h, v, p))
+    if "hosts" in chosen:
+        results["convergence_vs_hosts"] = run_sweep(env, suite.sweep, suite.sweep_ports_per_host, suite.sweep_hosts_per_vpc)
+    if "vpc-storm" in chosen:
+        results["vpc_storms"] = [run_vpc_storm(env, h, p) for h, p in suite.vpc_storms]
+    if "memory" in chosen:
+        results["memory"] = run_memory(env, suite.memory)
+
+
+def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
+    suite = suite_of(args)
     started = datetime.now(UTC)
-    out = args.out or Path("bench/results") / started.strftime("%Y%m%dT%H%M%SZ")
-    storm = Storm(host_ids(args.hosts or suite.hosts), args.vpcs or suite.vpcs, args.ports or suite.ports)
+    out: Path = args.out or Path("bench/results") / started.strftime("%Y%m%dT%H%M%SZ")
     t0 = time.monotonic()
 
     def say(text: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
 
     results: dict[str, Any] = {"started": started.isoformat(), "machine": report.machine(),
-                               "config": {"suite": args.suite, "scenarios": sorted(chosen), **vars(suite),
-                                          "hosts": len(storm.hosts), "vpcs": storm.vpcs, "ports": storm.ports}}
-    with embedded_or_external(args.bootstrap) as bootstrap:
-        results["config"]["bootstrap"] = "embedded" if not args.bootstrap else bootstrap
-        env = Env(bootstrap, out / "logs", say)
-        if chosen & {"storm", "churn", "fast-path", "raw"}:
-            main = run_storm(env, storm, churn=suite.churn if "churn" in chosen else (), churn_seconds=suite.churn_seconds,
-                             fast_path="fast-path" in chosen)
-            results["storm"] = main
-            if "raw" in chosen:
-                size = int(main["avg_message_bytes"])
-                results["raw_ceiling"] = run_raw(env, main["messages_published"], size, storm.hosts)
-                half = next((p for p in main.get("churn", []) if p["fraction"] == 0.5), None)
-                if half:
-                    per_input = main["messages_published"] / max(main["inputs"], 1)
-                    rate = half["offered_per_s"] * per_input
-                    results["raw_at_50"] = run_raw(env, max(100, int(rate * suite.churn_seconds)), size, storm.hosts, rate=rate)
-            results["convergence_vs_hosts"] = [{"hosts": main["hosts"], "ports": main["ports"], "convergence_s": main["convergence_s"]}]
-        if "restart" in chosen:
-            h, v, n = suite.restart
-            results["restart"] = run_restart(env, Storm(host_ids(h), v, n))
-        if "strategies" in chosen:
-            h, v, n = suite.strategies
-            results["strategies"] = [run_storm(env, Storm(host_ids(h), v, n), strategy)
-                                     for strategy in ("vpc-multicast", "unicast-only", "topic-per-host")]
-        if "hosts" in chosen:
-            points = results.setdefault("convergence_vs_hosts", [])
-            for count in suite.convergence_hosts:
-                s = run_storm(env, Storm(host_ids(count), max(1, count // 100), 3 * count))
-                points.append({"hosts": count, "ports": s["ports"], "convergence_s": s["convergence_s"]})
-        if "memory" in chosen:
-            results["memory"] = run_memory(env, list(suite.memory))
-        if "vpc-storm" in chosen and suite.vpc_storm:
-            h, n = suite.vpc_storm
-            results["vpc_storm"] = run_storm(env, Storm(host_ids(h), 1, n))
+                               "config": {"suite": args.suite, **dataclasses.asdict(suite), "argv": sys.argv[1:]}}
+    code = 0
+    say(f"gs-bench: suite {args.suite}: {', '.join(suite.scenarios)}; writing {out}")
+    try:
+        with embedded_or_external(args.bootstrap) as bootstrap:
+            results["config"]["bootstrap"] = bootstrap if args.bootstrap else f"embedded ({bootstrap})"
+            run_suite(Env(bootstrap, out / "logs", say, suite.streams), suite, results)
+    except KeyboardInterrupt:
+        say("interrupted: daemons stopped; writing what was measured")
+        results["error"] = "interrupted"
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - reported, partial results kept
+        traceback.print_exc()
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        code = 1
     results["elapsed_s"] = time.monotonic() - t0
     report.write(out, results)
-    return out, results
+    return out, results, code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    try:
-        out, results = run(args)
-    except KeyboardInterrupt:
-        print("gs-bench: interrupted", file=sys.stderr)
-        return 130
+    out, results, code = run(args)
     print("\n" + report.table(report.summary_rows(results)))
-    print("\ntargets:")
+    print("\ntargets (measured, never asserted):")
     for t in results["targets"]:
         print(f"  {t['target']}: {t['by']}")
-    print(f"\nwritten: {out}/results.json, report.md and plots ({results['elapsed_s']:.0f}s)")
-    return 0
+    print(f"\nwritten: {out}/results.json, report.md, {len(results.get('plots', []))} plots ({results['elapsed_s']:.0f} s)")
+    if "error" in results:
+        print(f"gs-bench: stopped early: {results['error']}", file=sys.stderr)
+    return code

@@ -1,5 +1,5 @@
-"""The bench end to end at a tiny size: real broker, real daemons, every output file.
-Checks structure and counts, never timings."""
+"""The bench end to end at the tiny size: the real embedded broker, the real daemons as
+processes, every output file. Checks structure, counts and types, never timings."""
 
 from __future__ import annotations
 
@@ -7,32 +7,76 @@ import json
 from pathlib import Path
 
 from bench.main import main
+from bench.report import PLOTS
+from bench.scenarios import STRATEGIES, SUITES
+
+LATENCY = {"p50", "p95", "p99", "max", "count"}
+
+
+def _latency(figures: dict, key: str) -> None:
+    assert set(figures[key]) == LATENCY, key
+    assert figures[key]["count"] > 0 and all(isinstance(v, (int, float)) for v in figures[key].values())
 
 
 def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: str) -> None:
     out = tmp_path / "run"
     assert main(["--suite", "tiny", "--bootstrap", bootstrap, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
-    for key in ("storm", "raw_ceiling", "raw_at_50", "restart", "strategies", "memory", "convergence_vs_hosts", "vpc_storm",
-                "ratios", "targets", "machine", "config"):
+    tiny = SUITES["tiny"]
+    for key in ("storm", "raw_ceiling", "raw_at_50", "restart", "strategies", "memory", "convergence_vs_hosts", "vpc_storms",
+                "ratios", "targets", "machine", "config", "plots", "elapsed_s", "started"):
         assert key in results, key
+    assert "error" not in results
+    assert results["config"]["suite"] == "tiny" and results["config"]["hosts"] == tiny.hosts
+
     storm = results["storm"]
-    assert storm["inputs"] == storm["ports"] == 40
-    assert storm["failures"] == 0
+    assert storm["inputs"] == storm["ports"] == tiny.ports and storm["failures"] == 0
+    assert storm["hosts_replied"] == tiny.hosts  # every host applied something
     assert storm["replies"] > 0 and storm["messages_published"] > 0 and storm["bytes_published"] > 0
+    assert storm["multicast_messages"] > 0 and storm["unicast_messages"] > 0
     assert storm["bytes_consumed"] >= storm["bytes_published"]  # every message reaches at least one host
+    assert storm["resources"] > storm["inputs"] and storm["goal_states_per_s"] > 0 and storm["convergence_s"] > 0
+    _latency(storm, "publish_to_applied_ms")
+    _latency(storm, "caller_reply_ms")
     assert storm["publish_to_applied_ms"]["count"] == storm["replies"]
-    assert [p["fraction"] for p in storm["churn"]] == [0.5] and storm["churn"][0]["inputs"] > 0
-    assert storm["grpc_fast_path"]["inputs"] == 40 and storm["grpc_fast_path"]["failures"] == 0
-    assert results["raw_ceiling"]["messages"] == storm["messages_published"]
-    assert results["restart"]["matches_snapshot"] is True and results["restart"]["killed_hosts"] == 2
-    assert [s["strategy"] for s in results["strategies"]] == ["vpc-multicast", "unicast-only", "topic-per-host"]
-    assert results["strategies"][1]["multicast_messages"] == 0
-    assert all(s["steady"]["inputs"] > 0 for s in results["strategies"])
-    assert results["memory"][0]["hosts"] == 100 and results["memory"][0]["rss_bytes"] > 0
-    assert {t["target"] for t in results["targets"]} and all("by" in t for t in results["targets"])
-    assert all(isinstance(v, str) for v in results["machine"]["versions"].values())
+    assert [p["fraction"] for p in storm["churn"]] == list(tiny.churn)
+    for phase in storm["churn"]:
+        assert phase["inputs"] > 0 and phase["failures"] == 0 and phase["offered_per_s"] > 0
+        _latency(phase, "publish_to_applied_ms")
+    fast = storm["grpc_fast_path"]
+    assert fast["inputs"] == tiny.ports and fast["failures"] == 0 and fast["goal_states_per_s"] > 0
+    _latency(fast, "send_to_reply_ms")
+
+    raw = results["raw_ceiling"]
+    assert raw["messages"] == storm["messages_published"] and raw["messages_per_s"] > 0 and raw["bytes"] > 0
+    _latency(raw, "latency_ms")
+    assert results["raw_at_50"]["messages"] > 0 and results["raw_at_50"]["offered_per_s"] > 0
+
+    restart = results["restart"]
+    assert restart["matches_snapshot"] is True and restart["survivors_match_snapshot"] is True
+    assert restart["killed_hosts"] == max(1, int(tiny.restart[0] * tiny.restart_fraction)) and restart["failures"] == 0
+    assert restart["resyncs_served"] >= restart["killed_hosts"]
+
+    strategies = results["strategies"]
+    assert [s["strategy"] for s in strategies] == list(STRATEGIES)
+    assert all(s["failures"] == 0 and s["steady"]["inputs"] > 0 and s["bytes_published"] > 0 for s in strategies)
+    assert strategies[1]["multicast_messages"] == 0 and strategies[0]["multicast_messages"] > 0
+    assert strategies[0]["steady"]["bytes_published"] < strategies[1]["steady"]["bytes_published"]
+
+    assert [p["hosts"] for p in results["convergence_vs_hosts"]] == list(tiny.sweep)
+    assert [(s["hosts"], s["ports"]) for s in results["vpc_storms"]] == list(tiny.vpc_storms)
+    assert all(s["vpcs"] == 1 and s["failures"] == 0 for s in results["vpc_storms"])
+    assert [m["hosts"] for m in results["memory"]] == list(tiny.memory) and results["memory"][0]["rss_bytes"] > 0
+
+    assert set(results["ratios"]) >= {"throughput_vs_raw", "p99_vs_raw_p99", "multicast_vs_unicast_bytes"}
+    assert all(isinstance(v, float) for v in results["ratios"].values() if v is not None)
+    assert len(results["targets"]) == 6 and all({"target", "measured", "met", "by"} <= set(t) for t in results["targets"])
+    machine = results["machine"]
+    assert machine["cpus"] >= 1 and machine["memory_bytes"] > 0
+    assert all(isinstance(v, str) for v in machine["versions"].values())
+
     report = (out / "report.md").read_text()
-    assert "## Targets" in report and "ratio throughput_vs_raw" in report
-    for plot in ("latency_cdf.png", "throughput_per_strategy.png", "bytes_per_strategy.png", "convergence_vs_hosts.png"):
+    assert "## Summary" in report and "## Targets" in report and "ratio throughput_vs_raw" in report
+    for plot in PLOTS:
         assert (out / plot).stat().st_size > 1000, plot
+        assert plot in results["plots"] and plot in report

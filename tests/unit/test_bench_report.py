@@ -1,63 +1,88 @@
-"""Bench arithmetic and report structure, from synthetic figures."""
+"""Report structure from synthetic figures: ratios, targets (met or missed by how much), files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from bench import report
-from bench.collect import percentiles
-from bench.topology import Storm, host_ids, resources_in
 
 
-def test_percentiles_are_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentiles(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0, "count": 100}
-    assert percentiles([])["count"] == 0
+def _lat(p99: float = 4.0) -> dict[str, float]:
+    return {"p50": 1.0, "p95": 2.0, "p99": p99, "max": 5.0, "count": 3}
 
 
-def test_storm_gives_every_host_a_port_first_and_neighbors_to_the_rest_of_its_vpc() -> None:
-    storm = Storm(host_ids(6), vpcs=2, ports=8)
-    ports = storm.port_list()
-    layout = storm.vpc_hosts()
-    assert layout == {"vpc-0": ["10.1.0.1", "10.1.0.3", "10.1.0.5"], "vpc-1": ["10.1.0.2", "10.1.0.4", "10.1.0.6"]}
-    assert {p.host for p in ports[:6]} == set(storm.hosts)  # bring-up round first
-    first = storm.creates()[0]
-    # port + DHCP for its host, one neighbor for each of the 2 other hosts of the VPC
-    assert resources_in(first) == 4
-    assert len({p.id for p in ports}) == len({p.ip for p in ports}) == 8
+def _storm(**extra: Any) -> dict[str, Any]:
+    return {"hosts": 200, "vpcs": 2, "hosts_per_vpc": 100, "ports": 3, "inputs": 3, "streams": 2, "resources": 9,
+            "convergence_s": 1.0, "goal_states_per_s": 3.0, "resources_per_s": 9.0, "messages_per_s": 50.0,
+            "messages_published": 50, "publish_to_applied_ms": _lat(), "caller_reply_ms": _lat(), "bytes_published": 10,
+            "bytes_consumed": 20, "sim_rss_bytes": 2**20, "sim_rss_per_host_bytes": 1024.0, "cdf_publish_to_applied_ms": [1.0, 2.0, 5.0],
+            **extra}
 
 
-def _synthetic(multicast_bytes: int, unicast_bytes: int) -> dict:
-    lat = {"p50": 1.0, "p95": 2.0, "p99": 4.0, "max": 5.0, "count": 3}
-    storm = {"hosts": 10, "vpcs": 1, "ports": 3, "inputs": 3, "resources": 9, "convergence_s": 1.0, "goal_states_per_s": 3.0,
-             "resources_per_s": 9.0, "messages_per_s": 50.0, "publish_to_applied_ms": lat, "caller_reply_ms": lat,
-             "bytes_published": 10, "bytes_consumed": 20, "sim_rss_bytes": 2**20, "sim_rss_per_host_bytes": 1024.0, "cdf_publish_to_applied_ms": [1.0, 2.0, 5.0],
-             "churn": [{"fraction": 0.5, "offered_per_s": 2.0, "publish_to_applied_ms": {**lat, "p99": 20.0},
-                        "cdf_publish_to_applied_ms": [1.0]}]}
-    strategies = [{**storm, "strategy": "vpc-multicast", "bytes_published": multicast_bytes, "messages_published": 1,
-                   "steady": {"inputs": 1, "bytes_published": multicast_bytes // 2, "messages_published": 1}},
-                  {**storm, "strategy": "unicast-only", "bytes_published": unicast_bytes, "messages_published": 9,
-                   "steady": {"inputs": 1, "bytes_published": unicast_bytes // 2, "messages_published": 9}}]
-    return {"started": "now", "machine": report.machine(), "config": {"suite": "synthetic"}, "storm": storm,
-            "raw_ceiling": {"messages_per_s": 100.0, "latency_ms": lat},
-            "raw_at_50": {"latency_ms": {**lat, "p99": 5.0}, "cdf_latency_ms": [1.0]},
-            "strategies": strategies, "memory": [{"hosts": 10000, "rss_bytes": 1, "per_host_bytes": 2048.0}],
-            "convergence_vs_hosts": [{"hosts": 10, "convergence_s": 1.0}, {"hosts": 100, "convergence_s": 2.0}]}
+def _synthetic(multicast_bytes: int, unicast_bytes: int) -> dict[str, Any]:
+    churn = [{"fraction": 0.5, "offered_per_s": 2.0, "achieved_per_s": 2.0, "publish_to_applied_ms": _lat(20.0),
+              "cdf_publish_to_applied_ms": [1.0, 20.0]}]
+    fast = {"goal_states_per_s": 6.0, "send_to_reply_ms": _lat(), "cdf_send_to_reply_ms": [0.5, 1.0]}
+    strategies = [_storm(strategy=name, bytes_published=total, messages_published=n,
+                         steady={"inputs": 1, "bytes_published": total // 2, "messages_published": n})
+                  for name, total, n in (("vpc-multicast", multicast_bytes, 1), ("unicast-only", unicast_bytes, 9),
+                                         ("topic-per-host", unicast_bytes, 9))]
+    return {"started": "now", "elapsed_s": 1.0, "machine": report.machine(), "config": {"suite": "synthetic"},
+            "storm": _storm(churn=churn, grpc_fast_path=fast),
+            "raw_ceiling": {"messages_per_s": 100.0, "message_bytes": 10, "latency_ms": _lat(), "cdf_latency_ms": [1.0]},
+            "raw_at_50": {"offered_per_s": 1.0, "latency_ms": _lat(5.0), "cdf_latency_ms": [1.0]},
+            "strategies": strategies, "memory": [{"hosts": 10000, "rss_bytes": 1, "per_host_bytes": 2048.0, "above_one_host_per_host_bytes": 1.0}],
+            "convergence_vs_hosts": [{"hosts": 10, "vpcs": 1, "ports": 20, "convergence_s": 1.0, "goal_states_per_s": 1.0, "sim_rss_per_host_bytes": 10.0},
+                                     {"hosts": 100, "vpcs": 1, "ports": 200, "convergence_s": 2.0, "goal_states_per_s": 1.0, "sim_rss_per_host_bytes": 5.0}],
+            "vpc_storms": [_storm(hosts=1000, vpcs=1, ports=10000, convergence_s=7.5)]}
 
 
 def test_ratios_and_targets_say_met_or_missed_by_how_much(tmp_path: Path) -> None:
     results = _synthetic(multicast_bytes=100, unicast_bytes=2000)
-    r = report.ratios(results)
-    assert r == {"throughput_vs_raw": 0.5, "p99_vs_raw_p99": 4.0, "multicast_vs_unicast_bytes": 0.05,
-                 "multicast_vs_unicast_bytes_whole_storm": 0.05}
+    assert report.ratios(results) == {"throughput_vs_raw": 0.5, "p99_vs_raw_p99": 4.0, "multicast_vs_unicast_bytes": 0.05,
+                                      "multicast_vs_unicast_bytes_whole_storm": 0.05, "grpc_fast_path_vs_kafka_path": 2.0}
     verdicts = {t["target"]: t for t in report.targets(results)}
-    assert verdicts["goal-state throughput >= 0.7x raw ceiling"]["met"] is False
-    assert "1.4x off" in verdicts["goal-state throughput >= 0.7x raw ceiling"]["by"]
+    assert len(verdicts) == 6
+    throughput = verdicts["goal-state throughput >= 0.7x raw ceiling"]
+    assert throughput["met"] is False and "1.40x off" in throughput["by"] and "0.2x short" in throughput["by"]
     assert verdicts["p99 publish->applied <= 10 ms at 50% rate"]["met"] is False
+    assert "10 ms short" in verdicts["p99 publish->applied <= 10 ms at 50% rate"]["by"]
+    assert verdicts["p99 publish->applied <= 2x raw p99 (50% rate)"]["met"] is False
     assert verdicts["multicast >= 10x fewer bytes than unicast-only (VPCs >= 100 hosts)"]["met"] is True
-    assert verdicts["<= 100 KiB RSS per simulated host at 10,000 hosts"]["met"] is True
-    assert verdicts["10,000-port VPC storm on 1,000 hosts converged < 5 s"]["met"] is None
-    report.write(tmp_path, results)
+    assert verdicts["<= 100 KiB RSS per simulated host at 10,000 hosts"]["met"] is True  # idle: 2 KiB
+    vpc = verdicts["10,000-port VPC storm on 1,000 hosts converged < 5 s"]
+    assert vpc["met"] is False and vpc["factor"] == 1.5
+
+
+def test_targets_not_measured_or_not_judged_are_said_so() -> None:
+    results = _synthetic(100, 2000)
+    for s in results["strategies"]:
+        s["hosts_per_vpc"] = 10
+    del results["vpc_storms"], results["memory"], results["storm"]["churn"]
+    verdicts = {t["target"]: t for t in report.targets(results)}
+    assert verdicts["multicast >= 10x fewer bytes than unicast-only (VPCs >= 100 hosts)"]["met"] is None
+    assert "VPCs of 10 hosts" in verdicts["multicast >= 10x fewer bytes than unicast-only (VPCs >= 100 hosts)"]["by"]
+    assert verdicts["10,000-port VPC storm on 1,000 hosts converged < 5 s"]["by"] == "not measured in this run"
+    assert verdicts["p99 publish->applied <= 10 ms at 50% rate"]["met"] is None
+
+
+def test_write_gives_json_markdown_and_plots(tmp_path: Path) -> None:
+    results = _synthetic(100, 2000)
+    plots = report.write(tmp_path, results)
+    assert {p.name for p in plots} == {*report.PLOTS, "memory_per_host.png"}
+    assert all(p.stat().st_size > 1000 for p in plots)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["ratios"]["throughput_vs_raw"] == 0.5 and len(saved["targets"]) == 6 and saved["plots"]
     text = (tmp_path / "report.md").read_text()
-    assert "missed" in text and "ratio multicast_vs_unicast_bytes" in text
-    assert (tmp_path / "latency_cdf.png").exists() and (tmp_path / "convergence_vs_hosts.png").exists()
+    assert "## Summary" in text and "## Targets" in text and "missed" in text and "ratio multicast_vs_unicast_bytes" in text
+    assert "latency_cdf.png" in text
+    assert report.table(report.summary_rows(results)).count("\n") == len(report.summary_rows(results)) - 1
+
+
+def test_machine_facts_name_cpus_memory_and_versions() -> None:
+    m = report.machine()
+    assert m["cpus"] >= 1 and m["memory_bytes"] > 0
+    assert {"python", "confluent-kafka", "librdkafka", "grpcio", "protobuf"} <= set(m["versions"])
+    assert all(isinstance(v, str) for v in m["versions"].values())

@@ -1,0 +1,97 @@
+"""Bench generators and arithmetic: storms, their byte encoding, percentiles, the push plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.measure import Push, Reply, cdf_sample, percentiles, phase_figures
+from bench.scenarios import SCENARIOS, SUITES, Listing, Storm, host_ids, resources_in
+from bench.topology import port_message
+from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(100, 0, -1)]
+    assert percentiles(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0, "count": 100}
+    assert percentiles([7.0]) == {"p50": 7.0, "p95": 7.0, "p99": 7.0, "max": 7.0, "count": 1}
+    assert percentiles([]) == {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "count": 0}
+    assert percentiles([1.0, 2.0], points=(99.9,)) == {"p99.9": 2.0, "max": 2.0, "count": 2}
+
+
+def test_cdf_sample_keeps_the_ends_and_the_order() -> None:
+    values = [float(v) for v in range(10_000, 0, -1)]
+    sample = cdf_sample(values, 50)
+    assert len(sample) == 50 and sample[0] == 1.0 and sample[-1] == 10_000.0 and sample == sorted(sample)
+    assert cdf_sample([3.0, 1.0]) == [1.0, 3.0]
+
+
+def test_storm_layout_gives_every_host_a_port_first_and_neighbors_to_the_rest_of_its_vpc() -> None:
+    storm = Storm(6, vpcs=2, ports=8)
+    assert storm.layout == {"vpc-0": ["10.1.0.1", "10.1.0.3", "10.1.0.5"], "vpc-1": ["10.1.0.2", "10.1.0.4", "10.1.0.6"]}
+    ports = [storm.port(i) for i in range(8)]
+    assert {p.host for p in ports[:6]} == set(storm.host_list)  # bring-up round first
+    assert len({p.id for p in ports}) == len({p.ip for p in ports}) == len({p.mac for p in ports}) == 8
+    assert all(p.host in storm.layout[p.vpc] for p in ports)
+    first = gs.GoalStateV2.FromString(storm.encode(0))
+    assert resources_in(first) == storm.resources(0) == 4  # port + DHCP on its host, a neighbor on the 2 others
+    assert storm.total_resources() == 8 * 4
+    assert storm.describe() == {"hosts": 6, "vpcs": 2, "ports": 8, "hosts_per_vpc": 3}
+
+
+@pytest.mark.parametrize(("hosts", "vpcs", "ports"), [(1, 1, 3), (7, 3, 30), (300, 1, 5), (130, 2, 9)])
+def test_byte_encoding_is_exactly_the_protobuf_builders(hosts: int, vpcs: int, ports: int) -> None:
+    storm = Storm(hosts, vpcs, ports, first_port=990)
+    for i in range(ports):
+        port = storm.port(i)
+        assert gs.GoalStateV2.FromString(storm.encode(i)) == port_message(port, storm.layout[port.vpc])
+        update = gs.GoalStateV2.FromString(storm.encode(i, 4, common.UPDATE))
+        assert update == port_message(port, storm.layout[port.vpc], 4, common.UPDATE)
+
+
+def test_listing_skips_one_host_and_handles_the_edges() -> None:
+    listing = Listing(host_ids(3))
+    goal = gs.GoalStateV2.FromString(listing.encode(common.NEIGHBOR, "nb-1", skip="10.1.0.2"))
+    assert sorted(goal.host_resources) == ["10.1.0.1", "10.1.0.3"]
+    assert [(r.type, r.id) for r in goal.host_resources["10.1.0.3"].resources] == [(common.NEIGHBOR, "nb-1")]
+    assert Listing(["10.0.0.1"]).encode(common.NEIGHBOR, "x", skip="10.0.0.1") == b""
+    assert Listing([]).encode(common.NEIGHBOR, "x") == b""
+
+
+def test_updates_cycle_over_the_ports_with_rising_revisions_and_stable_lanes() -> None:
+    storm = Storm(4, 1, 3)
+    payloads, lanes = storm.updates(7, start=1, revision=2)
+    assert lanes == [1, 2, 0, 1, 2, 0, 1]
+    revisions = [gs.GoalStateV2.FromString(p).port_states[storm.port(i).id].configuration.revision_number for p, i in zip(payloads, lanes)]
+    assert revisions == [2, 2, 3, 3, 3, 4, 4]
+    assert all(gs.GoalStateV2.FromString(p).port_states[storm.port(i).id].operation_type == common.UPDATE for p, i in zip(payloads, lanes))
+
+
+def test_subnets_list_every_host_of_their_vpc() -> None:
+    storm = Storm(5, 2, 4)
+    subnets = storm.subnets()
+    assert [sorted(s.host_resources) for s in subnets] == [sorted(h) for h in storm.layout.values()]
+
+
+def test_suites_name_known_scenarios_and_tiny_is_small() -> None:
+    assert set(SUITES) == {"default", "tiny", "scale"}
+    for suite in SUITES.values():
+        assert set(suite.scenarios) <= set(SCENARIOS)
+    tiny = SUITES["tiny"]
+    assert tiny.hosts * tiny.ports <= 1000 and max(tiny.memory) <= 1000
+    scale = SUITES["scale"]
+    assert max(scale.sweep) == 100_000 and max(p for _, p in scale.vpc_storms) == 100_000
+
+
+def test_phase_figures_from_replies_and_caller_times() -> None:
+    ms = 1_000_000
+    push = Push(sent_ns=[0, 10 * ms], reply_ns=[50 * ms, 100 * ms], failures=0, streams=2)
+    replies = [Reply(5 * ms, 7 * ms, "a"), Reply(5 * ms, 9 * ms, "b"), Reply(15 * ms, 85 * ms, "a")]
+    counters = {"messages_published": 4, "bytes_published": 400, "unicast_messages": 3, "multicast_messages": 1}
+    f = phase_figures(push, replies, resources=6, dpm=counters, agents={"bytes_consumed": 900, "messages_applied": 3})
+    assert f["convergence_s"] == pytest.approx(0.080)  # first publish (5 ms) -> last applied (85 ms)
+    assert f["duration_s"] == pytest.approx(0.100) and f["goal_states_per_s"] == pytest.approx(20.0)
+    assert f["resources_per_s"] == pytest.approx(60.0) and f["messages_per_s"] == pytest.approx(50.0)
+    assert f["publish_to_applied_ms"]["count"] == 3 and f["publish_to_applied_ms"]["max"] == pytest.approx(70.0)
+    assert f["caller_reply_ms"]["p50"] == pytest.approx(50.0) and f["hosts_replied"] == 2
+    assert f["avg_message_bytes"] == 100 and f["bytes_consumed"] == 900

@@ -34,6 +34,13 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 import proto
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings, env_properties, parse_properties
 
+DESCRIPTION = """Look at goal states: decode and encode the protobuf messages of alcor.schema and
+gsmq.v1, run the embedded Kafka broker, list topics, tail a topic decoded.
+
+Bad input (bytes that are not the message, JSON with unknown fields or wrong types, an
+unknown type, a missing file, an unreachable broker) gives one line on stderr and exit
+code 2."""
+
 EXAMPLES = """examples:
   gsctl decode --type GoalStateV2 ../shared/vectors/goalstatev2_small.bin
   gsctl decode --type GoalStateV2 msg.bin | gsctl encode --type GoalStateV2 > again.bin
@@ -318,7 +325,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="gsctl", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="gsctl", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     type_help = ("message type, case-insensitive, short or full name: GoalStateV2, GoalState, "
                  "GoalStateOperationReply, HostRequest, HostRequestReply, NodeSubscribeInfo, ... ('gsctl types')")

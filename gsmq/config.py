@@ -110,8 +110,11 @@ class Settings:
                 value = self._convert(opt, str(raw), f"{path}: {opt.dest}")  # numbers too: validated like text
             out[opt.dest] = opt.default if value is None else value
         if "kafka_property" in args:
-            try:
-                props = {**env_properties(env), **file_values.get("kafka", {}), **parse_properties(args["kafka_property"])}
+            from_file = file_values.get("kafka", {})
+            if not isinstance(from_file, dict):
+                raise ConfigError(f"config file {path}: [kafka] must be a table of librdkafka properties")
+            try:  # the same precedence as every option: flags, then environment, then file
+                props = {**from_file, **env_properties(env), **parse_properties(args["kafka_property"])}
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
             out["kafka_properties"] = {k: str(v) for k, v in props.items()}

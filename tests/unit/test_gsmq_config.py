@@ -99,9 +99,15 @@ def test_property_helpers() -> None:
     assert kafka_settings({}, "b:1").bootstrap == "b:1"
 
 
-@pytest.mark.xfail(strict=True, reason="gsmq/config.py merges TOML [kafka] over KAFKA_PROP_* (file beats environment)")
 def test_kafka_properties_follow_the_same_precedence(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text('[kafka]\n"security.protocol" = "PLAINTEXT"\n')
     values = settings().parse(["--config", str(toml)], {"KAFKA_PROP_SECURITY_PROTOCOL": "SSL"})
     assert values["kafka_properties"]["security.protocol"] == "SSL"
+
+
+def test_a_kafka_key_that_is_not_a_table_is_a_config_error(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('kafka = "x"\n')
+    with pytest.raises(ConfigError, match=r"\[kafka\] must be a table"):
+        settings().parse(["--config", str(toml)], {})

@@ -13,10 +13,21 @@ from pathlib import Path
 
 import grpc
 
-from gsmq.broker import die_with_parent, free_port
+from gsmq.broker import free_port
 from proto import goalstate_pb2, gsmq_pb2, gsmq_pb2_grpc
 
 BIN = Path(sys.executable).parent
+
+# Started instead of the daemon, which it becomes: asks for SIGTERM when the parent dies
+# (PR_SET_PDEATHSIG, kept across exec) so a killed bench or test leaves no daemon behind.
+# Not a preexec_fn: fork() with gRPC threads running can hang in gRPC's at-fork handler,
+# while Popen without preexec_fn uses vfork(), which runs no such handler.
+ORPHAN_GUARD = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "os.getppid() == int(sys.argv[1]) or os._exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
 
 def wait_for(condition: Callable[[], bool], what: str, deadline: float = 60.0, every: float = 0.1) -> None:
@@ -43,12 +54,11 @@ class Daemon:
     def start(self) -> Daemon:
         out = open(self.log, "ab")  # noqa: SIM115 - closed by the child's end
         self.process = subprocess.Popen(
-            [str(BIN / self.args[0]), *self.args[1:]],
+            [sys.executable, "-c", ORPHAN_GUARD, str(os.getpid()), str(BIN / self.args[0]), *self.args[1:]],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env},
-            preexec_fn=die_with_parent,  # a killed bench or test leaves no daemon behind
         )
         return self
 

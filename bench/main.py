@@ -21,7 +21,7 @@ from typing import Any
 
 from bench import baselines, report
 from bench.runner import Env
-from bench.scenarios import SCENARIOS, SUITES, Storm, Suite, run_memory, run_restart, run_storm, run_strategies, run_sweep, run_vpc_storm
+from bench.scenarios import SCENARIOS, SUITES, Storm, Suite, run_memory, run_restart, run_storm, run_strategies, run_sweep, run_vpc_storm, sweep_point
 from gsmq.broker import embedded_or_external
 
 
@@ -110,7 +110,12 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
         h, v, p = suite.strategies
         results["strategies"] = run_strategies(env, Storm(h, v, p))
     if "hosts" in chosen:
-        results["convergence_vs_hosts"] = run_sweep(env, suite.sweep, suite.sweep_ports_per_host, suite.sweep_hosts_per_vpc)
+        points = run_sweep(env, suite.sweep, suite.sweep_ports_per_host, suite.sweep_hosts_per_vpc)
+        main = results.get("storm")
+        if main and main["hosts"] not in suite.sweep and main["hosts_per_vpc"] == suite.sweep_hosts_per_vpc \
+                and main["ports"] == suite.sweep_ports_per_host * main["hosts"]:
+            points.append(sweep_point(main))  # the main storm is the sweep's shape: one more point
+        results["convergence_vs_hosts"] = sorted(points, key=lambda p: p["hosts"])
     if "vpc-storm" in chosen:
         results["vpc_storms"] = [run_vpc_storm(env, h, p) for h, p in suite.vpc_storms]
     if "memory" in chosen:

@@ -109,8 +109,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     churn50 = _churn_at(results, 0.5)
     row("p99 publish->applied <= 10 ms at 50% rate", churn50["publish_to_applied_ms"]["p99"] if churn50 else None, 10.0, False, " ms")
     row("p99 publish->applied <= 2x raw p99 (50% rate)", r["p99_vs_raw_p99"], 2.0, False, "x")
-    big = [s for s in results.get("vpc_storms", []) if s["ports"] >= 10000 and s["hosts"] >= 1000 and s["vpcs"] == 1]
-    row("10,000-port VPC storm on 1,000 hosts converged < 5 s", min(s["convergence_s"] for s in big) if big else None, 5.0, False, " s")
+    name = "10,000-port VPC storm on 1,000 hosts converged < 5 s"
+    one_vpc = [s for s in results.get("vpc_storms", []) if s["vpcs"] == 1 and s["hosts"] >= 1000]
+    big = [s for s in one_vpc if s["ports"] >= 10000]
+    if big:
+        row(name, min(s["convergence_s"] for s in big), 5.0, False, " s")
+    elif one_vpc:  # a smaller one-VPC storm: every port costs about the same, so scale linearly (said so)
+        s = max(one_vpc, key=lambda s: s["ports"])
+        row(name, s["convergence_s"] * 10000 / s["ports"], 5.0, False, " s",
+            f"extrapolated linearly from {s['ports']:,} ports on {s['hosts']:,} hosts ({s['convergence_s']:.2f} s); "
+            "`make bench-scale` measures the real one")
+    else:
+        row(name, None, 5.0, False, " s")
     mc = _strategy(results, "vpc-multicast")
     per_vpc = mc["hosts_per_vpc"] if mc else 0
     ratio = r["multicast_vs_unicast_bytes"]
@@ -154,8 +164,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     restart = results.get("restart")
     if restart:
         rows.append((f"agent restart (kill -9 of {restart['killed_hosts']} of {restart['hosts']} hosts mid-storm)",
-                     f"back {restart['restart_s']:.2f} s after the kill; resynced {restart['resync_s']:.2f} s after restart "
-                     f"({restart['after_storm_s']:.2f} s after the storm); snapshot match: {restart['matches_snapshot']} "
+                     f"back {restart['restart_s']:.2f} s after the kill; all resynced {_s(restart['resync_s'])} after the kill; "
+                     f"snapshot matched {restart['after_storm_s']:.2f} s after the storm: {restart['matches_snapshot']} "
                      f"({restart['checked_hosts']} hosts), others: {restart['survivors_match_snapshot']}"))
     for s in results.get("strategies", []):
         steady = s.get("steady")
@@ -177,6 +187,10 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         if value is not None:
             rows.append((f"ratio {name}", f"{value:.3f}"))
     return rows
+
+
+def _s(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.2f} s"
 
 
 def _lat(p: dict[str, float]) -> str:

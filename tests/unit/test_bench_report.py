@@ -53,7 +53,14 @@ def test_ratios_and_targets_say_met_or_missed_by_how_much(tmp_path: Path) -> Non
     assert verdicts["multicast >= 10x fewer bytes than unicast-only (VPCs >= 100 hosts)"]["met"] is True
     assert verdicts["<= 100 KiB RSS per simulated host at 10,000 hosts"]["met"] is True  # idle: 2 KiB
     vpc = verdicts["10,000-port VPC storm on 1,000 hosts converged < 5 s"]
-    assert vpc["met"] is False and vpc["factor"] == 1.5
+    assert vpc["met"] is False and vpc["factor"] == 1.5 and "extrapolated" not in vpc["by"]
+
+
+def test_a_smaller_vpc_storm_is_extrapolated_and_said_so() -> None:
+    results = _synthetic(100, 2000)
+    results["vpc_storms"] = [_storm(hosts=1000, vpcs=1, ports=500, convergence_s=2.0)]
+    vpc = {t["target"]: t for t in report.targets(results)}["10,000-port VPC storm on 1,000 hosts converged < 5 s"]
+    assert vpc["measured"] == 40.0 and vpc["met"] is False and "extrapolated linearly from 500 ports" in vpc["by"]
 
 
 def test_targets_not_measured_or_not_judged_are_said_so() -> None:

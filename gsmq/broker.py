@@ -11,11 +11,11 @@ the owner leaves no orphaned broker.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,13 +36,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGTERM this process when its parent dies (run between fork and exec)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+# Run in a fresh interpreter between spawn and the broker: ask the kernel to SIGTERM the
+# broker when its parent dies, then become the broker. Not a preexec_fn: fork() with
+# gRPC threads running can hang in gRPC's at-fork handler; Popen without one uses vfork().
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM); "  # PR_SET_PDEATHSIG, kept across exec
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 def wait_until_ready(bootstrap: str, timeout: float = 20.0, properties: dict[str, str] | None = None) -> None:
@@ -90,11 +91,10 @@ def start_embedded(host: str = "127.0.0.1", port: int | None = None, log_path: s
     url = f"tcp://{host}:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+        [sys.executable, "-c", _DIE_WITH_PARENT, binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
     )
     broker = EmbeddedBroker(bootstrap=f"{host}:{port}", process=process)

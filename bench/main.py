@@ -139,10 +139,10 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
         with embedded_or_external(args.bootstrap) as bootstrap:
             results["config"]["bootstrap"] = bootstrap if args.bootstrap else f"embedded ({bootstrap})"
             run_suite(Env(bootstrap, out / "logs", say, suite.streams), suite, results)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the broker's handler exits)
         say("interrupted: daemons stopped; writing what was measured")
-        results["error"] = "interrupted"
-        code = 130
+        results["error"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"terminated ({exc.code})"
+        code = 130 if isinstance(exc, KeyboardInterrupt) else 143
     except Exception as exc:  # noqa: BLE001 - reported, partial results kept
         traceback.print_exc()
         results["error"] = f"{type(exc).__name__}: {exc}"

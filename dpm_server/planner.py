@@ -85,12 +85,18 @@ def _deleted_on_join(data: Input, key: ResourceKey, joined: set[str]) -> bool:
 
 
 def retry(data: Input, host: str, snapshot: Snapshot, strategy: str) -> Outgoing:
-    """A straggler's own copy of everything the input gave it (plus its joined VPCs' states)."""
-    vpcs = sorted({data.vpc(k) for k in data.listed.get(host, ()) if k[0] == common.PORT} & snapshot.host_vpcs(host))
-    stored: list[ResourceKey] = []
+    """A straggler's own copy of what the input gave it (plus its joined VPCs' states), as
+    the snapshot holds it now: a later change may have replaced or deleted a resource since,
+    and a stale copy published after that change would undo it on the host."""
+    listed = data.listed.get(host, ())
+    view = set(snapshot.view(host, strategy))
+    vpcs = sorted({data.vpc(k) for k in listed if k[0] == common.PORT} & snapshot.host_vpcs(host))
+    fresh = [k for k in listed if k not in snapshot.resources and data.states[k].operation_type == common.DELETE]
+    stored = [k for k in listed if k in view]  # one no longer the host's is neither: its DELETE is on its way
     if strategy == MULTICAST:
-        stored = sorted(k for vpc in vpcs for k in snapshot.vpc_wide.get(vpc, ()) if not snapshot.own_neighbor(k, host))
-    return Outgoing(False, host, fresh=list(data.listed.get(host, ())), stored=stored, follow=vpcs if strategy == MULTICAST else [], expect={host})
+        stored += sorted(k for vpc in vpcs for k in snapshot.vpc_wide.get(vpc, ()) if not snapshot.own_neighbor(k, host))
+    return Outgoing(False, host, fresh=fresh, stored=list(dict.fromkeys(stored)), follow=vpcs if strategy == MULTICAST else [],
+                    expect={host})
 
 
 def encode(out: Outgoing, data: Input | None, snapshot: Snapshot) -> bytes:

@@ -235,6 +235,32 @@ def test_leaving_a_vpc_empties_the_host_on_both_sides() -> None:
     cluster.assert_converged()
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_straggler_retried_after_a_later_change_gets_the_current_state(strategy: str) -> None:
+    # B is down while its new port is created and deleted again; the create is retried
+    # after the delete was published. A copy of the create would bring the port back on B.
+    cluster, caller = Cluster(strategy, timeout=1000.0, retry_after=50.0), Caller()
+    for host in HOSTS:
+        cluster.eng.submit(caller.add_port("vpc-1", host), lambda r: None)
+    cluster.settle()
+    cluster.silent.add(B)
+    replies: list[gsp.GoalStateOperationReply] = []
+    cluster.eng.submit(caller.add_port("vpc-1", B), replies.append)
+    cluster.settle()  # A and C apply their neighbor
+    (created,) = cluster.eng.tracker.pending.values()
+    created.started -= 100.0  # old enough to be retried; the delete below is not
+    cluster.eng.submit(caller.update_port("p4", common.DELETE), replies.append)
+    cluster.settle()
+    retries = cluster.eng.tracker.retries
+    cluster.eng.tracker.tick()
+    assert cluster.eng.tracker.retries == retries + 1
+    cluster.silent.discard(B)
+    cluster.settle()
+    assert len(replies) == 2 and cluster.eng.tracker.pending == {}
+    assert "p4" not in cluster.agent_tables(B).get("PORT", {})
+    cluster.assert_converged()
+
+
 # ---- random histories ---------------------------------------------------------------
 
 VPCS = ["vpc-1", "vpc-2"]

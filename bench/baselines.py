@@ -29,7 +29,7 @@ WARM_UP = b"warm-up"
 
 def consume(bootstrap: str, topic: str, partitions: int, count: int, timeout: float) -> dict[str, Any]:
     """Read `count` messages from every partition of `topic`; latency from the producer's stamp."""
-    consumer = Consumer(KafkaSettings(bootstrap).consumer("bench-raw", **{"fetch.wait.max.ms": 5}))
+    consumer = Consumer(KafkaSettings.from_env(bootstrap).consumer("bench-raw", **{"fetch.wait.max.ms": 5}))
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     while not any(m.error() is None and m.key() == WARM_UP for m in consumer.consume(100, 0.2)):
         pass  # fetching from every partition: the producer may start
@@ -58,7 +58,7 @@ def raw_kafka(bootstrap: str, topic: str, keys: list[str], count: int, size: int
     settings of the DPM: idempotent, acks=all); a consumer process reads them.
     Throughput = messages / (first produce -> last consumed); latency = consumed - the
     producer's timestamp header, per message."""
-    settings = KafkaSettings(bootstrap)
+    settings = KafkaSettings.from_env(bootstrap)
     ensure_topics(AdminClient(settings.admin()), {topic: partitions})
     reader = subprocess.Popen(
         [sys.executable, "-m", "bench.baselines", "--bootstrap", bootstrap, "--topic", topic,

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import baselines, report
-from bench.runner import Env
+from bench.runner import Env, broker, delete_topics
 from bench.scenarios import SCENARIOS, SUITES, Storm, Suite, run_memory, run_restart, run_storm, run_strategies, run_sweep, run_vpc_storm, sweep_point
-from gsmq.broker import embedded_or_external
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -91,7 +90,8 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
         if "raw" in chosen:
             size = round(main["avg_message_bytes"])
             env.say(f"raw Kafka ceiling: {main['messages_published']:,} messages of {size} B ...")
-            raw = results["raw_ceiling"] = baselines.raw_kafka(env.bootstrap, f"raw{int(time.time())}", storm.host_list,
+            raw_topic = f"braw{int(time.time())}"
+            raw = results["raw_ceiling"] = baselines.raw_kafka(env.bootstrap, f"{raw_topic}.max", storm.host_list,
                                                                main["messages_published"], size)
             env.say(f"  {raw['messages_per_s']:,.0f} msg/s, p99 {raw['latency_ms']['p99']:.1f} ms")
             half = next((p for p in main.get("churn", []) if abs(p["fraction"] - 0.5) < 1e-9), None)
@@ -100,9 +100,11 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
                 size = round(half["avg_message_bytes"])
                 count = max(100, int(rate * suite.churn_seconds))
                 env.say(f"raw Kafka at the 50 % churn's rate: {count:,} messages of {size} B at {rate:,.0f}/s ...")
-                raw50 = results["raw_at_50"] = baselines.raw_kafka(env.bootstrap, f"raw50{int(time.time())}", storm.host_list,
+                raw50 = results["raw_at_50"] = baselines.raw_kafka(env.bootstrap, f"{raw_topic}.half", storm.host_list,
                                                                    count, size, rate=rate)
                 env.say(f"  p50 {raw50['latency_ms']['p50']:.1f} ms, p99 {raw50['latency_ms']['p99']:.1f} ms")
+            if env.external:
+                delete_topics(env.bootstrap, raw_topic, env.say)
     if "restart" in chosen:
         h, v, p = suite.restart
         results["restart"] = run_restart(env, Storm(h, v, p), suite.restart_fraction)
@@ -136,9 +138,9 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
     code = 0
     say(f"gs-bench: suite {args.suite}: {', '.join(suite.scenarios)}; writing {out}")
     try:
-        with embedded_or_external(args.bootstrap) as bootstrap:
-            results["config"]["bootstrap"] = bootstrap if args.bootstrap else f"embedded ({bootstrap})"
-            run_suite(Env(bootstrap, out / "logs", say, suite.streams), suite, results)
+        with broker(args.bootstrap) as (bootstrap, external):
+            results["config"]["bootstrap"] = bootstrap if external else f"embedded ({bootstrap})"
+            run_suite(Env(bootstrap, out / "logs", say, suite.streams, external=external), suite, results)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the broker's handler exits)
         say("interrupted: daemons stopped; writing what was measured")
         results["error"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"terminated ({exc.code})"

@@ -9,6 +9,7 @@ with PR_SET_PDEATHSIG so a killed bench leaves none behind."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -18,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from bench.cluster import Daemon, agent_status, dpm_status, start_dpm, start_sim
 from bench.measure import Push, ReplyCollector
-from gsmq.broker import free_port
-from gsmq.kafka import KafkaSettings
+from gsmq.broker import embedded_or_external, free_port
+from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
 from gsmq.topics import Topics
 from proto import common_pb2 as common
 from proto import goalstate_pb2 as gs
@@ -37,13 +40,38 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_se
 @dataclass
 class Env:
     """Where scenarios run: the broker, a folder for the daemons' logs, a progress printer,
-    and how many concurrent gRPC streams a caller opens."""
+    how many concurrent gRPC streams a caller opens, and whether the cluster is someone
+    else's (then every topic a scenario made is deleted after it)."""
 
     bootstrap: str
     workdir: Path
     say: Progress = print
     streams: int = 4
     dpm_args: tuple[str, ...] = ()
+    external: bool = False
+
+
+@contextmanager
+def broker(bootstrap: str | None) -> Iterator[tuple[str, bool]]:
+    """(bootstrap address, external?): `bootstrap`, else $KAFKA_BOOTSTRAP_SERVERS, else an
+    embedded Tansu started here and stopped on the way out."""
+    external = bool(bootstrap or os.environ.get(ENV_BOOTSTRAP))
+    with embedded_or_external(bootstrap) as address:
+        yield address, external
+
+
+def delete_topics(bootstrap: str, prefix: str, say: Progress) -> None:
+    """Delete every topic named `<prefix>.*` (best effort: a leftover is reported, not fatal)."""
+    admin = AdminClient(KafkaSettings.from_env(bootstrap).admin())
+    try:
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".") or t == prefix]
+        for name, future in admin.delete_topics(names, operation_timeout=30).items() if names else ():
+            try:
+                future.result()
+            except KafkaException as exc:
+                say(f"  could not delete topic {name}: {exc}")
+    except KafkaException as exc:
+        say(f"  could not list or delete the topics of {prefix}: {exc}")
 
 
 @dataclass
@@ -90,13 +118,15 @@ def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args:
     try:
         for i, (count, first) in enumerate(sims):
             running.start_sim(count, first, f"s{i}", *sim_args)
-        running.collector = ReplyCollector(KafkaSettings(env.bootstrap), topics.reply)
+        running.collector = ReplyCollector(KafkaSettings.from_env(env.bootstrap), topics.reply)
         yield running
     finally:
         if running.collector is not None:
             running.collector.close()
         for daemon in [*running.sims, dpm]:  # restarted simulators included
             daemon.stop()
+        if env.external:
+            delete_topics(env.bootstrap, topics.prefix, env.say)
 
 
 def push(address: str, payloads: Sequence[bytes | gs.GoalStateV2], streams: int = 1, rate: float | None = None,

@@ -25,6 +25,11 @@ class KafkaSettings:
     bootstrap: str
     properties: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def from_env(cls, bootstrap: str) -> KafkaSettings:
+        """`bootstrap` with the librdkafka properties of the KAFKA_PROP_* variables (TLS, SASL...)."""
+        return cls(bootstrap, env_properties())
+
     def common(self) -> dict[str, Any]:
         # Idle connections closed by the broker are normal; librdkafka logs each one otherwise.
         return {"bootstrap.servers": self.bootstrap, "log.connection.close": False, **self.properties}

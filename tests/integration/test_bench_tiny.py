@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
+
 from bench.main import main
 from bench.report import PLOTS
 from bench.scenarios import STRATEGIES, SUITES
@@ -76,6 +78,13 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     machine = results["machine"]
     assert machine["cpus"] >= 1 and machine["memory_bytes"] > 0
     assert all(isinstance(v, str) for v in machine["versions"].values())
+
+    # --bootstrap names a cluster the bench does not own: every topic it made is deleted again
+    prefixes = tuple(f"{d.name}." for d in (out / "logs").iterdir())
+    assert len(prefixes) >= 8
+    left = [t for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+            if t.startswith(prefixes) or t.startswith("braw")]
+    assert left == []
 
     report = (out / "report.md").read_text()
     assert "## Summary" in report and "## Targets" in report and "ratio throughput_vs_raw" in report

@@ -53,8 +53,9 @@ class Engine:
 
         return done
 
-    def _submit(self, goal: gs.GoalStateV2, on_done: Done) -> None:
-        bad = invalid_resources(goal)
+    def _submit(self, goal: gs.GoalStateV2, on_done: Done, checked: bool = False) -> None:
+        """`checked`: every resource of `goal` was validated already (a merge of valid inputs)."""
+        bad = {} if checked else invalid_resources(goal)
         if bad:
             self.invalid += 1
             log.warning("goal_state_invalid", problems=sorted(set(bad.values()))[:5], resources=len(bad))
@@ -95,7 +96,7 @@ class Engine:
             return
         members = [(goal, self._counted(on_done)) for goal, on_done in valid]
         sent = merge([goal for goal, _ in valid])
-        self._submit(sent, lambda reply: _fan_out(reply, members, sent))
+        self._submit(sent, lambda reply: _fan_out(reply, members, sent), checked=True)
 
     def _retry(self, request: Pending, host: str) -> Token:
         out = planner.retry(request.data, host, self.snapshot, self.strategy)

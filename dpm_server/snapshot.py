@@ -210,6 +210,8 @@ class Snapshot:
             if rtype in _HOST_FULL and ref.id in state_map(goal, rtype):
                 if state_map(goal, rtype)[ref.id].configuration.update_type == common.FULL:
                     full.add(rtype)
+        if not full:
+            return  # the common case: no need to walk the host's whole list
         for key in [k for k in self.listed.get(host, ()) if k[0] in full and k not in mine]:
             self.listed[host].discard(key)
             self.holders[key].discard(host)

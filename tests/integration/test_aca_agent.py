@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import grpc
@@ -311,33 +311,35 @@ def _read_events(stream: object, until: str, deadline: float) -> list[dict[str, 
     raise AssertionError(f"no {until} event; saw {[e.get('event') for e in events]}")
 
 
-def _agent_process(bootstrap: str, topics: Topics, *args: str) -> subprocess.Popen[str]:
+@contextmanager
+def _agent_process(bootstrap: str, topics: Topics, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`aca-agent ARGS` as a subprocess (JSON logs on its stderr), killed if still running at the end."""
     script = Path(sys.executable).parent / "aca-agent"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACA_", "KAFKA_"))}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [str(script), *args, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--log-json", "1"],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
     )
-
-
-async def test_console_script_applies_then_exits_0_on_sigterm(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
-    proc = _agent_process(bootstrap, topics, "--host-id", H)
     try:
-        await asyncio.to_thread(_read_events, proc.stderr, "aca_ready", time.monotonic() + DEADLINE)
-        produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_request_id="cli")
-        [(headers, _)] = await reply_reader.until(lambda m: len(m) >= 1)
-        assert headers[h.HOST_ID] == H and headers[h.REQUEST_ID] == "cli"
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(proc.wait, DEADLINE) == 0
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
 
+async def test_console_script_applies_then_exits_0_on_sigterm(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
+    with _agent_process(bootstrap, topics, "--host-id", H) as proc:
+        await asyncio.to_thread(_read_events, proc.stderr, "aca_ready", time.monotonic() + DEADLINE)
+        produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_request_id="cli")
+        [(headers, _)] = await reply_reader.until(lambda m: len(m) >= 1)
+        assert headers[h.HOST_ID] == H and headers[h.REQUEST_ID] == "cli"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, DEADLINE) == 0
+
+
 async def test_simulator_of_50_hosts_applies_messages_for_several(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
-    proc = _agent_process(bootstrap, topics, "sim", "--hosts", "50", "--first-host", "10.9.0.1", "--name", "fifty")
-    try:
+    with _agent_process(bootstrap, topics, "sim", "--hosts", "50", "--first-host", "10.9.0.1", "--name", "fifty") as proc:
         await asyncio.to_thread(_read_events, proc.stderr, "aca_ready", time.monotonic() + DEADLINE)
         targets = ["10.9.0.1", "10.9.0.7", "10.9.0.23", "10.9.0.42", "10.9.0.50"]
         producer = raw_producer(bootstrap)
@@ -348,7 +350,3 @@ async def test_simulator_of_50_hosts_applies_messages_for_several(bootstrap: str
         assert all(statuses_of(r) == {"sn-1": 0, "port-1": 0} for _, r in got)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, DEADLINE) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -141,7 +141,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         rows += [
             ("port storm", f"{storm['hosts']:,} hosts, {storm['vpcs']} VPCs, {storm['ports']:,} ports, {storm['streams']} caller streams"),
             ("  convergence (first publish -> last host applied)", f"{storm['convergence_s']:.2f} s"),
-            ("  goal states/s (caller inputs) | resources/s", f"{storm['goal_states_per_s']:,.0f} | {storm['resources_per_s']:,.0f}"),
+            ("  goal states/s (caller inputs) / resources/s", f"{storm['goal_states_per_s']:,.0f} / {storm['resources_per_s']:,.0f}"),
             ("  Kafka messages/s of the goal-state path", f"{storm['messages_per_s']:,.0f} ({storm['messages_published']:,} messages)"),
             ("  publish->applied p50 / p95 / p99 / max", _lat(lat)),
             ("  caller send->reply p50 / p95 / p99 / max", _lat(caller)),

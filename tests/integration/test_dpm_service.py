@@ -245,7 +245,7 @@ async def _status_is(dpm: Dpm, **expected: int) -> bool:
 
 
 async def test_a_silent_host_is_retried_then_failed_after_the_timeout(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
-    async with running_dpm(bootstrap, topics, "vpc-multicast", "--reply-timeout", "2", "--retry-after", "1") as dpm:
+    async with running_dpm(bootstrap, topics, "vpc-multicast", "--reply-timeout", "3", "--retry-after", "1") as dpm:
         with fake_aca(kafka, topics, {A}) as aca:  # nobody answers for C
             (reply,) = await dpm.push(port_goal("pa", "vpc-1", A, "10.1.0.1", [A, C]))
             assert statuses(reply) == {"pa": common.SUCCESS, "dhcp-pa": common.SUCCESS, "nb-pa": common.FAILURE,
@@ -257,8 +257,11 @@ async def test_a_silent_host_is_retried_then_failed_after_the_timeout(bootstrap:
             assert [s.headers[h.SEQ] for s in to_c] == ["1", "2"]  # the retry has its own sequence number
             assert to_c[0].headers[h.REQUEST_ID] == to_c[1].headers[h.REQUEST_ID]
             assert keys(to_c[1].goal) == {(common.NEIGHBOR, "nb-pa")}
-            status = await dpm.get_status()
-            assert (status.requests_failed, status.retries) == (1, 1)
+            status = await dpm.get_status()  # final: retries come before the timeout's reply
+            assert status.requests_failed == 1 and status.retries >= 1
+            # A is retried too when its reply was late (a loaded machine): every retry is a second copy.
+            await eventually(lambda: len(aca.messages(lambda s: s.key == A)) - 1 + len(to_c) - 1 == status.retries,
+                             "every retry to reach the topic")
 
 
 async def test_agent_restarted_on_demand_invalid_input_and_unimplemented(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from gsmq.broker import start_embedded
-from gsmq.kafka import KafkaSettings
+from gsmq import broker as broker_module
+from gsmq.broker import embedded_or_external, start_embedded
+from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
 from gsmq.partition import partition_for
 from gsmq.topics import Topics, ensure_topics, partition_count
 
@@ -54,3 +56,15 @@ def test_no_orphan_after_owner_is_killed() -> None:
                 return
         subprocess.run(["sleep", "0.05"], check=True)
     raise AssertionError(f"broker {pid} still runs after its owner was killed")
+
+
+def test_kafka_bootstrap_servers_is_used_and_nothing_started(bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[object] = []
+    monkeypatch.setattr(broker_module, "start_embedded", lambda: started.append(1))
+    monkeypatch.setenv(ENV_BOOTSTRAP, bootstrap)
+    with embedded_or_external() as address:
+        assert address == bootstrap
+        assert AdminClient({"bootstrap.servers": address}).list_topics(timeout=10).brokers  # the named cluster answers
+    with embedded_or_external("elsewhere:9092") as address:  # an explicit address wins over the variable
+        assert address == "elsewhere:9092"
+    assert started == []

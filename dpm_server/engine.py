@@ -31,7 +31,7 @@ class Engine:
         if strategy not in planner.STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(planner.STRATEGIES)})")
         self.strategy = strategy
-        self.snapshot = Snapshot()
+        self.snapshot = Snapshot(strategy)
         self.publisher = publisher
         self.tracker = AckTracker(retry_after, timeout, self._retry)
         self.invalid = 0

@@ -64,9 +64,13 @@ def piece_of(rtype: int, rid: str, state: Any) -> bytes:
 
 
 class Snapshot:
-    """Desired state per host; resources stored once."""
+    """Desired state per host; resources stored once. Under `vpc-multicast` (`strategy`) a
+    host's view of the VPCs where it has ports comes from the VPCs' own lists, so the
+    VPC-wide ids listed to a member host are not kept per host: a VPC of P ports on H hosts
+    costs O(P + H), not O(P x H)."""
 
-    def __init__(self) -> None:
+    def __init__(self, strategy: str | None = None) -> None:
+        self.derive_members = strategy == MULTICAST
         self.resources: dict[ResourceKey, Stored] = {}
         self.listed: dict[str, set[ResourceKey]] = defaultdict(set)  # host -> ids given to it
         self.vpc_wide: dict[str, set[ResourceKey]] = defaultdict(set)  # vpc -> its VPC-wide ids
@@ -176,27 +180,36 @@ class Snapshot:
                 self.vpc_wide[vpc].add(key)
         for host, listed in goal.host_resources.items():
             self._replace_full_tables(goal, host, listed.resources)
-            for ref in listed.resources:
-                key = (int(ref.type), ref.id)
-                if key in deletes or key not in self.resources:
-                    continue  # deleted above (or a refused older DELETE), or never stored
+            keys = [(int(ref.type), ref.id) for ref in listed.resources]
+            keys = [k for k in keys if k not in deletes and k in self.resources]  # else deleted, refused or never stored
+            for key in keys:  # ports first: they say which VPCs the host is a member of
+                if key[0] == common.PORT:
+                    self.host_ports[host][key[1]] = self.resources[key].vpc
+            member_of = self.host_vpcs(host) if self.derive_members else set()
+            for key in keys:
+                if key[0] in VPC_WIDE and self.resources[key].vpc in member_of:
+                    continue  # in the host's view through its VPC
                 self.listed[host].add(key)
                 self.holders[key].add(host)
-                if ref.type == common.PORT:
-                    self.host_ports[host][ref.id] = self.resources[key].vpc
         for host in touched:
             after = self.host_vpcs(host)
             for vpc in after - before[host]:
                 change.joined[host].add(vpc)
                 self.members[vpc].add(host)
+                if self.derive_members:
+                    self._unlist_vpc(host, vpc)  # in the host's view through its VPC from now on
             for vpc in before[host] - after:
                 change.left[host].add(vpc)
                 self.members[vpc].discard(host)
-                dropped = {k for k in self.listed[host] if k[0] in VPC_WIDE and self._vpc(k) == vpc}
-                self.listed[host] -= dropped
-                for key in dropped:
-                    self.holders[key].discard(host)
+                self._unlist_vpc(host, vpc)
         return change
+
+    def _unlist_vpc(self, host: str, vpc: str) -> None:
+        """Take `vpc`'s VPC-wide ids out of what `host` was given."""
+        dropped = {k for k in self.listed[host] if k[0] in VPC_WIDE and self._vpc(k) == vpc}
+        self.listed[host] -= dropped
+        for key in dropped:
+            self.holders[key].discard(host)
 
     def _replace_full_tables(self, goal: gs.GoalStateV2, host: str, refs: Iterable[Any]) -> None:
         """`update_type FULL` on a host-specific state listed for `host`: the host's table of

@@ -128,3 +128,25 @@ def test_host_goal_state_lists_everything_it_carries() -> None:
     assert listed == set(snap.view(B, MC))
     assert set(state.port_states) == {"p1"} and set(state.neighbor_states) == {"nb-p0", "nb-p2"}
     assert state.port_states["p1"] == snap.resources[(common.PORT, "p1")].state
+
+
+def test_a_multicast_snapshot_keeps_no_per_host_copy_of_its_vpcs_ids_and_gives_the_same_views() -> None:
+    full, compact = Snapshot(), Snapshot(MC)
+    steps = [
+        subnet_goal("vpc-1", HOSTS),
+        *[port_goal(f"p{i}", "vpc-1", host, f"10.1.0.{i}", HOSTS) for i, host in enumerate(HOSTS)],
+        goal([security_group("sg-1", "vpc-1")], {B: ["sg-1"]}),
+        goal([subnet("vpc-2")], {A: ["subnet-vpc-2"]}),  # outside A's VPCs: kept for A
+        port_goal("p0", "vpc-1", A, "10.1.0.0", HOSTS, rev=2, op=common.DELETE),  # A leaves vpc-1
+        port_goal("p3", "vpc-1", A, "10.1.0.3", HOSTS),  # and comes back
+        port_goal("q0", "vpc-2", A, "10.2.0.0", [A]),  # A joins vpc-2, whose subnet it already held
+    ]
+    for i, step in enumerate(steps):
+        full.apply(step)
+        compact.apply(step)
+        for host in HOSTS:
+            assert compact.view(host, MC) == full.view(host, MC), (i, host)
+        if i == len(HOSTS):  # every port created: members hold their own ports and DHCP entries only
+            assert compact.listed[B] == {(common.PORT, "p1"), (common.DHCP, "dhcp-p1")}
+            assert not compact.holders[(common.SUBNET, "subnet-vpc-1")] and full.holders[(common.SUBNET, "subnet-vpc-1")] == set(HOSTS)
+    assert compact.consistent() == [] and compact.hosts() == full.hosts()

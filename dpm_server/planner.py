@@ -66,13 +66,13 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
             if key in by_vpc.get(data.vpc(key), ()):
                 targeted[data.vpc(key)].add(host)
     for vpc, keys in by_vpc.items():
-        before = change.members_before.get(vpc, set())
+        before = change.members_of(vpc, snapshot)
         if before:  # joining hosts get these states in their unicast bundle
             out.append(Outgoing(True, vpc, fresh=keys, expect=targeted[vpc] & before & snapshot.members.get(vpc, set())))
     for host, keys in data.listed.items():
-        member_of = snapshot.host_vpcs(host)
         joined = change.joined.get(host, set())
-        fresh = [k for k in keys if k[0] not in VPC_WIDE or data.vpc(k) not in member_of or _deleted_on_join(data, k, joined)]
+        fresh = [k for k in keys if k[0] not in VPC_WIDE or host not in snapshot.members.get(data.vpc(k), ())
+                 or _deleted_on_join(data, k, joined)]
         stored = sorted(k for vpc in joined for k in snapshot.vpc_wide.get(vpc, ()) if not snapshot.own_neighbor(k, host))
         if fresh or stored:
             out.append(Outgoing(False, host, fresh=fresh, stored=stored, follow=sorted(joined), expect={host}))

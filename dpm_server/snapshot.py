@@ -53,7 +53,12 @@ class Change:
 
     joined: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # host -> VPCs joined
     left: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # host -> VPCs left
-    members_before: dict[str, set[str]] = field(default_factory=dict)  # vpc -> hosts with ports, before
+    members_before: dict[str, set[str]] = field(default_factory=dict)  # vpc -> hosts with ports before (changed VPCs only)
+
+    def members_of(self, vpc: str, snapshot: Snapshot) -> set[str]:
+        """The hosts with ports in `vpc` before the change."""
+        before = self.members_before.get(vpc)
+        return before if before is not None else snapshot.members.get(vpc, set())
 
 
 def piece_of(rtype: int, rid: str, state: Any) -> bytes:
@@ -151,7 +156,7 @@ class Snapshot:
 
     def apply(self, goal: gs.GoalStateV2) -> Change:
         """Record a (valid) input: store, delete, list per host; report VPC joins and leaves."""
-        change = Change(members_before={vpc: set(hosts) for vpc, hosts in self.members.items()})
+        change = Change()
         touched = set(goal.host_resources)
         for rid in goal.port_states:
             touched.update(self.holders.get((common.PORT, rid), ()))
@@ -193,6 +198,8 @@ class Snapshot:
                 self.holders[key].add(host)
         for host in touched:
             after = self.host_vpcs(host)
+            for vpc in after ^ before[host]:  # copied before its first change only: O(what changed)
+                change.members_before.setdefault(vpc, set(self.members.get(vpc, ())))
             for vpc in after - before[host]:
                 change.joined[host].add(vpc)
                 self.members[vpc].add(host)

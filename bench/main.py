@@ -111,17 +111,24 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
     if "strategies" in chosen:
         h, v, p = suite.strategies
         results["strategies"] = run_strategies(env, Storm(h, v, p))
+    # Multi-point scenarios keep each point in `results` as it comes: an interrupted run reports them.
     if "hosts" in chosen:
-        points = run_sweep(env, suite.sweep, suite.sweep_ports_per_host, suite.sweep_hosts_per_vpc)
+        points: list[dict[str, Any]] = results.setdefault("convergence_vs_hosts", [])
         main = results.get("storm")
         if main and main["hosts"] not in suite.sweep and main["hosts_per_vpc"] == suite.sweep_hosts_per_vpc \
                 and main["ports"] == suite.sweep_ports_per_host * main["hosts"]:
             points.append(sweep_point(main))  # the main storm is the sweep's shape: one more point
-        results["convergence_vs_hosts"] = sorted(points, key=lambda p: p["hosts"])
+        for point in run_sweep(env, suite.sweep, suite.sweep_ports_per_host, suite.sweep_hosts_per_vpc):
+            points.append(point)
+            points.sort(key=lambda p: p["hosts"])
     if "vpc-storm" in chosen:
-        results["vpc_storms"] = [run_vpc_storm(env, h, p) for h, p in suite.vpc_storms]
+        storms: list[dict[str, Any]] = results.setdefault("vpc_storms", [])
+        for h, p in suite.vpc_storms:
+            storms.append(run_vpc_storm(env, h, p))
     if "memory" in chosen:
-        results["memory"] = run_memory(env, suite.memory)
+        memory: list[dict[str, Any]] = results.setdefault("memory", [])
+        for point in run_memory(env, suite.memory):
+            memory.append(point)
 
 
 def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:

@@ -15,6 +15,7 @@ import ipaddress
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -387,13 +388,12 @@ def run_strategies(env: Env, storm: Storm) -> list[dict[str, Any]]:
     return [run_storm(env, storm, strategy, bring_up_apart=True) for strategy in STRATEGIES]
 
 
-def run_sweep(env: Env, counts: tuple[int, ...], ports_per_host: int, hosts_per_vpc: int) -> list[dict[str, Any]]:
-    """Scenario 5: convergence time and simulator RSS against the number of simulated hosts."""
-    points = []
+def run_sweep(env: Env, counts: tuple[int, ...], ports_per_host: int, hosts_per_vpc: int) -> Iterator[dict[str, Any]]:
+    """Scenario 5: convergence time and simulator RSS against the number of simulated hosts,
+    a point as soon as it is measured (an interrupted run keeps those before)."""
     for count in counts:
         storm = Storm(count, max(1, count // hosts_per_vpc), ports_per_host * count)
-        points.append(sweep_point(run_storm(env, storm)))
-    return points
+        yield sweep_point(run_storm(env, storm))
 
 
 def sweep_point(storm: dict[str, Any]) -> dict[str, Any]:
@@ -408,9 +408,9 @@ def run_vpc_storm(env: Env, hosts: int, ports: int) -> dict[str, Any]:
     return run_storm(env, Storm(hosts, 1, ports))
 
 
-def run_memory(env: Env, counts: tuple[int, ...]) -> list[dict[str, Any]]:
-    """Resident memory of an idle simulator per host count, and above a 1-host simulator."""
-    out = []
+def run_memory(env: Env, counts: tuple[int, ...]) -> Iterator[dict[str, Any]]:
+    """Resident memory of an idle simulator per host count, and above a 1-host simulator
+    (a point as soon as it is measured)."""
     base = 0
     for count in (1, *counts):
         with cluster(env, "vpc-multicast", [(count, "10.1.0.1")], sim_args=["--channel", "unicast"]) as c:
@@ -419,9 +419,8 @@ def run_memory(env: Env, counts: tuple[int, ...]) -> list[dict[str, Any]]:
         if count == 1:
             base = rss
             continue
-        out.append({"hosts": count, "rss_bytes": rss, "per_host_bytes": rss / count, "above_one_host_per_host_bytes": (rss - base) / count})
         env.say(f"memory: idle simulator of {count:,} hosts: {rss / 2**20:.0f} MiB, {rss / count / 1024:.2f} KiB per host")
-    return out
+        yield {"hosts": count, "rss_bytes": rss, "per_host_bytes": rss / count, "above_one_host_per_host_bytes": (rss - base) / count}
 
 
 __all__ = ["SCENARIOS", "STRATEGIES", "SUITES", "Storm", "Suite", "cdf_sample", "host_ids", "resources_in"]

@@ -1,9 +1,14 @@
-"""Bench generators and arithmetic: storms, their byte encoding, percentiles, the push plan."""
+"""Bench generators and arithmetic: storms, their byte encoding, percentiles, the push plan;
+what an interrupted suite keeps."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from bench import main as bench_main
+from bench import scenarios
 from bench.measure import Push, Reply, cdf_sample, percentiles, phase_figures
 from bench.scenarios import SCENARIOS, SUITES, Listing, Storm, host_ids, resources_in
 from bench.topology import port_message
@@ -95,3 +100,22 @@ def test_phase_figures_from_replies_and_caller_times() -> None:
     assert f["publish_to_applied_ms"]["count"] == 3 and f["publish_to_applied_ms"]["max"] == pytest.approx(70.0)
     assert f["caller_reply_ms"]["p50"] == pytest.approx(50.0) and f["hosts_replied"] == 2
     assert f["avg_message_bytes"] == 100 and f["bytes_consumed"] == 900
+
+
+def test_an_interrupted_sweep_keeps_the_points_measured_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    measured: list[int] = []
+
+    def fake_storm(env: object, storm: Storm, **_: object) -> dict[str, object]:
+        if measured == [100, 1000]:
+            raise KeyboardInterrupt  # Ctrl-C during the third storm
+        measured.append(storm.hosts)
+        return {"hosts": storm.hosts, "vpcs": storm.vpcs, "hosts_per_vpc": 100, "ports": storm.ports, "inputs": storm.ports,
+                "convergence_s": 1.0, "goal_states_per_s": 1.0, "resources_per_s": 1.0, "bytes_published": 1,
+                "sim_rss_bytes": 1, "sim_rss_per_host_bytes": 1.0, "failures": 0, "publish_to_applied_ms": {}}
+
+    monkeypatch.setattr(scenarios, "run_storm", fake_storm)
+    suite = dataclasses.replace(SUITES["scale"], scenarios=("hosts",), sweep=(100, 1000, 10000))
+    results: dict[str, object] = {}
+    with pytest.raises(KeyboardInterrupt):
+        bench_main.run_suite(None, suite, results)  # type: ignore[arg-type]
+    assert [p["hosts"] for p in results["convergence_vs_hosts"]] == [100, 1000]  # type: ignore[index]

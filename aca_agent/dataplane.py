@@ -47,9 +47,17 @@ class DataPlane(Protocol):
         """How many resources all tables hold."""
 
 
+Shared = tuple[int, str, int]  # (type, id, revision) of a state held by several hosts
+
+
 class MemoryDataPlane:
     """In-memory tables; each program/remove call costs `cost_us` microseconds
-    (busy-waiting, like CPU spent on flow programming, or sleeping with `sleep=True`)."""
+    (busy-waiting, like CPU spent on flow programming, or sleeping with `sleep=True`).
+
+    Hosts that program an equal state (same type, id, revision and content) share one
+    object: a simulator of N hosts in a VPC of P ports holds its P neighbors once, not N
+    times (each parsed state also keeps its whole message alive: ~80 KiB per host for a
+    join bundle of 100 neighbors, ~10 KiB shared). States are never modified in place."""
 
     def __init__(self, cost_us: int = 0, sleep: bool = False) -> None:
         self.cost_us = cost_us
@@ -57,6 +65,27 @@ class MemoryDataPlane:
         self._tables: dict[str, dict[int, dict[str, Any]]] = {}
         self._flows: dict[str, int] = {}
         self._total_flows = 0
+        self._shared: dict[Shared, list[Any]] = {}  # -> [state, how many tables hold it]
+
+    def _share(self, rtype: int, rid: str, state: Any) -> Any:
+        """The shared object equal to `state` (registering `state` as it when there is none)."""
+        key = (rtype, rid, int(state.configuration.revision_number))
+        entry = self._shared.get(key)
+        if entry is None:
+            self._shared[key] = [state, 1]
+            return state
+        if entry[0] is not state and entry[0] != state:
+            return state  # same revision, other content: kept apart
+        entry[1] += 1
+        return entry[0]
+
+    def _release(self, rtype: int, rid: str, state: Any) -> None:
+        key = (rtype, rid, int(state.configuration.revision_number))
+        entry = self._shared.get(key)
+        if entry is not None and entry[0] is state:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._shared[key]
 
     def _spend(self) -> None:
         if self.cost_us <= 0:
@@ -78,7 +107,9 @@ class MemoryDataPlane:
         tables = self._tables.setdefault(host, {})
         table = tables.setdefault(rtype, {})
         old = table.get(rid)
-        table[rid] = state
+        state = table[rid] = self._share(rtype, rid, state)
+        if old is not None:
+            self._release(rtype, rid, old)
         self._add_flows(host, flows_needed(rtype, state) - (flows_needed(rtype, old) if old is not None else 0))
 
     def remove(self, host: str, rtype: int, rid: str) -> bool:
@@ -86,7 +117,9 @@ class MemoryDataPlane:
         if table is None or rid not in table:
             return False
         self._spend()
-        self._add_flows(host, -flows_needed(rtype, table.pop(rid)))
+        old = table.pop(rid)
+        self._release(rtype, rid, old)
+        self._add_flows(host, -flows_needed(rtype, old))
         return True
 
     def table(self, host: str, rtype: int) -> Mapping[str, Any]:

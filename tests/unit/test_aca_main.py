@@ -12,6 +12,7 @@ from aca_agent.main import main, parse_config
 from aca_agent.testing import goal_state, port, security_group, subnet
 from gsmq.config import ConfigError
 from proto import common_pb2 as common
+from proto import goalstate_pb2 as gs
 
 
 def test_single_host_config_from_flags_environment_and_file(tmp_path: Path) -> None:
@@ -66,6 +67,28 @@ def test_data_plane_counts_flows_as_tables_change() -> None:
     assert plane.flows("h") == 3 and plane.resources() == 3
     applier.apply_unicast("h", goal_state("h", port("p-2", rev=2, op=common.DELETE)), {})  # last port: VPC dropped
     assert plane.flows() == 0 and plane.resources() == 0
+
+
+def test_hosts_programming_an_equal_state_share_one_object_until_the_last_lets_go() -> None:
+    plane = MemoryDataPlane()
+    message = goal_state("a", subnet(), port("p-1")).SerializeToString()
+    for host in ("a", "b"):  # each host parses its own copy, as from its own unicast message
+        parsed = gs.GoalStateV2.FromString(message)
+        for rid, state in parsed.port_states.items():
+            plane.program(host, common.PORT, rid, state)
+    assert plane.table("a", common.PORT)["p-1"] is plane.table("b", common.PORT)["p-1"]
+    other = gs.GoalStateV2.FromString(message).port_states["p-1"]
+    other.configuration.name = "changed"  # same id and revision, other content: not shared
+    plane.program("c", common.PORT, "p-1", other)
+    assert plane.table("c", common.PORT)["p-1"].configuration.name == "changed"
+    assert plane.table("a", common.PORT)["p-1"].configuration.name != "changed"
+    newer = gs.GoalStateV2.FromString(goal_state("a", port("p-1", rev=2)).SerializeToString()).port_states["p-1"]
+    plane.program("a", common.PORT, "p-1", newer)
+    assert plane.table("a", common.PORT)["p-1"].configuration.revision_number == 2
+    assert plane.table("b", common.PORT)["p-1"].configuration.revision_number == 1
+    for host in ("a", "b", "c"):
+        plane.remove(host, common.PORT, "p-1")
+    assert plane._shared == {}  # nothing kept for hosts that let go
 
 
 def test_programming_cost_is_spent_and_reported() -> None:

@@ -33,7 +33,7 @@ class Engine:
         self.strategy = strategy
         self.snapshot = Snapshot(strategy)
         self.publisher = publisher
-        self.tracker = AckTracker(retry_after, timeout, self._retry)
+        self.tracker = AckTracker(retry_after, timeout, self._retry, lambda host: publisher.host_seq.get(host, 0), publisher.epoch)
         self.invalid = 0
         self.resyncs = 0
         self.unresolved = 0  # inputs with references the snapshot cannot resolve yet

@@ -147,6 +147,74 @@ def test_a_straggler_gets_its_copy_again_with_a_new_sequence() -> None:
     assert len(replies) == 1 and set(statuses(replies[0]).values()) == {common.SUCCESS}
 
 
+def answer(acas: FakeAcas, m: Envelope, host: str) -> None:
+    """`host` answers the one message `m` (and nothing else)."""
+    multicast = m.topic == acas.topics.multicast
+    acas.bus.sink().send(ack(gs.GoalStateV2.FromString(m.value), m.headers, host, acas.topics.reply, multicast=multicast))
+    acas.pump()
+
+
+def test_a_host_still_working_through_its_queue_is_not_retried_until_it_falls_silent() -> None:
+    eng, _, topics, acas = cluster(timeout=20.0)  # retry_after 10 s
+    clock = [0.0]
+    eng.tracker.clock = lambda: clock[0]
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), replies.append)
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", [A]), replies.append)
+    first, second = [m for m in acas.new() if m.topic == topics.unicast]
+    started = max(r.started for r in eng.tracker.pending.values())
+    clock[0] = started + 9.0
+    answer(acas, first, A)  # alive, one message behind
+    assert len(replies) == 1
+    eng.tracker.tick(started + 10.5)
+    assert acas.new() == [] and eng.tracker.retries == 0  # a copy would only queue behind `second`
+    eng.tracker.tick(started + 19.5)  # A silent for 10.5 s: now it is a straggler
+    (again,) = acas.new()
+    assert again.key == A and again.headers[h.REQUEST_ID] == second.headers[h.REQUEST_ID] and eng.tracker.retries == 1
+
+
+def test_a_message_the_host_went_past_without_answering_is_retried_at_once() -> None:
+    eng, _, topics, acas = cluster(timeout=20.0)
+    clock = [0.0]
+    eng.tracker.clock = lambda: clock[0]
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), replies.append)
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", [A]), replies.append)
+    first, second = [m for m in acas.new() if m.topic == topics.unicast]
+    started = max(r.started for r in eng.tracker.pending.values())
+    clock[0] = started + 9.0
+    answer(acas, second, A)  # alive, but `first` was lost on the way
+    eng.tracker.tick(started + 10.5)
+    (again,) = acas.new()
+    assert again.headers[h.REQUEST_ID] == first.headers[h.REQUEST_ID] and eng.tracker.retries == 1
+
+
+def test_a_multicast_is_retried_once_the_hosts_unicast_queue_has_drained_without_it() -> None:
+    eng, _, topics, acas = cluster(timeout=20.0)
+    clock = [0.0]
+    eng.tracker.clock = lambda: clock[0]
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_goal("q0", "vpc-1", B, "10.1.0.20", [B]), replies.append)
+    eng.submit(port_goal("q1", "vpc-1", B, "10.1.0.21", [B]), replies.append)
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), replies.append)  # B and C get the neighbor by multicast
+    fresh = acas.new()
+    q0, q1 = [m for m in fresh if m.topic == topics.unicast and m.key == B]
+    started = max(r.started for r in eng.tracker.pending.values())
+    clock[0] = started + 9.0
+    acas.reply([A, C])
+    answer(acas, q0, B)  # alive, q1 still queued
+    eng.tracker.tick(started + 10.5)
+    assert acas.new() == [] and eng.tracker.retries == 0
+    clock[0] = started + 11.0
+    answer(acas, q1, B)  # its queue is drained and the neighbor never came: lost
+    assert len(replies) == 2
+    eng.tracker.tick(started + 11.5)
+    (again,) = acas.new()
+    assert again.key == B and again.topic == topics.unicast and "nb-p9" in gs.GoalStateV2.FromString(again.value).neighbor_states
+    acas.reply([B])
+    assert len(replies) == 3 and set(statuses(replies[2]).values()) == {common.SUCCESS}
+
+
 def test_silent_hosts_fail_after_the_timeout() -> None:
     eng, _, _, acas = cluster(timeout=10.0)
     replies: list[gsp.GoalStateOperationReply] = []

@@ -10,6 +10,8 @@ resync changes nothing."""
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -240,9 +242,11 @@ def test_a_straggler_retried_after_a_later_change_gets_the_current_state(strateg
     # B is down while its new port is created and deleted again; the create is retried
     # after the delete was published. A copy of the create would bring the port back on B.
     cluster, caller = Cluster(strategy, timeout=1000.0, retry_after=50.0), Caller()
+    cluster.eng.tracker.clock = lambda: time.monotonic() - 100.0  # B's last replies are 100 s old
     for host in HOSTS:
         cluster.eng.submit(caller.add_port("vpc-1", host), lambda r: None)
     cluster.settle()
+    cluster.eng.tracker.clock = time.monotonic
     cluster.silent.add(B)
     replies: list[gsp.GoalStateOperationReply] = []
     cluster.eng.submit(caller.add_port("vpc-1", B), replies.append)

@@ -130,14 +130,17 @@ def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args:
 
 
 def push(address: str, payloads: Sequence[bytes | gs.GoalStateV2], streams: int = 1, rate: float | None = None,
-         lanes: Sequence[int] | None = None, timeout: float = 1800.0) -> Push:
+         lanes: Sequence[int] | None = None, timeout: float | None = None) -> Push:
     """Drive a GoalStateProvisioner like callers do: `streams` concurrent PushGoalStatesStream
     calls, each sending its share of the messages without waiting (the server pipelines
     them) and reading one reply per input. Message i goes on stream `lanes[i] % streams`
     (default i % streams): give two revisions of one port the same lane so they never race.
     `rate` paces the sends over all streams (messages/s). Payloads are serialized before
-    the clock starts: the bench measures the server, not its own encoding."""
+    the clock starts: the bench measures the server, not its own encoding. `timeout` (the
+    calls' deadline, so that a wedged DPM cannot hang the bench) defaults to 10 minutes plus
+    50 ms per message: long enough for the 100,000-port storms of `bench-scale`."""
     data = [p if isinstance(p, bytes) else p.SerializeToString() for p in payloads]
+    timeout = 600.0 + 0.05 * len(data) if timeout is None else timeout
     streams = max(1, min(streams, len(data)))
     plan: list[list[int]] = [[] for _ in range(streams)]
     for i in range(len(data)):

@@ -74,12 +74,14 @@ def reply_token(headers: Mapping[str, str]) -> Token:
 class AckTracker:
     """Matches replies to requests; completes, retries and fails them.
 
-    A straggler is retried only when a retry can help: when the host has been silent for
-    `retry_after`, or when it answered a later unicast message than ours (ours was lost).
-    A host that answers and has not yet reached our message is working through its queue,
-    and a copy would queue behind the original: under overload, such retries only add load
-    (at 100,000 simulated hosts they once made up most of the traffic). `sent_seq(host)`
-    is the last unicast sequence published to the host."""
+    A straggler is a host that has not answered a request after `retry_after`, or after
+    the usual reply time when replies are slow (TCP's retransmission timeout: smoothed
+    reply time + 4 deviations, RFC 6298; see `patience`). It is retried only when a retry can help: when
+    it has been silent for that long, or when it answered a later unicast message than ours
+    (ours was lost). A host that answers and has not reached our message yet is working
+    through its queue, and a copy would queue behind the original. Under overload, retries
+    of slow hosts only add load: at 100,000 simulated hosts they once made up most of the
+    traffic. `sent_seq(host)` is the last unicast sequence published to the host."""
 
     def __init__(self, retry_after: float, timeout: float, retry: Callable[[Pending, str], Token],
                  sent_seq: Callable[[str], int] = lambda host: 0, epoch: str = "") -> None:
@@ -90,13 +92,25 @@ class AckTracker:
         self._epoch = f"{epoch}-" if epoch else ""
         self.clock: Callable[[], float] = time.monotonic
         self.heard: dict[str, tuple[float, int]] = {}  # host -> (when it last replied, highest unicast seq it answered)
+        self.srtt: float | None = None  # smoothed reply time of first copies (s), and its mean deviation
+        self.rttvar = 0.0
         self.pending: dict[str, Pending] = {}
         self.completed = 0
         self.failed = 0
         self.replies = 0
         self.retries = 0
 
+    @property
+    def patience(self) -> float:
+        """How long a host may take to answer before it is a straggler: at least `retry_after`,
+        and at most halfway to `timeout`, so that a host that lost a message is always
+        retried before it is failed."""
+        if self.srtt is None:
+            return self.retry_after
+        return min(max(self.retry_after, self.srtt + 4 * self.rttvar), max(self.retry_after, (self.retry_after + self.timeout) / 2))
+
     def track(self, request: Pending) -> None:
+        request.started = self.clock()
         request.waiting = {host: tokens for host, tokens in request.waiting.items() if tokens}
         for key, state in request.data.states.items():
             request.merged[key] = Merged(operation_type=int(state.operation_type))
@@ -118,6 +132,8 @@ class AckTracker:
         if token not in tokens:
             return
         self._merge(request, reply)
+        if host not in request.retry_tokens:  # a reply to a retried host times neither copy (Karn)
+            self._sample(self.clock() - request.started)
         if token == request.retry_tokens.get(host):
             tokens.clear()  # the retry carried everything the input gave this host
         tokens.discard(token)
@@ -127,6 +143,13 @@ class AckTracker:
             del self.pending[request.id]
             self._finish(request, [])
 
+    def _sample(self, seconds: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = seconds, seconds / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)
+            self.srtt = 0.875 * self.srtt + 0.125 * seconds
+
     def _heard(self, host: str, headers: Mapping[str, str], request_id: str) -> None:
         _, acked = self.heard.get(host, (0.0, 0))
         seq = headers.get(h.SEQ, "")
@@ -134,10 +157,10 @@ class AckTracker:
             acked = max(acked, int(seq))
         self.heard[host] = (self.clock(), acked)
 
-    def _behind(self, host: str, tokens: set[Token], now: float) -> bool:
+    def _behind(self, host: str, tokens: set[Token], now: float, patience: float) -> bool:
         """Whether `host` is alive and has not reached the message(s) `tokens` stand for yet."""
         heard = self.heard.get(host)
-        if heard is None or now - heard[0] >= self.retry_after:
+        if heard is None or now - heard[0] >= patience:
             return False  # silent
         acked = heard[1]
         unicast = [int(t[1]) for t in tokens if t[0] == "u"]
@@ -146,17 +169,18 @@ class AckTracker:
         return acked < self._sent_seq(host)  # multicast only: is its unicast queue still draining?
 
     def tick(self, now: float | None = None) -> None:
-        """Retry stragglers past `retry_after` (see the class); fail hosts silent past `timeout`."""
+        """Retry stragglers (see the class); fail hosts silent past `timeout`."""
         now = self.clock() if now is None else now
+        patience = self.patience
         for request in list(self.pending.values()):
             age = now - request.started
             if age >= self.timeout:
                 del self.pending[request.id]
                 self._finish(request, sorted(request.waiting))
-            elif age >= self.retry_after:
+            elif age >= patience:
                 for host in list(request.waiting):
                     if host not in request.retry_tokens:
-                        if self._behind(host, request.waiting[host], now):
+                        if self._behind(host, request.waiting[host], now, patience):
                             continue  # asked again at the next tick
                         token = self._retry(request, host)
                         request.retry_tokens[host] = token

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+import pytest
 import structlog
 
 from dpm_server.acks import decode_replies
@@ -63,9 +64,26 @@ class FakeAcas:
             self.eng.tracker.on_reply(host, headers, reply)
 
 
-def cluster(timeout: float = 10.0) -> tuple[Engine, MemoryBus, Topics, FakeAcas]:
+class Clock:
+    """The tracker's clock, moved by the test (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def engine(timeout: float) -> tuple[Engine, MemoryBus, Topics, FakeAcas, Clock]:
     eng, bus, topics = memory_engine(timeout=timeout)
-    acas = FakeAcas(eng, bus, topics)
+    clock = Clock()
+    eng.tracker.clock = clock
+    return eng, bus, topics, FakeAcas(eng, bus, topics), clock
+
+
+def cluster(timeout: float = 10.0) -> tuple[Engine, MemoryBus, Topics, FakeAcas]:
+    """Three hosts with a port each in vpc-1, at time 0 on the tracker's clock."""
+    eng, bus, topics, acas, _ = engine(timeout)
     eng.submit(subnet_goal("vpc-1", HOSTS), lambda r: None)
     for i, host in enumerate(HOSTS):
         eng.submit(port_goal(f"p{i}", "vpc-1", host, f"10.1.0.{i}", HOSTS), lambda r: None)
@@ -154,65 +172,79 @@ def answer(acas: FakeAcas, m: Envelope, host: str) -> None:
     acas.pump()
 
 
-def test_a_host_still_working_through_its_queue_is_not_retried_until_it_falls_silent() -> None:
-    eng, _, topics, acas = cluster(timeout=20.0)  # retry_after 10 s
-    clock = [0.0]
-    eng.tracker.clock = lambda: clock[0]
-    replies: list[gsp.GoalStateOperationReply] = []
-    eng.submit(port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), replies.append)
-    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", [A]), replies.append)
+def two_ports_of_a() -> tuple[Engine, Topics, FakeAcas, Clock, Envelope, Envelope]:
+    """Hosts A, B, C at time 0; then two ports created on A (retry_after 10 s), and A's two messages."""
+    eng, _, topics, acas = cluster(timeout=20.0)
+    clock = eng.tracker.clock
+    assert isinstance(clock, Clock)
+    eng.submit(port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), lambda r: None)
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", [A]), lambda r: None)
     first, second = [m for m in acas.new() if m.topic == topics.unicast]
-    started = max(r.started for r in eng.tracker.pending.values())
-    clock[0] = started + 9.0
+    return eng, topics, acas, clock, first, second
+
+
+def test_a_host_still_working_through_its_queue_is_not_retried_until_it_falls_silent() -> None:
+    eng, topics, acas, clock, first, second = two_ports_of_a()
+    clock.now = 2.0
     answer(acas, first, A)  # alive, one message behind
-    assert len(replies) == 1
-    eng.tracker.tick(started + 10.5)
+    assert len(eng.tracker.pending) == 1
+    eng.tracker.tick(10.5)
     assert acas.new() == [] and eng.tracker.retries == 0  # a copy would only queue behind `second`
-    eng.tracker.tick(started + 19.5)  # A silent for 10.5 s: now it is a straggler
+    eng.tracker.tick(12.5)  # A silent for 10.5 s: now it is a straggler
     (again,) = acas.new()
     assert again.key == A and again.headers[h.REQUEST_ID] == second.headers[h.REQUEST_ID] and eng.tracker.retries == 1
 
 
-def test_a_message_the_host_went_past_without_answering_is_retried_at_once() -> None:
-    eng, _, topics, acas = cluster(timeout=20.0)
-    clock = [0.0]
-    eng.tracker.clock = lambda: clock[0]
-    replies: list[gsp.GoalStateOperationReply] = []
-    eng.submit(port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), replies.append)
-    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", [A]), replies.append)
-    first, second = [m for m in acas.new() if m.topic == topics.unicast]
-    started = max(r.started for r in eng.tracker.pending.values())
-    clock[0] = started + 9.0
+def test_a_message_the_host_went_past_without_answering_is_retried() -> None:
+    eng, topics, acas, clock, first, second = two_ports_of_a()
+    clock.now = 2.0
     answer(acas, second, A)  # alive, but `first` was lost on the way
-    eng.tracker.tick(started + 10.5)
+    eng.tracker.tick(10.5)
     (again,) = acas.new()
     assert again.headers[h.REQUEST_ID] == first.headers[h.REQUEST_ID] and eng.tracker.retries == 1
 
 
 def test_a_multicast_is_retried_once_the_hosts_unicast_queue_has_drained_without_it() -> None:
     eng, _, topics, acas = cluster(timeout=20.0)
-    clock = [0.0]
-    eng.tracker.clock = lambda: clock[0]
+    clock = eng.tracker.clock
+    assert isinstance(clock, Clock)
     replies: list[gsp.GoalStateOperationReply] = []
     eng.submit(port_goal("q0", "vpc-1", B, "10.1.0.20", [B]), replies.append)
     eng.submit(port_goal("q1", "vpc-1", B, "10.1.0.21", [B]), replies.append)
     eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), replies.append)  # B and C get the neighbor by multicast
-    fresh = acas.new()
-    q0, q1 = [m for m in fresh if m.topic == topics.unicast and m.key == B]
-    started = max(r.started for r in eng.tracker.pending.values())
-    clock[0] = started + 9.0
+    q0, q1 = [m for m in acas.new() if m.topic == topics.unicast and m.key == B]
+    clock.now = 2.0
     acas.reply([A, C])
     answer(acas, q0, B)  # alive, q1 still queued
-    eng.tracker.tick(started + 10.5)
+    eng.tracker.tick(10.5)
     assert acas.new() == [] and eng.tracker.retries == 0
-    clock[0] = started + 11.0
+    clock.now = 3.0
     answer(acas, q1, B)  # its queue is drained and the neighbor never came: lost
     assert len(replies) == 2
-    eng.tracker.tick(started + 11.5)
+    eng.tracker.tick(11.5)
     (again,) = acas.new()
     assert again.key == B and again.topic == topics.unicast and "nb-p9" in gs.GoalStateV2.FromString(again.value).neighbor_states
     acas.reply([B])
     assert len(replies) == 3 and set(statuses(replies[2]).values()) == {common.SUCCESS}
+
+
+@pytest.mark.parametrize("replies_take,patience", [(1.0, 50.0), (20.0, 60.0), (40.0, 75.0)])
+def test_when_every_host_answers_slowly_a_silent_host_is_retried_later_yet_before_the_timeout(replies_take: float, patience: float) -> None:
+    eng, _, topics, acas, clock = engine(timeout=100.0)  # retry_after 50 s
+    eng.submit(port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), lambda r: None)
+    eng.submit(port_goal("p9", "vpc-1", B, "10.1.0.9", [B]), lambda r: None)
+    clock.now = replies_take
+    acas.reply([A])  # B is silent
+    assert eng.tracker.patience == patience  # 1 + 4 x 0.5 (at least 50), 20 + 4 x 10, 40 + 4 x 20 (at most 75)
+
+    def to_b() -> list[str]:
+        return [m.headers[h.SEQ] for m in acas.new() if m.topic == topics.unicast and m.key == B]
+
+    assert to_b() == ["1"]
+    eng.tracker.tick(patience - 0.5)
+    assert to_b() == [] and eng.tracker.retries == 0
+    eng.tracker.tick(patience)
+    assert to_b() == ["2"] and eng.tracker.retries == 1
 
 
 def test_silent_hosts_fail_after_the_timeout() -> None:

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 import structlog
@@ -80,11 +80,6 @@ def settings() -> Settings:
     s.option("--unicast-partitions", default=16, convert=positive_int, help="partitions of the unicast topic when it is created")
     s.option("--multicast-partitions", default=16, convert=positive_int, help="partitions of the multicast topic when it is created")
     s.option("--reply-partitions", default=8, convert=positive_int, help="partitions of the reply topic when it is created")
-
-    def one_line(message: str) -> NoReturn:  # a bad flag: the error alone, not argparse's usage block
-        s.parser.exit(2, f"dpm-server: error: {message} (see --help)\n")
-
-    s.parser.error = one_line  # type: ignore[method-assign]
     return s
 
 

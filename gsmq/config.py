@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings, env_properties, parse_properties
 
@@ -47,6 +47,11 @@ class Settings:
         self.parser = argparse.ArgumentParser(
             prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
         )
+
+        def one_line(message: str) -> NoReturn:  # a bad flag: the error alone, not argparse's usage block
+            self.parser.exit(2, f"{prog}: error: {message} (see --help)\n")
+
+        self.parser.error = one_line  # type: ignore[method-assign]
         self._options: list[_Option] = []
         self.option("--config", default=None, help="TOML file with settings (keys are option names with _)")
         self.option("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")

@@ -338,6 +338,37 @@ async def test_console_script_applies_then_exits_0_on_sigterm(bootstrap: str, to
         assert await asyncio.to_thread(proc.wait, DEADLINE) == 0
 
 
+def _agent_run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`aca-agent ARGS` to its end, without ACA_* / Kafka variables from the caller, plus `env`."""
+    script = Path(sys.executable).parent / "aca-agent"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ACA_", "KAFKA_"))}
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=DEADLINE, env={**clean, **env})
+
+
+@pytest.mark.parametrize("args", [[], ["sim"]])
+def test_help_of_both_modes_explains_every_option_and_its_variable(args: list[str]) -> None:
+    done = _agent_run(*args, "--help")
+    assert done.returncode == 0
+    for option in ("--bootstrap", "-X", "--topic-prefix", "--channel", "--dpm-address", "--status-port", "--grpc-port",
+                   "--program-cost-us", "--max-batch", "--log-level", "--config"):
+        assert option in done.stdout
+    for variable in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_PROP_", "ACA_TOPIC_PREFIX", "ACA_DPM_ADDRESS"):
+        assert variable in done.stdout
+    assert ("[--hosts HOSTS]" in done.stdout) == bool(args) and ("[--host-id HOST_ID]" in done.stdout) == (not args)
+
+
+@pytest.mark.parametrize(
+    "args,env,says",
+    [(["--bootstrap", "127.0.0.1:1"], {}, "--host-id"), (["sim", "--hosts", "0", "--bootstrap", "127.0.0.1:1"], {}, "--hosts"),
+     (["--host-id", "h", "--channel", "pigeon"], {}, "invalid choice"),
+     (["--host-id", "h", "--bootstrap", "127.0.0.1:1"], {"ACA_MAX_BATCH": "lots"}, "$ACA_MAX_BATCH")],
+)
+def test_bad_configuration_is_one_line_and_exit_2(args: list[str], env: dict[str, str], says: str) -> None:
+    done = _agent_run(*args, **env)
+    assert done.returncode == 2
+    assert says in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
 async def test_simulator_of_50_hosts_applies_messages_for_several(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
     with _agent_process(bootstrap, topics, "sim", "--hosts", "50", "--first-host", "10.9.0.1", "--name", "fifty") as proc:
         await asyncio.to_thread(_read_events, proc.stderr, "aca_ready", time.monotonic() + DEADLINE)

@@ -51,6 +51,7 @@ class DpmConfig:
     reply_timeout: float
     retry_after: float
     max_in_flight: int
+    max_in_flight_hosts: int
     batch_window_ms: float
     batch_size: int
     unicast_partitions: int
@@ -74,6 +75,9 @@ def settings() -> Settings:
     s.option("--reply-timeout", default=10.0, convert=positive_float, help="seconds a request waits for its hosts before they are FAILURE")
     s.option("--retry-after", default=3.0, convert=positive_float, help="seconds before a silent host gets its copy again")
     s.option("--max-in-flight", default=10000, convert=positive_int, help="requests in flight before callers are held back")
+    s.option("--max-in-flight-hosts", default=100000, convert=positive_int,
+             help="host deliveries in flight (a request counts once per host it targets) before callers are held back;"
+             " keep it below what the agents apply in --retry-after seconds")
     s.option("--batch-window-ms", default=10.0, convert=float,
              help="while requests are in flight, inputs arriving within this window are sent together (0: one by one)")
     s.option("--batch-size", default=1000, convert=positive_int, help="most inputs sent together")
@@ -184,7 +188,8 @@ async def _run(config: DpmConfig, bootstrap: str, stop: asyncio.Event, engine: E
         thread.start()
     ticker = asyncio.create_task(_tick(engine))
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
-    provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size)
+    provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
+                              config.max_in_flight_hosts)
     gsp_grpc.add_GoalStateProvisionerServicer_to_server(provisioner, server)
     gsmq_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
     try:

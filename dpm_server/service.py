@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 
 import grpc
@@ -57,6 +58,40 @@ class Batcher:
                     on_done(failed_reply(goal, f"{type(exc).__name__}: {exc}"))
 
 
+class Budget:
+    """At most `limit` units in flight, granted first come, first served; a request larger
+    than the whole limit goes alone (when nothing else is in flight)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def _fits(self, units: int) -> bool:
+        return self.used == 0 or self.used + units <= self.limit
+
+    async def acquire(self, units: int) -> None:
+        if not self._waiters and self._fits(units):
+            self.used += units
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((units, granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release(units)  # granted, then cancelled before it could run
+            raise
+
+    def release(self, units: int) -> None:
+        self.used -= units
+        while self._waiters and self._fits(self._waiters[0][0]):
+            units, granted = self._waiters.popleft()
+            if not granted.cancelled():
+                self.used += units
+                granted.set_result(None)
+
+
 def failed_reply(goal: gs.GoalStateV2, reason: str) -> gsp.GoalStateOperationReply:
     """FAILURE for every resource of an input the DPM could not publish."""
     reply = gsp.GoalStateOperationReply(format_version=goal.format_version)
@@ -69,9 +104,14 @@ def failed_reply(goal: gs.GoalStateV2, reason: str) -> gsp.GoalStateOperationRep
 class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
     """alcor.schema.GoalStateProvisioner on the DPM."""
 
-    def __init__(self, engine: Engine, max_in_flight: int, batch_window: float = 0.0, batch_size: int = 1) -> None:
+    def __init__(self, engine: Engine, max_in_flight: int, batch_window: float = 0.0, batch_size: int = 1,
+                 max_in_flight_hosts: int = 100_000) -> None:
         self.engine = engine
-        self.in_flight = asyncio.Semaphore(max_in_flight)
+        self.in_flight = Budget(max_in_flight)  # inputs
+        # Host deliveries: an input counts once per host it targets. Bounding inputs alone let
+        # a storm in 100-host VPCs queue a million deliveries, minutes of agent work, so hosts
+        # at the back looked silent and were retried (Little's law, docs/internals.md).
+        self.in_flight_hosts = Budget(max_in_flight_hosts)
         self.batcher = Batcher(engine, batch_window, batch_size)
 
     async def PushGoalStatesStream(  # noqa: N802 - gRPC method name
@@ -84,11 +124,19 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         async def read() -> None:
             try:
                 async for goal in request_iterator:
-                    await self.in_flight.acquire()  # backpressure: stop reading the caller's stream
+                    hosts = max(1, len(goal.host_resources))
+                    await self.in_flight.acquire(1)  # backpressure: stop reading the caller's stream
+                    try:
+                        await self.in_flight_hosts.acquire(hosts)
+                    except asyncio.CancelledError:
+                        self.in_flight.release(1)
+                        raise
                     future: asyncio.Future[gsp.GoalStateOperationReply] = loop.create_future()
 
-                    def done(reply: gsp.GoalStateOperationReply, future: asyncio.Future[gsp.GoalStateOperationReply] = future) -> None:
-                        self.in_flight.release()
+                    def done(reply: gsp.GoalStateOperationReply, future: asyncio.Future[gsp.GoalStateOperationReply] = future,
+                             hosts: int = hosts) -> None:
+                        self.in_flight.release(1)
+                        self.in_flight_hosts.release(hosts)
                         if not future.done():
                             future.set_result(reply)
 

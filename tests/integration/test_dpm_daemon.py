@@ -144,7 +144,7 @@ def test_bad_environment_and_file_values_name_where_they_came_from(tmp_path: Pat
 def test_help_explains_every_option() -> None:
     done = subprocess.run([DPM_SERVER, "--help"], capture_output=True, text=True, timeout=30, env=clean_env())
     assert done.returncode == 0
-    for option in ("--grpc-address", "--strategy", "--reply-timeout", "--retry-after", "--max-in-flight", "--unicast-partitions",
+    for option in ("--grpc-address", "--strategy", "--reply-timeout", "--retry-after", "--max-in-flight", "--max-in-flight-hosts", "--unicast-partitions",
                    "--multicast-partitions", "--reply-partitions", "--topic-prefix", "--log-level", "--bootstrap", "-X"):
         assert option in done.stdout
     for env in ("DPM_GRPC_ADDRESS", "DPM_STRATEGY", "DPM_REPLY_TIMEOUT", ENV_BOOTSTRAP):

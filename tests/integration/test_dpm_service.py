@@ -244,6 +244,27 @@ async def _status_is(dpm: Dpm, **expected: int) -> bool:
     return all(getattr(status, name) == value for name, value in expected.items())
 
 
+async def test_an_input_waits_while_its_host_deliveries_would_pass_the_bound(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast", "--max-in-flight-hosts", "2") as dpm:
+        with fake_aca(kafka, topics, {A, B}, held={B}) as aca:
+            first = subnet_goal("vpc-1", [A, B])  # two deliveries: the whole bound
+            second = port_goal("pa", "vpc-1", A, "10.1.0.1", [A])  # one more: waits for `first`
+            call = dpm.provisioner.PushGoalStatesStream(iter([first, second]), timeout=60)
+            answers: list[gsp.GoalStateOperationReply] = []
+
+            async def read() -> None:
+                async for reply in call:
+                    answers.append(reply)
+
+            reader = asyncio.create_task(read())
+            await eventually(lambda: _status_is(dpm, replies_received=1, requests_pending=1), "A's reply to the first")
+            assert len(aca.messages(lambda s: s.key == A)) == 1  # the second was not published
+            aca.release(B)
+            await asyncio.wait_for(reader, 30)
+            assert [sorted(statuses(r)) for r in answers] == [["subnet-vpc-1"], ["dhcp-pa", "nb-pa", "pa"]]
+            assert len(aca.messages(lambda s: s.key == A)) == 2
+
+
 async def test_a_silent_host_is_retried_then_failed_after_the_timeout(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
     async with running_dpm(bootstrap, topics, "vpc-multicast", "--reply-timeout", "3", "--retry-after", "1") as dpm:
         with fake_aca(kafka, topics, {A}) as aca:  # nobody answers for C

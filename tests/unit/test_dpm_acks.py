@@ -12,7 +12,7 @@ import structlog
 
 from dpm_server.acks import decode_replies
 from dpm_server.engine import Engine
-from dpm_server.service import Provisioner
+from dpm_server.service import Budget, Provisioner
 from dpm_server.testing import ack, goal, memory_engine, port_goal, published, security_group, subnet_goal
 from gsmq import headers as h
 from gsmq.topics import Topics
@@ -315,3 +315,54 @@ async def test_the_callers_stream_is_answered_in_order_and_held_back_when_full()
     await asyncio.wait_for(task, 10)
     assert [sorted(statuses(a))[0] for a in answers] == ["dhcp-q0", "dhcp-q1", "dhcp-q2", "dhcp-q3"]
     assert pulled == [0, 1, 2, 3]
+
+
+async def test_the_budget_grants_in_order_lets_an_oversized_request_go_alone_and_survives_cancellation() -> None:
+    budget = Budget(5)
+    await budget.acquire(3)
+    order: list[str] = []
+
+    async def take(name: str, units: int) -> None:
+        await budget.acquire(units)
+        order.append(name)
+
+    big = asyncio.create_task(take("big", 9))  # more than the whole limit
+    small = asyncio.create_task(take("small", 1))  # would fit now, but waits its turn
+    gone = asyncio.create_task(take("gone", 1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert order == [] and budget.used == 3
+    gone.cancel()
+    budget.release(3)  # empty: the oversized one goes alone
+    await asyncio.sleep(0)
+    assert order == ["big"] and budget.used == 9
+    budget.release(9)
+    await asyncio.wait_for(small, 1)
+    assert order == ["big", "small"] and budget.used == 1  # the cancelled waiter took nothing
+    assert gone.cancelled()
+
+
+async def test_callers_are_held_back_by_host_deliveries_in_flight_not_only_by_inputs() -> None:
+    eng, _, _, acas = cluster()
+    service = Provisioner(eng, max_in_flight=100, max_in_flight_hosts=5)  # room for one 3-host input at a time
+    pulled: list[int] = []
+
+    async def inputs() -> AsyncIterator[gs.GoalStateV2]:
+        for i in range(3):
+            pulled.append(i)
+            yield port_goal(f"q{i}", "vpc-1", A, f"10.1.1.{i}", HOSTS)
+
+    answers: list[gsp.GoalStateOperationReply] = []
+
+    async def call() -> None:
+        async for reply in service.PushGoalStatesStream(inputs(), None):  # type: ignore[arg-type]
+            answers.append(reply)
+
+    task = asyncio.create_task(call())
+    for round_ in range(3):
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(eng.tracker.pending) == 1 and service.in_flight_hosts.used == 3 and len(pulled) <= round_ + 2
+        acas.reply(HOSTS)
+    await asyncio.wait_for(task, 10)
+    assert [sorted(statuses(a))[0] for a in answers] == ["dhcp-q0", "dhcp-q1", "dhcp-q2"]

@@ -147,6 +147,17 @@ class Dpm:
         """One stream with these inputs (which the DPM may coalesce into one set of messages)."""
         return [reply async for reply in self.provisioner.PushGoalStatesStream(iter(messages), timeout=60)]
 
+    def stream(self, *messages: gs.GoalStateV2) -> tuple[list[gsp.GoalStateOperationReply], asyncio.Task[None]]:
+        """One stream with these inputs, read in the background: (the answers so far, the reader)."""
+        call = self.provisioner.PushGoalStatesStream(iter(messages), timeout=60)
+        answers: list[gsp.GoalStateOperationReply] = []
+
+        async def read() -> None:
+            async for reply in call:
+                answers.append(reply)
+
+        return answers, asyncio.create_task(read())
+
     async def push_each(self, *messages: gs.GoalStateV2) -> list[gsp.GoalStateOperationReply]:
         """Each input on its own, once the previous one is applied everywhere."""
         return [reply for message in messages for reply in await self.push(message)]
@@ -217,14 +228,7 @@ async def test_the_caller_is_answered_in_order_once_every_targeted_host_replied(
         with fake_aca(kafka, topics, {A, B}, held={B}) as aca:
             first = subnet_goal("vpc-1", [A, B])  # A and B must apply it; B's reply is held
             second = port_goal("pa", "vpc-1", A, "10.1.0.1", [A])  # A only
-            call = dpm.provisioner.PushGoalStatesStream(iter([first, second]), timeout=60)
-            answers: list[gsp.GoalStateOperationReply] = []
-
-            async def read() -> None:
-                async for reply in call:
-                    answers.append(reply)
-
-            reader = asyncio.create_task(read())
+            answers, reader = dpm.stream(first, second)
             # the DPM has A's replies to both and answered `second` internally; `first` still waits for B
             await eventually(lambda: _status_is(dpm, requests_completed=1, requests_pending=1), "second done, first pending")
             assert answers == [] and len(aca.messages(lambda s: s.key == B)) == 1
@@ -249,14 +253,7 @@ async def test_an_input_waits_while_its_host_deliveries_would_pass_the_bound(boo
         with fake_aca(kafka, topics, {A, B}, held={B}) as aca:
             first = subnet_goal("vpc-1", [A, B])  # two deliveries: the whole bound
             second = port_goal("pa", "vpc-1", A, "10.1.0.1", [A])  # one more: waits for `first`
-            call = dpm.provisioner.PushGoalStatesStream(iter([first, second]), timeout=60)
-            answers: list[gsp.GoalStateOperationReply] = []
-
-            async def read() -> None:
-                async for reply in call:
-                    answers.append(reply)
-
-            reader = asyncio.create_task(read())
+            answers, reader = dpm.stream(first, second)
             await eventually(lambda: _status_is(dpm, replies_received=1, requests_pending=1), "A's reply to the first")
             assert len(aca.messages(lambda s: s.key == A)) == 1  # the second was not published
             aca.release(B)

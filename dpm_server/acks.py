@@ -123,7 +123,8 @@ class AckTracker:
         """A host's reply (from the reply topic); replies nobody waits for are ignored."""
         self.replies += 1
         request_id = headers.get(h.REQUEST_ID, "")
-        self._heard(host, headers, request_id)
+        now = self.clock()
+        self._heard(host, headers, request_id, now)
         request = self.pending.get(request_id)
         if request is None or host not in request.waiting:
             return
@@ -133,7 +134,7 @@ class AckTracker:
             return
         self._merge(request, reply)
         if host not in request.retry_tokens:  # a reply to a retried host times neither copy (Karn)
-            self._sample(self.clock() - request.started)
+            self._sample(now - request.started)
         if token == request.retry_tokens.get(host):
             tokens.clear()  # the retry carried everything the input gave this host
         tokens.discard(token)
@@ -150,12 +151,12 @@ class AckTracker:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)
             self.srtt = 0.875 * self.srtt + 0.125 * seconds
 
-    def _heard(self, host: str, headers: Mapping[str, str], request_id: str) -> None:
+    def _heard(self, host: str, headers: Mapping[str, str], request_id: str, now: float) -> None:
         _, acked = self.heard.get(host, (0.0, 0))
         seq = headers.get(h.SEQ, "")
         if h.VPC_ID not in headers and seq.isdigit() and request_id.startswith(self._epoch):  # our epoch's unicast
             acked = max(acked, int(seq))
-        self.heard[host] = (self.clock(), acked)
+        self.heard[host] = (now, acked)
 
     def _behind(self, host: str, tokens: set[Token], now: float, patience: float) -> bool:
         """Whether `host` is alive and has not reached the message(s) `tokens` stand for yet."""

@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PROTOS := $(wildcard proto/*.proto)
+# Sources under proto/ mirror their packages; the generated code lands beside them.
+PROTOS := $(wildcard proto/alcor/schema/*.proto proto/gsmq/v1/*.proto)
+PROTOC := $(PY) -m grpc_tools.protoc -Iproto
 BENCH_ARGS ?=
 
 .PHONY: help venv proto proto-check test test-unit bench bench-tiny bench-scale broker clean
@@ -26,13 +28,13 @@ $(STAMP): pyproject.toml
 
 # Generated code lives beside its sources and is committed; `proto-check` fails when it is stale.
 proto: $(STAMP)
-	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	$(PROTOC) --python_out=proto --pyi_out=proto --grpc_python_out=proto $(PROTOS)
 
 proto-check: $(STAMP)
 	@rm -rf $(VENV)/proto-check && mkdir -p $(VENV)/proto-check
-	@$(PY) -m grpc_tools.protoc -I. --python_out=$(VENV)/proto-check --pyi_out=$(VENV)/proto-check --grpc_python_out=$(VENV)/proto-check $(PROTOS)
-	@for f in $(VENV)/proto-check/proto/*; do \
-	  cmp -s "$$f" "proto/$$(basename $$f)" || { echo "proto: generated code is stale ($$(basename $$f)); run 'make proto' and commit"; exit 1; }; \
+	@$(PROTOC) --python_out=$(VENV)/proto-check --pyi_out=$(VENV)/proto-check --grpc_python_out=$(VENV)/proto-check $(PROTOS)
+	@cd $(VENV)/proto-check && for f in $$(find . -type f); do \
+	  cmp -s "$$f" "$(CURDIR)/proto/$$f" || { echo "proto: generated code is stale ($$f); run 'make proto' and commit"; exit 1; }; \
 	done
 	@echo "proto: generated code is up to date"
 

@@ -20,8 +20,8 @@ from aca_agent.counters import Counters
 from aca_agent.dataplane import DataPlane
 from gsmq import headers as h
 from gsmq.resources import MAP_FIELD, VPC_WIDE, ResourceKey, iter_states, revision_of, state_map, vpc_of
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 
 log = structlog.get_logger()
 

@@ -28,7 +28,7 @@ from gsmq import headers as h
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, Sink, Source
-from proto import goalstate_pb2 as gs
+from alcor.schema import goalstate_pb2 as gs
 
 log = structlog.get_logger()
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from proto import common_pb2 as common
+from alcor.schema import common_pb2 as common
 
 _EMPTY: Mapping[str, Any] = {}
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from aca_agent.applier import Result
 from gsmq import headers as h
 from gsmq.transport import Envelope
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 REPLY_TYPE = "GoalStateOperationReply"
 _ECHOED = (h.REQUEST_ID, h.SEQ, h.VPC_ID, h.SENT_NS)

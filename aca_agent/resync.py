@@ -11,9 +11,9 @@ from collections.abc import Iterable
 import grpc
 import structlog
 
-from proto import common_pb2 as common
-from proto import goalstateprovisioner_pb2 as gsp
-from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 
 log = structlog.get_logger()
 

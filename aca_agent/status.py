@@ -12,13 +12,13 @@ import psutil
 
 from aca_agent.applier import Applier
 from aca_agent.replies import build_reply
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
-from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
-from proto import gsmq_pb2, gsmq_pb2_grpc
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gsmq.v1 import status_pb2, status_pb2_grpc
 
 
-class AgentStatus(gsmq_pb2_grpc.AgentStatusServiceServicer):
+class AgentStatus(status_pb2_grpc.AgentStatusServiceServicer):
     """Counters and per-host tables, read under the agent's lock."""
 
     def __init__(self, applier: Applier, lock: threading.Lock) -> None:
@@ -26,10 +26,10 @@ class AgentStatus(gsmq_pb2_grpc.AgentStatusServiceServicer):
         self.lock = lock
         self._process = psutil.Process()
 
-    def snapshot(self) -> gsmq_pb2.AgentStatus:
+    def snapshot(self) -> status_pb2.AgentStatus:
         applier, c = self.applier, self.applier.counters
         with self.lock:
-            return gsmq_pb2.AgentStatus(
+            return status_pb2.AgentStatus(
                 hosts=len(applier.hosts),
                 messages_applied=c.messages_applied,
                 messages_other_host=c.messages_other_host,
@@ -46,10 +46,10 @@ class AgentStatus(gsmq_pb2_grpc.AgentStatusServiceServicer):
                 resources=applier.dataplane.resources(),
             )
 
-    async def GetStatus(self, request: gsmq_pb2.StatusRequest, context: grpc.aio.ServicerContext) -> gsmq_pb2.AgentStatus:  # noqa: N802
+    async def GetStatus(self, request: status_pb2.StatusRequest, context: grpc.aio.ServicerContext) -> status_pb2.AgentStatus:  # noqa: N802
         return self.snapshot()
 
-    async def GetHostState(self, request: gsmq_pb2.HostId, context: grpc.aio.ServicerContext) -> gs.GoalStateV2:  # noqa: N802
+    async def GetHostState(self, request: status_pb2.HostId, context: grpc.aio.ServicerContext) -> gs.GoalStateV2:  # noqa: N802
         if request.host_id not in self.applier.hosts:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"host {request.host_id} is not served here")
         with self.lock:
@@ -84,7 +84,7 @@ async def start_servers(applier: Applier, lock: threading.Lock, status_port: int
     for port, services in wanted.items():
         server = grpc.aio.server()
         if "status" in services:
-            gsmq_pb2_grpc.add_AgentStatusServiceServicer_to_server(AgentStatus(applier, lock), server)
+            status_pb2_grpc.add_AgentStatusServiceServicer_to_server(AgentStatus(applier, lock), server)
         if "fastpath" in services:
             gsp_grpc.add_GoalStateProvisionerServicer_to_server(FastPath(applier, lock), server)
         if server.add_insecure_port(f"{host}:{port}") == 0:

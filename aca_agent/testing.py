@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from gsmq.resources import state_map
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import neighbor_pb2, port_pb2, securitygroup_pb2, subnet_pb2
-from proto import dhcp_pb2, vpc_pb2
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import neighbor_pb2, port_pb2, securitygroup_pb2, subnet_pb2
+from alcor.schema import dhcp_pb2, vpc_pb2
 
 Item = tuple[int, str, Any]  # (ResourceType, id, XxxState)
 

@@ -14,8 +14,8 @@ from dpm_server.publisher import MARKER, Token
 from gsmq import headers as h
 from gsmq.resources import ResourceKey
 from gsmq.transport import Envelope
-from proto import common_pb2 as common
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 log = structlog.get_logger()
 Reply = tuple[str, Mapping[str, str], gsp.GoalStateOperationReply]  # (replying host, headers, reply)

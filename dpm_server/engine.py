@@ -16,9 +16,9 @@ from dpm_server.publisher import Publisher, Token
 from dpm_server.snapshot import MULTICAST, Snapshot
 from dpm_server.validate import invalid_resources
 from gsmq.resources import MAP_FIELD, iter_states, state_map
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 log = structlog.get_logger()
 Done = Callable[[gsp.GoalStateOperationReply], None]

@@ -25,8 +25,8 @@ from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_transport import KafkaSink, KafkaSource
 from gsmq.topics import Topics, ensure_topics
-from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
-from proto import gsmq_pb2_grpc
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gsmq.v1 import status_pb2_grpc
 
 log = structlog.get_logger()
 DRAIN_SECONDS = 3.0  # on SIGTERM: how long calls in flight may wait for their hosts' replies
@@ -191,7 +191,7 @@ async def _run(config: DpmConfig, bootstrap: str, stop: asyncio.Event, engine: E
     provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
                               config.max_in_flight_hosts)
     gsp_grpc.add_GoalStateProvisionerServicer_to_server(provisioner, server)
-    gsmq_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
+    status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
     try:
         try:
             port = server.add_insecure_port(config.grpc_address)

@@ -13,8 +13,8 @@ from functools import cached_property
 
 from dpm_server.snapshot import MULTICAST, Change, Snapshot, piece_of
 from gsmq.resources import VPC_WIDE, ResourceKey, iter_states, vpc_of
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 
 STRATEGIES = (MULTICAST, "unicast-only", "topic-per-host")
 

@@ -11,11 +11,11 @@ import structlog
 
 from dpm_server.engine import Done, Engine
 from gsmq.resources import iter_states
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
-from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
-from proto import gsmq_pb2, gsmq_pb2_grpc
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gsmq.v1 import status_pb2, status_pb2_grpc
 
 
 log = structlog.get_logger()
@@ -176,14 +176,14 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         raise AssertionError("unreachable")
 
 
-class Status(gsmq_pb2_grpc.DpmStatusServiceServicer):
+class Status(status_pb2_grpc.DpmStatusServiceServicer):
     """gsmq.v1.DpmStatusService: counters and a host's snapshot."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def GetStatus(self, request: gsmq_pb2.StatusRequest, context: grpc.aio.ServicerContext) -> gsmq_pb2.DpmStatus:  # noqa: N802
-        return gsmq_pb2.DpmStatus(strategy=self.engine.strategy, **self.engine.counts())
+    async def GetStatus(self, request: status_pb2.StatusRequest, context: grpc.aio.ServicerContext) -> status_pb2.DpmStatus:  # noqa: N802
+        return status_pb2.DpmStatus(strategy=self.engine.strategy, **self.engine.counts())
 
-    async def GetHostSnapshot(self, request: gsmq_pb2.HostId, context: grpc.aio.ServicerContext) -> gs.GoalStateV2:  # noqa: N802
+    async def GetHostSnapshot(self, request: status_pb2.HostId, context: grpc.aio.ServicerContext) -> gs.GoalStateV2:  # noqa: N802
         return self.engine.host_goal_state(request.host_id)

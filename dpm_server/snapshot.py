@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gsmq.resources import MAP_FIELD, TYPE_NAME, VPC_WIDE, ResourceKey, iter_states, state_map, vpc_of
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 
 MULTICAST = "vpc-multicast"
 _NEEDS_SUBNET = frozenset({common.PORT, common.DHCP, common.NEIGHBOR})

@@ -16,10 +16,10 @@ from gsmq import headers as h
 from gsmq.resources import ResourceKey, iter_states, state_map
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
-from proto import common_pb2 as common
-from proto import dhcp_pb2, neighbor_pb2, port_pb2, securitygroup_pb2, subnet_pb2
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import common_pb2 as common
+from alcor.schema import dhcp_pb2, neighbor_pb2, port_pb2, securitygroup_pb2, subnet_pb2
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 Item = tuple[int, str, Any]  # (ResourceType, id, XxxState)
 REPLY_TYPE = "GoalStateOperationReply"

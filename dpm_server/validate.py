@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gsmq.resources import MAP_FIELD, ResourceKey, iter_states, state_map
-from proto import goalstate_pb2 as gs
+from alcor.schema import goalstate_pb2 as gs
 
 
 def invalid_resources(goal: gs.GoalStateV2) -> dict[ResourceKey, str]:

@@ -31,7 +31,8 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-import proto
+import alcor.schema
+import gsmq.v1
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings, env_properties, parse_properties
 
 DESCRIPTION = """Look at goal states: decode and encode the protobuf messages of alcor.schema and
@@ -81,17 +82,17 @@ def _descriptors(descriptor: Descriptor) -> Iterator[Descriptor]:
 
 @cache
 def message_types() -> dict[str, type[Message]]:
-    """Every message of every proto/*_pb2 module (alcor.schema, gsmq.v1), by lower-case name.
+    """Every message of the generated packages alcor.schema and gsmq.v1, by lower-case name.
 
     A top-level message is known by its simple name ("goalstatev2") and full name
     ("alcor.schema.goalstatev2"); a nested one by its name inside the package
     ("subnetconfiguration.gateway") and full name, since simple names collide.
     """
     out: dict[str, type[Message]] = {}
-    for info in pkgutil.iter_modules(proto.__path__):
-        if not info.name.endswith("_pb2"):
-            continue
-        module = importlib.import_module(f"proto.{info.name}")
+    modules = [f"{pkg.__name__}.{info.name}" for pkg in (alcor.schema, gsmq.v1)
+               for info in pkgutil.iter_modules(pkg.__path__) if info.name.endswith("_pb2")]
+    for name in modules:
+        module = importlib.import_module(name)
         for top in module.DESCRIPTOR.message_types_by_name.values():
             for descriptor in _descriptors(top):
                 cls = message_factory.GetMessageClass(descriptor)

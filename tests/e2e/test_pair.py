@@ -12,11 +12,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 from gsmq.kafka import KafkaSettings
 from gsmq.topics import Topics, partition_count
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
-from bench.cluster import Daemon, host_snapshot, host_state, start_agent, start_dpm, wait_for
-from bench.topology import expected_tables, port_message, ports_of, subnet_message, tables_of
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gs_bench.cluster import Daemon, host_snapshot, host_state, start_agent, start_dpm, wait_for
+from gs_bench.topology import expected_tables, port_message, ports_of, subnet_message, tables_of
 
 HOSTS = ["192.168.7.1", "192.168.7.2", "192.168.7.3"]
 VPC_HOSTS = {"vpc-a": HOSTS, "vpc-b": HOSTS[:2]}

@@ -28,11 +28,11 @@ from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import partition_for
 from gsmq.topics import Topics, ensure_topics
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
-from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
-from proto import gsmq_pb2, gsmq_pb2_grpc
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gsmq.v1 import status_pb2, status_pb2_grpc
 
 DEADLINE = 60.0  # generous: a condition that is not met by then is a failure, not a timing
 H = "10.7.0.1"
@@ -82,15 +82,15 @@ def statuses_of(reply: gsp.GoalStateOperationReply) -> dict[str, int]:
 
 
 class AgentHandle:
-    def __init__(self, status: gsmq_pb2_grpc.AgentStatusServiceStub, grpc_port: int) -> None:
+    def __init__(self, status: status_pb2_grpc.AgentStatusServiceStub, grpc_port: int) -> None:
         self.status = status
         self.grpc_port = grpc_port
 
     async def host_state(self, host: str) -> gs.GoalStateV2:
-        return await self.status.GetHostState(gsmq_pb2.HostId(host_id=host))
+        return await self.status.GetHostState(status_pb2.HostId(host_id=host))
 
-    async def counters(self) -> gsmq_pb2.AgentStatus:
-        return await self.status.GetStatus(gsmq_pb2.StatusRequest())
+    async def counters(self) -> status_pb2.AgentStatus:
+        return await self.status.GetStatus(status_pb2.StatusRequest())
 
 
 @asynccontextmanager
@@ -107,7 +107,7 @@ async def running_agent(bootstrap: str, topics: Topics, *args: str) -> AsyncIter
     async with grpc.aio.insecure_channel(f"127.0.0.1:{status_port}") as channel:
         await channel.channel_ready()
         try:
-            yield AgentHandle(gsmq_pb2_grpc.AgentStatusServiceStub(channel), grpc_port)
+            yield AgentHandle(status_pb2_grpc.AgentStatusServiceStub(channel), grpc_port)
         finally:
             stop.set()
             assert await asyncio.wait_for(task, DEADLINE) == 0

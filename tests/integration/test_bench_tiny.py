@@ -8,9 +8,9 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from bench.main import main
-from bench.report import PLOTS
-from bench.scenarios import STRATEGIES, SUITES
+from gs_bench.main import main
+from gs_bench.report import PLOTS
+from gs_bench.scenarios import STRATEGIES, SUITES
 
 LATENCY = {"p50", "p95", "p99", "max", "count"}
 

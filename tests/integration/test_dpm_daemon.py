@@ -18,7 +18,7 @@ import pytest
 from gsmq.broker import free_port
 from gsmq.kafka import ENV_BOOTSTRAP
 from gsmq.topics import Topics
-from proto import gsmq_pb2, gsmq_pb2_grpc
+from gsmq.v1 import status_pb2, status_pb2_grpc
 
 DPM_SERVER = str(Path(sys.executable).parent / "dpm-server")
 
@@ -84,9 +84,9 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
         process.kill()
 
 
-def status(address: str) -> gsmq_pb2.DpmStatus:
+def status(address: str) -> status_pb2.DpmStatus:
     with grpc.insecure_channel(address) as channel:
-        return gsmq_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(gsmq_pb2.StatusRequest(), timeout=5)
+        return status_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=5)
 
 
 def test_the_console_script_serves_status_and_exits_0_on_sigterm(spawn: Callable[..., Process], bootstrap: str, topics: Topics) -> None:

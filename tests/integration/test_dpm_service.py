@@ -24,11 +24,11 @@ from gsmq.kafka import KafkaSettings
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
-from proto import goalstateprovisioner_pb2_grpc as gsp_grpc
-from proto import gsmq_pb2, gsmq_pb2_grpc
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gsmq.v1 import status_pb2, status_pb2_grpc
 
 A, B, C = "192.168.5.1", "192.168.5.2", "192.168.5.3"
 PARTS = {"unicast": 4, "multicast": 4, "reply": 2}
@@ -137,11 +137,11 @@ class Dpm:
         return gsp_grpc.GoalStateProvisionerStub(self.channel)
 
     @property
-    def status(self) -> gsmq_pb2_grpc.DpmStatusServiceStub:
-        return gsmq_pb2_grpc.DpmStatusServiceStub(self.channel)
+    def status(self) -> status_pb2_grpc.DpmStatusServiceStub:
+        return status_pb2_grpc.DpmStatusServiceStub(self.channel)
 
-    async def get_status(self) -> gsmq_pb2.DpmStatus:
-        return await self.status.GetStatus(gsmq_pb2.StatusRequest(), timeout=10)
+    async def get_status(self) -> status_pb2.DpmStatus:
+        return await self.status.GetStatus(status_pb2.StatusRequest(), timeout=10)
 
     async def push(self, *messages: gs.GoalStateV2) -> list[gsp.GoalStateOperationReply]:
         """One stream with these inputs (which the DPM may coalesce into one set of messages)."""
@@ -300,7 +300,7 @@ async def test_agent_restarted_on_demand_invalid_input_and_unimplemented(bootstr
 
             await eventually(lambda: aca.messages(lambda s: s.headers.get(h.FULL) == "1"), "the full state of A")
             (full,) = aca.messages(lambda s: s.headers.get(h.FULL) == "1")
-            snapshot = await dpm.status.GetHostSnapshot(gsmq_pb2.HostId(host_id=A), timeout=10)
+            snapshot = await dpm.status.GetHostSnapshot(status_pb2.HostId(host_id=A), timeout=10)
             assert full.key == A and full.topic == topics.unicast and full.goal == snapshot
             assert keys(full.goal) == {(common.SUBNET, "subnet-vpc-1"), (common.PORT, "pa"), (common.DHCP, "dhcp-pa"),
                                        (common.NEIGHBOR, "nb-pb")}
@@ -350,7 +350,7 @@ async def test_each_strategy_publishes_to_its_topics_and_keys(strategy: str, boo
                 for host in hosts:  # each host got its own copy of every neighbor of the others
                     got = {rid for s in unicast if s.key == host for rid in s.goal.neighbor_states}
                     assert got == {f"nb-p{i}" for i, x in enumerate(hosts) if x != host}
-                    snapshot = await dpm.status.GetHostSnapshot(gsmq_pb2.HostId(host_id=host), timeout=10)
+                    snapshot = await dpm.status.GetHostSnapshot(status_pb2.HostId(host_id=host), timeout=10)
                     assert set().union(*(keys(s.goal) for s in unicast if s.key == host)) == keys(snapshot)
 
 

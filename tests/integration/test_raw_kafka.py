@@ -18,8 +18,8 @@ from confluent_kafka.admin import AdminClient
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import partition_for
 from gsmq.topics import Topics, ensure_topics
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 GSCTL = [sys.executable, "-m", "gsmq.gsctl"]
 

@@ -11,8 +11,8 @@ from aca_agent.applier import Applier, Cursor, FollowChange, parse_follow
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.testing import dhcp, goal_state, listed, neighbor, port, security_group, subnet, vpc
 from gsmq import headers as h
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 
 H1, H2, H3 = "10.1.0.1", "10.1.0.2", "10.1.0.3"
 

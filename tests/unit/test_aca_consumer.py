@@ -15,9 +15,9 @@ from gsmq import headers as h
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Delivered, Envelope, MemoryBus
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 T = Topics("t")
 H1, H2 = "10.1.0.1", "10.1.0.2"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from gs_bench import report
 
 
 def _lat(p99: float = 4.0) -> dict[str, float]:

@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 
-from bench import main as bench_main
-from bench import scenarios
-from bench.measure import Push, Reply, cdf_sample, percentiles, phase_figures
-from bench.scenarios import SCENARIOS, SUITES, Listing, Storm, host_ids, resources_in
-from bench.topology import port_message
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
+from gs_bench import main as bench_main
+from gs_bench import scenarios
+from gs_bench.measure import Push, Reply, cdf_sample, percentiles, phase_figures
+from gs_bench.scenarios import SCENARIOS, SUITES, Listing, Storm, host_ids, resources_in
+from gs_bench.topology import port_message
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 
 
 def test_percentiles_are_nearest_rank() -> None:

@@ -17,9 +17,9 @@ from dpm_server.testing import ack, goal, memory_engine, port_goal, published, s
 from gsmq import headers as h
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]

@@ -29,9 +29,9 @@ from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, securi
 from gsmq.resources import MAP_FIELD, TYPE_NAME, iter_states
 from gsmq.topics import Topics
 from gsmq.transport import MemoryBus
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]

@@ -8,8 +8,8 @@ import pytest
 
 from dpm_server.testing import goal, port, port_goal, subnet_goal
 from gsmq.resources import state_map
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 from test_dpm_engine_agents import STRATEGIES, Cluster  # the in-memory cluster (tests/unit on sys.path)
 
 A, B = "10.0.0.1", "10.0.0.2"

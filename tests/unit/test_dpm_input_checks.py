@@ -8,9 +8,9 @@ from aca_agent.dataplane import MemoryDataPlane
 from dpm_server.testing import memory_engine, port_goal, published, subnet_goal
 from dpm_server.validate import invalid_resources
 from gsmq import headers as h
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 A, B = "10.0.0.1", "10.0.0.2"
 

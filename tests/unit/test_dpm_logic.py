@@ -7,15 +7,15 @@ from __future__ import annotations
 from aca_agent.applier import Applier
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.replies import reply_envelope
-from bench.topology import Port, port_message, subnet_message
+from gs_bench.topology import Port, port_message, subnet_message
 from dpm_server.engine import Engine, merge
 from dpm_server.publisher import Publisher
 from gsmq import headers as h
 from gsmq.topics import Topics
 from gsmq.transport import MemoryBus
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]

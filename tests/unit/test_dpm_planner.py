@@ -12,8 +12,8 @@ from gsmq import headers as h
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]

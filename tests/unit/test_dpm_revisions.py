@@ -8,9 +8,9 @@ from __future__ import annotations
 from dpm_server.engine import merge
 from dpm_server.snapshot import Snapshot
 from dpm_server.testing import goal, port, port_goal, published, subnet_goal
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 from test_dpm_engine_agents import Cluster, statuses
 
 A, B = "10.0.0.1", "10.0.0.2"

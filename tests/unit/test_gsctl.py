@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from gsmq import gsctl
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
-from proto import subscribeinfoprovisioner_pb2 as sip
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from alcor.schema import subscribeinfoprovisioner_pb2 as sip
 
 VECTORS = [("goalstatev2_small", "GoalStateV2"), ("goalstatev2_gateway", "goalstatev2"),
            ("reply_small", "alcor.schema.GoalStateOperationReply")]

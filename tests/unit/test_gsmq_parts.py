@@ -11,8 +11,8 @@ from gsmq.partition import murmur2, partition_for
 from gsmq.resources import MAP_FIELD, VPC_WIDE, iter_states, vpc_of
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 
 # Kafka's own test vectors (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java), signed Java ints.
 JAVA_MURMUR2 = [

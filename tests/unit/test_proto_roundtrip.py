@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 from gsmq import gsctl
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1

@@ -12,10 +12,10 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor
 from google.protobuf.descriptor import FieldDescriptor as FD
 
-from proto import common_pb2 as common
-from proto import goalstate_pb2 as gs
-from proto import goalstateprovisioner_pb2 as gsp
-from proto import subscribeinfoprovisioner_pb2 as sip
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from alcor.schema import subscribeinfoprovisioner_pb2 as sip
 
 VECTOR_TYPES = {"goalstatev2_small": gs.GoalStateV2, "goalstatev2_gateway": gs.GoalStateV2,
                 "reply_small": gsp.GoalStateOperationReply}

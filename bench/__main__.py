@@ -1,5 +1,0 @@
-import sys
-
-from bench.main import main
-
-sys.exit(main())

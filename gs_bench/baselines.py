@@ -1,0 +1,120 @@
+"""Baselines run beside the goal-state path on the same broker and machine:
+- raw Kafka: a plain producer -> a consumer in another process, same message count and
+  sizes, no protobuf, no apply: the ceiling of the transport;
+- the gRPC fast path: the bench pushes the same goal states straight to an
+  `aca-agent sim --grpc-port` (applied inline, replied at once, no Kafka, no DPM)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from gs_bench.measure import cdf_sample, percentiles, rate as per_second
+from gs_bench.runner import push
+from gsmq.kafka import KafkaSettings
+from gsmq.kafka_transport import consume_batch
+from gsmq.topics import ensure_topics
+
+STAMP = "gs-sent-ns"
+WARM_UP = b"warm-up"
+
+
+def consume(bootstrap: str, topic: str, partitions: int, count: int, timeout: float) -> dict[str, Any]:
+    """Read `count` messages from every partition of `topic`; latency from the producer's stamp."""
+    consumer = Consumer(KafkaSettings.from_env(bootstrap).consumer("bench-raw", **{"fetch.wait.max.ms": 5}))
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    while not any(m.error() is None and m.key() == WARM_UP for m in consumer.consume(100, 0.2)):
+        pass  # fetching from every partition: the producer may start
+    print("ready", flush=True)
+    latencies: list[float] = []
+    first = last = 0
+    size = 0
+    deadline = time.monotonic() + timeout
+    while len(latencies) < count and time.monotonic() < deadline:
+        for msg in consume_batch(consumer, 10000, 0.1):
+            if msg.error() is not None:
+                continue
+            now = time.time_ns()
+            sent = int(dict(msg.headers() or [])[STAMP])
+            first = first or sent
+            last = now
+            size += len(msg.value() or b"")
+            latencies.append((now - sent) / 1e6)
+    consumer.close()
+    return {"messages": len(latencies), "bytes": size, "first_sent_ns": first, "last_received_ns": last,
+            "latency_ms": percentiles(latencies), "latencies_ms": latencies}
+
+
+def raw_kafka(bootstrap: str, topic: str, keys: list[str], count: int, size: int, partitions: int = 16, rate: float | None = None) -> dict[str, Any]:
+    """Produce `count` messages of `size` bytes keyed round-robin by `keys` (the producer
+    settings of the DPM: idempotent, acks=all); a consumer process reads them.
+    Throughput = messages / (first produce -> last consumed); latency = consumed - the
+    producer's timestamp header, per message."""
+    settings = KafkaSettings.from_env(bootstrap)
+    ensure_topics(AdminClient(settings.admin()), {topic: partitions})
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "gs_bench.baselines", "--bootstrap", bootstrap, "--topic", topic,
+         "--partitions", str(partitions), "--count", str(count)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ},
+    )
+    assert reader.stdout is not None
+    producer = Producer(settings.producer())
+    producer.produce(topic, b"", WARM_UP, partition=0)
+    producer.flush(30)
+    reader.stdout.readline()  # "ready"
+    payload = os.urandom(max(size, 1))
+    start = time.monotonic()
+    for i in range(count):
+        if rate:
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        while True:
+            try:
+                producer.produce(topic, payload, keys[i % len(keys)].encode(), headers=[(STAMP, str(time.time_ns()).encode())])
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+    out, _ = reader.communicate(timeout=300)
+    result: dict[str, Any] = json.loads(out)
+    duration = (result["last_received_ns"] - result["first_sent_ns"]) / 1e9 or 1e-9
+    latencies = result.pop("latencies_ms")
+    result["cdf_latency_ms"] = cdf_sample(latencies)
+    result.update(duration_s=duration, messages_per_s=result["messages"] / duration, bytes_per_s=result["bytes"] / duration,
+                  message_bytes=size, offered_per_s=rate, partitions=partitions)
+    return result
+
+
+def grpc_fast_path(address: str, payloads: list[bytes], streams: int, resources: int) -> dict[str, Any]:
+    """The same goal states pushed straight to a simulator's GoalStateProvisioner."""
+    result = push(address, payloads, streams)
+    return {"inputs": result.inputs, "streams": streams, "resources": resources, "duration_s": result.duration_s,
+            "goal_states_per_s": per_second(result.inputs, result.duration_s),
+            "resources_per_s": per_second(resources, result.duration_s),
+            "bytes_sent": sum(map(len, payloads)), "send_to_reply_ms": percentiles(result.latencies_ms()),
+            "cdf_send_to_reply_ms": cdf_sample(result.latencies_ms()), "failures": result.failures}
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(description="raw Kafka baseline: the consumer side (run by the bench)")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--partitions", type=int, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=240.0)
+    args = parser.parse_args()
+    print(json.dumps(consume(args.bootstrap, args.topic, args.partitions, args.count, args.timeout)))
+
+
+if __name__ == "__main__":
+    _main()

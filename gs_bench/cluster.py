@@ -1,0 +1,157 @@
+"""Run the real daemons as subprocesses from their console scripts (bench and end-to-end tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from gsmq.broker import free_port
+from alcor.schema import goalstate_pb2
+from gsmq.v1 import status_pb2, status_pb2_grpc
+
+BIN = Path(sys.executable).parent
+
+# Started instead of the daemon, which it becomes: asks for SIGTERM when the parent dies
+# (PR_SET_PDEATHSIG, kept across exec) so a killed bench or test leaves no daemon behind.
+# Not a preexec_fn: fork() with gRPC threads running can hang in gRPC's at-fork handler,
+# while Popen without preexec_fn uses vfork(), which runs no such handler.
+ORPHAN_GUARD = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "os.getppid() == int(sys.argv[1]) or os._exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def wait_for(condition: Callable[[], bool], what: str, deadline: float = 60.0, every: float = 0.1) -> None:
+    """Poll `condition` until true; fail naming `what` after a generous deadline (not a timing claim)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@dataclass
+class Daemon:
+    """One daemon subprocess with its gRPC status port."""
+
+    name: str
+    args: list[str]
+    log: Path
+    status_port: int
+    process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> Daemon:
+        out = open(self.log, "ab")  # noqa: SIM115 - closed by the child's end
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", ORPHAN_GUARD, str(os.getpid()), str(BIN / self.args[0]), *self.args[1:]],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+        )
+        return self
+
+    def signal(self, sig: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def dpm_status(port: int) -> status_pb2.DpmStatus:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return status_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=5)
+
+
+def agent_status(port: int) -> status_pb2.AgentStatus:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return status_pb2_grpc.AgentStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=5)
+
+
+def host_snapshot(dpm_port: int, host: str) -> goalstate_pb2.GoalStateV2:
+    with grpc.insecure_channel(f"127.0.0.1:{dpm_port}") as channel:
+        return status_pb2_grpc.DpmStatusServiceStub(channel).GetHostSnapshot(status_pb2.HostId(host_id=host), timeout=5)
+
+
+def host_state(agent_port: int, host: str) -> goalstate_pb2.GoalStateV2:
+    with grpc.insecure_channel(f"127.0.0.1:{agent_port}") as channel:
+        return status_pb2_grpc.AgentStatusServiceStub(channel).GetHostState(status_pb2.HostId(host_id=host), timeout=5)
+
+
+def answers(probe: Callable[[], object]) -> bool:
+    try:
+        probe()
+        return True
+    except grpc.RpcError:
+        return False
+
+
+def start_dpm(tmp: Path, bootstrap: str, prefix: str, strategy: str = "vpc-multicast", *extra: str) -> Daemon:
+    port = free_port()
+    dpm = Daemon(
+        "dpm",
+        ["dpm-server", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--grpc-address", f"127.0.0.1:{port}",
+         "--strategy", strategy, "--log-json", "true", *extra],
+        tmp / "dpm.log",
+        port,
+    ).start()
+    wait_for(lambda: answers(lambda: dpm_status(port)) or _died(dpm), "dpm-server to serve gRPC")
+    assert dpm.process is not None and dpm.process.poll() is None, dpm.logs()
+    return dpm
+
+
+def start_agent(tmp: Path, bootstrap: str, prefix: str, dpm_port: int, host: str, *extra: str) -> Daemon:
+    port = free_port()
+    agent = Daemon(
+        f"aca-{host}",
+        ["aca-agent", "--host-id", host, "--bootstrap", bootstrap, "--topic-prefix", prefix,
+         "--dpm-address", f"127.0.0.1:{dpm_port}", "--status-port", str(port), "--log-json", "true", *extra],
+        tmp / f"aca-{host}.log",
+        port,
+    ).start()
+    wait_for(lambda: answers(lambda: agent_status(port)) or _died(agent), f"aca-agent {host} to serve status")
+    assert agent.process is not None and agent.process.poll() is None, agent.logs()
+    return agent
+
+
+def _died(daemon: Daemon) -> bool:
+    return daemon.process is not None and daemon.process.poll() is not None
+
+
+def start_sim(tmp: Path, bootstrap: str, prefix: str, dpm_port: int, hosts: int, first_host: str, name: str, *extra: str) -> Daemon:
+    """`aca-agent sim` standing for `hosts` hosts from `first_host`."""
+    port = free_port()
+    sim = Daemon(
+        f"sim-{name}",
+        ["aca-agent", "sim", "--hosts", str(hosts), "--first-host", first_host, "--name", name, "--bootstrap", bootstrap,
+         "--topic-prefix", prefix, "--dpm-address", f"127.0.0.1:{dpm_port}", "--status-port", str(port),
+         "--log-json", "true", "--log-level", "warning", *extra],
+        tmp / f"sim-{name}.log",
+        port,
+    ).start()
+    wait_for(lambda: answers(lambda: agent_status(port)) or _died(sim), f"aca-agent sim {name} to serve status", deadline=120)
+    assert sim.process is not None and sim.process.poll() is None, sim.logs()
+    return sim

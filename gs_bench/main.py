@@ -1,0 +1,174 @@
+"""`make bench` / `gs-bench` / `python -m bench`: run a suite of scenarios against the real
+daemons, print progress and a summary table, write bench-results/<UTC timestamp>/
+(results.json, report.md, PNG plots).
+
+Scenarios: storm (1), churn (2), restart (3), strategies (4), hosts + vpc-storm + memory
+(5, the scale path), and the baselines: raw (Kafka producer -> consumer) and fast-path
+(gRPC straight to the simulator). Suites: default (~5 min on 2 cores), tiny (seconds),
+scale (100 .. 100,000 simulated hosts; long)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gs_bench import baselines, report
+from gs_bench.runner import Env, broker, delete_topics
+from gs_bench.scenarios import SCENARIOS, SUITES, Storm, Suite, run_memory, run_restart, run_storm, run_strategies, run_sweep, run_vpc_storm, sweep_point
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v)
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    h, v, p = _ints(text)
+    return h, v, p
+
+
+def _pair(text: str) -> tuple[int, int]:
+    h, p = (int(v) for v in text.split(":"))
+    return h, p
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="gs-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", choices=sorted(SUITES), default="default", help="sizes and scenarios (default: ~5 min on 2 cores)")
+    p.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
+    p.add_argument("--bootstrap", help="an external Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, else the embedded broker)")
+    p.add_argument("--out", type=Path, help="output folder (default: bench-results/<UTC timestamp>)")
+    sizes = p.add_argument_group("sizes (override the suite's)")
+    sizes.add_argument("--hosts", type=int, help="simulated hosts of the main storm")
+    sizes.add_argument("--vpcs", type=int, help="VPCs of the main storm")
+    sizes.add_argument("--ports", type=int, help="ports of the main storm")
+    sizes.add_argument("--streams", type=int, help="concurrent gRPC streams of the caller")
+    sizes.add_argument("--churn", type=_floats, help="churn rates as fractions of the storm's max, e.g. 0.1,0.5,0.9")
+    sizes.add_argument("--churn-seconds", type=float, help="seconds of each churn phase")
+    sizes.add_argument("--restart", type=_triple, metavar="H,V,P", help="agent restart storm: hosts,VPCs,ports")
+    sizes.add_argument("--strategies", type=_triple, metavar="H,V,P", help="strategy comparison storm: hosts,VPCs,ports")
+    sizes.add_argument("--sweep", type=_ints, metavar="N,N,...", help="host counts of the convergence sweep")
+    sizes.add_argument("--sweep-ports-per-host", type=int, help="ports per host in the sweep")
+    sizes.add_argument("--sweep-hosts-per-vpc", type=int, help="hosts per VPC in the sweep")
+    sizes.add_argument("--vpc-storm", type=_pair, action="append", metavar="HOSTS:PORTS", help="a one-VPC storm (repeatable)")
+    sizes.add_argument("--memory", type=_ints, metavar="N,N,...", help="host counts of idle simulators measured")
+    return p.parse_args(argv)
+
+
+def suite_of(args: argparse.Namespace) -> Suite:
+    suite = SUITES[args.suite]
+    overrides: dict[str, Any] = {}
+    for name in ("hosts", "vpcs", "ports", "streams", "churn", "churn_seconds", "restart", "strategies", "sweep",
+                 "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.vpc_storm:
+        overrides["vpc_storms"] = tuple(args.vpc_storm)
+    if args.scenario:
+        overrides["scenarios"] = tuple(s for s in SCENARIOS if s in args.scenario)
+    return dataclasses.replace(suite, **overrides)
+
+
+def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
+    """Every chosen scenario in turn; each adds its figures to `results` as soon as it ends."""
+    chosen = set(suite.scenarios)
+    storm = Storm(suite.hosts, suite.vpcs, suite.ports)
+    if chosen & {"storm", "churn", "fast-path", "raw"}:
+        main = run_storm(env, storm, churn=suite.churn if "churn" in chosen else (), churn_seconds=suite.churn_seconds,
+                         fast_path="fast-path" in chosen)
+        results["storm"] = main
+        if "raw" in chosen:
+            size = round(main["avg_message_bytes"])
+            env.say(f"raw Kafka ceiling: {main['messages_published']:,} messages of {size} B ...")
+            raw_topic = f"braw{int(time.time())}"
+            raw = results["raw_ceiling"] = baselines.raw_kafka(env.bootstrap, f"{raw_topic}.max", storm.host_list,
+                                                               main["messages_published"], size)
+            env.say(f"  {raw['messages_per_s']:,.0f} msg/s, p99 {raw['latency_ms']['p99']:.1f} ms")
+            half = next((p for p in main.get("churn", []) if abs(p["fraction"] - 0.5) < 1e-9), None)
+            if half:  # the same message rate and size as the 50 % churn phase produced
+                rate = half["messages_published"] / max(half["duration_s"], 1e-9)
+                size = round(half["avg_message_bytes"])
+                count = max(100, int(rate * suite.churn_seconds))
+                env.say(f"raw Kafka at the 50 % churn's rate: {count:,} messages of {size} B at {rate:,.0f}/s ...")
+                raw50 = results["raw_at_50"] = baselines.raw_kafka(env.bootstrap, f"{raw_topic}.half", storm.host_list,
+                                                                   count, size, rate=rate)
+                env.say(f"  p50 {raw50['latency_ms']['p50']:.1f} ms, p99 {raw50['latency_ms']['p99']:.1f} ms")
+            if env.external:
+                delete_topics(env.bootstrap, raw_topic, env.say)
+    if "restart" in chosen:
+        h, v, p = suite.restart
+        results["restart"] = run_restart(env, Storm(h, v, p), suite.restart_fraction)
+    if "strategies" in chosen:
+        h, v, p = suite.strategies
+        results["strategies"] = run_strategies(env, Storm(h, v, p))
+    # Multi-point scenarios keep each point in `results` as it comes: an interrupted run reports them.
+    if "hosts" in chosen:
+        points: list[dict[str, Any]] = results.setdefault("convergence_vs_hosts", [])
+        main = results.get("storm")
+        if main and main["hosts"] not in suite.sweep and main["hosts_per_vpc"] == suite.sweep_hosts_per_vpc \
+                and main["ports"] == suite.sweep_ports_per_host * main["hosts"]:
+            points.append(sweep_point(main))  # the main storm is the sweep's shape: one more point
+        for point in run_sweep(env, suite.sweep, suite.sweep_ports_per_host, suite.sweep_hosts_per_vpc):
+            points.append(point)
+            points.sort(key=lambda p: p["hosts"])
+    if "vpc-storm" in chosen:
+        storms: list[dict[str, Any]] = results.setdefault("vpc_storms", [])
+        for h, p in suite.vpc_storms:
+            storms.append(run_vpc_storm(env, h, p))
+    if "memory" in chosen:
+        memory: list[dict[str, Any]] = results.setdefault("memory", [])
+        for point in run_memory(env, suite.memory):
+            memory.append(point)
+
+
+def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
+    suite = suite_of(args)
+    started = datetime.now(UTC)
+    out: Path = args.out or Path("bench-results") / started.strftime("%Y%m%dT%H%M%SZ")
+    t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
+
+    results: dict[str, Any] = {"started": started.isoformat(), "machine": report.machine(),
+                               "config": {"suite": args.suite, **dataclasses.asdict(suite), "argv": sys.argv[1:]}}
+    code = 0
+    say(f"gs-bench: suite {args.suite}: {', '.join(suite.scenarios)}; writing {out}")
+    try:
+        with broker(args.bootstrap) as (bootstrap, external):
+            results["config"]["bootstrap"] = bootstrap if external else f"embedded ({bootstrap})"
+            run_suite(Env(bootstrap, out / "logs", say, suite.streams, external=external), suite, results)
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the broker's handler exits)
+        say("interrupted: daemons stopped; writing what was measured")
+        results["error"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"terminated ({exc.code})"
+        code = 130 if isinstance(exc, KeyboardInterrupt) else 143
+    except Exception as exc:  # noqa: BLE001 - reported, partial results kept
+        traceback.print_exc()
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        code = 1
+    results["elapsed_s"] = time.monotonic() - t0
+    report.write(out, results)
+    return out, results, code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    out, results, code = run(args)
+    print("\n" + report.table(report.summary_rows(results)))
+    print("\ntargets (measured, never asserted):")
+    for t in results["targets"]:
+        print(f"  {t['target']}: {t['by']}")
+    print(f"\nwritten: {out}/results.json, report.md, {len(results.get('plots', []))} plots ({results['elapsed_s']:.0f} s)")
+    if "error" in results:
+        print(f"gs-bench: stopped early: {results['error']}", file=sys.stderr)
+    return code

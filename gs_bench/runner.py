@@ -1,0 +1,188 @@
+"""Running a scenario: a DPM and simulator processes on a fresh topic prefix, the reply
+collector, and the caller that drives the DPM over gRPC.
+
+Processes: the broker (embedded Tansu, or `--bootstrap`), one `dpm-server` and one or more
+`aca-agent sim` are separate processes, so the DPM, the simulators and the broker share
+the cores instead of one Python interpreter. Readiness is a gRPC status answer; teardown
+(SIGTERM, then SIGKILL) runs on any exit, Ctrl-C included, and every daemon is started
+with PR_SET_PDEATHSIG so a killed bench leaves none behind."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from gs_bench.cluster import Daemon, agent_status, dpm_status, start_dpm, start_sim
+from gs_bench.measure import Push, ReplyCollector
+from gsmq.broker import embedded_or_external, free_port
+from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
+from gsmq.topics import Topics
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from gsmq.v1 import status_pb2
+
+Progress = Callable[[str], None]
+METHOD = "/alcor.schema.GoalStateProvisioner/PushGoalStatesStream"
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
+
+
+@dataclass
+class Env:
+    """Where scenarios run: the broker, a folder for the daemons' logs, a progress printer,
+    how many concurrent gRPC streams a caller opens, and whether the cluster is someone
+    else's (then every topic a scenario made is deleted after it)."""
+
+    bootstrap: str
+    workdir: Path
+    say: Progress = print
+    streams: int = 4
+    dpm_args: tuple[str, ...] = ()
+    external: bool = False
+
+
+@contextmanager
+def broker(bootstrap: str | None) -> Iterator[tuple[str, bool]]:
+    """(bootstrap address, external?): `bootstrap`, else $KAFKA_BOOTSTRAP_SERVERS, else an
+    embedded Tansu started here and stopped on the way out."""
+    external = bool(bootstrap or os.environ.get(ENV_BOOTSTRAP))
+    with embedded_or_external(bootstrap) as address:
+        yield address, external
+
+
+def delete_topics(bootstrap: str, prefix: str, say: Progress) -> None:
+    """Delete every topic named `<prefix>.*` (best effort: a leftover is reported, not fatal)."""
+    admin = AdminClient(KafkaSettings.from_env(bootstrap).admin())
+    try:
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".") or t == prefix]
+        for name, future in admin.delete_topics(names, operation_timeout=30).items() if names else ():
+            try:
+                future.result()
+            except KafkaException as exc:
+                say(f"  could not delete topic {name}: {exc}")
+    except KafkaException as exc:
+        say(f"  could not list or delete the topics of {prefix}: {exc}")
+
+
+@dataclass
+class Cluster:
+    """One DPM and its simulators on one topic prefix, with the reply collector."""
+
+    env: Env
+    dpm: Daemon
+    topics: Topics
+    logs: Path
+    sims: list[Daemon] = field(default_factory=list)
+    collector: ReplyCollector | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.dpm.status_port}"
+
+    def replies(self) -> ReplyCollector:
+        assert self.collector is not None
+        return self.collector
+
+    def dpm_status(self) -> status_pb2.DpmStatus:
+        return dpm_status(self.dpm.status_port)
+
+    def agent_statuses(self) -> list[status_pb2.AgentStatus]:
+        return [agent_status(s.status_port) for s in self.sims]
+
+    def start_sim(self, hosts: int, first_host: str, name: str, *extra: str) -> Daemon:
+        sim = start_sim(self.logs, self.env.bootstrap, self.topics.prefix, self.dpm.status_port, hosts, first_host, name, *extra)
+        self.sims.append(sim)
+        return sim
+
+
+@contextmanager
+def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args: str, sim_args: Sequence[str] = ()) -> Iterator[Cluster]:
+    """A DPM (`strategy`) and one simulator process per (hosts, first host) on a fresh topic
+    prefix; everything started is stopped on the way out, whatever happened."""
+    topics = Topics(f"b{uuid.uuid4().hex[:8]}")
+    logs = env.workdir / topics.prefix
+    logs.mkdir(parents=True, exist_ok=True)
+    dpm = start_dpm(logs, env.bootstrap, topics.prefix, strategy, "--reply-timeout", "120", "--retry-after", "30",
+                    *env.dpm_args, *dpm_args)
+    running = Cluster(env, dpm, topics, logs)
+    try:
+        for i, (count, first) in enumerate(sims):
+            running.start_sim(count, first, f"s{i}", *sim_args)
+        running.collector = ReplyCollector(KafkaSettings.from_env(env.bootstrap), topics.reply)
+        yield running
+    finally:
+        if running.collector is not None:
+            running.collector.close()
+        for daemon in [*running.sims, dpm]:  # restarted simulators included
+            daemon.stop()
+        if env.external:
+            delete_topics(env.bootstrap, topics.prefix, env.say)
+
+
+def push(address: str, payloads: Sequence[bytes | gs.GoalStateV2], streams: int = 1, rate: float | None = None,
+         lanes: Sequence[int] | None = None, timeout: float | None = None) -> Push:
+    """Drive a GoalStateProvisioner like callers do: `streams` concurrent PushGoalStatesStream
+    calls, each sending its share of the messages without waiting (the server pipelines
+    them) and reading one reply per input. Message i goes on stream `lanes[i] % streams`
+    (default i % streams): give two revisions of one port the same lane so they never race.
+    `rate` paces the sends over all streams (messages/s). Payloads are serialized before
+    the clock starts: the bench measures the server, not its own encoding. `timeout` (the
+    calls' deadline, so that a wedged DPM cannot hang the bench) defaults to 10 minutes plus
+    50 ms per message: long enough for the 100,000-port storms of `bench-scale`."""
+    data = [p if isinstance(p, bytes) else p.SerializeToString() for p in payloads]
+    timeout = 600.0 + 0.05 * len(data) if timeout is None else timeout
+    streams = max(1, min(streams, len(data)))
+    plan: list[list[int]] = [[] for _ in range(streams)]
+    for i in range(len(data)):
+        plan[(lanes[i] if lanes is not None else i) % streams].append(i)
+    sent = [0] * len(data)
+    replied = [0] * len(data)
+    failures = [0] * streams
+    errors: list[BaseException] = []
+    start = time.monotonic() + 0.05
+
+    def run(lane: int) -> None:
+        indices = plan[lane]
+
+        def requests() -> Iterator[bytes]:
+            for i in indices:
+                if rate:
+                    delay = start + i / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                sent[i] = time.time_ns()
+                yield data[i]
+
+        try:
+            with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+                call = channel.stream_stream(METHOD, request_serializer=None,
+                                             response_deserializer=gsp.GoalStateOperationReply.FromString)
+                for n, reply in enumerate(call(requests(), timeout=timeout)):
+                    replied[indices[n]] = time.time_ns()
+                    failures[lane] += sum(1 for s in reply.operation_statuses if s.operation_status != common.SUCCESS)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(lane,), name=f"bench-push-{lane}", daemon=True) for lane in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)  # stays interruptible by Ctrl-C
+    if errors:
+        raise errors[0]
+    return Push(sent, replied, sum(failures), streams)
+
+
+def free() -> int:
+    return free_port()

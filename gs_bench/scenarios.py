@@ -1,0 +1,426 @@
+"""The scenarios and their goal-state generators.
+
+A `Storm` lays out H simulated hosts in V VPCs and P ports over them and encodes each
+port create exactly as `gs_bench.topology.port_message` does (port + DHCP for its host, a
+neighbor for every other host of the VPC), but from byte templates: a port of a
+1,000-host VPC lists 999 hosts, and building those with protobuf calls costs more than
+the DPM's work on them. `Suite` holds every size; `SUITES` the named ones.
+
+Each `run_*` starts its own DPM and simulator processes on a fresh topic prefix
+(`gs_bench.runner.cluster`), drives the DPM over gRPC like a caller, and returns its figures."""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from gs_bench import baselines
+from gs_bench.cluster import agent_status, host_snapshot, host_state, wait_for
+from gs_bench.measure import Push, agent_delta, cdf_sample, delta, percentiles, phase_figures
+from gs_bench.runner import Cluster, Env, cluster, free, push
+from gs_bench.topology import Port, port_message, subnet_message, tables_of
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+
+STRATEGIES = ("vpc-multicast", "unicast-only", "topic-per-host")
+SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hosts", "vpc-storm", "memory")
+
+
+# --------------------------------------------------------------------------- generators
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+class Listing:
+    """`host_resources` entries naming one resource for many hosts, as bytes:
+    GoalStateV2.host_resources (field 2) = map entry {key 1: host, value 2: HostResources
+    {resources 1: ResourceIdType {type 1, id 2}}}. Per-host prefixes are cached by the
+    length of the value, so one listing is a single `bytes.join`."""
+
+    def __init__(self, hosts: list[str]) -> None:
+        self.hosts = hosts
+        self.index = {host: i for i, host in enumerate(hosts)}
+        self._keys = [_field(1, host.encode()) for host in hosts]
+        self._prefixes: dict[int, list[bytes]] = {}
+
+    def encode(self, rtype: int, rid: str, skip: str | None = None) -> bytes:
+        ref = b"\x08" + _varint(rtype) + _field(2, rid.encode())
+        value = _field(2, _field(1, ref))
+        prefixes = self._prefixes.get(len(value))
+        if prefixes is None:
+            prefixes = self._prefixes[len(value)] = [b"\x12" + _varint(len(k) + len(value)) + k for k in self._keys]
+        if skip is not None and skip in self.index:
+            i = self.index[skip]
+            parts = [p for p in (prefixes[:i], prefixes[i + 1 :]) if p]
+            return b"".join(value.join(p) + value for p in parts)
+        return value.join(prefixes) + value if prefixes else b""
+
+
+def host_ids(count: int, first: str = "10.1.0.1") -> list[str]:
+    """`count` consecutive IPv4 host ids from `first` (as `aca-agent sim --first-host` names them)."""
+    base = ipaddress.IPv4Address(first)
+    return [str(base + i) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Storm:
+    """A port storm: `hosts` simulated hosts dealt round-robin into `vpcs` VPCs, `ports`
+    ports dealt round-robin over the VPCs and over each VPC's hosts, so the first round
+    gives every host one port (bring-up) and the rest follow evenly."""
+
+    hosts: int
+    vpcs: int
+    ports: int
+    first_host: str = "10.1.0.1"
+    first_port: int = 0
+
+    @cached_property
+    def host_list(self) -> list[str]:
+        return host_ids(self.hosts, self.first_host)
+
+    @cached_property
+    def layout(self) -> dict[str, list[str]]:
+        """{vpc: its hosts}."""
+        vpcs = max(1, min(self.vpcs, self.hosts))
+        return {f"vpc-{v}": self.host_list[v::vpcs] for v in range(vpcs)}
+
+    @cached_property
+    def _vpc_names(self) -> list[str]:
+        return list(self.layout)
+
+    @cached_property
+    def _listings(self) -> dict[str, Listing]:
+        return {vpc: Listing(hosts) for vpc, hosts in self.layout.items()}
+
+    def port(self, i: int) -> Port:
+        vpc = self._vpc_names[i % len(self._vpc_names)]
+        hosts = self.layout[vpc]
+        n = self.first_port + i
+        host = hosts[(i // len(self._vpc_names)) % len(hosts)]
+        return Port(f"port-{n}", vpc, host, f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}",
+                    f"fa:16:3e:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}")
+
+    def subnets(self) -> list[gs.GoalStateV2]:
+        return [subnet_message(vpc, hosts) for vpc, hosts in self.layout.items() if hosts]
+
+    def encode(self, i: int, revision: int = 1, op: int = common.CREATE) -> bytes:
+        """Port i's message, byte for byte what `port_message(port, vpc hosts, revision, op)` parses to."""
+        port = self.port(i)
+        head = port_message(port, [port.host], revision, op).SerializeToString()
+        return head + self._listings[port.vpc].encode(common.NEIGHBOR, f"nb-{port.id}", skip=port.host)
+
+    def message(self, i: int, revision: int = 1, op: int = common.CREATE) -> gs.GoalStateV2:
+        port = self.port(i)
+        return port_message(port, self.layout[port.vpc], revision, op)
+
+    def creates(self) -> list[bytes]:
+        return [self.encode(i) for i in range(self.ports)]
+
+    def updates(self, count: int, start: int = 0, revision: int = 2) -> tuple[list[bytes], list[int]]:
+        """`count` port updates, cycling over the ports from `start` with revisions rising
+        per cycle (churn); returns the payloads and each one's port index (its stream lane)."""
+        payloads, lanes = [], []
+        for k in range(start, start + count):
+            i = k % self.ports
+            payloads.append(self.encode(i, revision + k // self.ports, common.UPDATE))
+            lanes.append(i)
+        return payloads, lanes
+
+    def resources(self, i: int) -> int:
+        """Host applications port i asks for: port + DHCP on its host, a neighbor on each other host."""
+        return 2 + len(self.layout[self.port(i).vpc]) - 1
+
+    def total_resources(self) -> int:
+        return sum(self.resources(i) for i in range(self.ports))
+
+    def describe(self) -> dict[str, int]:
+        return {"hosts": self.hosts, "vpcs": len(self.layout), "ports": self.ports,
+                "hosts_per_vpc": max(len(h) for h in self.layout.values())}
+
+
+def resources_in(goal: gs.GoalStateV2) -> int:
+    """How many resource applications a message asks for (one per host listing)."""
+    return sum(len(r.resources) for r in goal.host_resources.values())
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Every size the scenarios use; `gs-bench` options override single fields.
+
+    The default suite fits about 5 minutes on 2 cores: a simulator does the work of every
+    host it stands for (a port of a 100-host VPC is 101 applications and 100 replies), so
+    its single core bounds what the path can show. `make bench-scale` takes the big sizes."""
+
+    scenarios: tuple[str, ...]
+    hosts: int = 1000  # 1 + 2: the main storm, then churn on it (VPCs of hosts / vpcs hosts)
+    vpcs: int = 10
+    ports: int = 3000
+    churn: tuple[float, ...] = (0.1, 0.5, 0.9)  # fractions of the storm's measured goal states/s
+    churn_seconds: float = 8.0
+    restart: tuple[int, int, int] = (1000, 10, 2000)  # 3: hosts, VPCs, ports; kill -9 of `restart_fraction`
+    restart_fraction: float = 0.1
+    strategies: tuple[int, int, int] = (200, 2, 600)  # 4: VPCs of 100 hosts; topic-per-host makes a topic per host
+    sweep: tuple[int, ...] = (100, 300)  # 5: convergence (and RSS) against hosts, with the main storm's point ...
+    sweep_ports_per_host: int = 3
+    sweep_hosts_per_vpc: int = 100  # ... in VPCs of this many hosts
+    vpc_storms: tuple[tuple[int, int], ...] = ((1000, 300),)  # one VPC: (hosts, ports); 10,000 ports: bench-scale
+    memory: tuple[int, ...] = (1000, 10000)  # idle simulators of this many hosts
+    streams: int = 4  # concurrent caller streams
+
+
+SUITES: dict[str, Suite] = {
+    "default": Suite(scenarios=SCENARIOS),
+    "tiny": Suite(scenarios=SCENARIOS, hosts=20, vpcs=2, ports=40, churn=(0.5,), churn_seconds=1.5, restart=(20, 2, 60),
+                  strategies=(10, 1, 20), sweep=(10,), sweep_ports_per_host=2, sweep_hosts_per_vpc=10,
+                  vpc_storms=((10, 30),), memory=(100,), streams=2),
+    "scale": Suite(scenarios=("hosts", "vpc-storm", "memory"), sweep=(100, 1000, 10000, 100000), sweep_ports_per_host=1,
+                   vpc_storms=((1000, 1000), (1000, 10000), (100, 100000)), memory=(100, 1000, 10000, 100000)),
+}
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def pushed(c: Cluster, storm: Storm, payloads: list[bytes], lanes: list[int] | None = None, rate: float | None = None,
+           resources: int | None = None) -> dict[str, Any]:
+    """Push `payloads` to the DPM and return the phase's figures (the DPM's and simulators' counters
+    are read before and after, so a phase counts only its own traffic)."""
+    dpm_before, agents_before = c.dpm_status(), c.agent_statuses()
+    result = push(c.address, payloads, c.env.streams, rate, lanes=lanes)
+    replies = c.replies()
+    replies.settle()
+    window = replies.window(result.first_sent_ns, result.last_reply_ns + 1)
+    figures = phase_figures(result, window, resources if resources is not None else storm.total_resources(),
+                            delta(c.dpm_status(), dpm_before), agent_delta(c.agent_statuses(), agents_before))
+    return figures
+
+
+def _sim_memory(c: Cluster, hosts: int) -> dict[str, float]:
+    rss = sum(a.rss_bytes for a in c.agent_statuses())
+    return {"sim_rss_bytes": rss, "sim_rss_per_host_bytes": rss / max(hosts, 1)}
+
+
+def run_storm(env: Env, storm: Storm, strategy: str = "vpc-multicast", churn: tuple[float, ...] = (), churn_seconds: float = 8.0,
+              fast_path: bool = False, bring_up_apart: bool = False) -> dict[str, Any]:
+    """Scenario 1 (and 4, 5): subnets, then every port create; optionally churn (scenario 2) at
+    fractions of the storm's rate, and the same storm straight to the simulator (gRPC fast path).
+    `bring_up_apart` pushes the first round (every host's first port) on its own, so the
+    bytes of the steady state after it can be told apart."""
+    sim_args: list[str] = ["--channel", "topic-per-host" if strategy == "topic-per-host" else "unicast"]
+    if fast_path:
+        sim_args += ["--grpc-port", str(free())]
+    env.say(f"storm[{strategy}]: {storm.hosts} hosts, {len(storm.layout)} VPCs, {storm.ports} ports: encoding, starting the DPM and simulator ...")
+    creates = storm.creates()
+    with cluster(env, strategy, [(storm.hosts, storm.first_host)], sim_args=sim_args) as c:
+        push(c.address, [m.SerializeToString() for m in storm.subnets()], env.streams)
+        c.replies().settle(0.3)
+        env.say(f"storm[{strategy}]: pushing {len(creates)} port creates on {env.streams} streams ...")
+        if bring_up_apart:
+            first = min(storm.hosts, storm.ports)
+            bring_up = pushed(c, storm, creates[:first], resources=sum(storm.resources(i) for i in range(first)))
+            steady = pushed(c, storm, creates[first:], resources=sum(storm.resources(i) for i in range(first, storm.ports)))
+            figures = _combine(bring_up, steady)
+            figures["bring_up"], figures["steady"] = _brief(bring_up), _brief(steady)
+        else:
+            figures = pushed(c, storm, creates)
+        figures.update(storm.describe(), strategy=strategy, **_sim_memory(c, storm.hosts))
+        env.say(f"  converged in {figures['convergence_s']:.2f} s, {figures['goal_states_per_s']:.0f} goal states/s, "
+                f"{figures['resources_per_s']:.0f} resources/s, p99 publish->applied {figures['publish_to_applied_ms']['p99']:.1f} ms, "
+                f"{figures['bytes_published']:,} B published")
+        if churn:
+            figures["churn"] = _churn(env, c, storm, figures["goal_states_per_s"], churn, churn_seconds)
+        if fast_path:
+            port = int(c.sims[0].args[c.sims[0].args.index("--grpc-port") + 1])
+            fresh = Storm(storm.hosts, storm.vpcs, storm.ports, storm.first_host, first_port=storm.first_port + 10_000_000)
+            env.say("gRPC fast path: the same storm straight to the simulator ...")
+            figures["grpc_fast_path"] = baselines.grpc_fast_path(f"127.0.0.1:{port}", fresh.creates(), env.streams,
+                                                                 fresh.total_resources())
+            fp = figures["grpc_fast_path"]
+            env.say(f"  {fp['goal_states_per_s']:.0f} goal states/s, p99 send->reply {fp['send_to_reply_ms']['p99']:.1f} ms")
+        return figures
+
+
+def _brief(figures: dict[str, Any]) -> dict[str, Any]:
+    keys = ("inputs", "duration_s", "convergence_s", "messages_published", "unicast_messages", "multicast_messages",
+            "bytes_published", "bytes_consumed", "goal_states_per_s")
+    return {k: figures[k] for k in keys}
+
+
+def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """A storm pushed in two phases, counted whole (rates over the sum of the phases' durations)."""
+    out = dict(b)
+    for k in ("inputs", "resources", "failures", "replies", "messages_published", "unicast_messages", "multicast_messages",
+              "bytes_published", "bytes_consumed", "messages_applied", "replies_received", "requests_completed",
+              "requests_failed", "retries", "resyncs_served"):
+        out[k] = a[k] + b[k]
+    for k in ("duration_s", "convergence_s", "first_send_to_last_applied_s"):
+        out[k] = a[k] + b[k]
+    out["goal_states_per_s"] = out["inputs"] / out["duration_s"] if out["duration_s"] else 0.0
+    out["resources_per_s"] = out["resources"] / out["duration_s"] if out["duration_s"] else 0.0
+    out["messages_per_s"] = out["messages_published"] / out["convergence_s"] if out["convergence_s"] else 0.0
+    out["avg_message_bytes"] = out["bytes_published"] / max(out["messages_published"], 1)
+    return out
+
+
+def _churn(env: Env, c: Cluster, storm: Storm, max_rate: float, fractions: tuple[float, ...], seconds: float) -> list[dict[str, Any]]:
+    """Scenario 2: port updates offered at fixed rates (fractions of the storm's goal states/s)."""
+    phases = []
+    start = 0
+    for fraction in fractions:
+        rate = max(1.0, fraction * max_rate)
+        count = max(10, int(rate * seconds))
+        payloads, lanes = storm.updates(count, start)
+        start += count
+        env.say(f"churn at {fraction:.0%} of max: {rate:.0f} goal states/s for {seconds:.0f} s ...")
+        figures = pushed(c, storm, payloads, lanes, rate=rate, resources=sum(storm.resources(i % storm.ports) for i in lanes))
+        lat = figures["publish_to_applied_ms"]
+        phases.append({"fraction": fraction, "offered_per_s": rate, "achieved_per_s": figures["goal_states_per_s"], **figures})
+        env.say(f"  publish->applied p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, p99 {lat['p99']:.1f}, max {lat['max']:.1f} ms; "
+                f"caller p99 {figures['caller_reply_ms']['p99']:.1f} ms")
+    return phases
+
+
+def run_restart(env: Env, storm: Storm, fraction: float = 0.1) -> dict[str, Any]:
+    """Scenario 3: the hosts in two simulator processes (1 - fraction, fraction); kill -9 the
+    second halfway through the storm, restart it, time its resync and compare its hosts'
+    state with the DPM's snapshot (GetHostState against GetHostSnapshot on a sample)."""
+    hosts = storm.host_list
+    split = storm.hosts - max(1, int(storm.hosts * fraction))
+    victims = hosts[split:]
+    with cluster(env, "vpc-multicast", [(split, hosts[0]), (len(victims), victims[0])], sim_args=["--channel", "unicast"]) as c:
+        push(c.address, [m.SerializeToString() for m in storm.subnets()], env.streams)
+        creates = storm.creates()
+        env.say(f"restart: {storm.hosts} hosts ({split} + {len(victims)} in two simulators), {storm.ports} ports; "
+                f"kill -9 of the {len(victims)} halfway ...")
+        done: dict[str, Push] = {}
+        failed: list[BaseException] = []
+
+        def storm_push() -> None:
+            try:
+                done["push"] = push(c.address, creates, env.streams)
+            except BaseException as exc:  # noqa: BLE001
+                failed.append(exc)
+
+        base = c.dpm_status().requests_completed
+        pusher = threading.Thread(target=storm_push, daemon=True)
+        pushed_at = time.monotonic()
+        pusher.start()
+        wait_for(lambda: c.dpm_status().requests_completed >= base + len(creates) // 2 or not pusher.is_alive(), "half the storm", 600)
+        victim = c.sims.pop(1)
+        victim.signal(signal.SIGKILL)
+        killed = time.monotonic()
+        killed_ns = time.time_ns()
+        sim = c.start_sim(len(victims), victims[0], "s1-restarted", "--channel", "unicast")
+        restarted = time.monotonic()
+        while pusher.is_alive():
+            pusher.join(0.2)
+        if failed:
+            raise failed[0]
+        storm_done = time.monotonic()
+        sample = victims[:: max(1, len(victims) // 20)]
+        mismatched: list[str] = []
+
+        def converged() -> bool:
+            mismatched[:] = [h for h in sample if tables_of(host_state(sim.status_port, h)) != tables_of(host_snapshot(c.dpm.status_port, h))]
+            return not mismatched
+
+        ok = True
+        try:
+            wait_for(converged, "restarted hosts to converge", deadline=120, every=0.1)
+        except AssertionError:
+            ok = False
+        resynced = time.monotonic()
+        c.replies().settle(0.3, 10)
+        # every restarted host's first apply after the kill: its full-state resync (gs-full)
+        first_after: dict[str, int] = {}
+        victim_set = set(victims)
+        for r in c.replies().replies[:]:
+            if r.applied_ns >= killed_ns and r.host in victim_set:
+                first_after[r.host] = min(first_after.get(r.host, r.applied_ns), r.applied_ns)
+        all_back = (max(first_after.values()) - killed_ns) / 1e9 if len(first_after) == len(victims) else None  # since the kill
+        # and a sample of the hosts that never went down
+        survivors = hosts[: split : max(1, split // 20)]
+        survivors_ok = all(tables_of(host_state(c.sims[0].status_port, h)) == tables_of(host_snapshot(c.dpm.status_port, h))
+                           for h in survivors)
+        result = done["push"]
+        dpm = c.dpm_status()
+        status = agent_status(sim.status_port)
+        back = f"{all_back:.2f} s" if all_back is not None else f"not all ({len(first_after)} of {len(victims)})"
+        env.say(f"  restarted in {restarted - killed:.2f} s (kill -9 at {killed - pushed_at:.1f} s into the storm); every restarted host "
+                f"applied its resync {back} after the kill; matched the snapshot {resynced - storm_done:.2f} s after the storm ended "
+                f"({resynced - restarted:.2f} s after restart); snapshot match on {len(sample)} restarted hosts: {ok}, "
+                f"on {len(survivors)} others: {survivors_ok}")
+        return {"hosts": storm.hosts, "vpcs": len(storm.layout), "killed_hosts": len(victims), "ports": storm.ports,
+                "killed_at_s": killed - pushed_at, "restart_s": restarted - killed, "resync_s": all_back,
+                "hosts_resynced": len(first_after), "converged_after_restart_s": resynced - restarted,
+                "after_storm_s": resynced - storm_done,
+                "checked_hosts": len(sample), "matches_snapshot": ok, "mismatched_hosts": mismatched[:10],
+                "survivors_checked": len(survivors), "survivors_match_snapshot": survivors_ok,
+                "failures": result.failures, "storm_duration_s": result.duration_s, "inputs": result.inputs,
+                "caller_reply_ms": percentiles(result.latencies_ms()),
+                "retries": dpm.retries, "resyncs_served": dpm.resyncs_served, "restarted_sim_resyncs": status.resyncs}
+
+
+def run_strategies(env: Env, storm: Storm) -> list[dict[str, Any]]:
+    """Scenario 4: the same storm under each strategy; the first round (every host's first
+    port, which carries the VPC's states by unicast) is pushed apart from the steady state."""
+    return [run_storm(env, storm, strategy, bring_up_apart=True) for strategy in STRATEGIES]
+
+
+def run_sweep(env: Env, counts: tuple[int, ...], ports_per_host: int, hosts_per_vpc: int) -> Iterator[dict[str, Any]]:
+    """Scenario 5: convergence time and simulator RSS against the number of simulated hosts,
+    a point as soon as it is measured (an interrupted run keeps those before)."""
+    for count in counts:
+        storm = Storm(count, max(1, count // hosts_per_vpc), ports_per_host * count)
+        yield sweep_point(run_storm(env, storm))
+
+
+def sweep_point(storm: dict[str, Any]) -> dict[str, Any]:
+    """What the convergence-against-hosts plot keeps of a storm."""
+    keys = ("hosts", "vpcs", "hosts_per_vpc", "ports", "inputs", "convergence_s", "goal_states_per_s", "resources_per_s",
+            "bytes_published", "sim_rss_bytes", "sim_rss_per_host_bytes", "failures", "publish_to_applied_ms")
+    return {k: storm[k] for k in keys}
+
+
+def run_vpc_storm(env: Env, hosts: int, ports: int) -> dict[str, Any]:
+    """One VPC of `ports` ports over `hosts` hosts (the target: 10,000 ports on 1,000 hosts < 5 s)."""
+    return run_storm(env, Storm(hosts, 1, ports))
+
+
+def run_memory(env: Env, counts: tuple[int, ...]) -> Iterator[dict[str, Any]]:
+    """Resident memory of an idle simulator per host count, and above a 1-host simulator
+    (a point as soon as it is measured)."""
+    base = 0
+    for count in (1, *counts):
+        with cluster(env, "vpc-multicast", [(count, "10.1.0.1")], sim_args=["--channel", "unicast"]) as c:
+            wait_for(lambda: c.agent_statuses()[0].rss_bytes > 0, "simulator RSS")
+            rss = c.agent_statuses()[0].rss_bytes
+        if count == 1:
+            base = rss
+            continue
+        env.say(f"memory: idle simulator of {count:,} hosts: {rss / 2**20:.0f} MiB, {rss / count / 1024:.2f} KiB per host")
+        yield {"hosts": count, "rss_bytes": rss, "per_host_bytes": rss / count, "above_one_host_per_host_bytes": (rss - base) / count}
+
+
+__all__ = ["SCENARIOS", "STRATEGIES", "SUITES", "Storm", "Suite", "cdf_sample", "host_ids", "resources_in"]

@@ -1,0 +1,1 @@
+"""Alcor's protobuf API (package `alcor.schema`), generated from `proto/alcor/schema/*.proto`."""

@@ -1,0 +1,1 @@
+"""Generated code of protobuf package `alcor.schema` (`make proto`); the `.proto` sources ship beside it."""

@@ -1,0 +1,1 @@
+"""Generated code of protobuf package `gsmq.v1`, our own status services (`make proto`)."""

@@ -45,13 +45,13 @@ test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
 bench: $(STAMP)
-	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m gs_bench $(BENCH_ARGS)
 
 bench-tiny: $(STAMP)
-	$(PY) -m bench --suite tiny $(BENCH_ARGS)
+	$(PY) -m gs_bench --suite tiny $(BENCH_ARGS)
 
 bench-scale: $(STAMP)
-	$(PY) -m bench --suite scale $(BENCH_ARGS)
+	$(PY) -m gs_bench --suite scale $(BENCH_ARGS)
 
 broker: $(STAMP)
 	$(VENV)/bin/gsctl broker

@@ -18,27 +18,27 @@ import structlog
 
 from aca_agent.counters import Counters
 from aca_agent.dataplane import DataPlane
-from gsmq import headers as h
-from gsmq.resources import MAP_FIELD, VPC_WIDE, ResourceKey, iter_states, revision_of, state_map, vpc_of
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from gsmq import wire
+from gsmq.resources import (
+    APPLY_ORDER,
+    APPLY_RANK,
+    MAP_FIELD,
+    NEEDS_SUBNET,
+    VPC_WIDE,
+    Order,
+    ResourceKey,
+    is_full,
+    iter_states,
+    order,
+    own_neighbor,
+    state_map,
+    subnets_of,
+    vpc_of,
+)
 
 log = structlog.get_logger()
-
-# Parents before children, so that a port in a subnet of the same message is not PENDING.
-APPLY_ORDER: tuple[int, ...] = (
-    common.VPC,
-    common.SUBNET,
-    common.SECURITYGROUP,
-    common.ROUTER,
-    common.GATEWAY,
-    common.PORT,
-    common.DHCP,
-    common.NEIGHBOR,
-)
-_RANK = {rtype: i for i, rtype in enumerate(APPLY_ORDER)}
-_HAS_UPDATE_TYPE = frozenset(MAP_FIELD) - {common.GATEWAY}  # GatewayConfiguration has no update_type
-_CHILDREN = frozenset({common.PORT, common.DHCP, common.NEIGHBOR})  # types whose subnet must be known
 _UINT32_MAX = 0xFFFFFFFF
 
 
@@ -105,26 +105,10 @@ class HostState:
     seq: int = 0
 
 
-def parse_follow(value: str, epoch: str = "") -> dict[str, Cursor]:
-    """`gs-follow: X=P:O:S[,Y=...]` as {vpc: Cursor}; malformed entries are logged and left out."""
-    out: dict[str, Cursor] = {}
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        vpc, _, spec = item.rpartition("=")
-        try:
-            part, offset, seq = (int(x) for x in spec.split(":"))
-        except ValueError:
-            log.warning("bad_follow_header", entry=item)
-            continue
-        if vpc:
-            out[vpc] = Cursor(part, offset, seq, epoch)
-    return out
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    try:
-        return int(headers[name])
-    except (KeyError, ValueError):
-        return None
+def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
+    """The `gs-follow` positions of a message as cursors of its epoch (BadHeader when malformed)."""
+    epoch = headers.get(wire.EPOCH, "")
+    return {vpc: Cursor(p.partition, p.offset, p.seq, epoch) for vpc, p in wire.decode_follow(headers.get(wire.FOLLOW, "")).items()}
 
 
 def _us(ns: int) -> int:
@@ -145,33 +129,34 @@ class Applier:
 
     def apply_unicast(self, host: str, goal: gs.GoalStateV2, headers: Mapping[str, str]) -> Result | None:
         """A message for one host (key = host): apply what `host_resources[host]` lists
-        (everything in the message when host_resources is empty). None: not served."""
+        (everything in the message when host_resources is empty). None: not served.
+        BadHeader (nothing applied) when a header breaks the wire conventions."""
         hs = self.hosts.get(host)
         if hs is None:
             return None
+        seq, sent_ns, follow = wire.number_header(headers, wire.SEQ), wire.number_header(headers, wire.SENT_NS), follow_cursors(headers)
         start = time.perf_counter_ns()
-        resync = self._check_seq(hs, headers)
+        resync = self._check_seq(hs, headers, seq)
         if len(goal.host_resources):
             entries = self._entries(goal, goal.host_resources[host].resources if host in goal.host_resources else ())
         else:
             entries = self._all_entries(goal, host)
-        full = headers.get(h.FULL) == "1"
-        follow = parse_follow(headers.get(h.FOLLOW, ""), headers.get(h.EPOCH, ""))
-        statuses = self._apply(hs, entries, _int_header(headers, h.SENT_NS), whole=full, follow=follow)
+        full = headers.get(wire.FULL) == "1"
+        statuses = self._apply(hs, entries, sent_ns, whole=full, follow=follow)
         return self._result(hs, statuses, start, resync)
 
     def apply_multicast(
         self, vpc: str, goal: gs.GoalStateV2, headers: Mapping[str, str], partition: int, offset: int
     ) -> list[Result]:
         """A VPC-wide message: apply it for every served host that follows `vpc` and has
-        not applied it yet (offset >= the cursor's offset, gs-seq > the cursor's seq)."""
+        not applied it yet (offset >= the cursor's offset, gs-seq > the cursor's seq).
+        BadHeader (nothing applied) when a header breaks the wire conventions."""
+        seq, sent_ns = wire.number_header(headers, wire.SEQ), wire.number_header(headers, wire.SENT_NS)
         hosts = self.followers.get(vpc)
         if not hosts:
             self.counters.messages_skipped += 1
             return []
-        seq = _int_header(headers, h.SEQ)
-        epoch = headers.get(h.EPOCH, "")
-        sent_ns = _int_header(headers, h.SENT_NS)
+        epoch = headers.get(wire.EPOCH, "")
         entries: list[tuple[int, str, Any]] | None = None
         results: list[Result] = []
         for host in list(hosts):
@@ -191,7 +176,7 @@ class Applier:
             if entries is None:
                 entries = self._all_entries(goal, None)
             start = time.perf_counter_ns()
-            mine = [e for e in entries if not (e[0] == common.NEIGHBOR and _own_neighbor(e[2], host))]
+            mine = [e for e in entries if not own_neighbor(e[0], e[2], host)]
             statuses = self._apply(hs, mine, sent_ns, whole=False, follow={}, scope_vpc=vpc)
             results.append(self._result(hs, statuses, start, resync))
         return results
@@ -232,16 +217,16 @@ class Applier:
 
     # ---- message level ------------------------------------------------------------
 
-    def _check_seq(self, hs: HostState, headers: Mapping[str, str]) -> bool:
-        """Track the host's gs-seq per gs-epoch; True when a gap shows (resync needed)."""
-        seq = _int_header(headers, h.SEQ)
+    def _check_seq(self, hs: HostState, headers: Mapping[str, str], seq: int | None) -> bool:
+        """Track the host's gs-seq (`seq`) per gs-epoch; True when a gap shows (resync needed)."""
         if seq is None:
             return False
-        epoch = headers.get(h.EPOCH, "")
-        gap = hs.epoch == epoch and headers.get(h.FULL) != "1" and seq > hs.seq + 1
+        epoch = headers.get(wire.EPOCH, "")
+        full = headers.get(wire.FULL) == "1"
+        gap = hs.epoch == epoch and not full and seq > hs.seq + 1
         if gap:
             log.warning("sequence_gap", host=hs.host, epoch=epoch, expected=hs.seq + 1, got=seq)
-        if hs.epoch != epoch or seq > hs.seq or headers.get(h.FULL) == "1":
+        if hs.epoch != epoch or seq > hs.seq or full:
             hs.epoch, hs.seq = epoch, seq
         return gap
 
@@ -252,18 +237,14 @@ class Applier:
         for item in listed:
             states = state_map(goal, item.type) if item.type in MAP_FIELD else {}
             out.append((int(item.type), str(item.id), states[item.id] if item.id in states else None))
-        out.sort(key=lambda e: _RANK.get(e[0], len(_RANK)))
+        out.sort(key=lambda e: APPLY_RANK.get(e[0], len(APPLY_RANK)))
         return out
 
     @staticmethod
     def _all_entries(goal: gs.GoalStateV2, host: str | None) -> list[tuple[int, str, Any]]:
         """Every state of the message, parents first (minus the host's own neighbors)."""
-        out = [
-            (rtype, rid, state)
-            for rtype, rid, state in iter_states(goal)
-            if host is None or not (rtype == common.NEIGHBOR and _own_neighbor(state, host))
-        ]
-        out.sort(key=lambda e: _RANK[e[0]])
+        out = [(rtype, rid, state) for rtype, rid, state in iter_states(goal) if host is None or not own_neighbor(rtype, state, host)]
+        out.sort(key=lambda e: APPLY_RANK[e[0]])
         return out
 
     def _apply(
@@ -283,7 +264,7 @@ class Applier:
         new_subnets: list[str] = []
         for rtype, rid, state in entries:
             seen.setdefault(rtype, set()).add(rid)
-            if state is not None and rtype in _HAS_UPDATE_TYPE and state.configuration.update_type == common.FULL:
+            if state is not None and is_full(rtype, state):
                 full_types.add(rtype)
             status = self._apply_one(hs, rtype, rid, state, sent_ns)
             statuses.append(status)
@@ -319,16 +300,15 @@ class Applier:
         op = int(state.operation_type)
         key = (rtype, rid)
         config = state.configuration
-        rev = int(config.revision_number)
         current = self.dataplane.table(hs.host, rtype).get(rid)
         pend = hs.pending.get(key)
         dp_ns = 0
         if op == common.DELETE:
             status = common.SUCCESS
-            if pend is not None and (rev == 0 or rev >= revision_of(pend.state)):
+            if pend is not None and order(state, pend.state) is Order.NEWER:
                 self._drop_pending(hs, key)
             if current is not None:
-                if rev and rev < revision_of(current):
+                if order(state, current) is Order.OLDER:
                     self.counters.out_of_order += 1
                     status = common.OUT_OF_ORDER
                 else:
@@ -338,16 +318,18 @@ class Applier:
             if rtype == common.PORT and key not in hs.pending and rid not in self.dataplane.table(hs.host, rtype):
                 self._untrack_port(hs, rid)
         else:
-            known = pend.state if pend is not None else current
-            known_rev = revision_of(known) if known is not None else None
-            if known_rev is not None and rev == known_rev:
+            verdict = order(state, pend.state if pend is not None else current)
+            if verdict is Order.SAME:
                 self.counters.duplicates += 1
                 status = common.PENDING if pend is not None else common.SUCCESS
-            elif known_rev is not None and rev < known_rev:
+            elif verdict is Order.OLDER:
                 self.counters.out_of_order += 1
                 status = common.OUT_OF_ORDER
+            elif verdict is Order.CONFLICT:
+                self.counters.conflicts += 1
+                status = common.INVALID_ARG
             else:
-                missing = self._missing_parents(hs, rtype, config) if rtype in _CHILDREN else None
+                missing = self._missing_parents(hs, rtype, state) if rtype in NEEDS_SUBNET else None
                 if missing:
                     self._drop_pending(hs, key)
                     hs.pending[key] = _Pending(state, missing)
@@ -367,14 +349,10 @@ class Applier:
         elapse = _us(time.time_ns() - sent_ns) if sent_ns else 0
         return ResourceStatus(rid, rtype, op, status, _us(dp_ns), _us(end - start - dp_ns), elapse)
 
-    def _missing_parents(self, hs: HostState, rtype: int, config: Any) -> set[str]:
-        """Subnets a port/DHCP/neighbor (`_CHILDREN`) refers to that the host does not have."""
-        if rtype == common.DHCP:
-            wanted = [config.subnet_id]
-        else:
-            wanted = [ip.subnet_id for ip in config.fixed_ips]
+    def _missing_parents(self, hs: HostState, rtype: int, state: Any) -> set[str]:
+        """Subnets a state refers to (`resources.subnets_of`) that the host does not have."""
         subnets = self.dataplane.table(hs.host, common.SUBNET)
-        return {s for s in wanted if s and s not in subnets}
+        return {s for s in subnets_of(rtype, state) if s not in subnets}
 
     def _drop_pending(self, hs: HostState, key: ResourceKey) -> None:
         pend = hs.pending.pop(key, None)
@@ -466,7 +444,3 @@ class Applier:
         self._changes.append(FollowChange(hs.host, vpc, False))
         log.debug("vpc_unfollowed", host=hs.host, vpc=vpc)
 
-
-def _own_neighbor(state: Any, host: str) -> bool:
-    """A neighbor on the host itself is its own port, not a neighbor."""
-    return bool(state.HasField("configuration") and state.configuration.host_ip_address == host)

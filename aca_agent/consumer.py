@@ -24,17 +24,17 @@ from google.protobuf.message import DecodeError
 
 from aca_agent.applier import Applier, FollowChange, Result
 from aca_agent.replies import reply_envelope
-from gsmq import headers as h
+from alcor.schema import goalstate_pb2 as gs
+from gsmq import wire
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, Sink, Source
-from alcor.schema import goalstate_pb2 as gs
+from gsmq.wire import BadHeader, MessageType
 
 log = structlog.get_logger()
 
 CHANNELS = ("auto", "unicast", "topic-per-host", "both")
 HOST_TOPIC_CHECK_S = 2.0  # auto: how often to look for host topics not there yet
-GOAL_STATE_TYPE = "GoalStateV2"
 
 TopicPartition = tuple[str, int]
 
@@ -183,12 +183,12 @@ class AgentConsumer:
     def _handle(self, env: Envelope, outgoing: list[Envelope]) -> list[Result]:
         """Decode and apply one message; markers and other hosts' messages are skipped,
         undecodable or unappliable ones go to the dead-letter topic."""
-        if env.headers.get(h.MSG_TYPE, GOAL_STATE_TYPE) != GOAL_STATE_TYPE:
+        if wire.message_type(env.headers) != MessageType.GOAL_STATE:
             self.counters.messages_skipped += 1
             return []
         multicast = env.topic == self.topics.multicast
         if multicast:
-            vpc = env.headers.get(h.VPC_ID) or env.key
+            vpc = env.headers.get(wire.VPC_ID) or env.key
             if vpc not in self.applier.followers:
                 self.counters.messages_skipped += 1
                 return []
@@ -206,6 +206,9 @@ class AgentConsumer:
             if multicast:
                 return self.applier.apply_multicast(vpc, goal, env.headers, env.partition, env.offset)
             result = self.applier.apply_unicast(host, goal, env.headers)
+        except BadHeader as exc:
+            outgoing.append(self._dead_letter(env, str(exc)))
+            return []
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the agent
             log.exception("apply_failed", topic=env.topic, partition=env.partition, offset=env.offset)
             outgoing.append(self._dead_letter(env, f"unappliable: {type(exc).__name__}: {exc}"))
@@ -215,16 +218,7 @@ class AgentConsumer:
     def _dead_letter(self, env: Envelope, reason: str) -> Envelope:
         log.warning("dead_lettered", topic=env.topic, partition=env.partition, offset=env.offset, error=reason)
         self.counters.dead_lettered += 1
-        headers = dict(env.headers)
-        headers.update(
-            {
-                h.ERROR: reason,
-                h.SOURCE_TOPIC: env.topic,
-                h.SOURCE_PARTITION: str(env.partition),
-                h.SOURCE_OFFSET: str(env.offset),
-            }
-        )
-        return Envelope(self.topics.dead_letter, env.key, env.value, headers)
+        return wire.dead_letter(env, self.topics.dead_letter, reason)
 
     # ---- multicast partitions -----------------------------------------------------
 

@@ -18,3 +18,4 @@ class Counters:
     resyncs: int = 0  # hosts for which a resync was requested
     bytes_consumed: int = 0
     replies_sent: int = 0
+    conflicts: int = 0  # resources at the held revision with other content (refused)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from aca_agent.applier import Result
-from gsmq import headers as h
-from gsmq.transport import Envelope
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from gsmq import wire
+from gsmq.transport import Envelope
+from gsmq.wire import MessageType
 
-REPLY_TYPE = "GoalStateOperationReply"
-_ECHOED = (h.REQUEST_ID, h.SEQ, h.VPC_ID, h.SENT_NS)
+_ECHOED = (wire.REQUEST_ID, wire.SEQ, wire.VPC_ID, wire.SENT_NS)
 
 
 def build_reply(results: Iterable[Result]) -> gsp.GoalStateOperationReply:
@@ -37,9 +37,9 @@ def build_reply(results: Iterable[Result]) -> gsp.GoalStateOperationReply:
 def reply_headers(result: Result, incoming: Mapping[str, str]) -> dict[str, str]:
     """gs-request-id, gs-seq, gs-vpc-id, gs-sent-ns echoed; the replying host, when applied, the type."""
     out = {name: incoming[name] for name in _ECHOED if name in incoming}
-    out[h.HOST_ID] = result.host
-    out[h.APPLIED_NS] = str(result.applied_ns)
-    out[h.MSG_TYPE] = REPLY_TYPE
+    out[wire.HOST_ID] = result.host
+    out[wire.APPLIED_NS] = str(result.applied_ns)
+    out[wire.MSG_TYPE] = MessageType.REPLY
     return out
 
 

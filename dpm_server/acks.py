@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from dpm_server.planner import Input
-from dpm_server.publisher import MARKER, Token
-from gsmq import headers as h
-from gsmq.resources import ResourceKey
-from gsmq.transport import Envelope
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from dpm_server.planner import Input
+from gsmq import wire
+from gsmq.resources import ResourceKey
+from gsmq.transport import Envelope
+from gsmq.wire import BadHeader, MessageType, Token
 
 log = structlog.get_logger()
 Reply = tuple[str, Mapping[str, str], gsp.GoalStateOperationReply]  # (replying host, headers, reply)
@@ -47,28 +47,32 @@ class Pending:
     total_us: int = 0
 
 
-def decode_replies(messages: Iterable[Envelope]) -> list[Reply]:
-    """The host replies among messages consumed from the reply topic (markers skipped,
-    undecodable ones logged and skipped: a broken reply is not fatal)."""
+def decode_replies(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tuple[list[Reply], list[Envelope]]:
+    """The host replies among messages consumed from the reply topic (markers skipped), and a
+    dead letter for each one refused (undecodable, or a malformed header): a broken reply is
+    refused alone, never fatal to its batch."""
     out: list[Reply] = []
+    refused: list[Envelope] = []
     for message in messages:
-        if message.headers.get(h.MSG_TYPE) == MARKER:
+        if wire.message_type(message.headers) == MessageType.MARKER:
             continue
         reply = gsp.GoalStateOperationReply()
         try:
+            wire.reply_token(message.headers)
             reply.ParseFromString(message.value)
-        except Exception:  # noqa: BLE001 - DecodeError and friends
-            log.warning("reply_undecodable", partition=message.partition, offset=message.offset)
+        except BadHeader as exc:
+            refused.append(_refuse(message, dead_letter_topic, str(exc)))
             continue
-        out.append((message.headers.get(h.HOST_ID) or message.key, message.headers, reply))
-    return out
+        except Exception as exc:  # noqa: BLE001 - DecodeError and friends
+            refused.append(_refuse(message, dead_letter_topic, f"undecodable GoalStateOperationReply: {exc}"))
+            continue
+        out.append((message.headers.get(wire.HOST_ID) or message.key, message.headers, reply))
+    return out, refused
 
 
-def reply_token(headers: Mapping[str, str]) -> Token:
-    """The token a reply acknowledges, from its echoed headers."""
-    seq = headers.get(h.SEQ, "")
-    vpc = headers.get(h.VPC_ID)
-    return ("m", vpc, seq) if vpc else ("u", seq)
+def _refuse(message: Envelope, topic: str, reason: str) -> Envelope:
+    log.warning("reply_refused", partition=message.partition, offset=message.offset, error=reason)
+    return wire.dead_letter(message, topic, reason)
 
 
 class AckTracker:
@@ -95,8 +99,6 @@ class AckTracker:
         self.srtt: float | None = None  # smoothed reply time of first copies (s), and its mean deviation
         self.rttvar = 0.0
         self.pending: dict[str, Pending] = {}
-        self.completed = 0
-        self.failed = 0
         self.replies = 0
         self.retries = 0
 
@@ -122,14 +124,17 @@ class AckTracker:
     def on_reply(self, host: str, headers: Mapping[str, str], reply: gsp.GoalStateOperationReply) -> None:
         """A host's reply (from the reply topic); replies nobody waits for are ignored."""
         self.replies += 1
-        request_id = headers.get(h.REQUEST_ID, "")
+        request_id = headers.get(wire.REQUEST_ID, "")
         now = self.clock()
         self._heard(host, headers, request_id, now)
         request = self.pending.get(request_id)
         if request is None or host not in request.waiting:
             return
         tokens = request.waiting[host]
-        token = reply_token(headers)
+        try:
+            token = wire.reply_token(headers)
+        except BadHeader:
+            return  # refused by decode_replies
         if token not in tokens:
             return
         self._merge(request, reply)
@@ -153,9 +158,12 @@ class AckTracker:
 
     def _heard(self, host: str, headers: Mapping[str, str], request_id: str, now: float) -> None:
         _, acked = self.heard.get(host, (0.0, 0))
-        seq = headers.get(h.SEQ, "")
-        if h.VPC_ID not in headers and seq.isdigit() and request_id.startswith(self._epoch):  # our epoch's unicast
-            acked = max(acked, int(seq))
+        try:
+            token = wire.reply_token(headers)
+        except BadHeader:
+            token = None
+        if token is not None and not token.multicast and request_id.startswith(self._epoch):  # our epoch's unicast
+            acked = max(acked, token.seq)
         self.heard[host] = (now, acked)
 
     def _behind(self, host: str, tokens: set[Token], now: float, patience: float) -> bool:
@@ -164,7 +172,7 @@ class AckTracker:
         if heard is None or now - heard[0] >= patience:
             return False  # silent
         acked = heard[1]
-        unicast = [int(t[1]) for t in tokens if t[0] == "u"]
+        unicast = [t.seq for t in tokens if not t.multicast]
         if unicast:
             return acked < min(unicast)  # past it without answering it: lost
         return acked < self._sent_seq(host)  # multicast only: is its unicast queue still draining?
@@ -205,13 +213,11 @@ class AckTracker:
             for key in request.data.listed.get(host, ()):
                 if key in request.merged:
                     request.merged[key].status = common.FAILURE
-        self.completed += 1
-        self.failed += bool(silent)
         request.on_done(caller_reply(request.merged, request.total_us, request.data.goal.format_version, silent))
 
 
 def caller_reply(merged: Mapping[ResourceKey, Merged], total_us: int, format_version: int, silent: list[str]) -> gsp.GoalStateOperationReply:
-    """One status per input resource (worst over hosts), plus `host:<id>` FAILURE per silent host."""
+    """One status per input resource (worst over hosts), plus a failure marker per silent host."""
     reply = gsp.GoalStateOperationReply(format_version=format_version, message_total_operation_time=total_us)
     for (rtype, rid), m in merged.items():
         reply.operation_statuses.add(
@@ -219,7 +225,7 @@ def caller_reply(merged: Mapping[ResourceKey, Merged], total_us: int, format_ver
             dataplane_programming_time=m.dataplane_us, network_configuration_time=m.config_us, state_elapse_time=m.elapse_us,
         )
     for host in silent:
-        reply.operation_statuses.add(resource_id=f"host:{host}", operation_type=common.INFO, operation_status=common.FAILURE)
+        reply.operation_statuses.add(resource_id=wire.failed_host_id(host), operation_type=common.INFO, operation_status=common.FAILURE)
     return reply
 
 

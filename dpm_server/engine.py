@@ -5,20 +5,23 @@ Runs on one thread (the event loop's); replies are handed over to it."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
 
-from dpm_server import planner
-from dpm_server.acks import AckTracker, Merged, Pending, caller_reply, invalid_reply
-from dpm_server.publisher import Publisher, Token
-from dpm_server.snapshot import MULTICAST, Snapshot
-from dpm_server.validate import invalid_resources
-from gsmq.resources import MAP_FIELD, iter_states, state_map
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from dpm_server import planner
+from dpm_server.acks import AckTracker, Merged, Pending, Reply, caller_reply, invalid_reply
+from dpm_server.publisher import Publisher
+from dpm_server.snapshot import Snapshot
+from dpm_server.validate import conflicts, invalid_resources
+from gsmq import wire
+from gsmq.resources import MAP_FIELD, Order, ResourceKey, iter_states, order, state_map
+from gsmq.transport import Envelope
+from gsmq.wire import STRATEGIES, Strategy, Token
 
 log = structlog.get_logger()
 Done = Callable[[gsp.GoalStateOperationReply], None]
@@ -28,9 +31,9 @@ class Engine:
     """Snapshot + planner + publisher + ack tracker, for one strategy."""
 
     def __init__(self, strategy: str, publisher: Publisher, retry_after: float, timeout: float) -> None:
-        if strategy not in planner.STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(planner.STRATEGIES)})")
-        self.strategy = strategy
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+        self.strategy = Strategy(strategy)
         self.snapshot = Snapshot(strategy)
         self.publisher = publisher
         self.tracker = AckTracker(retry_after, timeout, self._retry, lambda host: publisher.host_seq.get(host, 0), publisher.epoch)
@@ -48,18 +51,22 @@ class Engine:
     def _counted(self, on_done: Done) -> Done:
         def done(reply: gsp.GoalStateOperationReply) -> None:
             self.answered += 1
-            self.answered_failed += any(s.resource_id.startswith("host:") for s in reply.operation_statuses)
+            self.answered_failed += any(wire.failed_host(s.resource_id) is not None for s in reply.operation_statuses)
             on_done(reply)
 
         return done
 
+    def _refuse(self, goal: gs.GoalStateV2, bad: dict[ResourceKey, str], on_done: Done) -> None:
+        """INVALID_ARG for the refused resources; nothing of `goal` is stored or published."""
+        self.invalid += 1
+        log.warning("goal_state_invalid", problems=sorted(set(bad.values()))[:5], resources=len(bad))
+        on_done(invalid_reply(bad, goal.format_version))
+
     def _submit(self, goal: gs.GoalStateV2, on_done: Done, checked: bool = False) -> None:
-        """`checked`: every resource of `goal` was validated already (a merge of valid inputs)."""
-        bad = {} if checked else invalid_resources(goal)
+        """`checked`: `goal` was checked already (a merge of accepted inputs)."""
+        bad = {} if checked else self.refused(goal)
         if bad:
-            self.invalid += 1
-            log.warning("goal_state_invalid", problems=sorted(set(bad.values()))[:5], resources=len(bad))
-            on_done(invalid_reply(bad, goal.format_version))
+            self._refuse(goal, bad, on_done)
             return
         request_id = f"{self.publisher.epoch}-{next(self._ids)}"
         data = planner.Input(goal)
@@ -81,15 +88,34 @@ class Engine:
                 waiting.setdefault(host, set()).add(token)
         self.tracker.track(Pending(request_id, data, waiting, on_done))
 
+    def refused(self, goal: gs.GoalStateV2, batch: Mapping[ResourceKey, Any] | None = None) -> dict[ResourceKey, str]:
+        """{(type, id): reason} for every resource that makes `goal` refused whole: invalid, or
+        at the revision held (by `batch`, the states coalesced before it, else by the snapshot)
+        with other content."""
+        coalesced = batch or {}
+
+        def held(key: ResourceKey) -> Any | None:
+            if key in coalesced:
+                return coalesced[key]
+            stored = self.snapshot.resources.get(key)
+            return stored.state if stored is not None else None
+
+        return invalid_resources(goal) or conflicts(goal, held)
+
     def submit_many(self, batch: list[tuple[gs.GoalStateV2, Done]]) -> None:
         """Coalesce several inputs into one set of messages (one multicast per VPC, one
         unicast per host); each caller still gets its own reply, for its own resources."""
         valid: list[tuple[gs.GoalStateV2, Done]] = []
+        coalesced: dict[ResourceKey, Any] = {}  # the newest state of each resource so far
         for goal, on_done in batch:
-            if invalid_resources(goal):
-                self.submit(goal, on_done)  # refused alone, nothing published
-            else:
-                valid.append((goal, on_done))
+            bad = self.refused(goal, coalesced)
+            if bad:
+                self._refuse(goal, bad, self._counted(on_done))  # refused alone, nothing published
+                continue
+            valid.append((goal, on_done))
+            for rtype, rid, state in iter_states(goal):
+                if order(state, coalesced.get((rtype, rid))) is Order.NEWER:
+                    coalesced[(rtype, rid)] = state
         if len(valid) <= 1:
             for goal, on_done in valid:
                 self.submit(goal, on_done)
@@ -107,12 +133,19 @@ class Engine:
     def resync(self, host: str) -> None:
         """Publish `host`'s whole state from the snapshot (gs-full), following all its VPCs."""
         keys = self.snapshot.view(host, self.strategy)
-        vpcs = sorted(self.snapshot.host_vpcs(host)) if self.strategy == MULTICAST else []
+        vpcs = sorted(self.snapshot.host_vpcs(host)) if self.strategy == Strategy.VPC_MULTICAST else []
         payload = self.snapshot.message(keys, host)
         self.publisher.unicast(host, payload, f"{self.publisher.epoch}-resync-{next(self._ids)}",
                                self.publisher.follow_positions(vpcs), full=True)
         self.resyncs += 1
         log.info("host_resynced", host=host, resources=len(keys))
+
+    def on_replies(self, replies: Iterable[Reply], refused: Iterable[Envelope] = ()) -> None:
+        """Replies decoded from the reply topic move their requests on; refused ones are dead-lettered."""
+        for host, headers, reply in replies:
+            self.tracker.on_reply(host, headers, reply)
+        for message in refused:
+            self.publisher.dead_letter(message)
 
     def routable(self, host: str, destination_ip: str) -> bool:
         """Whether `destination_ip` is a fixed IP of a port or neighbor in one of the host's VPCs."""
@@ -138,6 +171,7 @@ class Engine:
             "unicast_messages": c.unicast_messages,
             "multicast_messages": c.multicast_messages,
             "invalid_requests": self.invalid,
+            "dead_letters": c.dead_letters,
         }
 
 
@@ -153,7 +187,7 @@ def merge(goals: list[gs.GoalStateV2]) -> gs.GoalStateV2:
         for field in MAP_FIELD.values():
             target = getattr(merged, field)
             for rid, state in getattr(goal, field).items():
-                if rid not in target or not _older(state, target[rid]):
+                if rid not in target or order(state, target[rid]) is not Order.OLDER:
                     target[rid].CopyFrom(state)
         for host, res in goal.host_resources.items():
             seen = listed.setdefault(host, {})
@@ -166,25 +200,16 @@ def merge(goals: list[gs.GoalStateV2]) -> gs.GoalStateV2:
     return merged
 
 
-def _older(state: Any, than: Any) -> bool:
-    """Whether `state` is an older revision than `than` (a DELETE of revision 0 never is:
-    an ACA applies it whatever it holds)."""
-    rev = state.configuration.revision_number
-    if state.operation_type == common.DELETE and not rev:
-        return False
-    return bool(rev < than.configuration.revision_number)
-
-
 def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[gs.GoalStateV2, Done]], sent: gs.GoalStateV2) -> None:
     """Split a coalesced request's reply: each caller gets the statuses of its own resources;
     a state the batch left out for a newer revision of it (`sent`) is OUT_OF_ORDER."""
     by_key = {(int(s.resource_type), s.resource_id): s for s in batch_reply.operation_statuses}
-    silent = [s.resource_id[len("host:"):] for s in batch_reply.operation_statuses if s.resource_id.startswith("host:")]
+    silent = [host for s in batch_reply.operation_statuses if (host := wire.failed_host(s.resource_id)) is not None]
     for goal, on_done in members:
         merged: dict[tuple[int, str], Merged] = {}
         for rtype, rid, state in iter_states(goal):
             s = by_key.get((rtype, rid))
-            if _older(state, state_map(sent, rtype)[rid]):
+            if order(state, state_map(sent, rtype)[rid]) is Order.OLDER:
                 merged[(rtype, rid)] = Merged(common.OUT_OF_ORDER, int(state.operation_type))
                 continue
             merged[(rtype, rid)] = Merged(operation_type=int(state.operation_type)) if s is None else Merged(

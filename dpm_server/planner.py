@@ -11,12 +11,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from dpm_server.snapshot import MULTICAST, Change, Snapshot, piece_of
-from gsmq.resources import VPC_WIDE, ResourceKey, iter_states, vpc_of
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from dpm_server.snapshot import Change, Snapshot, piece_of
+from gsmq.resources import VPC_WIDE, ResourceKey, iter_states, vpc_of
+from gsmq.wire import Strategy
 
-STRATEGIES = (MULTICAST, "unicast-only", "topic-per-host")
+MULTICAST = Strategy.VPC_MULTICAST
 
 
 @dataclass

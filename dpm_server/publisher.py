@@ -17,15 +17,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from gsmq import headers as h
+from gsmq import wire
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, Sink
+from gsmq.wire import FollowPosition, MessageType, Token
 
 log = structlog.get_logger()
-GOAL_STATE = "GoalStateV2"
-MARKER = "Marker"
-Token = tuple[str, ...]  # ("u", seq) for a host's unicast message, ("m", vpc, seq) for multicast
 
 
 @dataclass
@@ -37,6 +35,7 @@ class Counters:
     unicast_bytes: int = 0
     multicast_bytes: int = 0
     delivery_errors: int = 0
+    dead_letters: int = 0  # messages the DPM refused (replies with malformed headers, undecodable ones)
 
     @property
     def bytes_published(self) -> int:
@@ -71,7 +70,7 @@ class Publisher:
         wanted += [(self.topics.reply, p) for p in range(self.reply_partitions)]
         if not self._markers_sent:
             for topic, part in wanted:
-                marker = Envelope(topic, f"marker-{part}", b"", {h.MSG_TYPE: MARKER, h.EPOCH: self.epoch}, partition=part)
+                marker = Envelope(topic, f"marker-{part}", b"", {wire.MSG_TYPE: MessageType.MARKER, wire.EPOCH: self.epoch}, partition=part)
                 self.sink.send(marker, self._on_delivered)
             self._markers_sent = True
         deadline = time.monotonic() + timeout
@@ -97,6 +96,11 @@ class Publisher:
             if message.offset > self.delivered.get(tp, -1):
                 self.delivered[tp] = message.offset
 
+    def dead_letter(self, message: Envelope) -> None:
+        """Put a refused message (already addressed to the dead-letter topic) there."""
+        self.sink.send(message, self._on_delivered)
+        self.counters.dead_letters += 1
+
     # ---- goal states -------------------------------------------------------------------
 
     def follow_positions(self, vpcs: list[str]) -> dict[str, tuple[int, int]]:
@@ -111,22 +115,22 @@ class Publisher:
     def multicast(self, vpc: str, payload: bytes, request_id: str) -> Token:
         self.vpc_seq[vpc] += 1
         seq = self.vpc_seq[vpc]
-        headers = {h.REQUEST_ID: request_id, h.VPC_ID: vpc, h.SEQ: str(seq), h.EPOCH: self.epoch,
-                   h.SENT_NS: str(time.time_ns()), h.MSG_TYPE: GOAL_STATE}
+        headers = {wire.REQUEST_ID: request_id, wire.VPC_ID: vpc, wire.SEQ: str(seq), wire.EPOCH: self.epoch,
+                   wire.SENT_NS: str(time.time_ns()), wire.MSG_TYPE: MessageType.GOAL_STATE}
         self.sink.send(Envelope(self.topics.multicast, vpc, payload, headers), self._on_delivered)
         self.counters.multicast_messages += 1
         self.counters.multicast_bytes += len(payload)
-        return ("m", vpc, str(seq))
+        return Token(vpc, seq)
 
     def unicast(self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False) -> Token:
         self.host_seq[host] += 1
         seq = self.host_seq[host]
-        headers = {h.REQUEST_ID: request_id, h.HOST_ID: host, h.SEQ: str(seq), h.EPOCH: self.epoch,
-                   h.SENT_NS: str(time.time_ns()), h.MSG_TYPE: GOAL_STATE}
+        headers = {wire.REQUEST_ID: request_id, wire.HOST_ID: host, wire.SEQ: str(seq), wire.EPOCH: self.epoch,
+                   wire.SENT_NS: str(time.time_ns()), wire.MSG_TYPE: MessageType.GOAL_STATE}
         if follow:
-            headers[h.FOLLOW] = ",".join(f"{vpc}={p}:{o}:{self.vpc_seq[vpc]}" for vpc, (p, o) in sorted(follow.items()))
+            headers[wire.FOLLOW] = wire.encode_follow({vpc: FollowPosition(p, o, self.vpc_seq[vpc]) for vpc, (p, o) in follow.items()})
         if full:
-            headers[h.FULL] = "1"
+            headers[wire.FULL] = "1"
         topic = self.topics.unicast
         if self.per_host_topics:
             topic = self.topics.host(host)
@@ -136,4 +140,4 @@ class Publisher:
         self.sink.send(Envelope(topic, host, payload, headers), self._on_delivered)
         self.counters.unicast_messages += 1
         self.counters.unicast_bytes += len(payload)
-        return ("u", str(seq))
+        return wire.unicast_token(seq)

@@ -19,23 +19,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gsmq.resources import MAP_FIELD, TYPE_NAME, VPC_WIDE, ResourceKey, iter_states, state_map, vpc_of
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from gsmq.resources import (
+    HAS_UPDATE_TYPE,
+    NEEDS_SUBNET,
+    TYPE_NAME,
+    VPC_WIDE,
+    Order,
+    ResourceKey,
+    is_full,
+    iter_states,
+    order,
+    own_neighbor,
+    state_map,
+    subnets_of,
+    vpc_of,
+)
+from gsmq.wire import Strategy
 
-MULTICAST = "vpc-multicast"
-_NEEDS_SUBNET = frozenset({common.PORT, common.DHCP, common.NEIGHBOR})
 _ADDRESSED = frozenset({common.PORT, common.NEIGHBOR})
-# Host-specific types with an update_type (GatewayConfiguration has none), FULL replaced per host.
-_HOST_FULL = frozenset(MAP_FIELD) - VPC_WIDE - {common.GATEWAY}
-
-
-def _subnets_of(rtype: int, state: Any) -> list[str]:
-    """The subnet ids a port, DHCP entry or neighbor refers to."""
-    config = state.configuration
-    if rtype == common.DHCP:
-        return [config.subnet_id] if config.subnet_id else []
-    return [ip.subnet_id for ip in config.fixed_ips if ip.subnet_id]
+# Host-specific types with an update_type: FULL replaces the host's table of the type.
+_HOST_FULL = HAS_UPDATE_TYPE - VPC_WIDE
 
 
 @dataclass
@@ -75,7 +80,7 @@ class Snapshot:
     costs O(P + H), not O(P x H)."""
 
     def __init__(self, strategy: str | None = None) -> None:
-        self.derive_members = strategy == MULTICAST
+        self.derive_members = strategy == Strategy.VPC_MULTICAST
         self.resources: dict[ResourceKey, Stored] = {}
         self.listed: dict[str, set[ResourceKey]] = defaultdict(set)  # host -> ids given to it
         self.vpc_wide: dict[str, set[ResourceKey]] = defaultdict(set)  # vpc -> its VPC-wide ids
@@ -100,19 +105,17 @@ class Snapshot:
             stored = self.resources.get(key)
             if stored is None:
                 continue
-            if key[0] not in VPC_WIDE or strategy != MULTICAST or stored.vpc not in vpcs:
+            if key[0] not in VPC_WIDE or strategy != Strategy.VPC_MULTICAST or stored.vpc not in vpcs:
                 keys.add(key)
-        if strategy == MULTICAST:
+        if strategy == Strategy.VPC_MULTICAST:
             for vpc in vpcs:
                 keys.update(k for k in self.vpc_wide.get(vpc, ()) if not self.own_neighbor(k, host))
         return sorted(keys)
 
     def own_neighbor(self, key: ResourceKey, host: str) -> bool:
-        """A neighbor located on `host` itself (its own port: local, not a neighbor)."""
-        if key[0] != common.NEIGHBOR:
-            return False
+        """A stored neighbor located on `host` itself (`resources.own_neighbor`)."""
         stored = self.resources.get(key)
-        return stored is not None and stored.state.configuration.host_ip_address == host
+        return stored is not None and own_neighbor(key[0], stored.state, host)
 
     def message(self, keys: list[ResourceKey], host: str | None = None, format_version: int = 1) -> bytes:
         """A serialized GoalStateV2 of these stored resources (listed for `host` if given)."""
@@ -145,9 +148,9 @@ class Snapshot:
         out: list[str] = []
         for key in keys:
             stored = self.resources.get(key)
-            if stored is None or key[0] not in _NEEDS_SUBNET:
+            if stored is None or key[0] not in NEEDS_SUBNET:
                 continue
-            for subnet in _subnets_of(key[0], stored.state):
+            for subnet in subnets_of(key[0], stored.state):
                 if (common.SUBNET, subnet) not in self.resources:
                     out.append(f"{TYPE_NAME[key[0]].lower()} {key[1]} in unknown subnet {subnet}")
         return out
@@ -165,15 +168,15 @@ class Snapshot:
         for rtype, rid, state in iter_states(goal):
             key = (rtype, rid)
             old = self.resources.get(key)
-            rev = state.configuration.revision_number
+            verdict = order(state, old.state if old is not None else None)
             if state.operation_type == common.DELETE:
                 deletes.add(key)
-                if old is None or not rev or rev >= old.state.configuration.revision_number:
-                    self._forget(key)  # an older DELETE (revision > 0) is refused, as an ACA refuses it
+                if verdict is Order.NEWER:
+                    self._forget(key)  # an older DELETE is refused, as an ACA refuses it
                 continue
             vpc = vpc_of(rtype, state)
-            if old is not None and old.state.configuration.revision_number > rev:
-                continue  # an older revision never replaces a newer one
+            if verdict is not Order.NEWER:
+                continue  # only a newer revision replaces what is stored
             if old is not None:
                 self._unindex(key, old)
             self.resources[key] = Stored(state, vpc, piece_of(rtype, rid, state))
@@ -227,9 +230,8 @@ class Snapshot:
         for ref in refs:
             rtype = int(ref.type)
             mine.add((rtype, ref.id))
-            if rtype in _HOST_FULL and ref.id in state_map(goal, rtype):
-                if state_map(goal, rtype)[ref.id].configuration.update_type == common.FULL:
-                    full.add(rtype)
+            if rtype in _HOST_FULL and ref.id in state_map(goal, rtype) and is_full(rtype, state_map(goal, rtype)[ref.id]):
+                full.add(rtype)
         if not full:
             return  # the common case: no need to walk the host's whole list
         for key in [k for k in self.listed.get(host, ()) if k[0] in full and k not in mine]:

@@ -10,19 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dpm_server.engine import Engine
-from dpm_server.publisher import Publisher
-from gsmq import headers as h
-from gsmq.resources import ResourceKey, iter_states, state_map
-from gsmq.topics import Topics
-from gsmq.transport import Envelope, MemoryBus
 from alcor.schema import common_pb2 as common
 from alcor.schema import dhcp_pb2, neighbor_pb2, port_pb2, securitygroup_pb2, subnet_pb2
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from dpm_server.engine import Engine
+from dpm_server.publisher import Publisher
+from gsmq import wire
+from gsmq.resources import ResourceKey, iter_states, own_neighbor, state_map
+from gsmq.topics import Topics
+from gsmq.transport import Envelope, MemoryBus
+from gsmq.wire import MessageType, Strategy
 
 Item = tuple[int, str, Any]  # (ResourceType, id, XxxState)
-REPLY_TYPE = "GoalStateOperationReply"
 
 
 def subnet(vpc: str, rid: str | None = None, rev: int = 1, op: int = common.CREATE) -> Item:
@@ -99,8 +99,7 @@ def applied_keys(message: gs.GoalStateV2, host: str, multicast: bool) -> list[Re
     if not multicast:
         return [(int(r.type), r.id) for r in message.host_resources[host].resources]
     return [
-        (rtype, rid) for rtype, rid, state in iter_states(message)
-        if not (rtype == common.NEIGHBOR and state.configuration.host_ip_address == host)
+        (rtype, rid) for rtype, rid, state in iter_states(message) if not own_neighbor(rtype, state, host)
     ]
 
 
@@ -117,18 +116,18 @@ def ack(
             resource_id=rid, resource_type=rtype, operation_type=op, operation_status=status,  # type: ignore[arg-type]
             dataplane_programming_time=dataplane, network_configuration_time=config, state_elapse_time=elapse,
         )
-    headers = {name: incoming[name] for name in (h.REQUEST_ID, h.SEQ, h.VPC_ID, h.SENT_NS) if name in incoming}
-    headers.update({h.HOST_ID: host, h.MSG_TYPE: REPLY_TYPE})
+    headers = {name: incoming[name] for name in (wire.REQUEST_ID, wire.SEQ, wire.VPC_ID, wire.SENT_NS) if name in incoming}
+    headers.update({wire.HOST_ID: host, wire.MSG_TYPE: MessageType.REPLY})
     return Envelope(reply_topic, host, reply.SerializeToString(), headers)
 
 
 def memory_engine(
-    strategy: str = "vpc-multicast", timeout: float = 10.0, retry_after: float | None = None, partitions: int = 4
+    strategy: str = Strategy.VPC_MULTICAST, timeout: float = 10.0, retry_after: float | None = None, partitions: int = 4
 ) -> tuple[Engine, MemoryBus, Topics]:
     """An Engine publishing to a MemoryBus (start-up markers placed), for unit tests."""
     topics = Topics("u")
     bus = MemoryBus({topics.unicast: partitions, topics.multicast: partitions, topics.reply: 2})
-    publisher = Publisher(bus.sink(), topics, strategy == "topic-per-host", partitions, 2)
+    publisher = Publisher(bus.sink(), topics, strategy == Strategy.TOPIC_PER_HOST, partitions, 2)
     publisher.place_markers()
     engine = Engine(strategy, publisher, retry_after=timeout / 2 if retry_after is None else retry_after, timeout=timeout)
     return engine, bus, topics
@@ -139,5 +138,5 @@ def published(bus: MemoryBus, topic_prefix: str = "") -> list[Envelope]:
     per partition; only topics starting with `topic_prefix` when given."""
     return [
         m for (topic, _), log in sorted(bus.logs.items()) if topic.startswith(topic_prefix)
-        for m in log if m.headers.get(h.MSG_TYPE) == "GoalStateV2"
+        for m in log if m.headers.get(wire.MSG_TYPE) == MessageType.GOAL_STATE
     ]

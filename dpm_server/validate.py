@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from gsmq.resources import MAP_FIELD, ResourceKey, iter_states, state_map
+from collections.abc import Callable
+from typing import Any
+
 from alcor.schema import goalstate_pb2 as gs
+from gsmq.resources import MAP_FIELD, Order, ResourceKey, iter_states, order, state_map
 
 
 def invalid_resources(goal: gs.GoalStateV2) -> dict[ResourceKey, str]:
@@ -26,3 +29,13 @@ def invalid_resources(goal: gs.GoalStateV2) -> dict[ResourceKey, str]:
             elif ref.type not in MAP_FIELD or ref.id not in state_map(goal, ref.type):
                 bad[key] = f"host {host} lists {ref.id!r}, which the message does not carry"
     return bad
+
+
+def conflicts(goal: gs.GoalStateV2, held: Callable[[ResourceKey], Any | None]) -> dict[ResourceKey, str]:
+    """{(type, id): reason} for every state at the revision `held(key)` holds, with other content
+    (`resources.order`: CONFLICT); an ACA refuses such a state too."""
+    return {
+        (rtype, rid): f"revision {state.configuration.revision_number} of {rid} is held with other content"
+        for rtype, rid, state in iter_states(goal)
+        if order(state, held((rtype, rid))) is Order.CONFLICT
+    }

@@ -10,16 +10,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from gsmq import headers as h
+from gsmq import wire
 from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import partition_count
 from gsmq.kafka_transport import consume_batch
-from gsmq.topics import partition_count
 from gsmq.v1 import status_pb2
 
 CDF_POINTS = 200
+
+
+def header_bytes(msg: Message) -> dict[str, bytes]:
+    """A consumed message's headers by name; the last value wins and valueless ones are left out.
+    (confluent-kafka's stubs give headers() the type of produce()'s argument: a dict, or str values.)"""
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {k: v.encode() if isinstance(v, str) else v for k, v in pairs if v is not None}
 
 
 def percentiles(values: Iterable[float], points: Iterable[float] = (50, 95, 99)) -> dict[str, float]:
@@ -76,9 +84,9 @@ class ReplyCollector:
             for msg in consume_batch(self._consumer, 5000, 0.1):
                 if msg.error() is not None:
                     continue
-                hdr = dict(msg.headers() or [])
+                hdr = header_bytes(msg)
                 try:
-                    reply = Reply(int(hdr[h.SENT_NS]), int(hdr[h.APPLIED_NS]), hdr.get(h.HOST_ID, b"").decode())
+                    reply = Reply(int(hdr[wire.SENT_NS]), int(hdr[wire.APPLIED_NS]), hdr.get(wire.HOST_ID, b"").decode())
                 except (KeyError, ValueError):
                     continue  # markers and anything else without both stamps
                 self.replies.append(reply)  # list.append is atomic under the GIL
@@ -132,10 +140,6 @@ class Push:
 
     def latencies_ms(self) -> list[float]:
         return [(r - s) / 1e6 for s, r in zip(self.sent_ns, self.reply_ns, strict=False)]
-
-    def __add__(self, other: Push) -> Push:
-        return Push(self.sent_ns + other.sent_ns, self.reply_ns + other.reply_ns, self.failures + other.failures,
-                    max(self.streams, other.streams))
 
 
 def delta(after: status_pb2.DpmStatus, before: status_pb2.DpmStatus | None) -> dict[str, int]:

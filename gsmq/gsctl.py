@@ -121,7 +121,8 @@ def resolve(type_name: str) -> type[Message]:
 
 def unknown_fields_at(msg: Message, path: str = "") -> str | None:
     """Where in `msg` the first field unknown to the schema sits ('' = top level), None if nowhere."""
-    numbers = sorted({f.field_number for f in UnknownFieldSet(msg)})
+    unknown = UnknownFieldSet(msg)  # indexable; its stub declares no __iter__
+    numbers = sorted({unknown[i].field_number for i in range(len(unknown))})
     if numbers:
         return f"{path or msg.DESCRIPTOR.name}: field number {', '.join(map(str, numbers))}"
     for fd, value in msg.ListFields():
@@ -253,13 +254,14 @@ def _admin(settings: KafkaSettings) -> Any:
 
     try:
         return AdminClient({**settings.admin(), "log_level": 0})
-    except Exception as exc:  # noqa: BLE001 - librdkafka rejects bad properties here
+    except Exception as exc:  # librdkafka rejects bad properties here
         raise UsageError(f"kafka client: {exc}") from exc
 
 
 def _kafka_reason(exc: Exception) -> str:
     error = exc.args[0] if exc.args else None
-    return str(error.str()) if hasattr(error, "str") else str(exc)
+    reason = getattr(error, "str", None)  # a KafkaError's text
+    return str(reason()) if callable(reason) else str(exc)
 
 
 def _topics(settings: KafkaSettings, timeout: float) -> int:
@@ -277,7 +279,7 @@ def _topics(settings: KafkaSettings, timeout: float) -> int:
 def _tail(settings: KafkaSettings, topic: str, count: int | None, idle: float, timeout: float) -> int:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    from gsmq import headers as h
+    from gsmq import wire
 
     try:  # every topic's metadata: asking for one by name makes some brokers (Tansu) create it
         meta = _admin(settings).list_topics(timeout=timeout).topics.get(topic)
@@ -296,8 +298,9 @@ def _tail(settings: KafkaSettings, topic: str, count: int | None, idle: float, t
                 quiet += 0.2
                 continue
             quiet = 0.0
-            hdrs = h.to_dict(msg.headers())
-            kind = hdrs.get(h.MSG_TYPE, "GoalStateV2")
+            # The stub gives headers() produce()'s argument type; a consumed message has (str, bytes | None) pairs.
+            hdrs = wire.decode_headers(msg.headers())  # type: ignore[arg-type]
+            kind = wire.message_type(hdrs)
             body: Any = None
             cls = message_types().get(kind.lower())
             if cls is not None:

@@ -1,11 +1,15 @@
-"""The resource types of a GoalStateV2 and where each lives in the message.
+"""The resource rules, one home for both daemons (after go-control-plane's resource.go).
 
-One table, used by the DPM (to split and snapshot) and the ACA (to apply): a resource
-is addressed by (ResourceType, id) and its state sits in the per-type map named here.
+A resource is addressed by (ResourceType, id) and its state sits in the per-type map of
+a GoalStateV2 named here. The DPM (to validate, split and snapshot) and the ACA (to apply)
+ask this module the same questions: which revision supersedes which (`order`), which
+subnets a state refers to, whether a neighbor is a host's own port, which types carry
+`update_type` or need a subnet, and in which order a message is applied.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +34,25 @@ MAP_FIELD: dict[int, str] = {
 VPC_WIDE: frozenset[int] = frozenset({common.SUBNET, common.NEIGHBOR, common.SECURITYGROUP})
 
 TYPE_NAME: dict[int, str] = {value: common.ResourceType.Name(value) for value in MAP_FIELD}
+
+# Types whose configuration has `update_type` (GatewayConfiguration has none).
+HAS_UPDATE_TYPE: frozenset[int] = frozenset(MAP_FIELD) - {common.GATEWAY}
+
+# Types whose states refer to subnets (`subnets_of`): applied once those subnets are held.
+NEEDS_SUBNET: frozenset[int] = frozenset({common.PORT, common.DHCP, common.NEIGHBOR})
+
+# Parents before children, so that a port in a subnet of the same message is not PENDING.
+APPLY_ORDER: tuple[int, ...] = (
+    common.VPC,
+    common.SUBNET,
+    common.SECURITYGROUP,
+    common.ROUTER,
+    common.GATEWAY,
+    common.PORT,
+    common.DHCP,
+    common.NEIGHBOR,
+)
+APPLY_RANK: dict[int, int] = {rtype: i for i, rtype in enumerate(APPLY_ORDER)}
 
 
 def state_map(goal: gs.GoalStateV2, rtype: int) -> Any:
@@ -60,6 +83,43 @@ def revision_of(state: Any) -> int:
     return int(state.configuration.revision_number)
 
 
-def copy_state(dst: gs.GoalStateV2, rtype: int, rid: str, state: Any) -> None:
-    """Put `state` into `dst` under (rtype, rid)."""
-    state_map(dst, rtype)[rid].CopyFrom(state)
+class Order(enum.Enum):
+    """How a state relates to the one held for the same resource (`order`)."""
+
+    NEWER = "newer"  # applied: it replaces what is held (or nothing is held)
+    SAME = "same"  # the held state again: a duplicate, a no-op (SUCCESS)
+    CONFLICT = "conflict"  # the held revision with other content: refused (INVALID_ARG), the held state stays
+    OLDER = "older"  # an older revision: refused (OUT_OF_ORDER)
+
+
+def order(state: Any, held: Any | None) -> Order:
+    """Whether `state` supersedes `held`. Revisions decide; a DELETE of revision 0 removes
+    whatever is held; at the same revision only the same configuration is a duplicate."""
+    if held is None:
+        return Order.NEWER
+    rev, held_rev = revision_of(state), revision_of(held)
+    if state.operation_type == common.DELETE:
+        return Order.OLDER if rev and rev < held_rev else Order.NEWER
+    if rev != held_rev:
+        return Order.NEWER if rev > held_rev else Order.OLDER
+    return Order.SAME if state.configuration == held.configuration else Order.CONFLICT
+
+
+def is_full(rtype: int, state: Any) -> bool:
+    """`update_type FULL`: the state replaces the host's (or the VPC's) whole table of its type."""
+    return rtype in HAS_UPDATE_TYPE and state.configuration.update_type == common.FULL
+
+
+def subnets_of(rtype: int, state: Any) -> list[str]:
+    """The subnet ids a port, DHCP entry or neighbor (`NEEDS_SUBNET`) refers to."""
+    config = state.configuration
+    if rtype == common.DHCP:
+        return [config.subnet_id] if config.subnet_id else []
+    if rtype in NEEDS_SUBNET:
+        return [ip.subnet_id for ip in config.fixed_ips if ip.subnet_id]
+    return []
+
+
+def own_neighbor(rtype: int, state: Any, host: str) -> bool:
+    """A neighbor located on `host` itself is its own port, not a neighbor: the host skips it."""
+    return rtype == common.NEIGHBOR and state.HasField("configuration") and state.configuration.host_ip_address == host

@@ -23,11 +23,12 @@ from confluent_kafka.admin import AdminClient
 
 from aca_agent.main import parse_config, serve
 from aca_agent.testing import goal_state, listed, port, security_group, subnet
-from gsmq import headers as h
+from gsmq import wire
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import partition_for
-from gsmq.topics import Topics, ensure_topics
+from gsmq.kafka_admin import ensure_topics
+from gsmq.topics import Topics
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
@@ -66,7 +67,7 @@ class Reader:
             assert time.monotonic() < deadline, f"condition not met; read {len(self.messages)} messages"
             for msg in await asyncio.to_thread(self.consumer.consume, 100, 0.1):
                 if msg.error() is None:
-                    self.messages.append((h.to_dict(msg.headers()), msg.value() or b""))  # type: ignore[arg-type]
+                    self.messages.append((wire.decode_headers(msg.headers()), msg.value() or b""))  # type: ignore[arg-type]
         return self.messages
 
     def close(self) -> None:
@@ -133,8 +134,8 @@ async def test_interop_vectors_from_a_raw_producer_are_applied_and_answered(
     async with running_agent(bootstrap, topics, "sim", "--hosts", "13", "--first-host", "192.168.0.11", "--name", "vec") as agent:
         got = replies(await reply_reader.until(lambda m: len(m) >= 2))
         for host, goal in sent.items():
-            [(headers, reply)] = [(hd, r) for hd, r in got if hd[h.HOST_ID] == host]
-            assert headers[h.MSG_TYPE] == "GoalStateOperationReply"
+            [(headers, reply)] = [(hd, r) for hd, r in got if hd[wire.HOST_ID] == host]
+            assert headers[wire.MSG_TYPE] == "GoalStateOperationReply"
             assert statuses_of(reply) == {r.id: common.SUCCESS for r in goal.host_resources[host].resources}
             state = await agent.host_state(host)
             assert listed(state, host) == listed(goal, host)
@@ -151,7 +152,7 @@ async def test_duplicates_and_reordered_revisions_on_the_wire(bootstrap: str, to
         produce(producer, topics.unicast, H, goal_state(H, subnet(), item).SerializeToString(), gs_request_id=f"r{i}")
     async with running_agent(bootstrap, topics, "--host-id", H) as agent:
         got = replies(await reply_reader.until(lambda m: len(m) >= 4))
-        by_request = {hd[h.REQUEST_ID]: statuses_of(r)["port-1"] for hd, r in got}
+        by_request = {hd[wire.REQUEST_ID]: statuses_of(r)["port-1"] for hd, r in got}
         assert by_request == {"r0": common.SUCCESS, "r1": common.SUCCESS, "r2": common.OUT_OF_ORDER, "r3": common.SUCCESS}
         counters = await agent.counters()
         assert counters.out_of_order == 1 and counters.duplicates >= 2  # the port and the subnet repeated
@@ -166,9 +167,9 @@ async def test_a_restarted_agent_resumes_after_its_committed_offset(bootstrap: s
         await reply_reader.until(lambda m: len(m) >= 1)
     produce(producer, topics.unicast, H, goal_state(H, subnet(rev=2)).SerializeToString(), gs_request_id="after")
     async with running_agent(bootstrap, topics, "--host-id", H) as agent:
-        got = await reply_reader.until(lambda m: any(hd[h.REQUEST_ID] == "after" for hd, _ in m))
+        got = await reply_reader.until(lambda m: any(hd[wire.REQUEST_ID] == "after" for hd, _ in m))
         # Same key, same partitions, in order: a re-read "before" would have replied before "after".
-        assert [hd[h.REQUEST_ID] for hd, _ in got] == ["before", "after"]
+        assert [hd[wire.REQUEST_ID] for hd, _ in got] == ["before", "after"]
         assert (await agent.host_state(H)).subnet_states["sn-1"].configuration.revision_number == 2
         assert (await agent.counters()).messages_applied == 1
 
@@ -184,15 +185,60 @@ async def test_poison_is_dead_lettered_and_the_next_message_applied(
         async with running_agent(bootstrap, topics, "--host-id", H) as agent:
             [(headers, value)] = await dead.until(lambda m: len(m) >= 1)
             assert value == b"\xff\xfe not a goal state"
-            assert headers[h.SOURCE_TOPIC] == topics.unicast
-            assert headers[h.SOURCE_PARTITION] == str(partition_for(H, 16))
-            assert headers[h.SOURCE_OFFSET] == "0"
-            assert headers[h.ERROR].startswith("undecodable") and headers[h.REQUEST_ID] == "poison"
+            assert headers[wire.SOURCE_TOPIC] == topics.unicast
+            assert headers[wire.SOURCE_PARTITION] == str(partition_for(H, 16))
+            assert headers[wire.SOURCE_OFFSET] == "0"
+            assert headers[wire.ERROR].startswith("undecodable") and headers[wire.REQUEST_ID] == "poison"
             got = replies(await reply_reader.until(lambda m: len(m) >= 1))
-            assert [hd[h.REQUEST_ID] for hd, _ in got] == ["good"]
+            assert [hd[wire.REQUEST_ID] for hd, _ in got] == ["good"]
             assert (await agent.counters()).dead_lettered == 1
     finally:
         dead.close()
+
+
+async def test_malformed_numbers_in_headers_are_dead_lettered_and_the_next_message_applied(
+    bootstrap: str, topics: Topics, reply_reader: Reader
+) -> None:
+    producer = raw_producer(bootstrap)
+    value = goal_state(H, subnet(), port()).SerializeToString()
+    bad = {"seq": {"gs_seq": "\u00b2"}, "letters": {"gs_seq": "abc"}, "offset": {"gs_follow": f"vpc-1=0:{2**63}:1"},
+           "sent": {"gs_sent_ns": "-1"}}
+    for name, headers in bad.items():
+        produce(producer, topics.unicast, H, value, gs_request_id=name, **headers)
+    produce(producer, topics.unicast, H, value, gs_request_id="good")
+    dead = Reader(bootstrap, topics.dead_letter, 1)
+    try:
+        async with running_agent(bootstrap, topics, "--host-id", H) as agent:
+            letters = await dead.until(lambda m: len(m) >= len(bad))
+            reasons = {hd[wire.REQUEST_ID]: hd[wire.ERROR] for hd, _ in letters}
+            assert set(reasons) == set(bad)
+            assert "gs-seq" in reasons["seq"] and "gs-follow" in reasons["offset"] and "gs-sent-ns" in reasons["sent"]
+            got = replies(await reply_reader.until(lambda m: len(m) >= 1))
+            assert [hd[wire.REQUEST_ID] for hd, _ in got] == ["good"]
+            assert (await agent.counters()).dead_lettered == len(bad)
+            assert "port-1" in (await agent.host_state(H)).port_states
+    finally:
+        dead.close()
+
+
+async def test_the_dpm_and_the_agent_refuse_the_same_revision_with_other_content(
+    bootstrap: str, topics: Topics, reply_reader: Reader
+) -> None:
+    from test_dpm_service import running_dpm  # tests/integration on sys.path
+
+    held, other = port(), port()
+    other[2].configuration.mac_address = "aa:bb:cc:dd:ee:ff"
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
+        async with running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", dpm.address) as agent:
+            [first] = await dpm.push(goal_state(H, subnet(), held))
+            assert set(statuses_of(first).values()) == {common.SUCCESS}
+            [through_dpm] = await dpm.push(goal_state(H, other))
+            produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, other).SerializeToString(), gs_request_id="raw")
+            got = replies(await reply_reader.until(lambda m: any(hd.get(wire.REQUEST_ID) == "raw" for hd, _ in m)))
+            [to_agent] = [r for hd, r in got if hd.get(wire.REQUEST_ID) == "raw"]
+            assert statuses_of(through_dpm) == statuses_of(to_agent) == {"port-1": common.INVALID_ARG}
+            snapshot = await dpm.status.GetHostSnapshot(status_pb2.HostId(host_id=H))
+            assert snapshot.port_states["port-1"] == (await agent.host_state(H)).port_states["port-1"] == held[2]
 
 
 async def test_multicast_is_followed_until_the_last_port_leaves(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
@@ -204,14 +250,14 @@ async def test_multicast_is_followed_until_the_last_port_leaves(bootstrap: str, 
     produce(producer, topics.multicast, "vpc-1", goal_state(None, security_group()).SerializeToString(),
             gs_vpc_id="vpc-1", gs_seq="1", gs_epoch="e", gs_request_id="m1", gs_type="GoalStateV2")
     async with running_agent(bootstrap, topics, "--host-id", H) as agent:
-        await reply_reader.until(lambda m: {hd.get(h.REQUEST_ID) for hd, _ in m} >= {"u1", "m1"})
+        await reply_reader.until(lambda m: {hd.get(wire.REQUEST_ID) for hd, _ in m} >= {"u1", "m1"})
         assert (await agent.counters()).followed_vpcs == ["vpc-1"]
         assert "sg-1" in (await agent.host_state(H)).security_group_states
         produce(producer, topics.unicast, H, goal_state(H, port("p-1", rev=2, op=common.DELETE)).SerializeToString(), gs_request_id="u2")
-        await reply_reader.until(lambda m: any(hd.get(h.REQUEST_ID) == "u2" for hd, _ in m))
+        await reply_reader.until(lambda m: any(hd.get(wire.REQUEST_ID) == "u2" for hd, _ in m))
         assert (await agent.counters()).followed_vpcs == ["vpc-1"]  # p-2 is still there
         produce(producer, topics.unicast, H, goal_state(H, port("p-2", rev=2, op=common.DELETE)).SerializeToString(), gs_request_id="u3")
-        await reply_reader.until(lambda m: any(hd.get(h.REQUEST_ID) == "u3" for hd, _ in m))
+        await reply_reader.until(lambda m: any(hd.get(wire.REQUEST_ID) == "u3" for hd, _ in m))
         counters = await agent.counters()
         assert list(counters.followed_vpcs) == []
         state = await agent.host_state(H)
@@ -241,7 +287,7 @@ async def test_auto_channel_picks_up_a_host_topic_created_later(
         ensure_topics(AdminClient(kafka.admin()), {topics.host(H): 1})  # a topic-per-host DPM starts publishing
         produce(raw_producer(bootstrap), topics.host(H), H, goal_state(H, subnet("sn-t")).SerializeToString(), gs_request_id="t")
         got = await reply_reader.until(lambda m: len(m) >= 2)
-        assert sorted(hd[h.REQUEST_ID] for hd, _ in got) == ["t", "u"]
+        assert sorted(hd[wire.REQUEST_ID] for hd, _ in got) == ["t", "u"]
 
 
 class FakeDpm(gsp_grpc.GoalStateProvisionerServicer):
@@ -333,7 +379,7 @@ async def test_console_script_applies_then_exits_0_on_sigterm(bootstrap: str, to
         await asyncio.to_thread(_read_events, proc.stderr, "aca_ready", time.monotonic() + DEADLINE)
         produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_request_id="cli")
         [(headers, _)] = await reply_reader.until(lambda m: len(m) >= 1)
-        assert headers[h.HOST_ID] == H and headers[h.REQUEST_ID] == "cli"
+        assert headers[wire.HOST_ID] == H and headers[wire.REQUEST_ID] == "cli"
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, DEADLINE) == 0
 
@@ -377,7 +423,7 @@ async def test_simulator_of_50_hosts_applies_messages_for_several(bootstrap: str
         for host in [*targets, "10.9.0.51"]:  # .51 is not simulated
             produce(producer, topics.unicast, host, goal_state(host, subnet(), port()).SerializeToString())
         got = replies(await reply_reader.until(lambda m: len(m) >= len(targets)))
-        assert sorted(hd[h.HOST_ID] for hd, _ in got) == sorted(targets)
+        assert sorted(hd[wire.HOST_ID] for hd, _ in got) == sorted(targets)
         assert all(statuses_of(r) == {"sn-1": 0, "port-1": 0} for _, r in got)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, DEADLINE) == 0

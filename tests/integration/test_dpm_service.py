@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from dpm_server.main import parse_config, serve
 from dpm_server.testing import ack, goal, keys, port_goal, subnet, subnet_goal
-from gsmq import headers as h
+from gsmq import wire
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import partition_for
@@ -84,7 +84,7 @@ class FakeAca(threading.Thread):
         self.consumer.close()
 
     def handle(self, topic: str, partition: int, key: str, headers: dict[str, str], value: bytes) -> None:
-        if headers.get(h.MSG_TYPE) != "GoalStateV2":
+        if headers.get(wire.MSG_TYPE) != "GoalStateV2":
             return
         message = gs.GoalStateV2.FromString(value)
         with self.lock:
@@ -272,8 +272,8 @@ async def test_a_silent_host_is_retried_then_failed_after_the_timeout(bootstrap:
             to_c = aca.messages(lambda s: s.key == C)
             await eventually(lambda: len(aca.messages(lambda s: s.key == C)) == 2, "the retry to reach the topic")
             to_c = aca.messages(lambda s: s.key == C)
-            assert [s.headers[h.SEQ] for s in to_c] == ["1", "2"]  # the retry has its own sequence number
-            assert to_c[0].headers[h.REQUEST_ID] == to_c[1].headers[h.REQUEST_ID]
+            assert [s.headers[wire.SEQ] for s in to_c] == ["1", "2"]  # the retry has its own sequence number
+            assert to_c[0].headers[wire.REQUEST_ID] == to_c[1].headers[wire.REQUEST_ID]
             assert keys(to_c[1].goal) == {(common.NEIGHBOR, "nb-pa")}
             status = await dpm.get_status()  # final: retries come before the timeout's reply
             assert status.requests_failed == 1 and status.retries >= 1
@@ -298,13 +298,13 @@ async def test_agent_restarted_on_demand_invalid_input_and_unimplemented(bootstr
             assert [(s.request_id, s.operation_status) for s in answer.operation_statuses] == [
                 ("r1", common.SUCCESS), ("r2", common.SUCCESS), ("r3", common.FAILURE), ("r4", common.INVALID_ARG)]
 
-            await eventually(lambda: aca.messages(lambda s: s.headers.get(h.FULL) == "1"), "the full state of A")
-            (full,) = aca.messages(lambda s: s.headers.get(h.FULL) == "1")
+            await eventually(lambda: aca.messages(lambda s: s.headers.get(wire.FULL) == "1"), "the full state of A")
+            (full,) = aca.messages(lambda s: s.headers.get(wire.FULL) == "1")
             snapshot = await dpm.status.GetHostSnapshot(status_pb2.HostId(host_id=A), timeout=10)
             assert full.key == A and full.topic == topics.unicast and full.goal == snapshot
             assert keys(full.goal) == {(common.SUBNET, "subnet-vpc-1"), (common.PORT, "pa"), (common.DHCP, "dhcp-pa"),
                                        (common.NEIGHBOR, "nb-pb")}
-            vpc, _, position = full.headers[h.FOLLOW].partition("=")
+            vpc, _, position = full.headers[wire.FOLLOW].partition("=")
             part, offset, seq = (int(x) for x in position.split(":"))
             assert (vpc, part) == ("vpc-1", partition_for("vpc-1", PARTS["multicast"])) and offset >= 1 and seq >= 1
 
@@ -333,7 +333,7 @@ async def test_each_strategy_publishes_to_its_topics_and_keys(strategy: str, boo
             multicast = [s for s in seen if s.topic == topics.multicast]
             unicast = [s for s in seen if s.topic != topics.multicast]
             for s in unicast:
-                assert list(s.goal.host_resources) == [s.key] and s.headers[h.HOST_ID] == s.key
+                assert list(s.goal.host_resources) == [s.key] and s.headers[wire.HOST_ID] == s.key
                 if strategy == "topic-per-host":
                     assert (s.topic, s.partition) == (topics.host(s.key), 0)
                 else:
@@ -364,3 +364,36 @@ async def test_on_stop_calls_in_flight_are_drained(bootstrap: str, kafka: KafkaS
             (reply,) = await asyncio.wait_for(call, 30)
             assert statuses(reply) == {"pa": common.SUCCESS, "dhcp-pa": common.SUCCESS, "nb-pa": common.SUCCESS}
             assert await asyncio.wait_for(asyncio.shield(dpm.task), 30) == 0
+
+
+class ForgingAca(FakeAca):
+    """Sends, before each real reply, copies whose gs-seq breaks the wire conventions."""
+
+    BAD = ("\u00b2", "abc", str(2**63))
+
+    def send(self, reply: Envelope) -> None:
+        for seq in self.BAD:
+            super().send(Envelope(reply.topic, reply.key, reply.value, {**reply.headers, wire.SEQ: seq}))
+        super().send(reply)
+
+
+async def test_replies_with_malformed_numbers_are_dead_lettered_alone(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
+        aca = ForgingAca(kafka, topics, {A})
+        aca.start()
+        try:
+            [reply] = await dpm.push(port_goal("pa", "vpc-1", A, "10.1.0.1", [A]))
+            assert set(statuses(reply).values()) == {common.SUCCESS}  # the real reply of each batch still counts
+            dead = Consumer(kafka.consumer(f"dead-{uuid.uuid4().hex[:6]}"))
+            dead.assign([TopicPartition(topics.dead_letter, 0, 0)])
+            found: list[dict[str, str]] = []
+            end = time.monotonic() + 30
+            while len(found) < len(ForgingAca.BAD) and time.monotonic() < end:
+                found += [wire.decode_headers(m.headers()) for m in await asyncio.to_thread(dead.consume, 10, 0.2) if m.error() is None]
+            dead.close()
+            assert sorted(h[wire.SEQ] for h in found) == sorted(ForgingAca.BAD)
+            assert all(h[wire.SOURCE_TOPIC] == topics.reply and "gs-seq" in h[wire.ERROR] for h in found)
+            assert (await dpm.get_status()).dead_letters >= len(ForgingAca.BAD)
+        finally:
+            aca.halt.set()
+            aca.join(10)

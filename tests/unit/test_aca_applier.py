@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from aca_agent.applier import Applier, Cursor, FollowChange, parse_follow
+from aca_agent.applier import Applier, Cursor, FollowChange, follow_cursors
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.testing import dhcp, goal_state, listed, neighbor, port, security_group, subnet, vpc
-from gsmq import headers as h
+from gsmq import wire
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 
@@ -118,7 +118,7 @@ def test_full_update_replaces_that_type_only(applier: Applier) -> None:
 def test_gs_full_header_replaces_every_table(applier: Applier) -> None:
     applier.apply_unicast(H1, goal_state(H1, vpc(), subnet("sn-1"), subnet("sn-2"), port("p-1"), dhcp("d-1"), port("p-9", "sn-missing")), {})
     assert applier.pending_count() == 1
-    result = applier.apply_unicast(H1, goal_state(H1, subnet("sn-2"), port("p-2", "sn-2")), {h.FULL: "1"})
+    result = applier.apply_unicast(H1, goal_state(H1, subnet("sn-2"), port("p-2", "sn-2")), {wire.FULL: "1"})
     assert statuses(result) == {"sn-2": common.SUCCESS, "p-2": common.SUCCESS}
     assert set(table(applier, H1, common.SUBNET)) == {"sn-2"}
     assert set(table(applier, H1, common.PORT)) == {"p-2"}
@@ -127,7 +127,7 @@ def test_gs_full_header_replaces_every_table(applier: Applier) -> None:
 
 
 def test_first_port_follows_the_vpc_with_the_gs_follow_cursor(applier: Applier) -> None:
-    headers = {h.FOLLOW: "vpc-1=3:120:7,vpc-x=1:5:1", h.EPOCH: "e1"}
+    headers = {wire.FOLLOW: "vpc-1=3:120:7,vpc-x=1:5:1", wire.EPOCH: "e1"}
     applier.apply_unicast(H1, goal_state(H1, subnet(), port()), headers)
     assert applier.followers == {"vpc-1": {H1}}
     assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", True, Cursor(3, 120, 7, "e1"))]
@@ -144,7 +144,7 @@ def test_last_port_leaving_unfollows_and_drops_the_vpcs_shared_states(applier: A
             security_group("sg-1", "vpc-1"), neighbor("nb-1", H2, "sn-1", "vpc-1"),
             subnet("sn-2", "vpc-2"), port("p-3", "sn-2", "vpc-2"), neighbor("nb-2", H2, "sn-2", "vpc-2"),
         ),
-        {h.FOLLOW: "vpc-1=0:0:0,vpc-2=1:0:0"},
+        {wire.FOLLOW: "vpc-1=0:0:0,vpc-2=1:0:0"},
     )
     assert applier.followed(H1) == {"vpc-1", "vpc-2"}
     applier.take_follow_changes()
@@ -160,13 +160,13 @@ def test_last_port_leaving_unfollows_and_drops_the_vpcs_shared_states(applier: A
 
 
 def test_a_pending_port_is_enough_to_follow(applier: Applier) -> None:
-    applier.apply_unicast(H1, goal_state(H1, port(subnet_id="sn-later")), {h.FOLLOW: "vpc-1=2:0:0"})
+    applier.apply_unicast(H1, goal_state(H1, port(subnet_id="sn-later")), {wire.FOLLOW: "vpc-1=2:0:0"})
     assert applier.followed(H1) == {"vpc-1"}
     assert applier.followers == {"vpc-1": {H1}}
 
 
 def _follow(applier: Applier, host: str, follow: str) -> None:
-    applier.apply_unicast(host, goal_state(host, subnet(), port(f"port-{host}")), {h.FOLLOW: follow, h.EPOCH: "e1"})
+    applier.apply_unicast(host, goal_state(host, subnet(), port(f"port-{host}")), {wire.FOLLOW: follow, wire.EPOCH: "e1"})
 
 
 def test_multicast_applies_to_followers_except_their_own_neighbors() -> None:
@@ -174,7 +174,7 @@ def test_multicast_applies_to_followers_except_their_own_neighbors() -> None:
     _follow(applier, H1, "vpc-1=4:10:2")
     _follow(applier, H2, "vpc-1=4:10:2")
     message = goal_state(None, neighbor("nb-h1", H1), neighbor("nb-h2", H2), security_group())
-    results = applier.apply_multicast("vpc-1", message, {h.SEQ: "3", h.EPOCH: "e1"}, partition=4, offset=11)
+    results = applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "e1"}, partition=4, offset=11)
     by_host = {r.host: statuses(r) for r in results}
     assert by_host == {H1: {"nb-h2": 0, "sg-1": 0}, H2: {"nb-h1": 0, "sg-1": 0}}  # H3 does not follow vpc-1
     assert set(table(applier, H1, common.NEIGHBOR)) == {"nb-h2"}
@@ -185,19 +185,19 @@ def test_multicast_applies_to_followers_except_their_own_neighbors() -> None:
 def test_multicast_before_the_cursor_or_already_applied_is_skipped(applier: Applier) -> None:
     _follow(applier, H1, "vpc-1=4:10:2")
     message = goal_state(None, security_group(rev=1))
-    assert applier.apply_multicast("vpc-1", message, {h.SEQ: "3", h.EPOCH: "e1"}, partition=4, offset=9) == []  # offset < O
-    assert applier.apply_multicast("vpc-1", message, {h.SEQ: "2", h.EPOCH: "e1"}, partition=4, offset=10) == []  # seq <= S
-    applied = applier.apply_multicast("vpc-1", message, {h.SEQ: "3", h.EPOCH: "e1"}, partition=4, offset=10)
+    assert applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "e1"}, partition=4, offset=9) == []  # offset < O
+    assert applier.apply_multicast("vpc-1", message, {wire.SEQ: "2", wire.EPOCH: "e1"}, partition=4, offset=10) == []  # seq <= S
+    applied = applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "e1"}, partition=4, offset=10)
     assert [r.resync for r in applied] == [False]
-    assert applier.apply_multicast("vpc-1", message, {h.SEQ: "3", h.EPOCH: "e1"}, partition=4, offset=10) == []  # again
-    gap = applier.apply_multicast("vpc-1", goal_state(None, security_group(rev=2)), {h.SEQ: "5", h.EPOCH: "e1"}, 4, 12)
+    assert applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "e1"}, partition=4, offset=10) == []  # again
+    gap = applier.apply_multicast("vpc-1", goal_state(None, security_group(rev=2)), {wire.SEQ: "5", wire.EPOCH: "e1"}, 4, 12)
     assert [r.resync for r in gap] == [True]
     assert table(applier, H1, common.SECURITYGROUP) == {"sg-1": 2}
 
 
 def test_unicast_sequence_gap_asks_for_resync(applier: Applier) -> None:
     def send(seq: int, epoch: str = "e1", **extra: str) -> bool:
-        result = applier.apply_unicast(H1, goal_state(H1, subnet(rev=seq)), {h.SEQ: str(seq), h.EPOCH: epoch, **extra})
+        result = applier.apply_unicast(H1, goal_state(H1, subnet(rev=seq)), {wire.SEQ: str(seq), wire.EPOCH: epoch, **extra})
         assert result is not None
         return result.resync
 
@@ -206,9 +206,9 @@ def test_unicast_sequence_gap_asks_for_resync(applier: Applier) -> None:
     assert send(6) is False
     assert send(6) is False  # a repeat is no gap
     assert send(1, epoch="e2") is False  # a new DPM epoch restarts sequences
-    assert send(7, epoch="e2", **{h.FULL: "1"}) is False  # a resync answer is no gap
+    assert send(7, epoch="e2", **{wire.FULL: "1"}) is False  # a resync answer is no gap
     assert send(9, epoch="e2") is True
-    other = applier.apply_unicast(H2, goal_state(H2, subnet()), {h.SEQ: "40", h.EPOCH: "e1"})  # per host
+    other = applier.apply_unicast(H2, goal_state(H2, subnet()), {wire.SEQ: "40", wire.EPOCH: "e1"})  # per host
     assert other is not None and other.resync is False
 
 
@@ -240,25 +240,56 @@ def test_host_state_and_the_shared_vector(applier: Applier, vectors_dir: Path) -
     assert state.port_states["port-7-2"] == goal.port_states["port-7-2"]
 
 
-def test_parse_follow_skips_malformed_entries() -> None:
-    assert parse_follow("a=1:2:3, b=bad ,c=4:5:6", "e") == {"a": Cursor(1, 2, 3, "e"), "c": Cursor(4, 5, 6, "e")}
-    assert parse_follow("") == {}
+def test_follow_cursors_carry_the_epoch() -> None:
+    assert follow_cursors({wire.FOLLOW: "a=1:2:3,c=4:5:6", wire.EPOCH: "e"}) == {"a": Cursor(1, 2, 3, "e"), "c": Cursor(4, 5, 6, "e")}
+    assert follow_cursors({}) == {}
+
+
+@pytest.mark.parametrize("headers", [
+    {wire.FOLLOW: "vpc-1=1:2:3,vpc-2=bad"},
+    {wire.FOLLOW: f"vpc-1=1:{2**63}:3"},
+    {wire.SEQ: "\u00b2"},
+    {wire.SEQ: "abc"},
+    {wire.SENT_NS: "-5"},
+])
+def test_a_malformed_number_header_refuses_the_message_and_applies_nothing(applier: Applier, headers: dict[str, str]) -> None:
+    with pytest.raises(wire.BadHeader):
+        applier.apply_unicast(H1, goal_state(H1, subnet(), port()), headers)
+    assert table(applier, H1, common.PORT) == {} and applier.hosts[H1].seq == 0 and not applier.take_follow_changes()
+    if wire.FOLLOW in headers:
+        return  # a multicast message joins nothing: gs-follow is read on unicast only
+    _follow(applier, H1, "vpc-1=3:120:7")
+    before = table(applier, H1, common.SECURITYGROUP)
+    with pytest.raises(wire.BadHeader):
+        applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.EPOCH: "e1", wire.SEQ: "8", **headers}, 3, 130)
+    assert table(applier, H1, common.SECURITYGROUP) == before and applier.hosts[H1].cursors["vpc-1"].seq == 7
+
+
+def test_the_same_revision_with_other_content_is_refused_and_the_held_state_stays(applier: Applier) -> None:
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port()), {})
+    again = port()
+    again[2].configuration.mac_address = "aa:bb:cc:dd:ee:ff"
+    result = applier.apply_unicast(H1, goal_state(H1, again), {})
+    assert statuses(result) == {"port-1": common.INVALID_ARG}
+    assert applier.dataplane.table(H1, common.PORT)["port-1"] == port()[2]
+    assert statuses(applier.apply_unicast(H1, goal_state(H1, port()), {})) == {"port-1": common.SUCCESS}  # the same: a duplicate
+    assert applier.counters.conflicts == 1 and applier.counters.duplicates == 1
 
 
 def test_a_resync_moves_the_cursor_of_a_vpc_already_followed(applier: Applier) -> None:
     _follow(applier, H1, "vpc-1=3:120:7")
     applier.take_follow_changes()
-    full = {h.FULL: "1", h.FOLLOW: "vpc-1=3:100:5", h.EPOCH: "e1"}
+    full = {wire.FULL: "1", wire.FOLLOW: "vpc-1=3:100:5", wire.EPOCH: "e1"}
     applier.apply_unicast(H1, goal_state(H1, subnet(), port(f"port-{H1}")), full)
     assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", True, Cursor(3, 100, 5, "e1"))]
-    again = applier.apply_multicast("vpc-1", goal_state(None, security_group()), {h.SEQ: "6", h.EPOCH: "e1"}, 3, 100)
+    again = applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.SEQ: "6", wire.EPOCH: "e1"}, 3, 100)
     assert [r.host for r in again] == [H1]
 
 
 def test_a_stale_gs_follow_on_a_later_message_keeps_the_cursor(applier: Applier) -> None:
     _follow(applier, H1, "vpc-1=3:120:7")
-    applier.apply_multicast("vpc-1", goal_state(None, security_group()), {h.SEQ: "8", h.EPOCH: "e1"}, 3, 130)
+    applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.SEQ: "8", wire.EPOCH: "e1"}, 3, 130)
     applier.take_follow_changes()
-    applier.apply_unicast(H1, goal_state(H1, port("port-x")), {h.FOLLOW: "vpc-1=3:100:5", h.EPOCH: "e1"})
+    applier.apply_unicast(H1, goal_state(H1, port("port-x")), {wire.FOLLOW: "vpc-1=3:100:5", wire.EPOCH: "e1"})
     assert applier.take_follow_changes() == []
     assert applier.hosts[H1].cursors["vpc-1"] == Cursor(3, 120, 8, "e1")

@@ -11,7 +11,7 @@ from aca_agent.applier import Applier
 from aca_agent.consumer import AgentConsumer
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.testing import goal_state, port, security_group, subnet
-from gsmq import headers as h
+from gsmq import wire
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Delivered, Envelope, MemoryBus
@@ -100,8 +100,8 @@ def test_applied_message_gets_a_reply_echoing_headers_then_a_commit() -> None:
     placed = agent.send(T.unicast, H1, goal_state(H1, subnet(), port()), gs_request_id="r1", gs_seq="1", gs_sent_ns="123", gs_type="GoalStateV2")
     agent.drain()
     [(headers, reply)] = agent.replies()
-    assert headers[h.REQUEST_ID] == "r1" and headers[h.SEQ] == "1" and headers[h.SENT_NS] == "123"
-    assert headers[h.HOST_ID] == H1 and headers[h.MSG_TYPE] == "GoalStateOperationReply" and int(headers[h.APPLIED_NS]) > 0
+    assert headers[wire.REQUEST_ID] == "r1" and headers[wire.SEQ] == "1" and headers[wire.SENT_NS] == "123"
+    assert headers[wire.HOST_ID] == H1 and headers[wire.MSG_TYPE] == "GoalStateOperationReply" and int(headers[wire.APPLIED_NS]) > 0
     assert [(s.resource_id, s.operation_status) for s in reply.operation_statuses] == [("sn-1", 0), ("port-1", 0)]
     assert agent.committed(T.unicast, H1) == placed.offset + 1
     assert agent.applier.counters.replies_sent == 1
@@ -128,10 +128,10 @@ def test_poison_goes_to_the_dead_letter_topic_and_the_next_message_is_applied() 
     agent.drain()
     [dead] = agent.bus.logs[(T.dead_letter, 0)]
     assert dead.value == b"\xff\xff\xff\xff" and dead.key == H1
-    assert dead.headers[h.SOURCE_TOPIC] == T.unicast
-    assert dead.headers[h.SOURCE_PARTITION] == str(poison.partition)
-    assert dead.headers[h.SOURCE_OFFSET] == str(poison.offset)
-    assert "undecodable" in dead.headers[h.ERROR] and dead.headers[h.REQUEST_ID] == "bad"
+    assert dead.headers[wire.SOURCE_TOPIC] == T.unicast
+    assert dead.headers[wire.SOURCE_PARTITION] == str(poison.partition)
+    assert dead.headers[wire.SOURCE_OFFSET] == str(poison.offset)
+    assert "undecodable" in dead.headers[wire.ERROR] and dead.headers[wire.REQUEST_ID] == "bad"
     assert len(agent.replies()) == 1
     assert agent.committed(T.unicast, H1) == good.offset + 1
     assert agent.applier.counters.dead_lettered == 1
@@ -149,7 +149,7 @@ def test_following_a_vpc_reads_its_multicast_partition_from_the_cursor_then_stop
     agent.send(T.multicast, "vpc-1", goal_state(None, security_group(rev=2)), gs_vpc_id="vpc-1", gs_seq="2", gs_epoch="e", gs_request_id="m2")
     agent.drain()
     headers, reply = agent.replies()[-1]
-    assert headers[h.VPC_ID] == "vpc-1" and headers[h.REQUEST_ID] == "m2"
+    assert headers[wire.VPC_ID] == "vpc-1" and headers[wire.REQUEST_ID] == "m2"
     assert [s.resource_id for s in reply.operation_statuses] == ["sg-1"]
     assert agent.applier.dataplane.table(H1, common.SECURITYGROUP)["sg-1"].configuration.revision_number == 2
     agent.send(T.unicast, H1, goal_state(H1, port(rev=2, op=common.DELETE)))
@@ -165,13 +165,13 @@ def test_a_later_follow_seeks_a_partition_back_without_reapplying() -> None:
     agent.drain()
     for vpc_id, seq, sg in (("vpc-a", "1", "sg-a"), ("vpc-b", "1", "sg-b"), ("vpc-a", "2", "sg-a2")):
         agent.bus.append(Envelope(T.multicast, vpc_id, goal_state(None, security_group(sg, vpc_id)).SerializeToString(),
-                                  {h.VPC_ID: vpc_id, h.SEQ: seq, h.EPOCH: "e"}, partition=mc))
+                                  {wire.VPC_ID: vpc_id, wire.SEQ: seq, wire.EPOCH: "e"}, partition=mc))
     agent.drain()
     assert set(agent.applier.dataplane.table(H1, common.SECURITYGROUP)) == {"sg-a", "sg-a2"}
     agent.send(T.unicast, H2, goal_state(H2, subnet(), port("p2", vpc_id="vpc-b")), gs_follow=f"vpc-b={mc}:1:0", gs_epoch="e")
     agent.drain()
     assert set(agent.applier.dataplane.table(H2, common.SECURITYGROUP)) == {"sg-b"}
-    multicast_replies = [hd[h.HOST_ID] for hd, _ in agent.replies() if h.VPC_ID in hd]
+    multicast_replies = [hd[wire.HOST_ID] for hd, _ in agent.replies() if wire.VPC_ID in hd]
     assert sorted(multicast_replies) == [H1, H1, H2]  # H1 did not apply vpc-a's seq 2 twice
 
 
@@ -189,7 +189,7 @@ def test_topic_per_host_channel_reads_the_hosts_topic() -> None:
     agent.send(T.host(H2), H2, goal_state(H2, subnet()))
     agent.send(T.unicast, H1, goal_state(H1, subnet()))  # not read on this channel
     agent.drain()
-    assert [hd[h.HOST_ID] for hd, _ in agent.replies()] == [H2]
+    assert [hd[wire.HOST_ID] for hd, _ in agent.replies()] == [H2]
     assert agent.bus.commits[GROUP][(T.host(H2), 0)] == 1
 
 
@@ -212,9 +212,9 @@ def test_auto_channel_reads_unicast_and_each_host_topic_once_it_exists() -> None
     agent.send(T.host(H2), H2, goal_state(H2, subnet("sn-topic")))
     agent.send(T.unicast, H1, goal_state(H1, subnet("sn-unicast")))
     agent.drain()
-    assert [hd[h.HOST_ID] for hd, _ in agent.replies()] == [H1]
+    assert [hd[wire.HOST_ID] for hd, _ in agent.replies()] == [H1]
     agent.existing.add(T.host(H2))  # the DPM created it
     agent.consumer.check_host_topics()
     agent.drain()
-    assert sorted(hd[h.HOST_ID] for hd, _ in agent.replies()) == [H1, H2]
+    assert sorted(hd[wire.HOST_ID] for hd, _ in agent.replies()) == [H1, H2]
     assert "sn-topic" in agent.applier.dataplane.table(H2, common.SUBNET)

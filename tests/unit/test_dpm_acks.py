@@ -14,7 +14,7 @@ from dpm_server.acks import decode_replies
 from dpm_server.engine import Engine
 from dpm_server.service import Budget, Provisioner
 from dpm_server.testing import ack, goal, memory_engine, port_goal, published, security_group, subnet_goal
-from gsmq import headers as h
+from gsmq import wire
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
 from alcor.schema import common_pb2 as common
@@ -60,7 +60,7 @@ class FakeAcas:
 
     def pump(self) -> None:
         """The DPM's reply reader: what is on the reply topic, decoded, to the tracker."""
-        for host, headers, reply in decode_replies(self.source.poll_batch(1000, 0)):
+        for host, headers, reply in decode_replies(self.source.poll_batch(1000, 0))[0]:
             self.eng.tracker.on_reply(host, headers, reply)
 
 
@@ -133,16 +133,20 @@ def test_replies_nobody_waits_for_are_ignored() -> None:
     (m,) = [x for x in acas.new() if x.topic == topics.unicast]
     message = gs.GoalStateV2.FromString(m.value)
     sink = bus.sink()
-    sink.send(ack(message, {**m.headers, h.REQUEST_ID: "someone-else"}, A, topics.reply))  # another request
+    sink.send(ack(message, {**m.headers, wire.REQUEST_ID: "someone-else"}, A, topics.reply))  # another request
     sink.send(ack(message, m.headers, B, topics.reply))  # a host it did not target
-    sink.send(ack(message, {**m.headers, h.SEQ: "999"}, A, topics.reply))  # a message it did not send
+    sink.send(ack(message, {**m.headers, wire.SEQ: "999"}, A, topics.reply))  # a message it did not send
     sink.send(Envelope(topics.reply, A, b"\xff\xff not protobuf", dict(m.headers)))
     with structlog.testing.capture_logs() as logs:
         acas.pump()
-    assert replies == [] and [e["event"] for e in logs] == ["reply_undecodable"]
+    assert replies == [] and [e["event"] for e in logs] == ["reply_refused"]
+    for seq in ("\u00b2", "abc", str(2**63)):  # refused alone: the real reply of the same batch still counts
+        sink.send(ack(message, {**m.headers, wire.SEQ: seq}, A, topics.reply))
     sink.send(ack(message, m.headers, A, topics.reply))
-    acas.pump()
+    with structlog.testing.capture_logs() as logs:
+        acas.pump()
     assert len(replies) == 1 and set(statuses(replies[0]).values()) == {common.SUCCESS}
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["reply_refused"] * 3
 
 
 def test_a_straggler_gets_its_copy_again_with_a_new_sequence() -> None:
@@ -154,11 +158,11 @@ def test_a_straggler_gets_its_copy_again_with_a_new_sequence() -> None:
     (request,) = eng.tracker.pending.values()
     eng.tracker.tick(request.started + 5.5)  # past retry_after (5 s)
     (again,) = acas.new()
-    assert again.key == A and again.headers[h.REQUEST_ID] == first.headers[h.REQUEST_ID] == request.id
-    assert int(again.headers[h.SEQ]) == int(first.headers[h.SEQ]) + 1
+    assert again.key == A and again.headers[wire.REQUEST_ID] == first.headers[wire.REQUEST_ID] == request.id
+    assert int(again.headers[wire.SEQ]) == int(first.headers[wire.SEQ]) + 1
     copy = gs.GoalStateV2.FromString(again.value)
     assert {"p9", "dhcp-p9"} <= set(copy.port_states) | set(copy.dhcp_states)
-    assert again.headers[h.FOLLOW].startswith("vpc-1=")  # with its VPC's current state, in case it missed it
+    assert again.headers[wire.FOLLOW].startswith("vpc-1=")  # with its VPC's current state, in case it missed it
     eng.tracker.tick(request.started + 6)  # retried once only
     assert acas.new() == [] and eng.tracker.retries == 1
     acas.reply([A])  # the answer to the retry alone completes A (the first copy may be lost)
@@ -192,7 +196,7 @@ def test_a_host_still_working_through_its_queue_is_not_retried_until_it_falls_si
     assert acas.new() == [] and eng.tracker.retries == 0  # a copy would only queue behind `second`
     eng.tracker.tick(12.5)  # A silent for 10.5 s: now it is a straggler
     (again,) = acas.new()
-    assert again.key == A and again.headers[h.REQUEST_ID] == second.headers[h.REQUEST_ID] and eng.tracker.retries == 1
+    assert again.key == A and again.headers[wire.REQUEST_ID] == second.headers[wire.REQUEST_ID] and eng.tracker.retries == 1
 
 
 def test_a_message_the_host_went_past_without_answering_is_retried() -> None:
@@ -201,7 +205,7 @@ def test_a_message_the_host_went_past_without_answering_is_retried() -> None:
     answer(acas, second, A)  # alive, but `first` was lost on the way
     eng.tracker.tick(10.5)
     (again,) = acas.new()
-    assert again.headers[h.REQUEST_ID] == first.headers[h.REQUEST_ID] and eng.tracker.retries == 1
+    assert again.headers[wire.REQUEST_ID] == first.headers[wire.REQUEST_ID] and eng.tracker.retries == 1
 
 
 def test_a_multicast_is_retried_once_the_hosts_unicast_queue_has_drained_without_it() -> None:
@@ -238,7 +242,7 @@ def test_when_every_host_answers_slowly_a_silent_host_is_retried_later_yet_befor
     assert eng.tracker.patience == patience  # 1 + 4 x 0.5 (at least 50), 20 + 4 x 10, 40 + 4 x 20 (at most 75)
 
     def to_b() -> list[str]:
-        return [m.headers[h.SEQ] for m in acas.new() if m.topic == topics.unicast and m.key == B]
+        return [m.headers[wire.SEQ] for m in acas.new() if m.topic == topics.unicast and m.key == B]
 
     assert to_b() == ["1"]
     eng.tracker.tick(patience - 0.5)

@@ -26,6 +26,7 @@ from aca_agent.dataplane import MemoryDataPlane
 from dpm_server.acks import decode_replies
 from dpm_server.engine import Engine
 from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, security_group, subnet
+from gsmq import wire
 from gsmq.resources import MAP_FIELD, TYPE_NAME, iter_states
 from gsmq.topics import Topics
 from gsmq.transport import MemoryBus
@@ -35,7 +36,7 @@ from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]
-STRATEGIES = ["vpc-multicast", "unicast-only", "topic-per-host"]
+STRATEGIES = list(wire.STRATEGIES)
 Tables = dict[str, dict[str, int]]
 
 
@@ -73,7 +74,7 @@ class Cluster:
             for host, agent in self.agents.items():
                 if host not in self.silent:
                     moved += agent.run_once(0)
-            for host, headers, reply in decode_replies(self.dpm.poll_batch(10_000, 0)):
+            for host, headers, reply in decode_replies(self.dpm.poll_batch(10_000, 0))[0]:
                 self.eng.tracker.on_reply(host, headers, reply)
                 moved += 1
             requests, self.resync_requests = self.resync_requests, []

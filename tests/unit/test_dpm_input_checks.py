@@ -7,7 +7,7 @@ from aca_agent.applier import Applier
 from aca_agent.dataplane import MemoryDataPlane
 from dpm_server.testing import memory_engine, port_goal, published, subnet_goal
 from dpm_server.validate import invalid_resources
-from gsmq import headers as h
+from gsmq import wire
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
@@ -23,8 +23,8 @@ def without_config_id() -> gs.GoalStateV2:
 
 def test_an_agent_refuses_a_state_whose_configuration_has_no_id() -> None:
     agent = Applier(MemoryDataPlane(), [A])
-    agent.apply_unicast(A, subnet_goal("vpc-1", [A]), {h.SEQ: "1", h.EPOCH: "e"})
-    result = agent.apply_unicast(A, without_config_id(), {h.SEQ: "2", h.EPOCH: "e"})
+    agent.apply_unicast(A, subnet_goal("vpc-1", [A]), {wire.SEQ: "1", wire.EPOCH: "e"})
+    result = agent.apply_unicast(A, without_config_id(), {wire.SEQ: "2", wire.EPOCH: "e"})
     assert result is not None
     assert {s.resource_id: s.status for s in result.statuses}["dhcp-p0"] == common.INVALID_ARG
 

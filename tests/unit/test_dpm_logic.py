@@ -10,7 +10,7 @@ from aca_agent.replies import reply_envelope
 from gs_bench.topology import Port, port_message, subnet_message
 from dpm_server.engine import Engine, merge
 from dpm_server.publisher import Publisher
-from gsmq import headers as h
+from gsmq import wire
 from gsmq.topics import Topics
 from gsmq.transport import MemoryBus
 from alcor.schema import common_pb2 as common
@@ -34,7 +34,7 @@ def engine(strategy: str = "vpc-multicast", timeout: float = 10.0) -> tuple[Engi
 
 
 def published(bus: MemoryBus, topic: str) -> list:
-    return [m for (t, _), log in bus.logs.items() if t == topic for m in log if m.headers.get(h.MSG_TYPE) == "GoalStateV2"]
+    return [m for (t, _), log in bus.logs.items() if t == topic for m in log if m.headers.get(wire.MSG_TYPE) == "GoalStateV2"]
 
 
 def test_requests_complete_when_every_host_replied_through_real_appliers() -> None:

@@ -8,7 +8,7 @@ import pytest
 from dpm_server import planner
 from dpm_server.engine import Engine
 from dpm_server.testing import goal, keys, memory_engine, port_goal, published, security_group, subnet_goal
-from gsmq import headers as h
+from gsmq import wire
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
@@ -54,7 +54,7 @@ def test_multicast_publishes_each_vpc_wide_state_once_per_vpc() -> None:
     unicast = [m for m in fresh if m.topic == topics.unicast]
     assert [(m.key, m.partition) for m in multicast] == [("vpc-1", partition_for("vpc-1", 4))]
     assert keys(decode(multicast[0])) == {(common.SECURITYGROUP, "sg-1"), (common.NEIGHBOR, "nb-p9")}
-    assert not decode(multicast[0]).host_resources and multicast[0].headers[h.VPC_ID] == "vpc-1"
+    assert not decode(multicast[0]).host_resources and multicast[0].headers[wire.VPC_ID] == "vpc-1"
     # host-specific states go to their host only; sg-2's VPC has no member: it stays in the snapshot
     assert [(m.key, m.partition) for m in unicast] == [(A, partition_for(A, 4))]
     assert keys(decode(unicast[0])) == {(common.PORT, "p9"), (common.DHCP, "dhcp-p9")}
@@ -94,19 +94,19 @@ def test_headers_and_sequences() -> None:
     unicast = [m for m in published(bus) if m.topic == topics.unicast]
     for host in HOSTS:
         mine = [m for m in unicast if m.key == host]
-        assert [m.headers[h.SEQ] for m in mine] == [str(i) for i in range(1, len(mine) + 1)]
+        assert [m.headers[wire.SEQ] for m in mine] == [str(i) for i in range(1, len(mine) + 1)]
         for m in mine:
-            assert m.headers[h.HOST_ID] == host and m.headers[h.EPOCH] == eng.publisher.epoch
-            assert m.headers[h.MSG_TYPE] == "GoalStateV2" and int(m.headers[h.SENT_NS]) > 0
-            assert m.headers[h.REQUEST_ID].startswith(eng.publisher.epoch)
+            assert m.headers[wire.HOST_ID] == host and m.headers[wire.EPOCH] == eng.publisher.epoch
+            assert m.headers[wire.MSG_TYPE] == "GoalStateV2" and int(m.headers[wire.SENT_NS]) > 0
+            assert m.headers[wire.REQUEST_ID].startswith(eng.publisher.epoch)
     multicast = [m for m in published(bus) if m.topic == topics.multicast]
-    assert [m.headers[h.SEQ] for m in multicast] == ["1", "2"]  # B's and C's neighbors reached the members
-    assert all(h.HOST_ID not in m.headers and m.headers[h.VPC_ID] == "vpc-1" for m in multicast)
+    assert [m.headers[wire.SEQ] for m in multicast] == ["1", "2"]  # B's and C's neighbors reached the members
+    assert all(wire.HOST_ID not in m.headers and m.headers[wire.VPC_ID] == "vpc-1" for m in multicast)
 
 
 def test_start_up_markers_on_every_multicast_and_reply_partition() -> None:
     eng, bus, topics = memory_engine()
-    markers = [(t, p) for (t, p), log in bus.logs.items() for m in log if m.headers.get(h.MSG_TYPE) == "Marker"]
+    markers = [(t, p) for (t, p), log in bus.logs.items() for m in log if m.headers.get(wire.MSG_TYPE) == "Marker"]
     assert sorted(markers) == sorted([(topics.multicast, p) for p in range(4)] + [(topics.reply, p) for p in range(2)])
     assert eng.publisher.delivered == {tp: 0 for tp in markers}
 
@@ -117,14 +117,14 @@ def test_a_joining_host_gets_the_vpc_state_and_where_to_follow_it() -> None:
     last = max(m.offset for m in bus.logs[(topics.multicast, part)])
     eng.submit(port_goal("p9", "vpc-1", "10.0.0.9", "10.1.0.9", [*HOSTS, "10.0.0.9"]), lambda r: None)
     (joined,) = [m for m in published(bus) if m.key == "10.0.0.9"]
-    assert joined.headers[h.FOLLOW] == f"vpc-1={part}:{last + 1}:{eng.publisher.vpc_seq['vpc-1']}"
+    assert joined.headers[wire.FOLLOW] == f"vpc-1={part}:{last + 1}:{eng.publisher.vpc_seq['vpc-1']}"
     # its own port + DHCP, and every current VPC-wide state of vpc-1 but its own neighbor
     assert keys(decode(joined)) == {(common.PORT, "p9"), (common.DHCP, "dhcp-p9"), (common.SUBNET, "subnet-vpc-1"),
                                     (common.NEIGHBOR, "nb-p0"), (common.NEIGHBOR, "nb-p1"), (common.NEIGHBOR, "nb-p2")}
     # the members get the newcomer's neighbor on the multicast, which the follow sequence already covers
     latest = bus.logs[(topics.multicast, part)][-1]
     assert keys(decode(latest)) == {(common.NEIGHBOR, "nb-p9")}
-    assert latest.headers[h.SEQ] == str(eng.publisher.vpc_seq["vpc-1"]) and latest.offset >= last + 1
+    assert latest.headers[wire.SEQ] == str(eng.publisher.vpc_seq["vpc-1"]) and latest.offset >= last + 1
 
 
 def test_the_first_host_of_a_vpc_gets_everything_by_unicast() -> None:
@@ -133,23 +133,23 @@ def test_the_first_host_of_a_vpc_gets_everything_by_unicast() -> None:
     eng.submit(port_goal("p0", "vpc-1", A, "10.1.0.0", [A]), lambda r: None)
     assert published(bus, topics.multicast) == []
     subnet_msg, port_msg = published(bus, topics.unicast)
-    assert h.FOLLOW not in subnet_msg.headers  # no port there yet: nothing to follow
-    assert port_msg.headers[h.FOLLOW] == f"vpc-1={partition_for('vpc-1', 4)}:1:0"
+    assert wire.FOLLOW not in subnet_msg.headers  # no port there yet: nothing to follow
+    assert port_msg.headers[wire.FOLLOW] == f"vpc-1={partition_for('vpc-1', 4)}:1:0"
     assert (common.SUBNET, "subnet-vpc-1") in keys(decode(port_msg))
 
 
-@pytest.mark.parametrize("strategy", planner.STRATEGIES)
+@pytest.mark.parametrize("strategy", wire.STRATEGIES)
 def test_resync_is_the_hosts_whole_view_marked_full(strategy: str) -> None:
     eng, bus, topics = topology(strategy)
     seen = mark(bus)
     eng.resync(B)
     (full,) = since(bus, seen)
-    assert full.headers[h.FULL] == "1" and full.key == B
+    assert full.headers[wire.FULL] == "1" and full.key == B
     assert keys(decode(full)) == set(eng.snapshot.view(B, strategy)) == keys(eng.host_goal_state(B))
     if strategy == "vpc-multicast":
-        assert full.headers[h.FOLLOW].startswith(f"vpc-1={partition_for('vpc-1', 4)}:")
+        assert full.headers[wire.FOLLOW].startswith(f"vpc-1={partition_for('vpc-1', 4)}:")
     else:
-        assert h.FOLLOW not in full.headers
+        assert wire.FOLLOW not in full.headers
 
 
 def test_delete_of_the_last_port_tells_the_host_and_stops_waiting_for_its_multicast() -> None:
@@ -159,7 +159,7 @@ def test_delete_of_the_last_port_tells_the_host_and_stops_waiting_for_its_multic
     assert {(m.topic, m.key) for m in since(bus, seen)} == {(topics.unicast, A), (topics.multicast, "vpc-1")}
     request = list(eng.tracker.pending.values())[-1]
     assert set(request.waiting) == {A, B, C}  # A acks its unicast; B and C the multicast
-    assert [token[0] for token in request.waiting[A]] == ["u"] and [token[0] for token in request.waiting[B]] == ["m"]
+    assert [t.multicast for t in request.waiting[A]] == [False] and [t.multicast for t in request.waiting[B]] == [True]
     assert eng.snapshot.host_vpcs(A) == set()
 
 

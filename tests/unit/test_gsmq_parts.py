@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gsmq import headers as h
+from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import murmur2, partition_for
 from gsmq.resources import MAP_FIELD, VPC_WIDE, iter_states, vpc_of
@@ -110,11 +110,10 @@ def test_topic_names_derive_from_the_prefix() -> None:
 
 
 def test_headers_as_text_and_from_pairs() -> None:
-    assert h.to_dict(None) == {} and h.to_dict([]) == {}
-    assert h.to_dict([(h.SEQ, b"1"), (h.HOST_ID, None), (h.SEQ, b"2"), ("bad", b"\xff")]) == {
-        h.SEQ: "2", h.HOST_ID: "", "bad": "\ufffd"}
-    assert h.pairs([(h.SEQ, 3), (h.FULL, None), (h.VPC_ID, "v")]) == [(h.SEQ, b"3"), (h.VPC_ID, b"v")]
-    names = [v for k, v in vars(h).items() if k.isupper() and isinstance(v, str)]
+    assert wire.decode_headers(None) == {} and wire.decode_headers([]) == {}
+    assert wire.decode_headers([(wire.SEQ, b"1"), (wire.HOST_ID, None), (wire.SEQ, b"2"), ("bad", b"\xff")]) == {
+        wire.SEQ: "2", wire.HOST_ID: "", "bad": "\ufffd"}
+    names = [v for k, v in vars(wire).items() if k.isupper() and not k.startswith("_") and isinstance(v, str)]
     assert len(names) == len(set(names)) and all(n.startswith("gs-") for n in names)
 
 

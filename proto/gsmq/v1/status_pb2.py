@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from alcor.schema import goalstate_pb2 as alcor_dot_schema_dot_goalstate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14gsmq/v1/status.proto\x12\x07gsmq.v1\x1a\x1c\x61lcor/schema/goalstate.proto\"\x0f\n\rStatusRequest\"\x19\n\x06HostId\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"\xe4\x02\n\tDpmStatus\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\r\n\x05hosts\x18\x02 \x01(\x04\x12\x0c\n\x04vpcs\x18\x03 \x01(\x04\x12\x11\n\tresources\x18\x04 \x01(\x04\x12\x18\n\x10requests_pending\x18\x05 \x01(\x04\x12\x1a\n\x12requests_completed\x18\x06 \x01(\x04\x12\x17\n\x0frequests_failed\x18\x07 \x01(\x04\x12\x1a\n\x12messages_published\x18\x08 \x01(\x04\x12\x17\n\x0f\x62ytes_published\x18\t \x01(\x04\x12\x18\n\x10replies_received\x18\n \x01(\x04\x12\x16\n\x0eresyncs_served\x18\x0b \x01(\x04\x12\x0f\n\x07retries\x18\x0c \x01(\x04\x12\x18\n\x10unicast_messages\x18\r \x01(\x04\x12\x1a\n\x12multicast_messages\x18\x0e \x01(\x04\x12\x18\n\x10invalid_requests\x18\x0f \x01(\x04\"\xb0\x02\n\x0b\x41gentStatus\x12\r\n\x05hosts\x18\x01 \x01(\x04\x12\x18\n\x10messages_applied\x18\x02 \x01(\x04\x12\x1b\n\x13messages_other_host\x18\x03 \x01(\x04\x12\x15\n\rdead_lettered\x18\x04 \x01(\x04\x12\x12\n\nduplicates\x18\x05 \x01(\x04\x12\x14\n\x0cout_of_order\x18\x06 \x01(\x04\x12\x0f\n\x07pending\x18\x07 \x01(\x04\x12\x0f\n\x07resyncs\x18\x08 \x01(\x04\x12\r\n\x05\x66lows\x18\t \x01(\x04\x12\x15\n\rfollowed_vpcs\x18\n \x03(\t\x12\x16\n\x0e\x62ytes_consumed\x18\x0b \x01(\x04\x12\x11\n\trss_bytes\x18\x0c \x01(\x04\x12\x14\n\x0creplies_sent\x18\r \x01(\x04\x12\x11\n\tresources\x18\x0e \x01(\x04\x32\x8e\x01\n\x10\x44pmStatusService\x12\x39\n\tGetStatus\x12\x16.gsmq.v1.StatusRequest\x1a\x12.gsmq.v1.DpmStatus\"\x00\x12?\n\x0fGetHostSnapshot\x12\x0f.gsmq.v1.HostId\x1a\x19.alcor.schema.GoalStateV2\"\x00\x32\x8f\x01\n\x12\x41gentStatusService\x12;\n\tGetStatus\x12\x16.gsmq.v1.StatusRequest\x1a\x14.gsmq.v1.AgentStatus\"\x00\x12<\n\x0cGetHostState\x12\x0f.gsmq.v1.HostId\x1a\x19.alcor.schema.GoalStateV2\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14gsmq/v1/status.proto\x12\x07gsmq.v1\x1a\x1c\x61lcor/schema/goalstate.proto\"\x0f\n\rStatusRequest\"\x19\n\x06HostId\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"\xfa\x02\n\tDpmStatus\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\r\n\x05hosts\x18\x02 \x01(\x04\x12\x0c\n\x04vpcs\x18\x03 \x01(\x04\x12\x11\n\tresources\x18\x04 \x01(\x04\x12\x18\n\x10requests_pending\x18\x05 \x01(\x04\x12\x1a\n\x12requests_completed\x18\x06 \x01(\x04\x12\x17\n\x0frequests_failed\x18\x07 \x01(\x04\x12\x1a\n\x12messages_published\x18\x08 \x01(\x04\x12\x17\n\x0f\x62ytes_published\x18\t \x01(\x04\x12\x18\n\x10replies_received\x18\n \x01(\x04\x12\x16\n\x0eresyncs_served\x18\x0b \x01(\x04\x12\x0f\n\x07retries\x18\x0c \x01(\x04\x12\x18\n\x10unicast_messages\x18\r \x01(\x04\x12\x1a\n\x12multicast_messages\x18\x0e \x01(\x04\x12\x18\n\x10invalid_requests\x18\x0f \x01(\x04\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x10 \x01(\x04\"\xb0\x02\n\x0b\x41gentStatus\x12\r\n\x05hosts\x18\x01 \x01(\x04\x12\x18\n\x10messages_applied\x18\x02 \x01(\x04\x12\x1b\n\x13messages_other_host\x18\x03 \x01(\x04\x12\x15\n\rdead_lettered\x18\x04 \x01(\x04\x12\x12\n\nduplicates\x18\x05 \x01(\x04\x12\x14\n\x0cout_of_order\x18\x06 \x01(\x04\x12\x0f\n\x07pending\x18\x07 \x01(\x04\x12\x0f\n\x07resyncs\x18\x08 \x01(\x04\x12\r\n\x05\x66lows\x18\t \x01(\x04\x12\x15\n\rfollowed_vpcs\x18\n \x03(\t\x12\x16\n\x0e\x62ytes_consumed\x18\x0b \x01(\x04\x12\x11\n\trss_bytes\x18\x0c \x01(\x04\x12\x14\n\x0creplies_sent\x18\r \x01(\x04\x12\x11\n\tresources\x18\x0e \x01(\x04\x32\x8e\x01\n\x10\x44pmStatusService\x12\x39\n\tGetStatus\x12\x16.gsmq.v1.StatusRequest\x1a\x12.gsmq.v1.DpmStatus\"\x00\x12?\n\x0fGetHostSnapshot\x12\x0f.gsmq.v1.HostId\x1a\x19.alcor.schema.GoalStateV2\"\x00\x32\x8f\x01\n\x12\x41gentStatusService\x12;\n\tGetStatus\x12\x16.gsmq.v1.StatusRequest\x1a\x14.gsmq.v1.AgentStatus\"\x00\x12<\n\x0cGetHostState\x12\x0f.gsmq.v1.HostId\x1a\x19.alcor.schema.GoalStateV2\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +37,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HOSTID']._serialized_start=80
   _globals['_HOSTID']._serialized_end=105
   _globals['_DPMSTATUS']._serialized_start=108
-  _globals['_DPMSTATUS']._serialized_end=464
-  _globals['_AGENTSTATUS']._serialized_start=467
-  _globals['_AGENTSTATUS']._serialized_end=771
-  _globals['_DPMSTATUSSERVICE']._serialized_start=774
-  _globals['_DPMSTATUSSERVICE']._serialized_end=916
-  _globals['_AGENTSTATUSSERVICE']._serialized_start=919
-  _globals['_AGENTSTATUSSERVICE']._serialized_end=1062
+  _globals['_DPMSTATUS']._serialized_end=486
+  _globals['_AGENTSTATUS']._serialized_start=489
+  _globals['_AGENTSTATUS']._serialized_end=793
+  _globals['_DPMSTATUSSERVICE']._serialized_start=796
+  _globals['_DPMSTATUSSERVICE']._serialized_end=938
+  _globals['_AGENTSTATUSSERVICE']._serialized_start=941
+  _globals['_AGENTSTATUSSERVICE']._serialized_end=1084
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,159 @@
+"""The wire conventions beside the protobuf payloads, one definition each (docs/internals.md).
+
+Payloads stay plain serialized `GoalStateV2` / `GoalStateOperationReply`, so a real Alcor
+component can read them; everything else travels in Kafka headers, as UTF-8 text:
+- header names, and the message types of `gs-type`;
+- numbers (`gs-seq`, offsets, times): ASCII decimal digits, at most 2^63 - 1; anything
+  else is a `BadHeader`, which refuses that one message (dead letter with the reason);
+- `gs-follow`: the multicast VPCs a unicast message joins, `vpc=partition:offset:seq`
+  joined by `,`, with the VPC id percent-encoded so any id round-trips;
+- the ack token: which message a reply acknowledges;
+- the failure marker: the caller-reply status that names a host that never answered;
+- the strategies: which channels a DPM publishes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import NamedTuple
+from urllib.parse import quote, unquote
+
+from gsmq.transport import Envelope
+
+REQUEST_ID = "gs-request-id"  # the DPM's id of the caller's request (echoed in replies)
+HOST_ID = "gs-host-id"  # target host (unicast) or replying host (reply)
+VPC_ID = "gs-vpc-id"  # the VPC of a multicast message
+SEQ = "gs-seq"  # per-host sequence number (unicast) / per-VPC sequence (multicast)
+EPOCH = "gs-epoch"  # the DPM incarnation that numbered SEQ; a new epoch restarts SEQ
+SENT_NS = "gs-sent-ns"  # time.time_ns() when the DPM produced the message
+MSG_TYPE = "gs-type"  # a MessageType
+FULL = "gs-full"  # "1": the message replaces the host's whole state (resync)
+FOLLOW = "gs-follow"  # see `encode_follow`
+APPLIED_NS = "gs-applied-ns"  # time.time_ns() when the ACA finished applying (reply)
+ERROR = "gs-error"  # dead letter: why it could not be decoded or applied
+SOURCE_TOPIC = "gs-source-topic"  # dead letter: where it came from
+SOURCE_PARTITION = "gs-source-partition"
+SOURCE_OFFSET = "gs-source-offset"
+
+MAX_NUMBER = 2**63 - 1  # Kafka offsets and our counters are signed 64-bit
+
+Headers = Mapping[str, str]
+
+
+class MessageType(StrEnum):
+    """The value of `gs-type` (a goal state when the header is absent)."""
+
+    GOAL_STATE = "GoalStateV2"
+    REPLY = "GoalStateOperationReply"
+    MARKER = "Marker"  # the DPM's start-up marker on every multicast and reply partition
+
+
+class Strategy(StrEnum):
+    """How a DPM publishes: VPC-wide states once per VPC, or every host its own copy."""
+
+    VPC_MULTICAST = "vpc-multicast"
+    UNICAST_ONLY = "unicast-only"
+    TOPIC_PER_HOST = "topic-per-host"
+
+
+STRATEGIES: tuple[str, ...] = tuple(s.value for s in Strategy)
+
+
+class BadHeader(ValueError):
+    """A header whose value breaks the conventions: the message carrying it is refused."""
+
+
+def decode_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """Kafka's raw headers as text (the last value wins for a repeated name)."""
+    if not headers:
+        return {}
+    return {k: (v.decode(errors="replace") if v is not None else "") for k, v in headers}
+
+
+def message_type(headers: Headers) -> str:
+    return headers.get(MSG_TYPE, MessageType.GOAL_STATE)
+
+
+def number(text: str, name: str = "number") -> int:
+    """`text` as a number of the wire: ASCII digits only, 0 .. 2^63 - 1."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_NUMBER:
+        raise BadHeader(f"{name} is not a number of 0..2^63-1: {text[:40]!r}")
+    return int(text)
+
+
+def number_header(headers: Headers, name: str) -> int | None:
+    """The number in header `name` (None when absent; BadHeader when malformed)."""
+    text = headers.get(name)
+    return None if text is None else number(text, name)
+
+
+class FollowPosition(NamedTuple):
+    """Where a VPC's multicast stream is to be read from by a host that joins it."""
+
+    partition: int
+    offset: int  # first offset of `partition` to read for this VPC
+    seq: int  # last VPC sequence number the message joining it already includes
+
+
+def encode_follow(positions: Mapping[str, FollowPosition]) -> str:
+    """`gs-follow`: `vpc=partition:offset:seq` per VPC, sorted, joined by `,`."""
+    return ",".join(f"{quote(vpc, safe='')}={p.partition}:{p.offset}:{p.seq}" for vpc, p in sorted(positions.items()))
+
+
+def decode_follow(text: str) -> dict[str, FollowPosition]:
+    """The positions of a `gs-follow` header; BadHeader when any entry is malformed."""
+    out: dict[str, FollowPosition] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        vpc, sep, spec = item.partition("=")
+        fields = spec.split(":")
+        if not sep or not vpc or len(fields) != 3:
+            raise BadHeader(f"{FOLLOW} entry is not vpc=partition:offset:seq: {item[:80]!r}")
+        partition, offset, seq = (number(f, FOLLOW) for f in fields)
+        out[unquote(vpc)] = FollowPosition(partition, offset, seq)
+    return out
+
+
+class Token(NamedTuple):
+    """The message a reply acknowledges: a host's unicast `seq` (vpc empty), or a VPC's multicast `seq`."""
+
+    vpc: str
+    seq: int
+
+    @property
+    def multicast(self) -> bool:
+        return bool(self.vpc)
+
+
+def unicast_token(seq: int) -> Token:
+    return Token("", seq)
+
+
+def reply_token(headers: Headers) -> Token:
+    """The token a reply acknowledges, from its echoed `gs-vpc-id` and `gs-seq` (BadHeader when malformed)."""
+    seq = number_header(headers, SEQ)
+    if seq is None:
+        raise BadHeader(f"reply without {SEQ}")
+    return Token(headers.get(VPC_ID, ""), seq)
+
+
+# Caller replies: a host that never answered is named by one FAILURE status of this id.
+_FAILED_HOST = "host:"
+
+
+def failed_host_id(host: str) -> str:
+    """The resource_id of the status that names a silent host."""
+    return f"{_FAILED_HOST}{host}"
+
+
+def failed_host(resource_id: str) -> str | None:
+    """The host a failure-marker status names, or None for a resource status."""
+    return resource_id[len(_FAILED_HOST) :] if resource_id.startswith(_FAILED_HOST) else None
+
+
+def dead_letter(message: Envelope, topic: str, reason: str) -> Envelope:
+    """`message` for the dead-letter `topic`: its key, value and headers, plus why and where from."""
+    headers = dict(message.headers)
+    headers.update({ERROR: reason, SOURCE_TOPIC: message.topic, SOURCE_PARTITION: str(message.partition),
+                    SOURCE_OFFSET: str(message.offset)})
+    return Envelope(topic, message.key, message.value, headers)

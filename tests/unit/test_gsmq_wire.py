@@ -1,0 +1,66 @@
+"""The wire conventions (gsmq.wire): the gs-follow codec, numbers, tokens, the failure marker."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gsmq import wire
+from gsmq.wire import BadHeader, FollowPosition, Token
+
+positions = st.builds(FollowPosition, *(st.integers(0, wire.MAX_NUMBER) for _ in range(3)))
+
+
+@pytest.mark.parametrize("vpc", ["vpc-1", "a,b", "a=b", "a:b", "x=1:2:3,y", "%41", " spaced ", "ünï", "=,:%"])
+def test_gs_follow_round_trips_vpc_ids_with_separators(vpc: str) -> None:
+    follow = {vpc: FollowPosition(3, 120, 7), "plain": FollowPosition(0, 0, 0)}
+    assert wire.decode_follow(wire.encode_follow(follow)) == follow
+
+
+@given(st.dictionaries(st.text(min_size=1), positions, max_size=5))
+def test_gs_follow_round_trips_any_ids(follow: dict[str, FollowPosition]) -> None:
+    assert wire.decode_follow(wire.encode_follow(follow)) == follow
+
+
+def test_plain_ids_travel_as_they_are() -> None:
+    assert wire.encode_follow({"vpc-2": FollowPosition(1, 2, 3), "vpc-1": FollowPosition(4, 5, 6)}) == "vpc-1=4:5:6,vpc-2=1:2:3"
+    assert wire.decode_follow("") == {}
+
+
+@pytest.mark.parametrize("text", ["vpc-1=1:2", "vpc-1=1:2:3:4", "=1:2:3", "vpc-1", "vpc-1=a:2:3", f"vpc-1=1:{2**63}:3",
+                                  "vpc-1=1:-2:3", "vpc-1=1:\u00b2:3", "vpc-1=1:2:3,bad"])
+def test_a_malformed_gs_follow_is_a_bad_header(text: str) -> None:
+    with pytest.raises(BadHeader):
+        wire.decode_follow(text)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "\u00b2", "\u0661\u0662", "-1", "+1", " 1", "1.0", str(2**63), "9" * 40])
+def test_numbers_are_ascii_digits_below_2_63(text: str) -> None:
+    with pytest.raises(BadHeader):
+        wire.number(text)
+
+
+def test_numbers_in_range_parse() -> None:
+    assert wire.number("0") == 0 and wire.number(str(wire.MAX_NUMBER)) == 2**63 - 1
+    assert wire.number_header({}, wire.SEQ) is None and wire.number_header({wire.SEQ: "7"}, wire.SEQ) == 7
+
+
+def test_reply_tokens_name_the_channel() -> None:
+    assert wire.reply_token({wire.SEQ: "4"}) == wire.unicast_token(4) == Token("", 4)
+    token = wire.reply_token({wire.SEQ: "4", wire.VPC_ID: "vpc-1"})
+    assert token == Token("vpc-1", 4) and token.multicast and not wire.unicast_token(4).multicast
+    for bad in ({}, {wire.SEQ: "\u00b2"}, {wire.SEQ: "x", wire.VPC_ID: "v"}):
+        with pytest.raises(BadHeader):
+            wire.reply_token(bad)
+
+
+def test_the_failure_marker_round_trips_and_resources_are_not_hosts() -> None:
+    assert wire.failed_host(wire.failed_host_id("10.0.0.1")) == "10.0.0.1"
+    assert wire.failed_host("port-1") is None
+
+
+def test_strategies_and_message_types_are_their_wire_names() -> None:
+    assert wire.STRATEGIES == ("vpc-multicast", "unicast-only", "topic-per-host")
+    assert wire.message_type({}) == "GoalStateV2" == wire.MessageType.GOAL_STATE
+    assert wire.message_type({wire.MSG_TYPE: "Marker"}) == wire.MessageType.MARKER

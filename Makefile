@@ -9,14 +9,20 @@ PROTOS := $(wildcard proto/alcor/schema/*.proto proto/gsmq/v1/*.proto)
 PROTOC := $(PY) -m grpc_tools.protoc -Iproto
 BENCH_ARGS ?=
 
-.PHONY: help venv proto proto-check test test-unit bench bench-tiny bench-scale broker clean
+.PHONY: help venv proto proto-check lint test test-unit bench bench-tiny bench-scale broker clean
 
 help:
-	@echo "make test         create .venv, install, check generated code, run the tests"
+	@echo "make test         create .venv, install, check generated code, lint, run the tests"
+	@echo "make test-unit    run the unit tests only (no broker)"
+	@echo "make lint         mypy --strict, ruff and the import contracts (run first by make test)"
 	@echo "make bench        run the default benchmark suite on the embedded broker (~5 min)"
+	@echo "make bench-tiny   the smallest benchmark suite (a smoke test of the bench)"
 	@echo "make bench-scale  hosts from 100 to 100,000 simulated; memory per host"
 	@echo "make proto        regenerate proto/*_pb2*.py from proto/*.proto"
+	@echo "make proto-check  fail when the committed generated code is stale"
 	@echo "make broker       run the embedded Kafka broker in the foreground"
+	@echo "make venv         create .venv and install the project with its dev extra"
+	@echo "make clean        remove .venv, build output and tool caches"
 
 venv: $(STAMP)
 
@@ -38,7 +44,14 @@ proto-check: $(STAMP)
 	done
 	@echo "proto: generated code is up to date"
 
-test: proto-check
+# Types (mypy --strict; generated code excluded, its stubs used), style (ruff) and the
+# import contracts (lint-imports): configured in pyproject.toml.
+lint: $(STAMP)
+	$(PY) -m mypy
+	$(PY) -m ruff check
+	$(VENV)/bin/lint-imports --no-logo
+
+test: proto-check lint
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)
@@ -57,4 +70,4 @@ broker: $(STAMP)
 	$(VENV)/bin/gsctl broker
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from gs_bench.cluster import Daemon, agent_status, dpm_status, start_dpm, start_sim
 from gs_bench.measure import Push, ReplyCollector
-from gsmq.broker import embedded_or_external, free_port
+from gsmq.broker import embedded_or_external
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
 from gsmq.topics import Topics
 from alcor.schema import common_pb2 as common
@@ -182,7 +182,3 @@ def push(address: str, payloads: Sequence[bytes | gs.GoalStateV2], streams: int 
     if errors:
         raise errors[0]
     return Push(sent, replied, sum(failures), streams)
-
-
-def free() -> int:
-    return free_port()

@@ -23,8 +23,9 @@ from typing import Any
 from gs_bench import baselines
 from gs_bench.cluster import agent_status, host_snapshot, host_state, wait_for
 from gs_bench.measure import Push, agent_delta, cdf_sample, delta, percentiles, phase_figures
-from gs_bench.runner import Cluster, Env, cluster, free, push
+from gs_bench.runner import Cluster, Env, cluster, push
 from gs_bench.topology import Port, port_message, subnet_message, tables_of
+from gsmq.broker import free_port
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 
@@ -229,7 +230,7 @@ def run_storm(env: Env, storm: Storm, strategy: str = "vpc-multicast", churn: tu
     bytes of the steady state after it can be told apart."""
     sim_args: list[str] = ["--channel", "topic-per-host" if strategy == "topic-per-host" else "unicast"]
     if fast_path:
-        sim_args += ["--grpc-port", str(free())]
+        sim_args += ["--grpc-port", str(free_port())]
     env.say(f"storm[{strategy}]: {storm.hosts} hosts, {len(storm.layout)} VPCs, {storm.ports} ports: encoding, starting the DPM and simulator ...")
     creates = storm.creates()
     with cluster(env, strategy, [(storm.hosts, storm.first_host)], sim_args=sim_args) as c:

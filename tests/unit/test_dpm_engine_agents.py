@@ -23,9 +23,11 @@ from hypothesis import strategies as st
 from aca_agent.applier import Applier
 from aca_agent.consumer import AgentConsumer
 from aca_agent.dataplane import MemoryDataPlane
+from aca_agent.replies import reply_envelope
 from dpm_server.acks import decode_replies
-from dpm_server.engine import Engine
-from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, security_group, subnet
+from dpm_server.engine import Engine, merge
+from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, published, security_group, subnet
+from gs_bench.topology import Port, port_message, subnet_message
 from gsmq import wire
 from gsmq.resources import MAP_FIELD, TYPE_NAME, iter_states
 from gsmq.topics import Topics
@@ -351,3 +353,59 @@ def test_any_history_leaves_every_agent_equal_to_the_snapshot(strategy: str, his
         cluster.eng.resync(host)
         cluster.settle()
         assert cluster.agent_tables(host) == before
+
+
+# ---- the plan against bare appliers, step by step (no consumer in between) -----------------
+
+
+def bench_ports(vpc: str = "vpc-1") -> list[Port]:
+    return [Port(f"p{i}", vpc, host, f"10.1.0.{i}", f"fa:16:3e:00:00:{i:02x}") for i, host in enumerate(HOSTS)]
+
+
+def test_requests_complete_when_every_host_replied_through_real_appliers() -> None:
+    eng, bus, topics = memory_engine()
+    agents = {host: Applier(MemoryDataPlane(), [host]) for host in HOSTS}
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(subnet_message("vpc-1", HOSTS), replies.append)
+    for p in bench_ports():
+        eng.submit(port_message(p, HOSTS), replies.append)
+    assert replies == []  # nobody has applied anything yet
+    for message in published(bus, topics.unicast):
+        result = agents[message.key].apply_unicast(message.key, gs.GoalStateV2.FromString(message.value), message.headers)
+        assert result is not None
+        env = reply_envelope(topics.reply, result, message.headers)
+        eng.tracker.on_reply(message.key, env.headers, gsp.GoalStateOperationReply.FromString(env.value))
+    assert len(replies) < 4  # the multicast neighbors are still to be applied
+    for message in published(bus, topics.multicast):
+        goal_state = gs.GoalStateV2.FromString(message.value)
+        for agent in agents.values():
+            for result in agent.apply_multicast(message.key, goal_state, message.headers, message.partition, message.offset):
+                env = reply_envelope(topics.reply, result, message.headers)
+                eng.tracker.on_reply(result.host, env.headers, gsp.GoalStateOperationReply.FromString(env.value))
+    assert len(replies) == 4
+    assert all(s.operation_status == common.SUCCESS for r in replies for s in r.operation_statuses)
+
+
+def test_merge_keeps_the_later_state_and_joins_host_lists() -> None:
+    p = bench_ports()[0]
+    merged = merge([port_message(p, HOSTS, revision=1), port_message(p, HOSTS, revision=2, op=common.UPDATE)])
+    assert merged.port_states["p0"].configuration.revision_number == 2
+    assert [r.id for r in merged.host_resources[A].resources] == ["p0", "dhcp-p0"]
+    assert [r.id for r in merged.host_resources[B].resources] == ["nb-p0"]
+
+
+async def test_a_batch_the_engine_cannot_publish_still_answers_every_caller() -> None:
+    from dpm_server.service import Batcher
+
+    eng, _, _ = memory_engine()
+
+    def broken(batch: object) -> None:
+        raise RuntimeError("broker gone")
+
+    eng.submit_many = broken  # type: ignore[method-assign]
+    replies: list[gsp.GoalStateOperationReply] = []
+    batcher = Batcher(eng, window=0.0, size=10)
+    batcher.add(port_message(bench_ports()[0], [A]), replies.append)
+    assert len(replies) == 1
+    assert {s.resource_id: s.operation_status for s in replies[0].operation_statuses} == {
+        "p0": common.FAILURE, "dhcp-p0": common.FAILURE, "nb-p0": common.FAILURE}

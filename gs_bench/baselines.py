@@ -17,7 +17,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from gs_bench.measure import cdf_sample, percentiles, rate as per_second
+from gs_bench.measure import cdf_sample, header_bytes, percentiles
+from gs_bench.measure import rate as per_second
 from gs_bench.runner import push
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_transport import consume_batch
@@ -43,7 +44,7 @@ def consume(bootstrap: str, topic: str, partitions: int, count: int, timeout: fl
             if msg.error() is not None:
                 continue
             now = time.time_ns()
-            sent = int(dict(msg.headers() or [])[STAMP])
+            sent = int(header_bytes(msg)[STAMP])
             first = first or sent
             last = now
             size += len(msg.value() or b"")
@@ -53,7 +54,9 @@ def consume(bootstrap: str, topic: str, partitions: int, count: int, timeout: fl
             "latency_ms": percentiles(latencies), "latencies_ms": latencies}
 
 
-def raw_kafka(bootstrap: str, topic: str, keys: list[str], count: int, size: int, partitions: int = 16, rate: float | None = None) -> dict[str, Any]:
+def raw_kafka(
+    bootstrap: str, topic: str, keys: list[str], count: int, size: int, partitions: int = 16, rate: float | None = None
+) -> dict[str, Any]:
     """Produce `count` messages of `size` bytes keyed round-robin by `keys` (the producer
     settings of the DPM: idempotent, acks=all); a consumer process reads them.
     Throughput = messages / (first produce -> last consumed); latency = consumed - the

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import grpc
 
-from gsmq.broker import free_port
 from alcor.schema import goalstate_pb2
+from gsmq.broker import free_port
 from gsmq.v1 import status_pb2, status_pb2_grpc
 
 BIN = Path(sys.executable).parent
@@ -81,24 +81,31 @@ class Daemon:
         return self.log.read_text(errors="replace")
 
 
+# The generated *_pb2_grpc stubs are untyped: each answer is annotated where it is read.
 def dpm_status(port: int) -> status_pb2.DpmStatus:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        return status_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=5)
+        status: status_pb2.DpmStatus = status_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=5)
+        return status
 
 
 def agent_status(port: int) -> status_pb2.AgentStatus:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        return status_pb2_grpc.AgentStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=5)
+        status: status_pb2.AgentStatus = status_pb2_grpc.AgentStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=5)
+        return status
 
 
 def host_snapshot(dpm_port: int, host: str) -> goalstate_pb2.GoalStateV2:
     with grpc.insecure_channel(f"127.0.0.1:{dpm_port}") as channel:
-        return status_pb2_grpc.DpmStatusServiceStub(channel).GetHostSnapshot(status_pb2.HostId(host_id=host), timeout=5)
+        state: goalstate_pb2.GoalStateV2 = status_pb2_grpc.DpmStatusServiceStub(channel).GetHostSnapshot(
+            status_pb2.HostId(host_id=host), timeout=5)
+        return state
 
 
 def host_state(agent_port: int, host: str) -> goalstate_pb2.GoalStateV2:
     with grpc.insecure_channel(f"127.0.0.1:{agent_port}") as channel:
-        return status_pb2_grpc.AgentStatusServiceStub(channel).GetHostState(status_pb2.HostId(host_id=host), timeout=5)
+        state: goalstate_pb2.GoalStateV2 = status_pb2_grpc.AgentStatusServiceStub(channel).GetHostState(
+            status_pb2.HostId(host_id=host), timeout=5)
+        return state
 
 
 def answers(probe: Callable[[], object]) -> bool:

@@ -10,6 +10,7 @@ scale (100 .. 100,000 simulated hosts; long)."""
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import sys
 import time
@@ -21,7 +22,19 @@ from typing import Any
 
 from gs_bench import baselines, report
 from gs_bench.runner import Env, broker, delete_topics
-from gs_bench.scenarios import SCENARIOS, SUITES, Storm, Suite, run_memory, run_restart, run_storm, run_strategies, run_sweep, run_vpc_storm, sweep_point
+from gs_bench.scenarios import (
+    SCENARIOS,
+    SUITES,
+    Storm,
+    Suite,
+    run_memory,
+    run_restart,
+    run_storm,
+    run_strategies,
+    run_sweep,
+    run_vpc_storm,
+    sweep_point,
+)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -114,13 +127,12 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
     # Multi-point scenarios keep each point in `results` as it comes: an interrupted run reports them.
     if "hosts" in chosen:
         points: list[dict[str, Any]] = results.setdefault("convergence_vs_hosts", [])
-        main = results.get("storm")
-        if main and main["hosts"] not in suite.sweep and main["hosts_per_vpc"] == suite.sweep_hosts_per_vpc \
-                and main["ports"] == suite.sweep_ports_per_host * main["hosts"]:
-            points.append(sweep_point(main))  # the main storm is the sweep's shape: one more point
+        ran: dict[str, Any] | None = results.get("storm")
+        if ran and ran["hosts"] not in suite.sweep and ran["hosts_per_vpc"] == suite.sweep_hosts_per_vpc \
+                and ran["ports"] == suite.sweep_ports_per_host * ran["hosts"]:
+            points.append(sweep_point(ran))  # the main storm is the sweep's shape: one more point
         for point in run_sweep(env, suite.sweep, suite.sweep_ports_per_host, suite.sweep_hosts_per_vpc):
-            points.append(point)
-            points.sort(key=lambda p: p["hosts"])
+            bisect.insort(points, point, key=lambda p: p["hosts"])
     if "vpc-storm" in chosen:
         storms: list[dict[str, Any]] = results.setdefault("vpc_storms", [])
         for h, p in suite.vpc_storms:
@@ -128,7 +140,7 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
     if "memory" in chosen:
         memory: list[dict[str, Any]] = results.setdefault("memory", [])
         for point in run_memory(env, suite.memory):
-            memory.append(point)
+            memory.append(point)  # noqa: PERF402 - one at a time, as each is measured
 
 
 def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:

@@ -10,10 +10,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib as mpl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+mpl.use("Agg")
+import matplotlib.pyplot as plt
 
 PLOTS = ("latency_cdf.png", "throughput_per_strategy.png", "bytes_per_strategy.png", "convergence_vs_hosts.png")
 
@@ -124,9 +124,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     mc = _strategy(results, "vpc-multicast")
     per_vpc = mc["hosts_per_vpc"] if mc else 0
     ratio = r["multicast_vs_unicast_bytes"]
+    judged = 1 / ratio if ratio else 0
     row("multicast >= 10x fewer bytes than unicast-only (VPCs >= 100 hosts)",
         1 / ratio if ratio and per_vpc >= 100 else None, 10.0, True, "x", f"VPCs of {per_vpc} hosts, after bring-up" if mc else "",
-        why_not="not measured in this run" if not mc else f"not judged: VPCs of {per_vpc} hosts in this run (ratio {1 / ratio if ratio else 0:.2f}x)")
+        why_not="not measured in this run" if not mc else f"not judged: VPCs of {per_vpc} hosts in this run (ratio {judged:.2f}x)")
     rss = _rss_at(results, 10000)
     row("<= 100 KiB RSS per simulated host at 10,000 hosts", rss[0] if rss else None, 100.0, False, " KiB", rss[1] if rss else "")
     return rows
@@ -146,17 +147,19 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             ("  publish->applied p50 / p95 / p99 / max", _lat(lat)),
             ("  caller send->reply p50 / p95 / p99 / max", _lat(caller)),
             ("  bytes produced / consumed", f"{storm['bytes_published']:,} / {storm['bytes_consumed']:,}"),
-            ("  simulator RSS after the storm", f"{storm['sim_rss_bytes'] / 2**20:.0f} MiB, {storm['sim_rss_per_host_bytes'] / 1024:.1f} KiB per host"),
+            ("  simulator RSS after the storm",
+             f"{storm['sim_rss_bytes'] / 2**20:.0f} MiB, {storm['sim_rss_per_host_bytes'] / 1024:.1f} KiB per host"),
         ]
     if raw:
-        rows.append(("raw Kafka ceiling (same count and size)", f"{raw['messages_per_s']:,.0f} msg/s of {raw['message_bytes']} B; "
-                     f"p50 / p99 {raw['latency_ms']['p50']:.1f} / {raw['latency_ms']['p99']:.1f} ms"))
+        rows.append(("raw Kafka ceiling (same count and size)", (f"{raw['messages_per_s']:,.0f} msg/s of {raw['message_bytes']} B; "
+                     f"p50 / p99 {raw['latency_ms']['p50']:.1f} / {raw['latency_ms']['p99']:.1f} ms")))
     fast = (storm or {}).get("grpc_fast_path")
     if fast:
-        rows.append(("gRPC fast path (bench -> simulator, no Kafka)", f"{fast['goal_states_per_s']:,.0f} goal states/s; send->reply "
-                     f"p50 / p99 {fast['send_to_reply_ms']['p50']:.1f} / {fast['send_to_reply_ms']['p99']:.1f} ms"))
+        rows.append(("gRPC fast path (bench -> simulator, no Kafka)", (f"{fast['goal_states_per_s']:,.0f} goal states/s; send->reply "
+                     f"p50 / p99 {fast['send_to_reply_ms']['p50']:.1f} / {fast['send_to_reply_ms']['p99']:.1f} ms")))
     for phase in (storm or {}).get("churn", []):
-        rows.append((f"churn at {phase['fraction']:.0%} of max ({phase['offered_per_s']:,.0f}/s offered, {phase['achieved_per_s']:,.0f}/s done)",
+        rows.append(((f"churn at {phase['fraction']:.0%} of max "
+                      f"({phase['offered_per_s']:,.0f}/s offered, {phase['achieved_per_s']:,.0f}/s done)"),
                      "publish->applied " + _lat(phase["publish_to_applied_ms"])))
     raw50 = results.get("raw_at_50")
     if raw50:
@@ -164,25 +167,27 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     restart = results.get("restart")
     if restart:
         rows.append((f"agent restart (kill -9 of {restart['killed_hosts']} of {restart['hosts']} hosts mid-storm)",
-                     f"back {restart['restart_s']:.2f} s after the kill; all resynced {_s(restart['resync_s'])} after the kill; "
-                     f"snapshot matched {restart['after_storm_s']:.2f} s after the storm: {restart['matches_snapshot']} "
-                     f"({restart['checked_hosts']} hosts), others: {restart['survivors_match_snapshot']}"))
+                     (f"back {restart['restart_s']:.2f} s after the kill; all resynced {_s(restart['resync_s'])} after the kill; "
+                      f"snapshot matched {restart['after_storm_s']:.2f} s after the storm: {restart['matches_snapshot']} "
+                      f"({restart['checked_hosts']} hosts), others: {restart['survivors_match_snapshot']}")))
     for s in results.get("strategies", []):
         steady = s.get("steady")
         after = f"; after bring-up {steady['bytes_published']:,} B in {steady['messages_published']:,} msgs" if steady else ""
         rows.append((f"strategy {s['strategy']} ({s['hosts']} hosts, VPCs of {s['hosts_per_vpc']})",
-                     f"{s['bytes_published']:,} B in {s['messages_published']:,} msgs{after}; {s['goal_states_per_s']:,.0f} goal states/s; "
-                     f"converged {s['convergence_s']:.2f} s"))
+                     (f"{s['bytes_published']:,} B in {s['messages_published']:,} msgs{after}; "
+                      f"{s['goal_states_per_s']:,.0f} goal states/s; converged {s['convergence_s']:.2f} s")))
     for p in results.get("convergence_vs_hosts", []):
         rows.append((f"{p['hosts']:,} hosts, {p['ports']:,} ports (VPCs of {p['hosts'] // max(p['vpcs'], 1)})",
-                     f"converged {p['convergence_s']:.2f} s; {p['goal_states_per_s']:,.0f} goal states/s; "
-                     f"sim RSS {p['sim_rss_per_host_bytes'] / 1024:.1f} KiB per host"))
+                     (f"converged {p['convergence_s']:.2f} s; {p['goal_states_per_s']:,.0f} goal states/s; "
+                      f"sim RSS {p['sim_rss_per_host_bytes'] / 1024:.1f} KiB per host")))
     for big in results.get("vpc_storms", []):
         rows.append((f"one VPC: {big['ports']:,} ports on {big['hosts']:,} hosts",
-                     f"converged {big['convergence_s']:.2f} s; {big['goal_states_per_s']:,.0f} goal states/s, {big['resources_per_s']:,.0f} resources/s"))
+                     (f"converged {big['convergence_s']:.2f} s; {big['goal_states_per_s']:,.0f} goal states/s, "
+                      f"{big['resources_per_s']:,.0f} resources/s")))
     for m in results.get("memory", []):
-        rows.append((f"idle simulator of {m['hosts']:,} hosts", f"{m['rss_bytes'] / 2**20:.0f} MiB, {m['per_host_bytes'] / 1024:.2f} KiB per host "
-                     f"({m['above_one_host_per_host_bytes'] / 1024:.2f} above a 1-host simulator)"))
+        rows.append((f"idle simulator of {m['hosts']:,} hosts",
+                     (f"{m['rss_bytes'] / 2**20:.0f} MiB, {m['per_host_bytes'] / 1024:.2f} KiB per host "
+                      f"({m['above_one_host_per_host_bytes'] / 1024:.2f} above a 1-host simulator)")))
     for name, value in ratios(results).items():
         if value is not None:
             rows.append((f"ratio {name}", f"{value:.3f}"))
@@ -212,9 +217,9 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True, default=str) + "\n")
     m = results["machine"]
     lines = ["# Goal-state path benchmark", "",
-             f"Run {results['started']} on {m['cpus']} CPUs, {m['memory_bytes'] / 2**30:.1f} GiB ({m['platform']}); "
-             f"suite `{results['config']['suite']}`, broker {results['config'].get('bootstrap', '?')}; "
-             f"{results.get('elapsed_s', 0):.0f} s in all.", "",
+             (f"Run {results['started']} on {m['cpus']} CPUs, {m['memory_bytes'] / 2**30:.1f} GiB ({m['platform']}); "
+              f"suite `{results['config']['suite']}`, broker {results['config'].get('bootstrap', '?')}; "
+              f"{results.get('elapsed_s', 0):.0f} s in all."), "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())) + ".", "",
              "## Summary", "", "| figure | value |", "| --- | --- |"]
     lines += [f"| {a.strip()} | {b} |" for a, b in summary_rows(results)]
@@ -223,8 +228,10 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
     lines += ["", "## How the figures are taken", "",
               "- publish->applied: per host application, from the reply's `gs-sent-ns` (the DPM's produce) to its `gs-applied-ns`;",
               "- caller send->reply: per input, on the bench's gRPC streams to the DPM;",
-              "- convergence: the DPM's first publish to the last host applied; goal states/s: caller inputs over first send -> last reply;",
-              "- raw ceiling: a plain confluent-kafka producer -> consumer process, as many messages as the DPM published, of their mean size;",
+              ("- convergence: the DPM's first publish to the last host applied; "
+               "goal states/s: caller inputs over first send -> last reply;"),
+              ("- raw ceiling: a plain confluent-kafka producer -> consumer process, "
+               "as many messages as the DPM published, of their mean size;"),
               "- bytes: the DPM's `bytes_published`, the simulators' `bytes_consumed` (status services), counted per phase.", ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "Every figure, the configuration and the versions are in `results.json`."]

@@ -22,14 +22,14 @@ import grpc
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 from gs_bench.cluster import Daemon, agent_status, dpm_status, start_dpm, start_sim
 from gs_bench.measure import Push, ReplyCollector
 from gsmq.broker import embedded_or_external
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
 from gsmq.topics import Topics
-from alcor.schema import common_pb2 as common
-from alcor.schema import goalstate_pb2 as gs
-from alcor.schema import goalstateprovisioner_pb2 as gsp
 from gsmq.v1 import status_pb2
 
 Progress = Callable[[str], None]
@@ -165,8 +165,8 @@ def push(address: str, payloads: Sequence[bytes | gs.GoalStateV2], streams: int 
 
         try:
             with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-                call = channel.stream_stream(METHOD, request_serializer=None,
-                                             response_deserializer=gsp.GoalStateOperationReply.FromString)
+                call: grpc.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply] = channel.stream_stream(
+                    METHOD, request_serializer=None, response_deserializer=gsp.GoalStateOperationReply.FromString)
                 for n, reply in enumerate(call(requests(), timeout=timeout)):
                     replied[indices[n]] = time.time_ns()
                     failures[lane] += sum(1 for s in reply.operation_statuses if s.operation_status != common.SUCCESS)

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 from gs_bench import baselines
 from gs_bench.cluster import agent_status, host_snapshot, host_state, wait_for
 from gs_bench.measure import Push, agent_delta, cdf_sample, delta, percentiles, phase_figures
 from gs_bench.runner import Cluster, Env, cluster, push
 from gs_bench.topology import Port, port_message, subnet_message, tables_of
 from gsmq.broker import free_port
-from alcor.schema import common_pb2 as common
-from alcor.schema import goalstate_pb2 as gs
 
 STRATEGIES = ("vpc-multicast", "unicast-only", "topic-per-host")
 SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hosts", "vpc-storm", "memory")
@@ -122,13 +122,13 @@ class Storm:
     def subnets(self) -> list[gs.GoalStateV2]:
         return [subnet_message(vpc, hosts) for vpc, hosts in self.layout.items() if hosts]
 
-    def encode(self, i: int, revision: int = 1, op: int = common.CREATE) -> bytes:
+    def encode(self, i: int, revision: int = 1, op: common.OperationType = common.CREATE) -> bytes:
         """Port i's message, byte for byte what `port_message(port, vpc hosts, revision, op)` parses to."""
         port = self.port(i)
         head = port_message(port, [port.host], revision, op).SerializeToString()
         return head + self._listings[port.vpc].encode(common.NEIGHBOR, f"nb-{port.id}", skip=port.host)
 
-    def message(self, i: int, revision: int = 1, op: int = common.CREATE) -> gs.GoalStateV2:
+    def message(self, i: int, revision: int = 1, op: common.OperationType = common.CREATE) -> gs.GoalStateV2:
         port = self.port(i)
         return port_message(port, self.layout[port.vpc], revision, op)
 
@@ -212,9 +212,8 @@ def pushed(c: Cluster, storm: Storm, payloads: list[bytes], lanes: list[int] | N
     replies = c.replies()
     replies.settle()
     window = replies.window(result.first_sent_ns, result.last_reply_ns + 1)
-    figures = phase_figures(result, window, resources if resources is not None else storm.total_resources(),
-                            delta(c.dpm_status(), dpm_before), agent_delta(c.agent_statuses(), agents_before))
-    return figures
+    return phase_figures(result, window, resources if resources is not None else storm.total_resources(),
+                         delta(c.dpm_status(), dpm_before), agent_delta(c.agent_statuses(), agents_before))
 
 
 def _sim_memory(c: Cluster, hosts: int) -> dict[str, float]:
@@ -231,7 +230,8 @@ def run_storm(env: Env, storm: Storm, strategy: str = "vpc-multicast", churn: tu
     sim_args: list[str] = ["--channel", "topic-per-host" if strategy == "topic-per-host" else "unicast"]
     if fast_path:
         sim_args += ["--grpc-port", str(free_port())]
-    env.say(f"storm[{strategy}]: {storm.hosts} hosts, {len(storm.layout)} VPCs, {storm.ports} ports: encoding, starting the DPM and simulator ...")
+    env.say(f"storm[{strategy}]: {storm.hosts} hosts, {len(storm.layout)} VPCs, {storm.ports} ports: "
+            "encoding, starting the DPM and simulator ...")
     creates = storm.creates()
     with cluster(env, strategy, [(storm.hosts, storm.first_host)], sim_args=sim_args) as c:
         push(c.address, [m.SerializeToString() for m in storm.subnets()], env.streams)
@@ -343,7 +343,9 @@ def run_restart(env: Env, storm: Storm, fraction: float = 0.1) -> dict[str, Any]
         mismatched: list[str] = []
 
         def converged() -> bool:
-            mismatched[:] = [h for h in sample if tables_of(host_state(sim.status_port, h)) != tables_of(host_snapshot(c.dpm.status_port, h))]
+            mismatched[:] = [
+                h for h in sample if tables_of(host_state(sim.status_port, h)) != tables_of(host_snapshot(c.dpm.status_port, h))
+            ]
             return not mismatched
 
         ok = True

@@ -34,7 +34,7 @@ def subnet_message(vpc: str, hosts: list[str], revision: int = 1) -> gs.GoalStat
     return goal
 
 
-def port_message(port: Port, vpc_hosts: list[str], revision: int = 1, op: int = common.CREATE) -> gs.GoalStateV2:
+def port_message(port: Port, vpc_hosts: list[str], revision: int = 1, op: common.OperationType = common.CREATE) -> gs.GoalStateV2:
     """Create (or update/delete) a port: its port and DHCP state for its host, its neighbor for every other host of the VPC."""
     goal = gs.GoalStateV2(format_version=1)
     p = goal.port_states[port.id]
@@ -90,7 +90,7 @@ def expected_tables(messages: list[gs.GoalStateV2], host: str) -> dict[str, dict
 
 def tables_of(goal: gs.GoalStateV2) -> dict[str, dict[str, int]]:
     """A GoalStateV2 (an agent's state or a DPM snapshot) as {type name: {id: revision}}."""
-    from gsmq.resources import iter_states, TYPE_NAME
+    from gsmq.resources import TYPE_NAME, iter_states
 
     tables: dict[str, dict[str, int]] = {}
     for rtype, rid, state in iter_states(goal):

@@ -2,37 +2,47 @@
 
 from __future__ import annotations
 
+import functools
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from gsmq.kafka import KafkaSettings
-from gsmq.topics import Topics, partition_count
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from gs_bench.cluster import Daemon, host_snapshot, host_state, start_agent, start_dpm, wait_for
 from gs_bench.topology import expected_tables, port_message, ports_of, subnet_message, tables_of
+from gsmq.kafka import KafkaSettings
+from gsmq.topics import Topics, partition_count
 
 HOSTS = ["192.168.7.1", "192.168.7.2", "192.168.7.3"]
 VPC_HOSTS = {"vpc-a": HOSTS, "vpc-b": HOSTS[:2]}
 LAYOUT = {"vpc-a": {HOSTS[0]: 2, HOSTS[1]: 1, HOSTS[2]: 2}, "vpc-b": {HOSTS[0]: 1, HOSTS[1]: 2}}
 
 
-def push(dpm_port: int, messages: list[gs.GoalStateV2], on_reply: object = None) -> list[object]:
+OnReply = Callable[[int, gsp.GoalStateOperationReply], None]
+
+
+def push(dpm_port: int, messages: list[gs.GoalStateV2], on_reply: OnReply | None = None) -> list[gsp.GoalStateOperationReply]:
     """Stream `messages` to the DPM; return its replies (one per message, in order)."""
     with grpc.insecure_channel(f"127.0.0.1:{dpm_port}") as channel:
         stub = gsp_grpc.GoalStateProvisionerStub(channel)
-        replies = []
+        replies: list[gsp.GoalStateOperationReply] = []
         for reply in stub.PushGoalStatesStream(iter(messages), timeout=600):
             replies.append(reply)
-            if callable(on_reply):
+            if on_reply is not None:
                 on_reply(len(replies), reply)
         return replies
+
+
+def agrees(agent: Daemon, dpm: Daemon, host: str) -> bool:
+    """The agent holds what the DPM's snapshot says `host` should."""
+    return tables_of(host_state(agent.status_port, host)) == tables_of(host_snapshot(dpm.status_port, host))
 
 
 def topology_messages() -> list[gs.GoalStateV2]:
@@ -67,8 +77,8 @@ def count_messages(kafka: KafkaSettings, topic: str) -> list[tuple[str, gs.GoalS
         for msg in batch:
             if msg.error() is None and dict(msg.headers() or []).get("gs-type") == b"GoalStateV2":
                 goal = gs.GoalStateV2()
-                goal.ParseFromString(msg.value())
-                out.append((msg.key().decode(), goal))
+                goal.ParseFromString(msg.value() or b"")
+                out.append(((msg.key() or b"").decode(), goal))
     consumer.close()
     return out
 
@@ -83,7 +93,7 @@ def test_three_hosts_two_vpcs_hold_exactly_their_host_resources(
     later = [port_message(p, VPC_HOSTS[p.vpc]) for p in ports_of({vpc: {hosts[0]: 1} for vpc, hosts in VPC_HOSTS.items()}, first=100)]
     seen_at_reply: dict[str, dict[str, dict[str, int]]] = {}
 
-    def snapshot_on_last(count: int, reply: object) -> None:
+    def snapshot_on_last(count: int, reply: gsp.GoalStateOperationReply) -> None:
         if count == len(later):  # the caller's last reply: everything must be applied already
             seen_at_reply.update({h: tables_of(host_state(a.status_port, h)) for h, a in agents.items()})
 
@@ -124,10 +134,12 @@ def test_three_hosts_two_vpcs_hold_exactly_their_host_resources(
         assert set(copies) == expected
 
 
-def test_agent_killed_mid_stream_converges_to_the_snapshot(cluster: tuple[Daemon, dict[str, Daemon]], bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+def test_agent_killed_mid_stream_converges_to_the_snapshot(
+    cluster: tuple[Daemon, dict[str, Daemon]], bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
     dpm, agents = cluster
     victim = HOSTS[1]
-    ports = ports_of({"vpc-a": {h: 100 for h in HOSTS}, "vpc-b": {h: 50 for h in HOSTS[:2]}})
+    ports = ports_of({"vpc-a": dict.fromkeys(HOSTS, 100), "vpc-b": dict.fromkeys(HOSTS[:2], 50)})
     messages = [subnet_message(vpc, hosts) for vpc, hosts in VPC_HOSTS.items()]
     messages += [port_message(p, VPC_HOSTS[p.vpc]) for p in ports]  # 400 creates
     messages += [port_message(p, VPC_HOSTS[p.vpc], revision=2, op=common.UPDATE) for p in ports]  # 400 updates
@@ -135,19 +147,15 @@ def test_agent_killed_mid_stream_converges_to_the_snapshot(cluster: tuple[Daemon
     messages += [port_message(p, VPC_HOSTS[p.vpc], revision=3, op=common.DELETE) for p in ports[::2]]
     assert len(messages) - 2 == 1000
 
-    def kill_in_the_middle(count: int, reply: object) -> None:
+    def kill_in_the_middle(count: int, reply: gsp.GoalStateOperationReply) -> None:
         if count == 300:
             agents[victim].signal(signal.SIGKILL)
             agents[victim] = start_agent(tmp_path, bootstrap, topics.prefix, dpm.status_port, victim)
 
     push(dpm.status_port, messages, kill_in_the_middle)
     for host in HOSTS:
-        agent = agents[host]
-        wait_for(
-            lambda: tables_of(host_state(agent.status_port, host)) == tables_of(host_snapshot(dpm.status_port, host)),
-            f"{host} to converge to the DPM snapshot",
-        )
-        assert tables_of(host_state(agent.status_port, host)) == tables_of(host_snapshot(dpm.status_port, host))
+        wait_for(functools.partial(agrees, agents[host], dpm, host), f"{host} to converge to the DPM snapshot")
+        assert agrees(agents[host], dpm, host)
     # The snapshot itself is what the caller asked for.
     survivors = {h: expected_tables(messages, h) for h in HOSTS}
     for host in HOSTS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -15,7 +16,7 @@ from gs_bench.scenarios import STRATEGIES, SUITES
 LATENCY = {"p50", "p95", "p99", "max", "count"}
 
 
-def _latency(figures: dict, key: str) -> None:
+def _latency(figures: dict[str, Any], key: str) -> None:
     assert set(figures[key]) == LATENCY, key
     assert figures[key]["count"] > 0 and all(isinstance(v, (int, float)) for v in figures[key].values())
 

@@ -15,11 +15,11 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import partition_for
 from gsmq.topics import Topics, ensure_topics
-from alcor.schema import goalstate_pb2 as gs
-from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 GSCTL = [sys.executable, "-m", "gsmq.gsctl"]
 
@@ -48,9 +48,10 @@ def test_goal_state_from_a_plain_producer_arrives_equal(bootstrap: str, topics: 
     assert producer.flush(30) == 0
     [msg] = consume(bootstrap, topics.unicast, 0, 1)
     assert msg.key() == b"192.168.0.11" and dict(msg.headers() or [])["gs-type"] == b"GoalStateV2"
-    assert msg.value() == payload
+    value = msg.value() or b""
+    assert value == payload
     expected = gs.GoalStateV2.FromString(payload)
-    assert gs.GoalStateV2.FromString(msg.value()) == expected and len(expected.port_states) == 4
+    assert gs.GoalStateV2.FromString(value) == expected and len(expected.port_states) == 4
 
 
 def test_librdkafka_places_keys_where_partition_for_says(bootstrap: str, topics: Topics) -> None:
@@ -58,7 +59,7 @@ def test_librdkafka_places_keys_where_partition_for_says(bootstrap: str, topics:
     murmur2_random partitioner must agree for every key."""
     ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), {topics.unicast: 16})
     producer = Producer(KafkaSettings(bootstrap).producer())
-    placed: dict[str, int] = {}
+    placed: dict[str, int | None] = {}
 
     def delivered(err: object, msg: Message) -> None:
         assert err is None, err
@@ -115,5 +116,5 @@ def test_gsctl_broker_serves_until_signalled(sig: signal.Signals) -> None:
         code = proc.wait(timeout=60)
     assert code == 0, proc.stderr.read()
     assert proc.stderr.read() == ""
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == [], f"broker left running: {alive}"

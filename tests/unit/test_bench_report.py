@@ -33,9 +33,12 @@ def _synthetic(multicast_bytes: int, unicast_bytes: int) -> dict[str, Any]:
             "storm": _storm(churn=churn, grpc_fast_path=fast),
             "raw_ceiling": {"messages_per_s": 100.0, "message_bytes": 10, "latency_ms": _lat(), "cdf_latency_ms": [1.0]},
             "raw_at_50": {"offered_per_s": 1.0, "latency_ms": _lat(5.0), "cdf_latency_ms": [1.0]},
-            "strategies": strategies, "memory": [{"hosts": 10000, "rss_bytes": 1, "per_host_bytes": 2048.0, "above_one_host_per_host_bytes": 1.0}],
-            "convergence_vs_hosts": [{"hosts": 10, "vpcs": 1, "ports": 20, "convergence_s": 1.0, "goal_states_per_s": 1.0, "sim_rss_per_host_bytes": 10.0},
-                                     {"hosts": 100, "vpcs": 1, "ports": 200, "convergence_s": 2.0, "goal_states_per_s": 1.0, "sim_rss_per_host_bytes": 5.0}],
+            "strategies": strategies,
+            "memory": [{"hosts": 10000, "rss_bytes": 1, "per_host_bytes": 2048.0, "above_one_host_per_host_bytes": 1.0}],
+            "convergence_vs_hosts": [
+                {"hosts": 10, "vpcs": 1, "ports": 20, "convergence_s": 1.0, "goal_states_per_s": 1.0, "sim_rss_per_host_bytes": 10.0},
+                {"hosts": 100, "vpcs": 1, "ports": 200, "convergence_s": 2.0, "goal_states_per_s": 1.0, "sim_rss_per_host_bytes": 5.0},
+            ],
             "vpc_storms": [_storm(hosts=1000, vpcs=1, ports=10000, convergence_s=7.5)]}
 
 

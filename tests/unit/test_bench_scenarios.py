@@ -4,16 +4,19 @@ what an interrupted suite keeps."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 from gs_bench import main as bench_main
 from gs_bench import scenarios
 from gs_bench.measure import Push, Reply, cdf_sample, percentiles, phase_figures
+from gs_bench.runner import Env
 from gs_bench.scenarios import SCENARIOS, SUITES, Listing, Storm, host_ids, resources_in
 from gs_bench.topology import port_message
-from alcor.schema import common_pb2 as common
-from alcor.schema import goalstate_pb2 as gs
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -67,9 +70,9 @@ def test_updates_cycle_over_the_ports_with_rising_revisions_and_stable_lanes() -
     storm = Storm(4, 1, 3)
     payloads, lanes = storm.updates(7, start=1, revision=2)
     assert lanes == [1, 2, 0, 1, 2, 0, 1]
-    revisions = [gs.GoalStateV2.FromString(p).port_states[storm.port(i).id].configuration.revision_number for p, i in zip(payloads, lanes)]
-    assert revisions == [2, 2, 3, 3, 3, 4, 4]
-    assert all(gs.GoalStateV2.FromString(p).port_states[storm.port(i).id].operation_type == common.UPDATE for p, i in zip(payloads, lanes))
+    states = [gs.GoalStateV2.FromString(p).port_states[storm.port(i).id] for p, i in zip(payloads, lanes, strict=True)]
+    assert [s.configuration.revision_number for s in states] == [2, 2, 3, 3, 3, 4, 4]
+    assert all(s.operation_type == common.UPDATE for s in states)
 
 
 def test_subnets_list_every_host_of_their_vpc() -> None:
@@ -102,7 +105,7 @@ def test_phase_figures_from_replies_and_caller_times() -> None:
     assert f["avg_message_bytes"] == 100 and f["bytes_consumed"] == 900
 
 
-def test_an_interrupted_sweep_keeps_the_points_measured_before(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_sweep_keeps_the_points_measured_before(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     measured: list[int] = []
 
     def fake_storm(env: object, storm: Storm, **_: object) -> dict[str, object]:
@@ -115,7 +118,7 @@ def test_an_interrupted_sweep_keeps_the_points_measured_before(monkeypatch: pyte
 
     monkeypatch.setattr(scenarios, "run_storm", fake_storm)
     suite = dataclasses.replace(SUITES["scale"], scenarios=("hosts",), sweep=(100, 1000, 10000))
-    results: dict[str, object] = {}
+    results: dict[str, Any] = {}
     with pytest.raises(KeyboardInterrupt):
-        bench_main.run_suite(None, suite, results)  # type: ignore[arg-type]
-    assert [p["hosts"] for p in results["convergence_vs_hosts"]] == [100, 1000]  # type: ignore[index]
+        bench_main.run_suite(Env("127.0.0.1:9", tmp_path), suite, results)  # the fake storms never reach it
+    assert [p["hosts"] for p in results["convergence_vs_hosts"]] == [100, 1000]

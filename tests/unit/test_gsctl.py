@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gsmq import gsctl
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import subscribeinfoprovisioner_pb2 as sip
+from gsmq import gsctl
 
 VECTORS = [("goalstatev2_small", "GoalStateV2"), ("goalstatev2_gateway", "goalstatev2"),
            ("reply_small", "alcor.schema.GoalStateOperationReply")]
@@ -22,7 +22,7 @@ def gsctl_run(*args: str, data: bytes = b"") -> subprocess.CompletedProcess[byte
     return subprocess.run([sys.executable, "-m", "gsmq.gsctl", *args], input=data, capture_output=True, timeout=60)
 
 
-@pytest.mark.parametrize("name,kind", VECTORS)
+@pytest.mark.parametrize(("name", "kind"), VECTORS)
 def test_decode_prints_the_vectors_json(vectors_dir: Path, name: str, kind: str) -> None:
     done = gsctl_run("decode", "--type", kind, str(vectors_dir / f"{name}.bin"))
     assert done.returncode == 0, done.stderr
@@ -32,7 +32,7 @@ def test_decode_prints_the_vectors_json(vectors_dir: Path, name: str, kind: str)
     assert done.stderr == b""
 
 
-@pytest.mark.parametrize("name,kind", VECTORS)
+@pytest.mark.parametrize(("name", "kind"), VECTORS)
 def test_encode_of_decode_gives_the_vectors_bytes(vectors_dir: Path, name: str, kind: str) -> None:
     original = (vectors_dir / f"{name}.bin").read_bytes()
     text = gsctl_run("decode", "--type", kind, "-", data=original).stdout
@@ -46,7 +46,7 @@ def test_encode_takes_the_vectors_json_file_and_json_names(vectors_dir: Path, tm
     assert done.returncode == 0, done.stderr
     assert done.stdout == (vectors_dir / "reply_small.bin").read_bytes()
     camel = gsctl_run("encode", "--type", "NodeSubscribeInfo", data=b'{"subscribeOperation": "Unsubscribe", "topic": "t"}')
-    assert sip.NodeSubscribeInfo.FromString(camel.stdout) == sip.NodeSubscribeInfo(subscribe_operation=1, topic="t")
+    assert sip.NodeSubscribeInfo.FromString(camel.stdout) == sip.NodeSubscribeInfo(subscribe_operation=sip.Unsubscribe, topic="t")
 
 
 @pytest.mark.parametrize("name", ["GoalStateV2", "GoalState", "GoalStateOperationReply", "HostRequest", "HostRequestReply",
@@ -137,7 +137,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("args,data,says", BAD, ids=[f"{i}-{b[2][:24]}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(("args", "data", "says"), BAD, ids=[f"{i}-{b[2][:24]}" for i, b in enumerate(BAD)])
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], data: bytes, says: str) -> None:
     done = subprocess.run([sys.executable, "-m", "gsmq.gsctl", *args], input=data, capture_output=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin"})  # no KAFKA_BOOTSTRAP_SERVERS from the caller

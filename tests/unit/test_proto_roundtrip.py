@@ -11,35 +11,39 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor as FD
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
-from gsmq import gsctl
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from gsmq import gsctl
+
+if TYPE_CHECKING:  # a message's DESCRIPTOR is either kind (types-protobuf's Message.DESCRIPTOR)
+    from google._upb._message import FieldDescriptor as UpbFieldDescriptor
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
 SCALARS: dict[int, st.SearchStrategy[Any]] = {
-    FD.TYPE_STRING: st.text(max_size=10),  # any code point but surrogates: unicode, NUL, emoji
-    FD.TYPE_UINT32: st.one_of(st.sampled_from([0, 1, U32]), st.integers(0, U32)),
-    FD.TYPE_UINT64: st.one_of(st.sampled_from([0, U32 + 1, U64]), st.integers(0, U64)),
-    FD.TYPE_BOOL: st.booleans(),
-    FD.TYPE_BYTES: st.binary(max_size=10),
-    FD.TYPE_INT32: st.integers(-(2**31), 2**31 - 1),
-    FD.TYPE_INT64: st.integers(-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_STRING: st.text(max_size=10),  # any code point but surrogates: unicode, NUL, emoji
+    FieldDescriptor.TYPE_UINT32: st.one_of(st.sampled_from([0, 1, U32]), st.integers(0, U32)),
+    FieldDescriptor.TYPE_UINT64: st.one_of(st.sampled_from([0, U32 + 1, U64]), st.integers(0, U64)),
+    FieldDescriptor.TYPE_BOOL: st.booleans(),
+    FieldDescriptor.TYPE_BYTES: st.binary(max_size=10),
+    FieldDescriptor.TYPE_INT32: st.integers(-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: st.integers(-(2**63), 2**63 - 1),
 }
 
 
-def scalars(field: FD) -> st.SearchStrategy[Any]:
+def scalars(field: FieldDescriptor | UpbFieldDescriptor) -> st.SearchStrategy[Any]:
     """Values of a non-message field (enums: the declared values)."""
-    if field.type == FD.TYPE_ENUM:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None, f"{field.full_name}: no enum type"
         return st.sampled_from([v.number for v in field.enum_type.values])
     if field.type not in SCALARS:
         raise NotImplementedError(f"no strategy for {field.full_name} (type {field.type})")

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, EnumDescriptor
-from google.protobuf.descriptor import FieldDescriptor as FD
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
@@ -50,7 +49,8 @@ def test_vectors_exercise_what_they_claim(vectors_dir: Path) -> None:
 
 # ---------------------------------------------------------------- the contract, line by line
 
-SCALAR_TYPES = {"uint32": FD.TYPE_UINT32, "uint64": FD.TYPE_UINT64, "string": FD.TYPE_STRING, "bool": FD.TYPE_BOOL}
+SCALAR_TYPES = {"uint32": FieldDescriptor.TYPE_UINT32, "uint64": FieldDescriptor.TYPE_UINT64,
+                "string": FieldDescriptor.TYPE_STRING, "bool": FieldDescriptor.TYPE_BOOL}
 FIELD = re.compile(r"^(\d+) `(\w+)` (repeated )?(map<(\w+), ([\w.]+)>|[\w.]+)( \(oneof (\w+)\))?$")
 ITEM = re.compile(r"^\s*- (message|enum|rpc) `([\w.]+)`(.*)$")
 
@@ -72,13 +72,15 @@ def find_enum(name: str) -> EnumDescriptor:
     return POOL.FindEnumTypeByName(f"alcor.schema.{name}")
 
 
-def check_type(field: FD, type_name: str) -> None:
+def check_type(field: FieldDescriptor, type_name: str) -> None:
     if type_name in SCALAR_TYPES:
         assert field.type == SCALAR_TYPES[type_name], f"{field.full_name}: not {type_name}"
-    elif field.type == FD.TYPE_ENUM:
+    elif field.type == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None, f"{field.full_name}: no enum type"
         assert field.enum_type.full_name == f"alcor.schema.{type_name}", f"{field.full_name}: not {type_name}"
     else:
-        assert field.type == FD.TYPE_MESSAGE, f"{field.full_name}: not {type_name}"
+        assert field.type == FieldDescriptor.TYPE_MESSAGE, f"{field.full_name}: not {type_name}"
+        assert field.message_type is not None, f"{field.full_name}: no message type"
         assert field.message_type.full_name == f"alcor.schema.{type_name}", f"{field.full_name}: not {type_name}"
 
 
@@ -95,16 +97,18 @@ def test_every_message_of_the_contract(vectors_dir: Path) -> None:
         descriptor = find_message(name)
         assert descriptor.file.package == "alcor.schema"
         listed = [spec.strip() for spec in rest.lstrip(":").split(";") if spec.strip()]
+        names: dict[int, str] = {}  # the contract's fields by number
         for spec in listed:
             m = FIELD.match(spec)
             assert m, f"{name}: cannot read {spec!r}"
             number, field_name, repeated, type_name, key, value, _, oneof = m.groups()
+            names[int(number)] = field_name
             field = descriptor.fields_by_number.get(int(number))
             assert field is not None, f"{name}: no field {number}"
             assert field.name == field_name, f"{name}.{number}: {field.name} != {field_name}"
             if key:
                 entry = field.message_type
-                assert entry.GetOptions().map_entry, f"{field.full_name}: not a map"
+                assert entry is not None and entry.GetOptions().map_entry, f"{field.full_name}: not a map"
                 check_type(entry.fields_by_name["key"], key)
                 check_type(entry.fields_by_name["value"], value)
             else:
@@ -112,8 +116,8 @@ def test_every_message_of_the_contract(vectors_dir: Path) -> None:
                 check_type(field, type_name)
             assert (field.containing_oneof.name if field.containing_oneof else None) == oneof, f"{field.full_name}: oneof"
             checked += 1
-        highest = max((int(FIELD.match(s)[1]) for s in listed), default=0)  # type: ignore[index]
-        extra = [f.name for f in descriptor.fields if f.number <= highest and f.name not in {FIELD.match(s)[2] for s in listed}]  # type: ignore[index]
+        highest = max(names, default=0)
+        extra = [f.name for f in descriptor.fields if f.number <= highest and f.name not in names.values()]
         assert not extra, f"{name}: fields not in the contract at listed numbers: {extra}"
     assert checked > 150
 

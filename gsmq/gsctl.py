@@ -298,8 +298,7 @@ def _tail(settings: KafkaSettings, topic: str, count: int | None, idle: float, t
                 quiet += 0.2
                 continue
             quiet = 0.0
-            # The stub gives headers() produce()'s argument type; a consumed message has (str, bytes | None) pairs.
-            hdrs = wire.decode_headers(msg.headers())  # type: ignore[arg-type]
+            hdrs = wire.decode_headers(msg.headers())
             kind = wire.message_type(hdrs)
             body: Any = None
             cls = message_types().get(kind.lower())

@@ -45,11 +45,14 @@ proto-check: $(STAMP)
 	@echo "proto: generated code is up to date"
 
 # Types (mypy --strict; generated code excluded, its stubs used), style (ruff) and the
-# import contracts (lint-imports): configured in pyproject.toml.
+# import contracts (lint-imports), configured in pyproject.toml. All three run, so one
+# pass shows every finding; any of them failing fails the target.
 lint: $(STAMP)
-	$(PY) -m mypy
-	$(PY) -m ruff check
-	$(VENV)/bin/lint-imports --no-logo
+	@status=0; \
+	echo "$(PY) -m mypy"; $(PY) -m mypy || status=1; \
+	echo "$(PY) -m ruff check"; $(PY) -m ruff check --output-format concise || status=1; \
+	echo "$(VENV)/bin/lint-imports --no-logo"; $(VENV)/bin/lint-imports --no-logo || status=1; \
+	exit $$status
 
 test: proto-check lint
 	$(PY) -m pytest -q

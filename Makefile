@@ -50,7 +50,7 @@ proto-check: $(STAMP)
 lint: $(STAMP)
 	@status=0; \
 	echo "$(PY) -m mypy"; $(PY) -m mypy || status=1; \
-	echo "$(PY) -m ruff check"; $(PY) -m ruff check --output-format concise || status=1; \
+	echo "$(PY) -m ruff check --output-format concise"; $(PY) -m ruff check --output-format concise || status=1; \
 	echo "$(VENV)/bin/lint-imports --no-logo"; $(VENV)/bin/lint-imports --no-logo || status=1; \
 	exit $$status
 

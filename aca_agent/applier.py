@@ -106,7 +106,7 @@ class HostState:
 
 
 def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
-    """The `gs-follow` positions of a message as cursors of its epoch (BadHeader when malformed)."""
+    """The `gs-follow` positions of a message as cursors of its epoch (HeaderError when malformed)."""
     epoch = headers.get(wire.EPOCH, "")
     return {vpc: Cursor(p.partition, p.offset, p.seq, epoch) for vpc, p in wire.decode_follow(headers.get(wire.FOLLOW, "")).items()}
 
@@ -130,7 +130,7 @@ class Applier:
     def apply_unicast(self, host: str, goal: gs.GoalStateV2, headers: Mapping[str, str]) -> Result | None:
         """A message for one host (key = host): apply what `host_resources[host]` lists
         (everything in the message when host_resources is empty). None: not served.
-        BadHeader (nothing applied) when a header breaks the wire conventions."""
+        HeaderError (nothing applied) when a header breaks the wire conventions."""
         hs = self.hosts.get(host)
         if hs is None:
             return None
@@ -150,7 +150,7 @@ class Applier:
     ) -> list[Result]:
         """A VPC-wide message: apply it for every served host that follows `vpc` and has
         not applied it yet (offset >= the cursor's offset, gs-seq > the cursor's seq).
-        BadHeader (nothing applied) when a header breaks the wire conventions."""
+        HeaderError (nothing applied) when a header breaks the wire conventions."""
         seq, sent_ns = wire.number_header(headers, wire.SEQ), wire.number_header(headers, wire.SENT_NS)
         hosts = self.followers.get(vpc)
         if not hosts:
@@ -212,7 +212,7 @@ class Applier:
             target = state_map(goal, rtype)
             for rid, state in self.dataplane.table(host, rtype).items():
                 target[rid].CopyFrom(state)
-                listed.resources.add(type=rtype, id=rid)  # type: ignore[call-arg]
+                listed.resources.add(type=rtype, id=rid)
         return goal
 
     # ---- message level ------------------------------------------------------------
@@ -236,7 +236,7 @@ class Applier:
         out = []
         for item in listed:
             states = state_map(goal, item.type) if item.type in MAP_FIELD else {}
-            out.append((int(item.type), str(item.id), states[item.id] if item.id in states else None))
+            out.append((int(item.type), str(item.id), states.get(item.id)))
         out.sort(key=lambda e: APPLY_RANK.get(e[0], len(APPLY_RANK)))
         return out
 
@@ -416,9 +416,9 @@ class Applier:
         for vpc in set(after) & (set(follow) | (after - before)):
             cursor = follow.get(vpc)
             mine = hs.cursors.get(vpc)
-            if cursor is not None and vpc in before and not whole and mine is not None:
-                if mine.epoch == cursor.epoch and mine.seq >= cursor.seq:
-                    continue  # a stale gs-follow on a later message: keep reading where we are
+            stale = mine is not None and cursor is not None and mine.epoch == cursor.epoch and mine.seq >= cursor.seq
+            if stale and vpc in before and not whole:
+                continue  # a stale gs-follow on a later message: keep reading where we are
             if cursor is not None:
                 hs.cursors[vpc] = cursor
             if cursor is not None or vpc not in before:

@@ -23,9 +23,9 @@ def build_reply(results: Iterable[Result]) -> gsp.GoalStateOperationReply:
         for s in result.statuses:
             reply.operation_statuses.add(
                 resource_id=s.resource_id,
-                resource_type=s.resource_type,  # type: ignore[arg-type]
-                operation_type=s.operation_type,  # type: ignore[arg-type]
-                operation_status=s.status,  # type: ignore[arg-type]
+                resource_type=s.resource_type,
+                operation_type=s.operation_type,
+                operation_status=s.status,
                 dataplane_programming_time=s.dataplane_us,
                 network_configuration_time=s.config_us,
                 state_elapse_time=s.elapse_us,

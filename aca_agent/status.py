@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import psutil
@@ -16,6 +17,9 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from gsmq.v1 import status_pb2, status_pb2_grpc
+
+# What the servicers use of a call's context (abort) does not depend on its message types.
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class AgentStatus(status_pb2_grpc.AgentStatusServiceServicer):
@@ -46,10 +50,10 @@ class AgentStatus(status_pb2_grpc.AgentStatusServiceServicer):
                 resources=applier.dataplane.resources(),
             )
 
-    async def GetStatus(self, request: status_pb2.StatusRequest, context: grpc.aio.ServicerContext) -> status_pb2.AgentStatus:  # noqa: N802
+    async def GetStatus(self, request: status_pb2.StatusRequest, context: Context) -> status_pb2.AgentStatus:  # noqa: N802
         return self.snapshot()
 
-    async def GetHostState(self, request: status_pb2.HostId, context: grpc.aio.ServicerContext) -> gs.GoalStateV2:  # noqa: N802
+    async def GetHostState(self, request: status_pb2.HostId, context: Context) -> gs.GoalStateV2:  # noqa: N802
         if request.host_id not in self.applier.hosts:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"host {request.host_id} is not served here")
         with self.lock:
@@ -65,7 +69,7 @@ class FastPath(gsp_grpc.GoalStateProvisionerServicer):
         self.lock = lock
 
     async def PushGoalStatesStream(  # noqa: N802
-        self, request_iterator: AsyncIterator[gs.GoalStateV2], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[gs.GoalStateV2], context: Context
     ) -> AsyncIterator[gsp.GoalStateOperationReply]:
         async for goal in request_iterator:
             with self.lock:
@@ -73,7 +77,9 @@ class FastPath(gsp_grpc.GoalStateProvisionerServicer):
             yield build_reply(results)
 
 
-async def start_servers(applier: Applier, lock: threading.Lock, status_port: int, grpc_port: int, host: str = "0.0.0.0") -> list[grpc.aio.Server]:
+async def start_servers(
+    applier: Applier, lock: threading.Lock, status_port: int, grpc_port: int, host: str = "0.0.0.0"
+) -> list[grpc.aio.Server]:
     """Start the status service and/or the fast path (port 0 = off; the same port = one server)."""
     wanted: dict[int, list[str]] = {}
     if status_port:

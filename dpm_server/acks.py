@@ -15,7 +15,7 @@ from dpm_server.planner import Input
 from gsmq import wire
 from gsmq.resources import ResourceKey
 from gsmq.transport import Envelope
-from gsmq.wire import BadHeader, MessageType, Token
+from gsmq.wire import HeaderError, MessageType, Token
 
 log = structlog.get_logger()
 Reply = tuple[str, Mapping[str, str], gsp.GoalStateOperationReply]  # (replying host, headers, reply)
@@ -60,7 +60,7 @@ def decode_replies(messages: Iterable[Envelope], dead_letter_topic: str = "") ->
         try:
             wire.reply_token(message.headers)
             reply.ParseFromString(message.value)
-        except BadHeader as exc:
+        except HeaderError as exc:
             refused.append(_refuse(message, dead_letter_topic, str(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - DecodeError and friends
@@ -133,7 +133,7 @@ class AckTracker:
         tokens = request.waiting[host]
         try:
             token = wire.reply_token(headers)
-        except BadHeader:
+        except HeaderError:
             return  # refused by decode_replies
         if token not in tokens:
             return
@@ -160,7 +160,7 @@ class AckTracker:
         _, acked = self.heard.get(host, (0.0, 0))
         try:
             token = wire.reply_token(headers)
-        except BadHeader:
+        except HeaderError:
             token = None
         if token is not None and not token.multicast and request_id.startswith(self._epoch):  # our epoch's unicast
             acked = max(acked, token.seq)
@@ -216,12 +216,14 @@ class AckTracker:
         request.on_done(caller_reply(request.merged, request.total_us, request.data.goal.format_version, silent))
 
 
-def caller_reply(merged: Mapping[ResourceKey, Merged], total_us: int, format_version: int, silent: list[str]) -> gsp.GoalStateOperationReply:
+def caller_reply(
+    merged: Mapping[ResourceKey, Merged], total_us: int, format_version: int, silent: list[str]
+) -> gsp.GoalStateOperationReply:
     """One status per input resource (worst over hosts), plus a failure marker per silent host."""
     reply = gsp.GoalStateOperationReply(format_version=format_version, message_total_operation_time=total_us)
     for (rtype, rid), m in merged.items():
         reply.operation_statuses.add(
-            resource_id=rid, resource_type=rtype, operation_type=m.operation_type, operation_status=m.status,  # type: ignore[arg-type]
+            resource_id=rid, resource_type=rtype, operation_type=m.operation_type, operation_status=m.status,
             dataplane_programming_time=m.dataplane_us, network_configuration_time=m.config_us, state_elapse_time=m.elapse_us,
         )
     for host in silent:
@@ -233,7 +235,7 @@ def invalid_reply(bad: Mapping[ResourceKey, str], format_version: int) -> gsp.Go
     """INVALID_ARG for each refused resource (nothing of the message was published)."""
     reply = gsp.GoalStateOperationReply(format_version=format_version)
     for (rtype, rid) in bad:
-        reply.operation_statuses.add(resource_id=rid, resource_type=rtype if rtype in _TYPES else 0,  # type: ignore[arg-type]
+        reply.operation_statuses.add(resource_id=rid, resource_type=rtype if rtype in _TYPES else 0,
                                      operation_status=common.INVALID_ARG)
     return reply
 

@@ -196,7 +196,7 @@ def merge(goals: list[gs.GoalStateV2]) -> gs.GoalStateV2:
     for host, refs in listed.items():
         entry = merged.host_resources[host]
         for rtype, rid in refs:
-            entry.resources.add(type=rtype, id=rid)  # type: ignore[arg-type]
+            entry.resources.add(type=rtype, id=rid)
     return merged
 
 

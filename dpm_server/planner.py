@@ -17,8 +17,6 @@ from dpm_server.snapshot import Change, Snapshot, piece_of
 from gsmq.resources import VPC_WIDE, ResourceKey, iter_states, vpc_of
 from gsmq.wire import Strategy
 
-MULTICAST = Strategy.VPC_MULTICAST
-
 
 @dataclass
 class Outgoing:
@@ -54,7 +52,7 @@ class Input:
 
 def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list[Outgoing]:
     """The messages one input becomes, multicast first (their order matters for follow offsets)."""
-    if strategy != MULTICAST:
+    if strategy != Strategy.VPC_MULTICAST:
         return [Outgoing(False, host, fresh=keys, expect={host}) for host, keys in data.listed.items() if keys]
     out: list[Outgoing] = []
     by_vpc: dict[str, list[ResourceKey]] = defaultdict(list)
@@ -94,23 +92,21 @@ def retry(data: Input, host: str, snapshot: Snapshot, strategy: str) -> Outgoing
     vpcs = sorted({data.vpc(k) for k in listed if k[0] == common.PORT} & snapshot.host_vpcs(host))
     fresh = [k for k in listed if k not in snapshot.resources and data.states[k].operation_type == common.DELETE]
     stored = [k for k in listed if k in view]  # one no longer the host's is neither: its DELETE is on its way
-    if strategy == MULTICAST:
+    if strategy == Strategy.VPC_MULTICAST:
         stored += sorted(k for vpc in vpcs for k in snapshot.vpc_wide.get(vpc, ()) if not snapshot.own_neighbor(k, host))
-    return Outgoing(False, host, fresh=fresh, stored=list(dict.fromkeys(stored)), follow=vpcs if strategy == MULTICAST else [],
+    return Outgoing(False, host, fresh=fresh, stored=list(dict.fromkeys(stored)), follow=vpcs if strategy == Strategy.VPC_MULTICAST else [],
                     expect={host})
 
 
-def encode(out: Outgoing, data: Input | None, snapshot: Snapshot) -> bytes:
+def encode(out: Outgoing, data: Input, snapshot: Snapshot) -> bytes:
     """The GoalStateV2 bytes of `out`: listed for its host when unicast, pieces concatenated."""
     fresh = set(out.fresh)
     stored = [k for k in out.stored if k not in fresh and k in snapshot.resources]
-    head = gs.GoalStateV2(format_version=data.goal.format_version if data is not None else 1)
+    head = gs.GoalStateV2(format_version=data.goal.format_version)
     if not out.multicast:
         listed = head.host_resources[out.key]
         for rtype, rid in [*out.fresh, *stored]:
-            listed.resources.add(type=rtype, id=rid)  # type: ignore[arg-type]
-    parts = [head.SerializeToString()]
-    if data is not None:
-        parts += [data.pieces[k] for k in out.fresh]
+            listed.resources.add(type=rtype, id=rid)
+    parts = [head.SerializeToString(), *(data.pieces[k] for k in out.fresh)]
     parts += [snapshot.resources[k].piece for k in stored]
     return b"".join(parts)

@@ -122,7 +122,9 @@ class Publisher:
         self.counters.multicast_bytes += len(payload)
         return Token(vpc, seq)
 
-    def unicast(self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False) -> Token:
+    def unicast(
+        self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False
+    ) -> Token:
         self.host_seq[host] += 1
         seq = self.host_seq[host]
         headers = {wire.REQUEST_ID: request_id, wire.HOST_ID: host, wire.SEQ: str(seq), wire.EPOCH: self.epoch,

@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import structlog
 
-from dpm_server.engine import Done, Engine
-from gsmq.resources import iter_states
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from dpm_server.engine import Done, Engine
+from gsmq.resources import iter_states
 from gsmq.v1 import status_pb2, status_pb2_grpc
 
-
 log = structlog.get_logger()
+
+# What the servicers use of a call's context (abort) does not depend on its message types.
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class Batcher:
@@ -52,7 +55,7 @@ class Batcher:
             self.inputs += len(batch)
             try:
                 self.engine.submit_many(batch)
-            except Exception as exc:  # noqa: BLE001 - every caller still gets an answer
+            except Exception as exc:
                 log.exception("batch_failed", inputs=len(batch))
                 for goal, on_done in batch:
                     on_done(failed_reply(goal, f"{type(exc).__name__}: {exc}"))
@@ -96,7 +99,7 @@ def failed_reply(goal: gs.GoalStateV2, reason: str) -> gsp.GoalStateOperationRep
     """FAILURE for every resource of an input the DPM could not publish."""
     reply = gsp.GoalStateOperationReply(format_version=goal.format_version)
     for rtype, rid, state in iter_states(goal):
-        reply.operation_statuses.add(resource_id=rid, resource_type=rtype, operation_type=state.operation_type,  # type: ignore[arg-type]
+        reply.operation_statuses.add(resource_id=rid, resource_type=rtype, operation_type=state.operation_type,
                                      operation_status=common.FAILURE)
     return reply
 
@@ -115,7 +118,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         self.batcher = Batcher(engine, batch_window, batch_size)
 
     async def PushGoalStatesStream(  # noqa: N802 - gRPC method name
-        self, request_iterator: AsyncIterator[gs.GoalStateV2], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[gs.GoalStateV2], context: Context
     ) -> AsyncIterator[gsp.GoalStateOperationReply]:
         """One reply per input, in input order, each once every targeted host applied it."""
         loop = asyncio.get_running_loop()
@@ -153,7 +156,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         finally:
             reader.cancel()
 
-    async def RequestGoalStates(self, request: gsp.HostRequest, context: grpc.aio.ServicerContext) -> gsp.HostRequestReply:  # noqa: N802
+    async def RequestGoalStates(self, request: gsp.HostRequest, context: Context) -> gsp.HostRequestReply:  # noqa: N802
         """AGENT_RESTARTED: publish the host's full state; ON_DEMAND: is the destination routable."""
         reply = gsp.HostRequestReply(format_version=request.format_version)
         for item in request.state_requests:
@@ -164,14 +167,14 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
                 status = common.SUCCESS
             else:
                 status = common.SUCCESS if self.engine.routable(item.source_ip, item.destination_ip) else common.FAILURE
-            reply.operation_statuses.add(request_id=item.request_id, operation_status=status)  # type: ignore[arg-type]
+            reply.operation_statuses.add(request_id=item.request_id, operation_status=status)
         return reply
 
-    async def PushNetworkResourceStates(self, request: gs.GoalState, context: grpc.aio.ServicerContext) -> gsp.GoalStateOperationReply:  # noqa: N802
+    async def PushNetworkResourceStates(self, request: gs.GoalState, context: Context) -> gsp.GoalStateOperationReply:  # noqa: N802
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GoalState (V1) is not served: send GoalStateV2 on PushGoalStatesStream")
         raise AssertionError("unreachable")
 
-    async def PushGoalstates(self, request: gsp.NeighborRulesRequest, context: grpc.aio.ServicerContext) -> gsp.GoalStateOperationReply:  # noqa: N802
+    async def PushGoalstates(self, request: gsp.NeighborRulesRequest, context: Context) -> gsp.GoalStateOperationReply:  # noqa: N802
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "neighbor rules are sent as GoalStateV2 on PushGoalStatesStream")
         raise AssertionError("unreachable")
 
@@ -182,8 +185,8 @@ class Status(status_pb2_grpc.DpmStatusServiceServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def GetStatus(self, request: status_pb2.StatusRequest, context: grpc.aio.ServicerContext) -> status_pb2.DpmStatus:  # noqa: N802
+    async def GetStatus(self, request: status_pb2.StatusRequest, context: Context) -> status_pb2.DpmStatus:  # noqa: N802
         return status_pb2.DpmStatus(strategy=self.engine.strategy, **self.engine.counts())
 
-    async def GetHostSnapshot(self, request: status_pb2.HostId, context: grpc.aio.ServicerContext) -> gs.GoalStateV2:  # noqa: N802
+    async def GetHostSnapshot(self, request: status_pb2.HostId, context: Context) -> gs.GoalStateV2:  # noqa: N802
         return self.engine.host_goal_state(request.host_id)

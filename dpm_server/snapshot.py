@@ -123,7 +123,7 @@ class Snapshot:
         if host is not None:
             listed = head.host_resources[host]
             for rtype, rid in keys:
-                listed.resources.add(type=rtype, id=rid)  # type: ignore[arg-type]
+                listed.resources.add(type=rtype, id=rid)
         return head.SerializeToString() + b"".join(self.resources[k].piece for k in keys if k in self.resources)
 
     def as_goal_state(self, host: str, strategy: str) -> gs.GoalStateV2:
@@ -150,9 +150,8 @@ class Snapshot:
             stored = self.resources.get(key)
             if stored is None or key[0] not in NEEDS_SUBNET:
                 continue
-            for subnet in subnets_of(key[0], stored.state):
-                if (common.SUBNET, subnet) not in self.resources:
-                    out.append(f"{TYPE_NAME[key[0]].lower()} {key[1]} in unknown subnet {subnet}")
+            out.extend(f"{TYPE_NAME[key[0]].lower()} {key[1]} in unknown subnet {subnet}"
+                       for subnet in subnets_of(key[0], stored.state) if (common.SUBNET, subnet) not in self.resources)
         return out
 
     # ---- writing ---------------------------------------------------------------------

@@ -68,7 +68,7 @@ def goal(items: Iterable[Item], listed: Mapping[str, Iterable[str]]) -> gs.GoalS
     for host, ids in listed.items():
         entry = out.host_resources[host]
         for rid in ids:
-            entry.resources.add(type=types.get(rid, common.PORT), id=rid)  # type: ignore[arg-type]
+            entry.resources.add(type=types.get(rid, common.PORT), id=rid)
     return out
 
 
@@ -113,7 +113,7 @@ def ack(
     for rtype, rid in applied_keys(message, host, multicast):
         op = state_map(message, rtype)[rid].operation_type if rid in state_map(message, rtype) else common.INFO
         reply.operation_statuses.add(
-            resource_id=rid, resource_type=rtype, operation_type=op, operation_status=status,  # type: ignore[arg-type]
+            resource_id=rid, resource_type=rtype, operation_type=op, operation_status=status,
             dataplane_programming_time=dataplane, network_configuration_time=config, state_elapse_time=elapse,
         )
     headers = {name: incoming[name] for name in (wire.REQUEST_ID, wire.SEQ, wire.VPC_ID, wire.SENT_NS) if name in incoming}

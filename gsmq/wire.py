@@ -4,7 +4,7 @@ Payloads stay plain serialized `GoalStateV2` / `GoalStateOperationReply`, so a r
 component can read them; everything else travels in Kafka headers, as UTF-8 text:
 - header names, and the message types of `gs-type`;
 - numbers (`gs-seq`, offsets, times): ASCII decimal digits, at most 2^63 - 1; anything
-  else is a `BadHeader`, which refuses that one message (dead letter with the reason);
+  else is a `HeaderError`, which refuses that one message (dead letter with the reason);
 - `gs-follow`: the multicast VPCs a unicast message joins, `vpc=partition:offset:seq`
   joined by `,`, with the VPC id percent-encoded so any id round-trips;
 - the ack token: which message a reply acknowledges;
@@ -60,15 +60,19 @@ class Strategy(StrEnum):
 STRATEGIES: tuple[str, ...] = tuple(s.value for s in Strategy)
 
 
-class BadHeader(ValueError):
+class HeaderError(ValueError):
     """A header whose value breaks the conventions: the message carrying it is refused."""
 
 
-def decode_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
-    """Kafka's raw headers as text (the last value wins for a repeated name)."""
+RawHeaders = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None
+
+
+def decode_headers(headers: RawHeaders) -> dict[str, str]:
+    """A Kafka client's headers (pairs, or a dict) as text; the last value wins for a repeated name."""
     if not headers:
         return {}
-    return {k: (v.decode(errors="replace") if v is not None else "") for k, v in headers}
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return {k: v.decode(errors="replace") if isinstance(v, bytes) else (v or "") for k, v in pairs}
 
 
 def message_type(headers: Headers) -> str:
@@ -78,12 +82,12 @@ def message_type(headers: Headers) -> str:
 def number(text: str, name: str = "number") -> int:
     """`text` as a number of the wire: ASCII digits only, 0 .. 2^63 - 1."""
     if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_NUMBER:
-        raise BadHeader(f"{name} is not a number of 0..2^63-1: {text[:40]!r}")
+        raise HeaderError(f"{name} is not a number of 0..2^63-1: {text[:40]!r}")
     return int(text)
 
 
 def number_header(headers: Headers, name: str) -> int | None:
-    """The number in header `name` (None when absent; BadHeader when malformed)."""
+    """The number in header `name` (None when absent; HeaderError when malformed)."""
     text = headers.get(name)
     return None if text is None else number(text, name)
 
@@ -102,13 +106,13 @@ def encode_follow(positions: Mapping[str, FollowPosition]) -> str:
 
 
 def decode_follow(text: str) -> dict[str, FollowPosition]:
-    """The positions of a `gs-follow` header; BadHeader when any entry is malformed."""
+    """The positions of a `gs-follow` header; HeaderError when any entry is malformed."""
     out: dict[str, FollowPosition] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         vpc, sep, spec = item.partition("=")
         fields = spec.split(":")
         if not sep or not vpc or len(fields) != 3:
-            raise BadHeader(f"{FOLLOW} entry is not vpc=partition:offset:seq: {item[:80]!r}")
+            raise HeaderError(f"{FOLLOW} entry is not vpc=partition:offset:seq: {item[:80]!r}")
         partition, offset, seq = (number(f, FOLLOW) for f in fields)
         out[unquote(vpc)] = FollowPosition(partition, offset, seq)
     return out
@@ -130,10 +134,10 @@ def unicast_token(seq: int) -> Token:
 
 
 def reply_token(headers: Headers) -> Token:
-    """The token a reply acknowledges, from its echoed `gs-vpc-id` and `gs-seq` (BadHeader when malformed)."""
+    """The token a reply acknowledges, from its echoed `gs-vpc-id` and `gs-seq` (HeaderError when malformed)."""
     seq = number_header(headers, SEQ)
     if seq is None:
-        raise BadHeader(f"reply without {SEQ}")
+        raise HeaderError(f"reply without {SEQ}")
     return Token(headers.get(VPC_ID, ""), seq)
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from aca_agent.applier import Applier, Cursor, FollowChange, follow_cursors
 from aca_agent.dataplane import MemoryDataPlane
-from aca_agent.testing import dhcp, goal_state, listed, neighbor, port, security_group, subnet, vpc
-from gsmq import wire
+from aca_agent.testing import Item, dhcp, goal_state, listed, neighbor, port, security_group, subnet, vpc
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from gsmq import wire
 
 H1, H2, H3 = "10.1.0.1", "10.1.0.2", "10.1.0.3"
 
@@ -55,7 +55,7 @@ def test_same_revision_is_a_counted_duplicate_and_older_is_out_of_order(applier:
 
 
 @pytest.mark.parametrize("child", [port("c-1", "sn-9"), dhcp("c-1", "sn-9"), neighbor("c-1", H3, "sn-9")])
-def test_missing_parent_is_pending_then_applied_with_the_parent(applier: Applier, child: tuple) -> None:
+def test_missing_parent_is_pending_then_applied_with_the_parent(applier: Applier, child: Item) -> None:
     first = applier.apply_unicast(H1, goal_state(H1, port("anchor", "sn-1"), subnet("sn-1"), child), {})
     assert statuses(first)["c-1"] == common.PENDING
     assert "c-1" not in applier.dataplane.table(H1, child[0])
@@ -116,7 +116,8 @@ def test_full_update_replaces_that_type_only(applier: Applier) -> None:
 
 
 def test_gs_full_header_replaces_every_table(applier: Applier) -> None:
-    applier.apply_unicast(H1, goal_state(H1, vpc(), subnet("sn-1"), subnet("sn-2"), port("p-1"), dhcp("d-1"), port("p-9", "sn-missing")), {})
+    items = (vpc(), subnet("sn-1"), subnet("sn-2"), port("p-1"), dhcp("d-1"), port("p-9", "sn-missing"))
+    applier.apply_unicast(H1, goal_state(H1, *items), {})
     assert applier.pending_count() == 1
     result = applier.apply_unicast(H1, goal_state(H1, subnet("sn-2"), port("p-2", "sn-2")), {wire.FULL: "1"})
     assert statuses(result) == {"sn-2": common.SUCCESS, "p-2": common.SUCCESS}
@@ -253,14 +254,14 @@ def test_follow_cursors_carry_the_epoch() -> None:
     {wire.SENT_NS: "-5"},
 ])
 def test_a_malformed_number_header_refuses_the_message_and_applies_nothing(applier: Applier, headers: dict[str, str]) -> None:
-    with pytest.raises(wire.BadHeader):
+    with pytest.raises(wire.HeaderError):
         applier.apply_unicast(H1, goal_state(H1, subnet(), port()), headers)
     assert table(applier, H1, common.PORT) == {} and applier.hosts[H1].seq == 0 and not applier.take_follow_changes()
     if wire.FOLLOW in headers:
         return  # a multicast message joins nothing: gs-follow is read on unicast only
     _follow(applier, H1, "vpc-1=3:120:7")
     before = table(applier, H1, common.SECURITYGROUP)
-    with pytest.raises(wire.BadHeader):
+    with pytest.raises(wire.HeaderError):
         applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.EPOCH: "e1", wire.SEQ: "8", **headers}, 3, 130)
     assert table(applier, H1, common.SECURITYGROUP) == before and applier.hosts[H1].cursors["vpc-1"].seq == 7
 

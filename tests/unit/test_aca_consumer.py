@@ -11,13 +11,13 @@ from aca_agent.applier import Applier
 from aca_agent.consumer import AgentConsumer
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.testing import goal_state, port, security_group, subnet
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 from gsmq import wire
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Delivered, Envelope, MemoryBus
-from alcor.schema import common_pb2 as common
-from alcor.schema import goalstate_pb2 as gs
-from alcor.schema import goalstateprovisioner_pb2 as gsp
 
 T = Topics("t")
 H1, H2 = "10.1.0.1", "10.1.0.2"
@@ -97,7 +97,8 @@ def key_on_same_partition(host: str) -> str:
 
 def test_applied_message_gets_a_reply_echoing_headers_then_a_commit() -> None:
     agent = Agent([H1])
-    placed = agent.send(T.unicast, H1, goal_state(H1, subnet(), port()), gs_request_id="r1", gs_seq="1", gs_sent_ns="123", gs_type="GoalStateV2")
+    headers = {"gs_request_id": "r1", "gs_seq": "1", "gs_sent_ns": "123", "gs_type": "GoalStateV2"}
+    placed = agent.send(T.unicast, H1, goal_state(H1, subnet(), port()), **headers)
     agent.drain()
     [(headers, reply)] = agent.replies()
     assert headers[wire.REQUEST_ID] == "r1" and headers[wire.SEQ] == "1" and headers[wire.SENT_NS] == "123"
@@ -146,7 +147,8 @@ def test_following_a_vpc_reads_its_multicast_partition_from_the_cursor_then_stop
     agent.send(T.unicast, H1, goal_state(H1, subnet(), port()), gs_follow=f"vpc-1={mc}:1:1", gs_epoch="e")
     agent.drain()
     assert agent.source.positions[(T.multicast, mc)] == 1
-    agent.send(T.multicast, "vpc-1", goal_state(None, security_group(rev=2)), gs_vpc_id="vpc-1", gs_seq="2", gs_epoch="e", gs_request_id="m2")
+    headers = {"gs_vpc_id": "vpc-1", "gs_seq": "2", "gs_epoch": "e", "gs_request_id": "m2"}
+    agent.send(T.multicast, "vpc-1", goal_state(None, security_group(rev=2)), **headers)
     agent.drain()
     headers, reply = agent.replies()[-1]
     assert headers[wire.VPC_ID] == "vpc-1" and headers[wire.REQUEST_ID] == "m2"

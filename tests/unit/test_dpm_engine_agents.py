@@ -11,7 +11,6 @@ resync changes nothing."""
 from __future__ import annotations
 
 import time
-
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,17 +23,15 @@ from aca_agent.applier import Applier
 from aca_agent.consumer import AgentConsumer
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.replies import reply_envelope
-from dpm_server.acks import decode_replies
-from dpm_server.engine import Engine, merge
-from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, published, security_group, subnet
-from gs_bench.topology import Port, port_message, subnet_message
-from gsmq import wire
-from gsmq.resources import MAP_FIELD, TYPE_NAME, iter_states
-from gsmq.topics import Topics
-from gsmq.transport import MemoryBus
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from dpm_server.acks import decode_replies
+from dpm_server.engine import merge
+from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, published, security_group, subnet
+from gs_bench.topology import Port, port_message, subnet_message
+from gsmq import wire
+from gsmq.resources import TYPE_NAME, iter_states
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]
@@ -311,7 +308,7 @@ def build(caller: Caller, op: Op) -> gs.GoalStateV2 | str | None:
         message = caller.update_port(pid, common.DELETE if kind == "stale-delete" else common.UPDATE)
         caller.ports[pid] = kept
         caller.rev[pid] -= 1  # the next step reuses this revision: stays monotonic for real changes
-        for rtype, rid, state in iter_states(message):
+        for _, rid, state in iter_states(message):
             if rid in (pid, f"dhcp-{pid}", f"nb-{pid}"):
                 state.configuration.revision_number -= 2
         return message

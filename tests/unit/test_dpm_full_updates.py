@@ -5,12 +5,12 @@ snapshot must do the same, or the next resync gives the host back what FULL remo
 from __future__ import annotations
 
 import pytest
+from test_dpm_engine_agents import STRATEGIES, Cluster  # the in-memory cluster (tests/unit on sys.path)
 
-from dpm_server.testing import goal, port, port_goal, subnet_goal
-from gsmq.resources import state_map
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
-from test_dpm_engine_agents import STRATEGIES, Cluster  # the in-memory cluster (tests/unit on sys.path)
+from dpm_server.testing import goal, port, port_goal, subnet_goal
+from gsmq.resources import state_map
 
 A, B = "10.0.0.1", "10.0.0.2"
 

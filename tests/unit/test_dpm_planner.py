@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from dpm_server import planner
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 from dpm_server.engine import Engine
 from dpm_server.testing import goal, keys, memory_engine, port_goal, published, security_group, subnet_goal
 from gsmq import wire
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
-from alcor.schema import common_pb2 as common
-from alcor.schema import goalstate_pb2 as gs
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]
@@ -108,7 +107,7 @@ def test_start_up_markers_on_every_multicast_and_reply_partition() -> None:
     eng, bus, topics = memory_engine()
     markers = [(t, p) for (t, p), log in bus.logs.items() for m in log if m.headers.get(wire.MSG_TYPE) == "Marker"]
     assert sorted(markers) == sorted([(topics.multicast, p) for p in range(4)] + [(topics.reply, p) for p in range(2)])
-    assert eng.publisher.delivered == {tp: 0 for tp in markers}
+    assert eng.publisher.delivered == dict.fromkeys(markers, 0)
 
 
 def test_a_joining_host_gets_the_vpc_state_and_where_to_follow_it() -> None:
@@ -140,7 +139,7 @@ def test_the_first_host_of_a_vpc_gets_everything_by_unicast() -> None:
 
 @pytest.mark.parametrize("strategy", wire.STRATEGIES)
 def test_resync_is_the_hosts_whole_view_marked_full(strategy: str) -> None:
-    eng, bus, topics = topology(strategy)
+    eng, bus, _topics = topology(strategy)
     seen = mark(bus)
     eng.resync(B)
     (full,) = since(bus, seen)

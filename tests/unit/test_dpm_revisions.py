@@ -5,13 +5,14 @@ resync) and the agents drift apart, and callers are told SUCCESS for states neve
 
 from __future__ import annotations
 
-from dpm_server.engine import merge
-from dpm_server.snapshot import Snapshot
-from dpm_server.testing import goal, port, port_goal, published, subnet_goal
+from test_dpm_engine_agents import Cluster, statuses
+
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from test_dpm_engine_agents import Cluster, statuses
+from dpm_server.engine import merge
+from dpm_server.snapshot import Snapshot
+from dpm_server.testing import goal, port, port_goal, published, subnet_goal
 
 A, B = "10.0.0.1", "10.0.0.2"
 PORT = (common.PORT, "p0")
@@ -83,7 +84,7 @@ def test_a_coalesced_older_state_is_out_of_order_for_its_caller_and_never_sent()
     newer = port_goal("p0", "vpc-1", A, "10.1.0.1", [A], rev=3, op=common.UPDATE)
     older = port_goal("p0", "vpc-1", A, "10.1.0.1", [A], rev=2, op=common.UPDATE)  # a late copy, in the same batch
     seen = {(m.topic, m.partition, m.offset) for m in published(cluster.bus)}
-    cluster.eng.submit_many([(newer, lambda r: got.setdefault("newer", r)), (older, lambda r: got.setdefault("older", r))])
+    cluster.eng.submit_many([(newer, lambda r: got.__setitem__("newer", r)), (older, lambda r: got.__setitem__("older", r))])
     cluster.settle()
     sent = [gs.GoalStateV2.FromString(m.value) for m in published(cluster.bus) if (m.topic, m.partition, m.offset) not in seen]
     assert [m.port_states["p0"].configuration.revision_number for m in sent if "p0" in m.port_states] == [3]

@@ -3,9 +3,9 @@ leaves, deletes, consistency and routability (no Kafka)."""
 
 from __future__ import annotations
 
+from alcor.schema import common_pb2 as common
 from dpm_server.snapshot import Snapshot
 from dpm_server.testing import goal, neighbor, port, port_goal, security_group, subnet, subnet_goal
-from alcor.schema import common_pb2 as common
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]

@@ -41,7 +41,7 @@ def lists_empty_id(g: gs.GoalStateV2) -> tuple[int, str]:
 
 
 def unknown_type(g: gs.GoalStateV2) -> tuple[int, str]:
-    g.host_resources[A].resources.add(type=42, id="p0")  # type: ignore[arg-type]
+    g.host_resources[A].resources.add(type=42, id="p0")
     return 42, "p0"
 
 
@@ -128,7 +128,7 @@ def test_the_stored_revision_with_other_content_is_refused_whole_and_the_stored_
 
 
 def test_the_same_revision_with_other_content_in_one_batch_refuses_the_later_input_only() -> None:
-    eng, bus, _ = memory_engine()
+    eng, _bus, _ = memory_engine()
     first = port_goal("p0", "vpc-1", A, "10.1.0.0", [A])
     replies: dict[str, gsp.GoalStateOperationReply] = {}
     eng.submit_many([(first, lambda r: replies.__setitem__("first", r)),

@@ -21,8 +21,8 @@ from gs_bench.measure import cdf_sample, header_bytes, percentiles
 from gs_bench.measure import rate as per_second
 from gs_bench.runner import push
 from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import ensure_topics
 from gsmq.kafka_transport import consume_batch
-from gsmq.topics import ensure_topics
 
 STAMP = "gs-sent-ns"
 WARM_UP = b"warm-up"

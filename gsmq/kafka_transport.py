@@ -1,22 +1,90 @@
-"""`Sink` and `Source` over Kafka (confluent-kafka / librdkafka)."""
+"""`Sink` and `Source` over Kafka (confluent-kafka / librdkafka); its errors leave as `gsmq.errors`.
+
+confluent_kafka's exceptions never cross this boundary (after httpx's
+`map_httpcore_exceptions`): a bad client property is a `ConfigError`, a broker that does
+not answer `BrokerUnavailable`, any other failure `KafkaFailure`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from gsmq import quirks
+from gsmq.config import ConfigError
+from gsmq.errors import BrokerUnavailable, KafkaFailure
 from gsmq.kafka import KafkaSettings
 from gsmq.transport import Delivered, Envelope
+
+if TYPE_CHECKING:
+    from confluent_kafka._types import HeadersType
+
+T = TypeVar("T")
+
+# librdkafka errors that say the broker did not answer (yet): retrying can help.
+_UNAVAILABLE = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError._TIMED_OUT_QUEUE,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._RESOLVE,
+        KafkaError._WAIT_COORD,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.BROKER_NOT_AVAILABLE,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
+
+
+def failure(error: KafkaError, doing: str) -> KafkaFailure:
+    """librdkafka's `error` while `doing` something, as the project's exception."""
+    kind = BrokerUnavailable if error.code() in _UNAVAILABLE or error.retriable() else KafkaFailure
+    return kind(f"{doing}: {error.str()}", error.name())
+
+
+def _error_of(exc: KafkaException) -> KafkaError | None:
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, KafkaError) else None
+
+
+def as_failure(exc: KafkaException, doing: str) -> KafkaFailure:
+    """A KafkaException raised while `doing` something, as the project's exception."""
+    error = _error_of(exc)
+    return failure(error, doing) if error is not None else KafkaFailure(f"{doing}: {exc}")
+
+
+@contextmanager
+def kafka_errors(doing: str) -> Iterator[None]:
+    """Raise a KafkaException of the block as `BrokerUnavailable` or `KafkaFailure`."""
+    try:
+        yield
+    except KafkaException as exc:
+        raise as_failure(exc, doing) from exc
+
+
+def build_client(make: Callable[[], T]) -> T:
+    """A librdkafka client from `make()`; a property it refuses is a `ConfigError`."""
+    try:
+        return make()
+    except KafkaException as exc:
+        error = _error_of(exc)
+        raise ConfigError(f"Kafka client configuration: {error.str() if error is not None else exc}") from exc
 
 
 def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
     """Up to `max_messages`, waiting at most `timeout` for the FIRST one only.
 
     `Consumer.consume(n, timeout)` waits until it has n messages or the timeout has
-    passed, which adds the whole timeout to every message of a quiet stream (measured:
-    100 ms with consume(500, 0.1) against 2 ms this way)."""
+    passed, which adds the whole timeout to every message of a quiet stream."""
     first = consumer.consume(1, timeout)
     if not first or max_messages <= 1:
         return list(first)
@@ -28,30 +96,30 @@ class KafkaSink:
     queue it serves callbacks until there is room (backpressure to the caller)."""
 
     def __init__(self, settings: KafkaSettings, **overrides: object) -> None:
-        self.producer = Producer(settings.producer(**overrides))
-        self.bytes_sent = 0
+        self.producer = build_client(lambda: Producer(settings.producer(**overrides)))
 
     def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
         callback = None
         if on_delivered is not None:
 
-            def callback(err: KafkaError | None, msg: object, _m: Envelope = message, _cb: Delivered = on_delivered) -> None:
+            def callback(err: KafkaError | None, msg: Message, _m: Envelope = message, _cb: Delivered = on_delivered) -> None:
                 if err is None:
-                    _m.partition = msg.partition()  # type: ignore[attr-defined]
-                    _m.offset = msg.offset()  # type: ignore[attr-defined]
+                    _m.partition = msg.partition() or 0
+                    _m.offset = msg.offset() or 0
                 _cb(_m, None if err is None else str(err))
 
-        headers = [(k, v.encode()) for k, v in message.headers.items()]
+        headers: list[tuple[str, str | bytes | None]] = [(k, v.encode()) for k, v in message.headers.items()]
         while True:
             try:
                 if message.partition >= 0:
                     self.producer.produce(message.topic, message.value, message.key.encode(), message.partition, callback, headers=headers)
                 else:
                     self.producer.produce(message.topic, message.value, message.key.encode(), on_delivery=callback, headers=headers)
-                break
+                return
             except BufferError:
                 self.producer.poll(0.05)
-        self.bytes_sent += len(message.value)
+            except KafkaException as exc:
+                raise as_failure(exc, f"producing to {message.topic}") from exc
 
     def poll(self, timeout: float = 0.0) -> int:
         return int(self.producer.poll(timeout))
@@ -59,59 +127,69 @@ class KafkaSink:
     def flush(self, timeout: float = 10.0) -> int:
         return int(self.producer.flush(timeout))
 
+    def queued(self) -> int:
+        """Messages produced and not delivered yet."""
+        return len(self.producer)
+
 
 class KafkaSource:
     """A manually assigned consumer (no group rebalances) that commits under `group_id`."""
 
     def __init__(self, settings: KafkaSettings, group_id: str, **overrides: object) -> None:
-        self.consumer = Consumer(settings.consumer(group_id, **overrides))
-        self._assigned: dict[tuple[str, int], TopicPartition] = {}
+        self.consumer = build_client(lambda: Consumer(settings.consumer(group_id, **overrides)))
+        self._assigned: set[tuple[str, int]] = set()
 
     def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
-        for topic, part, offset in positions:
-            self._assigned[(topic, part)] = TopicPartition(topic, part, offset if offset >= 0 else OFFSET_BEGINNING)
-        self.consumer.incremental_assign([TopicPartition(t, p, o if o >= 0 else OFFSET_BEGINNING) for t, p, o in positions])
+        self._assigned.update((topic, part) for topic, part, _ in positions)
+        with kafka_errors("assigning partitions"):
+            self.consumer.incremental_assign([TopicPartition(t, p, o if o >= 0 else OFFSET_BEGINNING) for t, p, o in positions])
 
     def unassign(self, partitions: Sequence[tuple[str, int]]) -> None:
         tps = [TopicPartition(t, p) for t, p in partitions if (t, p) in self._assigned]
-        for t, p in partitions:
-            self._assigned.pop((t, p), None)
+        self._assigned.difference_update(partitions)
         if tps:
-            self.consumer.incremental_unassign(tps)
-
-    def seek(self, topic: str, partition: int, offset: int) -> None:
-        self.consumer.seek(TopicPartition(topic, partition, offset))
+            with kafka_errors("unassigning partitions"):
+                self.consumer.incremental_unassign(tps)
 
     def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
         out: list[Envelope] = []
-        for msg in consume_batch(self.consumer, max_messages, timeout):
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+        with kafka_errors("consuming"):
+            messages = consume_batch(self.consumer, max_messages, timeout)
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise RuntimeError(f"consume failed: {msg.error()}")
+                raise failure(error, "consuming")
             key = msg.key()
             out.append(
                 Envelope(
-                    topic=msg.topic(),
+                    topic=msg.topic() or "",
                     key=key.decode(errors="replace") if key is not None else "",
                     value=msg.value() or b"",
-                    headers={k: (v.decode(errors="replace") if v is not None else "") for k, v in (msg.headers() or [])},
-                    partition=msg.partition(),
-                    offset=msg.offset(),
+                    headers=_text_headers(msg.headers()),
+                    partition=msg.partition() or 0,
+                    offset=msg.offset() or 0,
                 )
             )
         return out
 
     def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
         if positions:
-            self.consumer.commit(offsets=[TopicPartition(t, p, o) for t, p, o in positions], asynchronous=False)
+            with kafka_errors("committing offsets"):
+                self.consumer.commit(offsets=[TopicPartition(t, p, o) for t, p, o in positions], asynchronous=False)
 
     def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        result = self.consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+        with kafka_errors("reading committed offsets"):
+            result = self.consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else -1) for tp in result}
-
-    def high_watermark(self, topic: str, partition: int) -> int:
-        return quirks.high_watermark(self.consumer, TopicPartition(topic, partition))
 
     def close(self) -> None:
         self.consumer.close()
+
+
+
+def _text_headers(headers: HeadersType | None) -> dict[str, str]:
+    """Header values as text (a consumed message has (name, bytes or None) pairs)."""
+    pairs = headers.items() if isinstance(headers, dict) else (headers or [])
+    return {k: (v.decode(errors="replace") if isinstance(v, bytes) else (v or "")) for k, v in pairs}

@@ -1,23 +1,15 @@
-"""Broker quirks, kept in one place (see DESIGN.md, "Dependencies and real components").
+"""Broker quirks we work around, kept in one place.
 
 Tansu, the embedded broker, differs from Apache Kafka in ways that matter to us:
 - a consumer-group join with librdkafka's default 45 s session timeout takes ~23 s;
   6 s brings it to ~3 s (manual assignment has no such cost, and is what we use);
 - its ListOffsets answer for the latest offset is wrong, so uncached watermarks and
-  `auto.offset.reset=latest` cannot be trusted; watermarks cached from fetch
-  responses (`cached=True`) are right;
+  `auto.offset.reset=latest` cannot be trusted (watermarks cached from fetch responses
+  are right); we read from committed offsets, start-up markers or the beginning instead;
 - memory storage: a broker restart loses every topic and offset.
 """
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, TopicPartition
-
 # Consumer-group session timeout that keeps Tansu's join near 3 s (harmless on Kafka).
 GROUP_SESSION_TIMEOUT_MS = 6000
-
-
-def high_watermark(consumer: Consumer, tp: TopicPartition) -> int:
-    """The partition's high watermark as last seen in fetch responses (-1001 if none yet)."""
-    _low, high = consumer.get_watermark_offsets(tp, cached=True)
-    return int(high)

@@ -18,7 +18,8 @@ from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from gs_bench.cluster import Daemon, host_snapshot, host_state, start_agent, start_dpm, wait_for
 from gs_bench.topology import expected_tables, port_message, ports_of, subnet_message, tables_of
 from gsmq.kafka import KafkaSettings
-from gsmq.topics import Topics, partition_count
+from gsmq.kafka_admin import partition_count
+from gsmq.topics import Topics
 
 HOSTS = ["192.168.7.1", "192.168.7.2", "192.168.7.3"]
 VPC_HOSTS = {"vpc-a": HOSTS, "vpc-b": HOSTS[:2]}

@@ -14,7 +14,8 @@ from gsmq import broker as broker_module
 from gsmq.broker import embedded_or_external, start_embedded
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
 from gsmq.partition import partition_for
-from gsmq.topics import Topics, ensure_topics, partition_count
+from gsmq.kafka_admin import ensure_topics, partition_count
+from gsmq.topics import Topics
 
 
 def test_librdkafka_murmur2_random_agrees_with_our_partitioner(kafka: KafkaSettings, topics: Topics) -> None:

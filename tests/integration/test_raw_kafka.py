@@ -18,8 +18,9 @@ from confluent_kafka.admin import AdminClient
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import ensure_topics
 from gsmq.partition import partition_for
-from gsmq.topics import Topics, ensure_topics
+from gsmq.topics import Topics
 
 GSCTL = [sys.executable, "-m", "gsmq.gsctl"]
 

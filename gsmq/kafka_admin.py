@@ -1,0 +1,56 @@
+"""The AdminClient side of Kafka: create topics, count partitions, list names; errors as `gsmq.errors`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient as AdminClient  # re-exported: the type callers hold
+from confluent_kafka.cimpl import NewTopic
+
+from gsmq.kafka import KafkaSettings
+from gsmq.kafka_transport import as_failure, build_client, kafka_errors
+
+
+def admin_client(settings: KafkaSettings) -> AdminClient:
+    """An AdminClient for `settings`; a property librdkafka refuses is a `ConfigError`."""
+    return build_client(lambda: AdminClient(settings.admin()))
+
+
+def ensure_topics(admin: AdminClient, partitions: Mapping[str, int], timeout: float = 10.0) -> None:
+    """Create the topics that do not exist yet; an existing topic is left as it is."""
+    existing = topic_names(admin, timeout)
+    wanted = [NewTopic(name, n, 1) for name, n in partitions.items() if name not in existing]
+    if not wanted:
+        return
+    with kafka_errors("creating topics"):
+        futures = admin.create_topics(wanted, operation_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            failed = as_failure(exc, f"creating topic {name}")
+            if failed.code != "TOPIC_ALREADY_EXISTS":  # else a concurrent creator won the race: fine
+                raise failed from exc
+
+def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
+    """How many partitions each of `topics` has (0 when it does not exist)."""
+    with kafka_errors("listing topics"):
+        meta = admin.list_topics(timeout=timeout).topics
+    return {name: (len(meta[name].partitions) if name in meta and meta[name].error is None else 0) for name in topics}
+
+
+def partition_count(admin: AdminClient, topic: str, timeout: float = 10.0) -> int:
+    """How many partitions `topic` has (0 when it does not exist)."""
+    with kafka_errors(f"describing topic {topic}"):
+        meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return 0
+    return len(meta.partitions)
+
+
+def topic_names(admin: AdminClient, timeout: float = 10.0) -> set[str]:
+    """The names of every topic of the cluster."""
+    with kafka_errors("listing topics"):
+        return set(admin.list_topics(timeout=timeout).topics)
+

@@ -26,7 +26,9 @@ from aca_agent.applier import Applier, FollowChange, Result
 from aca_agent.replies import reply_envelope
 from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
+from gsmq.errors import Undelivered
 from gsmq.partition import partition_for
+from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, Sink, Source
 from gsmq.wire import BadHeader, MessageType
@@ -124,28 +126,21 @@ class AgentConsumer:
         log.info("host_topics_assigned", topics=len(found), awaited=len(self._awaited))
 
     def run(self, stop: threading.Event, poll_timeout: float = 0.1) -> None:
-        """Start (retrying while the broker is unreachable), then consume batches until `stop`."""
+        """Start (retried with backoff while the broker is down or metadata not ready), then
+        consume batches until `stop`; a failed batch is retried with backoff, never fatal."""
         self.stopping = stop
-        backoff = 0.2
+        if stop.is_set():
+            return
+        retry(self.start, stop, "consumer_start_retry")
+
+        def consume() -> None:
+            self.run_once(poll_timeout)
+            if self._awaited and time.monotonic() >= self._next_check:
+                self.check_host_topics()
+
+        backoff = Backoff()
         while not stop.is_set():
-            try:
-                self.start()
-                break
-            except Exception as exc:  # noqa: BLE001 - broker down or metadata not ready: retry
-                log.warning("consumer_start_retry", error=str(exc), retry_in_s=backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-        backoff = 0.2
-        while not stop.is_set():
-            try:
-                self.run_once(poll_timeout)
-                if self._awaited and time.monotonic() >= self._next_check:
-                    self.check_host_topics()
-                backoff = 0.2
-            except Exception as exc:  # noqa: BLE001 - transient consume errors: log, back off, go on
-                log.warning("consume_failed", error=str(exc), retry_in_s=backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+            retry(consume, stop, "consume_failed", backoff=backoff)
 
     def run_once(self, timeout: float = 0.1) -> int:
         """Consume one batch, apply it, deliver its replies, commit. Returns its size."""
@@ -275,18 +270,19 @@ class AgentConsumer:
 
         for env in outgoing:
             self.sink.send(env, on_delivered)
-        backoff = 0.1
-        while True:
-            remaining = self.sink.flush(self.flush_timeout)
-            if remaining == 0 and not failed:
-                return True
-            if self.stopping.is_set():
-                log.warning("replies_undelivered_at_stop", queued=remaining, failed=len(failed))
-                return False
-            if failed:
-                log.warning("reply_delivery_failed", count=len(failed), retry_in_s=backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                retry, failed[:] = list(failed), []
-                for env in retry:
-                    self.sink.send(Envelope(env.topic, env.key, env.value, env.headers), on_delivered)
+        queued = 0
+
+        def flush() -> bool:  # send the failed ones again, then wait for every delivery
+            nonlocal queued
+            again, failed[:] = list(failed), []
+            for env in again:
+                self.sink.send(Envelope(env.topic, env.key, env.value, env.headers), on_delivered)
+            queued = self.sink.flush(self.flush_timeout)
+            if failed or queued:
+                raise Undelivered(f"{len(failed)} failed, {queued} still queued")
+            return True
+
+        if retry(flush, self.stopping, "reply_delivery_failed", backoff=Backoff(first=0.1), retry_on=(Undelivered,)) is None:
+            log.warning("replies_undelivered_at_stop", queued=queued, failed=len(failed))
+            return False
+        return True

@@ -14,6 +14,8 @@ import structlog
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gsmq.errors import DpmUnavailable
+from gsmq.retry import Backoff, retry
 
 log = structlog.get_logger()
 
@@ -22,7 +24,7 @@ def host_request(hosts: Iterable[str]) -> gsp.HostRequest:
     """One HostRequest asking the full state of every host (source_ip = host id)."""
     request = gsp.HostRequest(format_version=1)
     for host in hosts:
-        request.state_requests.add(request_type=common.AGENT_RESTARTED, request_id=uuid.uuid4().hex, source_ip=host)  # type: ignore[arg-type]
+        request.state_requests.add(request_type=common.AGENT_RESTARTED, request_id=uuid.uuid4().hex, source_ip=host)
     return request
 
 
@@ -37,8 +39,7 @@ class Resyncer:
         self.requested = 0  # hosts whose request the DPM answered
         self._queued: dict[str, None] = {}  # insertion-ordered set of hosts waiting to be sent
         self._cond = threading.Condition()
-        self._stopped = False
-        self._sending = False
+        self._stopped = threading.Event()
         # gRPC's own reconnect backoff (1 s growing to 120 s) would outlast ours: keep it short.
         self._channel = grpc.insecure_channel(
             address,
@@ -62,42 +63,37 @@ class Resyncer:
                 self._queued[host] = None
             self._cond.notify()
 
-    def idle(self) -> bool:
-        """Nothing queued (every request so far reached the DPM)."""
-        with self._cond:
-            return not self._queued and not self._sending
-
     def stop(self) -> None:
+        self._stopped.set()
         with self._cond:
-            self._stopped = True
             self._cond.notify()
         self._thread.join(timeout=5)
         self._channel.close()
 
     def _loop(self) -> None:
-        backoff = 0.2
+        """Send the queued hosts, a chunk per call, until stopped; a DPM that does not answer is retried with backoff."""
+        backoff = Backoff(first=0.2, cap=self.max_backoff)
         while True:
             with self._cond:
-                while not self._queued and not self._stopped:
+                while not self._queued and not self._stopped.is_set():
                     self._cond.wait()
-                if self._stopped:
-                    return
-                hosts = list(self._queued)[: self.chunk]
-                self._sending = True
-            try:
-                reply = self._stub.RequestGoalStates(host_request(hosts), timeout=self.timeout)
-            except grpc.RpcError as exc:
-                log.warning("resync_retry", dpm=self.address, hosts=len(hosts), error=exc.code().name, retry_in_s=backoff)
-                with self._cond:
-                    self._sending = False
-                    self._cond.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-                continue
-            backoff = 0.2
-            failed = sum(1 for s in reply.operation_statuses if s.operation_status != common.SUCCESS)
-            with self._cond:
-                for host in hosts:
-                    self._queued.pop(host, None)
-                self._sending = False
-                self.requested += len(hosts)
-            log.info("resync_requested", dpm=self.address, hosts=len(hosts), failed=failed)
+            if self._stopped.is_set():
+                return
+            retry(self._send_chunk, self._stopped, "resync_retry", backoff=backoff, retry_on=(DpmUnavailable,), dpm=self.address)
+
+    def _send_chunk(self) -> int:
+        """Ask the DPM for the state of the first `chunk` queued hosts; how many were asked."""
+        with self._cond:
+            hosts = list(self._queued)[: self.chunk]
+        try:
+            reply = self._stub.RequestGoalStates(host_request(hosts), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise DpmUnavailable(f"{exc.code().name} ({len(hosts)} hosts waiting)") from exc
+        failed = sum(1 for s in reply.operation_statuses if s.operation_status != common.SUCCESS)
+        with self._cond:
+            for host in hosts:
+                self._queued.pop(host, None)
+            self.requested += len(hosts)
+        log.info("resync_requested", dpm=self.address, hosts=len(hosts), failed=failed)
+        return len(hosts)
+

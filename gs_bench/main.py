@@ -4,14 +4,16 @@ daemons, print progress and a summary table, write bench-results/<UTC timestamp>
 
 Scenarios: storm (1), churn (2), restart (3), strategies (4), hosts + vpc-storm + memory
 (5, the scale path), and the baselines: raw (Kafka producer -> consumer) and fast-path
-(gRPC straight to the simulator). Suites: default (~5 min on 2 cores), tiny (seconds),
-scale (100 .. 100,000 simulated hosts; long)."""
+(gRPC straight to the simulators). Suites: default (~5 min on 2 cores), tiny (seconds),
+scale (100 .. 1,000,000 simulated hosts; long). Each scenario's hosts are split over
+`--sims` simulator processes (default: one per core)."""
 
 from __future__ import annotations
 
 import argparse
 import bisect
 import dataclasses
+import os
 import sys
 import time
 import traceback
@@ -61,6 +63,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
     p.add_argument("--bootstrap", help="an external Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, else the embedded broker)")
     p.add_argument("--out", type=Path, help="output folder (default: bench-results/<UTC timestamp>)")
+    p.add_argument("--sims", type=int, default=os.cpu_count() or 1,
+                   help="simulator processes each scenario's hosts are split over, by contiguous host ranges "
+                        "(default: the machine's cores, %(default)s here; 1: one process for all hosts)")
     sizes = p.add_argument_group("sizes (override the suite's)")
     sizes.add_argument("--hosts", type=int, help="simulated hosts of the main storm")
     sizes.add_argument("--vpcs", type=int, help="VPCs of the main storm")
@@ -153,13 +158,13 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
         print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
 
     results: dict[str, Any] = {"started": started.isoformat(), "machine": report.machine(),
-                               "config": {"suite": args.suite, **dataclasses.asdict(suite), "argv": sys.argv[1:]}}
+                               "config": {"suite": args.suite, **dataclasses.asdict(suite), "sims": args.sims, "argv": sys.argv[1:]}}
     code = 0
     say(f"gs-bench: suite {args.suite}: {', '.join(suite.scenarios)}; writing {out}")
     try:
         with broker(args.bootstrap) as (bootstrap, external):
             results["config"]["bootstrap"] = bootstrap if external else f"embedded ({bootstrap})"
-            run_suite(Env(bootstrap, out / "logs", say, suite.streams, external=external), suite, results)
+            run_suite(Env(bootstrap, out / "logs", say, suite.streams, external=external, sims=max(1, args.sims)), suite, results)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the broker's handler exits)
         say("interrupted: daemons stopped; writing what was measured")
         results["error"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"terminated ({exc.code})"

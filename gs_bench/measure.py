@@ -3,20 +3,25 @@ headers, send -> reply of the caller's stream, convergence, rates and bytes."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
+from google.protobuf.message import DecodeError
 
 from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import partition_count
 from gsmq.kafka_transport import consume_batch
+from gsmq.partition import partition_for
 from gsmq.v1 import status_pb2
 
 CDF_POINTS = 200
@@ -66,12 +71,52 @@ class Reply:
         return (self.applied_ns - self.sent_ns) / 1e6
 
 
+ACK_TYPE = b"Ack"  # gs-type of a progress ack (gsmq.v1.Ack)
+
+
+def read_reply(headers: dict[str, bytes], value: bytes) -> list[Reply] | None:
+    """THE one place that knows what a reply-topic record holds: None when it is not an ack
+    (the DPM's start-up markers, anything unreadable), else the ack's publish -> applied
+    samples. Two forms:
+    - a `GoalStateOperationReply` per (host, message): its headers echo the DPM's gs-sent-ns
+      and carry the host's gs-applied-ns and gs-host-id: one exact sample;
+    - a progress ack (gs-type Ack, a `gsmq.v1.Ack` per host and batch): its timing gives
+      gs-sent-ns -> applied per covered message only as a log histogram (buckets 2^(1/8)
+      wide) and the batch's last applied time, so each covered message is one sample at
+      its bucket's floor, applied at `last_applied_ns` (latency percentiles within 9 %;
+      publish time derived as applied - elapse)."""
+    if headers.get(wire.MSG_TYPE) == ACK_TYPE:
+        return _progress_ack(value)
+    try:
+        return [Reply(int(headers[wire.SENT_NS]), int(headers[wire.APPLIED_NS]), headers.get(wire.HOST_ID, b"").decode())]
+    except (KeyError, ValueError):
+        return None
+
+
+def _progress_ack(value: bytes) -> list[Reply] | None:
+    try:  # the progress ack's module arrives with issue 11's protocol change; read it when present
+        ack_pb2: Any = importlib.import_module("gsmq.v1.ack_pb2")
+        ack = ack_pb2.Ack.FromString(value)
+    except (ImportError, DecodeError):
+        return None
+    t = ack.timing
+    applied = int(t.last_applied_ns)
+    out: list[Reply] = []
+    for bucket, count in sorted(t.elapse_buckets.items()):
+        elapse_ns = int(2 ** (bucket / 8) * 1000) if bucket else 0
+        out.extend([Reply(applied - elapse_ns, applied, ack.host_id)] * int(count))
+    return out
+
+
 class ReplyCollector:
-    """Reads `<prefix>.reply` in a thread from offset 0 (manual assignment, no group) and keeps
-    every reply's gs-sent-ns (echoed from the DPM's publish) and gs-applied-ns (the host's)."""
+    """Reads `<prefix>.reply` in a thread from offset 0 (manual assignment, no group); every
+    record goes through `read_reply`: acks are counted (`acks`, `ack_bytes`: their payload
+    bytes) and their samples kept (`replies`)."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.replies: list[Reply] = []
+        self.acks = 0
+        self.ack_bytes = 0
         self._stop = threading.Event()
         parts = partition_count(AdminClient(kafka.admin()), topic)
         self._consumer = Consumer(kafka.consumer("bench-collector", **{"fetch.wait.max.ms": 5}))
@@ -84,12 +129,13 @@ class ReplyCollector:
             for msg in consume_batch(self._consumer, 5000, 0.1):
                 if msg.error() is not None:
                     continue
-                hdr = header_bytes(msg)
-                try:
-                    reply = Reply(int(hdr[wire.SENT_NS]), int(hdr[wire.APPLIED_NS]), hdr.get(wire.HOST_ID, b"").decode())
-                except (KeyError, ValueError):
-                    continue  # markers and anything else without both stamps
-                self.replies.append(reply)  # list.append is atomic under the GIL
+                value = msg.value() or b""
+                samples = read_reply(header_bytes(msg), value)
+                if samples is None:
+                    continue
+                self.ack_bytes += len(value)
+                self.acks += 1
+                self.replies.extend(samples)  # one thread writes; readers copy
 
     def count(self) -> int:
         return len(self.replies)
@@ -102,8 +148,8 @@ class ReplyCollector:
         """Wait until no reply has arrived for `quiet` seconds (stragglers of a phase)."""
         end = time.monotonic() + deadline
         last = -1
-        while time.monotonic() < end and self.count() != last:
-            last = self.count()
+        while time.monotonic() < end and self.acks != last:
+            last = self.acks
             time.sleep(quiet)
 
     def close(self) -> None:
@@ -184,3 +230,90 @@ def phase_figures(push: Push, replies: list[Reply], resources: int, dpm: dict[st
         "bytes_consumed": agents["bytes_consumed"], "messages_applied": agents["messages_applied"],
         "avg_message_bytes": dpm["bytes_published"] / max(dpm["messages_published"], 1),
     }
+
+
+# --------------------------------------------------------------------------- region fan-out
+
+Partition = tuple[str, int]  # (topic, partition)
+
+
+def partition_bytes(kafka: KafkaSettings, topics: list[str], deadline: float = 600.0) -> dict[Partition, int]:
+    """Payload bytes on every partition of `topics`, read once from offset 0 to the high
+    watermark found at the start (measured: the records themselves, as the daemons count
+    `bytes_published` / `bytes_consumed`: values only, no keys, headers or framing)."""
+    admin = AdminClient(kafka.admin())
+    consumer = Consumer(kafka.consumer("bench-fanout", **{"fetch.wait.max.ms": 5}))
+    out: dict[Partition, int] = {}
+    try:
+        todo: dict[Partition, int] = {}
+        for topic in topics:
+            for p in range(partition_count(admin, topic)):
+                out[(topic, p)] = 0
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if high > 0:
+                    todo[(topic, p)] = high
+        consumer.assign([TopicPartition(t, p, 0) for t, p in todo])
+        end = time.monotonic() + deadline
+        while todo and time.monotonic() < end:
+            for msg in consume_batch(consumer, 10000, 0.5):
+                if msg.error() is not None:
+                    continue
+                name, part, offset = msg.topic(), msg.partition(), msg.offset()
+                if name is None or part is None or offset is None:
+                    continue
+                tp = (name, part)
+                high = todo.get(tp, 0)
+                if offset >= high:
+                    continue
+                out[tp] += len(msg.value() or b"")
+                if offset + 1 >= high:
+                    del todo[tp]
+        if todo:
+            raise TimeoutError(f"{len(todo)} partitions not read to their end in {deadline:.0f} s")
+    finally:
+        consumer.close()
+    return out
+
+
+def readers(
+    hosts: Iterable[str],
+    follows: Mapping[str, Iterable[str]],
+    *,
+    unicast: tuple[str, int] | None,
+    multicast: tuple[str, int] | None,
+    host_topic: str | None = None,
+) -> Counter[Partition]:
+    """How many real hosts would fetch each partition: every host reads its unicast partition
+    (`partition_for(host, n)` of `unicast` = (topic, n)), its own topic (`host_topic` formatted
+    with the host, partition 0) when the strategy has one, and the multicast partition of each
+    VPC it follows (`follows`: {host: VPCs}; `multicast` = (topic, n)); a partition two of a
+    host's VPCs share is fetched once."""
+    count: Counter[Partition] = Counter()
+    vpc_part: dict[str, Partition] = {}
+    for host in hosts:
+        parts: set[Partition] = set()
+        if unicast is not None and unicast[1] > 0:
+            parts.add((unicast[0], partition_for(host, unicast[1])))
+        if host_topic is not None:
+            parts.add((host_topic.format(host), 0))
+        if multicast is not None and multicast[1] > 0:
+            for vpc in follows.get(host, ()):
+                tp = vpc_part.get(vpc)
+                if tp is None:
+                    tp = vpc_part[vpc] = (multicast[0], partition_for(vpc, multicast[1]))
+                parts.add(tp)
+        count.update(parts)
+    return count
+
+
+def region_fetch_bytes(sizes: Mapping[Partition, int], fetched_by: Mapping[Partition, int]) -> int:
+    """The bytes a region of real hosts would fetch: each partition's bytes once per host that reads it."""
+    return sum(size * fetched_by.get(tp, 0) for tp, size in sizes.items())
+
+
+def rss_of(pid: int) -> int:
+    """Resident bytes of a process (0 if it is gone)."""
+    try:
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.Error:
+        return 0

@@ -4,6 +4,7 @@ missed, by how much), never asserted anywhere."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from importlib import metadata
@@ -49,6 +50,28 @@ def _strategy(results: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((s for s in results.get("strategies", []) if s["strategy"] == name), None)
 
 
+def growth_exponent(points: list[dict[str, Any]]) -> float | None:
+    """The slope k of log(convergence) = k log(hosts) + c, least squares over the points with
+    both positive (convergence ~ hosts^k); None with fewer than two distinct host counts."""
+    xy = [(math.log(p["hosts"]), math.log(p["convergence_s"])) for p in points if p.get("hosts", 0) > 0 and p.get("convergence_s", 0) > 0]
+    if len({x for x, _ in xy}) < 2:
+        return None
+    mx = sum(x for x, _ in xy) / len(xy)
+    my = sum(y for _, y in xy) / len(xy)
+    return sum((x - mx) * (y - my) for x, y in xy) / sum((x - mx) ** 2 for x, _ in xy)
+
+
+# Each ratio the report states, as numerator / denominator (one direction, both from this run).
+RATIO_TEXT = {
+    "throughput_vs_raw": "goal-state Kafka messages/s / raw Kafka ceiling's messages/s (same count and size)",
+    "p99_vs_raw_p99": "publish->applied p99 at 50 % churn / raw Kafka p99 at the same message rate",
+    "multicast_vs_unicast_bytes": "bytes vpc-multicast published / unicast-only's, after bring-up",
+    "multicast_vs_unicast_bytes_whole_storm": "bytes vpc-multicast published / unicast-only's, whole storm",
+    "grpc_fast_path_vs_kafka_path": "goal states/s of the gRPC fast path / of the Kafka path (main storm)",
+    "region_fetch_vs_sims_fetch": "bytes a region of real hosts would fetch / bytes the simulators fetched (main storm)",
+}
+
+
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     """The ratios the report states:
     - throughput_vs_raw: Kafka messages/s of the goal-state storm / the raw ceiling's, same count and size;
@@ -56,8 +79,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     - multicast_vs_unicast_bytes: bytes vpc-multicast published / unicast-only's, after bring-up (steady state);
       `..._whole_storm` counts the bring-up round too (where a host's first port carries the VPC's states by unicast)."""
     storm, raw = results.get("storm"), results.get("raw_ceiling")
-    out: dict[str, float | None] = dict.fromkeys(("throughput_vs_raw", "p99_vs_raw_p99", "multicast_vs_unicast_bytes",
-                                                  "multicast_vs_unicast_bytes_whole_storm", "grpc_fast_path_vs_kafka_path"))
+    out: dict[str, float | None] = dict.fromkeys(RATIO_TEXT)
     if storm and raw and raw.get("messages_per_s"):
         out["throughput_vs_raw"] = storm["messages_per_s"] / raw["messages_per_s"]
     churn50, raw50 = _churn_at(results, 0.5), results.get("raw_at_50")
@@ -71,6 +93,8 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     fast = (storm or {}).get("grpc_fast_path")
     if storm and fast and storm.get("goal_states_per_s"):
         out["grpc_fast_path_vs_kafka_path"] = fast["goal_states_per_s"] / storm["goal_states_per_s"]
+    if storm and storm.get("fanout"):
+        out["region_fetch_vs_sims_fetch"] = storm["fanout"]["region_vs_sims_fetch"]
     return out
 
 
@@ -147,8 +171,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             ("  publish->applied p50 / p95 / p99 / max", _lat(lat)),
             ("  caller send->reply p50 / p95 / p99 / max", _lat(caller)),
             ("  bytes produced / consumed", f"{storm['bytes_published']:,} / {storm['bytes_consumed']:,}"),
-            ("  simulator RSS after the storm",
-             f"{storm['sim_rss_bytes'] / 2**20:.0f} MiB, {storm['sim_rss_per_host_bytes'] / 1024:.1f} KiB per host"),
+            *_load_rows(storm),
         ]
     if raw:
         rows.append(("raw Kafka ceiling (same count and size)", (f"{raw['messages_per_s']:,.0f} msg/s of {raw['message_bytes']} B; "
@@ -177,20 +200,52 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
                      (f"{s['bytes_published']:,} B in {s['messages_published']:,} msgs{after}; "
                       f"{s['goal_states_per_s']:,.0f} goal states/s; converged {s['convergence_s']:.2f} s")))
     for p in results.get("convergence_vs_hosts", []):
+        lat = p.get("publish_to_applied_ms") or {}
         rows.append((f"{p['hosts']:,} hosts, {p['ports']:,} ports (VPCs of {p['hosts'] // max(p['vpcs'], 1)})",
                      (f"converged {p['convergence_s']:.2f} s; {p['goal_states_per_s']:,.0f} goal states/s; "
-                      f"sim RSS {p['sim_rss_per_host_bytes'] / 1024:.1f} KiB per host")))
+                      f"publish->applied p50 / p99 {lat.get('p50', 0):.1f} / {lat.get('p99', 0):.1f} ms")))
+        rows += _load_rows(p)
+    exponent = growth_exponent(results.get("convergence_vs_hosts", []))
+    if exponent is not None:
+        hosts = [p["hosts"] for p in results["convergence_vs_hosts"]]
+        rows.append((f"convergence growth exponent ({len(hosts)} points, {min(hosts):,} .. {max(hosts):,} hosts)",
+                     f"convergence ~ hosts^{exponent:.2f} (least squares on log-log)"))
     for big in results.get("vpc_storms", []):
+        lat = big["publish_to_applied_ms"]
         rows.append((f"one VPC: {big['ports']:,} ports on {big['hosts']:,} hosts",
                      (f"converged {big['convergence_s']:.2f} s; {big['goal_states_per_s']:,.0f} goal states/s, "
-                      f"{big['resources_per_s']:,.0f} resources/s")))
+                      f"{big['resources_per_s']:,.0f} resources/s; publish->applied p50 / p99 {lat['p50']:.1f} / {lat['p99']:.1f} ms")))
+        rows += _load_rows(big)
     for m in results.get("memory", []):
         rows.append((f"idle simulator of {m['hosts']:,} hosts",
                      (f"{m['rss_bytes'] / 2**20:.0f} MiB, {m['per_host_bytes'] / 1024:.2f} KiB per host "
                       f"({m['above_one_host_per_host_bytes'] / 1024:.2f} above a 1-host simulator)")))
     for name, value in ratios(results).items():
         if value is not None:
-            rows.append((f"ratio {name}", f"{value:.3f}"))
+            rows.append((f"ratio {name}", f"{value:.3f} ({RATIO_TEXT[name]})"))
+    return rows
+
+
+def _load_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
+    """Acks, broker bytes, memory per host and per resource, and the region fan-out of one storm."""
+    rows: list[tuple[str, str]] = []
+    if "acks_received" in f:
+        rows.append(("  acks received / broker bytes in / out",
+                     f"{f['acks_received']:,} / {f['broker_bytes_in']:,} / {f['broker_bytes_out']:,} B"))
+    if "dpm_rss_bytes" in f:
+        rows.append(("  DPM RSS after the storm",
+                     (f"{f['dpm_rss_bytes'] / 2**20:.0f} MiB, {f['dpm_rss_per_host_bytes'] / 1024:.2f} KiB per host; "
+                      f"grown {f['dpm_rss_growth_per_host_bytes'] / 1024:.2f} KiB per host, "
+                      f"{f['dpm_rss_growth_per_resource_bytes']:,.0f} B per resource")))
+    if "sim_rss_bytes" in f:
+        grown = (f"; grown {f['sim_rss_growth_per_host_bytes'] / 1024:.2f} KiB per host, "
+                 f"{f['sim_rss_growth_per_resource_bytes']:,.0f} B per host resource") if "sim_rss_growth_per_host_bytes" in f else ""
+        rows.append((f"  simulator RSS after the storm ({f.get('simulators', 1)} processes)",
+                     f"{f['sim_rss_bytes'] / 2**20:.0f} MiB, {f['sim_rss_per_host_bytes'] / 1024:.2f} KiB per host{grown}"))
+    fan = f.get("fanout")
+    if fan and fan.get("region_vs_sims_fetch"):
+        rows.append(("  region fan-out: real hosts' fetch / simulators' fetch",
+                     f"{fan['region_fetch_bytes']:,} B / {fan['sims_fetched_bytes']:,} B = {fan['region_vs_sims_fetch']:.1f}x"))
     return rows
 
 
@@ -212,6 +267,7 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     results["ratios"] = ratios(results)
     results["targets"] = targets(results)
+    results["convergence_growth_exponent"] = growth_exponent(results.get("convergence_vs_hosts", []))
     plots = _plots(out, results)
     results["plots"] = [p.name for p in plots]
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True, default=str) + "\n")
@@ -232,7 +288,17 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
                "goal states/s: caller inputs over first send -> last reply;"),
               ("- raw ceiling: a plain confluent-kafka producer -> consumer process, "
                "as many messages as the DPM published, of their mean size;"),
-              "- bytes: the DPM's `bytes_published`, the simulators' `bytes_consumed` (status services), counted per phase.", ""]
+              "- bytes: the DPM's `bytes_published`, the simulators' `bytes_consumed` (status services), counted per phase;",
+              ("- acks received: reply-topic records the bench read (`measure.read_reply`); broker bytes in = `bytes_published` "
+               "+ the acks' bytes (measured); out = the simulators' `bytes_consumed` (measured) + the DPM's ack reader's "
+               "(derived: the acks' bytes, read once); all payload bytes, no keys, headers or framing;"),
+              ("- region fan-out: every partition's bytes read back from the broker after the scenario, counted once per "
+               "host that would fetch it (its unicast partition, `partition_for(host, n)`, read whole; the multicast "
+               "partitions of the VPCs it follows); beside the simulators' `bytes_consumed` over the scenario, as a ratio;"),
+              ("- RSS: the DPM's by psutil on its pid, the simulators' from their status (summed); per host, and grown "
+               "since before the storm per resource (the DPM's `resources`, the simulators' held host resources);"),
+              "- growth exponent: least-squares slope of log(convergence) on log(hosts) over the sweep's points;",
+              "- every ratio is numerator / denominator as named, both measured in this run.", ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "Every figure, the configuration and the versions are in `results.json`."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
@@ -290,15 +356,27 @@ def _plots(out: Path, results: dict[str, Any]) -> list[Path]:
         made.append(_save(fig, out / PLOTS[2]))
     points = sorted(results.get("convergence_vs_hosts", []), key=lambda p: p["hosts"])
     if points:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot([p["hosts"] for p in points], [p["convergence_s"] for p in points], marker="o", label="storm")
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        xs, ys = [p["hosts"] for p in points], [max(p["convergence_s"], 1e-3) for p in points]
+        ax.plot(xs, ys, marker="o", label="measured")
         for p in points:
-            ax.annotate(f"{p['ports']:,} ports", (p["hosts"], p["convergence_s"]), fontsize=7, textcoords="offset points", xytext=(4, 4))
+            ax.annotate(f"{p['ports']:,} ports", (p["hosts"], max(p["convergence_s"], 1e-3)), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4))
+        exponent = growth_exponent(points)
+        title = "Convergence against hosts (log-log)"
+        if exponent is not None:
+            logs = [(math.log(p["hosts"]), math.log(p["convergence_s"])) for p in points if p["hosts"] > 0 and p["convergence_s"] > 0]
+            c = sum(y for _, y in logs) / len(logs) - exponent * sum(x for x, _ in logs) / len(logs)
+            ax.plot([xs[0], xs[-1]], [math.exp(c) * xs[0] ** exponent, math.exp(c) * xs[-1] ** exponent], linestyle=":",
+                    color="gray", label=f"fit: hosts^{exponent:.2f}")
+            title += f": growth exponent {exponent:.2f}"
         ax.set_xscale("log")
-        ax.set_xlabel("simulated hosts")
-        ax.set_ylabel("convergence (s)")
-        ax.set_title("Convergence time against hosts")
-        ax.grid(True, alpha=0.3)
+        ax.set_yscale("log")
+        ax.set_xlabel("simulated hosts (count)")
+        ax.set_ylabel("convergence: first publish -> last host applied (s)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
         made.append(_save(fig, out / PLOTS[3]))
     memory = results.get("memory", [])
     if memory or any(p.get("sim_rss_per_host_bytes") for p in points):

@@ -9,6 +9,7 @@ with PR_SET_PDEATHSIG so a killed bench leaves none behind."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 import time
@@ -26,8 +27,8 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from gs_bench.cluster import Daemon, agent_status, dpm_status, start_dpm, start_sim
-from gs_bench.measure import Push, ReplyCollector
-from gsmq.broker import embedded_or_external
+from gs_bench.measure import Push, ReplyCollector, rss_of
+from gsmq.broker import embedded_or_external, free_port
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
 from gsmq.topics import Topics
 from gsmq.v1 import status_pb2
@@ -40,8 +41,9 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_se
 @dataclass
 class Env:
     """Where scenarios run: the broker, a folder for the daemons' logs, a progress printer,
-    how many concurrent gRPC streams a caller opens, and whether the cluster is someone
-    else's (then every topic a scenario made is deleted after it)."""
+    how many concurrent gRPC streams a caller opens, whether the cluster is someone else's
+    (then every topic a scenario made is deleted after it), and how many simulator
+    processes share a scenario's hosts."""
 
     bootstrap: str
     workdir: Path
@@ -49,6 +51,7 @@ class Env:
     streams: int = 4
     dpm_args: tuple[str, ...] = ()
     external: bool = False
+    sims: int = 1  # simulator processes a scenario's hosts are split over (contiguous host ranges)
 
 
 @contextmanager
@@ -84,6 +87,7 @@ class Cluster:
     logs: Path
     sims: list[Daemon] = field(default_factory=list)
     collector: ReplyCollector | None = None
+    served: dict[str, tuple[int, int]] = field(default_factory=dict)  # simulator name -> (first host as int, hosts)
 
     @property
     def address(self) -> str:
@@ -97,18 +101,35 @@ class Cluster:
         return dpm_status(self.dpm.status_port)
 
     def agent_statuses(self) -> list[status_pb2.AgentStatus]:
+        """Every running simulator's status (figures are summed over them)."""
         return [agent_status(s.status_port) for s in self.sims]
+
+    def dpm_rss(self) -> int:
+        assert self.dpm.process is not None
+        return rss_of(self.dpm.process.pid)
+
+    def sim_for(self, host: str) -> Daemon:
+        """The running simulator that serves `host`."""
+        n = int(ipaddress.IPv4Address(host))
+        for sim in self.sims:
+            first, count = self.served[sim.name]
+            if first <= n < first + count:
+                return sim
+        raise KeyError(f"no simulator serves {host}")
 
     def start_sim(self, hosts: int, first_host: str, name: str, *extra: str) -> Daemon:
         sim = start_sim(self.logs, self.env.bootstrap, self.topics.prefix, self.dpm.status_port, hosts, first_host, name, *extra)
         self.sims.append(sim)
+        self.served[sim.name] = (int(ipaddress.IPv4Address(first_host)), hosts)
         return sim
 
 
 @contextmanager
-def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args: str, sim_args: Sequence[str] = ()) -> Iterator[Cluster]:
+def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args: str, sim_args: Sequence[str] = (),
+            grpc_ports: bool = False) -> Iterator[Cluster]:
     """A DPM (`strategy`) and one simulator process per (hosts, first host) on a fresh topic
-    prefix; everything started is stopped on the way out, whatever happened."""
+    prefix (`grpc_ports`: each with a fast-path `--grpc-port` of its own); everything
+    started is stopped on the way out, whatever happened."""
     topics = Topics(f"b{uuid.uuid4().hex[:8]}")
     logs = env.workdir / topics.prefix
     logs.mkdir(parents=True, exist_ok=True)
@@ -117,7 +138,8 @@ def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args:
     running = Cluster(env, dpm, topics, logs)
     try:
         for i, (count, first) in enumerate(sims):
-            running.start_sim(count, first, f"s{i}", *sim_args)
+            fast = ("--grpc-port", str(free_port())) if grpc_ports else ()
+            running.start_sim(count, first, f"s{i}", *sim_args, *fast)
         running.collector = ReplyCollector(KafkaSettings.from_env(env.bootstrap), topics.reply)
         yield running
     finally:

@@ -20,14 +20,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from confluent_kafka.admin import AdminClient
+
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from gs_bench import baselines
 from gs_bench.cluster import agent_status, host_snapshot, host_state, wait_for
-from gs_bench.measure import Push, agent_delta, cdf_sample, delta, percentiles, phase_figures
+from gs_bench.measure import Push, agent_delta, cdf_sample, delta, partition_bytes, percentiles, phase_figures, readers, region_fetch_bytes
 from gs_bench.runner import Cluster, Env, cluster, push
 from gs_bench.topology import Port, port_message, subnet_message, tables_of
-from gsmq.broker import free_port
+from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import partition_count
 
 STRATEGIES = ("vpc-multicast", "unicast-only", "topic-per-host")
 SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hosts", "vpc-storm", "memory")
@@ -81,6 +84,20 @@ def host_ids(count: int, first: str = "10.1.0.1") -> list[str]:
     return [str(base + i) for i in range(count)]
 
 
+def host_ranges(count: int, first: str, parts: int) -> list[tuple[int, str]]:
+    """`count` consecutive hosts from `first` split into at most `parts` contiguous ranges of
+    near-equal size, as (hosts, first host) for `aca-agent sim --hosts --first-host`."""
+    parts = max(1, min(parts, count))
+    base = ipaddress.IPv4Address(first)
+    out: list[tuple[int, str]] = []
+    start = 0
+    for i in range(parts):
+        size = count // parts + (1 if i < count % parts else 0)
+        out.append((size, str(base + start)))
+        start += size
+    return out
+
+
 @dataclass(frozen=True)
 class Storm:
     """A port storm: `hosts` simulated hosts dealt round-robin into `vpcs` VPCs, `ports`
@@ -118,6 +135,17 @@ class Storm:
         host = hosts[(i // len(self._vpc_names)) % len(hosts)]
         return Port(f"port-{n}", vpc, host, f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}",
                     f"fa:16:3e:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}")
+
+    def follows(self) -> dict[str, list[str]]:
+        """{host: the VPCs it follows}: the VPC of each of its ports (a host follows a VPC from
+        its first port there). Port i goes to VPC i % V and, within it, to host (i // V) % len."""
+        names = self._vpc_names
+        out: dict[str, list[str]] = {}
+        for v, vpc in enumerate(names):
+            ports_here = (self.ports - v + len(names) - 1) // len(names) if self.ports > v else 0
+            for host in self.layout[vpc][:ports_here]:
+                out.setdefault(host, []).append(vpc)
+        return out
 
     def subnets(self) -> list[gs.GoalStateV2]:
         return [subnet_message(vpc, hosts) for vpc, hosts in self.layout.items() if hosts]
@@ -195,8 +223,9 @@ SUITES: dict[str, Suite] = {
     "tiny": Suite(scenarios=SCENARIOS, hosts=20, vpcs=2, ports=40, churn=(0.5,), churn_seconds=1.5, restart=(20, 2, 60),
                   strategies=(10, 1, 20), sweep=(10,), sweep_ports_per_host=2, sweep_hosts_per_vpc=10,
                   vpc_storms=((10, 30),), memory=(100,), streams=2),
-    "scale": Suite(scenarios=("hosts", "vpc-storm", "memory"), sweep=(100, 1000, 10000, 100000), sweep_ports_per_host=1,
-                   vpc_storms=((1000, 1000), (1000, 10000), (100, 100000)), memory=(100, 1000, 10000, 100000)),
+    # issue 11: a 100,000-port VPC on 1,000 hosts; 100 .. 1,000,000 hosts with a port each, in VPCs of 100
+    "scale": Suite(scenarios=("hosts", "vpc-storm", "memory"), sweep=(100, 1000, 10000, 100000, 1000000), sweep_ports_per_host=1,
+                   vpc_storms=((1000, 10000), (1000, 100000)), memory=(1000, 10000, 100000, 1000000)),
 }
 
 
@@ -207,18 +236,70 @@ def pushed(c: Cluster, storm: Storm, payloads: list[bytes], lanes: list[int] | N
            resources: int | None = None) -> dict[str, Any]:
     """Push `payloads` to the DPM and return the phase's figures (the DPM's and simulators' counters
     are read before and after, so a phase counts only its own traffic)."""
-    dpm_before, agents_before = c.dpm_status(), c.agent_statuses()
-    result = push(c.address, payloads, c.env.streams, rate, lanes=lanes)
     replies = c.replies()
+    dpm_before, agents_before, acks_before = c.dpm_status(), c.agent_statuses(), (replies.acks, replies.ack_bytes)
+    result = push(c.address, payloads, c.env.streams, rate, lanes=lanes)
     replies.settle()
     window = replies.window(result.first_sent_ns, result.last_reply_ns + 1)
-    return phase_figures(result, window, resources if resources is not None else storm.total_resources(),
-                         delta(c.dpm_status(), dpm_before), agent_delta(c.agent_statuses(), agents_before))
+    figures = phase_figures(result, window, resources if resources is not None else storm.total_resources(),
+                            delta(c.dpm_status(), dpm_before), agent_delta(c.agent_statuses(), agents_before))
+    acks, ack_bytes = replies.acks - acks_before[0], replies.ack_bytes - acks_before[1]
+    figures.update(broker_bytes(figures["bytes_published"], figures["bytes_consumed"], acks, ack_bytes))
+    return figures
 
 
-def _sim_memory(c: Cluster, hosts: int) -> dict[str, float]:
-    rss = sum(a.rss_bytes for a in c.agent_statuses())
-    return {"sim_rss_bytes": rss, "sim_rss_per_host_bytes": rss / max(hosts, 1)}
+def broker_bytes(published: int, consumed: int, acks: int, ack_bytes: int) -> dict[str, int]:
+    """Payload bytes through the broker (values only, as the daemons count them):
+    in = goal states (the DPM's `bytes_published`, measured) + acks (the reply records'
+    bytes, measured by the bench reading the reply topic); out = what the simulators
+    fetched (their `bytes_consumed`, measured) + what the DPM's ack reader fetched (derived:
+    the reply topic's bytes, read once, since no DPM counter gives it)."""
+    return {"acks_received": acks, "ack_bytes": ack_bytes, "broker_bytes_in": published + ack_bytes,
+            "broker_bytes_out": consumed + ack_bytes}
+
+
+def _memory(c: Cluster, hosts: int, dpm_idle: int, sims_idle: int) -> dict[str, float]:
+    """DPM and simulator RSS (after, and grown since before the storm), per host and per resource
+    (the DPM's: the resources its snapshot holds; the simulators': the host resources they hold)."""
+    statuses = c.agent_statuses()
+    sim_rss = sum(a.rss_bytes for a in statuses)
+    sim_resources = sum(a.resources for a in statuses)
+    dpm_rss = c.dpm_rss()
+    dpm_resources = c.dpm_status().resources
+    h = max(hosts, 1)
+    return {"sim_rss_bytes": sim_rss, "sim_rss_per_host_bytes": sim_rss / h, "simulators": len(statuses),
+            "sim_rss_idle_bytes": sims_idle, "sim_resources": sim_resources,
+            "sim_rss_growth_per_host_bytes": (sim_rss - sims_idle) / h,
+            "sim_rss_growth_per_resource_bytes": (sim_rss - sims_idle) / max(sim_resources, 1),
+            "dpm_rss_bytes": dpm_rss, "dpm_rss_idle_bytes": dpm_idle, "dpm_resources": dpm_resources,
+            "dpm_rss_per_host_bytes": dpm_rss / h,
+            "dpm_rss_growth_per_host_bytes": (dpm_rss - dpm_idle) / h,
+            "dpm_rss_growth_per_resource_bytes": (dpm_rss - dpm_idle) / max(dpm_resources, 1)}
+
+
+def region_fanout(c: Cluster, storm: Storm, strategy: str) -> dict[str, Any]:
+    """The bytes a region of real hosts would fetch over the scenario, beside what the
+    simulators fetched. Every partition's payload bytes are read from the broker after the
+    storm (offset 0 to the end: measured); each counts once per host that would read it
+    (`measure.readers`: its unicast partition, read whole and filtered by key, or its own
+    topic under topic-per-host, and the multicast partitions of the VPCs it follows, from
+    the bench's layout). An upper bound by at most the multicast bytes published before a
+    host's first port (a real host starts reading its VPC's partition at its join)."""
+    t0 = time.monotonic()
+    kafka = KafkaSettings.from_env(c.env.bootstrap)
+    admin = AdminClient(kafka.admin())
+    hosts = storm.host_list
+    per_host = strategy == "topic-per-host"
+    topics = [c.topics.multicast, *(c.topics.host(h) for h in hosts)] if per_host else [c.topics.unicast, c.topics.multicast]
+    sizes = partition_bytes(kafka, topics)
+    fetched_by = readers(hosts, storm.follows(),
+                         unicast=None if per_host else (c.topics.unicast, partition_count(admin, c.topics.unicast)),
+                         multicast=(c.topics.multicast, partition_count(admin, c.topics.multicast)),
+                         host_topic=f"{c.topics.prefix}.host.{{}}" if per_host else None)
+    region = region_fetch_bytes(sizes, fetched_by)
+    sims = sum(a.bytes_consumed for a in c.agent_statuses())
+    return {"region_fetch_bytes": region, "sims_fetched_bytes": sims, "topic_bytes": sum(sizes.values()),
+            "region_vs_sims_fetch": region / sims if sims else None, "fanout_read_s": time.monotonic() - t0}
 
 
 def run_storm(env: Env, storm: Storm, strategy: str = "vpc-multicast", churn: tuple[float, ...] = (), churn_seconds: float = 8.0,
@@ -228,12 +309,12 @@ def run_storm(env: Env, storm: Storm, strategy: str = "vpc-multicast", churn: tu
     `bring_up_apart` pushes the first round (every host's first port) on its own, so the
     bytes of the steady state after it can be told apart."""
     sim_args: list[str] = ["--channel", "topic-per-host" if strategy == "topic-per-host" else "unicast"]
-    if fast_path:
-        sim_args += ["--grpc-port", str(free_port())]
+    ranges = host_ranges(storm.hosts, storm.first_host, env.sims)
     env.say(f"storm[{strategy}]: {storm.hosts} hosts, {len(storm.layout)} VPCs, {storm.ports} ports: "
-            "encoding, starting the DPM and simulator ...")
+            f"encoding, starting the DPM and {len(ranges)} simulator process(es) ...")
     creates = storm.creates()
-    with cluster(env, strategy, [(storm.hosts, storm.first_host)], sim_args=sim_args) as c:
+    with cluster(env, strategy, ranges, sim_args=sim_args, grpc_ports=fast_path) as c:
+        dpm_idle, sims_idle = c.dpm_rss(), sum(a.rss_bytes for a in c.agent_statuses())
         push(c.address, [m.SerializeToString() for m in storm.subnets()], env.streams)
         c.replies().settle(0.3)
         env.say(f"storm[{strategy}]: pushing {len(creates)} port creates on {env.streams} streams ...")
@@ -245,18 +326,22 @@ def run_storm(env: Env, storm: Storm, strategy: str = "vpc-multicast", churn: tu
             figures["bring_up"], figures["steady"] = _brief(bring_up), _brief(steady)
         else:
             figures = pushed(c, storm, creates)
-        figures.update(storm.describe(), strategy=strategy, **_sim_memory(c, storm.hosts))
+        figures.update(storm.describe(), strategy=strategy, **_memory(c, storm.hosts, dpm_idle, sims_idle))
         env.say(f"  converged in {figures['convergence_s']:.2f} s, {figures['goal_states_per_s']:.0f} goal states/s, "
                 f"{figures['resources_per_s']:.0f} resources/s, p99 publish->applied {figures['publish_to_applied_ms']['p99']:.1f} ms, "
-                f"{figures['bytes_published']:,} B published")
+                f"{figures['bytes_published']:,} B published, {figures['acks_received']:,} acks; RSS per host: "
+                f"DPM {figures['dpm_rss_per_host_bytes'] / 1024:.1f} KiB, simulators {figures['sim_rss_per_host_bytes'] / 1024:.1f} KiB")
         if churn:
             figures["churn"] = _churn(env, c, storm, figures["goal_states_per_s"], churn, churn_seconds)
+        figures["fanout"] = fan = region_fanout(c, storm, strategy)
+        ratio = fan["region_vs_sims_fetch"]
+        env.say(f"  region fan-out: real hosts would fetch {fan['region_fetch_bytes']:,} B, the simulators fetched "
+                f"{fan['sims_fetched_bytes']:,} B ({ratio:.1f}x) over the scenario" if ratio else "  region fan-out: nothing fetched")
         if fast_path:
-            port = int(c.sims[0].args[c.sims[0].args.index("--grpc-port") + 1])
+            addresses = [f"127.0.0.1:{sim.args[sim.args.index('--grpc-port') + 1]}" for sim in c.sims]
             fresh = Storm(storm.hosts, storm.vpcs, storm.ports, storm.first_host, first_port=storm.first_port + 10_000_000)
-            env.say("gRPC fast path: the same storm straight to the simulator ...")
-            figures["grpc_fast_path"] = baselines.grpc_fast_path(f"127.0.0.1:{port}", fresh.creates(), env.streams,
-                                                                 fresh.total_resources())
+            env.say(f"gRPC fast path: the same storm straight to the {len(addresses)} simulator(s) ...")
+            figures["grpc_fast_path"] = baselines.grpc_fast_path(addresses, fresh.creates(), env.streams, fresh.total_resources())
             fp = figures["grpc_fast_path"]
             env.say(f"  {fp['goal_states_per_s']:.0f} goal states/s, p99 send->reply {fp['send_to_reply_ms']['p99']:.1f} ms")
         return figures
@@ -273,7 +358,7 @@ def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(b)
     for k in ("inputs", "resources", "failures", "replies", "messages_published", "unicast_messages", "multicast_messages",
               "bytes_published", "bytes_consumed", "messages_applied", "replies_received", "requests_completed",
-              "requests_failed", "retries", "resyncs_served"):
+              "requests_failed", "retries", "resyncs_served", "acks_received", "ack_bytes", "broker_bytes_in", "broker_bytes_out"):
         out[k] = a[k] + b[k]
     for k in ("duration_s", "convergence_s", "first_send_to_last_applied_s"):
         out[k] = a[k] + b[k]
@@ -303,16 +388,18 @@ def _churn(env: Env, c: Cluster, storm: Storm, max_rate: float, fractions: tuple
 
 
 def run_restart(env: Env, storm: Storm, fraction: float = 0.1) -> dict[str, Any]:
-    """Scenario 3: the hosts in two simulator processes (1 - fraction, fraction); kill -9 the
-    second halfway through the storm, restart it, time its resync and compare its hosts'
-    state with the DPM's snapshot (GetHostState against GetHostSnapshot on a sample)."""
+    """Scenario 3: the hosts in simulator processes: 1 - fraction of them over `env.sims - 1`
+    processes (at least one), `fraction` in one process of its own; kill -9 that one halfway
+    through the storm, restart it, time its resync and compare its hosts' state with the
+    DPM's snapshot (GetHostState against GetHostSnapshot on a sample), and the others'."""
     hosts = storm.host_list
     split = storm.hosts - max(1, int(storm.hosts * fraction))
     victims = hosts[split:]
-    with cluster(env, "vpc-multicast", [(split, hosts[0]), (len(victims), victims[0])], sim_args=["--channel", "unicast"]) as c:
+    ranges = [*host_ranges(split, hosts[0], env.sims - 1), (len(victims), victims[0])]
+    with cluster(env, "vpc-multicast", ranges, sim_args=["--channel", "unicast"]) as c:
         push(c.address, [m.SerializeToString() for m in storm.subnets()], env.streams)
         creates = storm.creates()
-        env.say(f"restart: {storm.hosts} hosts ({split} + {len(victims)} in two simulators), {storm.ports} ports; "
+        env.say(f"restart: {storm.hosts} hosts ({split} in {len(ranges) - 1} simulator(s) + {len(victims)} in one), {storm.ports} ports; "
                 f"kill -9 of the {len(victims)} halfway ...")
         done: dict[str, Push] = {}
         failed: list[BaseException] = []
@@ -328,7 +415,7 @@ def run_restart(env: Env, storm: Storm, fraction: float = 0.1) -> dict[str, Any]
         pushed_at = time.monotonic()
         pusher.start()
         wait_for(lambda: c.dpm_status().requests_completed >= base + len(creates) // 2 or not pusher.is_alive(), "half the storm", 600)
-        victim = c.sims.pop(1)
+        victim = c.sims.pop()
         victim.signal(signal.SIGKILL)
         killed = time.monotonic()
         killed_ns = time.time_ns()
@@ -364,7 +451,7 @@ def run_restart(env: Env, storm: Storm, fraction: float = 0.1) -> dict[str, Any]
         all_back = (max(first_after.values()) - killed_ns) / 1e9 if len(first_after) == len(victims) else None  # since the kill
         # and a sample of the hosts that never went down
         survivors = hosts[: split : max(1, split // 20)]
-        survivors_ok = all(tables_of(host_state(c.sims[0].status_port, h)) == tables_of(host_snapshot(c.dpm.status_port, h))
+        survivors_ok = all(tables_of(host_state(c.sim_for(h).status_port, h)) == tables_of(host_snapshot(c.dpm.status_port, h))
                            for h in survivors)
         result = done["push"]
         dpm = c.dpm_status()
@@ -400,10 +487,13 @@ def run_sweep(env: Env, counts: tuple[int, ...], ports_per_host: int, hosts_per_
 
 
 def sweep_point(storm: dict[str, Any]) -> dict[str, Any]:
-    """What the convergence-against-hosts plot keeps of a storm."""
-    keys = ("hosts", "vpcs", "hosts_per_vpc", "ports", "inputs", "convergence_s", "goal_states_per_s", "resources_per_s",
-            "bytes_published", "sim_rss_bytes", "sim_rss_per_host_bytes", "failures", "publish_to_applied_ms")
-    return {k: storm[k] for k in keys}
+    """What the convergence-against-hosts plot and table keep of a storm."""
+    keys = ("hosts", "vpcs", "hosts_per_vpc", "ports", "inputs", "resources", "convergence_s", "goal_states_per_s",
+            "resources_per_s", "bytes_published", "bytes_consumed", "acks_received", "ack_bytes", "broker_bytes_in",
+            "broker_bytes_out", "simulators", "sim_rss_bytes", "sim_rss_per_host_bytes", "sim_rss_growth_per_host_bytes",
+            "sim_rss_growth_per_resource_bytes", "dpm_rss_bytes", "dpm_rss_per_host_bytes", "dpm_rss_growth_per_host_bytes",
+            "dpm_rss_growth_per_resource_bytes", "failures", "publish_to_applied_ms", "fanout")
+    return {k: storm[k] for k in keys if k in storm}
 
 
 def run_vpc_storm(env: Env, hosts: int, ports: int) -> dict[str, Any]:
@@ -412,18 +502,21 @@ def run_vpc_storm(env: Env, hosts: int, ports: int) -> dict[str, Any]:
 
 
 def run_memory(env: Env, counts: tuple[int, ...]) -> Iterator[dict[str, Any]]:
-    """Resident memory of an idle simulator per host count, and above a 1-host simulator
-    (a point as soon as it is measured)."""
+    """Resident memory of idle simulators per host count (the hosts split over `env.sims`
+    processes, summed), and above as many 1-host simulators (a point as soon as it is measured)."""
     base = 0
     for count in (1, *counts):
-        with cluster(env, "vpc-multicast", [(count, "10.1.0.1")], sim_args=["--channel", "unicast"]) as c:
-            wait_for(lambda: c.agent_statuses()[0].rss_bytes > 0, "simulator RSS")
-            rss = c.agent_statuses()[0].rss_bytes
+        ranges = host_ranges(count, "10.1.0.1", env.sims)
+        with cluster(env, "vpc-multicast", ranges, sim_args=["--channel", "unicast"]) as c:
+            wait_for(lambda: all(a.rss_bytes > 0 for a in c.agent_statuses()), "simulator RSS")
+            rss = sum(a.rss_bytes for a in c.agent_statuses())
         if count == 1:
             base = rss
             continue
-        env.say(f"memory: idle simulator of {count:,} hosts: {rss / 2**20:.0f} MiB, {rss / count / 1024:.2f} KiB per host")
-        yield {"hosts": count, "rss_bytes": rss, "per_host_bytes": rss / count, "above_one_host_per_host_bytes": (rss - base) / count}
+        env.say(f"memory: idle simulators of {count:,} hosts ({len(ranges)} processes): {rss / 2**20:.0f} MiB, "
+                f"{rss / count / 1024:.2f} KiB per host")
+        yield {"hosts": count, "simulators": len(ranges), "rss_bytes": rss, "per_host_bytes": rss / count,
+               "above_one_host_per_host_bytes": (rss - base * len(ranges)) / count}
 
 
-__all__ = ["SCENARIOS", "STRATEGIES", "SUITES", "Storm", "Suite", "cdf_sample", "host_ids", "resources_in"]
+__all__ = ["SCENARIOS", "STRATEGIES", "SUITES", "Storm", "Suite", "cdf_sample", "host_ids", "host_ranges", "resources_in"]

@@ -23,14 +23,14 @@ def _latency(figures: dict[str, Any], key: str) -> None:
 
 def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: str) -> None:
     out = tmp_path / "run"
-    assert main(["--suite", "tiny", "--bootstrap", bootstrap, "--out", str(out)]) == 0
+    assert main(["--suite", "tiny", "--bootstrap", bootstrap, "--out", str(out), "--sims", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
     tiny = SUITES["tiny"]
     for key in ("storm", "raw_ceiling", "raw_at_50", "restart", "strategies", "memory", "convergence_vs_hosts", "vpc_storms",
                 "ratios", "targets", "machine", "config", "plots", "elapsed_s", "started"):
         assert key in results, key
     assert "error" not in results
-    assert results["config"]["suite"] == "tiny" and results["config"]["hosts"] == tiny.hosts
+    assert results["config"]["suite"] == "tiny" and results["config"]["hosts"] == tiny.hosts and results["config"]["sims"] == 2
 
     storm = results["storm"]
     assert storm["inputs"] == storm["ports"] == tiny.ports and storm["failures"] == 0
@@ -42,12 +42,21 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     _latency(storm, "publish_to_applied_ms")
     _latency(storm, "caller_reply_ms")
     assert storm["publish_to_applied_ms"]["count"] == storm["replies"]
+    # two simulator processes; every host acks on its own; bytes through the broker; memory; the region fan-out
+    assert storm["simulators"] == 2 and 0 < storm["acks_received"] <= storm["replies"] and storm["ack_bytes"] > 0
+    assert storm["broker_bytes_in"] == storm["bytes_published"] + storm["ack_bytes"]
+    assert storm["broker_bytes_out"] == storm["bytes_consumed"] + storm["ack_bytes"]
+    assert storm["dpm_rss_bytes"] > 0 and storm["dpm_resources"] > 0 and storm["sim_resources"] > 0
+    fan = storm["fanout"]
+    assert fan["topic_bytes"] >= storm["bytes_published"] and fan["sims_fetched_bytes"] >= storm["bytes_consumed"]
+    assert fan["region_fetch_bytes"] >= fan["sims_fetched_bytes"]  # one process per many hosts fetches less than they would
+    assert results["ratios"]["region_fetch_vs_sims_fetch"] == fan["region_vs_sims_fetch"] >= 1.0
     assert [p["fraction"] for p in storm["churn"]] == list(tiny.churn)
     for phase in storm["churn"]:
         assert phase["inputs"] > 0 and phase["failures"] == 0 and phase["offered_per_s"] > 0
         _latency(phase, "publish_to_applied_ms")
     fast = storm["grpc_fast_path"]
-    assert fast["inputs"] == tiny.ports and fast["failures"] == 0 and fast["goal_states_per_s"] > 0
+    assert fast["inputs"] == tiny.ports and fast["failures"] == 0 and fast["goal_states_per_s"] > 0 and fast["simulators"] == 2
     _latency(fast, "send_to_reply_ms")
 
     raw = results["raw_ceiling"]
@@ -60,6 +69,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert restart["killed_hosts"] == max(1, int(tiny.restart[0] * tiny.restart_fraction)) and restart["failures"] == 0
     assert restart["resyncs_served"] >= restart["killed_hosts"] and restart["hosts_resynced"] == restart["killed_hosts"]
     assert isinstance(restart["resync_s"], float)
+    assert results["config"]["sims"] == 2  # the survivors in one process (sims - 1), the victims in their own
 
     strategies = results["strategies"]
     assert [s["strategy"] for s in strategies] == list(STRATEGIES)
@@ -68,10 +78,13 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert strategies[0]["steady"]["bytes_published"] < strategies[1]["steady"]["bytes_published"]
 
     assert set(tiny.sweep) <= {p["hosts"] for p in results["convergence_vs_hosts"]}
-    assert all(p["convergence_s"] > 0 and p["sim_rss_per_host_bytes"] > 0 for p in results["convergence_vs_hosts"])
+    assert all(p["convergence_s"] > 0 and p["sim_rss_per_host_bytes"] > 0 and p["dpm_rss_per_host_bytes"] > 0
+               and p["fanout"]["region_fetch_bytes"] > 0 for p in results["convergence_vs_hosts"])
+    assert "convergence_growth_exponent" in results
     assert [(s["hosts"], s["ports"]) for s in results["vpc_storms"]] == list(tiny.vpc_storms)
     assert all(s["vpcs"] == 1 and s["failures"] == 0 for s in results["vpc_storms"])
     assert [m["hosts"] for m in results["memory"]] == list(tiny.memory) and results["memory"][0]["rss_bytes"] > 0
+    assert all(m["simulators"] == 2 for m in results["memory"])
 
     assert set(results["ratios"]) >= {"throughput_vs_raw", "p99_vs_raw_p99", "multicast_vs_unicast_bytes"}
     assert all(isinstance(v, float) for v in results["ratios"].values() if v is not None)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from gs_bench import report
 
@@ -45,7 +48,9 @@ def _synthetic(multicast_bytes: int, unicast_bytes: int) -> dict[str, Any]:
 def test_ratios_and_targets_say_met_or_missed_by_how_much(tmp_path: Path) -> None:
     results = _synthetic(multicast_bytes=100, unicast_bytes=2000)
     assert report.ratios(results) == {"throughput_vs_raw": 0.5, "p99_vs_raw_p99": 4.0, "multicast_vs_unicast_bytes": 0.05,
-                                      "multicast_vs_unicast_bytes_whole_storm": 0.05, "grpc_fast_path_vs_kafka_path": 2.0}
+                                      "multicast_vs_unicast_bytes_whole_storm": 0.05, "grpc_fast_path_vs_kafka_path": 2.0,
+                                      "region_fetch_vs_sims_fetch": None}
+    assert set(report.RATIO_TEXT) == set(report.ratios(results)) and all(" / " in t for t in report.RATIO_TEXT.values())
     verdicts = {t["target"]: t for t in report.targets(results)}
     assert len(verdicts) == 6
     throughput = verdicts["goal-state throughput >= 0.7x raw ceiling"]
@@ -96,3 +101,32 @@ def test_machine_facts_name_cpus_memory_and_versions() -> None:
     assert m["cpus"] >= 1 and m["memory_bytes"] > 0
     assert {"python", "confluent-kafka", "librdkafka", "grpcio", "protobuf"} <= set(m["versions"])
     assert all(isinstance(v, str) for v in m["versions"].values())
+
+
+def test_growth_exponent_is_the_log_log_least_squares_slope() -> None:
+    points = [{"hosts": h, "convergence_s": 0.5 * h**1.5} for h in (100, 1000, 10_000, 100_000)]
+    assert report.growth_exponent(points) == pytest.approx(1.5)
+    # noisy points: the fitted slope of the logs, by hand: x = log10 h = 2, 3, 4; y = log10 s = 0, 1, 1.5
+    noisy = [{"hosts": 100, "convergence_s": 1.0}, {"hosts": 1000, "convergence_s": 10.0}, {"hosts": 10_000, "convergence_s": 10**1.5}]
+    assert report.growth_exponent(noisy) == pytest.approx(0.75)  # sum((x-3)(y-5/6)) / sum((x-3)^2) = 1.5 / 2
+    assert report.growth_exponent([{"hosts": 100, "convergence_s": 1.0}]) is None
+    assert report.growth_exponent([{"hosts": 100, "convergence_s": 1.0}, {"hosts": 100, "convergence_s": 2.0}]) is None
+    assert report.growth_exponent([{"hosts": 100, "convergence_s": 0.0}, {"hosts": 1000, "convergence_s": 2.0}]) is None
+
+
+def test_the_report_states_load_memory_fanout_and_the_exponent(tmp_path: Path) -> None:
+    results = _synthetic(100, 2000)
+    load = {"acks_received": 7, "ack_bytes": 70, "broker_bytes_in": 80, "broker_bytes_out": 90, "simulators": 2,
+            "dpm_rss_bytes": 2**21, "dpm_rss_per_host_bytes": 2048.0, "dpm_rss_growth_per_host_bytes": 1024.0,
+            "dpm_rss_growth_per_resource_bytes": 300.0, "sim_rss_growth_per_host_bytes": 512.0, "sim_rss_growth_per_resource_bytes": 100.0,
+            "fanout": {"region_fetch_bytes": 1000, "sims_fetched_bytes": 250, "region_vs_sims_fetch": 4.0}}
+    results["storm"].update(load)
+    for p in results["convergence_vs_hosts"]:
+        p.update(load)
+    assert report.ratios(results)["region_fetch_vs_sims_fetch"] == 4.0
+    text = report.table(report.summary_rows(results))
+    assert "1,000 B / 250 B = 4.0x" in text and "convergence ~ hosts^0.30" in text and "7 / 80 / 90 B" in text
+    assert "300 B per resource" in text and "(2 processes)" in text
+    report.write(tmp_path, results)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["convergence_growth_exponent"] == pytest.approx(math.log(2) / math.log(10))

@@ -88,7 +88,10 @@ def test_suites_name_known_scenarios_and_tiny_is_small() -> None:
     tiny = SUITES["tiny"]
     assert tiny.hosts * tiny.ports <= 1000 and max(tiny.memory) <= 1000
     scale = SUITES["scale"]
-    assert max(scale.sweep) == 100_000 and max(p for _, p in scale.vpc_storms) == 100_000
+    assert scale.sweep == (100, 1000, 10_000, 100_000, 1_000_000) and scale.sweep_ports_per_host == 1
+    assert scale.sweep_hosts_per_vpc == 100 and (1000, 100_000) in scale.vpc_storms  # issue 11's points
+    default = SUITES["default"]
+    assert (default.sweep_ports_per_host, default.sweep_hosts_per_vpc) == (3, 100)
 
 
 def test_phase_figures_from_replies_and_caller_times() -> None:

@@ -26,7 +26,7 @@ from aca_agent.applier import Applier, FollowChange, Result
 from aca_agent.replies import reply_envelope
 from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
-from gsmq.errors import Undelivered
+from gsmq.errors import UndeliveredError
 from gsmq.partition import partition_for
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
@@ -279,10 +279,10 @@ class AgentConsumer:
                 self.sink.send(Envelope(env.topic, env.key, env.value, env.headers), on_delivered)
             queued = self.sink.flush(self.flush_timeout)
             if failed or queued:
-                raise Undelivered(f"{len(failed)} failed, {queued} still queued")
+                raise UndeliveredError(f"{len(failed)} failed, {queued} still queued")
             return True
 
-        if retry(flush, self.stopping, "reply_delivery_failed", backoff=Backoff(first=0.1), retry_on=(Undelivered,)) is None:
+        if retry(flush, self.stopping, "reply_delivery_failed", backoff=Backoff(first=0.1), retry_on=(UndeliveredError,)) is None:
             log.warning("replies_undelivered_at_stop", queued=queued, failed=len(failed))
             return False
         return True

@@ -1,12 +1,14 @@
 """`aca-agent`: the ACA daemon for one host, or (`aca-agent sim`) for many simulated hosts.
 
 Both wire the same pieces: Kafka source/sink -> AgentConsumer -> Applier -> data plane,
-plus the resync client and the optional gRPC servers; `gsmq.lifecycle.run` owns shutdown.
+plus the resync client and the optional gRPC servers; a `gsmq.lifecycle.Lifecycle` starts
+and stops them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import sys
 import threading
@@ -14,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from aca_agent.applier import Applier
 from aca_agent.consumer import CHANNELS, AgentConsumer
@@ -24,13 +24,15 @@ from aca_agent.resync import Resyncer
 from aca_agent.status import start_servers
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
+from gsmq.errors import BrokerUnavailableError
 from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_count, topic_names
 from gsmq.kafka_transport import KafkaSink, KafkaSource
-from gsmq.topics import Topics, ensure_topics, partition_count
+from gsmq.lifecycle import Lifecycle
+from gsmq.retry import retry
+from gsmq.topics import Topics
 
 log = structlog.get_logger()
-
-# Partitions of the topics when this agent is the first to create them (docs/internals.md).
 
 DESCRIPTION = """\
 The Alcor Control Agent (ACA) of the goal-state message-queue path: consumes the goal
@@ -99,10 +101,13 @@ def build_settings(sim: bool) -> Settings:
     )
     settings.option("--dpm-address", default=None, help="DPM gRPC host:port, asked for full state at start and on gaps; unset: no resync")
     settings.option("--status-port", default=0, convert=_port, help="gRPC port of gsmq.v1.AgentStatusService; 0 = off")
-    settings.option("--grpc-port", default=0, convert=_port, help="gRPC port of the fast path GoalStateProvisioner.PushGoalStatesStream; 0 = off")
+    settings.option("--grpc-port", default=0, convert=_port,
+                    help="gRPC port of the fast path GoalStateProvisioner.PushGoalStatesStream; 0 = off")
     settings.option("--listen-host", default="0.0.0.0", help="address the gRPC servers listen on")
-    settings.option("--program-cost-us", default=0, convert=_non_negative, help="simulated data-plane cost per programmed resource, microseconds")
-    settings.option("--program-cost-mode", default="busy", choices=["busy", "sleep"], help="spend the programming cost busy-waiting (CPU) or sleeping")
+    settings.option("--program-cost-us", default=0, convert=_non_negative,
+                    help="simulated data-plane cost per programmed resource, microseconds")
+    settings.option("--program-cost-mode", default="busy", choices=["busy", "sleep"],
+                    help="spend the programming cost busy-waiting (CPU) or sleeping")
     settings.option("--max-batch", default=1000, convert=positive_int, help="messages consumed, applied and replied per batch")
     return settings
 
@@ -144,45 +149,48 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     )
 
 
-def _ensure_topics(admin: AdminClient, config: AgentConfig, halt: threading.Event) -> bool:
-    """Create the channels' topics, retrying with backoff while the broker is unreachable."""
+def _ensure_topics(admin: AdminClient, config: AgentConfig, bootstrap: str, halt: threading.Event) -> bool:
+    """Create the channels' topics (default partition counts, docs/internals.md), retrying with
+    backoff while the broker is unreachable; False once halted."""
     topics = Topics(config.topic_prefix)
     wanted = topics.default_partitions()
     if config.channel in ("topic-per-host", "both"):
         wanted.update({topics.host(host): 1 for host in config.hosts})
-    backoff = 0.2
-    while not halt.is_set():
-        try:
-            ensure_topics(admin, wanted, timeout=2.0)
-            return True
-        except KafkaException as exc:
-            log.warning("broker_unreachable", bootstrap=config.bootstrap, error=str(exc), retry_in_s=backoff)
-            halt.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
-    return False
+
+    def step() -> bool:
+        ensure_topics(admin, wanted, timeout=2.0)
+        return True
+
+    return retry(step, halt, "broker_unreachable", retry_on=(BrokerUnavailableError,), bootstrap=bootstrap) is not None
 
 
 async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int:
-    """Run the agent until `stop`: drain the batch in hand, deliver replies, commit, exit 0."""
+    """Run the agent until `stop`. Build, start in order, wait; the Lifecycle stops in reverse:
+    the consumer (drains the batch in hand, delivers its replies, commits), the gRPC servers,
+    the resync client, the Kafka consumer, the producer's flush."""
     kafka = KafkaSettings(bootstrap=bootstrap, properties=config.kafka_properties)
     topics = Topics(config.topic_prefix)
-    try:
-        admin = AdminClient(kafka.admin())
-        sink = KafkaSink(kafka)
-        source = KafkaSource(kafka, config.group)
-    except KafkaException as exc:
-        raise ConfigError(f"Kafka client configuration: {exc}") from exc
-    halt = threading.Event()
-    stopper = asyncio.create_task(lifecycle.relay(stop, halt))
     lock = threading.Lock()
     applier = Applier(MemoryDataPlane(config.program_cost_us, config.program_cost_sleep), config.hosts)
-    servers = []
-    resyncer = Resyncer(config.dpm_address).start() if config.dpm_address else None
-    try:
-        servers = await start_servers(applier, lock, config.status_port, config.grpc_port, config.listen_host)
+    code = 0
+    async with Lifecycle(stop) as life:
+        admin = admin_client(kafka)
+        sink = KafkaSink(kafka)
+        life.close("aca-producer-flush", lambda: sink.flush(2.0), stop_timeout=3.0)
+        source = KafkaSource(kafka, config.group)
+        life.close("aca-consumer-close", source.close, stop_timeout=5.0)
+        resyncer = Resyncer(config.dpm_address).start() if config.dpm_address else None
+        if resyncer is not None:
+            life.close("aca-resync", resyncer.stop, stop_timeout=6.0)
+        try:
+            servers = await start_servers(applier, lock, config.status_port, config.grpc_port, config.listen_host)
+        except (OSError, RuntimeError) as exc:
+            raise ConfigError(f"cannot listen: {exc}") from exc
+        for server in servers:
+            life.on_stop("aca-grpc", functools.partial(server.stop, grace=0.5), stop_timeout=1.5)
         log.info("aca_starting", hosts=len(config.hosts), group=config.group, bootstrap=bootstrap, channel=config.channel,
                  status_port=config.status_port, grpc_port=config.grpc_port, dpm=config.dpm_address)
-        if await asyncio.to_thread(_ensure_topics, admin, config, halt):
+        if await asyncio.to_thread(_ensure_topics, admin, config, bootstrap, life.halt):
             consumer = AgentConsumer(
                 source=source,
                 sink=sink,
@@ -190,28 +198,20 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
                 topics=topics,
                 partition_count=lambda topic: partition_count(admin, topic),
                 channel=config.channel,
-                existing_topics=lambda: admin.list_topics(timeout=5).topics.keys(),
+                existing_topics=lambda: topic_names(admin, timeout=5.0),
                 max_batch=config.max_batch,
                 resync=resyncer.request if resyncer else None,
                 lock=lock,
             )
-            await asyncio.to_thread(consumer.run, halt)
-    finally:
-        halt.set()
-        stopper.cancel()
-        source.close()
-        sink.flush(2.0)
-        for server in servers:
-            await server.stop(grace=0.5)
-        if resyncer is not None:
-            resyncer.stop()
-        log.info("aca_stopped", applied=applier.counters.messages_applied, replies=applier.counters.replies_sent)
-    return 0
+            life.thread("aca-consumer", consumer.run, stop_timeout=15.0)
+            code = await life.wait()
+    log.info("aca_stopped", applied=applier.counters.messages_applied, replies=applier.counters.replies_sent)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console script entry point; returns the exit code (2 for unusable configuration)."""
-    return lifecycle.daemon_main("aca-agent", argv, parse_config, serve, (ConfigError, OSError, RuntimeError))
+    """Console script entry point; returns the exit code (2: unusable configuration, 1: a runtime failure)."""
+    return lifecycle.daemon_main("aca-agent", argv, parse_config, serve)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import structlog
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
-from gsmq.errors import DpmUnavailable
+from gsmq.errors import DpmUnavailableError
 from gsmq.retry import Backoff, retry
 
 log = structlog.get_logger()
@@ -79,7 +79,7 @@ class Resyncer:
                     self._cond.wait()
             if self._stopped.is_set():
                 return
-            retry(self._send_chunk, self._stopped, "resync_retry", backoff=backoff, retry_on=(DpmUnavailable,), dpm=self.address)
+            retry(self._send_chunk, self._stopped, "resync_retry", backoff=backoff, retry_on=(DpmUnavailableError,), dpm=self.address)
 
     def _send_chunk(self) -> int:
         """Ask the DPM for the state of the first `chunk` queued hosts; how many were asked."""
@@ -88,7 +88,7 @@ class Resyncer:
         try:
             reply = self._stub.RequestGoalStates(host_request(hosts), timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise DpmUnavailable(f"{exc.code().name} ({len(hosts)} hosts waiting)") from exc
+            raise DpmUnavailableError(f"{exc.code().name} ({len(hosts)} hosts waiting)") from exc
         failed = sum(1 for s in reply.operation_statuses if s.operation_status != common.SUCCESS)
         with self._cond:
             for host in hosts:

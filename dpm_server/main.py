@@ -12,21 +12,23 @@ from typing import Any
 
 import grpc
 import structlog
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
-from dpm_server.acks import Reply, decode_replies
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from dpm_server.acks import decode_replies
 from dpm_server.engine import Engine
-from dpm_server.planner import STRATEGIES
 from dpm_server.publisher import Publisher
 from dpm_server.service import Provisioner, Status
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
+from gsmq.errors import BrokerUnavailableError
 from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts
 from gsmq.kafka_transport import KafkaSink, KafkaSource
-from gsmq.topics import Topics, ensure_topics
-from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gsmq.lifecycle import Lifecycle
+from gsmq.retry import Backoff, retry
+from gsmq.topics import Topics
 from gsmq.v1 import status_pb2_grpc
+from gsmq.wire import STRATEGIES, Strategy
 
 log = structlog.get_logger()
 DRAIN_SECONDS = 3.0  # on SIGTERM: how long calls in flight may wait for their hosts' replies
@@ -71,7 +73,7 @@ def positive_float(text: str) -> float:
 def settings() -> Settings:
     s = Settings("dpm-server", DESCRIPTION, "DPM")
     s.option("--grpc-address", default="127.0.0.1:50051", help="where the gRPC API listens (host:port)")
-    s.option("--strategy", default="vpc-multicast", choices=list(STRATEGIES), help="how goal states travel")
+    s.option("--strategy", default=Strategy.VPC_MULTICAST.value, choices=list(STRATEGIES), help="how goal states travel")
     s.option("--reply-timeout", default=10.0, convert=positive_float, help="seconds a request waits for its hosts before they are FAILURE")
     s.option("--retry-after", default=3.0, convert=positive_float, help="seconds before a silent host gets its copy again")
     s.option("--max-in-flight", default=10000, convert=positive_int, help="requests in flight before callers are held back")
@@ -99,128 +101,42 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
     return DpmConfig(**{k: values[k] for k in DpmConfig.__dataclass_fields__})
 
 
-def _ensure_topics(kafka: KafkaSettings, config: DpmConfig, halt: threading.Event) -> dict[str, int]:
-    """Create the channels, retrying with backoff while the broker is unreachable; their partition counts."""
+def _ensure_topics(admin: AdminClient, config: DpmConfig, bootstrap: str, halt: threading.Event) -> dict[str, int] | None:
+    """Create the channels, retrying with backoff while the broker is unreachable; their
+    partition counts (None once halted)."""
     topics = Topics(config.topic_prefix)
     wanted = {topics.unicast: config.unicast_partitions, topics.multicast: config.multicast_partitions,
               topics.reply: config.reply_partitions, topics.dead_letter: 1}
-    admin = AdminClient(kafka.admin())
-    backoff = 0.2
-    while not halt.is_set():
-        try:
-            ensure_topics(admin, wanted, timeout=5.0)
-            meta = admin.list_topics(timeout=5.0).topics
-            return {name: len(meta[name].partitions) for name in wanted}
-        except KafkaException as exc:
-            log.warning("broker_unreachable", bootstrap=kafka.bootstrap, error=str(exc), retry_in_s=backoff)
-            halt.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
-    return {}
+
+    def step() -> dict[str, int]:
+        ensure_topics(admin, wanted, timeout=5.0)
+        counts = partition_counts(admin, list(wanted), timeout=5.0)
+        if not all(counts.values()):
+            raise BrokerUnavailableError(f"created topics not listed yet: {sorted(t for t, n in counts.items() if not n)}")
+        return counts
+
+    return retry(step, halt, "broker_unreachable", retry_on=(BrokerUnavailableError,), bootstrap=bootstrap)
 
 
-def _read_replies(source: KafkaSource, engine: Engine, loop: asyncio.AbstractEventLoop, halt: threading.Event) -> None:
-    """Consume the reply topic in batches and hand decoded replies to the event loop."""
-    backoff = 0.1
+def _place_markers(publisher: Publisher, bootstrap: str, halt: threading.Event) -> dict[tuple[str, int], int] | None:
+    """Start-up markers, tried again at once (each try waits 5 s) while the broker does not take them; {} or None once halted."""
+    return retry(lambda: publisher.place_markers(timeout=5.0, halt=halt.is_set), halt, "broker_unreachable",
+                 backoff=Backoff(first=0.0), retry_on=(TimeoutError,), bootstrap=bootstrap, step="start-up markers")
+
+
+def _read_replies(source: KafkaSource, dead_letter_topic: str, engine: Engine, loop: asyncio.AbstractEventLoop,
+                  halt: threading.Event) -> None:
+    """Consume the reply topic in batches and hand decoded replies (and refused ones, for the
+    dead-letter topic) to the event loop until `halt`; a consume error never ends the reader
+    (every request would time out), it is retried."""
+    backoff = Backoff(first=0.1)
     while not halt.is_set():
-        try:
-            messages = source.poll_batch(2000, 0.1)
-            backoff = 0.1
-        except Exception as exc:  # noqa: BLE001 - a consume error must not end the reader (every request would time out)
-            log.warning("reply_consume_failed", error=str(exc), retry_in_s=backoff)
-            halt.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
+        messages = retry(lambda: source.poll_batch(2000, 0.1), halt, "reply_consume_failed", backoff=backoff)
+        if not messages:
             continue
-        batch = decode_replies(messages)
-        if batch:
-            loop.call_soon_threadsafe(_deliver, engine, batch)
-
-
-def _deliver(engine: Engine, batch: list[Reply]) -> None:
-    for host, headers, reply in batch:
-        engine.tracker.on_reply(host, headers, reply)
-
-
-async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
-    """Run until `stop`: topics, markers, reply reader, gRPC; then drain and flush."""
-    try:
-        return await _serve(config, bootstrap, stop)
-    finally:
-        # Kafka clients caught in reference cycles would keep their broker connections (and an
-        # embedded broker's graceful stop waiting on them) until some later collection.
-        gc.collect()
-
-
-async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
-    kafka = KafkaSettings(bootstrap, config.kafka_properties)
-    topics = Topics(config.topic_prefix)
-    halt = threading.Event()  # start-up steps (topics, markers) give up as soon as `stop` is set
-    stopper = asyncio.create_task(lifecycle.relay(stop, halt))
-    try:
-        counts = await asyncio.to_thread(_ensure_topics, kafka, config, halt)
-        if not counts:
-            return 0
-        sink = KafkaSink(kafka)
-        publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply])
-        admin = AdminClient(kafka.admin())
-        publisher.create_topic = lambda name: ensure_topics(admin, {name: 1})
-        markers = await asyncio.to_thread(_place_markers, publisher, bootstrap, halt)
-        if not markers:
-            return 0
-        engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout)
-        source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
-        source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
-        await _run(config, bootstrap, stop, engine, sink, source)
-        return 0
-    finally:
-        stopper.cancel()
-
-
-async def _run(config: DpmConfig, bootstrap: str, stop: asyncio.Event, engine: Engine, sink: KafkaSink, source: KafkaSource) -> None:
-    """Serve gRPC until `stop`; then refuse new calls, let calls in flight finish (their hosts'
-    replies are still read) for up to DRAIN_SECONDS, and flush what was produced."""
-    loop = asyncio.get_running_loop()
-    workers = threading.Event()  # the reply reader and the producer poller run until the drain is over
-    threads = [
-        threading.Thread(target=_poll, args=(sink, workers), name="dpm-producer-poll", daemon=True),
-        threading.Thread(target=_read_replies, args=(source, engine, loop, workers), name="dpm-replies", daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    ticker = asyncio.create_task(_tick(engine))
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
-    provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
-                              config.max_in_flight_hosts)
-    gsp_grpc.add_GoalStateProvisionerServicer_to_server(provisioner, server)
-    status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
-    try:
-        try:
-            port = server.add_insecure_port(config.grpc_address)
-        except RuntimeError as exc:
-            raise ConfigError(f"cannot listen on {config.grpc_address}: {exc}") from exc
-        await server.start()
-        log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy,
-                 epoch=engine.publisher.epoch)
-        await stop.wait()
-        log.info("dpm_draining", requests_pending=len(engine.tracker.pending), grace_s=DRAIN_SECONDS)
-        await server.stop(grace=DRAIN_SECONDS)  # returns once calls in flight are answered (or cancelled at the end)
-    finally:
-        ticker.cancel()
-        workers.set()
-        remaining = await asyncio.to_thread(sink.flush, 5.0)
-        for thread in threads:
-            thread.join(timeout=2.0)
-        source.close()
-        log.info("dpm_stopped", unflushed=remaining, batches=provisioner.batcher.batches, inputs=provisioner.batcher.inputs, **engine.counts())
-
-
-def _place_markers(publisher: Publisher, bootstrap: str, halt: threading.Event) -> dict[tuple[str, int], int]:
-    """Start-up markers, waiting (and logging) while the broker does not take them; {} once halted."""
-    while not halt.is_set():
-        try:
-            return publisher.place_markers(timeout=5.0, halt=halt.is_set)
-        except TimeoutError:
-            log.warning("broker_unreachable", bootstrap=bootstrap, step="start-up markers", retry_in_s=0)
-    return {}
+        batch, refused = decode_replies(messages, dead_letter_topic)
+        if batch or refused:
+            loop.call_soon_threadsafe(engine.on_replies, batch, refused)
 
 
 def _poll(sink: KafkaSink, halt: threading.Event) -> None:
@@ -233,14 +149,73 @@ async def _tick(engine: Engine) -> None:
     while True:
         try:
             engine.tracker.tick()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("ack_tick_failed")
         await asyncio.sleep(0.1)
 
 
+async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
+    """Run until `stop`: topics, markers, reply reader, gRPC; then drain and flush."""
+    try:
+        return await _serve(config, bootstrap, stop)
+    finally:
+        # Kafka clients caught in reference cycles keep their broker connections (and an
+        # embedded broker's graceful stop waiting on them) until a collection.
+        gc.collect()
+
+
+async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
+    """Build, start in order, wait for the stop; the Lifecycle stops in reverse: gRPC (calls in
+    flight get DRAIN_SECONDS for their hosts' replies, which are still read), ticker, reply
+    reader, producer poller, consumer, producer flush."""
+    kafka = KafkaSettings(bootstrap, config.kafka_properties)
+    topics = Topics(config.topic_prefix)
+    async with Lifecycle(stop) as life:
+        admin = admin_client(kafka)
+        counts = await asyncio.to_thread(_ensure_topics, admin, config, bootstrap, life.halt)
+        if counts is None:
+            return 0
+        sink = KafkaSink(kafka)
+        life.close("dpm-producer-flush", lambda: sink.flush(5.0), stop_timeout=6.0)
+        publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply])
+        publisher.create_topic = lambda name: ensure_topics(admin, {name: 1})
+        markers = await asyncio.to_thread(_place_markers, publisher, bootstrap, life.halt)
+        if not markers:
+            return 0
+        engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout)
+        source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
+        life.close("dpm-consumer-close", source.close, stop_timeout=5.0)
+        source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
+        loop = asyncio.get_running_loop()
+        life.thread("dpm-producer-poll", lambda halt: _poll(sink, halt), stop_timeout=2.0)
+        life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt), stop_timeout=2.0)
+        life.task("dpm-ack-ticker", _tick(engine), stop_timeout=1.0)
+        provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
+                                  config.max_in_flight_hosts)
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
+        gsp_grpc.add_GoalStateProvisionerServicer_to_server(provisioner, server)
+        status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
+        try:
+            port = server.add_insecure_port(config.grpc_address)
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot listen on {config.grpc_address}: {exc}") from exc
+
+        async def drain() -> None:  # refuse new calls; calls in flight are answered or cancelled at the end
+            log.info("dpm_draining", requests_pending=len(engine.tracker.pending), grace_s=DRAIN_SECONDS)
+            await server.stop(grace=DRAIN_SECONDS)
+
+        await life.service("dpm-grpc", server.start, drain, stop_timeout=DRAIN_SECONDS + 2.0)
+        log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy,
+                 epoch=engine.publisher.epoch)
+        code = await life.wait()
+    log.info("dpm_stopped", unflushed=sink.queued(), batches=provisioner.batcher.batches, inputs=provisioner.batcher.inputs,
+             **engine.counts())
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console script entry point; returns the exit code (2 for unusable configuration)."""
-    return lifecycle.daemon_main("dpm-server", argv, parse_config, serve, (ConfigError, OSError, RuntimeError, TimeoutError))
+    """Console script entry point; returns the exit code (2: unusable configuration, 1: a runtime failure)."""
+    return lifecycle.daemon_main("dpm-server", argv, parse_config, serve)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
-class KafkaFailure(Exception):
-    """A Kafka operation failed; the text says which and what librdkafka answered.
+class TransportError(Exception):
+    """A Kafka operation of the transport failed; the text says which and what librdkafka answered.
 
     `code` is librdkafka's error name (e.g. ``_TRANSPORT``, ``TOPIC_AUTHORIZATION_FAILED``),
     empty when there is none.
@@ -15,13 +15,13 @@ class KafkaFailure(Exception):
         self.code = code
 
 
-class BrokerUnavailable(KafkaFailure):
+class BrokerUnavailableError(TransportError):
     """No broker answered in time (connection refused, timeout, leader unknown): worth retrying."""
 
 
-class Undelivered(Exception):
+class UndeliveredError(Exception):
     """Messages were queued but not delivered: they failed or are still waiting for the broker."""
 
 
-class DpmUnavailable(Exception):
+class DpmUnavailableError(Exception):
     """The DPM did not answer a gRPC call; the text has the status code (UNAVAILABLE, DEADLINE_EXCEEDED...)."""

@@ -2,7 +2,7 @@
 
 confluent_kafka's exceptions never cross this boundary (after httpx's
 `map_httpcore_exceptions`): a bad client property is a `ConfigError`, a broker that does
-not answer `BrokerUnavailable`, any other failure `KafkaFailure`.
+not answer `BrokerUnavailableError`, any other failure `TransportError`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from gsmq.config import ConfigError
-from gsmq.errors import BrokerUnavailable, KafkaFailure
+from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.kafka import KafkaSettings
 from gsmq.transport import Delivered, Envelope
 
@@ -45,9 +45,9 @@ _UNAVAILABLE = frozenset(
 )
 
 
-def failure(error: KafkaError, doing: str) -> KafkaFailure:
+def failure(error: KafkaError, doing: str) -> TransportError:
     """librdkafka's `error` while `doing` something, as the project's exception."""
-    kind = BrokerUnavailable if error.code() in _UNAVAILABLE or error.retriable() else KafkaFailure
+    kind = BrokerUnavailableError if error.code() in _UNAVAILABLE or error.retriable() else TransportError
     return kind(f"{doing}: {error.str()}", error.name())
 
 
@@ -56,15 +56,15 @@ def _error_of(exc: KafkaException) -> KafkaError | None:
     return first if isinstance(first, KafkaError) else None
 
 
-def as_failure(exc: KafkaException, doing: str) -> KafkaFailure:
+def as_failure(exc: KafkaException, doing: str) -> TransportError:
     """A KafkaException raised while `doing` something, as the project's exception."""
     error = _error_of(exc)
-    return failure(error, doing) if error is not None else KafkaFailure(f"{doing}: {exc}")
+    return failure(error, doing) if error is not None else TransportError(f"{doing}: {exc}")
 
 
 @contextmanager
 def kafka_errors(doing: str) -> Iterator[None]:
-    """Raise a KafkaException of the block as `BrokerUnavailable` or `KafkaFailure`."""
+    """Raise a KafkaException of the block as `BrokerUnavailableError` or `TransportError`."""
     try:
         yield
     except KafkaException as exc:

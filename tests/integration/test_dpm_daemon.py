@@ -86,7 +86,8 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
 
 def status(address: str) -> status_pb2.DpmStatus:
     with grpc.insecure_channel(address) as channel:
-        return status_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=5)
+        answer: status_pb2.DpmStatus = status_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=5)
+        return answer
 
 
 def test_the_console_script_serves_status_and_exits_0_on_sigterm(spawn: Callable[..., Process], bootstrap: str, topics: Topics) -> None:
@@ -121,7 +122,7 @@ def test_without_a_bootstrap_server_the_embedded_broker_is_started(spawn: Callab
 
 
 @pytest.mark.parametrize(
-    "args,says",
+    ("args", "says"),
     [(["--reply-timeout", "-1"], "--reply-timeout"), (["--grpc-address", "nonsense"], "--grpc-address"),
      (["--strategy", "bogus"], "invalid choice"), (["--config", "/no/such.toml"], "/no/such.toml"),
      (["--retry-after", "20", "--reply-timeout", "10"], "--retry-after"), (["-X", "novalue"], "key=value")],
@@ -144,8 +145,9 @@ def test_bad_environment_and_file_values_name_where_they_came_from(tmp_path: Pat
 def test_help_explains_every_option() -> None:
     done = subprocess.run([DPM_SERVER, "--help"], capture_output=True, text=True, timeout=30, env=clean_env())
     assert done.returncode == 0
-    for option in ("--grpc-address", "--strategy", "--reply-timeout", "--retry-after", "--max-in-flight", "--max-in-flight-hosts", "--unicast-partitions",
-                   "--multicast-partitions", "--reply-partitions", "--topic-prefix", "--log-level", "--bootstrap", "-X"):
+    for option in ("--grpc-address", "--strategy", "--reply-timeout", "--retry-after", "--max-in-flight", "--max-in-flight-hosts",
+                   "--unicast-partitions", "--multicast-partitions", "--reply-partitions", "--topic-prefix", "--log-level", "--bootstrap",
+                   "-X"):
         assert option in done.stdout
     for env in ("DPM_GRPC_ADDRESS", "DPM_STRATEGY", "DPM_REPLY_TIMEOUT", ENV_BOOTSTRAP):
         assert env in done.stdout

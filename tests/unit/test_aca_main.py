@@ -10,9 +10,9 @@ from aca_agent.applier import Applier
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.main import main, parse_config
 from aca_agent.testing import goal_state, port, security_group, subnet
-from gsmq.config import ConfigError
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from gsmq.config import ConfigError
 
 
 def test_single_host_config_from_flags_environment_and_file(tmp_path: Path) -> None:

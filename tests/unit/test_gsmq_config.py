@@ -59,7 +59,7 @@ def test_help_shows_every_environment_name(capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize(
-    "argv,env,toml,says",
+    ("argv", "env", "toml", "says"),
     [
         ([], {"T_SIZE": "-1"}, None, r"\$T_SIZE: must be a positive integer"),
         ([], {"T_SIZE": "many"}, None, r"\$T_SIZE"),
@@ -83,7 +83,7 @@ def test_bad_values_name_their_source(tmp_path: Path, argv: list[str], env: dict
 
 
 def test_missing_config_file_and_bad_flags(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing.toml: No such file"):
+    with pytest.raises(ConfigError, match=r"missing\.toml: No such file"):
         settings().parse(["--config", str(tmp_path / "missing.toml")], {})
     for argv in (["--size", "zero"], ["--size", "0"], ["--log-level", "loud"], ["--no-such-flag"]):
         with pytest.raises(SystemExit) as exited:

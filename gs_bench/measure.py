@@ -3,15 +3,17 @@ headers, send -> reply of the caller's stream, convergence, rates and bytes."""
 
 from __future__ import annotations
 
+import array
 import importlib
 import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import psutil
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -35,22 +37,29 @@ def header_bytes(msg: Message) -> dict[str, bytes]:
     return {k: v.encode() if isinstance(v, str) else v for k, v in pairs if v is not None}
 
 
-def percentiles(values: Iterable[float], points: Iterable[float] = (50, 95, 99)) -> dict[str, float]:
+Values = Iterable[float] | np.ndarray[Any, np.dtype[np.float64]]
+
+
+def _sorted(values: Values) -> np.ndarray[Any, np.dtype[np.float64]]:
+    return np.sort(np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64))
+
+
+def percentiles(values: Values, points: Iterable[float] = (50, 95, 99)) -> dict[str, float]:
     """p50/p95/p99 (nearest rank), max and count of `values`; empty input gives zeros."""
-    ordered = sorted(values)
-    if not ordered:
-        return {**{f"p{p:g}": 0.0 for p in points}, "max": 0.0, "count": 0}
+    ordered = _sorted(values)
     n = len(ordered)
-    out = {f"p{p:g}": ordered[min(n, max(1, math.ceil(p / 100 * n))) - 1] for p in points}
-    return {**out, "max": ordered[-1], "count": n}
+    if not n:
+        return {**{f"p{p:g}": 0.0 for p in points}, "max": 0.0, "count": 0}
+    out = {f"p{p:g}": float(ordered[min(n, max(1, math.ceil(p / 100 * n))) - 1]) for p in points}
+    return {**out, "max": float(ordered[-1]), "count": n}
 
 
-def cdf_sample(values: Iterable[float], points: int = CDF_POINTS) -> list[float]:
+def cdf_sample(values: Values, points: int = CDF_POINTS) -> list[float]:
     """At most `points` values spread evenly over the sorted values (enough for a CDF plot)."""
-    ordered = sorted(values)
+    ordered = _sorted(values)
     if len(ordered) <= points:
-        return ordered
-    return [ordered[round(i * (len(ordered) - 1) / (points - 1))] for i in range(points)]
+        return [float(v) for v in ordered]
+    return [float(ordered[round(i * (len(ordered) - 1) / (points - 1))]) for i in range(points)]
 
 
 def rate(count: float, seconds: float) -> float:
@@ -108,15 +117,45 @@ def _progress_ack(value: bytes) -> list[Reply] | None:
     return out
 
 
+class Samples:
+    """publish -> applied samples, packed (two int64 arrays and one host reference each, about
+    24 bytes a sample: a million-host storm gives ~10^8 of them)."""
+
+    def __init__(self, sent_ns: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+                 applied_ns: np.ndarray[Any, np.dtype[np.int64]] | None = None, hosts: list[str] | None = None) -> None:
+        self.sent_ns = sent_ns if sent_ns is not None else np.zeros(0, dtype=np.int64)
+        self.applied_ns = applied_ns if applied_ns is not None else np.zeros(0, dtype=np.int64)
+        self.hosts = hosts if hosts is not None else []
+
+    @classmethod
+    def of(cls, replies: Iterable[Reply]) -> Samples:
+        rs = list(replies)
+        return cls(np.array([r.sent_ns for r in rs], dtype=np.int64), np.array([r.applied_ns for r in rs], dtype=np.int64),
+                   [r.host for r in rs])
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    def __iter__(self) -> Iterator[Reply]:
+        return (Reply(int(s), int(a), h) for s, a, h in zip(self.sent_ns, self.applied_ns, self.hosts, strict=True))
+
+    def latencies_ms(self) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return (self.applied_ns - self.sent_ns) / 1e6
+
+
 class ReplyCollector:
     """Reads `<prefix>.reply` in a thread from offset 0 (manual assignment, no group); every
     record goes through `read_reply`: acks are counted (`acks`, `ack_bytes`: their payload
-    bytes) and their samples kept (`replies`)."""
+    bytes) and their samples kept, packed."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self.replies: list[Reply] = []
+        self._sent = array.array("q")
+        self._applied = array.array("q")
+        self._hosts: list[str] = []
+        self._names: dict[str, str] = {}  # one str per host, however many samples name it
         self.acks = 0
         self.ack_bytes = 0
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         parts = partition_count(AdminClient(kafka.admin()), topic)
         self._consumer = Consumer(kafka.consumer("bench-collector", **{"fetch.wait.max.ms": 5}))
@@ -133,16 +172,27 @@ class ReplyCollector:
                 samples = read_reply(header_bytes(msg), value)
                 if samples is None:
                     continue
-                self.ack_bytes += len(value)
-                self.acks += 1
-                self.replies.extend(samples)  # one thread writes; readers copy
+                with self._lock:
+                    self.ack_bytes += len(value)
+                    self.acks += 1
+                    for r in samples:
+                        self._sent.append(r.sent_ns)
+                        self._applied.append(r.applied_ns)
+                        self._hosts.append(self._names.setdefault(r.host, r.host))
 
     def count(self) -> int:
-        return len(self.replies)
+        return len(self._hosts)
 
-    def window(self, start_ns: int, end_ns: int) -> list[Reply]:
-        """Replies to messages the DPM published in [start_ns, end_ns)."""
-        return [r for r in self.replies[:] if start_ns <= r.sent_ns < end_ns]
+    def samples(self) -> Samples:
+        """Every sample so far (a copy)."""
+        with self._lock:
+            return Samples(np.array(self._sent, dtype=np.int64), np.array(self._applied, dtype=np.int64), list(self._hosts))
+
+    def window(self, start_ns: int, end_ns: int) -> Samples:
+        """Samples of messages the DPM published in [start_ns, end_ns)."""
+        every = self.samples()
+        keep = (every.sent_ns >= start_ns) & (every.sent_ns < end_ns)
+        return Samples(every.sent_ns[keep], every.applied_ns[keep], [every.hosts[i] for i in np.flatnonzero(keep)])
 
     def settle(self, quiet: float = 0.5, deadline: float = 60.0) -> None:
         """Wait until no reply has arrived for `quiet` seconds (stragglers of a phase)."""
@@ -204,16 +254,16 @@ def agent_delta(after: list[status_pb2.AgentStatus], before: list[status_pb2.Age
     return out
 
 
-def phase_figures(push: Push, replies: list[Reply], resources: int, dpm: dict[str, int], agents: dict[str, int]) -> dict[str, Any]:
+def phase_figures(push: Push, replies: Samples, resources: int, dpm: dict[str, int], agents: dict[str, int]) -> dict[str, Any]:
     """The figures of one pushed phase: throughput, latency, convergence, bytes.
 
     convergence = the DPM's first publish -> the last host applied (from the reply headers);
     goal states/s = caller inputs / (first send -> last caller reply);
     Kafka messages/s = messages the DPM published / convergence."""
-    first_publish = min((r.sent_ns for r in replies), default=push.first_sent_ns)
-    last_applied = max((r.applied_ns for r in replies), default=push.last_reply_ns)
+    first_publish = int(replies.sent_ns.min()) if len(replies) else push.first_sent_ns
+    last_applied = int(replies.applied_ns.max()) if len(replies) else push.last_reply_ns
     convergence = (last_applied - first_publish) / 1e9
-    latencies = [r.latency_ms for r in replies]
+    latencies = replies.latencies_ms()
     return {
         "inputs": push.inputs, "streams": push.streams, "resources": resources, "failures": push.failures,
         "duration_s": push.duration_s, "convergence_s": convergence,
@@ -221,7 +271,7 @@ def phase_figures(push: Push, replies: list[Reply], resources: int, dpm: dict[st
         "goal_states_per_s": rate(push.inputs, push.duration_s),
         "resources_per_s": rate(resources, push.duration_s),
         "messages_per_s": rate(dpm["messages_published"], convergence),
-        "replies": len(replies), "hosts_replied": len({r.host for r in replies}),
+        "replies": len(replies), "hosts_replied": len(set(replies.hosts)),
         "publish_to_applied_ms": percentiles(latencies),
         "caller_reply_ms": percentiles(push.latencies_ms()),
         "cdf_publish_to_applied_ms": cdf_sample(latencies),

@@ -217,9 +217,10 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
                       f"{big['resources_per_s']:,.0f} resources/s; publish->applied p50 / p99 {lat['p50']:.1f} / {lat['p99']:.1f} ms")))
         rows += _load_rows(big)
     for m in results.get("memory", []):
-        rows.append((f"idle simulator of {m['hosts']:,} hosts",
+        procs = m.get("simulators", 1)
+        rows.append((f"idle simulators of {m['hosts']:,} hosts ({procs} processes)",
                      (f"{m['rss_bytes'] / 2**20:.0f} MiB, {m['per_host_bytes'] / 1024:.2f} KiB per host "
-                      f"({m['above_one_host_per_host_bytes'] / 1024:.2f} above a 1-host simulator)")))
+                      f"({m['above_one_host_per_host_bytes'] / 1024:.2f} above {procs} 1-host simulator(s))")))
     for name, value in ratios(results).items():
         if value is not None:
             rows.append((f"ratio {name}", f"{value:.3f} ({RATIO_TEXT[name]})"))
@@ -236,7 +237,9 @@ def _load_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("  DPM RSS after the storm",
                      (f"{f['dpm_rss_bytes'] / 2**20:.0f} MiB, {f['dpm_rss_per_host_bytes'] / 1024:.2f} KiB per host; "
                       f"grown {f['dpm_rss_growth_per_host_bytes'] / 1024:.2f} KiB per host, "
-                      f"{f['dpm_rss_growth_per_resource_bytes']:,.0f} B per resource")))
+                      f"{f['dpm_rss_growth_per_resource_bytes']:,.0f} B per resource"
+                      + (f", {f['dpm_rss_growth_per_host_resource_bytes']:,.0f} B per host resource"
+                         if "dpm_rss_growth_per_host_resource_bytes" in f else ""))))
     if "sim_rss_bytes" in f:
         grown = (f"; grown {f['sim_rss_growth_per_host_bytes'] / 1024:.2f} KiB per host, "
                  f"{f['sim_rss_growth_per_resource_bytes']:,.0f} B per host resource") if "sim_rss_growth_per_host_bytes" in f else ""

@@ -259,8 +259,10 @@ def broker_bytes(published: int, consumed: int, acks: int, ack_bytes: int) -> di
 
 
 def _memory(c: Cluster, hosts: int, dpm_idle: int, sims_idle: int) -> dict[str, float]:
-    """DPM and simulator RSS (after, and grown since before the storm), per host and per resource
-    (the DPM's: the resources its snapshot holds; the simulators': the host resources they hold)."""
+    """DPM and simulator RSS (after, and grown since before the storm), per host and per resource:
+    the DPM's per resource its snapshot holds (`DpmStatus.resources`, each once) and per host
+    resource (a resource listed for a host; the simulators' `AgentStatus.resources`, summed),
+    the simulators' per host resource they hold."""
     statuses = c.agent_statuses()
     sim_rss = sum(a.rss_bytes for a in statuses)
     sim_resources = sum(a.resources for a in statuses)
@@ -274,7 +276,8 @@ def _memory(c: Cluster, hosts: int, dpm_idle: int, sims_idle: int) -> dict[str, 
             "dpm_rss_bytes": dpm_rss, "dpm_rss_idle_bytes": dpm_idle, "dpm_resources": dpm_resources,
             "dpm_rss_per_host_bytes": dpm_rss / h,
             "dpm_rss_growth_per_host_bytes": (dpm_rss - dpm_idle) / h,
-            "dpm_rss_growth_per_resource_bytes": (dpm_rss - dpm_idle) / max(dpm_resources, 1)}
+            "dpm_rss_growth_per_resource_bytes": (dpm_rss - dpm_idle) / max(dpm_resources, 1),
+            "dpm_rss_growth_per_host_resource_bytes": (dpm_rss - dpm_idle) / max(sim_resources, 1)}
 
 
 def region_fanout(c: Cluster, storm: Storm, strategy: str) -> dict[str, Any]:
@@ -445,7 +448,7 @@ def run_restart(env: Env, storm: Storm, fraction: float = 0.1) -> dict[str, Any]
         # every restarted host's first apply after the kill: its full-state resync (gs-full)
         first_after: dict[str, int] = {}
         victim_set = set(victims)
-        for r in c.replies().replies[:]:
+        for r in c.replies().samples():
             if r.applied_ns >= killed_ns and r.host in victim_set:
                 first_after[r.host] = min(first_after.get(r.host, r.applied_ns), r.applied_ns)
         all_back = (max(first_after.values()) - killed_ns) / 1e9 if len(first_after) == len(victims) else None  # since the kill
@@ -492,7 +495,8 @@ def sweep_point(storm: dict[str, Any]) -> dict[str, Any]:
             "resources_per_s", "bytes_published", "bytes_consumed", "acks_received", "ack_bytes", "broker_bytes_in",
             "broker_bytes_out", "simulators", "sim_rss_bytes", "sim_rss_per_host_bytes", "sim_rss_growth_per_host_bytes",
             "sim_rss_growth_per_resource_bytes", "dpm_rss_bytes", "dpm_rss_per_host_bytes", "dpm_rss_growth_per_host_bytes",
-            "dpm_rss_growth_per_resource_bytes", "failures", "publish_to_applied_ms", "fanout")
+            "dpm_rss_growth_per_resource_bytes",
+            "dpm_rss_growth_per_host_resource_bytes", "sim_resources", "dpm_resources", "failures", "publish_to_applied_ms", "fanout")
     return {k: storm[k] for k in keys if k in storm}
 
 

@@ -13,7 +13,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from gs_bench import main as bench_main
 from gs_bench import scenarios
-from gs_bench.measure import Push, Reply, cdf_sample, percentiles, phase_figures
+from gs_bench.measure import Push, Reply, Samples, cdf_sample, percentiles, phase_figures
 from gs_bench.runner import Env
 from gs_bench.scenarios import SCENARIOS, SUITES, Listing, Storm, host_ids, resources_in
 from gs_bench.topology import port_message
@@ -97,7 +97,7 @@ def test_suites_name_known_scenarios_and_tiny_is_small() -> None:
 def test_phase_figures_from_replies_and_caller_times() -> None:
     ms = 1_000_000
     push = Push(sent_ns=[0, 10 * ms], reply_ns=[50 * ms, 100 * ms], failures=0, streams=2)
-    replies = [Reply(5 * ms, 7 * ms, "a"), Reply(5 * ms, 9 * ms, "b"), Reply(15 * ms, 85 * ms, "a")]
+    replies = Samples.of([Reply(5 * ms, 7 * ms, "a"), Reply(5 * ms, 9 * ms, "b"), Reply(15 * ms, 85 * ms, "a")])
     counters = {"messages_published": 4, "bytes_published": 400, "unicast_messages": 3, "multicast_messages": 1}
     f = phase_figures(push, replies, resources=6, dpm=counters, agents={"bytes_consumed": 900, "messages_applied": 3})
     assert f["convergence_s"] == pytest.approx(0.080)  # first publish (5 ms) -> last applied (85 ms)

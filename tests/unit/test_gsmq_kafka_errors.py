@@ -1,0 +1,44 @@
+"""The Kafka boundary: confluent_kafka's errors leave as the project's own (gsmq.errors, ConfigError)."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from gsmq.config import ConfigError
+from gsmq.errors import BrokerUnavailableError, TransportError
+from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import admin_client, topic_names
+from gsmq.kafka_transport import KafkaSink, build_client, failure, kafka_errors
+
+
+@pytest.mark.parametrize("code", [KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+                                  KafkaError.LEADER_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT])
+def test_a_broker_that_does_not_answer_is_broker_unavailable(code: int) -> None:
+    mapped = failure(KafkaError(code), "listing topics")
+    assert isinstance(mapped, BrokerUnavailableError) and mapped.code == KafkaError(code).name()
+    assert str(mapped).startswith("listing topics: ")
+
+
+def test_other_errors_are_transport_errors_that_keep_librdkafkas_code() -> None:
+    mapped = failure(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), "creating topics")
+    assert type(mapped) is TransportError and mapped.code == "TOPIC_AUTHORIZATION_FAILED"
+
+
+def test_the_block_raises_the_projects_exception_chained_to_librdkafkas() -> None:
+    with pytest.raises(BrokerUnavailableError) as raised, kafka_errors("committing offsets"):
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+    assert isinstance(raised.value.__cause__, KafkaException)
+
+
+def test_a_property_librdkafka_refuses_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match=r'No such configuration property: "no\.such\.property"'):
+        build_client(lambda: Producer({"no.such.property": "1"}))
+    with pytest.raises(ConfigError, match="Kafka client configuration"):
+        KafkaSink(KafkaSettings("127.0.0.1:1", {"linger.ms": "soon"}))
+
+
+def test_an_unreachable_broker_is_broker_unavailable_not_a_kafka_exception() -> None:
+    admin = admin_client(KafkaSettings("127.0.0.1:1", {"log_level": "0"}))
+    with pytest.raises(BrokerUnavailableError):
+        topic_names(admin, timeout=0.5)

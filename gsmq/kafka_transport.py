@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from gsmq import wire
 from gsmq.config import ConfigError
 from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.kafka import KafkaSettings
 from gsmq.transport import Delivered, Envelope
-
-if TYPE_CHECKING:
-    from confluent_kafka._types import HeadersType
 
 T = TypeVar("T")
 
@@ -167,7 +165,7 @@ class KafkaSource:
                     topic=msg.topic() or "",
                     key=key.decode(errors="replace") if key is not None else "",
                     value=msg.value() or b"",
-                    headers=_text_headers(msg.headers()),
+                    headers=wire.decode_headers(msg.headers()),
                     partition=msg.partition() or 0,
                     offset=msg.offset() or 0,
                 )
@@ -188,8 +186,3 @@ class KafkaSource:
         self.consumer.close()
 
 
-
-def _text_headers(headers: HeadersType | None) -> dict[str, str]:
-    """Header values as text (a consumed message has (name, bytes or None) pairs)."""
-    pairs = headers.items() if isinstance(headers, dict) else (headers or [])
-    return {k: (v.decode(errors="replace") if isinstance(v, bytes) else (v or "")) for k, v in pairs}

@@ -203,7 +203,7 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
                 resync=resyncer.request if resyncer else None,
                 lock=lock,
             )
-            life.thread("aca-consumer", consumer.run, stop_timeout=15.0)
+            life.thread("aca-consumer", consumer.run, stop_timeout=25.0)  # start-up reads may wait 10 s each
             code = await life.wait()
     log.info("aca_stopped", applied=applier.counters.messages_applied, replies=applier.counters.replies_sent)
     return code

@@ -62,6 +62,11 @@ class Cursor:
     offset: int  # first offset of `partition` to read for this VPC
     seq: int  # last VPC sequence number included or applied
     epoch: str = ""
+    acked: int = -1  # the watermark: every VPC sequence up to it is applied (-1: `seq`); stays below a gap
+
+    @property
+    def watermark(self) -> int:
+        return self.seq if self.acked < 0 else self.acked
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +81,16 @@ class FollowChange:
 
 @dataclass(slots=True)
 class Result:
-    """What applying one message did for one host: the content of its reply."""
+    """What applying one message did for one host: what its ack reports."""
 
     host: str
     statuses: list[ResourceStatus]
     total_us: int = 0
     applied_ns: int = 0
     resync: bool = False  # the host saw a sequence gap: ask the DPM for its full state
+    vpc: str = ""  # the message: a multicast one of this VPC, or (empty) a unicast one
+    seq: int = 0  # its gs-seq (0: none)
+    elapse_us: int | None = None  # gs-sent-ns -> applied (None: no gs-sent-ns)
 
 
 @dataclass(slots=True)
@@ -103,6 +111,7 @@ class HostState:
     cursors: dict[str, Cursor] = field(default_factory=dict)
     epoch: str | None = None  # unicast gs-epoch / gs-seq last seen
     seq: int = 0
+    applied: int = 0  # the unicast watermark of `epoch`: every gs-seq up to it is applied; stays below a gap
 
 
 def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
@@ -143,7 +152,7 @@ class Applier:
             entries = self._all_entries(goal, host)
         full = headers.get(wire.FULL) == "1"
         statuses = self._apply(hs, entries, sent_ns, whole=full, follow=follow)
-        return self._result(hs, statuses, start, resync)
+        return self._result(hs, statuses, start, resync, "", seq, sent_ns)
 
     def apply_multicast(
         self, vpc: str, goal: gs.GoalStateV2, headers: Mapping[str, str], partition: int, offset: int
@@ -172,13 +181,17 @@ class Applier:
                     resync = seq > cursor.seq + 1
                     if resync:
                         log.warning("multicast_gap", host=host, vpc=vpc, expected=cursor.seq + 1, got=seq)
-                hs.cursors[vpc] = Cursor(cursor.partition, cursor.offset, seq, epoch)
+                    acked = -1 if not resync and cursor.watermark == cursor.seq else cursor.watermark
+                else:  # a new DPM incarnation numbers from 1
+                    resync = seq != 1
+                    acked = 0 if resync else -1
+                hs.cursors[vpc] = Cursor(cursor.partition, cursor.offset, seq, epoch, acked)
             if entries is None:
                 entries = self._all_entries(goal, None)
             start = time.perf_counter_ns()
             mine = [e for e in entries if not own_neighbor(e[0], e[2], host)]
             statuses = self._apply(hs, mine, sent_ns, whole=False, follow={}, scope_vpc=vpc)
-            results.append(self._result(hs, statuses, start, resync))
+            results.append(self._result(hs, statuses, start, resync, vpc, seq or 0, sent_ns))
         return results
 
     def apply_direct(self, goal: gs.GoalStateV2) -> list[Result]:
@@ -218,16 +231,27 @@ class Applier:
     # ---- message level ------------------------------------------------------------
 
     def _check_seq(self, hs: HostState, headers: Mapping[str, str], seq: int | None) -> bool:
-        """Track the host's gs-seq (`seq`) per gs-epoch; True when a gap shows (resync needed)."""
+        """Track the host's gs-seq (`seq`) per gs-epoch and its watermark; True when a gap
+        shows (resync needed). A full state closes any gap; the first message this process
+        sees starts the watermark; a new epoch numbers from 1."""
         if seq is None:
             return False
         epoch = headers.get(wire.EPOCH, "")
-        full = headers.get(wire.FULL) == "1"
-        gap = hs.epoch == epoch and not full and seq > hs.seq + 1
+        if headers.get(wire.FULL) == "1" or hs.epoch is None:
+            hs.epoch, hs.seq, hs.applied = epoch, seq, seq
+            return False
+        if hs.epoch != epoch:
+            gap = seq != 1
+            hs.epoch, hs.seq, hs.applied = epoch, seq, 0 if gap else seq
+        elif seq <= hs.seq:
+            return False  # a copy of one seen already
+        else:
+            gap = seq > hs.seq + 1
+            if not gap and hs.applied == hs.seq:
+                hs.applied = seq
+            hs.seq = seq
         if gap:
-            log.warning("sequence_gap", host=hs.host, epoch=epoch, expected=hs.seq + 1, got=seq)
-        if hs.epoch != epoch or seq > hs.seq or full:
-            hs.epoch, hs.seq = epoch, seq
+            log.warning("sequence_gap", host=hs.host, epoch=epoch, watermark=hs.applied, got=seq)
         return gap
 
     @staticmethod
@@ -286,9 +310,12 @@ class Applier:
         self._follow_diff(hs, before, follow, whole)
         return statuses
 
-    def _result(self, hs: HostState, statuses: list[ResourceStatus], start_ns: int, resync: bool) -> Result:
+    def _result(self, hs: HostState, statuses: list[ResourceStatus], start_ns: int, resync: bool,
+                vpc: str = "", seq: int | None = None, sent_ns: int | None = None) -> Result:
         self.counters.messages_applied += 1
-        return Result(hs.host, statuses, _us(time.perf_counter_ns() - start_ns), time.time_ns(), resync)
+        now = time.time_ns()
+        elapse = _us(now - sent_ns) if sent_ns else None
+        return Result(hs.host, statuses, _us(time.perf_counter_ns() - start_ns), now, resync, vpc, seq or 0, elapse)
 
     # ---- resource level -----------------------------------------------------------
 

@@ -22,8 +22,8 @@ from contextlib import AbstractContextManager, nullcontext
 import structlog
 from google.protobuf.message import DecodeError
 
+from aca_agent.acks import Progress, ack_envelope
 from aca_agent.applier import Applier, FollowChange, Result
-from aca_agent.replies import reply_envelope
 from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
 from gsmq.errors import UndeliveredError
@@ -31,7 +31,7 @@ from gsmq.partition import partition_for
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, Sink, Source
-from gsmq.wire import BadHeader, MessageType
+from gsmq.wire import HeaderError, MessageType
 
 log = structlog.get_logger()
 
@@ -58,6 +58,7 @@ class AgentConsumer:
         resync: Callable[[list[str]], None] | None = None,
         lock: AbstractContextManager[object] | None = None,
         flush_timeout: float = 5.0,
+        ack_interval: float = 0.005,
     ) -> None:
         if channel not in CHANNELS:
             raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
@@ -73,6 +74,8 @@ class AgentConsumer:
         self.resync = resync
         self.lock: AbstractContextManager[object] = lock if lock is not None else nullcontext()
         self.flush_timeout = flush_timeout
+        self.ack_interval = ack_interval  # under load, the least time between two acks of a host (s)
+        self._acked_at = 0.0
         self._own: set[TopicPartition] = set()  # unicast / per-host partitions (committed)
         self._host_topics = {topics.host(host): host for host in applier.hosts} if channel != "unicast" else {}
         self._awaited: set[str] = set()  # auto: host topics not assigned yet
@@ -143,11 +146,20 @@ class AgentConsumer:
             retry(consume, stop, "consume_failed", backoff=backoff)
 
     def run_once(self, timeout: float = 0.1) -> int:
-        """Consume one batch, apply it, deliver its replies, commit. Returns its size."""
+        """Consume one batch, apply it, deliver its acks (one per host that moved), commit.
+        Returns its size. Under load a batch gathers for `ack_interval` since the last acks,
+        so a host is acked at most that often."""
         batch = self.source.poll_batch(self.max_batch, timeout)
         if not batch:
             return 0
+        until = self._acked_at + self.ack_interval
+        while len(batch) < self.max_batch and (left := until - time.monotonic()) > 0:
+            more = self.source.poll_batch(self.max_batch - len(batch), left)
+            if not more:
+                break
+            batch += more
         outgoing: list[Envelope] = []
+        progress = Progress()
         commits: dict[TopicPartition, int] = {}
         resync: set[str] = set()
         self._rewound.clear()
@@ -162,10 +174,12 @@ class AgentConsumer:
                         continue  # read again from the cursor's offset / no longer followed
                     self._mc_pos[env.partition] = env.offset + 1
                 for result in self._handle(env, outgoing):
-                    outgoing.append(reply_envelope(self.topics.reply, result, env.headers))
+                    progress.add(result)
                     if result.resync:
                         resync.add(result.host)
                 self._follow(self.applier.take_follow_changes())
+            outgoing += [ack_envelope(self.topics.reply, ack) for ack in progress.acks(self.applier)]
+        self._acked_at = time.monotonic()
         if self._deliver(outgoing):
             self.source.commit([(t, p, o) for (t, p), o in commits.items()])
         if resync and self.resync is not None:
@@ -182,16 +196,14 @@ class AgentConsumer:
             self.counters.messages_skipped += 1
             return []
         multicast = env.topic == self.topics.multicast
-        if multicast:
-            vpc = env.headers.get(wire.VPC_ID) or env.key
-            if vpc not in self.applier.followers:
-                self.counters.messages_skipped += 1
-                return []
-        else:
-            host = self._host_topics.get(env.topic, env.key)
-            if host not in self.applier.hosts:
-                self.counters.messages_other_host += 1
-                return []
+        # The VPC of a multicast message, the host of a unicast one.
+        key = (env.headers.get(wire.VPC_ID) or env.key) if multicast else self._host_topics.get(env.topic, env.key)
+        if multicast and key not in self.applier.followers:
+            self.counters.messages_skipped += 1
+            return []
+        if not multicast and key not in self.applier.hosts:
+            self.counters.messages_other_host += 1
+            return []
         try:
             goal = gs.GoalStateV2.FromString(env.value)
         except DecodeError as exc:
@@ -199,12 +211,12 @@ class AgentConsumer:
             return []
         try:
             if multicast:
-                return self.applier.apply_multicast(vpc, goal, env.headers, env.partition, env.offset)
-            result = self.applier.apply_unicast(host, goal, env.headers)
-        except BadHeader as exc:
+                return self.applier.apply_multicast(key, goal, env.headers, env.partition, env.offset)
+            result = self.applier.apply_unicast(key, goal, env.headers)
+        except HeaderError as exc:
             outgoing.append(self._dead_letter(env, str(exc)))
             return []
-        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the agent
+        except Exception as exc:
             log.exception("apply_failed", topic=env.topic, partition=env.partition, offset=env.offset)
             outgoing.append(self._dead_letter(env, f"unappliable: {type(exc).__name__}: {exc}"))
             return []

@@ -1,21 +1,15 @@
-"""Replies to the DPM: one `GoalStateOperationReply` per (host, applied message)."""
+"""The gRPC fast path's replies: one `GoalStateOperationReply` per pushed message (Kafka carries acks: aca_agent.acks)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from aca_agent.applier import Result
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from gsmq import wire
-from gsmq.transport import Envelope
-from gsmq.wire import MessageType
-
-_ECHOED = (wire.REQUEST_ID, wire.SEQ, wire.VPC_ID, wire.SENT_NS)
 
 
 def build_reply(results: Iterable[Result]) -> gsp.GoalStateOperationReply:
-    """The statuses of one or more hosts' results in one reply (one host for Kafka, the
-    hosts of a message on the gRPC fast path); the total time is the largest."""
+    """The statuses of the hosts' results of one message in one reply; the total time is the largest."""
     reply = gsp.GoalStateOperationReply()
     total = 0
     for result in results:
@@ -32,17 +26,3 @@ def build_reply(results: Iterable[Result]) -> gsp.GoalStateOperationReply:
             )
     reply.message_total_operation_time = total
     return reply
-
-
-def reply_headers(result: Result, incoming: Mapping[str, str]) -> dict[str, str]:
-    """gs-request-id, gs-seq, gs-vpc-id, gs-sent-ns echoed; the replying host, when applied, the type."""
-    out = {name: incoming[name] for name in _ECHOED if name in incoming}
-    out[wire.HOST_ID] = result.host
-    out[wire.APPLIED_NS] = str(result.applied_ns)
-    out[wire.MSG_TYPE] = MessageType.REPLY
-    return out
-
-
-def reply_envelope(topic: str, result: Result, incoming: Mapping[str, str]) -> Envelope:
-    """The Kafka message carrying `result` (key = host id)."""
-    return Envelope(topic, result.host, build_reply([result]).SerializeToString(), reply_headers(result, incoming))

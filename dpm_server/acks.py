@@ -1,9 +1,18 @@
-"""The ack tracker: which host replies each request still waits for, merged statuses,
-stragglers retried, callers answered (docs/internals.md, "The caller's reply")."""
+"""The ack tracker: how far every host got (watermarks from progress acks), which requests
+that completes, failures merged, stragglers resynced, callers answered (docs/internals.md,
+"Acknowledgements" and "The caller's reply").
+
+A request waits, per targeted host, for positions: the unicast gs-seq of its message to
+the host, and the multicast gs-seq of each VPC message the host must apply. Each host
+keeps its waits in queues ordered by position (one for unicast, one per VPC), so an ack
+that moves a watermark pops exactly the waits it passes: O(1) amortised per wait, plus
+the failures it carries, whatever number of messages the ack covers.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -15,10 +24,10 @@ from dpm_server.planner import Input
 from gsmq import wire
 from gsmq.resources import ResourceKey
 from gsmq.transport import Envelope
-from gsmq.wire import HeaderError, MessageType, Token
+from gsmq.v1 import ack_pb2
+from gsmq.wire import MessageType, Token
 
 log = structlog.get_logger()
-Reply = tuple[str, Mapping[str, str], gsp.GoalStateOperationReply]  # (replying host, headers, reply)
 
 # How bad a status is, for merging the statuses of many hosts into one.
 _SEVERITY: dict[int, int] = {common.SUCCESS: 0, common.PENDING: 1, common.OUT_OF_ORDER: 2, common.INVALID_ARG: 3, common.FAILURE: 4}
@@ -28,9 +37,6 @@ _SEVERITY: dict[int, int] = {common.SUCCESS: 0, common.PENDING: 1, common.OUT_OF
 class Merged:
     status: int = common.SUCCESS
     operation_type: int = common.INFO
-    dataplane_us: int = 0
-    config_us: int = 0
-    elapse_us: int = 0
 
 
 @dataclass
@@ -39,34 +45,72 @@ class Pending:
 
     id: str
     data: Input
-    waiting: dict[str, set[Token]]  # host -> tokens of messages it has not yet acknowledged
+    positions: dict[str, set[Token]]  # host -> the messages it must apply
     on_done: Callable[[gsp.GoalStateOperationReply], None]
     started: float = field(default_factory=time.monotonic)
-    retry_tokens: dict[str, Token] = field(default_factory=dict)  # host -> token of its retry copy
+    waiting: dict[str, Wait] = field(default_factory=dict)  # host -> what is still awaited from it
     merged: dict[ResourceKey, Merged] = field(default_factory=dict)
-    total_us: int = 0
+    total_us: int = 0  # the largest apply time of an ack that completed a host
+    dataplane_us: int = 0  # ... and of its slowest data-plane call, resource time, publish -> applied
+    config_us: int = 0
+    elapse_us: int = 0
 
 
-def decode_replies(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tuple[list[Reply], list[Envelope]]:
-    """The host replies among messages consumed from the reply topic (markers skipped), and a
-    dead letter for each one refused (undecodable, or a malformed header): a broken reply is
+@dataclass(slots=True, eq=False)
+class Wait:
+    """What one request still waits for from one host: `parts` positions, or the resync
+    (a full state, unicast `resync_seq`) that covers them all."""
+
+    request: Pending
+    host: str
+    parts: int
+    done: bool = False
+    resync_seq: int = 0
+
+
+@dataclass(slots=True)
+class HostProgress:
+    """One host's watermarks (this DPM's epoch) and the waits queued behind them."""
+
+    unicast: int = 0
+    unicast_seen: int = 0
+    vpcs: dict[str, int] = field(default_factory=dict)
+    vpcs_seen: dict[str, int] = field(default_factory=dict)
+    heard: float = float("-inf")  # when its last ack came
+    unicast_waits: deque[tuple[int, Wait, bool]] = field(default_factory=deque)  # (seq, wait, a resync covering all)
+    vpc_waits: dict[str, deque[tuple[int, Wait, bool]]] = field(default_factory=dict)
+
+    def stuck(self) -> bool:
+        """A gap holds a watermark back: only a resync moves it on."""
+        return self.unicast_seen > self.unicast or any(seen > self.vpcs.get(v, 0) for v, seen in self.vpcs_seen.items())
+
+
+def decode_acks(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tuple[list[ack_pb2.Ack], list[Envelope]]:
+    """The acks among messages consumed from the reply topic (markers skipped), and a dead
+    letter for each record refused (undecodable, not an ack, no host): a broken record is
     refused alone, never fatal to its batch."""
-    out: list[Reply] = []
+    out: list[ack_pb2.Ack] = []
     refused: list[Envelope] = []
     for message in messages:
-        if wire.message_type(message.headers) == MessageType.MARKER:
+        kind = wire.message_type(message.headers)
+        if kind == MessageType.MARKER:
             continue
-        reply = gsp.GoalStateOperationReply()
+        if kind != MessageType.ACK:
+            refused.append(_refuse(message, dead_letter_topic, f"not an Ack on the reply topic: gs-type {kind[:40]!r}"))
+            continue
+        ack = ack_pb2.Ack()
         try:
-            wire.reply_token(message.headers)
-            reply.ParseFromString(message.value)
-        except HeaderError as exc:
-            refused.append(_refuse(message, dead_letter_topic, str(exc)))
-            continue
+            ack.ParseFromString(message.value)
         except Exception as exc:  # noqa: BLE001 - DecodeError and friends
-            refused.append(_refuse(message, dead_letter_topic, f"undecodable GoalStateOperationReply: {exc}"))
+            refused.append(_refuse(message, dead_letter_topic, f"undecodable Ack: {exc}"))
             continue
-        out.append((message.headers.get(wire.HOST_ID) or message.key, message.headers, reply))
+        if not ack.host_id:
+            refused.append(_refuse(message, dead_letter_topic, "Ack without host_id"))
+            continue
+        if max([ack.unicast_seq, ack.unicast_seen, *(v.seq for v in ack.vpcs), *(v.seen for v in ack.vpcs)]) > wire.MAX_NUMBER:
+            refused.append(_refuse(message, dead_letter_topic, "Ack with a sequence past 2^63-1"))
+            continue
+        out.append(ack)
     return out, refused
 
 
@@ -76,78 +120,132 @@ def _refuse(message: Envelope, topic: str, reason: str) -> Envelope:
 
 
 class AckTracker:
-    """Matches replies to requests; completes, retries and fails them.
+    """Completes requests as watermarks pass their positions; resyncs stragglers; fails the silent.
 
-    A straggler is a host that has not answered a request after `retry_after`, or after
-    the usual reply time when replies are slow (TCP's retransmission timeout: smoothed
-    reply time + 4 deviations, RFC 6298; see `patience`). It is retried only when a retry can help: when
-    it has been silent for that long, or when it answered a later unicast message than ours
-    (ours was lost). A host that answers and has not reached our message yet is working
-    through its queue, and a copy would queue behind the original. Under overload, retries
-    of slow hosts only add load: at 100,000 simulated hosts they once made up most of the
-    traffic. `sent_seq(host)` is the last unicast sequence published to the host."""
+    A straggler is a host that has not passed a request's positions after `retry_after`, or
+    after the usual time when hosts are slow (TCP's retransmission timeout: smoothed time +
+    4 deviations, RFC 6298; see `patience`). It is resynced (its whole state, which covers
+    every position) only when that can help: when it has been silent for that long, or when
+    a gap holds its watermark back. A host that acks and has not reached the position yet is
+    working through its queue, and more messages would queue behind it. `resync(host)`
+    publishes the host's full state and returns its unicast gs-seq."""
 
-    def __init__(self, retry_after: float, timeout: float, retry: Callable[[Pending, str], Token],
-                 sent_seq: Callable[[str], int] = lambda host: 0, epoch: str = "") -> None:
+    def __init__(self, retry_after: float, timeout: float, resync: Callable[[str], int], epoch: str = "") -> None:
         self.retry_after = retry_after
         self.timeout = timeout
-        self._retry = retry
-        self._sent_seq = sent_seq
-        self._epoch = f"{epoch}-" if epoch else ""
+        self._resync = resync
+        self.epoch = epoch
         self.clock: Callable[[], float] = time.monotonic
-        self.heard: dict[str, tuple[float, int]] = {}  # host -> (when it last replied, highest unicast seq it answered)
-        self.srtt: float | None = None  # smoothed reply time of first copies (s), and its mean deviation
+        self.hosts: dict[str, HostProgress] = {}
+        self._multicast: dict[Token, Pending] = {}  # multicast message -> the request that published it
+        self.srtt: float | None = None  # smoothed completion time of a host's first copy (s), and its mean deviation
         self.rttvar = 0.0
         self.pending: dict[str, Pending] = {}
-        self.replies = 0
-        self.retries = 0
+        self.replies = 0  # acks received
+        self.retries = 0  # resyncs of stragglers
 
     @property
     def patience(self) -> float:
-        """How long a host may take to answer before it is a straggler: at least `retry_after`,
-        and at most halfway to `timeout`, so that a host that lost a message is always
-        retried before it is failed."""
+        """How long a host may take before it is a straggler: at least `retry_after`, and at
+        most halfway to `timeout`, so that a lost host is always resynced before it is failed."""
         if self.srtt is None:
             return self.retry_after
         return min(max(self.retry_after, self.srtt + 4 * self.rttvar), max(self.retry_after, (self.retry_after + self.timeout) / 2))
 
+    def host(self, host: str) -> HostProgress:
+        hp = self.hosts.get(host)
+        if hp is None:
+            hp = self.hosts[host] = HostProgress()
+        return hp
+
     def track(self, request: Pending) -> None:
+        """Wait for every host's positions (tokens of messages just published to it)."""
         request.started = self.clock()
-        request.waiting = {host: tokens for host, tokens in request.waiting.items() if tokens}
         for key, state in request.data.states.items():
             request.merged[key] = Merged(operation_type=int(state.operation_type))
+        for host, tokens in request.positions.items():
+            if not tokens:
+                continue
+            wait = request.waiting[host] = Wait(request, host, len(tokens))
+            hp = self.host(host)
+            for token in tokens:
+                if token.multicast:
+                    hp.vpc_waits.setdefault(token.vpc, deque()).append((token.seq, wait, False))
+                    self._multicast[token] = request
+                else:
+                    hp.unicast_waits.append((token.seq, wait, False))
         if not request.waiting:
             self._finish(request, [])
         else:
             self.pending[request.id] = request
 
-    def on_reply(self, host: str, headers: Mapping[str, str], reply: gsp.GoalStateOperationReply) -> None:
-        """A host's reply (from the reply topic); replies nobody waits for are ignored."""
+    def on_ack(self, ack: ack_pb2.Ack) -> None:
+        """A host's progress: failures merged into their requests, then watermarks moved on."""
         self.replies += 1
-        request_id = headers.get(wire.REQUEST_ID, "")
         now = self.clock()
-        self._heard(host, headers, request_id, now)
-        request = self.pending.get(request_id)
-        if request is None or host not in request.waiting:
-            return
-        tokens = request.waiting[host]
-        try:
-            token = wire.reply_token(headers)
-        except HeaderError:
-            return  # refused by decode_replies
-        if token not in tokens:
-            return
-        self._merge(request, reply)
-        if host not in request.retry_tokens:  # a reply to a retried host times neither copy (Karn)
+        hp = self.host(ack.host_id)
+        hp.heard = now
+        ours = ack.epoch == self.epoch
+        if ours or not ack.epoch:
+            for failure in ack.failures:
+                self._fail(hp, failure)
+        if ours:
+            hp.unicast_seen = max(hp.unicast_seen, ack.unicast_seen)
+            if ack.unicast_seq > hp.unicast:
+                hp.unicast = ack.unicast_seq
+                self._pass(hp.unicast_waits, hp.unicast, ack.timing, now)
+        for progress in ack.vpcs:
+            if progress.epoch != self.epoch:
+                continue
+            vpc = progress.vpc_id
+            hp.vpcs_seen[vpc] = max(hp.vpcs_seen.get(vpc, 0), progress.seen)
+            if progress.seq > hp.vpcs.get(vpc, 0):
+                hp.vpcs[vpc] = progress.seq
+                waits = hp.vpc_waits.get(vpc)
+                if waits is not None:
+                    self._pass(waits, progress.seq, ack.timing, now)
+                    if not waits:
+                        del hp.vpc_waits[vpc]
+
+    def _pass(self, waits: deque[tuple[int, Wait, bool]], watermark: int, timing: ack_pb2.Timing, now: float) -> None:
+        """Pop the waits the watermark passed; a wait with no part left completes its host."""
+        while waits and waits[0][0] <= watermark:
+            _, wait, covers_all = waits.popleft()
+            if wait.done:
+                continue
+            wait.parts -= 1
+            if covers_all or wait.parts == 0:
+                self._host_done(wait, timing, now)
+
+    def _host_done(self, wait: Wait, timing: ack_pb2.Timing, now: float) -> None:
+        wait.done = True
+        request = wait.request
+        if not wait.resync_seq:  # a resynced host times neither copy (Karn)
             self._sample(now - request.started)
-        if token == request.retry_tokens.get(host):
-            tokens.clear()  # the retry carried everything the input gave this host
-        tokens.discard(token)
-        if not tokens:
-            del request.waiting[host]
+        request.total_us = max(request.total_us, timing.apply_us)
+        request.dataplane_us = max(request.dataplane_us, timing.max_dataplane_us)
+        request.config_us = max(request.config_us, timing.max_config_us)
+        request.elapse_us = max(request.elapse_us, timing.max_elapse_us)
+        del request.waiting[wait.host]
         if not request.waiting:
             del self.pending[request.id]
             self._finish(request, [])
+
+    def _fail(self, hp: HostProgress, failure: ack_pb2.Failure) -> None:
+        """Merge a resource that did not succeed into the request whose message carried it."""
+        request: Pending | None = None
+        if failure.vpc_id:
+            request = self._multicast.get(Token(failure.vpc_id, failure.seq))
+        elif failure.seq:
+            for seq, wait, _ in hp.unicast_waits:
+                if seq >= failure.seq:
+                    request = wait.request if seq == failure.seq else None
+                    break
+        if request is None:
+            return  # a resource of a resync or of a request answered already
+        merged = request.merged.get((int(failure.resource_type), failure.resource_id))
+        if merged is not None and _SEVERITY.get(failure.status, 4) > _SEVERITY.get(merged.status, 4):
+            merged.status = int(failure.status)
 
     def _sample(self, seconds: float) -> None:
         if self.srtt is None:
@@ -156,75 +254,79 @@ class AckTracker:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)
             self.srtt = 0.875 * self.srtt + 0.125 * seconds
 
-    def _heard(self, host: str, headers: Mapping[str, str], request_id: str, now: float) -> None:
-        _, acked = self.heard.get(host, (0.0, 0))
-        try:
-            token = wire.reply_token(headers)
-        except HeaderError:
-            token = None
-        if token is not None and not token.multicast and request_id.startswith(self._epoch):  # our epoch's unicast
-            acked = max(acked, token.seq)
-        self.heard[host] = (now, acked)
-
-    def _behind(self, host: str, tokens: set[Token], now: float, patience: float) -> bool:
-        """Whether `host` is alive and has not reached the message(s) `tokens` stand for yet."""
-        heard = self.heard.get(host)
-        if heard is None or now - heard[0] >= patience:
-            return False  # silent
-        acked = heard[1]
-        unicast = [t.seq for t in tokens if not t.multicast]
-        if unicast:
-            return acked < min(unicast)  # past it without answering it: lost
-        return acked < self._sent_seq(host)  # multicast only: is its unicast queue still draining?
-
     def tick(self, now: float | None = None) -> None:
-        """Retry stragglers (see the class); fail hosts silent past `timeout`."""
+        """Resync stragglers (see the class), once per host for all its waits; fail hosts
+        whose requests passed `timeout`."""
         now = self.clock() if now is None else now
         patience = self.patience
+        stragglers: dict[str, list[Wait]] = {}
         for request in list(self.pending.values()):
             age = now - request.started
             if age >= self.timeout:
                 del self.pending[request.id]
                 self._finish(request, sorted(request.waiting))
             elif age >= patience:
-                for host in list(request.waiting):
-                    if host not in request.retry_tokens:
-                        if self._behind(host, request.waiting[host], now, patience):
-                            continue  # asked again at the next tick
-                        token = self._retry(request, host)
-                        request.retry_tokens[host] = token
-                        request.waiting[host].add(token)
-                        self.retries += 1
-
-    def _merge(self, request: Pending, reply: gsp.GoalStateOperationReply) -> None:
-        request.total_us = max(request.total_us, reply.message_total_operation_time)
-        for s in reply.operation_statuses:
-            merged = request.merged.get((int(s.resource_type), s.resource_id))
-            if merged is None:
-                continue  # a resource of the host's bundle, not of this input
-            if _SEVERITY.get(s.operation_status, 4) > _SEVERITY.get(merged.status, 4):
-                merged.status = int(s.operation_status)
-            merged.dataplane_us = max(merged.dataplane_us, s.dataplane_programming_time)
-            merged.config_us = max(merged.config_us, s.network_configuration_time)
-            merged.elapse_us = max(merged.elapse_us, s.state_elapse_time)
+                for host, wait in request.waiting.items():
+                    if wait.resync_seq:
+                        continue
+                    hp = self.host(host)
+                    if now - hp.heard < patience and not hp.stuck():
+                        continue  # working through its queue: asked again at the next tick
+                    stragglers.setdefault(host, []).append(wait)
+        for host, waits in stragglers.items():
+            seq = self._resync(host)
+            hp = self.host(host)
+            for wait in waits:
+                wait.resync_seq = seq
+                hp.unicast_waits.append((seq, wait, True))
+            self.retries += 1
+            log.info("straggler_resynced", host=host, requests=len(waits), seq=seq)
 
     def _finish(self, request: Pending, silent: list[str]) -> None:
         for host in silent:
+            request.waiting.pop(host).done = True
+            self._forget_done(self.host(host))
             for key in request.data.listed.get(host, ()):
                 if key in request.merged:
                     request.merged[key].status = common.FAILURE
-        request.on_done(caller_reply(request.merged, request.total_us, request.data.goal.format_version, silent))
+        for tokens in request.positions.values():
+            for token in tokens:
+                if token.multicast and self._multicast.get(token) is request:
+                    del self._multicast[token]
+        request.on_done(caller_reply(request.merged, request, request.data.goal.format_version, silent))
+
+    @staticmethod
+    def _forget_done(hp: HostProgress) -> None:
+        """Drop the finished waits of a silent host (its watermarks may never pass them)."""
+        hp.unicast_waits = deque(w for w in hp.unicast_waits if not w[1].done)
+        for vpc in list(hp.vpc_waits):
+            left = deque(w for w in hp.vpc_waits[vpc] if not w[1].done)
+            if left:
+                hp.vpc_waits[vpc] = left
+            else:
+                del hp.vpc_waits[vpc]
+
+
+@dataclass(frozen=True)
+class Times:
+    """The times a caller's reply gives every resource, in microseconds (the largest over its hosts)."""
+
+    total_us: int = 0
+    dataplane_us: int = 0
+    config_us: int = 0
+    elapse_us: int = 0
 
 
 def caller_reply(
-    merged: Mapping[ResourceKey, Merged], total_us: int, format_version: int, silent: list[str]
+    merged: Mapping[ResourceKey, Merged], times: Times | Pending, format_version: int, silent: list[str]
 ) -> gsp.GoalStateOperationReply:
     """One status per input resource (worst over hosts), plus a failure marker per silent host."""
-    reply = gsp.GoalStateOperationReply(format_version=format_version, message_total_operation_time=total_us)
+    reply = gsp.GoalStateOperationReply(format_version=format_version, message_total_operation_time=times.total_us)
     for (rtype, rid), m in merged.items():
         reply.operation_statuses.add(
             resource_id=rid, resource_type=rtype, operation_type=m.operation_type, operation_status=m.status,
-            dataplane_programming_time=m.dataplane_us, network_configuration_time=m.config_us, state_elapse_time=m.elapse_us,
+            dataplane_programming_time=times.dataplane_us, network_configuration_time=times.config_us,
+            state_elapse_time=times.elapse_us,
         )
     for host in silent:
         reply.operation_statuses.add(resource_id=wire.failed_host_id(host), operation_type=common.INFO, operation_status=common.FAILURE)

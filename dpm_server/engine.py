@@ -14,13 +14,14 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server import planner
-from dpm_server.acks import AckTracker, Merged, Pending, Reply, caller_reply, invalid_reply
+from dpm_server.acks import AckTracker, Merged, Pending, Times, caller_reply, invalid_reply
 from dpm_server.publisher import Publisher
 from dpm_server.snapshot import Snapshot
 from dpm_server.validate import conflicts, invalid_resources
 from gsmq import wire
 from gsmq.resources import MAP_FIELD, Order, ResourceKey, iter_states, order, state_map
 from gsmq.transport import Envelope
+from gsmq.v1 import ack_pb2
 from gsmq.wire import STRATEGIES, Strategy, Token
 
 log = structlog.get_logger()
@@ -36,7 +37,7 @@ class Engine:
         self.strategy = Strategy(strategy)
         self.snapshot = Snapshot(strategy)
         self.publisher = publisher
-        self.tracker = AckTracker(retry_after, timeout, self._retry, lambda host: publisher.host_seq.get(host, 0), publisher.epoch)
+        self.tracker = AckTracker(retry_after, timeout, self.resync, publisher.epoch)
         self.invalid = 0
         self.resyncs = 0
         self.unresolved = 0  # inputs with references the snapshot cannot resolve yet
@@ -77,7 +78,7 @@ class Engine:
             log.warning("snapshot_unresolved_references", problems=problems[:5], count=len(problems))
         messages = planner.plan(self.strategy, self.snapshot, change, data)
         follows = self.publisher.follow_positions(sorted({v for m in messages for v in m.follow}))
-        waiting: dict[str, set[Token]] = {}
+        positions: dict[str, set[Token]] = {}
         for out in messages:  # multicast first: a follow offset predates this change's multicast
             payload = planner.encode(out, data, self.snapshot)
             if out.multicast:
@@ -85,8 +86,8 @@ class Engine:
             else:
                 token = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow})
             for host in out.expect:
-                waiting.setdefault(host, set()).add(token)
-        self.tracker.track(Pending(request_id, data, waiting, on_done))
+                positions.setdefault(host, set()).add(token)
+        self.tracker.track(Pending(request_id, data, positions, on_done))
 
     def refused(self, goal: gs.GoalStateV2, batch: Mapping[ResourceKey, Any] | None = None) -> dict[ResourceKey, str]:
         """{(type, id): reason} for every resource that makes `goal` refused whole: invalid, or
@@ -124,26 +125,22 @@ class Engine:
         sent = merge([goal for goal, _ in valid])
         self._submit(sent, lambda reply: _fan_out(reply, members, sent), checked=True)
 
-    def _retry(self, request: Pending, host: str) -> Token:
-        out = planner.retry(request.data, host, self.snapshot, self.strategy)
-        follow = self.publisher.follow_positions(out.follow)
-        log.info("straggler_retry", request=request.id, host=host)
-        return self.publisher.unicast(host, planner.encode(out, request.data, self.snapshot), request.id, follow)
-
-    def resync(self, host: str) -> None:
-        """Publish `host`'s whole state from the snapshot (gs-full), following all its VPCs."""
+    def resync(self, host: str) -> int:
+        """Publish `host`'s whole state from the snapshot (gs-full), following all its VPCs;
+        its unicast gs-seq (a watermark past it covers every earlier position of the host)."""
         keys = self.snapshot.view(host, self.strategy)
         vpcs = sorted(self.snapshot.host_vpcs(host)) if self.strategy == Strategy.VPC_MULTICAST else []
         payload = self.snapshot.message(keys, host)
-        self.publisher.unicast(host, payload, f"{self.publisher.epoch}-resync-{next(self._ids)}",
-                               self.publisher.follow_positions(vpcs), full=True)
+        token = self.publisher.unicast(host, payload, f"{self.publisher.epoch}-resync-{next(self._ids)}",
+                                       self.publisher.follow_positions(vpcs), full=True)
         self.resyncs += 1
-        log.info("host_resynced", host=host, resources=len(keys))
+        log.debug("host_resynced", host=host, resources=len(keys))
+        return token.seq
 
-    def on_replies(self, replies: Iterable[Reply], refused: Iterable[Envelope] = ()) -> None:
-        """Replies decoded from the reply topic move their requests on; refused ones are dead-lettered."""
-        for host, headers, reply in replies:
-            self.tracker.on_reply(host, headers, reply)
+    def on_acks(self, acks: Iterable[ack_pb2.Ack], refused: Iterable[Envelope] = ()) -> None:
+        """Acks decoded from the reply topic move their requests on; refused records are dead-lettered."""
+        for ack in acks:
+            self.tracker.on_ack(ack)
         for message in refused:
             self.publisher.dead_letter(message)
 
@@ -205,6 +202,9 @@ def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[gs.Go
     a state the batch left out for a newer revision of it (`sent`) is OUT_OF_ORDER."""
     by_key = {(int(s.resource_type), s.resource_id): s for s in batch_reply.operation_statuses}
     silent = [host for s in batch_reply.operation_statuses if (host := wire.failed_host(s.resource_id)) is not None]
+    first = batch_reply.operation_statuses[0] if batch_reply.operation_statuses else None
+    times = Times(batch_reply.message_total_operation_time, *(
+        (first.dataplane_programming_time, first.network_configuration_time, first.state_elapse_time) if first else ()))
     for goal, on_done in members:
         merged: dict[tuple[int, str], Merged] = {}
         for rtype, rid, state in iter_states(goal):
@@ -212,8 +212,6 @@ def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[gs.Go
             if order(state, state_map(sent, rtype)[rid]) is Order.OLDER:
                 merged[(rtype, rid)] = Merged(common.OUT_OF_ORDER, int(state.operation_type))
                 continue
-            merged[(rtype, rid)] = Merged(operation_type=int(state.operation_type)) if s is None else Merged(
-                int(s.operation_status), int(state.operation_type), s.dataplane_programming_time,
-                s.network_configuration_time, s.state_elapse_time)
+            merged[(rtype, rid)] = Merged(int(s.operation_status) if s is not None else common.SUCCESS, int(state.operation_type))
         mine = [host for host in silent if host in goal.host_resources]
-        on_done(caller_reply(merged, batch_reply.message_total_operation_time, goal.format_version, mine))
+        on_done(caller_reply(merged, times, goal.format_version, mine))

@@ -14,7 +14,7 @@ import grpc
 import structlog
 
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
-from dpm_server.acks import decode_replies
+from dpm_server.acks import decode_acks
 from dpm_server.engine import Engine
 from dpm_server.publisher import Publisher
 from dpm_server.service import Provisioner, Status
@@ -134,9 +134,9 @@ def _read_replies(source: KafkaSource, dead_letter_topic: str, engine: Engine, l
         messages = retry(lambda: source.poll_batch(2000, 0.1), halt, "reply_consume_failed", backoff=backoff)
         if not messages:
             continue
-        batch, refused = decode_replies(messages, dead_letter_topic)
+        batch, refused = decode_acks(messages, dead_letter_topic)
         if batch or refused:
-            loop.call_soon_threadsafe(engine.on_replies, batch, refused)
+            loop.call_soon_threadsafe(engine.on_acks, batch, refused)
 
 
 def _poll(sink: KafkaSink, halt: threading.Event) -> None:

@@ -83,21 +83,6 @@ def _deleted_on_join(data: Input, key: ResourceKey, joined: set[str]) -> bool:
     return data.vpc(key) in joined and data.states[key].operation_type == common.DELETE
 
 
-def retry(data: Input, host: str, snapshot: Snapshot, strategy: str) -> Outgoing:
-    """A straggler's own copy of what the input gave it (plus its joined VPCs' states), as
-    the snapshot holds it now: a later change may have replaced or deleted a resource since,
-    and a stale copy published after that change would undo it on the host."""
-    listed = data.listed.get(host, ())
-    view = set(snapshot.view(host, strategy))
-    vpcs = sorted({data.vpc(k) for k in listed if k[0] == common.PORT} & snapshot.host_vpcs(host))
-    fresh = [k for k in listed if k not in snapshot.resources and data.states[k].operation_type == common.DELETE]
-    stored = [k for k in listed if k in view]  # one no longer the host's is neither: its DELETE is on its way
-    if strategy == Strategy.VPC_MULTICAST:
-        stored += sorted(k for vpc in vpcs for k in snapshot.vpc_wide.get(vpc, ()) if not snapshot.own_neighbor(k, host))
-    return Outgoing(False, host, fresh=fresh, stored=list(dict.fromkeys(stored)), follow=vpcs if strategy == Strategy.VPC_MULTICAST else [],
-                    expect={host})
-
-
 def encode(out: Outgoing, data: Input, snapshot: Snapshot) -> bytes:
     """The GoalStateV2 bytes of `out`: listed for its host when unicast, pieces concatenated."""
     fresh = set(out.fresh)

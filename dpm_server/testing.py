@@ -13,13 +13,13 @@ from typing import Any
 from alcor.schema import common_pb2 as common
 from alcor.schema import dhcp_pb2, neighbor_pb2, port_pb2, securitygroup_pb2, subnet_pb2
 from alcor.schema import goalstate_pb2 as gs
-from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server.engine import Engine
 from dpm_server.publisher import Publisher
 from gsmq import wire
 from gsmq.resources import ResourceKey, iter_states, own_neighbor, state_map
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
+from gsmq.v1 import ack_pb2
 from gsmq.wire import MessageType, Strategy
 
 Item = tuple[int, str, Any]  # (ResourceType, id, XxxState)
@@ -107,18 +107,23 @@ def ack(
     message: gs.GoalStateV2, incoming: Mapping[str, str], host: str, reply_topic: str,
     status: int = common.SUCCESS, multicast: bool = False, times: tuple[int, int, int] = (1, 2, 3),
 ) -> Envelope:
-    """The reply an ACA sends for `host` after applying `message` (headers echoed, `status` for every resource)."""
-    reply = gsp.GoalStateOperationReply(format_version=1, message_total_operation_time=sum(times))
+    """The ack an ACA that applies in order sends for `host` after applying `message` (its
+    watermark at the message's gs-seq; every resource a failure when `status` is not SUCCESS)."""
+    epoch, seq = incoming.get(wire.EPOCH, ""), int(incoming.get(wire.SEQ, "0"))
+    vpc = incoming.get(wire.VPC_ID, "") if multicast else ""
+    progress = ack_pb2.Ack(host_id=host)
+    if multicast:
+        progress.vpcs.add(vpc_id=vpc, epoch=epoch, seq=seq, seen=seq)
+    else:
+        progress.epoch, progress.unicast_seq, progress.unicast_seen = epoch, seq, seq
+    if status != common.SUCCESS:
+        for rtype, rid in applied_keys(message, host, multicast):
+            op = state_map(message, rtype)[rid].operation_type if rid in state_map(message, rtype) else common.INFO
+            progress.failures.add(vpc_id=vpc, seq=seq, resource_type=rtype, resource_id=rid, operation_type=op, status=status)
     dataplane, config, elapse = times
-    for rtype, rid in applied_keys(message, host, multicast):
-        op = state_map(message, rtype)[rid].operation_type if rid in state_map(message, rtype) else common.INFO
-        reply.operation_statuses.add(
-            resource_id=rid, resource_type=rtype, operation_type=op, operation_status=status,
-            dataplane_programming_time=dataplane, network_configuration_time=config, state_elapse_time=elapse,
-        )
-    headers = {name: incoming[name] for name in (wire.REQUEST_ID, wire.SEQ, wire.VPC_ID, wire.SENT_NS) if name in incoming}
-    headers.update({wire.HOST_ID: host, wire.MSG_TYPE: MessageType.REPLY})
-    return Envelope(reply_topic, host, reply.SerializeToString(), headers)
+    t = progress.timing
+    t.messages, t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us = 1, sum(times), dataplane, config, elapse
+    return Envelope(reply_topic, host, progress.SerializeToString(), {wire.HOST_ID: host, wire.MSG_TYPE: MessageType.ACK})
 
 
 def memory_engine(

@@ -159,6 +159,8 @@ def start_sim(tmp: Path, bootstrap: str, prefix: str, dpm_port: int, hosts: int,
         tmp / f"sim-{name}.log",
         port,
     ).start()
-    wait_for(lambda: answers(lambda: agent_status(port)) or _died(sim), f"aca-agent sim {name} to serve status", deadline=120)
+    # a simulator of many hosts builds their state first: 2 minutes plus 1 s per 1,000 hosts
+    wait_for(lambda: answers(lambda: agent_status(port)) or _died(sim), f"aca-agent sim {name} to serve status",
+             deadline=120 + hosts / 1000)
     assert sim.process is not None and sim.process.poll() is None, sim.logs()
     return sim

@@ -297,7 +297,8 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
                "(derived: the acks' bytes, read once); all payload bytes, no keys, headers or framing;"),
               ("- region fan-out: every partition's bytes read back from the broker after the scenario, counted once per "
                "host that would fetch it (its unicast partition, `partition_for(host, n)`, read whole; the multicast "
-               "partitions of the VPCs it follows); beside the simulators' `bytes_consumed` over the scenario, as a ratio;"),
+               "partitions of the VPCs it follows, from the partition's start: an upper bound by at most the multicast bytes "
+               "before the host's first port); beside the simulators' `bytes_consumed` over the scenario, as a ratio;"),
               ("- RSS: the DPM's by psutil on its pid, the simulators' from their status (summed); per host, and grown "
                "since before the storm per resource (the DPM's `resources`, the simulators' held host resources);"),
               "- growth exponent: least-squares slope of log(convergence) on log(hosts) over the sweep's points;",

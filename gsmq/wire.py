@@ -47,6 +47,7 @@ class MessageType(StrEnum):
     GOAL_STATE = "GoalStateV2"
     REPLY = "GoalStateOperationReply"
     MARKER = "Marker"  # the DPM's start-up marker on every multicast and reply partition
+    ACK = "Ack"  # an agent's progress for one host (gsmq.v1.Ack)
 
 
 class Strategy(StrEnum):

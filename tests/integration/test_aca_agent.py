@@ -23,17 +23,17 @@ from confluent_kafka.admin import AdminClient
 
 from aca_agent.main import parse_config, serve
 from aca_agent.testing import goal_state, listed, port, security_group, subnet
-from gsmq import wire
-from gsmq.broker import free_port
-from gsmq.kafka import KafkaSettings
-from gsmq.partition import partition_for
-from gsmq.kafka_admin import ensure_topics
-from gsmq.topics import Topics
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
-from gsmq.v1 import status_pb2, status_pb2_grpc
+from gsmq import wire
+from gsmq.broker import free_port
+from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import ensure_topics
+from gsmq.partition import partition_for
+from gsmq.topics import Topics
+from gsmq.v1 import ack_pb2, status_pb2, status_pb2_grpc
 
 DEADLINE = 60.0  # generous: a condition that is not met by then is a failure, not a timing
 H = "10.7.0.1"
@@ -67,15 +67,34 @@ class Reader:
             assert time.monotonic() < deadline, f"condition not met; read {len(self.messages)} messages"
             for msg in await asyncio.to_thread(self.consumer.consume, 100, 0.1):
                 if msg.error() is None:
-                    self.messages.append((wire.decode_headers(msg.headers()), msg.value() or b""))  # type: ignore[arg-type]
+                    self.messages.append((wire.decode_headers(msg.headers()), msg.value() or b""))
         return self.messages
 
     def close(self) -> None:
         self.consumer.close()
 
 
-def replies(messages: list[tuple[dict[str, str], bytes]]) -> list[tuple[dict[str, str], gsp.GoalStateOperationReply]]:
-    return [(hd, gsp.GoalStateOperationReply.FromString(v)) for hd, v in messages]
+Records = list[tuple[dict[str, str], bytes]]
+
+
+def acks(messages: Records, host: str | None = None) -> list[ack_pb2.Ack]:
+    """The acks among records read from the reply topic (of `host` only, when given)."""
+    out = [ack_pb2.Ack.FromString(v) for hd, v in messages if hd.get(wire.MSG_TYPE) == "Ack"]
+    return [a for a in out if host is None or a.host_id == host]
+
+
+def applied(messages: Records, host: str) -> int:
+    """How many messages the acks of `host` cover."""
+    return sum(a.timing.messages for a in acks(messages, host))
+
+
+def watermark(messages: Records, host: str) -> int:
+    return max((a.unicast_seq for a in acks(messages, host)), default=0)
+
+
+def failures(messages: Records, host: str | None = None) -> dict[tuple[int, str], int]:
+    """(gs-seq of the message, resource id) -> status, for every failure acked."""
+    return {(f.seq, f.resource_id): f.status for a in acks(messages, host) for f in a.failures}
 
 
 def statuses_of(reply: gsp.GoalStateOperationReply) -> dict[str, int]:
@@ -88,10 +107,12 @@ class AgentHandle:
         self.grpc_port = grpc_port
 
     async def host_state(self, host: str) -> gs.GoalStateV2:
-        return await self.status.GetHostState(status_pb2.HostId(host_id=host))
+        state: gs.GoalStateV2 = await self.status.GetHostState(status_pb2.HostId(host_id=host))
+        return state
 
     async def counters(self) -> status_pb2.AgentStatus:
-        return await self.status.GetStatus(status_pb2.StatusRequest())
+        counters: status_pb2.AgentStatus = await self.status.GetStatus(status_pb2.StatusRequest())
+        return counters
 
 
 @asynccontextmanager
@@ -132,11 +153,11 @@ async def test_interop_vectors_from_a_raw_producer_are_applied_and_answered(
         sent[host] = gs.GoalStateV2.FromString(raw)
         produce(producer, topics.unicast, host, raw)
     async with running_agent(bootstrap, topics, "sim", "--hosts", "13", "--first-host", "192.168.0.11", "--name", "vec") as agent:
-        got = replies(await reply_reader.until(lambda m: len(m) >= 2))
+        got = await reply_reader.until(lambda m: all(applied(m, host) >= 1 for host in sent))
         for host, goal in sent.items():
-            [(headers, reply)] = [(hd, r) for hd, r in got if hd[wire.HOST_ID] == host]
-            assert headers[wire.MSG_TYPE] == "GoalStateOperationReply"
-            assert statuses_of(reply) == {r.id: common.SUCCESS for r in goal.host_resources[host].resources}
+            [ack] = acks(got, host)
+            assert list(ack.failures) == [] and ack.timing.resources == len(goal.host_resources[host].resources)
+            assert [hd[wire.MSG_TYPE] for hd, _ in got if hd[wire.HOST_ID] == host] == ["Ack"]
             state = await agent.host_state(host)
             assert listed(state, host) == listed(goal, host)
             for rid, value in goal.port_states.items():
@@ -148,12 +169,11 @@ async def test_interop_vectors_from_a_raw_producer_are_applied_and_answered(
 
 async def test_duplicates_and_reordered_revisions_on_the_wire(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
     producer = raw_producer(bootstrap)
-    for i, item in enumerate((port(rev=2), port(rev=2), port(rev=1), port(rev=3))):
-        produce(producer, topics.unicast, H, goal_state(H, subnet(), item).SerializeToString(), gs_request_id=f"r{i}")
+    for seq, item in enumerate((port(rev=2), port(rev=2), port(rev=1), port(rev=3)), start=1):
+        produce(producer, topics.unicast, H, goal_state(H, subnet(), item).SerializeToString(), gs_seq=str(seq), gs_epoch="e")
     async with running_agent(bootstrap, topics, "--host-id", H) as agent:
-        got = replies(await reply_reader.until(lambda m: len(m) >= 4))
-        by_request = {hd[wire.REQUEST_ID]: statuses_of(r)["port-1"] for hd, r in got}
-        assert by_request == {"r0": common.SUCCESS, "r1": common.SUCCESS, "r2": common.OUT_OF_ORDER, "r3": common.SUCCESS}
+        got = await reply_reader.until(lambda m: watermark(m, H) == 4)
+        assert failures(got) == {(3, "port-1"): common.OUT_OF_ORDER}  # a duplicate succeeds; only the older one is named
         counters = await agent.counters()
         assert counters.out_of_order == 1 and counters.duplicates >= 2  # the port and the subnet repeated
         state = await agent.host_state(H)
@@ -162,14 +182,14 @@ async def test_duplicates_and_reordered_revisions_on_the_wire(bootstrap: str, to
 
 async def test_a_restarted_agent_resumes_after_its_committed_offset(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
     producer = raw_producer(bootstrap)
-    produce(producer, topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_request_id="before")
+    produce(producer, topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_seq="1", gs_epoch="e")
     async with running_agent(bootstrap, topics, "--host-id", H):
-        await reply_reader.until(lambda m: len(m) >= 1)
-    produce(producer, topics.unicast, H, goal_state(H, subnet(rev=2)).SerializeToString(), gs_request_id="after")
+        await reply_reader.until(lambda m: watermark(m, H) == 1)
+    produce(producer, topics.unicast, H, goal_state(H, subnet(rev=2)).SerializeToString(), gs_seq="2", gs_epoch="e")
     async with running_agent(bootstrap, topics, "--host-id", H) as agent:
-        got = await reply_reader.until(lambda m: any(hd[wire.REQUEST_ID] == "after" for hd, _ in m))
-        # Same key, same partitions, in order: a re-read "before" would have replied before "after".
-        assert [hd[wire.REQUEST_ID] for hd, _ in got] == ["before", "after"]
+        got = await reply_reader.until(lambda m: watermark(m, H) == 2)
+        # Same key, same partitions, in order: a re-read of seq 1 would have been acked again.
+        assert [(a.unicast_seq, a.timing.messages) for a in acks(got)] == [(1, 1), (2, 1)]
         assert (await agent.host_state(H)).subnet_states["sn-1"].configuration.revision_number == 2
         assert (await agent.counters()).messages_applied == 1
 
@@ -189,8 +209,8 @@ async def test_poison_is_dead_lettered_and_the_next_message_applied(
             assert headers[wire.SOURCE_PARTITION] == str(partition_for(H, 16))
             assert headers[wire.SOURCE_OFFSET] == "0"
             assert headers[wire.ERROR].startswith("undecodable") and headers[wire.REQUEST_ID] == "poison"
-            got = replies(await reply_reader.until(lambda m: len(m) >= 1))
-            assert [hd[wire.REQUEST_ID] for hd, _ in got] == ["good"]
+            got = await reply_reader.until(lambda m: applied(m, H) >= 1)
+            assert [(a.timing.messages, list(a.failures)) for a in acks(got)] == [(1, [])]  # the good one
             assert (await agent.counters()).dead_lettered == 1
     finally:
         dead.close()
@@ -213,8 +233,8 @@ async def test_malformed_numbers_in_headers_are_dead_lettered_and_the_next_messa
             reasons = {hd[wire.REQUEST_ID]: hd[wire.ERROR] for hd, _ in letters}
             assert set(reasons) == set(bad)
             assert "gs-seq" in reasons["seq"] and "gs-follow" in reasons["offset"] and "gs-sent-ns" in reasons["sent"]
-            got = replies(await reply_reader.until(lambda m: len(m) >= 1))
-            assert [hd[wire.REQUEST_ID] for hd, _ in got] == ["good"]
+            got = await reply_reader.until(lambda m: applied(m, H) >= 1)
+            assert [(a.timing.messages, list(a.failures)) for a in acks(got)] == [(1, [])]  # the good one
             assert (await agent.counters()).dead_lettered == len(bad)
             assert "port-1" in (await agent.host_state(H)).port_states
     finally:
@@ -228,17 +248,16 @@ async def test_the_dpm_and_the_agent_refuse_the_same_revision_with_other_content
 
     held, other = port(), port()
     other[2].configuration.mac_address = "aa:bb:cc:dd:ee:ff"
-    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
-        async with running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", dpm.address) as agent:
-            [first] = await dpm.push(goal_state(H, subnet(), held))
-            assert set(statuses_of(first).values()) == {common.SUCCESS}
-            [through_dpm] = await dpm.push(goal_state(H, other))
-            produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, other).SerializeToString(), gs_request_id="raw")
-            got = replies(await reply_reader.until(lambda m: any(hd.get(wire.REQUEST_ID) == "raw" for hd, _ in m)))
-            [to_agent] = [r for hd, r in got if hd.get(wire.REQUEST_ID) == "raw"]
-            assert statuses_of(through_dpm) == statuses_of(to_agent) == {"port-1": common.INVALID_ARG}
-            snapshot = await dpm.status.GetHostSnapshot(status_pb2.HostId(host_id=H))
-            assert snapshot.port_states["port-1"] == (await agent.host_state(H)).port_states["port-1"] == held[2]
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm, \
+            running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", dpm.address) as agent:
+        [first] = await dpm.push(goal_state(H, subnet(), held))
+        assert set(statuses_of(first).values()) == {common.SUCCESS}
+        [through_dpm] = await dpm.push(goal_state(H, other))
+        produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, other).SerializeToString())  # no gs-seq: seq 0
+        got = await reply_reader.until(lambda m: (0, "port-1") in failures(m, H))
+        assert statuses_of(through_dpm) == {"port-1": common.INVALID_ARG} and failures(got, H) == {(0, "port-1"): common.INVALID_ARG}
+        snapshot = await dpm.status.GetHostSnapshot(status_pb2.HostId(host_id=H))
+        assert snapshot.port_states["port-1"] == (await agent.host_state(H)).port_states["port-1"] == held[2]
 
 
 async def test_multicast_is_followed_until_the_last_port_leaves(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
@@ -246,18 +265,24 @@ async def test_multicast_is_followed_until_the_last_port_leaves(bootstrap: str, 
     mc = partition_for("vpc-1", 16)
     produce(producer, topics.multicast, "vpc-1", b"marker", gs_type="Marker")  # offset 0: skipped
     two_ports = goal_state(H, subnet(), port("p-1"), port("p-2"))
-    produce(producer, topics.unicast, H, two_ports.SerializeToString(), gs_follow=f"vpc-1={mc}:1:0", gs_epoch="e", gs_request_id="u1")
+    produce(producer, topics.unicast, H, two_ports.SerializeToString(), gs_follow=f"vpc-1={mc}:1:0", gs_epoch="e", gs_seq="1")
     produce(producer, topics.multicast, "vpc-1", goal_state(None, security_group()).SerializeToString(),
-            gs_vpc_id="vpc-1", gs_seq="1", gs_epoch="e", gs_request_id="m1", gs_type="GoalStateV2")
+            gs_vpc_id="vpc-1", gs_seq="1", gs_epoch="e", gs_type="GoalStateV2")
+
+    def vpc_watermark(m: Records) -> int:
+        return max((v.seq for a in acks(m, H) for v in a.vpcs if v.vpc_id == "vpc-1"), default=0)
+
     async with running_agent(bootstrap, topics, "--host-id", H) as agent:
-        await reply_reader.until(lambda m: {hd.get(wire.REQUEST_ID) for hd, _ in m} >= {"u1", "m1"})
+        await reply_reader.until(lambda m: watermark(m, H) >= 1 and vpc_watermark(m) >= 1)
         assert (await agent.counters()).followed_vpcs == ["vpc-1"]
         assert "sg-1" in (await agent.host_state(H)).security_group_states
-        produce(producer, topics.unicast, H, goal_state(H, port("p-1", rev=2, op=common.DELETE)).SerializeToString(), gs_request_id="u2")
-        await reply_reader.until(lambda m: any(hd.get(wire.REQUEST_ID) == "u2" for hd, _ in m))
+        deleted = goal_state(H, port("p-1", rev=2, op=common.DELETE)).SerializeToString()
+        produce(producer, topics.unicast, H, deleted, gs_epoch="e", gs_seq="2")
+        await reply_reader.until(lambda m: watermark(m, H) >= 2)
         assert (await agent.counters()).followed_vpcs == ["vpc-1"]  # p-2 is still there
-        produce(producer, topics.unicast, H, goal_state(H, port("p-2", rev=2, op=common.DELETE)).SerializeToString(), gs_request_id="u3")
-        await reply_reader.until(lambda m: any(hd.get(wire.REQUEST_ID) == "u3" for hd, _ in m))
+        deleted = goal_state(H, port("p-2", rev=2, op=common.DELETE)).SerializeToString()
+        produce(producer, topics.unicast, H, deleted, gs_epoch="e", gs_seq="3")
+        await reply_reader.until(lambda m: watermark(m, H) >= 3)
         counters = await agent.counters()
         assert list(counters.followed_vpcs) == []
         state = await agent.host_state(H)
@@ -281,13 +306,13 @@ async def test_fast_path_streams_a_reply_per_goal_state(bootstrap: str, topics: 
 async def test_auto_channel_picks_up_a_host_topic_created_later(
     bootstrap: str, topics: Topics, kafka: KafkaSettings, reply_reader: Reader
 ) -> None:
-    async with running_agent(bootstrap, topics, "--host-id", H):  # default channel: auto
-        produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, subnet("sn-u")).SerializeToString(), gs_request_id="u")
-        await reply_reader.until(lambda m: len(m) >= 1)
+    async with running_agent(bootstrap, topics, "--host-id", H) as agent:  # default channel: auto
+        produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, subnet("sn-u")).SerializeToString())
+        await reply_reader.until(lambda m: applied(m, H) >= 1)
         ensure_topics(AdminClient(kafka.admin()), {topics.host(H): 1})  # a topic-per-host DPM starts publishing
-        produce(raw_producer(bootstrap), topics.host(H), H, goal_state(H, subnet("sn-t")).SerializeToString(), gs_request_id="t")
-        got = await reply_reader.until(lambda m: len(m) >= 2)
-        assert sorted(hd[wire.REQUEST_ID] for hd, _ in got) == ["t", "u"]
+        produce(raw_producer(bootstrap), topics.host(H), H, goal_state(H, subnet("sn-t")).SerializeToString())
+        got = await reply_reader.until(lambda m: applied(m, H) >= 2)
+        assert applied(got, H) == 2 and {"sn-u", "sn-t"} <= set((await agent.host_state(H)).subnet_states)
 
 
 class FakeDpm(gsp_grpc.GoalStateProvisionerServicer):
@@ -321,7 +346,8 @@ async def test_resync_at_start_retries_until_the_dpm_answers_and_again_on_a_gap(
     server.add_insecure_port(f"127.0.0.1:{dpm_port}")
     hosts = ["10.8.0.1", "10.8.0.2", "10.8.0.3"]
     with structlog.testing.capture_logs() as logs:
-        async with running_agent(bootstrap, topics, "sim", "--hosts", "3", "--first-host", hosts[0], "--dpm-address", f"127.0.0.1:{dpm_port}") as agent:
+        sim = ["sim", "--hosts", "3", "--first-host", hosts[0], "--dpm-address", f"127.0.0.1:{dpm_port}"]
+        async with running_agent(bootstrap, topics, *sim) as agent:
             await wait_for(lambda: any(e["event"] == "resync_retry" for e in logs))  # the DPM is down: the agent keeps trying
             await server.start()
             try:
@@ -332,8 +358,9 @@ async def test_resync_at_start_retries_until_the_dpm_answers_and_again_on_a_gap(
                 assert len({r.request_id for r in first}) == 3
                 producer = raw_producer(bootstrap)
                 for seq in ("1", "2", "5"):
-                    produce(producer, topics.unicast, hosts[1], goal_state(hosts[1], subnet()).SerializeToString(), gs_seq=seq, gs_epoch="e")
-                await reply_reader.until(lambda m: len(m) >= 3)
+                    value = goal_state(hosts[1], subnet()).SerializeToString()
+                    produce(producer, topics.unicast, hosts[1], value, gs_seq=seq, gs_epoch="e")
+                await reply_reader.until(lambda m: applied(m, hosts[1]) >= 3)
                 await wait_for(lambda: len(fake.requests) >= 2)
                 assert [r.source_ip for r in fake.requests[1].state_requests] == [hosts[1]]
                 assert (await agent.counters()).resyncs == 1
@@ -377,9 +404,9 @@ def _agent_process(bootstrap: str, topics: Topics, *args: str) -> Iterator[subpr
 async def test_console_script_applies_then_exits_0_on_sigterm(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
     with _agent_process(bootstrap, topics, "--host-id", H) as proc:
         await asyncio.to_thread(_read_events, proc.stderr, "aca_ready", time.monotonic() + DEADLINE)
-        produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_request_id="cli")
+        produce(raw_producer(bootstrap), topics.unicast, H, goal_state(H, subnet()).SerializeToString())
         [(headers, _)] = await reply_reader.until(lambda m: len(m) >= 1)
-        assert headers[wire.HOST_ID] == H and headers[wire.REQUEST_ID] == "cli"
+        assert headers[wire.HOST_ID] == H and headers[wire.MSG_TYPE] == "Ack"
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, DEADLINE) == 0
 
@@ -404,7 +431,7 @@ def test_help_of_both_modes_explains_every_option_and_its_variable(args: list[st
 
 
 @pytest.mark.parametrize(
-    "args,env,says",
+    ("args", "env", "says"),
     [(["--bootstrap", "127.0.0.1:1"], {}, "--host-id"), (["sim", "--hosts", "0", "--bootstrap", "127.0.0.1:1"], {}, "--hosts"),
      (["--host-id", "h", "--channel", "pigeon"], {}, "invalid choice"),
      (["--host-id", "h", "--bootstrap", "127.0.0.1:1"], {"ACA_MAX_BATCH": "lots"}, "$ACA_MAX_BATCH")],
@@ -422,8 +449,8 @@ async def test_simulator_of_50_hosts_applies_messages_for_several(bootstrap: str
         producer = raw_producer(bootstrap)
         for host in [*targets, "10.9.0.51"]:  # .51 is not simulated
             produce(producer, topics.unicast, host, goal_state(host, subnet(), port()).SerializeToString())
-        got = replies(await reply_reader.until(lambda m: len(m) >= len(targets)))
-        assert sorted(hd[wire.HOST_ID] for hd, _ in got) == sorted(targets)
-        assert all(statuses_of(r) == {"sn-1": 0, "port-1": 0} for _, r in got)
+        got = await reply_reader.until(lambda m: all(applied(m, host) >= 1 for host in targets))
+        assert sorted(a.host_id for a in acks(got)) == sorted(targets)
+        assert all(a.timing.resources == 2 and not a.failures for a in acks(got))
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, DEADLINE) == 0

@@ -13,8 +13,8 @@ from confluent_kafka.admin import AdminClient
 from gsmq import broker as broker_module
 from gsmq.broker import embedded_or_external, start_embedded
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
-from gsmq.partition import partition_for
 from gsmq.kafka_admin import ensure_topics, partition_count
+from gsmq.partition import partition_for
 from gsmq.topics import Topics
 
 

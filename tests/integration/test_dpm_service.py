@@ -16,6 +16,10 @@ import grpc
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.main import parse_config, serve
 from dpm_server.testing import ack, goal, keys, port_goal, subnet, subnet_goal
 from gsmq import wire
@@ -24,11 +28,7 @@ from gsmq.kafka import KafkaSettings
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope
-from alcor.schema import common_pb2 as common
-from alcor.schema import goalstate_pb2 as gs
-from alcor.schema import goalstateprovisioner_pb2 as gsp
-from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
-from gsmq.v1 import status_pb2, status_pb2_grpc
+from gsmq.v1 import ack_pb2, status_pb2, status_pb2_grpc
 
 A, B, C = "192.168.5.1", "192.168.5.2", "192.168.5.3"
 PARTS = {"unicast": 4, "multicast": 4, "reply": 2}
@@ -141,7 +141,8 @@ class Dpm:
         return status_pb2_grpc.DpmStatusServiceStub(self.channel)
 
     async def get_status(self) -> status_pb2.DpmStatus:
-        return await self.status.GetStatus(status_pb2.StatusRequest(), timeout=10)
+        status: status_pb2.DpmStatus = await self.status.GetStatus(status_pb2.StatusRequest(), timeout=10)
+        return status
 
     async def push(self, *messages: gs.GoalStateV2) -> list[gsp.GoalStateOperationReply]:
         """One stream with these inputs (which the DPM may coalesce into one set of messages)."""
@@ -154,7 +155,7 @@ class Dpm:
 
         async def read() -> None:
             async for reply in call:
-                answers.append(reply)
+                answers.append(reply)  # noqa: PERF401 - read while it grows
 
         return answers, asyncio.create_task(read())
 
@@ -262,7 +263,7 @@ async def test_an_input_waits_while_its_host_deliveries_would_pass_the_bound(boo
             assert len(aca.messages(lambda s: s.key == A)) == 2
 
 
-async def test_a_silent_host_is_retried_then_failed_after_the_timeout(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
+async def test_a_silent_host_is_resynced_then_failed_after_the_timeout(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
     async with running_dpm(bootstrap, topics, "vpc-multicast", "--reply-timeout", "3", "--retry-after", "1") as dpm:
         with fake_aca(kafka, topics, {A}) as aca:  # nobody answers for C
             (reply,) = await dpm.push(port_goal("pa", "vpc-1", A, "10.1.0.1", [A, C]))
@@ -272,12 +273,11 @@ async def test_a_silent_host_is_retried_then_failed_after_the_timeout(bootstrap:
             to_c = aca.messages(lambda s: s.key == C)
             await eventually(lambda: len(aca.messages(lambda s: s.key == C)) == 2, "the retry to reach the topic")
             to_c = aca.messages(lambda s: s.key == C)
-            assert [s.headers[wire.SEQ] for s in to_c] == ["1", "2"]  # the retry has its own sequence number
-            assert to_c[0].headers[wire.REQUEST_ID] == to_c[1].headers[wire.REQUEST_ID]
-            assert keys(to_c[1].goal) == {(common.NEIGHBOR, "nb-pa")}
+            assert [s.headers[wire.SEQ] for s in to_c] == ["1", "2"]  # the resync has its own sequence number
+            assert to_c[1].headers[wire.FULL] == "1" and keys(to_c[1].goal) == {(common.NEIGHBOR, "nb-pa")}  # C's whole state
             status = await dpm.get_status()  # final: retries come before the timeout's reply
             assert status.requests_failed == 1 and status.retries >= 1
-            # A is retried too when its reply was late (a loaded machine): every retry is a second copy.
+            # A is resynced too when its ack was late (a loaded machine): every resync is one more message.
             await eventually(lambda: len(aca.messages(lambda s: s.key == A)) - 1 + len(to_c) - 1 == status.retries,
                              "every retry to reach the topic")
 
@@ -367,33 +367,48 @@ async def test_on_stop_calls_in_flight_are_drained(bootstrap: str, kafka: KafkaS
 
 
 class ForgingAca(FakeAca):
-    """Sends, before each real reply, copies whose gs-seq breaks the wire conventions."""
+    """Sends, before each real ack, records the DPM must refuse: sequences past 2^63 - 1
+    (protobuf's uint64 holds them, the sequence space does not), and a record of another type."""
 
-    BAD = ("\u00b2", "abc", str(2**63))
+    def forged(self, real: Envelope) -> list[Envelope]:
+        out = []
+        for field, value in (("unicast_seq", 2**63), ("unicast_seen", 2**64 - 1)):
+            ack = ack_pb2.Ack.FromString(real.value)
+            setattr(ack, field, value)
+            out.append(Envelope(real.topic, real.key, ack.SerializeToString(), {**real.headers, "forged": field}))
+        vpc = ack_pb2.Ack.FromString(real.value)
+        vpc.vpcs.add(vpc_id="vpc-1", epoch=vpc.epoch, seq=2**63)
+        out.append(Envelope(real.topic, real.key, vpc.SerializeToString(), {**real.headers, "forged": "vpcs.seq"}))
+        out.append(Envelope(real.topic, real.key, real.value, {**real.headers, wire.MSG_TYPE: "GoalStateOperationReply",
+                                                                "forged": "gs-type"}))
+        return out
 
     def send(self, reply: Envelope) -> None:
-        for seq in self.BAD:
-            super().send(Envelope(reply.topic, reply.key, reply.value, {**reply.headers, wire.SEQ: seq}))
+        for record in self.forged(reply):
+            super().send(record)
         super().send(reply)
 
 
-async def test_replies_with_malformed_numbers_are_dead_lettered_alone(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
+FORGED = ["unicast_seq", "unicast_seen", "vpcs.seq", "gs-type"]
+
+
+async def test_malformed_acks_are_dead_lettered_alone(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
     async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
         aca = ForgingAca(kafka, topics, {A})
         aca.start()
         try:
             [reply] = await dpm.push(port_goal("pa", "vpc-1", A, "10.1.0.1", [A]))
-            assert set(statuses(reply).values()) == {common.SUCCESS}  # the real reply of each batch still counts
+            assert set(statuses(reply).values()) == {common.SUCCESS}  # the real ack of each batch still counts
             dead = Consumer(kafka.consumer(f"dead-{uuid.uuid4().hex[:6]}"))
             dead.assign([TopicPartition(topics.dead_letter, 0, 0)])
             found: list[dict[str, str]] = []
             end = time.monotonic() + 30
-            while len(found) < len(ForgingAca.BAD) and time.monotonic() < end:
+            while len(found) < len(FORGED) and time.monotonic() < end:
                 found += [wire.decode_headers(m.headers()) for m in await asyncio.to_thread(dead.consume, 10, 0.2) if m.error() is None]
             dead.close()
-            assert sorted(h[wire.SEQ] for h in found) == sorted(ForgingAca.BAD)
-            assert all(h[wire.SOURCE_TOPIC] == topics.reply and "gs-seq" in h[wire.ERROR] for h in found)
-            assert (await dpm.get_status()).dead_letters >= len(ForgingAca.BAD)
+            assert sorted(h["forged"] for h in found) == sorted(FORGED)
+            assert all(h[wire.SOURCE_TOPIC] == topics.reply and h[wire.ERROR] for h in found)
+            assert (await dpm.get_status()).dead_letters >= len(FORGED)
         finally:
             aca.halt.set()
             aca.join(10)

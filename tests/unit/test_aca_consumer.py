@@ -13,11 +13,11 @@ from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.testing import goal_state, port, security_group, subnet
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
-from alcor.schema import goalstateprovisioner_pb2 as gsp
 from gsmq import wire
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Delivered, Envelope, MemoryBus
+from gsmq.v1 import ack_pb2
 
 T = Topics("t")
 H1, H2 = "10.1.0.1", "10.1.0.2"
@@ -80,11 +80,12 @@ class Agent:
         while self.consumer.run_once(0):
             pass
 
-    def replies(self) -> list[tuple[dict[str, str], gsp.GoalStateOperationReply]]:
-        out: list[tuple[dict[str, str], gsp.GoalStateOperationReply]] = []
+    def replies(self) -> list[tuple[dict[str, str], ack_pb2.Ack]]:
+        """The acks on the reply topic, in order per partition."""
+        out: list[tuple[dict[str, str], ack_pb2.Ack]] = []
         for (topic, _), log in sorted(self.bus.logs.items()):
             if topic == T.reply:
-                out.extend((env.headers, gsp.GoalStateOperationReply.FromString(env.value)) for env in log)
+                out.extend((env.headers, ack_pb2.Ack.FromString(env.value)) for env in log)
         return out
 
     def committed(self, topic: str, host: str) -> int:
@@ -95,18 +96,34 @@ def key_on_same_partition(host: str) -> str:
     return next(k for k in (f"10.9.{i // 256}.{i % 256}" for i in range(1, 5000)) if partition_for(k, 16) == partition_for(host, 16))
 
 
-def test_applied_message_gets_a_reply_echoing_headers_then_a_commit() -> None:
-    agent = Agent([H1])
-    headers = {"gs_request_id": "r1", "gs_seq": "1", "gs_sent_ns": "123", "gs_type": "GoalStateV2"}
-    placed = agent.send(T.unicast, H1, goal_state(H1, subnet(), port()), **headers)
+def test_applied_messages_get_one_ack_per_host_with_its_watermark_then_a_commit() -> None:
+    agent = Agent([H1, H2])
+    placed = [agent.send(T.unicast, H1, goal_state(H1, subnet(f"sn-{seq}")), gs_seq=str(seq), gs_epoch="e", gs_sent_ns="123")
+              for seq in range(1, 6)]
+    agent.send(T.unicast, H2, goal_state(H2, subnet(), port()), gs_seq="1", gs_epoch="e")
     agent.drain()
-    [(headers, reply)] = agent.replies()
-    assert headers[wire.REQUEST_ID] == "r1" and headers[wire.SEQ] == "1" and headers[wire.SENT_NS] == "123"
-    assert headers[wire.HOST_ID] == H1 and headers[wire.MSG_TYPE] == "GoalStateOperationReply" and int(headers[wire.APPLIED_NS]) > 0
-    assert [(s.resource_id, s.operation_status) for s in reply.operation_statuses] == [("sn-1", 0), ("port-1", 0)]
-    assert agent.committed(T.unicast, H1) == placed.offset + 1
-    assert agent.applier.counters.replies_sent == 1
-    assert agent.resyncs == [[H1]]  # at start
+    acks = {ack.host_id: (headers, ack) for headers, ack in agent.replies()}
+    assert len(agent.replies()) == 2  # one batch: one ack per host, however many messages it covers
+    headers, ack = acks[H1]
+    assert headers[wire.HOST_ID] == H1 and headers[wire.MSG_TYPE] == "Ack"
+    assert (ack.epoch, ack.unicast_seq, ack.unicast_seen, list(ack.failures)) == ("e", 5, 5, [])
+    assert (ack.timing.messages, ack.timing.resources, sum(ack.timing.elapse_buckets.values())) == (5, 5, 5)
+    assert ack.timing.last_applied_ns > 0 and ack.timing.max_elapse_us > 0
+    assert acks[H2][1].unicast_seq == 1 and acks[H2][1].timing.resources == 2
+    assert agent.committed(T.unicast, H1) == placed[-1].offset + 1
+    assert agent.applier.counters.replies_sent == 2
+    assert agent.resyncs == [[H1, H2]]  # at start
+
+
+def test_an_ack_carries_only_what_did_not_succeed_and_stops_below_a_gap() -> None:
+    agent = Agent([H1])
+    agent.send(T.unicast, H1, goal_state(H1, port()), gs_seq="1", gs_epoch="e")  # no subnet yet: PENDING
+    agent.send(T.unicast, H1, goal_state(H1, subnet("sn-2")), gs_seq="2", gs_epoch="e")
+    agent.send(T.unicast, H1, goal_state(H1, subnet("sn-4")), gs_seq="4", gs_epoch="e")  # 3 never came
+    agent.drain()
+    [(_, ack)] = agent.replies()
+    assert [(f.seq, f.resource_id, f.status) for f in ack.failures] == [(1, "port-1", common.PENDING)]
+    assert (ack.unicast_seq, ack.unicast_seen) == (2, 4)
 
 
 def test_other_hosts_and_markers_are_skipped_and_committed_past() -> None:
@@ -117,7 +134,7 @@ def test_other_hosts_and_markers_are_skipped_and_committed_past() -> None:
     agent.drain()
     assert agent.applier.counters.messages_other_host == 1
     assert agent.applier.counters.messages_skipped == 1
-    assert [s.resource_id for _, r in agent.replies() for s in r.operation_statuses] == ["sn-2"]
+    assert [(a.host_id, a.timing.resources) for _, a in agent.replies()] == [(H1, 1)]
     assert agent.committed(T.unicast, H1) == last.offset + 1
     assert not agent.bus.logs.get((T.dead_letter, 0))
 
@@ -150,9 +167,9 @@ def test_following_a_vpc_reads_its_multicast_partition_from_the_cursor_then_stop
     headers = {"gs_vpc_id": "vpc-1", "gs_seq": "2", "gs_epoch": "e", "gs_request_id": "m2"}
     agent.send(T.multicast, "vpc-1", goal_state(None, security_group(rev=2)), **headers)
     agent.drain()
-    headers, reply = agent.replies()[-1]
-    assert headers[wire.VPC_ID] == "vpc-1" and headers[wire.REQUEST_ID] == "m2"
-    assert [s.resource_id for s in reply.operation_statuses] == ["sg-1"]
+    _, ack = agent.replies()[-1]
+    assert [(v.vpc_id, v.epoch, v.seq, v.seen) for v in ack.vpcs] == [("vpc-1", "e", 2, 2)]
+    assert ack.timing.resources == 1 and not ack.failures
     assert agent.applier.dataplane.table(H1, common.SECURITYGROUP)["sg-1"].configuration.revision_number == 2
     agent.send(T.unicast, H1, goal_state(H1, port(rev=2, op=common.DELETE)))
     agent.drain()
@@ -173,8 +190,10 @@ def test_a_later_follow_seeks_a_partition_back_without_reapplying() -> None:
     agent.send(T.unicast, H2, goal_state(H2, subnet(), port("p2", vpc_id="vpc-b")), gs_follow=f"vpc-b={mc}:1:0", gs_epoch="e")
     agent.drain()
     assert set(agent.applier.dataplane.table(H2, common.SECURITYGROUP)) == {"sg-b"}
-    multicast_replies = [hd[wire.HOST_ID] for hd, _ in agent.replies() if wire.VPC_ID in hd]
-    assert sorted(multicast_replies) == [H1, H1, H2]  # H1 did not apply vpc-a's seq 2 twice
+    applied: dict[str, int] = {}
+    for _, ack in agent.replies():
+        applied[ack.host_id] = applied.get(ack.host_id, 0) + ack.timing.messages
+    assert applied == {H1: 3, H2: 2}  # each its join and its VPC's messages: H1 did not apply vpc-a's seq 2 twice
 
 
 def test_a_sequence_gap_asks_to_resync_that_host() -> None:

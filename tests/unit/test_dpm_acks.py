@@ -13,13 +13,14 @@ import structlog
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from dpm_server.acks import decode_replies
+from dpm_server.acks import decode_acks
 from dpm_server.engine import Engine
 from dpm_server.service import Budget, Provisioner
 from dpm_server.testing import ack, goal, memory_engine, port_goal, published, security_group, subnet_goal
 from gsmq import wire
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
+from gsmq.v1 import ack_pb2
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]
@@ -59,9 +60,8 @@ class FakeAcas:
         return sent
 
     def pump(self) -> None:
-        """The DPM's reply reader: what is on the reply topic, decoded, to the tracker."""
-        for host, headers, reply in decode_replies(self.source.poll_batch(1000, 0))[0]:
-            self.eng.tracker.on_reply(host, headers, reply)
+        """The DPM's reply reader: what is on the reply topic, decoded, to the engine."""
+        self.eng.on_acks(*decode_acks(self.source.poll_batch(1000, 0), self.topics.dead_letter))
 
 
 class Clock:
@@ -126,30 +126,75 @@ def test_statuses_merge_to_the_worst_and_times_to_the_largest() -> None:
     assert reply.message_total_operation_time == 11
 
 
-def test_replies_nobody_waits_for_are_ignored() -> None:
+def send_ack(acas: FakeAcas, host: str, **fields: object) -> None:
+    """`host` sends an ack with these fields (the DPM's epoch unless given)."""
+    progress = ack_pb2.Ack(host_id=host, epoch=str(fields.pop("epoch", acas.eng.publisher.epoch)))
+    for vpc, seq, seen in fields.pop("vpcs", ()):  # type: ignore[attr-defined]
+        progress.vpcs.add(vpc_id=vpc, epoch=acas.eng.publisher.epoch, seq=seq, seen=seen)
+    progress.failures.extend(fields.pop("failures", ()))  # type: ignore[arg-type]
+    for name, value in fields.items():
+        setattr(progress, name, value)
+    acas.bus.sink().send(Envelope(acas.topics.reply, host, progress.SerializeToString(), {wire.MSG_TYPE: "Ack", wire.HOST_ID: host}))
+    acas.pump()
+
+
+def test_acks_nobody_waits_for_are_ignored_and_broken_records_refused_alone() -> None:
     eng, bus, topics, acas = cluster()
     replies: list[gsp.GoalStateOperationReply] = []
     eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", [A]), replies.append)
     (m,) = [x for x in acas.new() if x.topic == topics.unicast]
-    message = gs.GoalStateV2.FromString(m.value)
+    seq = int(m.headers[wire.SEQ])
+    send_ack(acas, B, unicast_seq=99, unicast_seen=99)  # a host it did not target
+    send_ack(acas, A, epoch="another-dpm", unicast_seq=seq, unicast_seen=seq)  # another incarnation's sequences
+    send_ack(acas, A, unicast_seq=seq - 1, unicast_seen=seq - 1)  # not there yet
+    assert replies == [] and eng.counts()["dead_letters"] == 0
     sink = bus.sink()
-    sink.send(ack(message, {**m.headers, wire.REQUEST_ID: "someone-else"}, A, topics.reply))  # another request
-    sink.send(ack(message, m.headers, B, topics.reply))  # a host it did not target
-    sink.send(ack(message, {**m.headers, wire.SEQ: "999"}, A, topics.reply))  # a message it did not send
-    sink.send(Envelope(topics.reply, A, b"\xff\xff not protobuf", dict(m.headers)))
+    broken = [Envelope(topics.reply, A, b"\xff\xff not protobuf", {wire.MSG_TYPE: "Ack"}),
+              Envelope(topics.reply, A, b"", {wire.MSG_TYPE: "GoalStateOperationReply"}),  # an agent of the old protocol
+              Envelope(topics.reply, A, ack_pb2.Ack(unicast_seq=seq).SerializeToString(), {wire.MSG_TYPE: "Ack"}),  # no host
+              Envelope(topics.reply, A, ack_pb2.Ack(host_id=A, epoch=eng.publisher.epoch, unicast_seq=2**63).SerializeToString(),
+                       {wire.MSG_TYPE: "Ack"})]  # past the sequence space
+    for record in broken:
+        sink.send(record)
     with structlog.testing.capture_logs() as logs:
-        acas.pump()
-    assert replies == [] and [e["event"] for e in logs] == ["reply_refused"]
-    for seq in ("\u00b2", "abc", str(2**63)):  # refused alone: the real reply of the same batch still counts
-        sink.send(ack(message, {**m.headers, wire.SEQ: seq}, A, topics.reply))
-    sink.send(ack(message, m.headers, A, topics.reply))
-    with structlog.testing.capture_logs() as logs:
-        acas.pump()
+        send_ack(acas, A, unicast_seq=seq, unicast_seen=seq)  # the real one, in the same batch
     assert len(replies) == 1 and set(statuses(replies[0]).values()) == {common.SUCCESS}
-    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["reply_refused"] * 3
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["reply_refused"] * len(broken)
+    dead = list(bus.logs[(topics.dead_letter, 0)])
+    assert len(dead) == len(broken) and all(x.headers[wire.SOURCE_TOPIC] == topics.reply for x in dead)
+    assert "2^63" in dead[-1].headers[wire.ERROR] and eng.counts()["dead_letters"] == len(broken)
 
 
-def test_a_straggler_gets_its_copy_again_with_a_new_sequence() -> None:
+def test_many_messages_one_ack() -> None:
+    eng, _, topics, acas = cluster()
+    replies: list[gsp.GoalStateOperationReply] = []
+    for i in range(5):
+        eng.submit(port_goal(f"q{i}", "vpc-1", A, f"10.1.0.{20 + i}", [A]), replies.append)
+    last = max(int(m.headers[wire.SEQ]) for m in acas.new() if m.topic == topics.unicast and m.key == A)
+    before = eng.tracker.replies
+    send_ack(acas, A, unicast_seq=last, unicast_seen=last)
+    assert len(replies) == 5 and eng.tracker.replies == before + 1
+    assert all(set(statuses(r).values()) == {common.SUCCESS} for r in replies)
+
+
+def test_a_failure_in_an_ack_reaches_the_callers_reply_of_its_message_only() -> None:
+    eng, _, topics, acas = cluster()
+    replies: dict[str, gsp.GoalStateOperationReply] = {}
+    eng.submit(port_goal("q0", "vpc-1", A, "10.1.0.20", [A]), lambda r: replies.__setitem__("q0", r))
+    eng.submit(port_goal("q1", "vpc-1", A, "10.1.0.21", [A]), lambda r: replies.__setitem__("q1", r))
+    s0, s1 = sorted(int(m.headers[wire.SEQ]) for m in acas.new() if m.topic == topics.unicast and m.key == A)
+    failure = ack_pb2.Failure(seq=s1, resource_type=common.DHCP, resource_id="dhcp-q1", status=common.PENDING)
+    send_ack(acas, A, unicast_seq=s1, unicast_seen=s1, failures=[failure])
+    assert statuses(replies["q0"]) == {"q0": common.SUCCESS, "dhcp-q0": common.SUCCESS, "nb-q0": common.SUCCESS}
+    assert statuses(replies["q1"]) == {"q1": common.SUCCESS, "dhcp-q1": common.PENDING, "nb-q1": common.SUCCESS}
+    assert s0 < s1
+
+
+def full_states(acas: FakeAcas, host: str) -> list[Envelope]:
+    return [m for m in acas.new() if m.key == host and m.headers.get(wire.FULL) == "1"]
+
+
+def test_a_silent_straggler_is_resynced_and_its_resync_covers_the_request() -> None:
     eng, _, _topics, acas = cluster(timeout=10.0)
     replies: list[gsp.GoalStateOperationReply] = []
     eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), replies.append)
@@ -157,23 +202,14 @@ def test_a_straggler_gets_its_copy_again_with_a_new_sequence() -> None:
     (first,) = [m for m in acas.new() if m.key == A]
     (request,) = eng.tracker.pending.values()
     eng.tracker.tick(request.started + 5.5)  # past retry_after (5 s)
-    (again,) = acas.new()
-    assert again.key == A and again.headers[wire.REQUEST_ID] == first.headers[wire.REQUEST_ID] == request.id
-    assert int(again.headers[wire.SEQ]) == int(first.headers[wire.SEQ]) + 1
-    copy = gs.GoalStateV2.FromString(again.value)
-    assert {"p9", "dhcp-p9"} <= set(copy.port_states) | set(copy.dhcp_states)
-    assert again.headers[wire.FOLLOW].startswith("vpc-1=")  # with its VPC's current state, in case it missed it
-    eng.tracker.tick(request.started + 6)  # retried once only
+    (again,) = [m for m in acas.new() if m.key == A]
+    assert again.headers[wire.FULL] == "1" and int(again.headers[wire.SEQ]) == int(first.headers[wire.SEQ]) + 1
+    state = gs.GoalStateV2.FromString(again.value)
+    assert {"p9"} <= set(state.port_states) and again.headers[wire.FOLLOW].startswith("vpc-1=")
+    eng.tracker.tick(request.started + 6)  # resynced once only
     assert acas.new() == [] and eng.tracker.retries == 1
-    acas.reply([A])  # the answer to the retry alone completes A (the first copy may be lost)
+    send_ack(acas, A, unicast_seq=int(again.headers[wire.SEQ]), unicast_seen=int(again.headers[wire.SEQ]))
     assert len(replies) == 1 and set(statuses(replies[0]).values()) == {common.SUCCESS}
-
-
-def answer(acas: FakeAcas, m: Envelope, host: str) -> None:
-    """`host` answers the one message `m` (and nothing else)."""
-    multicast = m.topic == acas.topics.multicast
-    acas.bus.sink().send(ack(gs.GoalStateV2.FromString(m.value), m.headers, host, acas.topics.reply, multicast=multicast))
-    acas.pump()
 
 
 def two_ports_of_a() -> tuple[Engine, Topics, FakeAcas, Clock, Envelope, Envelope]:
@@ -187,49 +223,49 @@ def two_ports_of_a() -> tuple[Engine, Topics, FakeAcas, Clock, Envelope, Envelop
     return eng, topics, acas, clock, first, second
 
 
-def test_a_host_still_working_through_its_queue_is_not_retried_until_it_falls_silent() -> None:
-    eng, _topics, acas, clock, first, second = two_ports_of_a()
+def test_a_host_still_working_through_its_queue_is_not_resynced_until_it_falls_silent() -> None:
+    eng, _topics, acas, clock, first, _second = two_ports_of_a()
     clock.now = 2.0
-    answer(acas, first, A)  # alive, one message behind
+    seq = int(first.headers[wire.SEQ])
+    send_ack(acas, A, unicast_seq=seq, unicast_seen=seq)  # alive, one message behind
     assert len(eng.tracker.pending) == 1
     eng.tracker.tick(10.5)
-    assert acas.new() == [] and eng.tracker.retries == 0  # a copy would only queue behind `second`
+    assert acas.new() == [] and eng.tracker.retries == 0  # more would only queue behind `second`
     eng.tracker.tick(12.5)  # A silent for 10.5 s: now it is a straggler
     (again,) = acas.new()
-    assert again.key == A and again.headers[wire.REQUEST_ID] == second.headers[wire.REQUEST_ID] and eng.tracker.retries == 1
+    assert again.key == A and again.headers[wire.FULL] == "1" and eng.tracker.retries == 1
 
 
-def test_a_message_the_host_went_past_without_answering_is_retried() -> None:
+def test_a_lost_message_is_found_by_the_watermark_and_the_host_resynced() -> None:
     eng, _topics, acas, clock, first, second = two_ports_of_a()
     clock.now = 2.0
-    answer(acas, second, A)  # alive, but `first` was lost on the way
+    before = int(first.headers[wire.SEQ]) - 1
+    send_ack(acas, A, unicast_seq=before, unicast_seen=int(second.headers[wire.SEQ]))  # alive, but `first` never came
     eng.tracker.tick(10.5)
     (again,) = acas.new()
-    assert again.headers[wire.REQUEST_ID] == first.headers[wire.REQUEST_ID] and eng.tracker.retries == 1
+    assert again.headers[wire.FULL] == "1" and eng.tracker.retries == 1
+    seq = int(again.headers[wire.SEQ])
+    send_ack(acas, A, unicast_seq=seq, unicast_seen=seq)
+    assert eng.tracker.pending == {}
 
 
-def test_a_multicast_is_retried_once_the_hosts_unicast_queue_has_drained_without_it() -> None:
+def test_a_multicast_held_back_by_a_gap_gets_the_host_resynced() -> None:
     eng, _, topics, acas = cluster(timeout=20.0)
     clock = eng.tracker.clock
     assert isinstance(clock, Clock)
     replies: list[gsp.GoalStateOperationReply] = []
-    eng.submit(port_goal("q0", "vpc-1", B, "10.1.0.20", [B]), replies.append)
-    eng.submit(port_goal("q1", "vpc-1", B, "10.1.0.21", [B]), replies.append)
     eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), replies.append)  # B and C get the neighbor by multicast
-    q0, q1 = [m for m in acas.new() if m.topic == topics.unicast and m.key == B]
+    (mc,) = [m for m in acas.new() if m.topic == topics.multicast]
     clock.now = 2.0
     acas.reply([A, C])
-    answer(acas, q0, B)  # alive, q1 still queued
+    seq = int(mc.headers[wire.SEQ])
+    send_ack(acas, B, vpcs=[("vpc-1", seq - 1, seq + 1)])  # alive, a later one came, this one did not
     eng.tracker.tick(10.5)
-    assert acas.new() == [] and eng.tracker.retries == 0
-    clock.now = 3.0
-    answer(acas, q1, B)  # its queue is drained and the neighbor never came: lost
-    assert len(replies) == 2
-    eng.tracker.tick(11.5)
     (again,) = acas.new()
-    assert again.key == B and again.topic == topics.unicast and "nb-p9" in gs.GoalStateV2.FromString(again.value).neighbor_states
-    acas.reply([B])
-    assert len(replies) == 3 and set(statuses(replies[2]).values()) == {common.SUCCESS}
+    assert again.key == B and again.headers[wire.FULL] == "1" and "nb-p9" in gs.GoalStateV2.FromString(again.value).neighbor_states
+    useq = int(again.headers[wire.SEQ])
+    send_ack(acas, B, unicast_seq=useq, unicast_seen=useq)
+    assert len(replies) == 1 and set(statuses(replies[0]).values()) == {common.SUCCESS}
 
 
 @pytest.mark.parametrize(("replies_take", "patience"), [(1.0, 50.0), (20.0, 60.0), (40.0, 75.0)])

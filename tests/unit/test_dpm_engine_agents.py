@@ -19,14 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aca_agent.acks import Progress
 from aca_agent.applier import Applier
 from aca_agent.consumer import AgentConsumer
 from aca_agent.dataplane import MemoryDataPlane
-from aca_agent.replies import reply_envelope
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from dpm_server.acks import decode_replies
+from dpm_server.acks import decode_acks
 from dpm_server.engine import merge
 from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, published, security_group, subnet
 from gs_bench.topology import Port, port_message, subnet_message
@@ -73,9 +73,10 @@ class Cluster:
             for host, agent in self.agents.items():
                 if host not in self.silent:
                     moved += agent.run_once(0)
-            for host, headers, reply in decode_replies(self.dpm.poll_batch(10_000, 0))[0]:
-                self.eng.tracker.on_reply(host, headers, reply)
-                moved += 1
+            acks, refused = decode_acks(self.dpm.poll_batch(10_000, 0))
+            assert refused == []
+            self.eng.on_acks(acks)
+            moved += len(acks)
             requests, self.resync_requests = self.resync_requests, []
             for host in requests:
                 self.eng.resync(host)
@@ -368,17 +369,19 @@ def test_requests_complete_when_every_host_replied_through_real_appliers() -> No
         eng.submit(port_message(p, HOSTS), replies.append)
     assert replies == []  # nobody has applied anything yet
     for message in published(bus, topics.unicast):
+        progress = Progress()
         result = agents[message.key].apply_unicast(message.key, gs.GoalStateV2.FromString(message.value), message.headers)
         assert result is not None
-        env = reply_envelope(topics.reply, result, message.headers)
-        eng.tracker.on_reply(message.key, env.headers, gsp.GoalStateOperationReply.FromString(env.value))
+        progress.add(result)
+        eng.on_acks(progress.acks(agents[message.key]))
     assert len(replies) < 4  # the multicast neighbors are still to be applied
     for message in published(bus, topics.multicast):
         goal_state = gs.GoalStateV2.FromString(message.value)
         for agent in agents.values():
+            progress = Progress()
             for result in agent.apply_multicast(message.key, goal_state, message.headers, message.partition, message.offset):
-                env = reply_envelope(topics.reply, result, message.headers)
-                eng.tracker.on_reply(result.host, env.headers, gsp.GoalStateOperationReply.FromString(env.value))
+                progress.add(result)
+            eng.on_acks(progress.acks(agent))
     assert len(replies) == 4
     assert all(s.operation_status == common.SUCCESS for r in replies for s in r.operation_statuses)
 

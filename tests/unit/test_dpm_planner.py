@@ -158,7 +158,7 @@ def test_delete_of_the_last_port_tells_the_host_and_stops_waiting_for_its_multic
     assert {(m.topic, m.key) for m in since(bus, seen)} == {(topics.unicast, A), (topics.multicast, "vpc-1")}
     request = list(eng.tracker.pending.values())[-1]
     assert set(request.waiting) == {A, B, C}  # A acks its unicast; B and C the multicast
-    assert [t.multicast for t in request.waiting[A]] == [False] and [t.multicast for t in request.waiting[B]] == [True]
+    assert [t.multicast for t in request.positions[A]] == [False] and [t.multicast for t in request.positions[B]] == [True]
     assert eng.snapshot.host_vpcs(A) == set()
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import murmur2, partition_for
 from gsmq.resources import MAP_FIELD, VPC_WIDE, iter_states, vpc_of
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
-from alcor.schema import common_pb2 as common
-from alcor.schema import goalstate_pb2 as gs
 
 # Kafka's own test vectors (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java), signed Java ints.
 JAVA_MURMUR2 = [
@@ -25,7 +25,7 @@ JAVA_MURMUR2 = [
 ]
 
 
-@pytest.mark.parametrize("key,java", JAVA_MURMUR2, ids=[k.decode()[:12] for k, _ in JAVA_MURMUR2])
+@pytest.mark.parametrize(("key", "java"), JAVA_MURMUR2, ids=[k.decode()[:12] for k, _ in JAVA_MURMUR2])
 def test_murmur2_matches_kafkas_java_test_vectors(key: bytes, java: int) -> None:
     got = murmur2(key)
     assert 0 <= got <= 0xFFFFFFFF
@@ -46,7 +46,7 @@ def test_partition_for_is_javas_to_positive_modulo() -> None:
     assert partition_for("foobar", 16) == partition_for(b"foobar", 16)
     assert all(0 <= partition_for(f"host-{i}", 7) < 7 for i in range(200))
     assert len({partition_for(f"10.0.{i // 256}.{i % 256}", 16) for i in range(500)}) == 16
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="partition"):
         partition_for("x", 0)
 
 
@@ -77,7 +77,7 @@ def test_memory_bus_spreads_keys_like_kafka_and_honours_explicit_partitions() ->
     sink.send(Envelope("t", "h0", b"pinned", partition=5))
     sink.send(Envelope("u", "h0", b"y"))
     sink.flush()
-    for (topic, part), log in bus.logs.items():
+    for (_, part), log in bus.logs.items():
         assert [m.offset for m in log] == list(range(len(log)))
         for m in log:
             if m.value == b"x":
@@ -121,7 +121,7 @@ def test_resource_table_covers_every_type_and_map() -> None:
     assert set(MAP_FIELD) == set(common.ResourceType.values())
     maps = {f.name for f in gs.GoalStateV2.DESCRIPTOR.fields if f.message_type and f.message_type.GetOptions().map_entry}
     assert set(MAP_FIELD.values()) == maps - {"host_resources"}
-    assert VPC_WIDE == {common.SUBNET, common.NEIGHBOR, common.SECURITYGROUP}
+    assert {common.SUBNET, common.NEIGHBOR, common.SECURITYGROUP} == VPC_WIDE
 
 
 def test_iter_states_and_vpc_of() -> None:

@@ -287,12 +287,15 @@ def phase_figures(push: Push, replies: Samples, resources: int, dpm: dict[str, i
 Partition = tuple[str, int]  # (topic, partition)
 
 
-def partition_bytes(kafka: KafkaSettings, topics: list[str], deadline: float = 600.0) -> dict[Partition, int]:
-    """Payload bytes on every partition of `topics`, read once from offset 0 to the high
-    watermark found at the start (measured: the records themselves, as the daemons count
-    `bytes_published` / `bytes_consumed`: values only, no keys, headers or framing)."""
+def partition_bytes(kafka: KafkaSettings, topics: list[str], deadline: float = 1800.0, quiet: float = 1.0) -> dict[Partition, int]:
+    """Payload bytes on every partition of `topics`, read once from offset 0 (measured: the
+    records themselves, as the daemons count `bytes_published` / `bytes_consumed`: values
+    only, no keys, headers or framing). Read until every partition passed the high watermark
+    seen at the start and then nothing came for `quiet` seconds (a broker's watermark may lag
+    its last records; Tansu's does)."""
     admin = AdminClient(kafka.admin())
-    consumer = Consumer(kafka.consumer("bench-fanout", **{"fetch.wait.max.ms": 5}))
+    consumer = Consumer(kafka.consumer("bench-fanout", **{"fetch.wait.max.ms": 100, "fetch.max.bytes": 64 << 20,
+                                                          "max.partition.fetch.bytes": 8 << 20, "queued.max.messages.kbytes": 256 << 10}))
     out: dict[Partition, int] = {}
     try:
         todo: dict[Partition, int] = {}
@@ -302,22 +305,21 @@ def partition_bytes(kafka: KafkaSettings, topics: list[str], deadline: float = 6
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 if high > 0:
                     todo[(topic, p)] = high
-        consumer.assign([TopicPartition(t, p, 0) for t, p in todo])
+        consumer.assign([TopicPartition(t, p, 0) for t, p in out])
         end = time.monotonic() + deadline
-        while todo and time.monotonic() < end:
-            for msg in consume_batch(consumer, 10000, 0.5):
-                if msg.error() is not None:
-                    continue
+        last = time.monotonic()
+        while time.monotonic() < end and (todo or time.monotonic() - last < quiet):
+            batch = consume_batch(consumer, 10000, 0.2)
+            if batch:
+                last = time.monotonic()
+            for msg in batch:
                 name, part, offset = msg.topic(), msg.partition(), msg.offset()
-                if name is None or part is None or offset is None:
+                if msg.error() is not None or name is None or part is None or offset is None:
                     continue
                 tp = (name, part)
-                high = todo.get(tp, 0)
-                if offset >= high:
-                    continue
                 out[tp] += len(msg.value() or b"")
-                if offset + 1 >= high:
-                    del todo[tp]
+                if offset + 1 >= todo.get(tp, 0):
+                    todo.pop(tp, None)
         if todo:
             raise TimeoutError(f"{len(todo)} partitions not read to their end in {deadline:.0f} s")
     finally:

@@ -16,6 +16,7 @@ import grpc
 from alcor.schema import goalstate_pb2
 from gsmq.broker import free_port
 from gsmq.v1 import status_pb2, status_pb2_grpc
+from gsmq.wire import Strategy
 
 BIN = Path(sys.executable).parent
 
@@ -116,7 +117,7 @@ def answers(probe: Callable[[], object]) -> bool:
         return False
 
 
-def start_dpm(tmp: Path, bootstrap: str, prefix: str, strategy: str = "vpc-multicast", *extra: str) -> Daemon:
+def start_dpm(tmp: Path, bootstrap: str, prefix: str, strategy: str = Strategy.VPC_MULTICAST, *extra: str) -> Daemon:
     port = free_port()
     dpm = Daemon(
         "dpm",

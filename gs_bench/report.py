@@ -13,6 +13,8 @@ from typing import Any
 
 import matplotlib as mpl
 
+from gsmq.wire import Strategy
+
 mpl.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -85,7 +87,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     churn50, raw50 = _churn_at(results, 0.5), results.get("raw_at_50")
     if churn50 and raw50 and raw50["latency_ms"]["p99"]:
         out["p99_vs_raw_p99"] = churn50["publish_to_applied_ms"]["p99"] / raw50["latency_ms"]["p99"]
-    mc, uc = _strategy(results, "vpc-multicast"), _strategy(results, "unicast-only")
+    mc, uc = _strategy(results, Strategy.VPC_MULTICAST), _strategy(results, Strategy.UNICAST_ONLY)
     if mc and uc:
         out["multicast_vs_unicast_bytes_whole_storm"] = mc["bytes_published"] / max(uc["bytes_published"], 1)
         if "steady" in mc and "steady" in uc:
@@ -145,7 +147,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "`make bench-scale` measures the real one")
     else:
         row(name, None, 5.0, False, " s")
-    mc = _strategy(results, "vpc-multicast")
+    mc = _strategy(results, Strategy.VPC_MULTICAST)
     per_vpc = mc["hosts_per_vpc"] if mc else 0
     ratio = r["multicast_vs_unicast_bytes"]
     judged = 1 / ratio if ratio else 0

@@ -29,10 +29,12 @@ from gs_bench.cluster import agent_status, host_snapshot, host_state, wait_for
 from gs_bench.measure import Push, agent_delta, cdf_sample, delta, partition_bytes, percentiles, phase_figures, readers, region_fetch_bytes
 from gs_bench.runner import Cluster, Env, cluster, push
 from gs_bench.topology import Port, port_message, subnet_message, tables_of
+from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import partition_count
+from gsmq.wire import Strategy
 
-STRATEGIES = ("vpc-multicast", "unicast-only", "topic-per-host")
+STRATEGIES = wire.STRATEGIES  # the order the strategies scenario runs them in
 SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hosts", "vpc-storm", "memory")
 
 
@@ -292,7 +294,7 @@ def region_fanout(c: Cluster, storm: Storm, strategy: str) -> dict[str, Any]:
     kafka = KafkaSettings.from_env(c.env.bootstrap)
     admin = AdminClient(kafka.admin())
     hosts = storm.host_list
-    per_host = strategy == "topic-per-host"
+    per_host = strategy == Strategy.TOPIC_PER_HOST
     topics = [c.topics.multicast, *(c.topics.host(h) for h in hosts)] if per_host else [c.topics.unicast, c.topics.multicast]
     sizes = partition_bytes(kafka, topics)
     fetched_by = readers(hosts, storm.follows(),
@@ -305,13 +307,13 @@ def region_fanout(c: Cluster, storm: Storm, strategy: str) -> dict[str, Any]:
             "region_vs_sims_fetch": region / sims if sims else None, "fanout_read_s": time.monotonic() - t0}
 
 
-def run_storm(env: Env, storm: Storm, strategy: str = "vpc-multicast", churn: tuple[float, ...] = (), churn_seconds: float = 8.0,
+def run_storm(env: Env, storm: Storm, strategy: str = Strategy.VPC_MULTICAST, churn: tuple[float, ...] = (), churn_seconds: float = 8.0,
               fast_path: bool = False, bring_up_apart: bool = False) -> dict[str, Any]:
     """Scenario 1 (and 4, 5): subnets, then every port create; optionally churn (scenario 2) at
     fractions of the storm's rate, and the same storm straight to the simulator (gRPC fast path).
     `bring_up_apart` pushes the first round (every host's first port) on its own, so the
     bytes of the steady state after it can be told apart."""
-    sim_args: list[str] = ["--channel", "topic-per-host" if strategy == "topic-per-host" else "unicast"]
+    sim_args: list[str] = ["--channel", Strategy.TOPIC_PER_HOST.value if strategy == Strategy.TOPIC_PER_HOST else "unicast"]
     ranges = host_ranges(storm.hosts, storm.first_host, env.sims)
     env.say(f"storm[{strategy}]: {storm.hosts} hosts, {len(storm.layout)} VPCs, {storm.ports} ports: "
             f"encoding, starting the DPM and {len(ranges)} simulator process(es) ...")
@@ -399,7 +401,7 @@ def run_restart(env: Env, storm: Storm, fraction: float = 0.1) -> dict[str, Any]
     split = storm.hosts - max(1, int(storm.hosts * fraction))
     victims = hosts[split:]
     ranges = [*host_ranges(split, hosts[0], env.sims - 1), (len(victims), victims[0])]
-    with cluster(env, "vpc-multicast", ranges, sim_args=["--channel", "unicast"]) as c:
+    with cluster(env, Strategy.VPC_MULTICAST, ranges, sim_args=["--channel", "unicast"]) as c:
         push(c.address, [m.SerializeToString() for m in storm.subnets()], env.streams)
         creates = storm.creates()
         env.say(f"restart: {storm.hosts} hosts ({split} in {len(ranges) - 1} simulator(s) + {len(victims)} in one), {storm.ports} ports; "
@@ -511,7 +513,7 @@ def run_memory(env: Env, counts: tuple[int, ...]) -> Iterator[dict[str, Any]]:
     base = 0
     for count in (1, *counts):
         ranges = host_ranges(count, "10.1.0.1", env.sims)
-        with cluster(env, "vpc-multicast", ranges, sim_args=["--channel", "unicast"]) as c:
+        with cluster(env, Strategy.VPC_MULTICAST, ranges, sim_args=["--channel", "unicast"]) as c:
             wait_for(lambda: all(a.rss_bytes > 0 for a in c.agent_statuses()), "simulator RSS")
             rss = sum(a.rss_bytes for a in c.agent_statuses())
         if count == 1:

@@ -4,7 +4,6 @@ headers, send -> reply of the caller's stream, convergence, rates and bytes."""
 from __future__ import annotations
 
 import array
-import importlib
 import math
 import threading
 import time
@@ -19,12 +18,14 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from google.protobuf.message import DecodeError
 
+from aca_agent.acks import bucket_floor_us
 from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import partition_count
 from gsmq.kafka_transport import consume_batch
 from gsmq.partition import partition_for
-from gsmq.v1 import status_pb2
+from gsmq.v1 import ack_pb2, status_pb2
+from gsmq.wire import MessageType
 
 CDF_POINTS = 200
 
@@ -80,39 +81,25 @@ class Reply:
         return (self.applied_ns - self.sent_ns) / 1e6
 
 
-ACK_TYPE = b"Ack"  # gs-type of a progress ack (gsmq.v1.Ack)
-
-
 def read_reply(headers: dict[str, bytes], value: bytes) -> list[Reply] | None:
-    """THE one place that knows what a reply-topic record holds: None when it is not an ack
+    """The one place that knows what a reply-topic record holds: None when it is not an ack
     (the DPM's start-up markers, anything unreadable), else the ack's publish -> applied
-    samples. Two forms:
-    - a `GoalStateOperationReply` per (host, message): its headers echo the DPM's gs-sent-ns
-      and carry the host's gs-applied-ns and gs-host-id: one exact sample;
-    - a progress ack (gs-type Ack, a `gsmq.v1.Ack` per host and batch): its timing gives
-      gs-sent-ns -> applied per covered message only as a log histogram (buckets 2^(1/8)
-      wide) and the batch's last applied time, so each covered message is one sample at
-      its bucket's floor, applied at `last_applied_ns` (latency percentiles within 9 %;
-      publish time derived as applied - elapse)."""
-    if headers.get(wire.MSG_TYPE) == ACK_TYPE:
-        return _progress_ack(value)
-    try:
-        return [Reply(int(headers[wire.SENT_NS]), int(headers[wire.APPLIED_NS]), headers.get(wire.HOST_ID, b"").decode())]
-    except (KeyError, ValueError):
+    samples. An ack (`gsmq.v1.Ack`, one per host and batch) gives gs-sent-ns -> applied per
+    covered message as a log histogram (`aca_agent.acks`: buckets 2^(1/8) wide) and the
+    batch's last applied time, so each covered message is one sample at its bucket's floor,
+    applied at `last_applied_ns` (latency percentiles within 9 %; publish time derived as
+    applied - elapse)."""
+    if headers.get(wire.MSG_TYPE) != MessageType.ACK.encode():
         return None
-
-
-def _progress_ack(value: bytes) -> list[Reply] | None:
-    try:  # the progress ack's module arrives with issue 11's protocol change; read it when present
-        ack_pb2: Any = importlib.import_module("gsmq.v1.ack_pb2")
+    try:
         ack = ack_pb2.Ack.FromString(value)
-    except (ImportError, DecodeError):
+    except DecodeError:
         return None
     t = ack.timing
     applied = int(t.last_applied_ns)
     out: list[Reply] = []
     for bucket, count in sorted(t.elapse_buckets.items()):
-        elapse_ns = int(2 ** (bucket / 8) * 1000) if bucket else 0
+        elapse_ns = int(bucket_floor_us(bucket) * 1000) if bucket else 0
         out.extend([Reply(applied - elapse_ns, applied, ack.host_id)] * int(count))
     return out
 

@@ -22,6 +22,7 @@ from typing import Any
 from gs_bench import baselines, report
 from gs_bench.runner import Env, broker, delete_topics
 from gs_bench.scenarios import SCENARIOS, SUITES, Storm, Suite, run_memory, run_restart, run_storm, run_strategies, run_sweep, run_vpc_storm, sweep_point
+from gsmq.broker import broker_name
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -146,7 +147,8 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
     say(f"gs-bench: suite {args.suite}: {', '.join(suite.scenarios)}; writing {out}")
     try:
         with broker(args.bootstrap) as (bootstrap, external):
-            results["config"]["bootstrap"] = bootstrap if external else f"embedded ({bootstrap})"
+            results["config"]["broker"] = broker_name(bootstrap)
+            results["config"]["bootstrap"] = bootstrap if external else f"embedded {broker_name(bootstrap)} ({bootstrap})"
             run_suite(Env(bootstrap, out / "logs", say, suite.streams, external=external), suite, results)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the broker's handler exits)
         say("interrupted: daemons stopped; writing what was measured")

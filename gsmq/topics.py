@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -40,9 +41,12 @@ class Topics:
 
 
 def ensure_topics(admin: AdminClient, partitions: dict[str, int], timeout: float = 10.0) -> None:
-    """Create the topics that do not exist yet; an existing topic is left as it is."""
+    """Create the topics that do not exist yet (the broker's default replication factor); an
+    existing topic is left as it is. Returns once the broker's metadata shows every topic
+    with a leader for each partition: Kafka's CreateTopics answers before that."""
     existing = admin.list_topics(timeout=timeout).topics
-    wanted = [NewTopic(name, n, 1) for name, n in partitions.items() if name not in existing]
+    names = [name for name in partitions if name not in existing]
+    wanted = [NewTopic(name, partitions[name]) for name in names]
     if not wanted:
         return
     for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
@@ -51,6 +55,14 @@ def ensure_topics(admin: AdminClient, partitions: dict[str, int], timeout: float
         except KafkaException as exc:  # a concurrent creator won the race: fine
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(timeout=timeout).topics
+        ready = [n for n in names if n in meta and meta[n].error is None and meta[n].partitions
+                 and all(p.leader >= 0 for p in meta[n].partitions.values())]
+        if len(ready) == len(names) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def partition_count(admin: AdminClient, topic: str, timeout: float = 10.0) -> int:

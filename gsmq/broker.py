@@ -172,18 +172,26 @@ def start_embedded(host: str = "127.0.0.1", port: int | None = None, log_path: s
     return broker
 
 
-def start_broker(port: int | None = None, data_dir: str | None = None, brokers: int = 1,
-                 log_path: str | None = None) -> EmbeddedBroker:
-    """`gsctl broker`: the embedded broker with a fixed port, a kept data folder or 3 nodes
-    (those need Apache Kafka; plain, it falls back to Tansu like `start_embedded`)."""
-    if data_dir is None and brokers == 1:
+def start_broker(port: int | None = None, data_dir: str | None = None, brokers: int = 1, security: str = "plaintext",
+                 topic_prefix: str = "gs", log_path: str | None = None) -> EmbeddedBroker:
+    """`gsctl broker`: the embedded broker with a fixed port, a kept data folder, 3 nodes or TLS/SASL
+    (those need Apache Kafka; plain, it falls back to Tansu like `start_embedded`). On sasl_ssl the
+    ACLs of gsmq.kafka_acl are granted for `topic_prefix`'s topics."""
+    if data_dir is None and brokers == 1 and security == "plaintext":
         return start_embedded(port=port, log_path=log_path)
     why = kafka_unavailable()
     if why is not None:
-        raise BrokerError(f"--data-dir and --brokers need Apache Kafka: {why}")
+        raise BrokerError(f"--data-dir, --brokers and --security need Apache Kafka: {why}")
+    from gsmq.kafka_acl import grant
     from gsmq.kraft import start_kafka
 
-    broker = start_kafka(brokers, port, data_dir, log_path)
+    broker = start_kafka(brokers, port, data_dir, log_path, security=security)
+    try:
+        if security == "sasl_ssl":
+            grant(AdminClient({"bootstrap.servers": broker.bootstrap, **broker.admin_properties()}), topic_prefix)
+    except BaseException:
+        broker.stop()
+        raise
     _NAMES[broker.bootstrap] = broker.name
     return broker
 

@@ -226,13 +226,17 @@ def _broker(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     try:
-        broker = start_broker(port=args.port, data_dir=args.data_dir, brokers=args.brokers, log_path=args.log)
-    except BrokerError as exc:
+        broker = start_broker(port=args.port, data_dir=args.data_dir, brokers=args.brokers, security=args.security,
+                              topic_prefix=args.topic_prefix, log_path=args.log)
+    except (BrokerError, OSError, RuntimeError) as exc:
         raise UsageError(f"embedded broker: {exc}") from exc
     try:
         print(broker.bootstrap, flush=True)
         for key, value in broker.properties.items():  # what a librdkafka client needs besides the address
             print(f"{key}={value}", flush=True)
+        agent = getattr(broker, "users", {}).get("agent")
+        if agent is not None:  # the agents' principal, as a comment: the lines above are the DPM's
+            print(f"# agent: sasl.username=agent sasl.password={agent}", flush=True)
         while not done.wait(0.5):
             for proc in broker.processes:
                 if proc.poll() is not None:
@@ -357,6 +361,11 @@ def parser() -> argparse.ArgumentParser:
     brk.add_argument("--data-dir", metavar="DIR", help="keep the brokers' logs, ports and cluster id in DIR")
     brk.add_argument("--brokers", type=int, default=1, choices=(1, 3), help="1 (default) or 3 brokers; with 3, "
                      "topics get replication factor 3 and min.insync.replicas=2")
+    brk.add_argument("--security", choices=("plaintext", "ssl", "sasl_ssl"), default="plaintext",
+                     help="the client listener: plaintext (default); ssl (a generated CA and broker certificate); "
+                     "sasl_ssl (also SCRAM-SHA-512 users admin, dpm, agent and ACLs). After the address, one key=value "
+                     "line per librdkafka property a client needs (the DPM's), then '# agent: ...' with the agent's")
+    brk.add_argument("--topic-prefix", default="gs", help="sasl_ssl: the topic prefix the ACLs cover (default: gs)")
     brk.add_argument("--log", metavar="FILE", help="append the broker's own output to FILE (default: discarded)")
     for name, what in (("topics", "list topics and their partition counts (tab-separated)"),
                        ("tail", "print a topic's messages decoded, one JSON line each, from the first offset")):

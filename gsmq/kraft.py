@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 from confluent_kafka.admin import AdminClient
@@ -28,8 +29,13 @@ from gsmq import broker as broker_module
 from gsmq.broker import BrokerError, EmbeddedBroker, free_port
 from gsmq.kafka_dist import installed, java_binary
 from gsmq.kafka_jars import KAFKA_VERSION
+from gsmq.kafka_tls import BROKER_PRINCIPAL, TlsFiles, make_tls
 
 STATE_FILE = "gsmq-cluster.json"
+SECURITY = ("plaintext", "ssl", "sasl_ssl")
+SCRAM = "SCRAM-SHA-512"
+# SCRAM users of a sasl_ssl cluster: admin is a superuser; ACLs for dpm and agent come from gsmq.kafka_acl.
+USERS = ("admin", "dpm", "agent")
 # Heap per node: one node gets more; three share the machine's 2 cores with the tests.
 HEAP_ONE = "512m"
 HEAP_MANY = "256m"
@@ -68,6 +74,7 @@ class Node:
     port: int
     controller_port: int
     log_dir: Path
+    internal_port: int = 0  # brokers between themselves, mutual TLS (secured clusters only)
     process: subprocess.Popen[bytes] | None = None
     wanted: bool = False  # started and neither killed nor stopped since
 
@@ -85,9 +92,27 @@ class KafkaCluster(EmbeddedBroker):
     extra_config: dict[str, str] = field(default_factory=dict)
     log_path: str | None = None
     owns_root: bool = False
+    security: str = "plaintext"  # the client listener: plaintext, ssl or sasl_ssl
+    users: dict[str, str] = field(default_factory=dict)  # SCRAM-SHA-512 user -> password (sasl_ssl)
 
     def __post_init__(self) -> None:
-        self.name = f"Apache Kafka {KAFKA_VERSION} (KRaft, {len(self.nodes)} node{'s' if len(self.nodes) > 1 else ''})"
+        nodes = f"{len(self.nodes)} node{'s' if len(self.nodes) > 1 else ''}"
+        secured = "" if self.security == "plaintext" else f", {self.security.upper()}"
+        self.name = f"Apache Kafka {KAFKA_VERSION} (KRaft, {nodes}{secured})"
+        if self.security != "plaintext":
+            self.properties = self.client_properties("dpm" if self.security == "sasl_ssl" else None)
+
+    def tls(self) -> TlsFiles:
+        return make_tls(self.root / "tls")
+
+    def client_properties(self, user: str | None) -> dict[str, str]:
+        """librdkafka properties of a client of the client listener, as `user` on sasl_ssl."""
+        if self.security == "plaintext":
+            return {}
+        props = {"security.protocol": self.security.upper(), "ssl.ca.location": str(self.tls().ca)}
+        if self.security == "sasl_ssl" and user is not None:
+            props |= {"sasl.mechanism": SCRAM, "sasl.username": user, "sasl.password": self.users[user]}
+        return props
 
     @property
     def processes(self) -> list[subprocess.Popen[bytes]]:
@@ -125,7 +150,36 @@ class KafkaCluster(EmbeddedBroker):
         }
         if many:  # a killed node is fenced, and its partitions led elsewhere, within seconds
             config |= {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500"}
+        if self.security != "plaintext":
+            config |= self._secured_config(node)
         config.update(self.extra_config)
+        return config
+
+    def _secured_config(self, node: Node) -> dict[str, str]:
+        """TLS on every listener (mutual between brokers and to the controllers), SCRAM and ACLs on sasl_ssl."""
+        tls = self.tls()
+        client = self.security.upper()
+        config = {
+            "listeners": f"CLIENT://127.0.0.1:{node.port},INTERNAL://127.0.0.1:{node.internal_port},"
+                         f"CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"CLIENT://127.0.0.1:{node.port},INTERNAL://127.0.0.1:{node.internal_port}",
+            "listener.security.protocol.map": f"CLIENT:{client},INTERNAL:SSL,CONTROLLER:SSL",
+            "inter.broker.listener.name": "INTERNAL",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(tls.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(tls.ca),
+            "listener.name.internal.ssl.client.auth": "required",
+            "listener.name.controller.ssl.client.auth": "required",
+        }
+        if self.security == "sasl_ssl":
+            config |= {
+                "sasl.enabled.mechanisms": SCRAM,
+                "listener.name.client.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": f"{BROKER_PRINCIPAL};User:admin",
+                "allow.everyone.if.no.acl.found": "false",
+            }
         return config
 
     def _config_path(self, node: Node) -> Path:
@@ -162,8 +216,9 @@ class KafkaCluster(EmbeddedBroker):
                 raise BrokerError(f"kafka-storage format of node {node.node_id} failed: {out.decode(errors='replace').strip()[-400:]}")
 
     def format_args(self) -> list[str]:
-        """Extra `kafka-storage format` arguments (SCRAM users, in the secured cluster)."""
-        return []
+        """Extra `kafka-storage format` arguments: the SCRAM users of a sasl_ssl cluster."""
+        return [arg for user, password in self.users.items()
+                for arg in ("--add-scram", f"{SCRAM}=[name={user},password={password}]")]
 
     def start_node(self, index: int) -> None:
         """Start node `index` (formatting its storage the first time); returns once it is spawned."""
@@ -204,7 +259,7 @@ class KafkaCluster(EmbeddedBroker):
 
     def admin_properties(self) -> dict[str, str]:
         """librdkafka properties of a superuser client (empty on plaintext)."""
-        return {}
+        return self.client_properties("admin")
 
     def kill(self, index: int) -> None:
         """SIGKILL node `index` (a crash: no controlled shutdown, nothing flushed)."""
@@ -244,40 +299,48 @@ class KafkaCluster(EmbeddedBroker):
             shutil.rmtree(self.root, ignore_errors=True)
 
     def save(self) -> None:
-        state = {"version": KAFKA_VERSION, "cluster_id": self.cluster_id,
-                 "nodes": [{"node_id": n.node_id, "port": n.port, "controller_port": n.controller_port} for n in self.nodes]}
+        state = {"version": KAFKA_VERSION, "cluster_id": self.cluster_id, "security": self.security, "users": self.users,
+                 "nodes": [{"node_id": n.node_id, "port": n.port, "controller_port": n.controller_port,
+                            "internal_port": n.internal_port} for n in self.nodes]}
         (self.root / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n")
 
 
-def plan(nodes: int = 1, port: int | None = None, data_dir: str | Path | None = None,
-         cls: type[KafkaCluster] = KafkaCluster, **kwargs: object) -> KafkaCluster:
-    """A cluster laid out in `data_dir` (ports and id from its state file when there), not started."""
+def plan(nodes: int = 1, port: int | None = None, data_dir: str | Path | None = None, security: str = "plaintext",
+         **kwargs: Any) -> KafkaCluster:
+    """A cluster laid out in `data_dir` (ports, id and users from its state file when there), not started."""
+    if security not in SECURITY:
+        raise BrokerError(f"security must be one of {', '.join(SECURITY)}, got {security!r}")
     owns = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="gsmq-kafka-")) if data_dir is None else Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     state_path = root / STATE_FILE
     if state_path.exists():
         state = json.loads(state_path.read_text())
-        if len(state["nodes"]) != nodes:
-            raise BrokerError(f"{root} holds a {len(state['nodes'])}-node cluster, not {nodes}")
+        if len(state["nodes"]) != nodes or state.get("security", "plaintext") != security:
+            raise BrokerError(f"{root} holds a {len(state['nodes'])}-node {state.get('security', 'plaintext')} cluster, "
+                              f"not {nodes}-node {security}")
         cluster_id = str(state["cluster_id"])
-        layout = [(int(n["node_id"]), int(n["port"]), int(n["controller_port"])) for n in state["nodes"]]
-        if port is not None and port != layout[0][1]:
-            layout[0] = (layout[0][0], port, layout[0][2])
+        users = {str(k): str(v) for k, v in state.get("users", {}).items()}
+        layout = [Node(int(n["node_id"]), int(n["port"]), int(n["controller_port"]), root / f"node-{n['node_id']}",
+                       int(n.get("internal_port", 0))) for n in state["nodes"]]
+        if port is not None:
+            layout[0].port = port
     else:
         cluster_id = random_cluster_id()
+        users = {u: secrets.token_hex(16) for u in USERS} if security == "sasl_ssl" else {}
         ports = [port or free_port()] + [free_port() for _ in range(nodes - 1)]
-        layout = [(i + 1, ports[i], free_port()) for i in range(nodes)]
-    cluster = cls(bootstrap=",".join(f"127.0.0.1:{p}" for _, p, _ in layout), cluster_id=cluster_id, root=root,
-                  nodes=[Node(i, p, c, root / f"node-{i}") for i, p, c in layout], owns_root=owns, **kwargs)  # type: ignore[arg-type]
+        layout = [Node(i + 1, ports[i], free_port(), root / f"node-{i + 1}", free_port() if security != "plaintext" else 0)
+                  for i in range(nodes)]
+    cluster = KafkaCluster(bootstrap=",".join(f"127.0.0.1:{n.port}" for n in layout), cluster_id=cluster_id, root=root,
+                           nodes=layout, owns_root=owns, security=security, users=users, **kwargs)
     cluster.save()
     return cluster
 
 
 def start_kafka(nodes: int = 1, port: int | None = None, data_dir: str | Path | None = None,
-                log_path: str | None = None, timeout: float = 90.0) -> KafkaCluster:
+                log_path: str | None = None, timeout: float = 90.0, security: str = "plaintext") -> KafkaCluster:
     """Start Apache Kafka (`nodes` combined nodes) and return once every node answers metadata requests."""
-    cluster = plan(nodes, port, data_dir, log_path=log_path or os.environ.get("GSMQ_KAFKA_LOG"))
+    cluster = plan(nodes, port, data_dir, security, log_path=log_path or os.environ.get("GSMQ_KAFKA_LOG"))
     started = time.monotonic()
     try:
         for index in range(nodes):
@@ -286,5 +349,6 @@ def start_kafka(nodes: int = 1, port: int | None = None, data_dir: str | Path | 
     except BaseException:
         cluster.stop()
         raise
-    _log().info("kafka_ready", bootstrap=cluster.bootstrap, nodes=nodes, seconds=round(time.monotonic() - started, 2))
+    _log().info("kafka_ready", bootstrap=cluster.bootstrap, nodes=nodes, security=security,
+                seconds=round(time.monotonic() - started, 2))
     return cluster

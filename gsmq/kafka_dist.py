@@ -20,6 +20,8 @@ from pathlib import Path
 from gsmq.kafka_jars import ARTIFACTS, JARS, KAFKA_VERSION
 
 ENV_CACHE = "GSMQ_CACHE_DIR"
+# Set to 1 (CI does) to fail the set-up instead of falling back to Tansu.
+ENV_REQUIRE = "GSMQ_REQUIRE_KAFKA"
 MIN_JAVA = 17
 
 
@@ -143,7 +145,7 @@ def main() -> int:
         why = "no mvn on PATH (Maven fetches Apache Kafka from Maven Central)"
     if why is not None:
         print(f"gsmq: embedded broker: {why}; falling back to Tansu", file=sys.stderr)
-        return 0
+        return 1 if os.environ.get(ENV_REQUIRE) == "1" else 0
     try:
         libs = fetch()
     except ChecksumError as exc:
@@ -151,7 +153,7 @@ def main() -> int:
         return 1
     except KafkaDistError as exc:
         print(f"gsmq: embedded broker: Apache Kafka {KAFKA_VERSION} not fetched ({exc}); falling back to Tansu", file=sys.stderr)
-        return 0
+        return 1 if os.environ.get(ENV_REQUIRE) == "1" else 0
     print(f"gsmq: embedded broker: Apache Kafka {KAFKA_VERSION} ({libs})")
     return 0
 

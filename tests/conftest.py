@@ -16,9 +16,11 @@ from gsmq.topics import Topics
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 
 
-def pytest_report_header() -> str:
-    """The session header names the broker the tests run on."""
-    return f"broker: {describe_default()}"
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The session header names the broker the tests run on (also under -q, which hides report headers)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"broker: {describe_default()}")
 
 
 @pytest.fixture(scope="session")

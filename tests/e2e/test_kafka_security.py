@@ -132,3 +132,16 @@ def test_the_agent_principal_may_not_write_a_goal_state_topic(secured: Secured) 
     assert produce(secured.bootstrap, secured.agent, topics.reply) is None  # its own reply topic it may write
     assert produce(secured.bootstrap, secured.dpm, topics.unicast) is None  # the DPM may write goal states
 
+
+
+def test_ssl_serves_tls_clients_with_the_generated_ca_and_refuses_plaintext() -> None:
+    from gsmq.kraft import start_kafka
+
+    broker = start_kafka(1, security="ssl")
+    try:
+        assert set(broker.properties) == {"security.protocol", "ssl.ca.location"}
+        assert broker.properties["security.protocol"] == "SSL"
+        assert produce(broker.bootstrap, broker.properties, "tls.probe") is None
+        assert connect_errors(broker.bootstrap, {})  # plaintext on the TLS listener
+    finally:
+        broker.stop()

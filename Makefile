@@ -1,5 +1,7 @@
 # The two commands: `make test` and `make bench`. Both create the virtual environment
-# and install the project first, so a fresh clone needs only Python 3 and make.
+# and install the project first, and fetch the embedded Apache Kafka broker with Maven
+# (Java 17+; without Java or Maven they say so and run on Tansu), so a fresh clone needs
+# only Python 3, make, Java and Maven.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +11,7 @@ PROTOS := $(wildcard proto/alcor/schema/*.proto proto/gsmq/v1/*.proto)
 PROTOC := $(PY) -m grpc_tools.protoc -Iproto
 BENCH_ARGS ?=
 
-.PHONY: help venv proto proto-check lint test test-unit bench bench-tiny bench-scale broker clean
+.PHONY: help venv kafka proto proto-check lint test test-unit bench bench-tiny bench-scale broker clean
 
 help:
 	@echo "make test         create .venv, install, check generated code, lint, run the tests"
@@ -17,20 +19,24 @@ help:
 	@echo "make lint         mypy --strict, ruff and the import contracts (run first by make test)"
 	@echo "make bench        run the default benchmark suite on the embedded broker (~5 min)"
 	@echo "make bench-tiny   the smallest benchmark suite (a smoke test of the bench)"
-	@echo "make bench-scale  hosts from 100 to 100,000 simulated; memory per host"
+	@echo "make bench-scale  hosts from 100 to 1,000,000 simulated, one-VPC storms to 100,000 ports; memory per host"
 	@echo "make proto        regenerate proto/*_pb2*.py from proto/*.proto"
 	@echo "make proto-check  fail when the committed generated code is stale"
 	@echo "make broker       run the embedded Kafka broker in the foreground"
 	@echo "make venv         create .venv and install the project with its dev extra"
 	@echo "make clean        remove .venv, build output and tool caches"
 
-venv: $(STAMP)
+venv: $(STAMP) kafka
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The embedded Apache Kafka's jars, fetched once into ~/.cache/gsmq (instant when there).
+kafka: $(STAMP)
+	@$(PY) -m gsmq.kafka_dist
 
 # Generated code lives beside its sources and is committed; `proto-check` fails when it is stale.
 proto: $(STAMP)
@@ -54,22 +60,22 @@ lint: $(STAMP)
 	echo "$(VENV)/bin/lint-imports --no-logo"; $(VENV)/bin/lint-imports --no-logo || status=1; \
 	exit $$status
 
-test: proto-check lint
+test: proto-check lint kafka
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-bench: $(STAMP)
+bench: $(STAMP) kafka
 	$(PY) -m gs_bench $(BENCH_ARGS)
 
-bench-tiny: $(STAMP)
+bench-tiny: $(STAMP) kafka
 	$(PY) -m gs_bench --suite tiny $(BENCH_ARGS)
 
-bench-scale: $(STAMP)
+bench-scale: $(STAMP) kafka
 	$(PY) -m gs_bench --suite scale $(BENCH_ARGS)
 
-broker: $(STAMP)
+broker: $(STAMP) kafka
 	$(VENV)/bin/gsctl broker
 
 clean:

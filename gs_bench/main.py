@@ -37,6 +37,7 @@ from gs_bench.scenarios import (
     run_vpc_storm,
     sweep_point,
 )
+from gsmq.broker import broker_name
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -164,7 +165,8 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
     say(f"gs-bench: suite {args.suite}: {', '.join(suite.scenarios)}; writing {out}")
     try:
         with broker(args.bootstrap) as (bootstrap, external):
-            results["config"]["bootstrap"] = bootstrap if external else f"embedded ({bootstrap})"
+            results["config"]["broker"] = broker_name(bootstrap)
+            results["config"]["bootstrap"] = bootstrap if external else f"embedded {broker_name(bootstrap)} ({bootstrap})"
             run_suite(Env(bootstrap, out / "logs", say, suite.streams, external=external, sims=max(1, args.sims)), suite, results)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the broker's handler exits)
         say("interrupted: daemons stopped; writing what was measured")

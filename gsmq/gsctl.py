@@ -46,6 +46,8 @@ EXAMPLES = """examples:
   gsctl decode --type GoalStateV2 ../shared/vectors/goalstatev2_small.bin
   gsctl decode --type GoalStateV2 msg.bin | gsctl encode --type GoalStateV2 > again.bin
   gsctl broker                       # prints 127.0.0.1:PORT; Ctrl-C stops it
+  gsctl broker --port 9092 --data-dir /var/tmp/gsmq-kafka   # same address and data after a restart
+  gsctl broker --brokers 3           # prints 127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3
   gsctl tail --bootstrap 127.0.0.1:PORT --topic gs.unicast --count 10
 """
 
@@ -218,21 +220,28 @@ def _label(path: str) -> str:
 # ---------------------------------------------------------------- broker, topics, tail
 
 
-def _broker(log_path: str | None) -> int:
-    from gsmq.broker import BrokerError, start_embedded
+def _broker(args: argparse.Namespace) -> int:
+    from gsmq.broker import BrokerError, start_broker
 
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     try:
-        broker = start_embedded(log_path=log_path)
-    except BrokerError as exc:
+        broker = start_broker(port=args.port, data_dir=args.data_dir, brokers=args.brokers, security=args.security,
+                              topic_prefix=args.topic_prefix, log_path=args.log)
+    except (BrokerError, OSError, RuntimeError) as exc:
         raise UsageError(f"embedded broker: {exc}") from exc
     try:
         print(broker.bootstrap, flush=True)
+        for key, value in broker.properties.items():  # what a librdkafka client needs besides the address
+            print(f"{key}={value}", flush=True)
+        agent = getattr(broker, "users", {}).get("agent")
+        if agent is not None:  # the agents' principal, as a comment: the lines above are the DPM's
+            print(f"# agent: sasl.username=agent sasl.password={agent}", flush=True)
         while not done.wait(0.5):
-            if broker.process.poll() is not None:
-                raise UsageError(f"the embedded broker exited (code {broker.process.returncode})")
+            for proc in broker.processes:
+                if proc.poll() is not None:
+                    raise UsageError(f"the embedded broker exited (code {proc.returncode})")
     finally:
         broker.stop()
     return 0
@@ -345,9 +354,20 @@ def parser() -> argparse.ArgumentParser:
     enc.add_argument("--type", required=True, metavar="TYPE", help=type_help)
     enc.add_argument("file", nargs="?", default="-", metavar="FILE", help="input file, or - for standard input (default)")
     sub.add_parser("types", help="list the message types decode and encode know", description="List the message types.")
-    brk = sub.add_parser("broker", help="run the embedded Kafka broker (Tansu) in the foreground",
-                         description="Start the embedded broker on a free 127.0.0.1 port, print its bootstrap address "
-                         "on stdout, and run until SIGINT or SIGTERM (exit 0). Memory storage: nothing survives it.")
+    brk = sub.add_parser("broker", help="run the embedded Kafka broker (Apache Kafka, KRaft) in the foreground",
+                         description="Start the embedded broker on free 127.0.0.1 ports, print its bootstrap address "
+                         "on stdout, and run until SIGINT or SIGTERM (exit 0). Without --data-dir its log folder is "
+                         "temporary and removed on exit; with it, a restart keeps the address, topics and offsets.")
+    brk.add_argument("--port", type=int, metavar="PORT", help="client port of the first broker (default: a free one, "
+                     "or the one kept in --data-dir)")
+    brk.add_argument("--data-dir", metavar="DIR", help="keep the brokers' logs, ports and cluster id in DIR")
+    brk.add_argument("--brokers", type=int, default=1, choices=(1, 3), help="1 (default) or 3 brokers; with 3, "
+                     "topics get replication factor 3 and min.insync.replicas=2")
+    brk.add_argument("--security", choices=("plaintext", "ssl", "sasl_ssl"), default="plaintext",
+                     help="the client listener: plaintext (default); ssl (a generated CA and broker certificate); "
+                     "sasl_ssl (also SCRAM-SHA-512 users admin, dpm, agent and ACLs). After the address, one key=value "
+                     "line per librdkafka property a client needs (the DPM's), then '# agent: ...' with the agent's")
+    brk.add_argument("--topic-prefix", default="gs", help="sasl_ssl: the topic prefix the ACLs cover (default: gs)")
     brk.add_argument("--log", metavar="FILE", help="append the broker's own output to FILE (default: discarded)")
     for name, what in (("topics", "list topics and their partition counts (tab-separated)"),
                        ("tail", "print a topic's messages decoded, one JSON line each, from the first offset")):
@@ -381,7 +401,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "types":
         _write("".join(f"{name}\n" for name in type_names()).encode())
     elif args.command == "broker":
-        return _broker(args.log)
+        return _broker(args)
     elif args.command == "topics":
         return _topics(_settings(args), args.timeout)
     else:

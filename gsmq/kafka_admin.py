@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from confluent_kafka import KafkaException
@@ -18,13 +19,15 @@ def admin_client(settings: KafkaSettings) -> AdminClient:
 
 
 def ensure_topics(admin: AdminClient, partitions: Mapping[str, int], timeout: float = 10.0) -> None:
-    """Create the topics that do not exist yet; an existing topic is left as it is."""
+    """Create the topics that do not exist yet (the broker's default replication factor); an
+    existing topic is left as it is. Returns once the broker's metadata shows every topic
+    with a leader for each partition: Kafka's CreateTopics answers before that."""
     existing = topic_names(admin, timeout)
-    wanted = [NewTopic(name, n, 1) for name, n in partitions.items() if name not in existing]
-    if not wanted:
+    names = [name for name in partitions if name not in existing]
+    if not names:
         return
     with kafka_errors("creating topics"):
-        futures = admin.create_topics(wanted, operation_timeout=timeout)
+        futures = admin.create_topics([NewTopic(name, partitions[name]) for name in names], operation_timeout=timeout)
     for name, future in futures.items():
         try:
             future.result()
@@ -32,6 +35,15 @@ def ensure_topics(admin: AdminClient, partitions: Mapping[str, int], timeout: fl
             failed = as_failure(exc, f"creating topic {name}")
             if failed.code != "TOPIC_ALREADY_EXISTS":  # else a concurrent creator won the race: fine
                 raise failed from exc
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with kafka_errors("listing topics"):
+            meta = admin.list_topics(timeout=timeout).topics
+        if all(n in meta and meta[n].error is None and meta[n].partitions and all(p.leader >= 0 for p in meta[n].partitions.values())
+               for n in names):
+            return
+        time.sleep(0.05)
+
 
 def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
     """How many partitions each of `topics` has (0 when it does not exist)."""

@@ -1,5 +1,5 @@
-"""Shared fixtures: one real broker per test session (Tansu over TCP, or
-$KAFKA_BOOTSTRAP_SERVERS), and a unique topic prefix per test."""
+"""Shared fixtures: one real broker per test session (the embedded Apache Kafka over TCP,
+Tansu where Java is missing, or $KAFKA_BOOTSTRAP_SERVERS), and a unique topic prefix per test."""
 
 from __future__ import annotations
 
@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from gsmq.broker import embedded_or_external
+from gsmq.broker import describe_default, embedded_or_external
 from gsmq.kafka import KafkaSettings
 from gsmq.topics import Topics
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The session header names the broker the tests run on (also under -q, which hides report headers)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"broker: {describe_default()}")
 
 
 @pytest.fixture(scope="session")

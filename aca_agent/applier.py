@@ -5,6 +5,13 @@
 themselves live in the `DataPlane`. It knows nothing of Kafka or gRPC: callers hand it
 decoded `GoalStateV2` messages and their headers, and get per-host `Result`s back.
 See docs/internals.md for the conventions implemented here.
+
+The followers of a VPC served here share one `VpcTable` (docs/internals.md, "Following a
+VPC"): a multicast message is applied to it once, O(its resources), and each follower
+gets O(1) bookkeeping (cursor, watermark, a `Result` naming the shared statuses, minus its
+own neighbors when it owns one of the message). A host's view (`table`, `host_state`,
+`pending_states`) = its own tables + the shared tables of the VPCs it follows, minus its
+own neighbors. The single-host agent runs the same code with one follower per table.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def start_embedded(host: str = "127.0.0.1", port: int | None = None, log_path: s
     url = f"tcp://{host}:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-c", _DIE_WITH_PARENT, binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+        [sys.executable, "-c", _DIE_WITH_PARENT, binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -297,7 +297,7 @@ async def test_a_simulators_followers_of_a_vpc_share_its_tables_and_each_leaves_
     producer = raw_producer(bootstrap)
     mc = partition_for("vpc-1", 16)
     produce(producer, topics.multicast, "vpc-1", b"marker", gs_type="Marker")  # offset 0: skipped
-    for seq, host in enumerate(hosts, start=1):  # each joins with the VPC's states as of VPC seq 0, minus its own neighbor
+    for host in hosts:  # each joins with the VPC's states as of VPC seq 0, minus its own neighbor
         others = [neighbor(rid, on) for rid, on in nbs.items() if on != host]
         join = goal_state(host, subnet(), port(f"port-{host}"), *others)
         produce(producer, topics.unicast, host, join.SerializeToString(), gs_follow=f"vpc-1={mc}:1:0", gs_epoch="e", gs_seq="1")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from gsmq import broker as broker_module
@@ -25,8 +25,13 @@ def test_librdkafka_murmur2_random_agrees_with_our_partitioner(kafka: KafkaSetti
     producer = Producer(kafka.producer())
     landed: dict[bytes, int] = {}
     keys = [f"10.0.{i // 256}.{i % 256}".encode() for i in range(64)] + [b"a", b"vpc-7"]
+    def on_delivery(err: object, msg: Message) -> None:
+        key, partition = msg.key(), msg.partition()
+        assert isinstance(key, bytes) and partition is not None
+        landed[key] = partition
+
     for key in keys:
-        producer.produce(topics.unicast, key=key, value=b"x", on_delivery=lambda e, m: landed.__setitem__(m.key(), m.partition()))
+        producer.produce(topics.unicast, key=key, value=b"x", on_delivery=on_delivery)
     assert producer.flush(10) == 0
     assert landed == {key: partition_for(key, 8) for key in keys}
 
@@ -40,7 +45,8 @@ def test_stop_ends_the_process() -> None:
 
 
 def test_no_orphan_after_owner_is_killed() -> None:
-    code = "from gsmq.broker import start_embedded; import sys, time; b = start_embedded(); print(b.process.pid, flush=True); time.sleep(60)"
+    code = ("from gsmq.broker import start_embedded; import sys, time; b = start_embedded(); "
+            "print(b.process.pid, flush=True); time.sleep(60)")
     owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert owner.stdout is not None
     pid = int(owner.stdout.readline())

@@ -5,6 +5,13 @@
 themselves live in the `DataPlane`. It knows nothing of Kafka or gRPC: callers hand it
 decoded `GoalStateV2` messages and their headers, and get per-host `Result`s back.
 See docs/internals.md for the conventions implemented here.
+
+The followers of a VPC served here share one `VpcTable` (docs/internals.md, "Following a
+VPC"): a multicast message is applied to it once, O(its resources), and each follower
+gets O(1) bookkeeping (cursor, watermark, a `Result` naming the shared statuses, minus its
+own neighbors when it owns one of the message). A host's view (`table`, `host_state`,
+`pending_states`) = its own tables + the shared tables of the VPCs it follows, minus its
+own neighbors. The single-host agent runs the same code with one follower per table.
 """
 
 from __future__ import annotations
@@ -112,6 +119,33 @@ class HostState:
     epoch: str | None = None  # unicast gs-epoch / gs-seq last seen
     seq: int = 0
     applied: int = 0  # the unicast watermark of `epoch`: every gs-seq up to it is applied; stays below a gap
+    shared: set[str] = field(default_factory=set)  # followed VPCs whose VPC-wide states the host sees in their `VpcTable`
+
+
+def table_scope(vpc: str) -> str:
+    """The data-plane scope (a pseudo host id) of a VPC's shared table."""
+    return f"vpc/{vpc}"
+
+
+@dataclass(slots=True)
+class VpcTable:
+    """The VPC-wide states (SUBNET, NEIGHBOR, SECURITYGROUP) of one followed VPC, held once
+    for every served host that follows it with a cursor (see docs/internals.md, "Following
+    a VPC"). `scope` is its pseudo host: the data plane keeps the states under
+    `table_scope(vpc)`, pending ones wait in `scope.pending`. The table holds every neighbor
+    of the VPC (a host's own ones included, a host's view leaves them out).
+
+    `seq`/`epoch`: the last multicast message applied to the table. `since`: for a state
+    (or a deletion: the key is absent) the VPC position it came from, when the table got it
+    from a join or resync bundle at a position ahead of `seq`, or from a multicast message or
+    deletion; a multicast message never changes a state the table got from a later position."""
+
+    vpc: str
+    scope: HostState
+    epoch: str = ""
+    seq: int = 0
+    since: dict[ResourceKey, int] = field(default_factory=dict)
+    followers: set[str] = field(default_factory=set)
 
 
 def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
@@ -131,6 +165,7 @@ class Applier:
         self.dataplane = dataplane
         self.hosts: dict[str, HostState] = {host: HostState(host) for host in hosts}
         self.followers: dict[str, set[str]] = {}  # vpc -> served hosts following it
+        self.tables: dict[str, VpcTable] = {}  # vpc -> its shared table (while a host follows it with a cursor)
         self.counters = counters or Counters()
         self._changes: list[FollowChange] = []
 
@@ -166,8 +201,7 @@ class Applier:
             self.counters.messages_skipped += 1
             return []
         epoch = headers.get(wire.EPOCH, "")
-        entries: list[tuple[int, str, Any]] | None = None
-        results: list[Result] = []
+        movers: list[tuple[HostState, bool]] = []
         for host in list(hosts):
             hs = self.hosts[host]
             cursor = hs.cursors.get(vpc)
@@ -186,11 +220,35 @@ class Applier:
                     resync = seq != 1
                     acked = 0 if resync else -1
                 hs.cursors[vpc] = Cursor(cursor.partition, cursor.offset, seq, epoch, acked)
-            if entries is None:
-                entries = self._all_entries(goal, None)
+            movers.append((hs, resync))
+        if not movers:
+            return []
+        entries = self._all_entries(goal, None)
+        results: list[Result] = []
+        table = self.tables.get(vpc)
+        shared = [(hs, resync) for hs, resync in movers if table is not None and vpc in hs.shared]
+        if table is not None and shared:
             start = time.perf_counter_ns()
-            mine = [e for e in entries if not own_neighbor(e[0], e[2], host)]
-            statuses = self._apply(hs, mine, sent_ns, whole=False, follow={}, scope_vpc=vpc)
+            released: dict[str, list[ResourceStatus]] = {}
+            if seq is None or table.epoch != epoch or table.seq < seq:
+                common_statuses = self._apply_table(table, entries, seq, epoch, sent_ns, released)
+            else:  # the table is ahead of these followers (a later join or resync built it): bookkeeping only
+                common_statuses = [self._shared_status(table, rtype, rid, state) for rtype, rid, state in entries]
+            spent = time.perf_counter_ns() - start
+            owners = self._neighbor_owners(table, common_statuses)
+            for hs, resync in shared:
+                t0 = time.perf_counter_ns() - spent
+                mine = common_statuses
+                if hs.host in owners.values():
+                    mine = [s for s in mine if owners.get(s.resource_id) != hs.host or s.resource_type != common.NEIGHBOR]
+                mine = mine + released.get(hs.host, [])
+                results.append(self._result(hs, mine, t0, resync, vpc, seq or 0, sent_ns))
+        for hs, resync in movers:
+            if table is not None and vpc in hs.shared:
+                continue
+            start = time.perf_counter_ns()
+            mine_entries = [e for e in entries if not own_neighbor(e[0], e[2], hs.host)]
+            statuses = self._apply(hs, mine_entries, sent_ns, whole=False, follow={}, scope_vpc=vpc)
             results.append(self._result(hs, statuses, start, resync, vpc, seq or 0, sent_ns))
         return results
 
@@ -212,10 +270,36 @@ class Applier:
         return changes
 
     def pending_count(self) -> int:
-        return sum(len(hs.pending) for hs in self.hosts.values())
+        """Pending states: each host's own, and each shared table's once."""
+        return sum(len(hs.pending) for hs in self.hosts.values()) + sum(len(t.scope.pending) for t in self.tables.values())
 
     def followed(self, host: str) -> set[str]:
         return set(self.hosts[host].vpc_ports)
+
+    def table(self, host: str, rtype: int) -> Mapping[str, Any]:
+        """The host's applied resources of one type (id -> state): its own table plus, for a
+        VPC-wide type, the shared tables of the VPCs it follows minus its own neighbors."""
+        hs = self.hosts[host]
+        own = self.dataplane.table(host, rtype)
+        if rtype not in VPC_WIDE or not hs.shared:
+            return own
+        out: dict[str, Any] = {}
+        for vpc in sorted(hs.shared):
+            out.update((rid, state) for rid, state in self.dataplane.table(table_scope(vpc), rtype).items()
+                       if not own_neighbor(rtype, state, host))
+        out.update(own)
+        return out
+
+    def pending_states(self, host: str) -> dict[ResourceKey, Any]:
+        """The host's pending states (key -> state), shared ones of followed VPCs included."""
+        hs = self.hosts[host]
+        out: dict[ResourceKey, Any] = {}
+        for vpc in sorted(hs.shared):
+            table = self.tables.get(vpc)
+            if table is not None:
+                out.update((k, p.state) for k, p in table.scope.pending.items() if not own_neighbor(k[0], p.state, host))
+        out.update((k, p.state) for k, p in hs.pending.items())
+        return out
 
     def host_state(self, host: str) -> gs.GoalStateV2:
         """The host's tables as one GoalStateV2 whose host_resources[host] lists every resource."""
@@ -223,7 +307,7 @@ class Applier:
         listed = goal.host_resources[host]
         for rtype in APPLY_ORDER:
             target = state_map(goal, rtype)
-            for rid, state in self.dataplane.table(host, rtype).items():
+            for rid, state in self.table(host, rtype).items():
                 target[rid].CopyFrom(state)
                 listed.resources.add(type=rtype, id=rid)
         return goal
@@ -283,6 +367,19 @@ class Applier:
     ) -> list[ResourceStatus]:
         before = set(hs.vpc_ports)
         statuses: list[ResourceStatus] = []
+        if follow:  # VPC-wide states of the VPCs the message follows go to their shared tables
+            bundles: dict[str, list[tuple[int, str, Any]]] = {vpc: [] for vpc in follow}
+            rest = []
+            for entry in entries:
+                rtype, _, state = entry
+                vpc = vpc_of(rtype, state) if rtype in VPC_WIDE and state is not None and state.HasField("configuration") else ""
+                if vpc in bundles:
+                    bundles[vpc].append(entry)
+                else:
+                    rest.append(entry)
+            entries = rest
+            for vpc, cursor in sorted(follow.items()):
+                statuses += self._merge(hs, vpc, bundles[vpc], cursor, sent_ns)
         seen: dict[int, set[str]] = {}
         full_types: set[int] = set()
         new_subnets: list[str] = []
@@ -298,17 +395,190 @@ class Applier:
             full_types = set(MAP_FIELD)
         for rtype in full_types:
             self._replace_table(hs, rtype, seen.get(rtype, set()), scope_vpc)
-        while new_subnets:
-            for key in hs.waiting.pop(new_subnets.pop(), set()):
+        statuses += self._release(hs, new_subnets, sent_ns)
+        self._follow_diff(hs, before, follow, whole)
+        return statuses
+
+    def _release(self, hs: HostState, subnets: Iterable[str], sent_ns: int | None) -> list[ResourceStatus]:
+        """Apply the host's (or a table's) pending states that waited for `subnets` and now have every subnet."""
+        statuses: list[ResourceStatus] = []
+        for subnet in subnets:
+            for key in hs.waiting.pop(subnet, set()):
                 pend = hs.pending.get(key)
                 if pend is None:
                     continue
-                pend.missing.difference_update(self.dataplane.table(hs.host, common.SUBNET))
+                pend.missing = {s for s in pend.missing if not self._subnet_known(hs, s)}
                 if not pend.missing:
                     del hs.pending[key]
                     statuses.append(self._apply_one(hs, key[0], key[1], pend.state, sent_ns))
-        self._follow_diff(hs, before, follow, whole)
         return statuses
+
+    # ---- shared VPC tables ----------------------------------------------------------
+
+    def _subnet_known(self, hs: HostState, subnet: str) -> bool:
+        """Whether the host (or table scope) holds `subnet`: in its own table or a followed VPC's shared one."""
+        if subnet in self.dataplane.table(hs.host, common.SUBNET):
+            return True
+        return any(subnet in self.dataplane.table(table_scope(vpc), common.SUBNET) for vpc in hs.shared)
+
+    @staticmethod
+    def _valid(rid: str, state: Any) -> bool:
+        return state is not None and bool(rid) and state.HasField("configuration") and bool(state.configuration.id)
+
+    def _shared_status(self, table: VpcTable, rtype: int, rid: str, state: Any) -> ResourceStatus:
+        """A state the table already holds from a later position: SUCCESS (PENDING while it waits)."""
+        if not self._valid(rid, state):
+            return ResourceStatus(rid, rtype, int(state.operation_type) if state is not None else common.INFO, common.INVALID_ARG)
+        status = common.PENDING if (rtype, rid) in table.scope.pending else common.SUCCESS
+        return ResourceStatus(rid, rtype, int(state.operation_type), status)
+
+    def _neighbor_owners(self, table: VpcTable, statuses: list[ResourceStatus]) -> dict[str, str]:
+        """neighbor id -> the host it is located on, for the neighbors named in `statuses`."""
+        owners: dict[str, str] = {}
+        held = self.dataplane.table(table.scope.host, common.NEIGHBOR)
+        for s in statuses:
+            if s.resource_type != common.NEIGHBOR:
+                continue
+            state = held.get(s.resource_id)
+            if state is None:
+                pend = table.scope.pending.get((common.NEIGHBOR, s.resource_id))
+                state = pend.state if pend is not None else None
+            if state is not None:
+                owners[s.resource_id] = str(state.configuration.host_ip_address)
+        return owners
+
+    def _table_keys(self, table: VpcTable, rtypes: Iterable[int]) -> list[tuple[ResourceKey, Any]]:
+        """(key, state) of everything the table holds of `rtypes`, applied or pending."""
+        out = [((rtype, rid), state) for rtype in rtypes for rid, state in self.dataplane.table(table.scope.host, rtype).items()]
+        out += [(key, p.state) for key, p in table.scope.pending.items() if key[0] in rtypes]
+        return out
+
+    def _release_shared(self, table: VpcTable, subnets: list[str], sent_ns: int | None,
+                        released: dict[str, list[ResourceStatus]]) -> list[ResourceStatus]:
+        """Subnets new in a shared table release its pending states and its followers' (reported in `released`)."""
+        if not subnets:
+            return []
+        statuses = self._release(table.scope, subnets, sent_ns)
+        for host in table.followers:
+            hs = self.hosts[host]
+            if hs.waiting:
+                got = self._release(hs, subnets, sent_ns)
+                if got:
+                    released.setdefault(host, []).extend(got)
+        return statuses
+
+    def _apply_table(self, table: VpcTable, entries: list[tuple[int, str, Any]], seq: int | None, epoch: str,
+                     sent_ns: int | None, released: dict[str, list[ResourceStatus]]) -> list[ResourceStatus]:
+        """Apply a multicast message once to the VPC's shared table (every state, own neighbors included)."""
+        if table.epoch != epoch:  # a new DPM incarnation: positions of the old one mean nothing
+            table.epoch, table.seq, table.since = epoch, 0, {}
+        m = seq or 0
+        if seq is not None:
+            table.seq = seq
+        statuses: list[ResourceStatus] = []
+        seen: dict[int, set[str]] = {}
+        full_types: set[int] = set()
+        new_subnets: list[str] = []
+        for rtype, rid, state in entries:
+            key = (rtype, rid)
+            seen.setdefault(rtype, set()).add(rid)
+            if state is not None and is_full(rtype, state):
+                full_types.add(rtype)
+            if m and table.since.get(key, 0) > m and self._valid(rid, state):
+                statuses.append(self._shared_status(table, rtype, rid, state))
+                continue
+            status = self._apply_one(table.scope, rtype, rid, state, sent_ns)
+            statuses.append(status)
+            if m and status.status in (common.SUCCESS, common.PENDING):
+                table.since[key] = m
+            if rtype == common.SUBNET and status.status == common.SUCCESS:
+                new_subnets.append(rid)
+        for rtype in full_types:  # FULL scopes to the VPC: the table is the VPC's
+            keep = seen.get(rtype, set())
+            for key, _ in self._table_keys(table, (rtype,)):
+                if key[1] not in keep and table.since.get(key, 0) <= m:
+                    self._remove(table.scope, key[0], key[1])
+                    if m:
+                        table.since[key] = m
+        statuses += self._release_shared(table, new_subnets, sent_ns, released)
+        return statuses
+
+    def _merge(self, hs: HostState, vpc: str, entries: list[tuple[int, str, Any]], cursor: Cursor,
+               sent_ns: int | None) -> list[ResourceStatus]:
+        """A join or resync bundle: the VPC-wide states of `vpc` as of position `cursor.seq`
+        (minus the host's own neighbors). Creates the VPC's shared table, or merges into it:
+        a state the table got from a later position stays, the others become the bundle's
+        (a state the bundle lacks was deleted by then, unless it is the host's own neighbor)."""
+        table = self.tables.get(vpc)
+        if table is None:
+            table = self.tables[vpc] = VpcTable(vpc, HostState(table_scope(vpc)), cursor.epoch, cursor.seq)
+        elif table.epoch != cursor.epoch:  # a new DPM incarnation: this bundle is the table now
+            table.epoch, table.seq, table.since = cursor.epoch, cursor.seq, {}
+        if hs.host not in table.followers:
+            self._drop_private(hs, vpc)
+            table.followers.add(hs.host)
+            hs.shared.add(vpc)
+        pos = cursor.seq
+        statuses: list[ResourceStatus] = []
+        in_bundle: set[ResourceKey] = set()
+        new_subnets: list[str] = []
+        for rtype, rid, state in entries:
+            key = (rtype, rid)
+            in_bundle.add(key)
+            if not self._valid(rid, state):
+                statuses.append(ResourceStatus(rid, rtype, int(state.operation_type) if state is not None else common.INFO,
+                                               common.INVALID_ARG))
+                continue
+            if table.since.get(key, 0) > pos:  # the table has it from a later position
+                statuses.append(self._shared_status(table, rtype, rid, state))
+                continue
+            table.since[key] = pos
+            if state.operation_type == common.DELETE:
+                self._remove(table.scope, rtype, rid)
+                statuses.append(ResourceStatus(rid, rtype, int(state.operation_type), common.SUCCESS))
+                continue
+            pend = table.scope.pending.get(key)
+            held = pend.state if pend is not None else self.dataplane.table(table.scope.host, rtype).get(rid)
+            if held is not None and (held is state or held == state):
+                statuses.append(ResourceStatus(rid, rtype, int(state.operation_type), common.PENDING if pend else common.SUCCESS))
+                continue
+            if held is not None:
+                self._remove(table.scope, rtype, rid)
+            status = self._apply_one(table.scope, rtype, rid, state, sent_ns)
+            statuses.append(status)
+            if rtype == common.SUBNET and status.status == common.SUCCESS:
+                new_subnets.append(rid)
+        for key, state in self._table_keys(table, sorted(VPC_WIDE)):
+            if key not in in_bundle and table.since.get(key, 0) <= pos and not own_neighbor(key[0], state, hs.host):
+                self._remove(table.scope, key[0], key[1])  # deleted by `pos`
+                table.since[key] = pos
+        released: dict[str, list[ResourceStatus]] = {}
+        shared = self._release_shared(table, new_subnets, sent_ns, released)
+        owners = self._neighbor_owners(table, shared)
+        statuses += [s for s in shared if s.resource_type != common.NEIGHBOR or owners.get(s.resource_id) != hs.host]
+        statuses += released.get(hs.host, [])
+        return statuses
+
+    def _drop_private(self, hs: HostState, vpc: str) -> None:
+        """The host's own VPC-wide states of `vpc` give way to the VPC's shared table."""
+        for rtype in VPC_WIDE:
+            table = self.dataplane.table(hs.host, rtype)
+            stale = [rid for rid, state in table.items() if vpc_of(rtype, state) == vpc]
+            stale += [rid for (ptype, rid), p in hs.pending.items() if ptype == rtype and vpc_of(rtype, p.state) == vpc]
+            for rid in stale:
+                self._remove(hs, rtype, rid)
+
+    def _detach(self, hs: HostState, vpc: str) -> None:
+        """The host no longer sees `vpc`'s shared table; the last follower drops it."""
+        hs.shared.discard(vpc)
+        table = self.tables.get(vpc)
+        if table is None:
+            return
+        table.followers.discard(hs.host)
+        if not table.followers:
+            for key, _ in self._table_keys(table, sorted(VPC_WIDE)):
+                self._remove(table.scope, key[0], key[1])
+            del self.tables[vpc]
 
     def _result(self, hs: HostState, statuses: list[ResourceStatus], start_ns: int, resync: bool,
                 vpc: str = "", seq: int | None = None, sent_ns: int | None = None) -> Result:
@@ -377,9 +647,9 @@ class Applier:
         return ResourceStatus(rid, rtype, op, status, _us(dp_ns), _us(end - start - dp_ns), elapse)
 
     def _missing_parents(self, hs: HostState, rtype: int, state: Any) -> set[str]:
-        """Subnets a state refers to (`resources.subnets_of`) that the host does not have."""
-        subnets = self.dataplane.table(hs.host, common.SUBNET)
-        return {s for s in subnets_of(rtype, state) if s not in subnets}
+        """Subnets a state refers to (`resources.subnets_of`) that the host does not have
+        (in its own table or the shared table of a VPC it follows)."""
+        return {s for s in subnets_of(rtype, state) if not self._subnet_known(hs, s)}
 
     def _drop_pending(self, hs: HostState, key: ResourceKey) -> None:
         pend = hs.pending.pop(key, None)
@@ -453,15 +723,13 @@ class Applier:
                 log.debug("vpc_followed", host=hs.host, vpc=vpc, cursor=cursor)
         for vpc in before - after:
             self._unfollow(hs, vpc)
+        for vpc in hs.shared - set(after):  # a bundle for a VPC the host does not follow after all
+            self._detach(hs, vpc)
 
     def _unfollow(self, hs: HostState, vpc: str) -> None:
         """The host's last port in `vpc` left: drop the VPC's shared states from the host."""
-        for rtype in VPC_WIDE:
-            table = self.dataplane.table(hs.host, rtype)
-            stale = [rid for rid, state in table.items() if vpc_of(rtype, state) == vpc]
-            stale += [rid for (ptype, rid), p in hs.pending.items() if ptype == rtype and vpc_of(rtype, p.state) == vpc]
-            for rid in stale:
-                self._remove(hs, rtype, rid)
+        self._drop_private(hs, vpc)
+        self._detach(hs, vpc)
         hs.cursors.pop(vpc, None)
         hosts = self.followers.get(vpc)
         if hosts is not None:

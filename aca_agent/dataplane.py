@@ -2,6 +2,11 @@
 
 A real agent would program OVS flows here; `MemoryDataPlane` keeps per-host tables
 (resource id -> state, per resource type) and can simulate a programming cost.
+
+Besides hosts, the applier programs one scope per followed VPC, the pseudo host
+`vpc/<vpc id>` (`applier.table_scope`): the VPC-wide states its followers in this process
+share. So `flows(host)` and `resources()` count a shared state once per process (under its
+VPC scope), not once per follower; a real single-host agent programs it once anyway.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from aca_agent.main import parse_config, serve
-from aca_agent.testing import goal_state, listed, port, security_group, subnet
+from aca_agent.testing import goal_state, listed, neighbor, port, security_group, subnet
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
@@ -287,6 +287,41 @@ async def test_multicast_is_followed_until_the_last_port_leaves(bootstrap: str, 
         assert list(counters.followed_vpcs) == []
         state = await agent.host_state(H)
         assert dict(state.security_group_states) == {} and dict(state.subnet_states) == {}
+
+
+async def test_a_simulators_followers_of_a_vpc_share_its_tables_and_each_leaves_out_its_own_neighbors(
+    bootstrap: str, topics: Topics, reply_reader: Reader
+) -> None:
+    hosts = ["10.8.0.1", "10.8.0.2", "10.8.0.3"]
+    nbs = {f"nb-{i}": host for i, host in enumerate(hosts, start=1)}
+    producer = raw_producer(bootstrap)
+    mc = partition_for("vpc-1", 16)
+    produce(producer, topics.multicast, "vpc-1", b"marker", gs_type="Marker")  # offset 0: skipped
+    for host in hosts:  # each joins with the VPC's states as of VPC seq 0, minus its own neighbor
+        others = [neighbor(rid, on) for rid, on in nbs.items() if on != host]
+        join = goal_state(host, subnet(), port(f"port-{host}"), *others)
+        produce(producer, topics.unicast, host, join.SerializeToString(), gs_follow=f"vpc-1={mc}:1:0", gs_epoch="e", gs_seq="1")
+    for seq, items in ((1, (security_group(), neighbor("nb-4", hosts[0]))), (2, (security_group(rev=2),))):
+        produce(producer, topics.multicast, "vpc-1", goal_state(None, *items).SerializeToString(),
+                gs_vpc_id="vpc-1", gs_seq=str(seq), gs_epoch="e", gs_type="GoalStateV2")
+
+    def vpc_watermark(m: Records, host: str) -> int:
+        return max((v.seq for a in acks(m, host) for v in a.vpcs if v.vpc_id == "vpc-1"), default=0)
+
+    async with running_agent(bootstrap, topics, "sim", "--hosts", "3", "--first-host", hosts[0], "--name", "share") as agent:
+        got = await reply_reader.until(lambda m: all(watermark(m, h) >= 1 and vpc_watermark(m, h) >= 2 for h in hosts))
+        assert failures(got) == {}
+        nbs["nb-4"] = hosts[0]
+        for host in hosts:
+            state = await agent.host_state(host)
+            assert set(state.neighbor_states) == {rid for rid, on in nbs.items() if on != host}
+            assert state.security_group_states["sg-1"].configuration.revision_number == 2
+            assert set(state.subnet_states) == {"sn-1"} and set(state.port_states) == {f"port-{host}"}
+            assert listed(state, host) == {(common.SUBNET, "sn-1"), (common.PORT, f"port-{host}"), (common.SECURITYGROUP, "sg-1")} | {
+                (common.NEIGHBOR, rid) for rid, on in nbs.items() if on != host}
+        counters = await agent.counters()
+        # one shared table (1 subnet, 4 neighbors, 1 security group) and each host's own port: 9, not 3 x 6 + 3
+        assert counters.resources == 9 and list(counters.followed_vpcs) == ["vpc-1"]
 
 
 async def test_fast_path_streams_a_reply_per_goal_state(bootstrap: str, topics: Topics, kafka: KafkaSettings, vectors_dir: Path) -> None:

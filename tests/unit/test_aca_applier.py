@@ -29,7 +29,7 @@ def statuses(result: object) -> dict[str, int]:
 
 def table(applier: Applier, host: str, rtype: int) -> dict[str, int]:
     """id -> revision of the host's table of `rtype`."""
-    return {rid: s.configuration.revision_number for rid, s in applier.dataplane.table(host, rtype).items()}
+    return {rid: s.configuration.revision_number for rid, s in applier.table(host, rtype).items()}
 
 
 def test_new_resources_are_applied_and_counted_as_flows(applier: Applier) -> None:
@@ -294,3 +294,162 @@ def test_a_stale_gs_follow_on_a_later_message_keeps_the_cursor(applier: Applier)
     applier.apply_unicast(H1, goal_state(H1, port("port-x")), {wire.FOLLOW: "vpc-1=3:100:5", wire.EPOCH: "e1"})
     assert applier.take_follow_changes() == []
     assert applier.hosts[H1].cursors["vpc-1"] == Cursor(3, 120, 8, "e1")
+
+
+# ---- followers of a VPC in one simulator share its tables ------------------------------
+
+
+class CountingDataPlane(MemoryDataPlane):
+    """Counts program/remove calls: the cost of applying."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def program(self, host: str, rtype: int, rid: str, state: object) -> None:
+        self.calls += 1
+        super().program(host, rtype, rid, state)
+
+    def remove(self, host: str, rtype: int, rid: str) -> bool:
+        self.calls += 1
+        return super().remove(host, rtype, rid)
+
+
+def _join(applier: Applier, host: str, seq: int, *items: Item, epoch: str = "e1", full: bool = False) -> dict[str, int]:
+    """`host` gets a port in vpc-1 with the VPC's bundle `items` as of VPC position `seq`."""
+    headers = {wire.FOLLOW: f"vpc-1=4:0:{seq}", wire.EPOCH: epoch, **({wire.FULL: "1"} if full else {})}
+    return statuses(applier.apply_unicast(host, goal_state(host, *items, port(f"port-{host}")), headers))
+
+
+def _multicast(applier: Applier, seq: int, *items: Item) -> dict[str, dict[str, int]]:
+    results = applier.apply_multicast("vpc-1", goal_state(None, *items), {wire.SEQ: str(seq), wire.EPOCH: "e1"}, 4, seq)
+    return {r.host: statuses(r) for r in results}
+
+
+@pytest.mark.parametrize("followers", [1, 10])
+def test_a_multicast_is_applied_once_whatever_the_number_of_followers(followers: int) -> None:
+    hosts = [f"10.2.0.{i}" for i in range(followers)]
+    dp = CountingDataPlane()
+    applier = Applier(dp, hosts)
+    for host in hosts:
+        _join(applier, host, 0, subnet())
+    dp.calls = 0
+    message = [neighbor(f"nb-{i}", "10.9.9.9") for i in range(20)] + [security_group(rev=2)]
+    by_host = _multicast(applier, 1, *message)
+    assert dp.calls == 21  # the shared table once, not once per follower
+    assert set(by_host) == set(hosts) and all(s == {r: common.SUCCESS for _, r, _ in message} for s in by_host.values())
+    assert set(applier.tables) == {"vpc-1"} and applier.tables["vpc-1"].followers == set(hosts)
+    first, last = applier.table(hosts[0], common.NEIGHBOR), applier.table(hosts[-1], common.NEIGHBOR)
+    assert set(first) == set(last) == {f"nb-{i}" for i in range(20)}
+    assert all(first[rid] is last[rid] for rid in first)  # one object holds each state
+    assert [r.seq for r in applier.apply_multicast("vpc-1", goal_state(None, *message), {wire.SEQ: "1", wire.EPOCH: "e1"}, 4, 1)] == []
+
+
+def test_followers_share_a_table_yet_each_host_excludes_its_own_neighbors() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2, H3])
+    for host in (H1, H2, H3):
+        _join(applier, host, 0, subnet())
+    by_host = _multicast(applier, 1, neighbor("nb-h1", H1), neighbor("nb-h2", H2), neighbor("nb-x", "10.9.9.9"))
+    assert by_host == {H1: {"nb-h2": 0, "nb-x": 0}, H2: {"nb-h1": 0, "nb-x": 0}, H3: {"nb-h1": 0, "nb-h2": 0, "nb-x": 0}}
+    assert set(applier.dataplane.table("vpc/vpc-1", common.NEIGHBOR)) == {"nb-h1", "nb-h2", "nb-x"}  # held once
+    assert set(table(applier, H1, common.NEIGHBOR)) == {"nb-h2", "nb-x"}
+    assert set(table(applier, H2, common.NEIGHBOR)) == {"nb-h1", "nb-x"}
+    assert set(listed(applier.host_state(H3), H3)) >= {(common.NEIGHBOR, "nb-h1"), (common.NEIGHBOR, "nb-h2")}
+    assert (common.NEIGHBOR, "nb-h1") not in listed(applier.host_state(H1), H1)
+
+
+def test_a_join_behind_the_shared_table_fills_in_what_the_table_never_had() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    # H1's bundle leaves out H1's own neighbor: the table, built from it, lacks nb-h1
+    _join(applier, H1, 2, subnet(), security_group(rev=1), neighbor("nb-h2", H2))
+    assert _multicast(applier, 3, security_group(rev=2)) == {H1: {"sg-1": 0}}
+    assert _multicast(applier, 4, neighbor("nb-x", H3)) == {H1: {"nb-x": 0}}
+    joined = _join(applier, H2, 3, subnet(), security_group(rev=2), neighbor("nb-h1", H1))  # the table (4) is ahead
+    assert set(joined.values()) == {common.SUCCESS}
+    assert table(applier, H2, common.NEIGHBOR) == {"nb-h1": 1, "nb-x": 1}
+    assert table(applier, H2, common.SECURITYGROUP) == {"sg-1": 2}
+    assert table(applier, H1, common.NEIGHBOR) == {"nb-h2": 1, "nb-x": 1}
+    # H2 reads message 4 again (its cursor is 3): bookkeeping only, the same statuses
+    assert _multicast(applier, 4, neighbor("nb-x", H3)) == {H2: {"nb-x": 0}}
+    assert applier.hosts[H2].cursors["vpc-1"].seq == 4 and applier.tables["vpc-1"].seq == 4
+
+
+def test_a_join_ahead_of_the_shared_table_keeps_later_states_from_earlier_messages() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    _join(applier, H1, 2, subnet(), security_group(rev=1), neighbor("nb-a", H3), neighbor("nb-b", H3))
+    # H2 joins as of position 5: sg-1 at rev 3, nb-a deleted meanwhile, nb-b unchanged
+    _join(applier, H2, 5, subnet(), security_group(rev=3), neighbor("nb-b", H3))
+    assert table(applier, H1, common.SECURITYGROUP) == {"sg-1": 3}
+    assert set(table(applier, H1, common.NEIGHBOR)) == {"nb-b"}
+    # H1 catches up on 3..5: no OUT_OF_ORDER, nothing resurrected; H2 skips them
+    assert _multicast(applier, 3, security_group(rev=2), neighbor("nb-a", H3, rev=2)) == {H1: {"sg-1": 0, "nb-a": 0}}
+    assert _multicast(applier, 4, security_group(rev=3)) == {H1: {"sg-1": 0}}
+    assert _multicast(applier, 5, neighbor("nb-a", H3, rev=3, op=common.DELETE)) == {H1: {"nb-a": 0}}
+    assert _multicast(applier, 6, neighbor("nb-c", H3)) == {H1: {"nb-c": 0}, H2: {"nb-c": 0}}
+    for host in (H1, H2):
+        assert table(applier, host, common.SECURITYGROUP) == {"sg-1": 3}
+        assert table(applier, host, common.NEIGHBOR) == {"nb-b": 1, "nb-c": 1}
+
+
+def test_unfollowing_leaves_the_table_to_the_others_and_the_last_follower_drops_it() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    for host in (H1, H2):
+        _join(applier, host, 0, subnet(), security_group())
+    applier.take_follow_changes()
+    applier.apply_unicast(H1, goal_state(H1, port(f"port-{H1}", rev=2, op=common.DELETE)), {})
+    assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", False)]
+    assert table(applier, H1, common.SUBNET) == {} and table(applier, H1, common.SECURITYGROUP) == {}
+    assert table(applier, H2, common.SECURITYGROUP) == {"sg-1": 1} and applier.tables["vpc-1"].followers == {H2}
+    assert _multicast(applier, 1, security_group(rev=2)) == {H2: {"sg-1": 0}}
+    applier.apply_unicast(H2, goal_state(H2, port(f"port-{H2}", rev=2, op=common.DELETE)), {})
+    assert applier.tables == {} and applier.followers == {}
+    assert applier.dataplane.resources() == 0 and applier.dataplane.flows() == 0
+
+
+def test_a_subnet_arriving_in_the_shared_table_releases_every_followers_pending_states() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    for host in (H1, H2):
+        _join(applier, host, 0, subnet())
+    waiting = applier.apply_unicast(H1, goal_state(H1, port("p-9", "sn-9"), dhcp("d-9", "sn-9")), {})
+    assert statuses(waiting) == {"p-9": common.PENDING, "d-9": common.PENDING}
+    assert _multicast(applier, 1, neighbor("nb-9", H3, "sn-9")) == {H1: {"nb-9": common.PENDING}, H2: {"nb-9": common.PENDING}}
+    assert applier.pending_states(H2) == {(common.NEIGHBOR, "nb-9"): applier.tables["vpc-1"].scope.pending[(common.NEIGHBOR, "nb-9")].state}
+    by_host = _multicast(applier, 2, subnet("sn-9"))
+    assert by_host == {H1: {"sn-9": 0, "nb-9": 0, "p-9": 0, "d-9": 0}, H2: {"sn-9": 0, "nb-9": 0}}
+    assert applier.pending_count() == 0
+    assert set(table(applier, H1, common.PORT)) == {f"port-{H1}", "p-9"} and set(table(applier, H2, common.NEIGHBOR)) == {"nb-9"}
+    # a port's subnet found in the shared table: applied at once
+    assert statuses(applier.apply_unicast(H2, goal_state(H2, port("p-2", "sn-9")), {})) == {"p-2": common.SUCCESS}
+
+
+def test_a_vpc_wide_state_of_a_vpc_without_the_hosts_port_stays_the_hosts_own() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    _join(applier, H1, 0, subnet())
+    applier.apply_unicast(H2, goal_state(H2, subnet("sn-2", "vpc-2"), security_group("sg-2", "vpc-2")), {})
+    assert set(table(applier, H2, common.SUBNET)) == {"sn-2"} and set(applier.tables) == {"vpc-1"}
+    assert set(applier.dataplane.table(H2, common.SECURITYGROUP)) == {"sg-2"}  # in H2's own tables
+    assert set(table(applier, H1, common.SUBNET)) == {"sn-1"}
+
+
+def test_full_on_a_vpc_wide_type_in_a_multicast_replaces_the_shared_table_of_that_vpc() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    for host in (H1, H2):
+        _join(applier, host, 0, subnet(), security_group("sg-1"), security_group("sg-2"))
+    full = security_group("sg-3")
+    full[2].configuration.update_type = common.FULL
+    _multicast(applier, 1, full)
+    for host in (H1, H2):
+        assert set(table(applier, host, common.SECURITYGROUP)) == {"sg-3"}
+        assert set(table(applier, host, common.SUBNET)) == {"sn-1"}
+
+
+def test_a_resync_of_one_follower_merges_into_the_shared_table() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    for host in (H1, H2):
+        _join(applier, host, 0, subnet(), security_group(), neighbor("nb-1", H3))
+    _multicast(applier, 1, security_group(rev=2))
+    resync = _join(applier, H1, 1, subnet(), security_group(rev=2), neighbor("nb-1", H3), full=True)
+    assert set(resync.values()) == {common.SUCCESS}
+    for host in (H1, H2):
+        assert table(applier, host, common.SECURITYGROUP) == {"sg-1": 2} and table(applier, host, common.NEIGHBOR) == {"nb-1": 1}
+    assert table(applier, H1, common.PORT) == {f"port-{H1}": 1}

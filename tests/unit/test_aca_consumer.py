@@ -170,7 +170,7 @@ def test_following_a_vpc_reads_its_multicast_partition_from_the_cursor_then_stop
     _, ack = agent.replies()[-1]
     assert [(v.vpc_id, v.epoch, v.seq, v.seen) for v in ack.vpcs] == [("vpc-1", "e", 2, 2)]
     assert ack.timing.resources == 1 and not ack.failures
-    assert agent.applier.dataplane.table(H1, common.SECURITYGROUP)["sg-1"].configuration.revision_number == 2
+    assert agent.applier.table(H1, common.SECURITYGROUP)["sg-1"].configuration.revision_number == 2
     agent.send(T.unicast, H1, goal_state(H1, port(rev=2, op=common.DELETE)))
     agent.drain()
     assert (T.multicast, mc) not in agent.source.positions
@@ -186,10 +186,10 @@ def test_a_later_follow_seeks_a_partition_back_without_reapplying() -> None:
         agent.bus.append(Envelope(T.multicast, vpc_id, goal_state(None, security_group(sg, vpc_id)).SerializeToString(),
                                   {wire.VPC_ID: vpc_id, wire.SEQ: seq, wire.EPOCH: "e"}, partition=mc))
     agent.drain()
-    assert set(agent.applier.dataplane.table(H1, common.SECURITYGROUP)) == {"sg-a", "sg-a2"}
+    assert set(agent.applier.table(H1, common.SECURITYGROUP)) == {"sg-a", "sg-a2"}
     agent.send(T.unicast, H2, goal_state(H2, subnet(), port("p2", vpc_id="vpc-b")), gs_follow=f"vpc-b={mc}:1:0", gs_epoch="e")
     agent.drain()
-    assert set(agent.applier.dataplane.table(H2, common.SECURITYGROUP)) == {"sg-b"}
+    assert set(agent.applier.table(H2, common.SECURITYGROUP)) == {"sg-b"}
     applied: dict[str, int] = {}
     for _, ack in agent.replies():
         applied[ack.host_id] = applied.get(ack.host_id, 0) + ack.timing.messages
@@ -238,4 +238,4 @@ def test_auto_channel_reads_unicast_and_each_host_topic_once_it_exists() -> None
     agent.consumer.check_host_topics()
     agent.drain()
     assert sorted(hd[wire.HOST_ID] for hd, _ in agent.replies()) == [H1, H2]
-    assert "sn-topic" in agent.applier.dataplane.table(H2, common.SUBNET)
+    assert "sn-topic" in agent.applier.table(H2, common.SUBNET)

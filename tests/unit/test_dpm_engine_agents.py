@@ -42,36 +42,43 @@ Tables = dict[str, dict[str, int]]
 class Cluster:
     """An engine and one in-memory agent per host, over one MemoryBus."""
 
-    def __init__(self, strategy: str, hosts: Iterable[str] = HOSTS, timeout: float = 10.0, retry_after: float | None = None) -> None:
+    def __init__(self, strategy: str, hosts: Iterable[str] = HOSTS, timeout: float = 10.0, retry_after: float | None = None,
+                 sim: bool = False) -> None:
         self.eng, self.bus, self.topics = memory_engine(strategy, timeout=timeout, retry_after=retry_after)
         self.strategy = strategy
         self.hosts = list(hosts)
-        self.silent: set[str] = set()  # hosts whose agent is not running
+        # sim: one simulator process (one Applier, one consumer) serves every host, so the
+        # followers of a VPC share its tables; else one agent per host (named by its host)
+        self.groups = {"sim": self.hosts} if sim else {host: [host] for host in self.hosts}
+        self.silent: set[str] = set()  # agents (hosts) that are not running
         self.resync_requests: list[str] = []
         self.appliers: dict[str, Applier] = {}
         self.agents: dict[str, AgentConsumer] = {}
-        for host in self.hosts:
-            self.add_agent(host)
+        for name in self.groups:
+            self.add_agent(self.groups[name][0])
         self.dpm = self.bus.source("dpm")
         self.dpm.assign([(self.topics.reply, p, 0) for p in range(self.bus.partition_count(self.topics.reply))])
         self.settle()  # start-up resyncs of empty hosts
 
     def add_agent(self, host: str) -> None:
-        """A fresh agent (empty data plane) for `host`, as after a restart: it asks for a resync."""
-        self.appliers[host] = Applier(MemoryDataPlane(), [host])
-        self.agents[host] = AgentConsumer(
-            source=self.bus.source(f"aca.{host}"), sink=self.bus.sink(), applier=self.appliers[host], topics=self.topics,
+        """A fresh agent (empty data plane) for `host` (its whole simulator), as after a restart: it asks for a resync."""
+        name = next(n for n, members in self.groups.items() if host in members)
+        applier = Applier(MemoryDataPlane(), self.groups[name])
+        for member in self.groups[name]:
+            self.appliers[member] = applier
+        self.agents[name] = AgentConsumer(
+            source=self.bus.source(f"aca.{name}"), sink=self.bus.sink(), applier=applier, topics=self.topics,
             partition_count=self.bus.partition_count, channel="both" if self.strategy == "topic-per-host" else "unicast",
             resync=self.resync_requests.extend,
         )
-        self.agents[host].start()
+        self.agents[name].start()
 
     def settle(self, rounds: int = 200) -> None:
         """Deliveries, agents, replies and resyncs until nothing moves."""
         for _ in range(rounds):
             moved = self.eng.publisher.sink.poll()
-            for host, agent in self.agents.items():
-                if host not in self.silent:
+            for name, agent in self.agents.items():
+                if name not in self.silent:
                     moved += agent.run_once(0)
             acks, refused = decode_acks(self.dpm.poll_batch(10_000, 0))
             assert refused == []
@@ -88,8 +95,8 @@ class Cluster:
     def agent_tables(self, host: str) -> Tables:
         """What the host's agent holds: its data plane plus its pending states, as {type: {id: revision}}."""
         out = tables_of(self.appliers[host].host_state(host))
-        for (rtype, rid), pend in self.appliers[host].hosts[host].pending.items():
-            out.setdefault(TYPE_NAME[rtype], {})[rid] = pend.state.configuration.revision_number
+        for (rtype, rid), state in self.appliers[host].pending_states(host).items():
+            out.setdefault(TYPE_NAME[rtype], {})[rid] = state.configuration.revision_number
         return out
 
     def dpm_tables(self, host: str) -> Tables:
@@ -316,11 +323,12 @@ def build(caller: Caller, op: Op) -> gs.GoalStateV2 | str | None:
     return caller.update_port(pid, common.DELETE if kind == "delete" else common.UPDATE)
 
 
+@pytest.mark.parametrize("sim", [False, True], ids=["agent-per-host", "one-simulator"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(history=ops, batched=st.booleans())
-def test_any_history_leaves_every_agent_equal_to_the_snapshot(strategy: str, history: list[Op], batched: bool) -> None:
-    cluster, caller = Cluster(strategy), Caller()
+def test_any_history_leaves_every_agent_equal_to_the_snapshot(strategy: str, sim: bool, history: list[Op], batched: bool) -> None:
+    cluster, caller = Cluster(strategy, sim=sim), Caller()
     answered: list[gsp.GoalStateOperationReply] = []
     sent = 0
     batch: list[tuple[gs.GoalStateV2, Any]] = []

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gsmq import quirks
 
 ENV_BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
 ENV_PROPERTY_PREFIX = "KAFKA_PROP_"  # KAFKA_PROP_SECURITY_PROTOCOL=SSL -> security.protocol=SSL
@@ -56,7 +55,6 @@ class KafkaSettings:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": quirks.GROUP_SESSION_TIMEOUT_MS,
             "fetch.wait.max.ms": 10,
             "fetch.min.bytes": 1,
             "enable.partition.eof": False,

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-
 ENV_BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
 ENV_PROPERTY_PREFIX = "KAFKA_PROP_"  # KAFKA_PROP_SECURITY_PROTOCOL=SSL -> security.protocol=SSL
 

@@ -80,6 +80,18 @@ def wait_until_ready(bootstrap: str, timeout: float = 20.0, properties: dict[str
     raise BrokerError(f"no Kafka broker answered at {bootstrap} within {timeout:.0f}s ({last})")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM `proc` (a broker's graceful stop), SIGKILL when it is not gone after `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 @dataclass
 class EmbeddedBroker:
     """A running embedded broker: its address, name and version, the librdkafka properties a
@@ -100,14 +112,7 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 5.0) -> None:
         for proc in self.processes:
-            if proc.poll() is not None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
+            stop_process(proc, timeout)
 
 
 @dataclass

@@ -26,7 +26,7 @@ import structlog
 from confluent_kafka.admin import AdminClient
 
 from gsmq import broker as broker_module
-from gsmq.broker import BrokerError, EmbeddedBroker, free_port
+from gsmq.broker import BrokerError, EmbeddedBroker, free_port, stop_process
 from gsmq.kafka_dist import installed, java_binary
 from gsmq.kafka_jars import KAFKA_VERSION
 from gsmq.kafka_tls import BROKER_PRINCIPAL, TlsFiles, make_tls
@@ -273,15 +273,7 @@ class KafkaCluster(EmbeddedBroker):
     def stop_node(self, index: int, timeout: float = 20.0) -> None:
         """Stop node `index` with SIGTERM (controlled shutdown), SIGKILL after `timeout`."""
         self.nodes[index].wanted = False
-        proc = self.nodes[index].process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        stop_process(self.nodes[index].process, timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every node at once (a lone survivor would wait for its peers); SIGKILL what is left after `timeout`."""

@@ -7,7 +7,7 @@ component can read them; everything else travels in Kafka headers, as UTF-8 text
   else is a `HeaderError`, which refuses that one message (dead letter with the reason);
 - `gs-follow`: the multicast VPCs a unicast message joins, `vpc=partition:offset:seq`
   joined by `,`, with the VPC id percent-encoded so any id round-trips;
-- the ack token: which message a reply acknowledges;
+- the position token: a message a request waits for a host to pass;
 - the failure marker: the caller-reply status that names a host that never answered;
 - the strategies: which channels a DPM publishes on.
 """
@@ -120,7 +120,7 @@ def decode_follow(text: str) -> dict[str, FollowPosition]:
 
 
 class Token(NamedTuple):
-    """The message a reply acknowledges: a host's unicast `seq` (vpc empty), or a VPC's multicast `seq`."""
+    """A message's position, which a host's watermark passes: its unicast `seq` (vpc empty), or a VPC's multicast `seq`."""
 
     vpc: str
     seq: int
@@ -132,14 +132,6 @@ class Token(NamedTuple):
 
 def unicast_token(seq: int) -> Token:
     return Token("", seq)
-
-
-def reply_token(headers: Headers) -> Token:
-    """The token a reply acknowledges, from its echoed `gs-vpc-id` and `gs-seq` (HeaderError when malformed)."""
-    seq = number_header(headers, SEQ)
-    if seq is None:
-        raise HeaderError(f"reply without {SEQ}")
-    return Token(headers.get(VPC_ID, ""), seq)
 
 
 # Caller replies: a host that never answered is named by one FAILURE status of this id.

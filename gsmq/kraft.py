@@ -62,8 +62,12 @@ def _log() -> structlog.typing.FilteringBoundLogger:
 
 
 def random_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding (what kafka-storage makes)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes, base64url without padding, never starting with "-"
+    (as Kafka's Uuid.randomUuid: a leading dash reads as an option on kafka-storage's command line)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass
@@ -208,7 +212,7 @@ class KafkaCluster(EmbeddedBroker):
             if (node.log_dir / "meta.properties").exists():
                 continue
             node.log_dir.mkdir(parents=True, exist_ok=True)
-            cmd = self._java(node, "kafka.tools.StorageTool", "format", "-t", self.cluster_id,
+            cmd = self._java(node, "kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}",
                              "-c", str(self._config_path(node)), "--ignore-formatted", *self.format_args(), tool=True)
             runs.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)))
         for node, proc in runs:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from gsmq import broker as broker_module
+from gsmq import kraft
 from gsmq.broker import embedded_or_external, start_embedded
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
 from gsmq.kafka_admin import ensure_topics, partition_count
@@ -75,3 +77,25 @@ def test_kafka_bootstrap_servers_is_used_and_nothing_started(bootstrap: str, mon
     with embedded_or_external("elsewhere:9092") as address:  # an explicit address wins over the variable
         assert address == "elsewhere:9092"
     assert started == []
+
+
+@pytest.mark.skipif(broker_module.kafka_unavailable() is not None, reason="needs Apache Kafka")
+def test_a_cluster_id_that_starts_with_a_dash_still_formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One id in 64 starts with "-" in base64url; kafka-storage must not read it as an option.
+    dashed = "-" + kraft.random_cluster_id()[1:]
+    monkeypatch.setattr(kraft, "random_cluster_id", lambda: dashed)
+    cluster = kraft.start_kafka()
+    try:
+        assert cluster.cluster_id.startswith("-")
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+        ensure_topics(admin, {"dash.probe": 2})
+        assert partition_count(admin, "dash.probe") == 2
+    finally:
+        cluster.stop()
+
+
+def test_a_fresh_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x04" + b"\x00" * 15)])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
+    assert kraft.random_cluster_id() == "BAAAAAAAAAAAAAAAAAAAAA"  # the first draw, "-AAA...", was refused
+

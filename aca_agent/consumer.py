@@ -26,7 +26,7 @@ from aca_agent.acks import Progress, ack_envelope
 from aca_agent.applier import Applier, FollowChange, Result
 from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
-from gsmq.errors import UndeliveredError
+from gsmq.errors import TransportError, UndeliveredError
 from gsmq.partition import partition_for
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
@@ -153,8 +153,13 @@ class AgentConsumer:
         if not batch:
             return 0
         until = self._acked_at + self.ack_interval
+        failed: TransportError | None = None  # ends the gathering; raised once the batch in hand is applied
         while len(batch) < self.max_batch and (left := until - time.monotonic()) > 0:
-            more = self.source.poll_batch(self.max_batch - len(batch), left)
+            try:
+                more = self.source.poll_batch(self.max_batch - len(batch), left)
+            except TransportError as exc:
+                failed = exc
+                break
             if not more:
                 break
             batch += more
@@ -185,6 +190,8 @@ class AgentConsumer:
         if resync and self.resync is not None:
             self.counters.resyncs += len(resync)
             self.resync(sorted(resync))
+        if failed is not None:
+            raise failed
         return len(batch)
 
     # ---- one message --------------------------------------------------------------

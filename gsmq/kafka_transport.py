@@ -136,6 +136,7 @@ class KafkaSource:
     def __init__(self, settings: KafkaSettings, group_id: str, **overrides: object) -> None:
         self.consumer = build_client(lambda: Consumer(settings.consumer(group_id, **overrides)))
         self._assigned: set[tuple[str, int]] = set()
+        self._deferred: TransportError | None = None  # an error consumed with messages, raised by the next poll
 
     def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
         self._assigned.update((topic, part) for topic, part, _ in positions)
@@ -150,15 +151,20 @@ class KafkaSource:
                 self.consumer.incremental_unassign(tps)
 
     def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
+        """The messages consumed, never lost to an error consumed with them: that error is
+        raised by the next call, before it consumes anything."""
+        if self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            raise deferred
         out: list[Envelope] = []
         with kafka_errors("consuming"):
             messages = consume_batch(self.consumer, max_messages, timeout)
         for msg in messages:
             error = msg.error()
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise failure(error, "consuming")
+                if error.code() != KafkaError._PARTITION_EOF and self._deferred is None:
+                    self._deferred = failure(error, "consuming")
+                continue
             key = msg.key()
             out.append(
                 Envelope(
@@ -170,6 +176,9 @@ class KafkaSource:
                     offset=msg.offset() or 0,
                 )
             )
+        if not out and self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            raise deferred
         return out
 
     def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:

@@ -51,7 +51,8 @@ class Source(Protocol):
         """Stop reading these (topic, partition)."""
 
     def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
-        """Up to `max_messages` messages, waiting at most `timeout` seconds for the first."""
+        """Up to `max_messages` messages, waiting at most `timeout` seconds for the first.
+        An error never loses messages consumed with it: the next call raises it."""
 
     def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
         """Record (topic, partition, next offset to read) as done, synchronously."""

@@ -14,8 +14,10 @@ from confluent_kafka.admin import AdminClient
 from gsmq import broker as broker_module
 from gsmq import kraft
 from gsmq.broker import embedded_or_external, start_embedded
+from gsmq.errors import TransportError
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
 from gsmq.kafka_admin import ensure_topics, partition_count
+from gsmq.kafka_transport import KafkaSource
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 
@@ -99,3 +101,30 @@ def test_a_fresh_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
     assert kraft.random_cluster_id() == "BAAAAAAAAAAAAAAAAAAAAA"  # the first draw, "-AAA...", was refused
 
+
+
+def test_an_error_consumed_with_messages_loses_none_of_them(kafka: KafkaSettings, topic_prefix: str) -> None:
+    # librdkafka hands back the error of one partition in the same batch as another's messages.
+    real, other = f"{topic_prefix}.real", f"{topic_prefix}.other"
+    ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap}), {real: 1, other: 1})
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for i in range(3):
+        producer.produce(real, f"r{i}".encode())
+        producer.produce(other, b"o")
+    assert producer.flush(10) == 0
+    source = KafkaSource(kafka, f"{topic_prefix}.g", **{"auto.offset.reset": "error"})
+    try:
+        source.assign([(real, 0, 0), (other, 0, 100)])  # offset 100 of `other` is out of range
+        got: list[bytes] = []
+        errors: list[TransportError] = []
+        for _ in range(40):
+            try:
+                got += [env.value for env in source.poll_batch(100, 0.25)]
+            except TransportError as exc:
+                errors.append(exc)
+            if len(got) == 3 and errors:
+                break
+        assert got == [b"r0", b"r1", b"r2"]
+        assert errors and "out of range" in str(errors[0]).lower()
+    finally:
+        source.close()

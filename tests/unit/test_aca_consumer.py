@@ -3,6 +3,7 @@ VPCs on the multicast topic (assign, seek back, unassign), resync requests."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -14,6 +15,7 @@ from aca_agent.testing import goal_state, port, security_group, subnet
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
+from gsmq.errors import BrokerUnavailableError
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Delivered, Envelope, MemoryBus
@@ -239,3 +241,28 @@ def test_auto_channel_reads_unicast_and_each_host_topic_once_it_exists() -> None
     agent.drain()
     assert sorted(hd[wire.HOST_ID] for hd, _ in agent.replies()) == [H1, H2]
     assert "sn-topic" in agent.applier.table(H2, common.SUBNET)
+
+
+
+def test_an_error_while_a_batch_gathers_is_raised_after_the_batch_in_hand_is_applied(monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = Agent([H1])
+    agent.drain()
+    for seq in (1, 2):
+        agent.send(T.unicast, H1, goal_state(H1, subnet(f"sn-{seq}")), gs_seq=str(seq), gs_epoch="e")
+    inner, polls = agent.source.poll_batch, []
+
+    def first_one_then_down(max_messages: int, timeout: float) -> list[Envelope]:
+        polls.append(1)
+        if len(polls) == 2:
+            raise BrokerUnavailableError("consuming: broker down", "_TRANSPORT")
+        return inner(1 if len(polls) == 1 else max_messages, timeout)
+
+    monkeypatch.setattr(agent.source, "poll_batch", first_one_then_down)
+    agent.consumer.ack_interval = 60.0  # gather: a second poll follows the first
+    agent.consumer._acked_at = time.monotonic()
+    with pytest.raises(BrokerUnavailableError):
+        agent.consumer.run_once(0)
+    assert [ack.unicast_seq for _, ack in agent.replies()] == [1]  # the first message was applied and acked
+    agent.consumer.ack_interval = 0.0
+    agent.drain()
+    assert [ack.unicast_seq for _, ack in agent.replies()] == [1, 2]

@@ -186,8 +186,24 @@ def test_kill_9_of_one_broker_mid_storm_loses_nothing(three: KafkaCluster, tmp_p
         assert all_succeeded(replies)
         for host in hosts:
             assert tables_of(host_snapshot(dpm.status_port, host)) == expected_tables(messages, host), host
-            want = expected_tables(messages, host)
-            wait_for(lambda h=host, w=want: tables_of(host_state(sim.status_port, h)) == w, f"{host} to converge")  # type: ignore[misc]
+        try:
+            wait_for(lambda: not diverged(sim.status_port, messages, hosts), "every simulated host to converge")
+        except AssertionError:
+            raise AssertionError(f"hosts that did not converge: {diverged(sim.status_port, messages, hosts)}") from None
     finally:
         for daemon in daemons:
             daemon.stop()
+
+
+def diverged(status_port: int, messages: list[gs.GoalStateV2], hosts: list[str]) -> dict[str, dict[str, object]]:
+    """Per host whose simulated tables differ from what `messages` give it: what is missing, extra or at another revision."""
+    out: dict[str, dict[str, object]] = {}
+    for host in hosts:
+        got, want = tables_of(host_state(status_port, host)), expected_tables(messages, host)
+        if got == want:
+            continue
+        rows = {(t, i): r for t, ids in got.items() for i, r in ids.items()}
+        wanted = {(t, i): r for t, ids in want.items() for i, r in ids.items()}
+        out[host] = {"missing": sorted(wanted.keys() - rows.keys()), "extra": sorted(rows.keys() - wanted.keys()),
+                     "revision": sorted((k, rows[k], wanted[k]) for k in rows.keys() & wanted.keys() if rows[k] != wanted[k])}
+    return out

@@ -88,7 +88,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
 
     assert set(results["ratios"]) >= {"throughput_vs_raw", "p99_vs_raw_p99", "multicast_vs_unicast_bytes"}
     assert all(isinstance(v, float) for v in results["ratios"].values() if v is not None)
-    assert len(results["targets"]) == 6 and all({"target", "measured", "met", "by"} <= set(t) for t in results["targets"])
+    assert len(results["targets"]) == 8 and all({"target", "measured", "met", "by"} <= set(t) for t in results["targets"])
     machine = results["machine"]
     assert machine["cpus"] >= 1 and machine["memory_bytes"] > 0
     assert all(isinstance(v, str) for v in machine["versions"].values())

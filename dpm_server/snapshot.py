@@ -84,7 +84,7 @@ class Snapshot:
         self.resources: dict[ResourceKey, Stored] = {}
         self.listed: dict[str, set[ResourceKey]] = defaultdict(set)  # host -> ids given to it
         self.vpc_wide: dict[str, set[ResourceKey]] = defaultdict(set)  # vpc -> its VPC-wide ids
-        self.host_ports: dict[str, dict[str, str]] = defaultdict(dict)  # host -> {port id: vpc}
+        self.host_ports: dict[str, dict[str, set[str]]] = defaultdict(dict)  # host -> {vpc: its port ids there}
         self.members: dict[str, set[str]] = defaultdict(set)  # vpc -> hosts with ports there
         self.holders: dict[ResourceKey, set[str]] = defaultdict(set)  # id -> hosts listing it
         self.addresses: dict[str, set[ResourceKey]] = defaultdict(set)  # fixed IP -> ports/neighbors holding it
@@ -95,7 +95,7 @@ class Snapshot:
         return sorted(h for h, ids in self.listed.items() if ids)
 
     def host_vpcs(self, host: str) -> set[str]:
-        return set(self.host_ports.get(host, {}).values())
+        return set(self.host_ports.get(host, ()))
 
     def view(self, host: str, strategy: str) -> list[ResourceKey]:
         """Every resource `host` should hold under `strategy`, sorted."""
@@ -159,10 +159,10 @@ class Snapshot:
     def apply(self, goal: gs.GoalStateV2) -> Change:
         """Record a (valid) input: store, delete, list per host; report VPC joins and leaves."""
         change = Change()
-        touched = set(goal.host_resources)
-        for rid in goal.port_states:
-            touched.update(self.holders.get((common.PORT, rid), ()))
-        before = {host: self.host_vpcs(host) for host in touched}
+        # Only ports make a host a member of a VPC: its VPCs can change only if it holds a port
+        # this input changes (taken now) or is given a port here (taken in the loop over hosts).
+        before = {host: self.host_vpcs(host) for rid in goal.port_states for host in self.holders.get((common.PORT, rid), ())}
+        any_full = any(is_full(rtype, state) for rtype in _HOST_FULL for state in state_map(goal, rtype).values())
         deletes: set[ResourceKey] = set()
         for rtype, rid, state in iter_states(goal):
             key = (rtype, rid)
@@ -186,28 +186,31 @@ class Snapshot:
             if rtype in VPC_WIDE and vpc:
                 self.vpc_wide[vpc].add(key)
         for host, listed in goal.host_resources.items():
-            self._replace_full_tables(goal, host, listed.resources)
-            keys = [(int(ref.type), ref.id) for ref in listed.resources]
-            keys = [k for k in keys if k not in deletes and k in self.resources]  # else deleted, refused or never stored
+            given = [(int(ref.type), ref.id) for ref in listed.resources]
+            if host not in before and any(k[0] == common.PORT for k in given):
+                before[host] = self.host_vpcs(host)
+            if any_full:
+                self._replace_full_tables(goal, host, listed.resources)
+            keys = [k for k in given if k not in deletes and k in self.resources]  # else deleted, refused or never stored
             for key in keys:  # ports first: they say which VPCs the host is a member of
                 if key[0] == common.PORT:
-                    self.host_ports[host][key[1]] = self.resources[key].vpc
-            member_of = self.host_vpcs(host) if self.derive_members else set()
+                    self._set_port(host, key[1], self.resources[key].vpc)
+            member_of = self.host_ports.get(host, {}) if self.derive_members else {}
             for key in keys:
                 if key[0] in VPC_WIDE and self.resources[key].vpc in member_of:
                     continue  # in the host's view through its VPC
                 self.listed[host].add(key)
                 self.holders[key].add(host)
-        for host in touched:
+        for host, had in before.items():
             after = self.host_vpcs(host)
-            for vpc in after ^ before[host]:  # copied before its first change only: O(what changed)
+            for vpc in after ^ had:  # copied before its first change only: O(what changed)
                 change.members_before.setdefault(vpc, set(self.members.get(vpc, ())))
-            for vpc in after - before[host]:
+            for vpc in after - had:
                 change.joined[host].add(vpc)
                 self.members[vpc].add(host)
                 if self.derive_members:
                     self._unlist_vpc(host, vpc)  # in the host's view through its VPC from now on
-            for vpc in before[host] - after:
+            for vpc in had - after:
                 change.left[host].add(vpc)
                 self.members[vpc].discard(host)
                 self._unlist_vpc(host, vpc)
@@ -237,7 +240,22 @@ class Snapshot:
             self.listed[host].discard(key)
             self.holders[key].discard(host)
             if key[0] == common.PORT:
-                self.host_ports[host].pop(key[1], None)
+                self._drop_port(host, key[1])
+
+    def _set_port(self, host: str, port: str, vpc: str) -> None:
+        """`port` is on `host`, in `vpc` (a port moved to another VPC leaves the old one)."""
+        self._drop_port(host, port, keep=vpc)
+        self.host_ports[host].setdefault(vpc, set()).add(port)
+
+    def _drop_port(self, host: str, port: str, keep: str | None = None) -> None:
+        """`port` is no longer on `host` (in any VPC but `keep`): O(the host's VPCs)."""
+        ports = self.host_ports.get(host)
+        if not ports:
+            return
+        for vpc in [v for v, ids in ports.items() if v != keep and port in ids]:
+            ports[vpc].discard(port)
+            if not ports[vpc]:
+                del ports[vpc]
 
     def _vpc(self, key: ResourceKey) -> str:
         stored = self.resources.get(key)
@@ -262,6 +280,6 @@ class Snapshot:
         for host in self.holders.pop(key, set()):
             self.listed[host].discard(key)
             if key[0] == common.PORT:
-                self.host_ports[host].pop(key[1], None)
+                self._drop_port(host, key[1])
 
 

@@ -59,10 +59,11 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
     for key in data.states:
         if key[0] in VPC_WIDE and data.vpc(key):
             by_vpc[data.vpc(key)].append(key)
+    wide = {key for keys in by_vpc.values() for key in keys}
     targeted: dict[str, set[str]] = defaultdict(set)  # vpc -> hosts listing its VPC-wide states here
     for host, keys in data.listed.items():
         for key in keys:
-            if key in by_vpc.get(data.vpc(key), ()):
+            if key in wide:
                 targeted[data.vpc(key)].add(host)
     for vpc, keys in by_vpc.items():
         before = change.members_of(vpc, snapshot)
@@ -85,7 +86,7 @@ def _deleted_on_join(data: Input, key: ResourceKey, joined: set[str]) -> bool:
 
 def encode(out: Outgoing, data: Input, snapshot: Snapshot) -> bytes:
     """The GoalStateV2 bytes of `out`: listed for its host when unicast, pieces concatenated."""
-    fresh = set(out.fresh)
+    fresh = set(out.fresh) if out.stored else set()
     stored = [k for k in out.stored if k not in fresh and k in snapshot.resources]
     head = gs.GoalStateV2(format_version=data.goal.format_version)
     if not out.multicast:

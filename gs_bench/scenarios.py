@@ -67,12 +67,15 @@ class Listing:
         self._keys = [_field(1, host.encode()) for host in hosts]
         self._prefixes: dict[int, list[bytes]] = {}
 
-    def encode(self, rtype: int, rid: str, skip: str | None = None) -> bytes:
+    def encode(self, rtype: int, rid: str, skip: str | None = None, first: int | None = None) -> bytes:
+        """The listing for every host (but `skip`), or for the first `first` hosts only."""
         ref = b"\x08" + _varint(rtype) + _field(2, rid.encode())
         value = _field(2, _field(1, ref))
         prefixes = self._prefixes.get(len(value))
         if prefixes is None:
             prefixes = self._prefixes[len(value)] = [b"\x12" + _varint(len(k) + len(value)) + k for k in self._keys]
+        if first is not None:
+            prefixes = prefixes[:first]
         if skip is not None and skip in self.index:
             i = self.index[skip]
             parts = [p for p in (prefixes[:i], prefixes[i + 1 :]) if p]
@@ -111,6 +114,11 @@ class Storm:
     ports: int
     first_host: str = "10.1.0.1"
     first_port: int = 0
+    # Region shape: a port's neighbor is listed only for the hosts of its VPC that have a port
+    # before it in storm order (Alcor's port manager finds neighbors among a VPC's existing
+    # ports); a host's first port brings it the VPC's states from the DPM's snapshot, so this
+    # shape is for vpc-multicast. Otherwise every other host of the VPC is listed.
+    region: bool = False
 
     @cached_property
     def host_list(self) -> list[str]:
@@ -152,15 +160,23 @@ class Storm:
     def subnets(self) -> list[gs.GoalStateV2]:
         return [subnet_message(vpc, hosts) for vpc, hosts in self.layout.items() if hosts]
 
+    def _earlier(self, i: int) -> int | None:
+        """Region shape, bring-up round: how many hosts of port i's VPC have a port before it
+        (they come first in the VPC's host list); None: every other host is listed."""
+        round_ = i // len(self._vpc_names)
+        return round_ if self.region and round_ < len(self.layout[self.port(i).vpc]) else None
+
     def encode(self, i: int, revision: int = 1, op: common.OperationType = common.CREATE) -> bytes:
-        """Port i's message, byte for byte what `port_message(port, vpc hosts, revision, op)` parses to."""
+        """Port i's message, byte for byte what `message(i, revision, op)` serializes to."""
         port = self.port(i)
         head = port_message(port, [port.host], revision, op).SerializeToString()
-        return head + self._listings[port.vpc].encode(common.NEIGHBOR, f"nb-{port.id}", skip=port.host)
+        return head + self._listings[port.vpc].encode(common.NEIGHBOR, f"nb-{port.id}", skip=port.host, first=self._earlier(i))
 
     def message(self, i: int, revision: int = 1, op: common.OperationType = common.CREATE) -> gs.GoalStateV2:
         port = self.port(i)
-        return port_message(port, self.layout[port.vpc], revision, op)
+        earlier = self._earlier(i)
+        hosts = self.layout[port.vpc] if earlier is None else [*self.layout[port.vpc][:earlier], port.host]
+        return port_message(port, hosts, revision, op)
 
     def creates(self) -> list[bytes]:
         return [self.encode(i) for i in range(self.ports)]
@@ -176,8 +192,9 @@ class Storm:
         return payloads, lanes
 
     def resources(self, i: int) -> int:
-        """Host applications port i asks for: port + DHCP on its host, a neighbor on each other host."""
-        return 2 + len(self.layout[self.port(i).vpc]) - 1
+        """Host applications port i asks for: port + DHCP on its host, a neighbor on each other host listed."""
+        earlier = self._earlier(i)
+        return 2 + (len(self.layout[self.port(i).vpc]) - 1 if earlier is None else earlier)
 
     def total_resources(self) -> int:
         return sum(self.resources(i) for i in range(self.ports))
@@ -487,7 +504,7 @@ def run_sweep(env: Env, counts: tuple[int, ...], ports_per_host: int, hosts_per_
     """Scenario 5: convergence time and simulator RSS against the number of simulated hosts,
     a point as soon as it is measured (an interrupted run keeps those before)."""
     for count in counts:
-        storm = Storm(count, max(1, count // hosts_per_vpc), ports_per_host * count)
+        storm = Storm(count, max(1, count // hosts_per_vpc), ports_per_host * count, region=True)
         yield sweep_point(run_storm(env, storm))
 
 
@@ -504,7 +521,7 @@ def sweep_point(storm: dict[str, Any]) -> dict[str, Any]:
 
 def run_vpc_storm(env: Env, hosts: int, ports: int) -> dict[str, Any]:
     """One VPC of `ports` ports over `hosts` hosts (the target: 100,000 ports on 1,000 hosts <= 30 s)."""
-    return run_storm(env, Storm(hosts, 1, ports))
+    return run_storm(env, Storm(hosts, 1, ports, region=True))
 
 
 def run_memory(env: Env, counts: tuple[int, ...]) -> Iterator[dict[str, Any]]:

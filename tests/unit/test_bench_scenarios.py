@@ -57,6 +57,19 @@ def test_byte_encoding_is_exactly_the_protobuf_builders(hosts: int, vpcs: int, p
         assert update == port_message(port, storm.layout[port.vpc], 4, common.UPDATE)
 
 
+def test_region_shape_lists_a_neighbor_only_for_hosts_with_an_earlier_port_in_its_vpc() -> None:
+    storm = Storm(6, vpcs=2, ports=8, region=True)
+    listed = [set(gs.GoalStateV2.FromString(storm.encode(i)).host_resources) for i in range(8)]
+    vpc0 = storm.layout["vpc-0"]
+    assert [listed[i] for i in (0, 2, 4)] == [{vpc0[0]}, {vpc0[0], vpc0[1]}, {vpc0[0], vpc0[1], vpc0[2]}]  # its own host + earlier
+    assert listed[6] == set(vpc0)  # after bring-up every host of the VPC has a port: all listed
+    assert [storm.resources(i) for i in range(8)] == [2, 2, 3, 3, 4, 4, 4, 4]
+    for i in range(8):
+        assert gs.GoalStateV2.FromString(storm.encode(i)) == storm.message(i)
+        assert resources_in(storm.message(i)) == storm.resources(i)
+    assert Storm(6, vpcs=2, ports=8).resources(0) == 4  # the default shape lists every other host
+
+
 def test_listing_skips_one_host_and_handles_the_edges() -> None:
     listing = Listing(host_ids(3))
     goal = gs.GoalStateV2.FromString(listing.encode(common.NEIGHBOR, "nb-1", skip="10.1.0.2"))

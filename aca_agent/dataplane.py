@@ -33,6 +33,13 @@ def flows_needed(rtype: int, state: Any) -> int:
     return 1
 
 
+def _copy(state: Any) -> Any:
+    """A standalone copy of a parsed state (it keeps no message alive but its own)."""
+    own = type(state)()
+    own.CopyFrom(state)
+    return own
+
+
 class DataPlane(Protocol):
     """Per-host tables of programmed resources."""
 
@@ -61,8 +68,9 @@ class MemoryDataPlane:
 
     Hosts that program an equal state (same type, id, revision and content) share one
     object: a simulator of N hosts in a VPC of P ports holds its P neighbors once, not N
-    times (each parsed state also keeps its whole message alive: ~80 KiB per host for a
-    join bundle of 100 neighbors, ~10 KiB shared). States are never modified in place."""
+    times. The tables hold copies of the states programmed: a parsed state keeps the whole
+    message it came from alive (a join bundle of 100 neighbors for the host's one port).
+    States are never modified in place."""
 
     def __init__(self, cost_us: int = 0, sleep: bool = False) -> None:
         self.cost_us = cost_us
@@ -73,14 +81,15 @@ class MemoryDataPlane:
         self._shared: dict[Shared, list[Any]] = {}  # -> [state, how many tables hold it]
 
     def _share(self, rtype: int, rid: str, state: Any) -> Any:
-        """The shared object equal to `state` (registering `state` as it when there is none)."""
+        """The shared object equal to `state` (registering a copy of `state` as it when there is none)."""
         key = (rtype, rid, int(state.configuration.revision_number))
         entry = self._shared.get(key)
         if entry is None:
-            self._shared[key] = [state, 1]
-            return state
+            own = _copy(state)
+            self._shared[key] = [own, 1]
+            return own
         if entry[0] is not state and entry[0] != state:
-            return state  # same revision, other content: kept apart
+            return _copy(state)  # same revision, other content: kept apart
         entry[1] += 1
         return entry[0]
 

@@ -77,8 +77,14 @@ class HostProgress:
     vpcs: dict[str, int] = field(default_factory=dict)
     vpcs_seen: dict[str, int] = field(default_factory=dict)
     heard: float = float("-inf")  # when its last ack came
-    unicast_waits: deque[tuple[int, Wait, bool]] = field(default_factory=deque)  # (seq, wait, a resync covering all)
+    # (seq, wait, a resync covering all); None while nothing is awaited (an empty deque is 760 B)
+    unicast_waits: deque[tuple[int, Wait, bool]] | None = None
     vpc_waits: dict[str, deque[tuple[int, Wait, bool]]] = field(default_factory=dict)
+
+    def wait_unicast(self, seq: int, wait: Wait, covers_all: bool) -> None:
+        if self.unicast_waits is None:
+            self.unicast_waits = deque()
+        self.unicast_waits.append((seq, wait, covers_all))
 
     def stuck(self) -> bool:
         """A gap holds a watermark back: only a resync moves it on."""
@@ -173,7 +179,7 @@ class AckTracker:
                     hp.vpc_waits.setdefault(token.vpc, deque()).append((token.seq, wait, False))
                     self._multicast[token] = request
                 else:
-                    hp.unicast_waits.append((token.seq, wait, False))
+                    hp.wait_unicast(token.seq, wait, False)
         if not request.waiting:
             self._finish(request, [])
         else:
@@ -193,7 +199,10 @@ class AckTracker:
             hp.unicast_seen = max(hp.unicast_seen, ack.unicast_seen)
             if ack.unicast_seq > hp.unicast:
                 hp.unicast = ack.unicast_seq
-                self._pass(hp.unicast_waits, hp.unicast, ack.timing, now)
+                if hp.unicast_waits is not None:
+                    self._pass(hp.unicast_waits, hp.unicast, ack.timing, now)
+                    if not hp.unicast_waits:
+                        hp.unicast_waits = None
         for progress in ack.vpcs:
             if progress.epoch != self.epoch:
                 continue
@@ -237,7 +246,7 @@ class AckTracker:
         if failure.vpc_id:
             request = self._multicast.get(Token(failure.vpc_id, failure.seq))
         elif failure.seq:
-            for seq, wait, _ in hp.unicast_waits:
+            for seq, wait, _ in hp.unicast_waits or ():
                 if seq >= failure.seq:
                     request = wait.request if seq == failure.seq else None
                     break
@@ -278,7 +287,7 @@ class AckTracker:
             hp = self.host(host)
             for wait in waits:
                 wait.resync_seq = seq
-                hp.unicast_waits.append((seq, wait, True))
+                hp.wait_unicast(seq, wait, True)
             self.retries += 1
             log.info("straggler_resynced", host=host, requests=len(waits), seq=seq)
 
@@ -298,7 +307,7 @@ class AckTracker:
     @staticmethod
     def _forget_done(hp: HostProgress) -> None:
         """Drop the finished waits of a silent host (its watermarks may never pass them)."""
-        hp.unicast_waits = deque(w for w in hp.unicast_waits if not w[1].done)
+        hp.unicast_waits = deque(w for w in hp.unicast_waits or () if not w[1].done) or None
         for vpc in list(hp.vpc_waits):
             left = deque(w for w in hp.vpc_waits[vpc] if not w[1].done)
             if left:

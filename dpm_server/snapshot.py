@@ -1,7 +1,8 @@
 """The desired state of every host (after go-control-plane's snapshot cache).
 
-Each resource is stored once, with its state and its serialized form; a host holds the
-ids it was given; a VPC holds the ids of its VPC-wide states (subnets, neighbors,
+Each resource is stored once, as its serialized form (its state is parsed from it when
+asked for: a parsed state would keep alive the whole input message it came from); a host
+holds the ids it was given (ids and host names interned, held once); a VPC holds the ids of its VPC-wide states (subnets, neighbors,
 security groups). What a host should program, its *view*, is derived from these, the
 same way the ACA derives it (docs/internals.md):
 - every strategy: the host-specific resources listed for it, and the VPC-wide ones
@@ -14,6 +15,7 @@ A host leaving a VPC (its last port there deleted) drops that VPC's VPC-wide sta
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,8 +32,8 @@ from gsmq.resources import (
     ResourceKey,
     is_full,
     iter_states,
+    neighbor_host,
     order,
-    own_neighbor,
     state_map,
     subnets_of,
     vpc_of,
@@ -43,13 +45,18 @@ _ADDRESSED = frozenset({common.PORT, common.NEIGHBOR})
 _HOST_FULL = HAS_UPDATE_TYPE - VPC_WIDE
 
 
-@dataclass
+@dataclass(slots=True)
 class Stored:
-    """One resource: its state, VPC, and the GoalStateV2 bytes carrying just it."""
+    """One resource: the GoalStateV2 bytes carrying just it, its VPC, and where a neighbor is located."""
 
-    state: Any
-    vpc: str
     piece: bytes
+    vpc: str
+    located: str | None = None  # `resources.neighbor_host` of the state
+
+    @property
+    def state(self) -> Any:
+        """The state, parsed from `piece` (a fresh message each time)."""
+        return next(iter_states(gs.GoalStateV2.FromString(self.piece)))[2]
 
 
 @dataclass
@@ -115,7 +122,7 @@ class Snapshot:
     def own_neighbor(self, key: ResourceKey, host: str) -> bool:
         """A stored neighbor located on `host` itself (`resources.own_neighbor`)."""
         stored = self.resources.get(key)
-        return stored is not None and own_neighbor(key[0], stored.state, host)
+        return stored is not None and stored.located == host
 
     def message(self, keys: list[ResourceKey], host: str | None = None, format_version: int = 1) -> bytes:
         """A serialized GoalStateV2 of these stored resources (listed for `host` if given)."""
@@ -165,7 +172,7 @@ class Snapshot:
         any_full = any(is_full(rtype, state) for rtype in _HOST_FULL for state in state_map(goal, rtype).values())
         deletes: set[ResourceKey] = set()
         for rtype, rid, state in iter_states(goal):
-            key = (rtype, rid)
+            key = (rtype, sys.intern(rid))
             old = self.resources.get(key)
             verdict = order(state, old.state if old is not None else None)
             if state.operation_type == common.DELETE:
@@ -173,20 +180,21 @@ class Snapshot:
                 if verdict is Order.NEWER:
                     self._forget(key)  # an older DELETE is refused, as an ACA refuses it
                 continue
-            vpc = vpc_of(rtype, state)
+            vpc = sys.intern(vpc_of(rtype, state))
             if verdict is not Order.NEWER:
                 continue  # only a newer revision replaces what is stored
             if old is not None:
                 self._unindex(key, old)
-            self.resources[key] = Stored(state, vpc, piece_of(rtype, rid, state))
+            self.resources[key] = Stored(piece_of(rtype, rid, state), vpc, neighbor_host(rtype, state))
             if rtype in _ADDRESSED:
                 for ip in state.configuration.fixed_ips:
                     if ip.ip_address:
-                        self.addresses[ip.ip_address].add(key)
+                        self.addresses[sys.intern(ip.ip_address)].add(key)
             if rtype in VPC_WIDE and vpc:
                 self.vpc_wide[vpc].add(key)
-        for host, listed in goal.host_resources.items():
-            given = [(int(ref.type), ref.id) for ref in listed.resources]
+        for name, listed in goal.host_resources.items():
+            host = sys.intern(name)
+            given = [(int(ref.type), sys.intern(ref.id)) for ref in listed.resources]
             if host not in before and any(k[0] == common.PORT for k in given):
                 before[host] = self.host_vpcs(host)
             if any_full:
@@ -212,16 +220,37 @@ class Snapshot:
                     self._unlist_vpc(host, vpc)  # in the host's view through its VPC from now on
             for vpc in had - after:
                 change.left[host].add(vpc)
-                self.members[vpc].discard(host)
+                self._discard(self.members, vpc, host)
                 self._unlist_vpc(host, vpc)
         return change
 
+    # An index entry whose set becomes empty is deleted, and a set that loses many items is
+    # built anew (a Python set never shrinks its table): memory follows what is held now.
+
+    @staticmethod
+    def _discard(index: dict[Any, set[Any]], name: Any, item: Any) -> None:
+        """Take `item` out of `index[name]`; an empty set goes."""
+        held = index.get(name)
+        if held is not None:
+            held.discard(item)
+            if not held:
+                del index[name]
+
+    def _unlist(self, host: str, keys: set[ResourceKey]) -> None:
+        """Take `keys` out of what `host` was given (and `host` out of their holders)."""
+        if not keys:
+            return
+        left = {k for k in self.listed.get(host, ()) if k not in keys}
+        if left:
+            self.listed[host] = left
+        else:
+            self.listed.pop(host, None)
+        for key in keys:
+            self._discard(self.holders, key, host)
+
     def _unlist_vpc(self, host: str, vpc: str) -> None:
         """Take `vpc`'s VPC-wide ids out of what `host` was given."""
-        dropped = {k for k in self.listed[host] if k[0] in VPC_WIDE and self._vpc(k) == vpc}
-        self.listed[host] -= dropped
-        for key in dropped:
-            self.holders[key].discard(host)
+        self._unlist(host, {k for k in self.listed.get(host, ()) if k[0] in VPC_WIDE and self._vpc(k) == vpc})
 
     def _replace_full_tables(self, goal: gs.GoalStateV2, host: str, refs: Iterable[Any]) -> None:
         """`update_type FULL` on a host-specific state listed for `host`: the host's table of
@@ -236,9 +265,9 @@ class Snapshot:
                 full.add(rtype)
         if not full:
             return  # the common case: no need to walk the host's whole list
-        for key in [k for k in self.listed.get(host, ()) if k[0] in full and k not in mine]:
-            self.listed[host].discard(key)
-            self.holders[key].discard(host)
+        dropped = {k for k in self.listed.get(host, ()) if k[0] in full and k not in mine}
+        self._unlist(host, dropped)
+        for key in dropped:
             if key[0] == common.PORT:
                 self._drop_port(host, key[1])
 
@@ -256,6 +285,8 @@ class Snapshot:
             ports[vpc].discard(port)
             if not ports[vpc]:
                 del ports[vpc]
+        if not ports:
+            del self.host_ports[host]
 
     def _vpc(self, key: ResourceKey) -> str:
         stored = self.resources.get(key)
@@ -264,21 +295,17 @@ class Snapshot:
     def _unindex(self, key: ResourceKey, stored: Stored) -> None:
         """Remove `stored` (the state of `key` being replaced or deleted) from the VPC and IP indexes."""
         if stored.vpc:
-            self.vpc_wide.get(stored.vpc, set()).discard(key)
+            self._discard(self.vpc_wide, stored.vpc, key)
         if key[0] in _ADDRESSED:
             for ip in stored.state.configuration.fixed_ips:
-                holders = self.addresses.get(ip.ip_address)
-                if holders is not None:
-                    holders.discard(key)
-                    if not holders:
-                        del self.addresses[ip.ip_address]
+                self._discard(self.addresses, ip.ip_address, key)
 
     def _forget(self, key: ResourceKey) -> None:
         stored = self.resources.pop(key, None)
         if stored is not None:
             self._unindex(key, stored)
         for host in self.holders.pop(key, set()):
-            self.listed[host].discard(key)
+            self._discard(self.listed, host, key)
             if key[0] == common.PORT:
                 self._drop_port(host, key[1])
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from gs_bench import baselines, report
+from gs_bench.footprint import describe as describe_footprint
+from gs_bench.footprint import footprint
 from gs_bench.runner import Env, broker, delete_topics
 from gs_bench.scenarios import (
     SCENARIOS,
@@ -82,6 +84,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     sizes.add_argument("--sweep-hosts-per-vpc", type=int, help="hosts per VPC in the sweep")
     sizes.add_argument("--vpc-storm", type=_pair, action="append", metavar="HOSTS:PORTS", help="a one-VPC storm (repeatable)")
     sizes.add_argument("--memory", type=_ints, metavar="N,N,...", help="host counts of idle simulators measured")
+    sizes.add_argument("--footprint", type=_ints, metavar="N,N,...",
+                       help="host counts whose DPM and simulator state is measured in one process, without Kafka")
     return p.parse_args(argv)
 
 
@@ -89,7 +93,7 @@ def suite_of(args: argparse.Namespace) -> Suite:
     suite = SUITES[args.suite]
     overrides: dict[str, Any] = {}
     for name in ("hosts", "vpcs", "ports", "streams", "churn", "churn_seconds", "restart", "strategies", "sweep",
-                 "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory"):
+                 "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory", "footprint"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.vpc_storm:
@@ -148,6 +152,12 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
         memory: list[dict[str, Any]] = results.setdefault("memory", [])
         for point in run_memory(env, suite.memory):
             memory.append(point)  # noqa: PERF402 - one at a time, as each is measured
+    if "footprint" in chosen:
+        kept: list[dict[str, Any]] = results.setdefault("footprint", [])
+        for hosts in suite.footprint:
+            env.say(f"footprint: the DPM's and the simulator's state after a storm of {hosts:,} hosts, in memory ...")
+            kept.append(footprint(hosts, suite.sweep_hosts_per_vpc, suite.sweep_ports_per_host))
+            env.say("  " + describe_footprint(kept[-1]))
 
 
 def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:

@@ -229,6 +229,12 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
                      (f"converged {big['convergence_s']:.2f} s; {big['goal_states_per_s']:,.0f} goal states/s, "
                       f"{big['resources_per_s']:,.0f} resources/s; publish->applied p50 / p99 {lat['p50']:.1f} / {lat['p99']:.1f} ms")))
         rows += _load_rows(big)
+    for f in results.get("footprint", []):
+        rows.append((f"state in memory, {f['hosts']:,} hosts, {f['ports']:,} ports (VPCs of {f['hosts_per_vpc']}, no Kafka)",
+                     (f"DPM {f['dpm_per_host_bytes']:,.0f} B per host, {f['dpm_per_resource_bytes']:,.0f} B per resource stored, "
+                      f"{f['dpm_per_view_resource_bytes']:,.0f} B per resource in a host's view; simulator "
+                      f"{f['sim_per_host_bytes']:,.0f} B per host, {f['sim_per_resource_bytes']:,.0f} B per resource held, "
+                      f"{f['sim_per_view_resource_bytes']:,.0f} B per resource in a host's view")))
     for m in results.get("memory", []):
         procs = m.get("simulators", 1)
         rows.append((f"idle simulators of {m['hosts']:,} hosts ({procs} processes)",
@@ -250,12 +256,14 @@ def _load_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("  DPM RSS after the storm",
                      (f"{f['dpm_rss_bytes'] / 2**20:.0f} MiB, {f['dpm_rss_per_host_bytes'] / 1024:.2f} KiB per host; "
                       f"grown {f['dpm_rss_growth_per_host_bytes'] / 1024:.2f} KiB per host, "
-                      f"{f['dpm_rss_growth_per_resource_bytes']:,.0f} B per resource"
-                      + (f", {f['dpm_rss_growth_per_host_resource_bytes']:,.0f} B per host resource"
-                         if "dpm_rss_growth_per_host_resource_bytes" in f else ""))))
+                      f"{f['dpm_rss_growth_per_resource_bytes']:,.0f} B per resource stored"
+                      + (f", {f['dpm_rss_growth_per_view_resource_bytes']:,.0f} B per resource in a host's view"
+                         if "dpm_rss_growth_per_view_resource_bytes" in f else ""))))
     if "sim_rss_bytes" in f:
         grown = (f"; grown {f['sim_rss_growth_per_host_bytes'] / 1024:.2f} KiB per host, "
-                 f"{f['sim_rss_growth_per_resource_bytes']:,.0f} B per host resource") if "sim_rss_growth_per_host_bytes" in f else ""
+                 f"{f['sim_rss_growth_per_resource_bytes']:,.0f} B per resource held"
+                 + (f", {f['sim_rss_growth_per_view_resource_bytes']:,.0f} B per resource in a host's view"
+                    if "sim_rss_growth_per_view_resource_bytes" in f else "")) if "sim_rss_growth_per_host_bytes" in f else ""
         rows.append((f"  simulator RSS after the storm ({f.get('simulators', 1)} processes)",
                      f"{f['sim_rss_bytes'] / 2**20:.0f} MiB, {f['sim_rss_per_host_bytes'] / 1024:.2f} KiB per host{grown}"))
     fan = f.get("fanout")
@@ -313,7 +321,12 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
                "partitions of the VPCs it follows, from the partition's start: an upper bound by at most the multicast bytes "
                "before the host's first port); beside the simulators' `bytes_consumed` over the scenario, as a ratio;"),
               ("- RSS: the DPM's by psutil on its pid, the simulators' from their status (summed); per host, and grown "
-               "since before the storm per resource (the DPM's `resources`, the simulators' held host resources);"),
+               "since before the storm per resource stored (the DPM's `resources`) or held (the simulators' `resources`, "
+               "a VPC's shared table once per process) and per resource in a host's view (`Storm.view_resources`);"),
+              ("- footprint: the DPM's and the simulator's state alone, in one process without Kafka "
+               "(`gs_bench.footprint`): the RSS freed when the simulator, then the DPM, is dropped after the storm; "
+               "allocator pages the two shared are freed with the DPM, so the DPM's figure is an upper bound and "
+               "the simulator's a lower bound, their sum exact;"),
               "- growth exponent: least-squares slope of log(convergence) on log(hosts) over the sweep's points;",
               "- every ratio is numerator / denominator as named, both measured in this run.", ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]

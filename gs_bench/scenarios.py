@@ -35,7 +35,7 @@ from gsmq.kafka_admin import partition_count
 from gsmq.wire import Strategy
 
 STRATEGIES = wire.STRATEGIES  # the order the strategies scenario runs them in
-SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hosts", "vpc-storm", "memory")
+SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hosts", "vpc-storm", "memory", "footprint")
 
 
 # --------------------------------------------------------------------------- generators
@@ -199,6 +199,18 @@ class Storm:
     def total_resources(self) -> int:
         return sum(self.resources(i) for i in range(self.ports))
 
+    def view_resources(self) -> int:
+        """Resources in the hosts' views once the storm is applied: a port and its DHCP entry
+        on its host; per host and VPC where it has ports, the subnet and the neighbors of
+        the ports of the VPC's other hosts."""
+        in_vpc: dict[str, int] = {}
+        own: dict[tuple[str, str], int] = {}
+        for i in range(self.ports):
+            port = self.port(i)
+            in_vpc[port.vpc] = in_vpc.get(port.vpc, 0) + 1
+            own[(port.vpc, port.host)] = own.get((port.vpc, port.host), 0) + 1
+        return 2 * self.ports + sum(1 + in_vpc[vpc] - mine for (vpc, _), mine in own.items())
+
     def describe(self) -> dict[str, int]:
         return {"hosts": self.hosts, "vpcs": len(self.layout), "ports": self.ports,
                 "hosts_per_vpc": max(len(h) for h in self.layout.values())}
@@ -234,6 +246,7 @@ class Suite:
     sweep_hosts_per_vpc: int = 100  # ... in VPCs of this many hosts
     vpc_storms: tuple[tuple[int, int], ...] = ((1000, 300),)  # one VPC: (hosts, ports); 10,000 ports: bench-scale
     memory: tuple[int, ...] = (1000, 10000)  # idle simulators of this many hosts
+    footprint: tuple[int, ...] = (1000,)  # DPM and simulator state after a sweep-shaped storm, in memory
     streams: int = 4  # concurrent caller streams
 
 
@@ -241,10 +254,11 @@ SUITES: dict[str, Suite] = {
     "default": Suite(scenarios=SCENARIOS),
     "tiny": Suite(scenarios=SCENARIOS, hosts=20, vpcs=2, ports=40, churn=(0.5,), churn_seconds=1.5, restart=(20, 2, 60),
                   strategies=(10, 1, 20), sweep=(10,), sweep_ports_per_host=2, sweep_hosts_per_vpc=10,
-                  vpc_storms=((10, 30),), memory=(100,), streams=2),
+                  vpc_storms=((10, 30),), memory=(100,), footprint=(100,), streams=2),
     # issue 11: a 100,000-port VPC on 1,000 hosts; 100 .. 1,000,000 hosts with a port each, in VPCs of 100
-    "scale": Suite(scenarios=("hosts", "vpc-storm", "memory"), sweep=(100, 1000, 10000, 100000, 1000000), sweep_ports_per_host=1,
-                   vpc_storms=((1000, 10000), (1000, 100000)), memory=(1000, 10000, 100000, 1000000)),
+    "scale": Suite(scenarios=("hosts", "vpc-storm", "memory", "footprint"), sweep=(100, 1000, 10000, 100000, 1000000),
+                   sweep_ports_per_host=1, vpc_storms=((1000, 10000), (1000, 100000)), memory=(1000, 10000, 100000, 1000000),
+                   footprint=(10000, 100000)),
 }
 
 
@@ -277,26 +291,28 @@ def broker_bytes(published: int, consumed: int, acks: int, ack_bytes: int) -> di
             "broker_bytes_out": consumed + ack_bytes}
 
 
-def _memory(c: Cluster, hosts: int, dpm_idle: int, sims_idle: int) -> dict[str, float]:
+def _memory(c: Cluster, storm: Storm, dpm_idle: int, sims_idle: int) -> dict[str, float]:
     """DPM and simulator RSS (after, and grown since before the storm), per host and per resource:
-    the DPM's per resource its snapshot holds (`DpmStatus.resources`, each once) and per host
-    resource (a resource listed for a host; the simulators' `AgentStatus.resources`, summed),
-    the simulators' per host resource they hold."""
+    the DPM's per resource its snapshot holds (`DpmStatus.resources`, each once), the
+    simulators' per resource they hold (`AgentStatus.resources`, summed: a VPC's shared
+    table counts once per process), and both per resource in a host's view
+    (`Storm.view_resources`: what a region's hosts would hold, each its own copy)."""
     statuses = c.agent_statuses()
     sim_rss = sum(a.rss_bytes for a in statuses)
     sim_resources = sum(a.resources for a in statuses)
     dpm_rss = c.dpm_rss()
     dpm_resources = c.dpm_status().resources
-    h = max(hosts, 1)
+    h, views = max(storm.hosts, 1), max(storm.view_resources(), 1)
     return {"sim_rss_bytes": sim_rss, "sim_rss_per_host_bytes": sim_rss / h, "simulators": len(statuses),
             "sim_rss_idle_bytes": sims_idle, "sim_resources": sim_resources,
             "sim_rss_growth_per_host_bytes": (sim_rss - sims_idle) / h,
             "sim_rss_growth_per_resource_bytes": (sim_rss - sims_idle) / max(sim_resources, 1),
+            "view_resources": views, "sim_rss_growth_per_view_resource_bytes": (sim_rss - sims_idle) / views,
             "dpm_rss_bytes": dpm_rss, "dpm_rss_idle_bytes": dpm_idle, "dpm_resources": dpm_resources,
             "dpm_rss_per_host_bytes": dpm_rss / h,
             "dpm_rss_growth_per_host_bytes": (dpm_rss - dpm_idle) / h,
             "dpm_rss_growth_per_resource_bytes": (dpm_rss - dpm_idle) / max(dpm_resources, 1),
-            "dpm_rss_growth_per_host_resource_bytes": (dpm_rss - dpm_idle) / max(sim_resources, 1)}
+            "dpm_rss_growth_per_view_resource_bytes": (dpm_rss - dpm_idle) / views}
 
 
 def region_fanout(c: Cluster, storm: Storm, strategy: str) -> dict[str, Any]:
@@ -348,7 +364,7 @@ def run_storm(env: Env, storm: Storm, strategy: str = Strategy.VPC_MULTICAST, ch
             figures["bring_up"], figures["steady"] = _brief(bring_up), _brief(steady)
         else:
             figures = pushed(c, storm, creates)
-        figures.update(storm.describe(), strategy=strategy, **_memory(c, storm.hosts, dpm_idle, sims_idle))
+        figures.update(storm.describe(), strategy=strategy, **_memory(c, storm, dpm_idle, sims_idle))
         env.say(f"  converged in {figures['convergence_s']:.2f} s, {figures['goal_states_per_s']:.0f} goal states/s, "
                 f"{figures['resources_per_s']:.0f} resources/s, p99 publish->applied {figures['publish_to_applied_ms']['p99']:.1f} ms, "
                 f"{figures['bytes_published']:,} B published, {figures['acks_received']:,} acks; RSS per host: "
@@ -513,9 +529,10 @@ def sweep_point(storm: dict[str, Any]) -> dict[str, Any]:
     keys = ("hosts", "vpcs", "hosts_per_vpc", "ports", "inputs", "resources", "convergence_s", "goal_states_per_s",
             "resources_per_s", "bytes_published", "bytes_consumed", "acks_received", "ack_bytes", "broker_bytes_in",
             "broker_bytes_out", "simulators", "sim_rss_bytes", "sim_rss_per_host_bytes", "sim_rss_growth_per_host_bytes",
-            "sim_rss_growth_per_resource_bytes", "dpm_rss_bytes", "dpm_rss_per_host_bytes", "dpm_rss_growth_per_host_bytes",
+            "sim_rss_growth_per_resource_bytes", "sim_rss_growth_per_view_resource_bytes", "view_resources",
+            "dpm_rss_bytes", "dpm_rss_per_host_bytes", "dpm_rss_growth_per_host_bytes",
             "dpm_rss_growth_per_resource_bytes",
-            "dpm_rss_growth_per_host_resource_bytes", "sim_resources", "dpm_resources", "failures", "publish_to_applied_ms", "fanout")
+            "dpm_rss_growth_per_view_resource_bytes", "sim_resources", "dpm_resources", "failures", "publish_to_applied_ms", "fanout")
     return {k: storm[k] for k in keys if k in storm}
 
 

@@ -120,6 +120,13 @@ def subnets_of(rtype: int, state: Any) -> list[str]:
     return []
 
 
+def neighbor_host(rtype: int, state: Any) -> str | None:
+    """The host a neighbor is located on (None for other types and for a neighbor without configuration)."""
+    if rtype != common.NEIGHBOR or not state.HasField("configuration"):
+        return None
+    return str(state.configuration.host_ip_address)
+
+
 def own_neighbor(rtype: int, state: Any, host: str) -> bool:
     """A neighbor located on `host` itself is its own port, not a neighbor: the host skips it."""
-    return rtype == common.NEIGHBOR and state.HasField("configuration") and state.configuration.host_ip_address == host
+    return neighbor_host(rtype, state) == host

@@ -453,3 +453,14 @@ def test_a_resync_of_one_follower_merges_into_the_shared_table() -> None:
     for host in (H1, H2):
         assert table(applier, host, common.SECURITYGROUP) == {"sg-1": 2} and table(applier, host, common.NEIGHBOR) == {"nb-1": 1}
     assert table(applier, H1, common.PORT) == {f"port-{H1}": 1}
+
+
+def test_the_data_plane_holds_its_own_copy_of_each_state_shared_by_equal_ones() -> None:
+    """A programmed state is copied (a parsed state keeps its whole message alive); hosts
+    programming an equal state share that one copy."""
+    dp = MemoryDataPlane()
+    _, rid, state = neighbor("nb-1", H3)
+    dp.program(H1, common.NEIGHBOR, rid, state)
+    dp.program(H2, common.NEIGHBOR, rid, state)
+    held = dp.table(H1, common.NEIGHBOR)[rid]
+    assert held is not state and held == state and dp.table(H2, common.NEIGHBOR)[rid] is held

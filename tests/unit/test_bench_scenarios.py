@@ -13,6 +13,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from gs_bench import main as bench_main
 from gs_bench import scenarios
+from gs_bench.footprint import footprint
 from gs_bench.measure import Push, Reply, Samples, cdf_sample, percentiles, phase_figures
 from gs_bench.runner import Env
 from gs_bench.scenarios import SCENARIOS, SUITES, Listing, Storm, host_ids, resources_in
@@ -138,3 +139,19 @@ def test_an_interrupted_sweep_keeps_the_points_measured_before(monkeypatch: pyte
     with pytest.raises(KeyboardInterrupt):
         bench_main.run_suite(Env("127.0.0.1:9", tmp_path), suite, results)  # the fake storms never reach it
     assert [p["hosts"] for p in results["convergence_vs_hosts"]] == [100, 1000]
+
+
+def test_view_resources_count_what_each_host_holds_once_the_storm_is_applied() -> None:
+    # 3 hosts in one VPC, a port each: its port and DHCP entry, the subnet, the 2 other hosts' neighbors
+    assert Storm(3, 1, 3).view_resources() == 3 * (2 + 1 + 2)
+    # 4 hosts in 2 VPCs, 6 ports: hosts 0 and 2 have 2 ports in their VPC, 1 and 3 one
+    storm = Storm(4, 2, 6)
+    assert storm.view_resources() == 2 * 6 + sum(1 + 3 - mine for mine in (2, 1, 2, 1))
+
+
+def test_footprint_measures_both_sides_after_a_storm_every_caller_got_answered() -> None:
+    f = footprint(20, hosts_per_vpc=10)
+    assert (f["inputs"], f["failures"]) == (20 + 2, 0)  # the ports, and a subnet per VPC
+    assert f["dpm_resources"] == 3 * 20 + 2 and f["view_resources"] == Storm(20, 2, 20).view_resources()
+    assert {"dpm_per_host_bytes", "dpm_per_resource_bytes", "sim_per_host_bytes", "sim_per_resource_bytes",
+            "sim_per_view_resource_bytes", "dpm_per_view_resource_bytes"} <= set(f)

@@ -406,3 +406,12 @@ async def test_callers_are_held_back_by_host_deliveries_in_flight_not_only_by_in
         acas.reply(HOSTS)
     await asyncio.wait_for(task, 10)
     assert [min(statuses(a)) for a in answers] == ["dhcp-q0", "dhcp-q1", "dhcp-q2"]
+
+
+def test_a_host_with_nothing_awaited_keeps_no_queue() -> None:
+    eng, _, _, acas = cluster()
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), lambda reply: None)
+    assert eng.tracker.hosts[A].unicast_waits
+    acas.reply(HOSTS)
+    assert eng.tracker.pending == {}
+    assert all(hp.unicast_waits is None and hp.vpc_waits == {} for hp in eng.tracker.hosts.values())

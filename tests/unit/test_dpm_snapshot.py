@@ -150,3 +150,28 @@ def test_a_multicast_snapshot_keeps_no_per_host_copy_of_its_vpcs_ids_and_gives_t
             assert compact.listed[B] == {(common.PORT, "p1"), (common.DHCP, "dhcp-p1")}
             assert not compact.holders[(common.SUBNET, "subnet-vpc-1")] and full.holders[(common.SUBNET, "subnet-vpc-1")] == set(HOSTS)
     assert compact.consistent() == [] and compact.hosts() == full.hosts()
+
+
+def test_indexes_keep_no_emptied_entry() -> None:
+    """Every host's ports deleted: what was listed, held, addressed or joined for them goes
+    from every index, none keeps an empty set for them; the ids listed before a host's join
+    (its VPC's neighbors) went from its list and their holders at the join."""
+    snap = Snapshot(MC)
+    build(snap)
+    assert all(snap.holders.get((common.NEIGHBOR, f"nb-p{i}")) is None for i in range(3))  # in the views through vpc-1
+    for i, host in enumerate(HOSTS):
+        snap.apply(port_goal(f"p{i}", "vpc-1", host, f"10.1.0.{i}", HOSTS, rev=2, op=common.DELETE))
+    assert (dict(snap.listed), dict(snap.holders), dict(snap.host_ports), dict(snap.members), dict(snap.addresses)) == ({}, {}, {}, {}, {})
+    assert dict(snap.vpc_wide) == {"vpc-1": {(common.SUBNET, "subnet-vpc-1")}}
+    assert snap.hosts() == [] and snap.consistent() == []
+
+
+def test_a_stored_state_is_parsed_from_its_piece() -> None:
+    """The snapshot keeps each resource's bytes, not its parsed state (which would keep the
+    whole input message alive); the state read back is the one given."""
+    given = port_goal("p0", "vpc-1", A, "10.1.0.0", HOSTS)
+    snap = build()
+    snap.apply(given)
+    stored = snap.resources[(common.PORT, "p0")]
+    assert not hasattr(stored, "__dict__") and stored.state == given.port_states["p0"]
+    assert snap.resources[(common.NEIGHBOR, "nb-p0")].located == A and stored.located is None

@@ -72,7 +72,7 @@ class Engine:
         request_id = f"{self.publisher.epoch}-{next(self._ids)}"
         data = planner.Input(goal)
         change = self.snapshot.apply(goal)
-        problems = self.snapshot.problems(data.states)
+        problems = self.snapshot.problems(data.states, data.states)
         if problems:  # published anyway: the ACA holds such states PENDING until their parent arrives
             self.unresolved += 1
             log.warning("snapshot_unresolved_references", problems=problems[:5], count=len(problems))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,16 +149,18 @@ class Snapshot:
         problems = [f"host {h} lists missing {k}" for h, ids in self.listed.items() for k in ids if k not in self.resources]
         return problems + self.problems(self.resources)
 
-    def problems(self, keys: Iterable[ResourceKey]) -> list[str]:
-        """References of these resources that do not resolve: a port, DHCP entry or neighbor whose
-        subnet is unknown (the ACA holds such a state PENDING until its subnet arrives)."""
+    def problems(self, keys: Iterable[ResourceKey], given: Mapping[ResourceKey, Any] | None = None) -> list[str]:
+        """References of these stored resources that do not resolve: a port, DHCP entry or neighbor
+        whose subnet is unknown (the ACA holds such a state PENDING until its subnet arrives).
+        `given`: states already parsed (an input just applied), read instead of parsing stored ones."""
         out: list[str] = []
         for key in keys:
             stored = self.resources.get(key)
             if stored is None or key[0] not in NEEDS_SUBNET:
                 continue
+            state = given[key] if given is not None and key in given else stored.state
             out.extend(f"{TYPE_NAME[key[0]].lower()} {key[1]} in unknown subnet {subnet}"
-                       for subnet in subnets_of(key[0], stored.state) if (common.SUBNET, subnet) not in self.resources)
+                       for subnet in subnets_of(key[0], state) if (common.SUBNET, subnet) not in self.resources)
         return out
 
     # ---- writing ---------------------------------------------------------------------
@@ -169,7 +171,7 @@ class Snapshot:
         # Only ports make a host a member of a VPC: its VPCs can change only if it holds a port
         # this input changes (taken now) or is given a port here (taken in the loop over hosts).
         before = {host: self.host_vpcs(host) for rid in goal.port_states for host in self.holders.get((common.PORT, rid), ())}
-        any_full = any(is_full(rtype, state) for rtype in _HOST_FULL for state in state_map(goal, rtype).values())
+        full = {(rtype, rid) for rtype in _HOST_FULL for rid, state in state_map(goal, rtype).items() if is_full(rtype, state)}
         deletes: set[ResourceKey] = set()
         for rtype, rid, state in iter_states(goal):
             key = (rtype, sys.intern(rid))
@@ -197,8 +199,8 @@ class Snapshot:
             given = [(int(ref.type), sys.intern(ref.id)) for ref in listed.resources]
             if host not in before and any(k[0] == common.PORT for k in given):
                 before[host] = self.host_vpcs(host)
-            if any_full:
-                self._replace_full_tables(goal, host, listed.resources)
+            if full:
+                self._replace_full_tables(host, given, full)
             keys = [k for k in given if k not in deletes and k in self.resources]  # else deleted, refused or never stored
             for key in keys:  # ports first: they say which VPCs the host is a member of
                 if key[0] == common.PORT:
@@ -252,20 +254,16 @@ class Snapshot:
         """Take `vpc`'s VPC-wide ids out of what `host` was given."""
         self._unlist(host, {k for k in self.listed.get(host, ()) if k[0] in VPC_WIDE and self._vpc(k) == vpc})
 
-    def _replace_full_tables(self, goal: gs.GoalStateV2, host: str, refs: Iterable[Any]) -> None:
-        """`update_type FULL` on a host-specific state listed for `host`: the host's table of
-        that type becomes what the message lists of it, as on the ACA. (VPC-wide types are
-        left alone: on the multicast channel FULL scopes to the VPC on every follower.)"""
-        full: set[int] = set()
-        mine: set[ResourceKey] = set()
-        for ref in refs:
-            rtype = int(ref.type)
-            mine.add((rtype, ref.id))
-            if rtype in _HOST_FULL and ref.id in state_map(goal, rtype) and is_full(rtype, state_map(goal, rtype)[ref.id]):
-                full.add(rtype)
-        if not full:
-            return  # the common case: no need to walk the host's whole list
-        dropped = {k for k in self.listed.get(host, ()) if k[0] in full and k not in mine}
+    def _replace_full_tables(self, host: str, given: list[ResourceKey], full: set[ResourceKey]) -> None:
+        """`update_type FULL` on a host-specific state listed for `host` (`full`: the input's
+        FULL states): the host's table of that type becomes what the message lists of it, as
+        on the ACA. (VPC-wide types are left alone: on the multicast channel FULL scopes to
+        the VPC on every follower.)"""
+        mine = set(given)
+        types = {key[0] for key in mine & full}
+        if not types:
+            return  # nothing FULL listed for this host: no need to walk its whole list
+        dropped = {k for k in self.listed.get(host, ()) if k[0] in types and k not in mine}
         self._unlist(host, dropped)
         for key in dropped:
             if key[0] == common.PORT:

@@ -153,9 +153,7 @@ class KafkaSource:
     def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
         """The messages consumed, never lost to an error consumed with them: that error is
         raised by the next call, before it consumes anything."""
-        if self._deferred is not None:
-            deferred, self._deferred = self._deferred, None
-            raise deferred
+        self._raise_deferred()
         out: list[Envelope] = []
         with kafka_errors("consuming"):
             messages = consume_batch(self.consumer, max_messages, timeout)
@@ -176,10 +174,14 @@ class KafkaSource:
                     offset=msg.offset() or 0,
                 )
             )
-        if not out and self._deferred is not None:
+        if not out:
+            self._raise_deferred()
+        return out
+
+    def _raise_deferred(self) -> None:
+        if self._deferred is not None:
             deferred, self._deferred = self._deferred, None
             raise deferred
-        return out
 
     def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
         if positions:

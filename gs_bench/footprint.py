@@ -1,9 +1,8 @@
 """The DPM's and the simulator's memory after a storm, in one process and without Kafka.
 
-The engine (`dpm_server.testing.memory_engine`) and one simulator (an `Applier` serving
-every host, read by an `AgentConsumer`, as `aca-agent sim` runs it) share a `MemoryBus`;
-the storm's inputs go to the engine in batches, as the DPM's batcher hands them over, and
-every party runs until nothing moves. Each side's bytes are the resident memory freed when
+The engine and one simulator serving every host (`gs_bench.memory_cluster`, as `aca-agent
+sim` runs it) share a `MemoryBus`; the storm's inputs go to the engine in batches, as the
+DPM's batcher hands them over, and every party runs until nothing moves. Each side's bytes are the resident memory freed when
 it is dropped (the simulator first, then the DPM): what its state costs, without the
 broker client, gRPC or the interpreter that the bench's per-process RSS includes.
 
@@ -21,13 +20,9 @@ from typing import Any
 
 import psutil
 
-from aca_agent.applier import Applier
-from aca_agent.consumer import AgentConsumer
-from aca_agent.dataplane import MemoryDataPlane
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from dpm_server.acks import decode_acks
-from dpm_server.testing import memory_engine
+from gs_bench.memory_cluster import MemoryCluster
 from gs_bench.scenarios import Storm
 from gsmq.transport import Envelope, MemoryBus
 from gsmq.wire import Strategy
@@ -50,32 +45,10 @@ def _drop_read(bus: MemoryBus) -> None:
         log[:] = [_READ] * len(log)
 
 
-class _InMemory:
-    """The engine and one simulator serving every host of `storm`, over one MemoryBus."""
-
-    def __init__(self, storm: Storm) -> None:
-        self.engine, self.bus, topics = memory_engine(Strategy.VPC_MULTICAST, timeout=1e9, retry_after=1e9)
-        self.requests: list[str] = []  # hosts asking for a resync
-        self.applier = Applier(MemoryDataPlane(), storm.host_list)
-        self.sim = AgentConsumer(source=self.bus.source("sim"), sink=self.bus.sink(), applier=self.applier, topics=topics,
-                                 partition_count=self.bus.partition_count, channel="unicast", resync=self.requests.extend)
-        self.dpm = self.bus.source("dpm")
-        self.dpm.assign([(topics.reply, p, 0) for p in range(self.bus.partition_count(topics.reply))])
-        self.sim.start()
-        self.settle()
-
-    def settle(self) -> None:
-        """Deliveries, the simulator, acks and resyncs until nothing moves; then the read records go."""
-        while True:
-            moved = self.engine.publisher.sink.poll() + self.sim.run_once(0)
-            acks, _ = decode_acks(self.dpm.poll_batch(10_000, 0))
-            self.engine.on_acks(acks)
-            asked, self.requests[:] = list(self.requests), []
-            for host in asked:
-                self.engine.resync(host)
-            if not moved + len(acks) + len(asked):
-                _drop_read(self.bus)
-                return
+def _settle(run: MemoryCluster) -> None:
+    """Every party until nothing moves; then the read records go."""
+    run.settle(rounds=10**9)
+    _drop_read(run.bus)
 
 
 def footprint(hosts: int, hosts_per_vpc: int = 100, ports_per_host: int = 1, batch: int = 1000) -> dict[str, Any]:
@@ -85,21 +58,25 @@ def footprint(hosts: int, hosts_per_vpc: int = 100, ports_per_host: int = 1, bat
     payloads, subnets = storm.creates(), storm.subnets()
     t0 = time.monotonic()
     base = _rss()
-    run = _InMemory(storm)
+    run = MemoryCluster(Strategy.VPC_MULTICAST, storm.host_list, timeout=1e9, retry_after=1e9, sim=True)
+    _drop_read(run.bus)
     answered: list[gsp.GoalStateOperationReply] = []
     for goal in subnets:
-        run.engine.submit(goal, answered.append)
-    run.settle()
+        run.eng.submit(goal, answered.append)
+    _settle(run)
     for i in range(0, len(payloads), batch):
-        run.engine.submit_many([(gs.GoalStateV2.FromString(p), answered.append) for p in payloads[i : i + batch]])
-        run.settle()
+        run.eng.submit_many([(gs.GoalStateV2.FromString(p), answered.append) for p in payloads[i : i + batch]])
+        _settle(run)
     failures = sum(1 for r in answered for s in r.operation_statuses if s.operation_status != 0)
-    inputs, held, stored = len(answered), run.applier.dataplane.resources(), len(run.engine.snapshot.resources)
+    applier = run.appliers[storm.host_list[0]]
+    inputs, held, stored = len(answered), applier.dataplane.resources(), len(run.eng.snapshot.resources)
     seconds = time.monotonic() - t0
     del payloads, subnets, answered
     run.bus.logs.clear()
     full = _rss()
-    del run.sim, run.applier
+    del applier
+    run.agents.clear()
+    run.appliers.clear()
     without_sim = _rss()
     del run
     without_dpm = _rss()

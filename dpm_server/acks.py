@@ -20,7 +20,7 @@ import structlog
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from dpm_server.planner import Input
+from dpm_server.inputs import Input
 from gsmq import wire
 from gsmq.resources import ResourceKey
 from gsmq.transport import Envelope
@@ -295,14 +295,14 @@ class AckTracker:
         for host in silent:
             request.waiting.pop(host).done = True
             self._forget_done(self.host(host))
-            for key in request.data.listed.get(host, ()):
+            for key in request.data.keys_of(host):
                 if key in request.merged:
                     request.merged[key].status = common.FAILURE
         for tokens in request.positions.values():
             for token in tokens:
                 if token.multicast and self._multicast.get(token) is request:
                     del self._multicast[token]
-        request.on_done(caller_reply(request.merged, request, request.data.goal.format_version, silent))
+        request.on_done(caller_reply(request.merged, request, request.data.format_version, silent))
 
     @staticmethod
     def _forget_done(hp: HostProgress) -> None:

@@ -5,7 +5,7 @@ Runs on one thread (the event loop's); replies are handed over to it."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -15,11 +15,12 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server import planner
 from dpm_server.acks import AckTracker, Merged, Pending, Times, caller_reply, invalid_reply
+from dpm_server.inputs import Input, as_input, merge
 from dpm_server.publisher import Publisher
 from dpm_server.snapshot import Snapshot
 from dpm_server.validate import conflicts, invalid_resources
 from gsmq import wire
-from gsmq.resources import MAP_FIELD, Order, ResourceKey, iter_states, order, state_map
+from gsmq.resources import Order, ResourceKey, order
 from gsmq.transport import Envelope
 from gsmq.v1 import ack_pb2
 from gsmq.wire import STRATEGIES, Strategy, Token
@@ -45,9 +46,9 @@ class Engine:
         self.answered_failed = 0  # ... with a host that did not reply
         self._ids = itertools.count(1)
 
-    def submit(self, goal: gs.GoalStateV2, on_done: Done) -> None:
+    def submit(self, goal: gs.GoalStateV2 | Input, on_done: Done) -> None:
         """Publish what every targeted host needs; `on_done(reply)` once all applied (or timed out)."""
-        self._submit(goal, self._counted(on_done))
+        self._submit(as_input(goal), self._counted(on_done))
 
     def _counted(self, on_done: Done) -> Done:
         def done(reply: gsp.GoalStateOperationReply) -> None:
@@ -57,21 +58,27 @@ class Engine:
 
         return done
 
-    def _refuse(self, goal: gs.GoalStateV2, bad: dict[ResourceKey, str], on_done: Done) -> None:
-        """INVALID_ARG for the refused resources; nothing of `goal` is stored or published."""
+    def _refuse(self, bad: dict[ResourceKey, str], format_version: int, on_done: Done) -> None:
+        """INVALID_ARG for the refused resources; nothing of the input is stored or published."""
         self.invalid += 1
         log.warning("goal_state_invalid", problems=sorted(set(bad.values()))[:5], resources=len(bad))
-        on_done(invalid_reply(bad, goal.format_version))
+        on_done(invalid_reply(bad, format_version))
 
-    def _submit(self, goal: gs.GoalStateV2, on_done: Done, checked: bool = False) -> None:
-        """`checked`: `goal` was checked already (a merge of accepted inputs)."""
-        bad = {} if checked else self.refused(goal)
+    def undecodable(self, reason: str) -> gsp.GoalStateOperationReply:
+        """The answer to bytes that are not a GoalStateV2: one INVALID_ARG status naming no resource."""
+        self.invalid += 1
+        self.answered += 1
+        log.warning("goal_state_undecodable", error=reason)
+        return invalid_reply({(0, ""): reason}, 0)
+
+    def _submit(self, data: Input, on_done: Done, checked: bool = False) -> None:
+        """`checked`: `data` was checked already (a merge of accepted inputs)."""
+        bad = {} if checked else self.refused(data)
         if bad:
-            self._refuse(goal, bad, on_done)
+            self._refuse(bad, data.format_version, on_done)
             return
         request_id = f"{self.publisher.epoch}-{next(self._ids)}"
-        data = planner.Input(goal)
-        change = self.snapshot.apply(goal)
+        change = self.snapshot.apply(data)
         problems = self.snapshot.problems(data.states, data.states)
         if problems:  # published anyway: the ACA holds such states PENDING until their parent arrives
             self.unresolved += 1
@@ -89,10 +96,10 @@ class Engine:
                 positions.setdefault(host, set()).add(token)
         self.tracker.track(Pending(request_id, data, positions, on_done))
 
-    def refused(self, goal: gs.GoalStateV2, batch: Mapping[ResourceKey, Any] | None = None) -> dict[ResourceKey, str]:
-        """{(type, id): reason} for every resource that makes `goal` refused whole: invalid, or
-        at the revision held (by `batch`, the states coalesced before it, else by the snapshot)
-        with other content."""
+    def refused(self, data: Input, batch: Mapping[ResourceKey, Any] | None = None) -> dict[ResourceKey, str]:
+        """{(type, id): reason} for every resource that makes the input refused whole: invalid,
+        or at the revision held (by `batch`, the states coalesced before it, else by the
+        snapshot) with other content."""
         coalesced = batch or {}
 
         def held(key: ResourceKey) -> Any | None:
@@ -101,28 +108,29 @@ class Engine:
             stored = self.snapshot.resources.get(key)
             return stored.state if stored is not None else None
 
-        return invalid_resources(goal) or conflicts(goal, held)
+        return invalid_resources(data) or conflicts(data, held)
 
-    def submit_many(self, batch: list[tuple[gs.GoalStateV2, Done]]) -> None:
+    def submit_many(self, batch: Sequence[tuple[gs.GoalStateV2 | Input, Done]]) -> None:
         """Coalesce several inputs into one set of messages (one multicast per VPC, one
         unicast per host); each caller still gets its own reply, for its own resources."""
-        valid: list[tuple[gs.GoalStateV2, Done]] = []
+        valid: list[tuple[Input, Done]] = []
         coalesced: dict[ResourceKey, Any] = {}  # the newest state of each resource so far
-        for goal, on_done in batch:
-            bad = self.refused(goal, coalesced)
+        for given, on_done in batch:
+            data = as_input(given)
+            bad = self.refused(data, coalesced)
             if bad:
-                self._refuse(goal, bad, self._counted(on_done))  # refused alone, nothing published
+                self._refuse(bad, data.format_version, self._counted(on_done))  # refused alone, nothing published
                 continue
-            valid.append((goal, on_done))
-            for rtype, rid, state in iter_states(goal):
-                if order(state, coalesced.get((rtype, rid))) is Order.NEWER:
-                    coalesced[(rtype, rid)] = state
+            valid.append((data, on_done))
+            for key, state in data.states.items():
+                if order(state, coalesced.get(key)) is Order.NEWER:
+                    coalesced[key] = state
         if len(valid) <= 1:
-            for goal, on_done in valid:
-                self.submit(goal, on_done)
+            for data, on_done in valid:
+                self.submit(data, on_done)
             return
-        members = [(goal, self._counted(on_done)) for goal, on_done in valid]
-        sent = merge([goal for goal, _ in valid])
+        members = [(data, self._counted(on_done)) for data, on_done in valid]
+        sent = merge([data for data, _ in valid])
         self._submit(sent, lambda reply: _fan_out(reply, members, sent), checked=True)
 
     def resync(self, host: str) -> int:
@@ -174,30 +182,7 @@ class Engine:
 
 
 
-def merge(goals: list[gs.GoalStateV2]) -> gs.GoalStateV2:
-    """One GoalStateV2 of several: a resource given twice keeps the later state, unless that
-    one is an older revision (applied one after the other, an ACA would refuse it as
-    OUT_OF_ORDER and keep the newer one); hosts' lists are joined."""
-    merged = gs.GoalStateV2(format_version=goals[-1].format_version)
-    listed: dict[str, dict[tuple[int, str], None]] = {}
-    for goal in goals:
-        for field in MAP_FIELD.values():
-            target = getattr(merged, field)
-            for rid, state in getattr(goal, field).items():
-                if rid not in target or order(state, target[rid]) is not Order.OLDER:
-                    target[rid].CopyFrom(state)
-        for host, res in goal.host_resources.items():
-            seen = listed.setdefault(host, {})
-            for ref in res.resources:
-                seen[(int(ref.type), ref.id)] = None
-    for host, refs in listed.items():
-        entry = merged.host_resources[host]
-        for rtype, rid in refs:
-            entry.resources.add(type=rtype, id=rid)
-    return merged
-
-
-def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[gs.GoalStateV2, Done]], sent: gs.GoalStateV2) -> None:
+def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[Input, Done]], sent: Input) -> None:
     """Split a coalesced request's reply: each caller gets the statuses of its own resources;
     a state the batch left out for a newer revision of it (`sent`) is OUT_OF_ORDER."""
     by_key = {(int(s.resource_type), s.resource_id): s for s in batch_reply.operation_statuses}
@@ -205,13 +190,13 @@ def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[gs.Go
     first = batch_reply.operation_statuses[0] if batch_reply.operation_statuses else None
     times = Times(batch_reply.message_total_operation_time, *(
         (first.dataplane_programming_time, first.network_configuration_time, first.state_elapse_time) if first else ()))
-    for goal, on_done in members:
+    for data, on_done in members:
         merged: dict[tuple[int, str], Merged] = {}
-        for rtype, rid, state in iter_states(goal):
-            s = by_key.get((rtype, rid))
-            if order(state, state_map(sent, rtype)[rid]) is Order.OLDER:
-                merged[(rtype, rid)] = Merged(common.OUT_OF_ORDER, int(state.operation_type))
+        for key, state in data.states.items():
+            s = by_key.get(key)
+            if order(state, sent.states[key]) is Order.OLDER:
+                merged[key] = Merged(common.OUT_OF_ORDER, int(state.operation_type))
                 continue
-            merged[(rtype, rid)] = Merged(int(s.operation_status) if s is not None else common.SUCCESS, int(state.operation_type))
-        mine = [host for host in silent if host in goal.host_resources]
-        on_done(caller_reply(merged, times, goal.format_version, mine))
+            merged[key] = Merged(int(s.operation_status) if s is not None else common.SUCCESS, int(state.operation_type))
+        mine = [host for host in silent if host in data.hosts]
+        on_done(caller_reply(merged, times, data.format_version, mine))

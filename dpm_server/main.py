@@ -13,11 +13,10 @@ from typing import Any
 import grpc
 import structlog
 
-from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.acks import decode_acks
 from dpm_server.engine import Engine
 from dpm_server.publisher import Publisher
-from dpm_server.service import Provisioner, Status
+from dpm_server.service import Provisioner, Status, register
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.errors import BrokerUnavailableError
@@ -193,7 +192,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
                                   config.max_in_flight_hosts)
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
-        gsp_grpc.add_GoalStateProvisionerServicer_to_server(provisioner, server)
+        register(provisioner, server)
         status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
         try:
             port = server.add_insecure_port(config.grpc_address)

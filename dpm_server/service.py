@@ -15,7 +15,7 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.engine import Done, Engine
-from gsmq.resources import iter_states
+from dpm_server.inputs import Input, InputError
 from gsmq.v1 import status_pb2, status_pb2_grpc
 
 log = structlog.get_logger()
@@ -33,13 +33,13 @@ class Batcher:
         self.engine = engine
         self.window = window
         self.size = size
-        self._queue: list[tuple[gs.GoalStateV2, Done]] = []
+        self._queue: list[tuple[Input, Done]] = []
         self._timer: asyncio.TimerHandle | None = None
         self.batches = 0
         self.inputs = 0
 
-    def add(self, goal: gs.GoalStateV2, on_done: Done) -> None:
-        self._queue.append((goal, on_done))
+    def add(self, data: Input, on_done: Done) -> None:
+        self._queue.append((data, on_done))
         if len(self._queue) >= self.size or self.window <= 0 or (self._timer is None and not self.engine.tracker.pending):
             self.flush()
         elif self._timer is None:
@@ -57,8 +57,8 @@ class Batcher:
                 self.engine.submit_many(batch)
             except Exception as exc:
                 log.exception("batch_failed", inputs=len(batch))
-                for goal, on_done in batch:
-                    on_done(failed_reply(goal, f"{type(exc).__name__}: {exc}"))
+                for data, on_done in batch:
+                    on_done(failed_reply(data, f"{type(exc).__name__}: {exc}"))
 
 
 class Budget:
@@ -95,10 +95,10 @@ class Budget:
                 granted.set_result(None)
 
 
-def failed_reply(goal: gs.GoalStateV2, reason: str) -> gsp.GoalStateOperationReply:
+def failed_reply(data: Input, reason: str) -> gsp.GoalStateOperationReply:
     """FAILURE for every resource of an input the DPM could not publish."""
-    reply = gsp.GoalStateOperationReply(format_version=goal.format_version)
-    for rtype, rid, state in iter_states(goal):
+    reply = gsp.GoalStateOperationReply(format_version=data.format_version)
+    for (rtype, rid), state in data.states.items():
         reply.operation_statuses.add(resource_id=rid, resource_type=rtype, operation_type=state.operation_type,
                                      operation_status=common.FAILURE)
     return reply
@@ -118,16 +118,25 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         self.batcher = Batcher(engine, batch_window, batch_size)
 
     async def PushGoalStatesStream(  # noqa: N802 - gRPC method name
-        self, request_iterator: AsyncIterator[gs.GoalStateV2], context: Context
+        self, request_iterator: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[gsp.GoalStateOperationReply]:
-        """One reply per input, in input order, each once every targeted host applied it."""
+        """One reply per input, in input order, each once every targeted host applied it.
+        Inputs arrive as bytes (`register`); one that is not a GoalStateV2 is answered
+        INVALID_ARG and the stream goes on."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[asyncio.Future[gsp.GoalStateOperationReply] | None] = asyncio.Queue()
 
         async def read() -> None:
             try:
-                async for goal in request_iterator:
-                    hosts = max(1, len(goal.host_resources))
+                async for raw in request_iterator:
+                    try:
+                        data = Input.parse(raw)
+                    except InputError as exc:
+                        answered: asyncio.Future[gsp.GoalStateOperationReply] = loop.create_future()
+                        answered.set_result(self.engine.undecodable(str(exc)))
+                        await queue.put(answered)
+                        continue
+                    hosts = max(1, len(data.hosts))
                     await self.in_flight.acquire(1)  # backpressure: stop reading the caller's stream
                     try:
                         await self.in_flight_hosts.acquire(hosts)
@@ -143,7 +152,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
                         if not future.done():
                             future.set_result(reply)
 
-                    self.batcher.add(goal, done)
+                    self.batcher.add(data, done)
                     await queue.put(future)
             finally:
                 await queue.put(None)
@@ -177,6 +186,31 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
     async def PushGoalstates(self, request: gsp.NeighborRulesRequest, context: Context) -> gsp.GoalStateOperationReply:  # noqa: N802
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "neighbor rules are sent as GoalStateV2 on PushGoalStatesStream")
         raise AssertionError("unreachable")
+
+
+SERVICE = "alcor.schema.GoalStateProvisioner"
+
+
+def register(provisioner: Provisioner, server: grpc.aio.Server) -> None:
+    """Serve alcor.schema.GoalStateProvisioner as generated, except that PushGoalStatesStream
+    takes its inputs as bytes: the engine reads them as `Input`s (grouped host listings),
+    and an undecodable one is answered instead of ending the stream."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "PushNetworkResourceStates": grpc.unary_unary_rpc_method_handler(
+            provisioner.PushNetworkResourceStates, request_deserializer=gs.GoalState.FromString,
+            response_serializer=gsp.GoalStateOperationReply.SerializeToString),
+        "PushGoalStatesStream": grpc.stream_stream_rpc_method_handler(
+            provisioner.PushGoalStatesStream, request_deserializer=None,
+            response_serializer=gsp.GoalStateOperationReply.SerializeToString),
+        "RequestGoalStates": grpc.unary_unary_rpc_method_handler(
+            provisioner.RequestGoalStates, request_deserializer=gsp.HostRequest.FromString,
+            response_serializer=gsp.HostRequestReply.SerializeToString),
+        "PushGoalstates": grpc.unary_unary_rpc_method_handler(
+            provisioner.PushGoalstates, request_deserializer=gsp.NeighborRulesRequest.FromString,
+            response_serializer=gsp.GoalStateOperationReply.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
 
 
 class Status(status_pb2_grpc.DpmStatusServiceServicer):

@@ -23,6 +23,7 @@ from typing import Any
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from dpm_server.inputs import Input, as_input
 from gsmq.resources import (
     HAS_UPDATE_TYPE,
     NEEDS_SUBNET,
@@ -34,9 +35,7 @@ from gsmq.resources import (
     iter_states,
     neighbor_host,
     order,
-    state_map,
     subnets_of,
-    vpc_of,
 )
 from gsmq.wire import Strategy
 
@@ -67,17 +66,14 @@ class Change:
     left: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # host -> VPCs left
     members_before: dict[str, set[str]] = field(default_factory=dict)  # vpc -> hosts with ports before (changed VPCs only)
 
+    def joiners(self, vpc: str) -> set[str]:
+        """The hosts that joined `vpc`."""
+        return {host for host, vpcs in self.joined.items() if vpc in vpcs}
+
     def members_of(self, vpc: str, snapshot: Snapshot) -> set[str]:
         """The hosts with ports in `vpc` before the change."""
         before = self.members_before.get(vpc)
         return before if before is not None else snapshot.members.get(vpc, set())
-
-
-def piece_of(rtype: int, rid: str, state: Any) -> bytes:
-    """A GoalStateV2 holding only this resource, serialized: pieces concatenate into a message."""
-    holder = gs.GoalStateV2()
-    state_map(holder, rtype)[rid].CopyFrom(state)
-    return holder.SerializeToString()
 
 
 class Snapshot:
@@ -165,16 +161,19 @@ class Snapshot:
 
     # ---- writing ---------------------------------------------------------------------
 
-    def apply(self, goal: gs.GoalStateV2) -> Change:
-        """Record a (valid) input: store, delete, list per host; report VPC joins and leaves."""
+    def apply(self, given: Input | gs.GoalStateV2) -> Change:
+        """Record a (valid) input: store, delete, list per host; report VPC joins and leaves.
+        Under `vpc-multicast` a group listing only VPC-wide states is looked at host by host
+        only for its hosts outside those states' VPCs: a member holds them through its VPC."""
+        inp = as_input(given)
         change = Change()
         # Only ports make a host a member of a VPC: its VPCs can change only if it holds a port
-        # this input changes (taken now) or is given a port here (taken in the loop over hosts).
-        before = {host: self.host_vpcs(host) for rid in goal.port_states for host in self.holders.get((common.PORT, rid), ())}
-        full = {(rtype, rid) for rtype in _HOST_FULL for rid, state in state_map(goal, rtype).items() if is_full(rtype, state)}
+        # this input changes (taken now) or is given a port here (taken in `_list`).
+        before = {host: self.host_vpcs(host) for key in inp.states if key[0] == common.PORT for host in self.holders.get(key, ())}
+        full = {key for key, state in inp.states.items() if key[0] in _HOST_FULL and is_full(key[0], state)}
         deletes: set[ResourceKey] = set()
-        for rtype, rid, state in iter_states(goal):
-            key = (rtype, sys.intern(rid))
+        for key, state in inp.states.items():
+            rtype = key[0]
             old = self.resources.get(key)
             verdict = order(state, old.state if old is not None else None)
             if state.operation_type == common.DELETE:
@@ -182,35 +181,27 @@ class Snapshot:
                 if verdict is Order.NEWER:
                     self._forget(key)  # an older DELETE is refused, as an ACA refuses it
                 continue
-            vpc = sys.intern(vpc_of(rtype, state))
             if verdict is not Order.NEWER:
                 continue  # only a newer revision replaces what is stored
             if old is not None:
                 self._unindex(key, old)
-            self.resources[key] = Stored(piece_of(rtype, rid, state), vpc, neighbor_host(rtype, state))
+            vpc = sys.intern(inp.vpc(key))
+            self.resources[key] = Stored(inp.pieces[key], vpc, neighbor_host(rtype, state))
             if rtype in _ADDRESSED:
                 for ip in state.configuration.fixed_ips:
                     if ip.ip_address:
                         self.addresses[sys.intern(ip.ip_address)].add(key)
             if rtype in VPC_WIDE and vpc:
                 self.vpc_wide[vpc].add(key)
-        for name, listed in goal.host_resources.items():
-            host = sys.intern(name)
-            given = [(int(ref.type), sys.intern(ref.id)) for ref in listed.resources]
-            if host not in before and any(k[0] == common.PORT for k in given):
-                before[host] = self.host_vpcs(host)
-            if full:
-                self._replace_full_tables(host, given, full)
-            keys = [k for k in given if k not in deletes and k in self.resources]  # else deleted, refused or never stored
-            for key in keys:  # ports first: they say which VPCs the host is a member of
-                if key[0] == common.PORT:
-                    self._set_port(host, key[1], self.resources[key].vpc)
-            member_of = self.host_ports.get(host, {}) if self.derive_members else {}
-            for key in keys:
-                if key[0] in VPC_WIDE and self.resources[key].vpc in member_of:
-                    continue  # in the host's view through its VPC
-                self.listed[host].add(key)
-                self.holders[key].add(host)
+        wide_only = []
+        for group in inp.groups:
+            keys = [k for k in group.keys if k not in deletes and k in self.resources]  # else deleted, refused or never stored
+            if self.derive_members and all(k[0] in VPC_WIDE for k in keys):
+                wide_only.append((group, keys))
+                continue
+            for host in group.hosts:  # ports first: they say which VPCs the host is a member of
+                self._list(sys.intern(host), keys, before, inp if full & set(group.keys) else None, full)
+        joined, left = [], []
         for host, had in before.items():
             after = self.host_vpcs(host)
             for vpc in after ^ had:  # copied before its first change only: O(what changed)
@@ -218,13 +209,43 @@ class Snapshot:
             for vpc in after - had:
                 change.joined[host].add(vpc)
                 self.members[vpc].add(host)
-                if self.derive_members:
-                    self._unlist_vpc(host, vpc)  # in the host's view through its VPC from now on
+                joined.append((host, vpc))
             for vpc in had - after:
                 change.left[host].add(vpc)
                 self._discard(self.members, vpc, host)
-                self._unlist_vpc(host, vpc)
+                left.append((host, vpc))
+        for group, keys in wide_only:
+            by_vpc: dict[str, list[ResourceKey]] = defaultdict(list)
+            for key in keys:
+                by_vpc[self.resources[key].vpc].append(key)
+            for vpc, mine in by_vpc.items():
+                for name in group.hosts - self.members.get(vpc, set()):
+                    host = sys.intern(name)
+                    self.listed[host].update(mine)
+                    for key in mine:
+                        self.holders[key].add(host)
+        for host, vpc in joined if self.derive_members else ():
+            self._unlist_vpc(host, vpc)  # in the host's view through its VPC from now on
+        for host, vpc in left:
+            self._unlist_vpc(host, vpc)
         return change
+
+    def _list(self, host: str, keys: list[ResourceKey], before: dict[str, set[str]], full_of: Input | None,
+              full: set[ResourceKey]) -> None:
+        """Give `host` these (stored) keys; `full_of`: the input, when the host's group lists a FULL state."""
+        if host not in before and any(k[0] == common.PORT for k in keys):
+            before[host] = self.host_vpcs(host)
+        if full_of is not None:
+            self._replace_full_tables(host, full_of.keys_of(host), full)
+        for key in keys:
+            if key[0] == common.PORT:
+                self._set_port(host, key[1], self.resources[key].vpc)
+        member_of = self.host_ports.get(host, {}) if self.derive_members else {}
+        for key in keys:
+            if key[0] in VPC_WIDE and self.resources[key].vpc in member_of:
+                continue  # in the host's view through its VPC
+            self.listed[host].add(key)
+            self.holders[key].add(host)
 
     # An index entry whose set becomes empty is deleted, and a set that loses many items is
     # built anew (a Python set never shrinks its table): memory follows what is held now.

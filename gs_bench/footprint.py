@@ -20,8 +20,8 @@ from typing import Any
 
 import psutil
 
-from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from dpm_server.inputs import Input
 from gs_bench.memory_cluster import MemoryCluster
 from gs_bench.scenarios import Storm
 from gsmq.transport import Envelope, MemoryBus
@@ -65,7 +65,7 @@ def footprint(hosts: int, hosts_per_vpc: int = 100, ports_per_host: int = 1, bat
         run.eng.submit(goal, answered.append)
     _settle(run)
     for i in range(0, len(payloads), batch):
-        run.eng.submit_many([(gs.GoalStateV2.FromString(p), answered.append) for p in payloads[i : i + batch]])
+        run.eng.submit_many([(Input.parse(p), answered.append) for p in payloads[i : i + batch]])
         _settle(run)
     failures = sum(1 for r in answered for s in r.operation_statuses if s.operation_status != 0)
     applier = run.appliers[storm.host_list[0]]

@@ -15,6 +15,7 @@ from typing import Any
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from gsmq.v1 import parts_pb2
 
 ResourceKey = tuple[int, str]  # (ResourceType value, resource id)
 
@@ -60,11 +61,18 @@ def state_map(goal: gs.GoalStateV2, rtype: int) -> Any:
     return getattr(goal, MAP_FIELD[rtype])
 
 
-def iter_states(goal: gs.GoalStateV2) -> Iterator[tuple[int, str, Any]]:
+def iter_states(goal: gs.GoalStateV2 | parts_pb2.GoalStateV2Parts) -> Iterator[tuple[int, str, Any]]:
     """Every (type, id, state) carried by the message, in type order."""
     for rtype, field in MAP_FIELD.items():
         for rid, state in getattr(goal, field).items():
             yield rtype, rid, state
+
+
+def piece_of(rtype: int, rid: str, state: Any) -> bytes:
+    """A GoalStateV2 holding only this resource, serialized: pieces concatenate into a message."""
+    holder = gs.GoalStateV2()
+    state_map(holder, rtype)[rid].CopyFrom(state)
+    return holder.SerializeToString()
 
 
 def vpc_of(rtype: int, state: Any) -> str:

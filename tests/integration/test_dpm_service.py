@@ -412,3 +412,20 @@ async def test_malformed_acks_are_dead_lettered_alone(bootstrap: str, kafka: Kaf
         finally:
             aca.halt.set()
             aca.join(10)
+
+
+async def test_an_undecodable_input_is_answered_invalid_and_the_stream_goes_on(
+    bootstrap: str, kafka: KafkaSettings, topics: Topics
+) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
+        with fake_aca(kafka, topics, {A}):
+            push = dpm.channel.stream_stream("/alcor.schema.GoalStateProvisioner/PushGoalStatesStream", request_serializer=None,
+                                             response_deserializer=gsp.GoalStateOperationReply.FromString)
+            inputs = [subnet_goal("vpc-1", [A]).SerializeToString(), b"\x12\x05\x0a\x09abc",  # a host id cut short
+                      port_goal("p0", "vpc-1", A, "10.1.0.1", [A]).SerializeToString()]
+            replies = [reply async for reply in push(iter(inputs), timeout=60)]
+            assert [sorted(statuses(r).items()) for r in replies] == [
+                [("subnet-vpc-1", common.SUCCESS)], [("", common.INVALID_ARG)],
+                [("dhcp-p0", common.SUCCESS), ("nb-p0", common.SUCCESS), ("p0", common.SUCCESS)]]
+            status = await dpm.get_status()
+            assert status.invalid_requests == 1 and status.resources == 4  # the subnet, the port, its DHCP entry and neighbor

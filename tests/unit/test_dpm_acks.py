@@ -319,11 +319,11 @@ async def test_the_callers_stream_is_answered_in_order_and_held_back_when_full()
     base = eng.answered
     pulled: list[int] = []
 
-    async def inputs() -> AsyncIterator[gs.GoalStateV2]:
+    async def inputs() -> AsyncIterator[bytes]:
         for i in range(4):
             pulled.append(i)
             host = [B, A][i % 2]
-            yield port_goal(f"q{i}", "vpc-1", host, f"10.1.1.{i}", [host])  # targets its host only
+            yield port_goal(f"q{i}", "vpc-1", host, f"10.1.1.{i}", [host]).SerializeToString()  # targets its host only
 
     answers: list[gsp.GoalStateOperationReply] = []
 
@@ -387,10 +387,10 @@ async def test_callers_are_held_back_by_host_deliveries_in_flight_not_only_by_in
     service = Provisioner(eng, max_in_flight=100, max_in_flight_hosts=5)  # room for one 3-host input at a time
     pulled: list[int] = []
 
-    async def inputs() -> AsyncIterator[gs.GoalStateV2]:
+    async def inputs() -> AsyncIterator[bytes]:
         for i in range(3):
             pulled.append(i)
-            yield port_goal(f"q{i}", "vpc-1", A, f"10.1.1.{i}", HOSTS)
+            yield port_goal(f"q{i}", "vpc-1", A, f"10.1.1.{i}", HOSTS).SerializeToString()
 
     answers: list[gsp.GoalStateOperationReply] = []
 

@@ -25,7 +25,7 @@ from aca_agent.dataplane import MemoryDataPlane
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from dpm_server.engine import merge
+from dpm_server.inputs import Input, merge
 from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, published, security_group, subnet
 from gs_bench.memory_cluster import MemoryCluster
 from gs_bench.topology import Port, port_message, subnet_message
@@ -353,10 +353,10 @@ def test_requests_complete_when_every_host_replied_through_real_appliers() -> No
 
 def test_merge_keeps_the_later_state_and_joins_host_lists() -> None:
     p = bench_ports()[0]
-    merged = merge([port_message(p, HOSTS, revision=1), port_message(p, HOSTS, revision=2, op=common.UPDATE)])
-    assert merged.port_states["p0"].configuration.revision_number == 2
-    assert [r.id for r in merged.host_resources[A].resources] == ["p0", "dhcp-p0"]
-    assert [r.id for r in merged.host_resources[B].resources] == ["nb-p0"]
+    merged = merge([Input.of(port_message(p, HOSTS, revision=1)), Input.of(port_message(p, HOSTS, revision=2, op=common.UPDATE))])
+    assert merged.states[(common.PORT, "p0")].configuration.revision_number == 2
+    assert [rid for _, rid in merged.keys_of(A)] == ["p0", "dhcp-p0"]
+    assert [rid for _, rid in merged.keys_of(B)] == ["nb-p0"]
 
 
 async def test_a_batch_the_engine_cannot_publish_still_answers_every_caller() -> None:
@@ -370,7 +370,7 @@ async def test_a_batch_the_engine_cannot_publish_still_answers_every_caller() ->
     eng.submit_many = broken  # type: ignore[method-assign]
     replies: list[gsp.GoalStateOperationReply] = []
     batcher = Batcher(eng, window=0.0, size=10)
-    batcher.add(port_message(bench_ports()[0], [A]), replies.append)
+    batcher.add(Input.of(port_message(bench_ports()[0], [A])), replies.append)
     assert len(replies) == 1
     assert {s.resource_id: s.operation_status for s in replies[0].operation_statuses} == {
         "p0": common.FAILURE, "dhcp-p0": common.FAILURE, "nb-p0": common.FAILURE}

@@ -5,12 +5,14 @@ resync) and the agents drift apart, and callers are told SUCCESS for states neve
 
 from __future__ import annotations
 
+from typing import Any
+
 from test_dpm_engine_agents import Cluster, statuses
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from dpm_server.engine import merge
+from dpm_server.inputs import Input, merge
 from dpm_server.snapshot import Snapshot
 from dpm_server.testing import goal, port, port_goal, published, subnet_goal
 
@@ -67,12 +69,15 @@ def test_agents_refuse_an_older_delete_and_keep_matching_the_snapshot() -> None:
 def test_merge_keeps_the_newest_revision_whatever_the_order() -> None:
     newer = goal([port("p0", "vpc-1", A, "10.1.0.3", rev=3)], {A: ["p0"]})
     older = goal([port("p0", "vpc-1", A, "10.1.0.2", rev=2)], {A: ["p0"]})
-    assert merge([newer, older]).port_states["p0"].configuration.revision_number == 3
-    assert merge([older, newer]).port_states["p0"].configuration.revision_number == 3
+    def p0(*goals: gs.GoalStateV2) -> Any:
+        return merge([Input.of(g) for g in goals]).states[(common.PORT, "p0")]
+
+    assert p0(newer, older).configuration.revision_number == 3
+    assert p0(older, newer).configuration.revision_number == 3
     same = goal([port("p0", "vpc-1", A, "10.1.0.9", rev=3)], {A: ["p0"]})
-    assert merge([newer, same]).port_states["p0"].configuration.fixed_ips[0].ip_address == "10.1.0.9"  # later wins a tie
+    assert p0(newer, same).configuration.fixed_ips[0].ip_address == "10.1.0.9"  # later wins a tie
     delete0 = goal([port("p0", "vpc-1", A, "10.1.0.3", rev=0, op=common.DELETE)], {A: ["p0"]})
-    assert merge([newer, delete0]).port_states["p0"].operation_type == common.DELETE  # revision 0: unconditional
+    assert p0(newer, delete0).operation_type == common.DELETE  # revision 0: unconditional
 
 
 def test_a_coalesced_older_state_is_out_of_order_for_its_caller_and_never_sent() -> None:

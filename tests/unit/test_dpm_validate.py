@@ -13,6 +13,7 @@ from aca_agent.dataplane import MemoryDataPlane
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from dpm_server.inputs import Input
 from dpm_server.testing import memory_engine, port_goal, published, subnet_goal
 from dpm_server.validate import invalid_resources
 from gsmq import wire
@@ -64,10 +65,10 @@ def test_invalid_input_is_refused_whole(spoil: Callable[[gs.GoalStateV2], tuple[
 
 def test_a_valid_message_has_no_problems_and_a_delete_needs_its_configuration_too() -> None:
     g = port_goal("p0", "vpc-1", A, "10.1.0.0", [A, B])
-    assert invalid_resources(g) == {}
+    assert invalid_resources(Input.of(g)) == {}
     g.port_states["p0"].ClearField("configuration")
     g.port_states["p0"].operation_type = common.DELETE
-    assert invalid_resources(g) == {(common.PORT, "p0"): "resource without configuration"}
+    assert invalid_resources(Input.of(g)) == {(common.PORT, "p0"): "resource without configuration"}
 
 
 def test_an_invalid_input_in_a_coalesced_batch_refuses_only_itself() -> None:
@@ -96,7 +97,7 @@ def test_an_agent_refuses_a_state_whose_configuration_has_no_id() -> None:
 
 
 def test_the_dpm_refuses_it_before_publishing_anything() -> None:
-    assert invalid_resources(without_config_id()) == {(common.DHCP, "dhcp-p0"): "configuration without id"}
+    assert invalid_resources(Input.of(without_config_id())) == {(common.DHCP, "dhcp-p0"): "configuration without id"}
     eng, bus, _ = memory_engine()
     replies: list[gsp.GoalStateOperationReply] = []
     eng.submit(without_config_id(), replies.append)

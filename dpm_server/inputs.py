@@ -1,0 +1,163 @@
+"""A caller's input as the DPM works on it: its states, and its hosts grouped by listing.
+
+GoalStateV2.host_resources names, per host, the resources the host must program. A big
+input lists the same resources for many hosts (a neighbor for every host of its VPC), so
+the DPM keeps the hosts in groups, one per distinct listing, and decides per group with
+set operations instead of per host and resource. The listing is read from the input's
+bytes (`gsmq.v1.GoalStateV2Parts`): each host's entry is split into its host id and the
+bytes of its listing, and each distinct listing is parsed once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from alcor.schema import goalstate_pb2 as gs
+from gsmq.resources import Order, ResourceKey, iter_states, order, piece_of, vpc_of
+from gsmq.v1 import parts_pb2
+
+
+class InputError(ValueError):
+    """Bytes that are not a GoalStateV2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Hosts that are listed for the same resources."""
+
+    keys: tuple[ResourceKey, ...]  # distinct, in listing order
+    hosts: frozenset[str]
+
+
+class Input:
+    """One caller input (or several merged, `merge`): each state once, hosts in groups.
+    After a merge a host may stand in several groups: it is listed for all their keys."""
+
+    def __init__(self, format_version: int, states: dict[ResourceKey, Any], groups: list[Group]) -> None:
+        self.format_version = format_version
+        self.states = states
+        self.groups = groups
+        self.vpcs = {key: vpc_of(key[0], state) for key, state in states.items()}
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Input:
+        """The input encoded in `raw` (InputError when it is not a GoalStateV2)."""
+        try:
+            parts = parts_pb2.GoalStateV2Parts.FromString(raw)
+            groups = _groups(parts.host_resources)
+        except (DecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"not a GoalStateV2: {exc}") from exc
+        states = {(rtype, sys.intern(rid)): state for rtype, rid, state in iter_states(parts)}
+        return cls(parts.format_version, states, groups)
+
+    @classmethod
+    def of(cls, goal: gs.GoalStateV2) -> Input:
+        return cls.parse(goal.SerializeToString())
+
+    @cached_property
+    def hosts(self) -> frozenset[str]:
+        """Every host listed (for anything or nothing)."""
+        return frozenset().union(*(g.hosts for g in self.groups))
+
+    def keys_of(self, host: str) -> list[ResourceKey]:
+        """What `host` is listed for, in listing order: O(groups), for a few hosts."""
+        return list(dict.fromkeys(k for g in self.groups if host in g.hosts for k in g.keys))
+
+    def listing(self) -> dict[str, list[ResourceKey]]:
+        """Every host's listing: O(hosts x keys), for when every host needs its own copy."""
+        out: dict[str, dict[ResourceKey, None]] = {}
+        for g in self.groups:
+            for host in g.hosts:
+                out.setdefault(host, {}).update(dict.fromkeys(g.keys))
+        return {host: list(keys) for host, keys in out.items()}
+
+    @cached_property
+    def pieces(self) -> dict[ResourceKey, bytes]:
+        """Each resource serialized once, as a GoalStateV2 holding only it."""
+        return {key: piece_of(key[0], key[1], state) for key, state in self.states.items()}
+
+    def vpc(self, key: ResourceKey) -> str:
+        return self.vpcs[key]
+
+
+def as_input(goal: gs.GoalStateV2 | Input) -> Input:
+    """A GoalStateV2 as an `Input` (the DPM's service parses its callers' bytes itself)."""
+    return goal if isinstance(goal, Input) else Input.of(goal)
+
+
+def merge(inputs: Sequence[Input]) -> Input:
+    """One input of several: a resource given twice keeps the later state, unless that one
+    is an older revision (applied one after the other, an ACA would refuse it as
+    OUT_OF_ORDER and keep the newer one); hosts listed for the same keys form one group."""
+    states: dict[ResourceKey, Any] = {}
+    for inp in inputs:
+        for key, state in inp.states.items():
+            held = states.get(key)
+            if held is None or order(state, held) is not Order.OLDER:
+                states[key] = state
+    by_keys: dict[tuple[ResourceKey, ...], set[str]] = {}
+    for inp in inputs:
+        for g in inp.groups:
+            by_keys.setdefault(g.keys, set()).update(g.hosts)
+    return Input(inputs[-1].format_version, states, [Group(keys, frozenset(hosts)) for keys, hosts in by_keys.items()])
+
+
+def _groups(entries: Sequence[bytes]) -> list[Group]:
+    """The host_resources entries as groups. Each entry is split into its host and the rest
+    when it starts with its key (as every serializer writes a map entry); the rest of each
+    distinct listing is parsed once, and any entry that does not split so, or a rest that
+    names a key again, sends the whole map to the exact path (`_groups_exactly`)."""
+    split = _split(entries)
+    if split is None:
+        return _groups_exactly(entries)
+    by_keys: dict[tuple[ResourceKey, ...], list[str]] = {}
+    for rest, hosts in split.items():
+        entry = parts_pb2.HostResourcesEntry.FromString(rest)
+        if entry.HasField("host"):  # a key after the value: the later one wins
+            return _groups_exactly(entries)
+        by_keys.setdefault(_keys(entry), []).extend(map(bytes.decode, hosts))
+    return [Group(keys, frozenset(hosts)) for keys, hosts in by_keys.items()]
+
+
+def _split(entries: Sequence[bytes]) -> dict[bytes, list[bytes]] | None:
+    """{rest of an entry: the hosts (bytes) whose entry it ends}, the last entry of a host
+    winning as in a map; None unless every entry starts with a key of fewer than 128 bytes."""
+    by_host: dict[bytes, bytes] = {}
+    for e in entries:
+        n = e[1] if len(e) > 1 and e[0] == 0x0A else 0x80  # field 1, length-delimited; a 1-byte length
+        if n >= 0x80 or len(e) < n + 2:
+            return None
+        by_host[e[2 : n + 2]] = e[n + 2 :]
+    distinct = set(by_host.values())
+    if len(distinct) == 1:
+        return {distinct.pop(): list(by_host)}
+    out: dict[bytes, list[bytes]] = {}
+    for host, rest in by_host.items():
+        hosts = out.get(rest)
+        if hosts is None:
+            out[rest] = [host]
+        else:
+            hosts.append(host)
+    return out
+
+
+def _groups_exactly(entries: Sequence[bytes]) -> list[Group]:
+    """Every entry parsed on its own (the last one of a host wins)."""
+    by_host: dict[str, tuple[ResourceKey, ...]] = {}
+    for e in entries:
+        entry = parts_pb2.HostResourcesEntry.FromString(e)
+        by_host[entry.host] = _keys(entry)
+    out: dict[tuple[ResourceKey, ...], list[str]] = {}
+    for host, keys in by_host.items():
+        out.setdefault(keys, []).append(host)
+    return [Group(keys, frozenset(hosts)) for keys, hosts in out.items()]
+
+
+def _keys(entry: parts_pb2.HostResourcesEntry) -> tuple[ResourceKey, ...]:
+    return tuple(dict.fromkeys((int(r.type), sys.intern(r.id)) for r in entry.resources.resources))

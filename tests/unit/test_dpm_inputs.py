@@ -1,0 +1,120 @@
+"""Inputs as the DPM reads them (dpm_server.inputs): hosts grouped by listing, read from the
+bytes, must say exactly what protobuf's own parse of the GoalStateV2 says, whatever the
+bytes (repeated hosts, a key after its value, long or empty host ids, odd listings)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from dpm_server.inputs import Input, InputError, merge
+from dpm_server.testing import goal, neighbor, port, port_goal
+from gsmq.resources import MAP_FIELD, iter_states
+
+A, B = "10.0.0.1", "10.0.0.2"
+
+
+def reference(raw: bytes) -> dict[str, list[tuple[int, str]]]:
+    """Each host's listing as protobuf parses it (the last entry of a host wins), deduplicated in order."""
+    message = gs.GoalStateV2.FromString(raw)
+    return {host: list(dict.fromkeys((int(r.type), r.id) for r in res.resources)) for host, res in message.host_resources.items()}
+
+
+def assert_reads_like_protobuf(raw: bytes) -> Input:
+    inp = Input.parse(raw)
+    want = reference(raw)
+    assert {host: inp.keys_of(host) for host in want} == want
+    assert inp.hosts == set(want)
+    assert sum(len(g.hosts) for g in inp.groups) == len(want)  # one group per host
+    assert len({g.keys for g in inp.groups}) == len(inp.groups)  # one group per listing
+    assert inp.states == {(rtype, rid): state for rtype, rid, state in iter_states(gs.GoalStateV2.FromString(raw))}
+    return inp
+
+
+def entry(host: bytes, value: bytes, key_last: bool = False) -> bytes:
+    """A host_resources map entry (GoalStateV2 field 2), written by hand: key then value, or not."""
+    key = b"\x0a" + _varint(len(host)) + host
+    body = (value + key) if key_last else (key + value)
+    return b"\x12" + _varint(len(body)) + body
+
+
+def listing(*refs: tuple[int, str]) -> bytes:
+    """HostResources (as map value, field 2) listing these refs."""
+    resources = b"".join(_field(1, b"\x08" + _varint(t) + _field(2, rid.encode())) for t, rid in refs)
+    return _field(2, resources)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def test_hosts_listing_the_same_resources_form_one_group() -> None:
+    hosts = [f"10.1.{i // 256}.{i % 256}" for i in range(1000)]
+    inp = assert_reads_like_protobuf(port_goal("p0", "vpc-1", hosts[0], "10.2.0.1", hosts).SerializeToString())
+    assert sorted((len(g.hosts), [rid for _, rid in g.keys]) for g in inp.groups) == [(1, ["p0", "dhcp-p0"]), (999, ["nb-p0"])]
+
+
+def test_the_odd_encodings_read_like_protobuf() -> None:
+    nb, p = (common.NEIGHBOR, "nb-1"), (common.PORT, "p0")
+    states = goal([port("p0", "vpc-1", A, "10.1.0.1"), neighbor("nb-1", "vpc-1", B, "10.1.0.2")], {}).SerializeToString()
+    cases = {
+        "a host given twice: the last entry wins": entry(A.encode(), listing(nb)) + entry(A.encode(), listing(p, nb)),
+        "a key after its value": entry(A.encode(), listing(nb)) + entry(B.encode(), listing(p), key_last=True),
+        "a key before and after the value": entry(A.encode(), listing(nb) + b"\x0a\x01x"),
+        "a host id of 300 bytes": entry(b"h" * 300, listing(nb)) + entry(A.encode(), listing(nb)),
+        "an empty host id and an entry without key": entry(b"", listing(nb)) + b"\x12" + _varint(len(listing(p))) + listing(p),
+        "an entry without value, the same resource twice": entry(A.encode(), b"") + entry(B.encode(), listing(nb, nb, p)),
+        "a value given in two pieces": entry(A.encode(), listing(nb) + listing(p)),
+        "unicode host ids": entry("hôte-é".encode(), listing(nb)) + entry("hôte-ü".encode(), listing(nb)),
+    }
+    for name, raw in cases.items():
+        try:
+            assert_reads_like_protobuf(states + raw)
+        except AssertionError as exc:
+            raise AssertionError(name) from exc
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x12\x05\x0a\x09abc",  # a host id longer than its entry
+    b"\x12\x04\x0a\x02\xff\xfe",  # a host id that is not UTF-8
+    b"\x12\x06\x0a\x01a\x12\x05\x0a",  # a listing cut short
+    b"\x2a\x10\x0a\x02p0",  # a port_states entry cut short
+])
+def test_bytes_protobuf_refuses_are_refused(raw: bytes) -> None:
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever protobuf raises
+        gs.GoalStateV2.FromString(raw)
+    with pytest.raises(InputError):
+        Input.parse(raw)
+
+
+HOSTS = st.one_of(st.sampled_from([A, B, "", "h" * 200]), st.text(max_size=6))
+REFS = st.tuples(st.sampled_from([*MAP_FIELD, 0, 99]), st.sampled_from(["p0", "nb-1", "", "é"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(HOSTS, st.lists(REFS, max_size=3), st.booleans()), max_size=8))
+def test_any_host_listing_reads_like_protobuf(entries: list[tuple[str, list[tuple[int, str]], bool]]) -> None:
+    raw = b"".join(entry(host.encode(), listing(*refs) if refs else b"", key_last) for host, refs, key_last in entries)
+    assert_reads_like_protobuf(raw)
+
+
+def test_merge_joins_groups_of_the_same_listing_and_keeps_a_host_in_each_of_its_groups() -> None:
+    first = Input.of(port_goal("p0", "vpc-1", A, "10.1.0.1", [A, B]))
+    second = Input.of(port_goal("p1", "vpc-1", B, "10.1.0.2", [A, B]))
+    merged = merge([first, second])
+    assert set(merged.keys_of(A)) == {(common.PORT, "p0"), (common.DHCP, "dhcp-p0"), (common.NEIGHBOR, "nb-p1")}
+    assert set(merged.keys_of(B)) == {(common.NEIGHBOR, "nb-p0"), (common.PORT, "p1"), (common.DHCP, "dhcp-p1")}
+    again = merge([first, first])
+    assert len(again.groups) == len(first.groups) and again.hosts == {A, B}

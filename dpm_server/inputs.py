@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from alcor.schema import goalstate_pb2 as gs
-from gsmq.resources import Order, ResourceKey, iter_states, order, piece_of, vpc_of
+from gsmq.resources import Order, ResourceKey, iter_states, order, piece_of, ref_piece, vpc_of
 from gsmq.v1 import parts_pb2
 
 
@@ -81,6 +81,11 @@ class Input:
     def pieces(self) -> dict[ResourceKey, bytes]:
         """Each resource serialized once, as a GoalStateV2 holding only it."""
         return {key: piece_of(key[0], key[1], state) for key, state in self.states.items()}
+
+    @cached_property
+    def refs(self) -> dict[ResourceKey, bytes]:
+        """Each resource as an entry of a host's listing (`resources.ref_piece`)."""
+        return {key: ref_piece(*key) for key in self.states}
 
     def vpc(self, key: ResourceKey) -> str:
         return self.vpcs[key]

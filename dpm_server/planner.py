@@ -14,7 +14,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from dpm_server.inputs import Input
 from dpm_server.snapshot import Change, Snapshot
-from gsmq.resources import VPC_WIDE, ResourceKey
+from gsmq.resources import VPC_WIDE, ResourceKey, host_listing
 from gsmq.wire import Strategy
 
 
@@ -76,12 +76,10 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
 def encode(out: Outgoing, data: Input, snapshot: Snapshot) -> bytes:
     """The GoalStateV2 bytes of `out`: listed for its host when unicast, pieces concatenated."""
     fresh = set(out.fresh) if out.stored else set()
-    stored = [k for k in out.stored if k not in fresh and k in snapshot.resources]
-    head = gs.GoalStateV2(format_version=data.format_version)
+    stored = [held for k in out.stored if k not in fresh and (held := snapshot.resources.get(k)) is not None]
+    parts = [gs.GoalStateV2(format_version=data.format_version).SerializeToString()]
     if not out.multicast:
-        listed = head.host_resources[out.key]
-        for rtype, rid in [*out.fresh, *stored]:
-            listed.resources.add(type=rtype, id=rid)
-    parts = [head.SerializeToString(), *(data.pieces[k] for k in out.fresh)]
-    parts += [snapshot.resources[k].piece for k in stored]
+        parts.append(host_listing(out.key, [*(data.refs[k] for k in out.fresh), *(held.ref for held in stored)]))
+    parts += [data.pieces[k] for k in out.fresh]
+    parts += [held.piece for held in stored]
     return b"".join(parts)

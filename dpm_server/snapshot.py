@@ -31,6 +31,7 @@ from gsmq.resources import (
     VPC_WIDE,
     Order,
     ResourceKey,
+    host_listing,
     is_full,
     iter_states,
     neighbor_host,
@@ -46,9 +47,10 @@ _HOST_FULL = HAS_UPDATE_TYPE - VPC_WIDE
 
 @dataclass(slots=True)
 class Stored:
-    """One resource: the GoalStateV2 bytes carrying just it, its VPC, and where a neighbor is located."""
+    """One resource: the GoalStateV2 bytes carrying just it, its listing entry, its VPC, and where a neighbor is located."""
 
     piece: bytes
+    ref: bytes  # `resources.ref_piece`: the resource in a host's listing
     vpc: str
     located: str | None = None  # `resources.neighbor_host` of the state
 
@@ -122,12 +124,11 @@ class Snapshot:
 
     def message(self, keys: list[ResourceKey], host: str | None = None, format_version: int = 1) -> bytes:
         """A serialized GoalStateV2 of these stored resources (listed for `host` if given)."""
-        head = gs.GoalStateV2(format_version=format_version)
+        held = [self.resources[k] for k in keys if k in self.resources]
+        head = gs.GoalStateV2(format_version=format_version).SerializeToString()
         if host is not None:
-            listed = head.host_resources[host]
-            for rtype, rid in keys:
-                listed.resources.add(type=rtype, id=rid)
-        return head.SerializeToString() + b"".join(self.resources[k].piece for k in keys if k in self.resources)
+            head += host_listing(host, [stored.ref for stored in held])
+        return head + b"".join(stored.piece for stored in held)
 
     def as_goal_state(self, host: str, strategy: str) -> gs.GoalStateV2:
         """The host's view as one GoalStateV2 (for status and comparison)."""
@@ -186,7 +187,7 @@ class Snapshot:
             if old is not None:
                 self._unindex(key, old)
             vpc = sys.intern(inp.vpc(key))
-            self.resources[key] = Stored(inp.pieces[key], vpc, neighbor_host(rtype, state))
+            self.resources[key] = Stored(inp.pieces[key], inp.refs[key], vpc, neighbor_host(rtype, state))
             if rtype in _ADDRESSED:
                 for ip in state.configuration.fixed_ips:
                     if ip.ip_address:

@@ -32,6 +32,7 @@ from gs_bench.topology import Port, port_message, subnet_message, tables_of
 from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import partition_count
+from gsmq.pbwire import field, varint
 from gsmq.wire import Strategy
 
 STRATEGIES = wire.STRATEGIES  # the order the strategies scenario runs them in
@@ -39,20 +40,6 @@ SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hos
 
 
 # --------------------------------------------------------------------------- generators
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 class Listing:
@@ -64,16 +51,16 @@ class Listing:
     def __init__(self, hosts: list[str]) -> None:
         self.hosts = hosts
         self.index = {host: i for i, host in enumerate(hosts)}
-        self._keys = [_field(1, host.encode()) for host in hosts]
+        self._keys = [field(1, host.encode()) for host in hosts]
         self._prefixes: dict[int, list[bytes]] = {}
 
     def encode(self, rtype: int, rid: str, skip: str | None = None, first: int | None = None) -> bytes:
         """The listing for every host (but `skip`), or for the first `first` hosts only."""
-        ref = b"\x08" + _varint(rtype) + _field(2, rid.encode())
-        value = _field(2, _field(1, ref))
+        ref = b"\x08" + varint(rtype) + field(2, rid.encode())
+        value = field(2, field(1, ref))
         prefixes = self._prefixes.get(len(value))
         if prefixes is None:
-            prefixes = self._prefixes[len(value)] = [b"\x12" + _varint(len(k) + len(value)) + k for k in self._keys]
+            prefixes = self._prefixes[len(value)] = [b"\x12" + varint(len(k) + len(value)) + k for k in self._keys]
         if first is not None:
             prefixes = prefixes[:first]
         if skip is not None and skip in self.index:

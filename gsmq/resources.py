@@ -10,11 +10,12 @@ subnets a state refers to, whether a neighbor is a host's own port, which types 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from gsmq import pbwire
 from gsmq.v1 import parts_pb2
 
 ResourceKey = tuple[int, str]  # (ResourceType value, resource id)
@@ -73,6 +74,16 @@ def piece_of(rtype: int, rid: str, state: Any) -> bytes:
     holder = gs.GoalStateV2()
     state_map(holder, rtype)[rid].CopyFrom(state)
     return holder.SerializeToString()
+
+
+def ref_piece(rtype: int, rid: str) -> bytes:
+    """A HostResources listing only this resource, serialized: pieces concatenate into a listing."""
+    return gs.HostResources(resources=[gs.ResourceIdType(type=rtype, id=rid)]).SerializeToString()  # type: ignore[arg-type]
+
+
+def host_listing(host: str, refs: Iterable[bytes]) -> bytes:
+    """A GoalStateV2 holding only host_resources[host], which lists these `ref_piece`s, serialized."""
+    return pbwire.field(2, pbwire.field(1, host.encode()) + pbwire.field(2, b"".join(refs)))
 
 
 def vpc_of(rtype: int, state: Any) -> str:

@@ -419,8 +419,9 @@ async def test_an_undecodable_input_is_answered_invalid_and_the_stream_goes_on(
 ) -> None:
     async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
         with fake_aca(kafka, topics, {A}):
-            push = dpm.channel.stream_stream("/alcor.schema.GoalStateProvisioner/PushGoalStatesStream", request_serializer=None,
-                                             response_deserializer=gsp.GoalStateOperationReply.FromString)
+            method = "/alcor.schema.GoalStateProvisioner/PushGoalStatesStream"
+            push: grpc.aio.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply] = dpm.channel.stream_stream(
+                method, request_serializer=None, response_deserializer=gsp.GoalStateOperationReply.FromString)
             inputs = [subnet_goal("vpc-1", [A]).SerializeToString(), b"\x12\x05\x0a\x09abc",  # a host id cut short
                       port_goal("p0", "vpc-1", A, "10.1.0.1", [A]).SerializeToString()]
             replies = [reply async for reply in push(iter(inputs), timeout=60)]

@@ -12,6 +12,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from dpm_server.inputs import Input, InputError, merge
 from dpm_server.testing import goal, neighbor, port, port_goal
+from gsmq.pbwire import field, varint
 from gsmq.resources import MAP_FIELD, iter_states
 
 A, B = "10.0.0.1", "10.0.0.2"
@@ -36,28 +37,15 @@ def assert_reads_like_protobuf(raw: bytes) -> Input:
 
 def entry(host: bytes, value: bytes, key_last: bool = False) -> bytes:
     """A host_resources map entry (GoalStateV2 field 2), written by hand: key then value, or not."""
-    key = b"\x0a" + _varint(len(host)) + host
+    key = b"\x0a" + varint(len(host)) + host
     body = (value + key) if key_last else (key + value)
-    return b"\x12" + _varint(len(body)) + body
+    return b"\x12" + varint(len(body)) + body
 
 
 def listing(*refs: tuple[int, str]) -> bytes:
     """HostResources (as map value, field 2) listing these refs."""
-    resources = b"".join(_field(1, b"\x08" + _varint(t) + _field(2, rid.encode())) for t, rid in refs)
-    return _field(2, resources)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    resources = b"".join(field(1, b"\x08" + varint(t) + field(2, rid.encode())) for t, rid in refs)
+    return field(2, resources)
 
 
 def test_hosts_listing_the_same_resources_form_one_group() -> None:
@@ -74,7 +62,7 @@ def test_the_odd_encodings_read_like_protobuf() -> None:
         "a key after its value": entry(A.encode(), listing(nb)) + entry(B.encode(), listing(p), key_last=True),
         "a key before and after the value": entry(A.encode(), listing(nb) + b"\x0a\x01x"),
         "a host id of 300 bytes": entry(b"h" * 300, listing(nb)) + entry(A.encode(), listing(nb)),
-        "an empty host id and an entry without key": entry(b"", listing(nb)) + b"\x12" + _varint(len(listing(p))) + listing(p),
+        "an empty host id and an entry without key": entry(b"", listing(nb)) + b"\x12" + varint(len(listing(p))) + listing(p),
         "an entry without value, the same resource twice": entry(A.encode(), b"") + entry(B.encode(), listing(nb, nb, p)),
         "a value given in two pieces": entry(A.encode(), listing(nb) + listing(p)),
         "unicode host ids": entry("hôte-é".encode(), listing(nb)) + entry("hôte-ü".encode(), listing(nb)),

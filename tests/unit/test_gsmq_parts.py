@@ -10,7 +10,7 @@ from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import murmur2, partition_for
-from gsmq.resources import MAP_FIELD, VPC_WIDE, iter_states, vpc_of
+from gsmq.resources import MAP_FIELD, VPC_WIDE, host_listing, iter_states, piece_of, ref_piece, vpc_of
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
 
@@ -134,6 +134,17 @@ def test_iter_states_and_vpc_of() -> None:
     got = {(rtype, rid): vpc_of(rtype, state) for rtype, rid, state in iter_states(goal)}
     assert got == {(common.VPC, "v1"): "v1", (common.PORT, "p1"): "v1", (common.GATEWAY, "g1"): "v2",
                    (common.GATEWAY, "g2"): "", (common.DHCP, "d1"): ""}
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1", "h" * 300, "hôte"])
+def test_pieces_concatenate_into_exactly_the_message_protobuf_writes(host: str) -> None:
+    refs = [(common.VPC, "vpc-1"), (common.PORT, "p0"), (common.NEIGHBOR, ""), (common.DHCP, "d" * 200)]
+    want = gs.GoalStateV2(format_version=3)
+    want.host_resources[host].resources.extend(gs.ResourceIdType(type=t, id=i) for t, i in refs)
+    want.port_states["p0"].configuration.id = "p0"
+    got = gs.GoalStateV2(format_version=3).SerializeToString() + host_listing(host, [ref_piece(t, i) for t, i in refs])
+    got += piece_of(common.PORT, "p0", want.port_states["p0"])
+    assert got == want.SerializeToString()
 
 
 def test_kafka_settings_defaults_and_pass_through() -> None:

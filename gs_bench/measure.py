@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import array
 import math
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -131,9 +130,10 @@ class Samples:
 
 
 class ReplyCollector:
-    """Reads `<prefix>.reply` in a thread from offset 0 (manual assignment, no group); every
-    record goes through `read_reply`: acks are counted (`acks`, `ack_bytes`: their payload
-    bytes) and their samples kept, packed."""
+    """Reads `<prefix>.reply` from offset 0 (manual assignment, no group) when asked to
+    (`settle`), never while a phase runs, so that the bench takes no CPU from the daemons it
+    measures; every record goes through `read_reply`: acks are counted (`acks`, `ack_bytes`:
+    their payload bytes) and their samples kept, packed."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self._sent = array.array("q")
@@ -142,38 +142,34 @@ class ReplyCollector:
         self._names: dict[str, str] = {}  # one str per host, however many samples name it
         self.acks = 0
         self.ack_bytes = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         parts = partition_count(AdminClient(kafka.admin()), topic)
         self._consumer = Consumer(kafka.consumer("bench-collector", **{"fetch.wait.max.ms": 5}))
         self._consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
-        self._thread = threading.Thread(target=self._run, name="bench-replies", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for msg in consume_batch(self._consumer, 5000, 0.1):
-                if msg.error() is not None:
-                    continue
-                value = msg.value() or b""
-                samples = read_reply(header_bytes(msg), value)
-                if samples is None:
-                    continue
-                with self._lock:
-                    self.ack_bytes += len(value)
-                    self.acks += 1
-                    for r in samples:
-                        self._sent.append(r.sent_ns)
-                        self._applied.append(r.applied_ns)
-                        self._hosts.append(self._names.setdefault(r.host, r.host))
+    def _read(self, timeout: float) -> int:
+        """One batch of records (waiting at most `timeout` for the first): how many."""
+        batch = consume_batch(self._consumer, 5000, timeout)
+        for msg in batch:
+            if msg.error() is not None:
+                continue
+            value = msg.value() or b""
+            samples = read_reply(header_bytes(msg), value)
+            if samples is None:
+                continue
+            self.ack_bytes += len(value)
+            self.acks += 1
+            for r in samples:
+                self._sent.append(r.sent_ns)
+                self._applied.append(r.applied_ns)
+                self._hosts.append(self._names.setdefault(r.host, r.host))
+        return len(batch)
 
     def count(self) -> int:
         return len(self._hosts)
 
     def samples(self) -> Samples:
-        """Every sample so far (a copy)."""
-        with self._lock:
-            return Samples(np.array(self._sent, dtype=np.int64), np.array(self._applied, dtype=np.int64), list(self._hosts))
+        """Every sample read so far (a copy)."""
+        return Samples(np.array(self._sent, dtype=np.int64), np.array(self._applied, dtype=np.int64), list(self._hosts))
 
     def window(self, start_ns: int, end_ns: int) -> Samples:
         """Samples of messages the DPM published in [start_ns, end_ns)."""
@@ -182,16 +178,20 @@ class ReplyCollector:
         return Samples(every.sent_ns[keep], every.applied_ns[keep], [every.hosts[i] for i in np.flatnonzero(keep)])
 
     def settle(self, quiet: float = 0.5, deadline: float = 60.0) -> None:
-        """Wait until no reply has arrived for `quiet` seconds (stragglers of a phase)."""
-        end = time.monotonic() + deadline
-        last = -1
-        while time.monotonic() < end and self.acks != last:
-            last = self.acks
-            time.sleep(quiet)
+        """Read every record there is, then wait until none has come for `quiet` seconds (the
+        stragglers of a phase), for at most `deadline` seconds once the backlog is read."""
+        end: float | None = None
+        last = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if self._read(0.1):
+                last = now
+            elif end is None:
+                end = now + deadline  # the backlog is read
+            if now - last >= quiet or (end is not None and now >= end):
+                return
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
         self._consumer.close()
 
 

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 import structlog
 from google.protobuf.message import DecodeError
 
-from aca_agent.acks import Progress, ack_envelope
+from aca_agent.acks import Progress
 from aca_agent.applier import Applier, FollowChange, Result
 from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
@@ -183,7 +183,7 @@ class AgentConsumer:
                     if result.resync:
                         resync.add(result.host)
                 self._follow(self.applier.take_follow_changes())
-            outgoing += [ack_envelope(self.topics.reply, ack) for ack in progress.acks(self.applier)]
+            outgoing += progress.records(self.applier, self.topics.reply)
         self._acked_at = time.monotonic()
         if self._deliver(outgoing):
             self.source.commit([(t, p, o) for (t, p), o in commits.items()])

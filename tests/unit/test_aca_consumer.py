@@ -18,7 +18,7 @@ from gsmq import wire
 from gsmq.errors import BrokerUnavailableError
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
-from gsmq.transport import Delivered, Envelope, MemoryBus
+from gsmq.transport import Delivered, Envelope, MemoryBus, Sending, send_each
 from gsmq.v1 import ack_pb2
 
 T = Topics("t")
@@ -40,6 +40,9 @@ class FailingSink:
             self._failed.append((message, on_delivered))
             return
         self.inner.send(message, on_delivered)
+
+    def send_all(self, messages: Sequence[Envelope]) -> Sending:
+        return send_each(self, messages)
 
     def poll(self, timeout: float = 0.0) -> int:
         failed, self._failed = self._failed, []

@@ -30,7 +30,7 @@ from gsmq.errors import TransportError, UndeliveredError
 from gsmq.partition import partition_for
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
-from gsmq.transport import Envelope, Sink, Source
+from gsmq.transport import Envelope, Sending, Sink, Source
 from gsmq.wire import HeaderError, MessageType
 
 log = structlog.get_logger()
@@ -163,7 +163,7 @@ class AgentConsumer:
             if not more:
                 break
             batch += more
-        outgoing: list[Envelope] = []
+        dead_letters: list[Envelope] = []
         progress = Progress()
         commits: dict[TopicPartition, int] = {}
         resync: set[str] = set()
@@ -178,14 +178,14 @@ class AgentConsumer:
                     if env.partition in self._rewound or env.partition not in self._mc_pos:
                         continue  # read again from the cursor's offset / no longer followed
                     self._mc_pos[env.partition] = env.offset + 1
-                for result in self._handle(env, outgoing):
+                for result in self._handle(env, dead_letters):
                     progress.add(result)
                     if result.resync:
                         resync.add(result.host)
                 self._follow(self.applier.take_follow_changes())
-            outgoing += progress.records(self.applier, self.topics.reply)
+            acks = progress.records(self.applier, self.topics.reply)
         self._acked_at = time.monotonic()
-        if self._deliver(outgoing):
+        if self._deliver(acks, dead_letters):
             self.source.commit([(t, p, o) for (t, p), o in commits.items()])
         if resync and self.resync is not None:
             self.counters.resyncs += len(resync)
@@ -196,7 +196,7 @@ class AgentConsumer:
 
     # ---- one message --------------------------------------------------------------
 
-    def _handle(self, env: Envelope, outgoing: list[Envelope]) -> list[Result]:
+    def _handle(self, env: Envelope, dead_letters: list[Envelope]) -> list[Result]:
         """Decode and apply one message; markers and other hosts' messages are skipped,
         undecodable or unappliable ones go to the dead-letter topic."""
         if wire.message_type(env.headers) != MessageType.GOAL_STATE:
@@ -214,18 +214,18 @@ class AgentConsumer:
         try:
             goal = gs.GoalStateV2.FromString(env.value)
         except DecodeError as exc:
-            outgoing.append(self._dead_letter(env, f"undecodable GoalStateV2: {exc}"))
+            dead_letters.append(self._dead_letter(env, f"undecodable GoalStateV2: {exc}"))
             return []
         try:
             if multicast:
                 return self.applier.apply_multicast(key, goal, env.headers, env.partition, env.offset)
             result = self.applier.apply_unicast(key, goal, env.headers)
         except HeaderError as exc:
-            outgoing.append(self._dead_letter(env, str(exc)))
+            dead_letters.append(self._dead_letter(env, str(exc)))
             return []
         except Exception as exc:
             log.exception("apply_failed", topic=env.topic, partition=env.partition, offset=env.offset)
-            outgoing.append(self._dead_letter(env, f"unappliable: {type(exc).__name__}: {exc}"))
+            dead_letters.append(self._dead_letter(env, f"unappliable: {type(exc).__name__}: {exc}"))
             return []
         return [result] if result is not None else []
 
@@ -274,34 +274,35 @@ class AgentConsumer:
 
     # ---- replies ------------------------------------------------------------------
 
-    def _deliver(self, outgoing: list[Envelope]) -> bool:
-        """Produce replies and dead letters, wait until all are delivered (re-sending
-        failures with backoff). False only when stopped before they all were."""
-        if not outgoing:
+    def _deliver(self, acks: list[Envelope], dead_letters: list[Envelope]) -> bool:
+        """Produce acks and dead letters, wait until all are delivered (re-sending failures
+        with backoff). False only when stopped before they all were."""
+        sendings: list[tuple[Sending, bool]] = []  # (messages sent together, whether they are acks)
+
+        def send(messages: list[Envelope], replies: bool) -> None:
+            if messages:
+                sendings.append((self.sink.send_all(messages), replies))
+
+        send(acks, True)
+        send(dead_letters, False)
+        if not sendings:
             return True
-        failed: list[Envelope] = []
-
-        def on_delivered(env: Envelope, err: str | None) -> None:
-            if err is not None:
-                failed.append(env)
-            elif env.topic == self.topics.reply:
-                self.counters.replies_sent += 1
-
-        for env in outgoing:
-            self.sink.send(env, on_delivered)
         queued = 0
 
         def flush() -> bool:  # send the failed ones again, then wait for every delivery
             nonlocal queued
-            again, failed[:] = list(failed), []
-            for env in again:
-                self.sink.send(Envelope(env.topic, env.key, env.value, env.headers), on_delivered)
+            for sending, replies in [(s, r) for s, r in sendings if s.failed]:
+                again, sending.failed = sending.failed, []
+                send(again, replies)
             queued = self.sink.flush(self.flush_timeout)
+            failed = sum(len(sending.failed) for sending, _ in sendings)
             if failed or queued:
-                raise UndeliveredError(f"{len(failed)} failed, {queued} still queued")
+                raise UndeliveredError(f"{failed} failed, {queued} still queued")
             return True
 
-        if retry(flush, self.stopping, "reply_delivery_failed", backoff=Backoff(first=0.1), retry_on=(UndeliveredError,)) is None:
-            log.warning("replies_undelivered_at_stop", queued=queued, failed=len(failed))
+        done = retry(flush, self.stopping, "reply_delivery_failed", backoff=Backoff(first=0.1), retry_on=(UndeliveredError,))
+        self.counters.replies_sent += sum(sending.delivered for sending, replies in sendings if replies)
+        if done is None:
+            log.warning("replies_undelivered_at_stop", queued=queued, failed=sum(len(s.failed) for s, _ in sendings))
             return False
         return True

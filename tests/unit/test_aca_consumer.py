@@ -232,6 +232,15 @@ def test_commit_waits_for_reply_delivery(stopping: bool) -> None:
         assert len(agent.replies()) == 1 and agent.committed(T.unicast, H1) == 1
 
 
+def test_failed_acks_and_dead_letters_are_both_sent_again_and_only_acks_count_as_replies() -> None:
+    agent = Agent([H1], failures=2)  # the batch's ack, then its dead letter
+    agent.send(T.unicast, H1, b"\xff\xff")
+    good = agent.send(T.unicast, H1, goal_state(H1, subnet()))
+    agent.consumer.run_once(0)
+    assert len(agent.replies()) == 1 and len(agent.bus.logs[(T.dead_letter, 0)]) == 1
+    assert agent.applier.counters.replies_sent == 1 and agent.committed(T.unicast, H1) == good.offset + 1
+
+
 def test_auto_channel_reads_unicast_and_each_host_topic_once_it_exists() -> None:
     agent = Agent([H1, H2], channel="auto")
     agent.existing = {T.unicast}

@@ -1,7 +1,7 @@
 """The consume loop: read the served hosts' unicast partitions (and the multicast
 partitions of followed VPCs), apply each batch, produce the replies, wait for their
-delivery, then commit. Only `gsmq.transport` interfaces are used, so unit tests run it
-over `MemoryBus` and the daemon over Kafka.
+delivery, then commit (see `run_once`). Only `gsmq.transport` interfaces are used, so
+unit tests run it over `MemoryBus` and the daemon over Kafka.
 
 Channels (`channel`): `unicast` reads `partition_for(host, n)` of the unicast topic for
 every served host; `topic-per-host` reads `<prefix>.host.<host>`; `both` reads both;
@@ -59,6 +59,7 @@ class AgentConsumer:
         lock: AbstractContextManager[object] | None = None,
         flush_timeout: float = 5.0,
         ack_interval: float = 0.005,
+        commit_interval: float = 0.1,
     ) -> None:
         if channel not in CHANNELS:
             raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
@@ -76,6 +77,9 @@ class AgentConsumer:
         self.flush_timeout = flush_timeout
         self.ack_interval = ack_interval  # under load, the least time between two acks of a host (s)
         self._acked_at = 0.0
+        self.commit_interval = commit_interval  # under load, the least time between two commits (s)
+        self._committed_at = float("-inf")
+        self._uncommitted: dict[TopicPartition, int] = {}  # next offset of each partition read, applied and acked
         self._own: set[TopicPartition] = set()  # unicast / per-host partitions (committed)
         self._host_topics = {topics.host(host): host for host in applier.hosts} if channel != "unicast" else {}
         self._awaited: set[str] = set()  # auto: host topics not assigned yet
@@ -144,13 +148,23 @@ class AgentConsumer:
         backoff = Backoff()
         while not stop.is_set():
             retry(consume, stop, "consume_failed", backoff=backoff)
+        try:
+            self.commit()  # the source's close waits for it
+        except TransportError as exc:  # read again at the next start
+            log.warning("commit_at_stop_failed", error=str(exc))
 
     def run_once(self, timeout: float = 0.1) -> int:
         """Consume one batch, apply it, deliver its acks (one per host that moved), commit.
         Returns its size. Under load a batch gathers for `ack_interval` since the last acks,
-        so a host is acked at most that often."""
+        so a host is acked at most that often.
+
+        Offsets are committed only once their batch is applied and its acks and dead letters
+        are delivered, and never wait on the broker: asynchronously, at most every
+        `commit_interval` under load, at once when a poll finds nothing, and at stop. A lost
+        or late commit only has messages read and applied again after a restart."""
         batch = self.source.poll_batch(self.max_batch, timeout)
         if not batch:
+            self.commit()
             return 0
         until = self._acked_at + self.ack_interval
         failed: TransportError | None = None  # ends the gathering; raised once the batch in hand is applied
@@ -186,13 +200,22 @@ class AgentConsumer:
             acks = progress.records(self.applier, self.topics.reply)
         self._acked_at = time.monotonic()
         if self._deliver(acks, dead_letters):
-            self.source.commit([(t, p, o) for (t, p), o in commits.items()])
+            self._uncommitted.update(commits)
+            if self._acked_at - self._committed_at >= self.commit_interval:
+                self.commit()
         if resync and self.resync is not None:
             self.counters.resyncs += len(resync)
             self.resync(sorted(resync))
         if failed is not None:
             raise failed
         return len(batch)
+
+    def commit(self) -> None:
+        """Commit, asynchronously, the offsets read, applied and acked since the last commit."""
+        if self._uncommitted:
+            self._committed_at = time.monotonic()
+            self.source.commit([(t, p, o) for (t, p), o in self._uncommitted.items()], asynchronous=True)
+            self._uncommitted = {}
 
     # ---- one message --------------------------------------------------------------
 

@@ -212,10 +212,15 @@ class KafkaSource:
             deferred, self._deferred = self._deferred, None
             raise deferred
 
-    def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
-        if positions:
-            with kafka_errors("committing offsets"):
-                self.consumer.commit(offsets=[TopicPartition(t, p, o) for t, p, o in positions], asynchronous=False)
+    def commit(self, positions: Sequence[tuple[str, int, int]], asynchronous: bool = False) -> None:
+        if not positions:
+            return
+        offsets = [TopicPartition(t, p, o) for t, p, o in positions]
+        with kafka_errors("committing offsets"):
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
 
     def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         with kafka_errors("reading committed offsets"):

@@ -76,8 +76,9 @@ class Source(Protocol):
         """Up to `max_messages` messages, waiting at most `timeout` seconds for the first.
         An error never loses messages consumed with it: the next call raises it."""
 
-    def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
-        """Record (topic, partition, next offset to read) as done, synchronously."""
+    def commit(self, positions: Sequence[tuple[str, int, int]], asynchronous: bool = False) -> None:
+        """Record (topic, partition, next offset to read) as done: synchronously, or only
+        queued when `asynchronous` (the outcome is never reported: a lost commit repeats work)."""
 
     def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The committed next offset of each partition (-1 when none)."""
@@ -168,7 +169,7 @@ class _MemorySource:
                 break
         return out
 
-    def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
+    def commit(self, positions: Sequence[tuple[str, int, int]], asynchronous: bool = False) -> None:
         for topic, part, offset in positions:
             self.bus.commits[self.group][(topic, part)] = offset
 

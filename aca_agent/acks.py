@@ -3,16 +3,18 @@
 `Progress` gathers the `Result`s of a batch; `acks()` then gives, for every host with a
 result, its watermarks (read from the applier: the unicast one, and each VPC whose
 multicast moved), the resources that did not succeed and a timing summary. Work per
-result is O(its failures); the ack costs O(what it carries), whatever the batch covered.
+result is O(1), plus O(its statuses) once per statuses list (the followers of a VPC
+message share one); the ack costs O(what it carries), whatever the batch covered.
 See docs/internals.md, "Acknowledgements".
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from typing import NamedTuple
 
-from aca_agent.applier import Applier, Result
+from aca_agent.applier import Applier, HostState, ResourceStatus, Result
 from alcor.schema import common_pb2 as common
 from gsmq import wire
 from gsmq.transport import Envelope
@@ -30,73 +32,130 @@ def bucket_floor_us(bucket: int) -> float:
     return float(2 ** (bucket / 8))
 
 
-@dataclass(slots=True)
-class _HostProgress:
-    vpcs: set[str] = field(default_factory=set)
-    failures: list[ack_pb2.Failure] = field(default_factory=list)
-    messages: int = 0
-    resources: int = 0
-    apply_us: int = 0
-    max_dataplane_us: int = 0
-    max_config_us: int = 0
-    max_elapse_us: int = 0
-    last_applied_ns: int = 0
-    buckets: dict[int, int] = field(default_factory=dict)
+class _Statuses(NamedTuple):
+    """What the acks take from one statuses list: its slowest times and its failures."""
+
+    max_dataplane_us: int
+    max_config_us: int
+    failed: tuple[ResourceStatus, ...]
+
+
+def _statuses(statuses: list[ResourceStatus], read: dict[int, _Statuses]) -> _Statuses:
+    """What `statuses` holds, read once per `read` (keyed by identity: the caller keeps the lists alive)."""
+    s = read.get(id(statuses))
+    if s is None:
+        s = read[id(statuses)] = _read(statuses)
+    return s
+
+
+def _read(statuses: list[ResourceStatus]) -> _Statuses:
+    dataplane_us = config_us = 0
+    failed: tuple[ResourceStatus, ...] = ()
+    for s in statuses:
+        dataplane_us, config_us = max(dataplane_us, s.dataplane_us), max(config_us, s.config_us)
+        if s.status != common.SUCCESS:
+            failed += (s,)
+    return _Statuses(dataplane_us, config_us, failed)
 
 
 class Progress:
-    """The acks of one batch, built from its results and the applier's watermarks."""
+    """The acks of one batch, built from its results and the applier's watermarks.
+
+    `add` only files a result under its host; the acks sum each host's results up, reading
+    each statuses list once (by identity: the results hold their lists until then)."""
+
+    __slots__ = ("_hosts",)
 
     def __init__(self) -> None:
-        self._hosts: dict[str, _HostProgress] = {}
+        self._hosts: dict[str, Result | list[Result]] = {}  # a list only for a host with 2+ results
 
     def add(self, result: Result) -> None:
-        p = self._hosts.get(result.host)
-        if p is None:
-            p = self._hosts[result.host] = _HostProgress()
-        if result.vpc:
-            p.vpcs.add(result.vpc)
-        p.messages += 1
-        p.resources += len(result.statuses)
-        p.apply_us += result.total_us
-        p.last_applied_ns = max(p.last_applied_ns, result.applied_ns)
-        if result.elapse_us is not None:
-            p.max_elapse_us = max(p.max_elapse_us, result.elapse_us)
-            b = elapse_bucket(result.elapse_us)
-            p.buckets[b] = p.buckets.get(b, 0) + 1
-        for s in result.statuses:
-            p.max_dataplane_us = max(p.max_dataplane_us, s.dataplane_us)
-            p.max_config_us = max(p.max_config_us, s.config_us)
-            if s.status != common.SUCCESS:
-                p.failures.append(ack_pb2.Failure(vpc_id=result.vpc, seq=result.seq, resource_type=s.resource_type,  # type: ignore[arg-type]
-                                                  resource_id=s.resource_id, operation_type=s.operation_type,  # type: ignore[arg-type]
-                                                  status=s.status))  # type: ignore[arg-type]
+        got = self._hosts.get(result.host)
+        if got is None:
+            self._hosts[result.host] = result
+        elif isinstance(got, list):
+            got.append(result)
+        else:
+            self._hosts[result.host] = [got, result]
 
     def __len__(self) -> int:
         return len(self._hosts)
 
     def acks(self, applier: Applier) -> list[ack_pb2.Ack]:
         """One Ack per host with a result since the last call, then start over."""
-        out = []
-        for host, p in self._hosts.items():
-            hs = applier.hosts[host]
-            ack = ack_pb2.Ack(host_id=host, epoch=hs.epoch or "", unicast_seq=hs.applied, unicast_seen=hs.seq)
-            for vpc in sorted(p.vpcs):
-                cursor = hs.cursors.get(vpc)
-                if cursor is not None:
-                    ack.vpcs.add(vpc_id=vpc, epoch=cursor.epoch, seq=cursor.watermark, seen=cursor.seq)
-            ack.failures.extend(p.failures)
-            t = ack.timing
-            t.messages, t.resources, t.apply_us = p.messages, p.resources, p.apply_us
-            t.max_dataplane_us, t.max_config_us, t.max_elapse_us = p.max_dataplane_us, p.max_config_us, p.max_elapse_us
-            t.last_applied_ns = p.last_applied_ns
-            t.elapse_buckets.update(p.buckets)
-            out.append(ack)
+        read: dict[int, _Statuses] = {}  # id(statuses list) -> what it holds
+        out = [_ack(applier.hosts[host], got, read) for host, got in self._hosts.items()]
+        self._hosts = {}
+        return out
+
+    def records(self, applier: Applier, topic: str) -> list[Envelope]:
+        """`acks()` as the records that carry them, each Ack serialized as soon as it is
+        built (thousands of messages alive at once cost more to build than one at a time)."""
+        read: dict[int, _Statuses] = {}
+        out = [_record(topic, host, _ack(applier.hosts[host], got, read)) for host, got in self._hosts.items()]
         self._hosts = {}
         return out
 
 
+def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses]) -> ack_pb2.Ack:
+    """One host's ack: its watermarks, and its results summed up. Fields are set one by
+    one, the cheapest way to fill a message (keyword arguments and `update` cost more)."""
+    failures: list[tuple[Result, tuple[ResourceStatus, ...]]] = []
+    if isinstance(got, Result):  # most hosts: one result a batch
+        s = _statuses(got.statuses, read)
+        messages, resources, apply_us, last_applied_ns = 1, len(got.statuses), got.total_us, got.applied_ns
+        max_dataplane_us, max_config_us, max_elapse_us = s.max_dataplane_us, s.max_config_us, got.elapse_us or 0
+        vpcs: Iterable[str] = (got.vpc,) if got.vpc else ()
+        buckets = {elapse_bucket(got.elapse_us): 1} if got.elapse_us is not None else {}
+        if s.failed:
+            failures.append((got, s.failed))
+    else:
+        messages, resources = len(got), 0
+        apply_us = last_applied_ns = max_elapse_us = max_dataplane_us = max_config_us = 0
+        buckets = {}
+        in_vpcs: set[str] = set()
+        for r in got:
+            s = _statuses(r.statuses, read)
+            resources += len(r.statuses)
+            apply_us += r.total_us
+            last_applied_ns = max(last_applied_ns, r.applied_ns)
+            max_dataplane_us, max_config_us = max(max_dataplane_us, s.max_dataplane_us), max(max_config_us, s.max_config_us)
+            if r.vpc:
+                in_vpcs.add(r.vpc)
+            if r.elapse_us is not None:
+                max_elapse_us = max(max_elapse_us, r.elapse_us)
+                b = elapse_bucket(r.elapse_us)
+                buckets[b] = buckets.get(b, 0) + 1
+            if s.failed:
+                failures.append((r, s.failed))
+        vpcs = sorted(in_vpcs)
+    ack = ack_pb2.Ack()
+    ack.host_id = hs.host
+    ack.epoch = hs.epoch or ""
+    ack.unicast_seq = hs.applied
+    ack.unicast_seen = hs.seq
+    for vpc in vpcs:
+        cursor = hs.cursors.get(vpc)
+        if cursor is not None:
+            v = ack.vpcs.add()
+            v.vpc_id, v.epoch, v.seq, v.seen = vpc, cursor.epoch, cursor.watermark, cursor.seq
+    for r, failed in failures:
+        for f in failed:
+            ack.failures.add(vpc_id=r.vpc, seq=r.seq, resource_type=f.resource_type, resource_id=f.resource_id,
+                             operation_type=f.operation_type, status=f.status)
+    t = ack.timing
+    t.messages, t.resources, t.apply_us = messages, resources, apply_us
+    t.max_dataplane_us, t.max_config_us, t.max_elapse_us = max_dataplane_us, max_config_us, max_elapse_us
+    t.last_applied_ns = last_applied_ns
+    for b, n in buckets.items():
+        t.elapse_buckets[b] = n
+    return ack
+
+
 def ack_envelope(topic: str, ack: ack_pb2.Ack) -> Envelope:
     """The Kafka record carrying `ack` (key = host id)."""
-    headers = {wire.HOST_ID: ack.host_id, wire.MSG_TYPE: MessageType.ACK}
-    return Envelope(topic, ack.host_id, ack.SerializeToString(), headers)
+    return _record(topic, ack.host_id, ack)
+
+
+def _record(topic: str, host: str, ack: ack_pb2.Ack) -> Envelope:
+    return Envelope(topic, host, ack.SerializePartialToString(), {wire.HOST_ID: host, wire.MSG_TYPE: MessageType.ACK})

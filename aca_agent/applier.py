@@ -236,12 +236,16 @@ class Applier:
                 common_statuses = [self._shared_status(table, rtype, rid, state) for rtype, rid, state in entries]
             spent = time.perf_counter_ns() - start
             owners = self._neighbor_owners(table, common_statuses)
+            owning = set(owners.values())
             for hs, resync in shared:
                 t0 = time.perf_counter_ns() - spent
+                # One list for every follower that owns none of the neighbors and had nothing
+                # released: its ack reads the list once, whatever number of followers it names.
                 mine = common_statuses
-                if hs.host in owners.values():
+                if hs.host in owning:
                     mine = [s for s in mine if owners.get(s.resource_id) != hs.host or s.resource_type != common.NEIGHBOR]
-                mine = mine + released.get(hs.host, [])
+                if hs.host in released:
+                    mine = mine + released[hs.host]
                 results.append(self._result(hs, mine, t0, resync, vpc, seq or 0, sent_ns))
         for hs, resync in movers:
             if table is not None and vpc in hs.shared:

@@ -1,7 +1,7 @@
 """The consume loop: read the served hosts' unicast partitions (and the multicast
 partitions of followed VPCs), apply each batch, produce the replies, wait for their
-delivery, then commit. Only `gsmq.transport` interfaces are used, so unit tests run it
-over `MemoryBus` and the daemon over Kafka.
+delivery, then commit (see `run_once`). Only `gsmq.transport` interfaces are used, so
+unit tests run it over `MemoryBus` and the daemon over Kafka.
 
 Channels (`channel`): `unicast` reads `partition_for(host, n)` of the unicast topic for
 every served host; `topic-per-host` reads `<prefix>.host.<host>`; `both` reads both;
@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 import structlog
 from google.protobuf.message import DecodeError
 
-from aca_agent.acks import Progress, ack_envelope
+from aca_agent.acks import Progress
 from aca_agent.applier import Applier, FollowChange, Result
 from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
@@ -30,7 +30,7 @@ from gsmq.errors import TransportError, UndeliveredError
 from gsmq.partition import partition_for
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
-from gsmq.transport import Envelope, Sink, Source
+from gsmq.transport import Envelope, Sending, Sink, Source
 from gsmq.wire import HeaderError, MessageType
 
 log = structlog.get_logger()
@@ -59,6 +59,7 @@ class AgentConsumer:
         lock: AbstractContextManager[object] | None = None,
         flush_timeout: float = 5.0,
         ack_interval: float = 0.005,
+        commit_interval: float = 0.1,
     ) -> None:
         if channel not in CHANNELS:
             raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
@@ -76,6 +77,9 @@ class AgentConsumer:
         self.flush_timeout = flush_timeout
         self.ack_interval = ack_interval  # under load, the least time between two acks of a host (s)
         self._acked_at = 0.0
+        self.commit_interval = commit_interval  # under load, the least time between two commits (s)
+        self._committed_at = float("-inf")
+        self._uncommitted: dict[TopicPartition, int] = {}  # next offset of each partition read, applied and acked
         self._own: set[TopicPartition] = set()  # unicast / per-host partitions (committed)
         self._host_topics = {topics.host(host): host for host in applier.hosts} if channel != "unicast" else {}
         self._awaited: set[str] = set()  # auto: host topics not assigned yet
@@ -144,13 +148,23 @@ class AgentConsumer:
         backoff = Backoff()
         while not stop.is_set():
             retry(consume, stop, "consume_failed", backoff=backoff)
+        try:
+            self.commit()  # the source's close waits for it
+        except TransportError as exc:  # read again at the next start
+            log.warning("commit_at_stop_failed", error=str(exc))
 
     def run_once(self, timeout: float = 0.1) -> int:
         """Consume one batch, apply it, deliver its acks (one per host that moved), commit.
         Returns its size. Under load a batch gathers for `ack_interval` since the last acks,
-        so a host is acked at most that often."""
+        so a host is acked at most that often.
+
+        Offsets are committed only once their batch is applied and its acks and dead letters
+        are delivered, and never wait on the broker: asynchronously, at most every
+        `commit_interval` under load, at once when a poll finds nothing, and at stop. A lost
+        or late commit only has messages read and applied again after a restart."""
         batch = self.source.poll_batch(self.max_batch, timeout)
         if not batch:
+            self.commit()
             return 0
         until = self._acked_at + self.ack_interval
         failed: TransportError | None = None  # ends the gathering; raised once the batch in hand is applied
@@ -163,7 +177,7 @@ class AgentConsumer:
             if not more:
                 break
             batch += more
-        outgoing: list[Envelope] = []
+        dead_letters: list[Envelope] = []
         progress = Progress()
         commits: dict[TopicPartition, int] = {}
         resync: set[str] = set()
@@ -178,15 +192,17 @@ class AgentConsumer:
                     if env.partition in self._rewound or env.partition not in self._mc_pos:
                         continue  # read again from the cursor's offset / no longer followed
                     self._mc_pos[env.partition] = env.offset + 1
-                for result in self._handle(env, outgoing):
+                for result in self._handle(env, dead_letters):
                     progress.add(result)
                     if result.resync:
                         resync.add(result.host)
                 self._follow(self.applier.take_follow_changes())
-            outgoing += [ack_envelope(self.topics.reply, ack) for ack in progress.acks(self.applier)]
+            acks = progress.records(self.applier, self.topics.reply)
         self._acked_at = time.monotonic()
-        if self._deliver(outgoing):
-            self.source.commit([(t, p, o) for (t, p), o in commits.items()])
+        if self._deliver(acks, dead_letters):
+            self._uncommitted.update(commits)
+            if self._acked_at - self._committed_at >= self.commit_interval:
+                self.commit()
         if resync and self.resync is not None:
             self.counters.resyncs += len(resync)
             self.resync(sorted(resync))
@@ -194,9 +210,16 @@ class AgentConsumer:
             raise failed
         return len(batch)
 
+    def commit(self) -> None:
+        """Commit, asynchronously, the offsets read, applied and acked since the last commit."""
+        if self._uncommitted:
+            self._committed_at = time.monotonic()
+            self.source.commit([(t, p, o) for (t, p), o in self._uncommitted.items()], asynchronous=True)
+            self._uncommitted = {}
+
     # ---- one message --------------------------------------------------------------
 
-    def _handle(self, env: Envelope, outgoing: list[Envelope]) -> list[Result]:
+    def _handle(self, env: Envelope, dead_letters: list[Envelope]) -> list[Result]:
         """Decode and apply one message; markers and other hosts' messages are skipped,
         undecodable or unappliable ones go to the dead-letter topic."""
         if wire.message_type(env.headers) != MessageType.GOAL_STATE:
@@ -214,18 +237,18 @@ class AgentConsumer:
         try:
             goal = gs.GoalStateV2.FromString(env.value)
         except DecodeError as exc:
-            outgoing.append(self._dead_letter(env, f"undecodable GoalStateV2: {exc}"))
+            dead_letters.append(self._dead_letter(env, f"undecodable GoalStateV2: {exc}"))
             return []
         try:
             if multicast:
                 return self.applier.apply_multicast(key, goal, env.headers, env.partition, env.offset)
             result = self.applier.apply_unicast(key, goal, env.headers)
         except HeaderError as exc:
-            outgoing.append(self._dead_letter(env, str(exc)))
+            dead_letters.append(self._dead_letter(env, str(exc)))
             return []
         except Exception as exc:
             log.exception("apply_failed", topic=env.topic, partition=env.partition, offset=env.offset)
-            outgoing.append(self._dead_letter(env, f"unappliable: {type(exc).__name__}: {exc}"))
+            dead_letters.append(self._dead_letter(env, f"unappliable: {type(exc).__name__}: {exc}"))
             return []
         return [result] if result is not None else []
 
@@ -274,34 +297,35 @@ class AgentConsumer:
 
     # ---- replies ------------------------------------------------------------------
 
-    def _deliver(self, outgoing: list[Envelope]) -> bool:
-        """Produce replies and dead letters, wait until all are delivered (re-sending
-        failures with backoff). False only when stopped before they all were."""
-        if not outgoing:
+    def _deliver(self, acks: list[Envelope], dead_letters: list[Envelope]) -> bool:
+        """Produce acks and dead letters, wait until all are delivered (re-sending failures
+        with backoff). False only when stopped before they all were."""
+        sendings: list[tuple[Sending, bool]] = []  # (messages sent together, whether they are acks)
+
+        def send(messages: list[Envelope], replies: bool) -> None:
+            if messages:
+                sendings.append((self.sink.send_all(messages), replies))
+
+        send(acks, True)
+        send(dead_letters, False)
+        if not sendings:
             return True
-        failed: list[Envelope] = []
-
-        def on_delivered(env: Envelope, err: str | None) -> None:
-            if err is not None:
-                failed.append(env)
-            elif env.topic == self.topics.reply:
-                self.counters.replies_sent += 1
-
-        for env in outgoing:
-            self.sink.send(env, on_delivered)
         queued = 0
 
         def flush() -> bool:  # send the failed ones again, then wait for every delivery
             nonlocal queued
-            again, failed[:] = list(failed), []
-            for env in again:
-                self.sink.send(Envelope(env.topic, env.key, env.value, env.headers), on_delivered)
+            for sending, replies in [(s, r) for s, r in sendings if s.failed]:
+                again, sending.failed = sending.failed, []
+                send(again, replies)
             queued = self.sink.flush(self.flush_timeout)
+            failed = sum(len(sending.failed) for sending, _ in sendings)
             if failed or queued:
-                raise UndeliveredError(f"{len(failed)} failed, {queued} still queued")
+                raise UndeliveredError(f"{failed} failed, {queued} still queued")
             return True
 
-        if retry(flush, self.stopping, "reply_delivery_failed", backoff=Backoff(first=0.1), retry_on=(UndeliveredError,)) is None:
-            log.warning("replies_undelivered_at_stop", queued=queued, failed=len(failed))
+        done = retry(flush, self.stopping, "reply_delivery_failed", backoff=Backoff(first=0.1), retry_on=(UndeliveredError,))
+        self.counters.replies_sent += sum(sending.delivered for sending, replies in sendings if replies)
+        if done is None:
+            log.warning("replies_undelivered_at_stop", queued=queued, failed=sum(len(s.failed) for s, _ in sendings))
             return False
         return True

@@ -97,27 +97,33 @@ def decode_acks(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tu
     refused alone, never fatal to its batch."""
     out: list[ack_pb2.Ack] = []
     refused: list[Envelope] = []
+    parse = ack_pb2.Ack.FromString
     for message in messages:
-        kind = wire.message_type(message.headers)
-        if kind == MessageType.MARKER:
+        kind = message.headers.get(wire.MSG_TYPE, _GOAL_STATE)
+        if kind != _ACK:
+            if kind != _MARKER:
+                refused.append(_refuse(message, dead_letter_topic, f"not an Ack on the reply topic: gs-type {kind[:40]!r}"))
             continue
-        if kind != MessageType.ACK:
-            refused.append(_refuse(message, dead_letter_topic, f"not an Ack on the reply topic: gs-type {kind[:40]!r}"))
-            continue
-        ack = ack_pb2.Ack()
         try:
-            ack.ParseFromString(message.value)
+            ack = parse(message.value)
         except Exception as exc:  # noqa: BLE001 - DecodeError and friends
             refused.append(_refuse(message, dead_letter_topic, f"undecodable Ack: {exc}"))
             continue
         if not ack.host_id:
             refused.append(_refuse(message, dead_letter_topic, "Ack without host_id"))
-            continue
-        if max([ack.unicast_seq, ack.unicast_seen, *(v.seq for v in ack.vpcs), *(v.seen for v in ack.vpcs)]) > wire.MAX_NUMBER:
+        elif ack.unicast_seq > wire.MAX_NUMBER or ack.unicast_seen > wire.MAX_NUMBER or _past_max(ack.vpcs):
             refused.append(_refuse(message, dead_letter_topic, "Ack with a sequence past 2^63-1"))
-            continue
-        out.append(ack)
+        else:
+            out.append(ack)
     return out, refused
+
+
+# gs-type values as plain strings (a member looked up on the StrEnum costs more, per record)
+_ACK, _MARKER, _GOAL_STATE = MessageType.ACK.value, MessageType.MARKER.value, MessageType.GOAL_STATE.value
+
+
+def _past_max(vpcs: Iterable[ack_pb2.VpcProgress]) -> bool:
+    return any(v.seq > wire.MAX_NUMBER or v.seen > wire.MAX_NUMBER for v in vpcs)
 
 
 def _refuse(message: Envelope, topic: str, reason: str) -> Envelope:
@@ -186,55 +192,67 @@ class AckTracker:
             self.pending[request.id] = request
 
     def on_ack(self, ack: ack_pb2.Ack) -> None:
-        """A host's progress: failures merged into their requests, then watermarks moved on."""
+        """A host's progress: failures merged into their requests, then watermarks moved on.
+        Each field is read once (a read of a protobuf field costs more than of a local)."""
         self.replies += 1
         now = self.clock()
-        hp = self.host(ack.host_id)
+        host = ack.host_id
+        hp = self.host(host)
         hp.heard = now
-        ours = ack.epoch == self.epoch
-        if ours or not ack.epoch:
+        epoch = ack.epoch
+        ours = epoch == self.epoch
+        if (ours or not epoch) and len(ack.failures):
             for failure in ack.failures:
                 self._fail(hp, failure)
         if ours:
-            hp.unicast_seen = max(hp.unicast_seen, ack.unicast_seen)
-            if ack.unicast_seq > hp.unicast:
-                hp.unicast = ack.unicast_seq
+            seen, seq = ack.unicast_seen, ack.unicast_seq
+            hp.unicast_seen = max(hp.unicast_seen, seen)
+            if seq > hp.unicast:
+                hp.unicast = seq
                 if hp.unicast_waits is not None:
-                    self._pass(hp.unicast_waits, hp.unicast, ack.timing, now)
+                    self._pass(hp.unicast_waits, seq, ack, now)
                     if not hp.unicast_waits:
                         hp.unicast_waits = None
         for progress in ack.vpcs:
             if progress.epoch != self.epoch:
                 continue
-            vpc = progress.vpc_id
-            hp.vpcs_seen[vpc] = max(hp.vpcs_seen.get(vpc, 0), progress.seen)
-            if progress.seq > hp.vpcs.get(vpc, 0):
-                hp.vpcs[vpc] = progress.seq
+            vpc, seen, seq = progress.vpc_id, progress.seen, progress.seq
+            if seen > hp.vpcs_seen.get(vpc, 0):
+                hp.vpcs_seen[vpc] = seen
+            if seq > hp.vpcs.get(vpc, 0):
+                hp.vpcs[vpc] = seq
                 waits = hp.vpc_waits.get(vpc)
                 if waits is not None:
-                    self._pass(waits, progress.seq, ack.timing, now)
+                    self._pass(waits, seq, ack, now)
                     if not waits:
                         del hp.vpc_waits[vpc]
 
-    def _pass(self, waits: deque[tuple[int, Wait, bool]], watermark: int, timing: ack_pb2.Timing, now: float) -> None:
-        """Pop the waits the watermark passed; a wait with no part left completes its host."""
+    def _pass(self, waits: deque[tuple[int, Wait, bool]], watermark: int, ack: ack_pb2.Ack, now: float) -> None:
+        """Pop the waits the watermark passed; a wait with no part left completes its host
+        (the ack's times are read once, for all the waits it completes)."""
+        times: tuple[int, int, int, int] | None = None
         while waits and waits[0][0] <= watermark:
             _, wait, covers_all = waits.popleft()
             if wait.done:
                 continue
             wait.parts -= 1
             if covers_all or wait.parts == 0:
-                self._host_done(wait, timing, now)
+                if times is None:
+                    t = ack.timing
+                    times = (t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us)
+                self._host_done(wait, times, now)
 
-    def _host_done(self, wait: Wait, timing: ack_pb2.Timing, now: float) -> None:
+    def _host_done(self, wait: Wait, times: tuple[int, int, int, int], now: float) -> None:
+        """`wait`'s host has applied what the request needs; the request keeps the largest times."""
         wait.done = True
         request = wait.request
         if not wait.resync_seq:  # a resynced host times neither copy (Karn)
             self._sample(now - request.started)
-        request.total_us = max(request.total_us, timing.apply_us)
-        request.dataplane_us = max(request.dataplane_us, timing.max_dataplane_us)
-        request.config_us = max(request.config_us, timing.max_config_us)
-        request.elapse_us = max(request.elapse_us, timing.max_elapse_us)
+        total_us, dataplane_us, config_us, elapse_us = times
+        request.total_us = max(request.total_us, total_us)
+        request.dataplane_us = max(request.dataplane_us, dataplane_us)
+        request.config_us = max(request.config_us, config_us)
+        request.elapse_us = max(request.elapse_us, elapse_us)
         del request.waiting[wait.host]
         if not request.waiting:
             del self.pending[request.id]
@@ -243,18 +261,21 @@ class AckTracker:
     def _fail(self, hp: HostProgress, failure: ack_pb2.Failure) -> None:
         """Merge a resource that did not succeed into the request whose message carried it."""
         request: Pending | None = None
-        if failure.vpc_id:
-            request = self._multicast.get(Token(failure.vpc_id, failure.seq))
-        elif failure.seq:
-            for seq, wait, _ in hp.unicast_waits or ():
-                if seq >= failure.seq:
-                    request = wait.request if seq == failure.seq else None
+        vpc, seq = failure.vpc_id, failure.seq
+        if vpc:
+            request = self._multicast.get(Token(vpc, seq))
+        elif seq:
+            for at, wait, _ in hp.unicast_waits or ():
+                if at >= seq:
+                    request = wait.request if at == seq else None
                     break
         if request is None:
             return  # a resource of a resync or of a request answered already
         merged = request.merged.get((int(failure.resource_type), failure.resource_id))
-        if merged is not None and _SEVERITY.get(failure.status, 4) > _SEVERITY.get(merged.status, 4):
-            merged.status = int(failure.status)
+        if merged is not None:
+            status = int(failure.status)
+            if _SEVERITY.get(status, 4) > _SEVERITY.get(merged.status, 4):
+                merged.status = status
 
     def _sample(self, seconds: float) -> None:
         if self.srtt is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -17,7 +17,7 @@ from gsmq import wire
 from gsmq.config import ConfigError
 from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.kafka import KafkaSettings
-from gsmq.transport import Delivered, Envelope
+from gsmq.transport import Delivered, Envelope, Sending
 
 T = TypeVar("T")
 
@@ -89,6 +89,16 @@ def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list
     return [*first, *consumer.consume(max_messages - 1, 0)]
 
 
+def _texts(key: bytes | None, headers: wire.RawHeaders) -> tuple[str, dict[str, str]]:
+    """A consumed record's key and headers as text: UTF-8 as sent, else as `wire.decode_headers` reads them."""
+    try:
+        if isinstance(headers, list):
+            return key.decode() if key is not None else "", {k: v.decode() for k, v in headers}
+    except (UnicodeDecodeError, AttributeError):  # not UTF-8, or a header without value
+        pass
+    return key.decode(errors="replace") if key is not None else "", wire.decode_headers(headers)
+
+
 class KafkaSink:
     """An idempotent acks=all producer; `send` never blocks for long: on a full local
     queue it serves callbacks until there is room (backpressure to the caller)."""
@@ -106,13 +116,39 @@ class KafkaSink:
                     _m.offset = msg.offset() or 0
                 _cb(_m, None if err is None else str(err))
 
-        headers: list[tuple[str, str | bytes | None]] = [(k, v.encode()) for k, v in message.headers.items()]
+        self._produce(message, callback)
+
+    def send_all(self, messages: Sequence[Envelope]) -> Sending:
+        """One delivery callback for all the messages, which only counts a delivery. A
+        delivery report names no headers, so a failed record is reported as every message
+        of `messages` with its topic, key and value (sent again, a duplicate at worst)."""
+        sending = Sending()
+        unsent: dict[tuple[str, bytes, bytes], list[Envelope]] | None = None  # made at the first failure
+
+        def reported(err: KafkaError | None, msg: Message) -> None:
+            nonlocal unsent
+            if err is None:
+                sending.delivered += 1
+                return
+            if unsent is None:
+                unsent = {}
+                for m in messages:
+                    unsent.setdefault((m.topic, m.key.encode(), m.value), []).append(m)
+            sending.failed += unsent.pop((msg.topic() or "", msg.key() or b"", msg.value() or b""), [])
+
+        for message in messages:
+            self._produce(message, reported)
+        return sending
+
+    def _produce(self, message: Envelope, callback: Callable[[KafkaError | None, Message], None] | None) -> None:
+        """Queue one record: key and headers go as text, which librdkafka sends UTF-8 encoded."""
         while True:
             try:
+                headers = cast("dict[str, str | bytes | None]", message.headers)  # read only
                 if message.partition >= 0:
-                    self.producer.produce(message.topic, message.value, message.key.encode(), message.partition, callback, headers=headers)
+                    self.producer.produce(message.topic, message.value, message.key, message.partition, callback, headers=headers)
                 else:
-                    self.producer.produce(message.topic, message.value, message.key.encode(), on_delivery=callback, headers=headers)
+                    self.producer.produce(message.topic, message.value, message.key, on_delivery=callback, headers=headers)
                 return
             except BufferError:
                 self.producer.poll(0.05)
@@ -157,23 +193,16 @@ class KafkaSource:
         out: list[Envelope] = []
         with kafka_errors("consuming"):
             messages = consume_batch(self.consumer, max_messages, timeout)
-        for msg in messages:
+        messages.reverse()
+        while messages:  # each record freed as its envelope is made: the batch never holds both (fewer collections)
+            msg = messages.pop()
             error = msg.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF and self._deferred is None:
                     self._deferred = failure(error, "consuming")
                 continue
-            key = msg.key()
-            out.append(
-                Envelope(
-                    topic=msg.topic() or "",
-                    key=key.decode(errors="replace") if key is not None else "",
-                    value=msg.value() or b"",
-                    headers=wire.decode_headers(msg.headers()),
-                    partition=msg.partition() or 0,
-                    offset=msg.offset() or 0,
-                )
-            )
+            key, headers = _texts(msg.key(), msg.headers())
+            out.append(Envelope(msg.topic() or "", key, msg.value() or b"", headers, msg.partition() or 0, msg.offset() or 0))
         if not out:
             self._raise_deferred()
         return out
@@ -183,10 +212,15 @@ class KafkaSource:
             deferred, self._deferred = self._deferred, None
             raise deferred
 
-    def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
-        if positions:
-            with kafka_errors("committing offsets"):
-                self.consumer.commit(offsets=[TopicPartition(t, p, o) for t, p, o in positions], asynchronous=False)
+    def commit(self, positions: Sequence[tuple[str, int, int]], asynchronous: bool = False) -> None:
+        if not positions:
+            return
+        offsets = [TopicPartition(t, p, o) for t, p, o in positions]
+        with kafka_errors("committing offsets"):
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
 
     def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         with kafka_errors("reading committed offsets"):

@@ -17,7 +17,7 @@ from gsmq.partition import partition_for
 HeaderMap = dict[str, str]
 
 
-@dataclass
+@dataclass(slots=True)
 class Envelope:
     """One message: payload bytes plus routing and headers; partition/offset once placed."""
 
@@ -32,9 +32,31 @@ class Envelope:
 Delivered = Callable[[Envelope, str | None], None]  # (message, error text or None)
 
 
+class Sending:
+    """Messages queued together by `Sink.send_all`: how many were delivered so far, and
+    the ones that failed (each to be sent again by whoever wants it delivered)."""
+
+    __slots__ = ("delivered", "failed")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failed: list[Envelope] = []
+
+    def on_delivered(self, message: Envelope, error: str | None) -> None:
+        """A `Delivered` callback that counts the message, or keeps it when it failed."""
+        if error is None:
+            self.delivered += 1
+        else:
+            self.failed.append(message)
+
+
 class Sink(Protocol):
     def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
         """Queue `message`; `on_delivered` runs from `poll`/`flush` once it is placed (or failed)."""
+
+    def send_all(self, messages: Sequence[Envelope]) -> Sending:
+        """Queue every message; the `Sending` counts them as `poll`/`flush` report them.
+        Cheaper than a `send` each: no callback per message, none told where it was placed."""
 
     def poll(self, timeout: float = 0.0) -> int:
         """Serve delivery callbacks; returns how many ran."""
@@ -54,8 +76,9 @@ class Source(Protocol):
         """Up to `max_messages` messages, waiting at most `timeout` seconds for the first.
         An error never loses messages consumed with it: the next call raises it."""
 
-    def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
-        """Record (topic, partition, next offset to read) as done, synchronously."""
+    def commit(self, positions: Sequence[tuple[str, int, int]], asynchronous: bool = False) -> None:
+        """Record (topic, partition, next offset to read) as done: synchronously, or only
+        queued when `asynchronous` (the outcome is never reported: a lost commit repeats work)."""
 
     def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The committed next offset of each partition (-1 when none)."""
@@ -90,6 +113,14 @@ class MemoryBus:
         return _MemorySource(self, group)
 
 
+def send_each(sink: Sink, messages: Sequence[Envelope]) -> Sending:
+    """`Sink.send_all` by one `send` per message (for sinks whose `send` costs little)."""
+    sending = Sending()
+    for message in messages:
+        sink.send(message, sending.on_delivered)
+    return sending
+
+
 class _MemorySink:
     def __init__(self, bus: MemoryBus) -> None:
         self.bus = bus
@@ -97,6 +128,9 @@ class _MemorySink:
 
     def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
         self._pending.append((self.bus.append(message), on_delivered))
+
+    def send_all(self, messages: Sequence[Envelope]) -> Sending:
+        return send_each(self, messages)
 
     def poll(self, timeout: float = 0.0) -> int:
         pending, self._pending = self._pending, []
@@ -135,7 +169,7 @@ class _MemorySource:
                 break
         return out
 
-    def commit(self, positions: Sequence[tuple[str, int, int]]) -> None:
+    def commit(self, positions: Sequence[tuple[str, int, int]], asynchronous: bool = False) -> None:
         for topic, part, offset in positions:
             self.bus.commits[self.group][(topic, part)] = offset
 

@@ -358,6 +358,17 @@ def test_followers_share_a_table_yet_each_host_excludes_its_own_neighbors() -> N
     assert (common.NEIGHBOR, "nb-h1") not in listed(applier.host_state(H1), H1)
 
 
+def test_followers_that_own_none_of_a_multicasts_neighbors_share_one_statuses_list() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2, H3])
+    for host in (H1, H2, H3):
+        _join(applier, host, 0, subnet())
+    results = {r.host: r for r in applier.apply_multicast(
+        "vpc-1", goal_state(None, neighbor("nb-h1", H1), neighbor("nb-x", "10.9.9.9")), {wire.SEQ: "1", wire.EPOCH: "e1"}, 4, 1)}
+    assert results[H2].statuses is results[H3].statuses  # read once by the acks of both
+    assert sorted(s.resource_id for s in results[H2].statuses) == ["nb-h1", "nb-x"]
+    assert [s.resource_id for s in results[H1].statuses] == ["nb-x"]  # its own list, without its own neighbor
+
+
 def test_a_join_behind_the_shared_table_fills_in_what_the_table_never_had() -> None:
     applier = Applier(MemoryDataPlane(), [H1, H2])
     # H1's bundle leaves out H1's own neighbor: the table, built from it, lacks nb-h1

@@ -3,6 +3,7 @@ VPCs on the multicast topic (assign, seek back, unassign), resync requests."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ from gsmq import wire
 from gsmq.errors import BrokerUnavailableError
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
-from gsmq.transport import Delivered, Envelope, MemoryBus
+from gsmq.transport import Delivered, Envelope, MemoryBus, Sending, send_each
 from gsmq.v1 import ack_pb2
 
 T = Topics("t")
@@ -40,6 +41,9 @@ class FailingSink:
             self._failed.append((message, on_delivered))
             return
         self.inner.send(message, on_delivered)
+
+    def send_all(self, messages: Sequence[Envelope]) -> Sending:
+        return send_each(self, messages)
 
     def poll(self, timeout: float = 0.0) -> int:
         failed, self._failed = self._failed, []
@@ -229,6 +233,15 @@ def test_commit_waits_for_reply_delivery(stopping: bool) -> None:
         assert len(agent.replies()) == 1 and agent.committed(T.unicast, H1) == 1
 
 
+def test_failed_acks_and_dead_letters_are_both_sent_again_and_only_acks_count_as_replies() -> None:
+    agent = Agent([H1], failures=2)  # the batch's ack, then its dead letter
+    agent.send(T.unicast, H1, b"\xff\xff")
+    good = agent.send(T.unicast, H1, goal_state(H1, subnet()))
+    agent.consumer.run_once(0)
+    assert len(agent.replies()) == 1 and len(agent.bus.logs[(T.dead_letter, 0)]) == 1
+    assert agent.applier.counters.replies_sent == 1 and agent.committed(T.unicast, H1) == good.offset + 1
+
+
 def test_auto_channel_reads_unicast_and_each_host_topic_once_it_exists() -> None:
     agent = Agent([H1, H2], channel="auto")
     agent.existing = {T.unicast}
@@ -266,3 +279,46 @@ def test_an_error_while_a_batch_gathers_is_raised_after_the_batch_in_hand_is_app
     agent.consumer.ack_interval = 0.0
     agent.drain()
     assert [ack.unicast_seq for _, ack in agent.replies()] == [1, 2]
+
+
+def test_under_load_offsets_are_committed_asynchronously_at_most_every_interval_and_at_once_when_idle(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = Agent([H1])
+    commits: list[bool] = []
+    inner = agent.source.commit
+
+    def commit(positions: Sequence[tuple[str, int, int]], asynchronous: bool = False) -> None:
+        commits.append(asynchronous)
+        inner(positions, asynchronous)
+
+    monkeypatch.setattr(agent.source, "commit", commit)
+    agent.consumer.commit_interval = 3600.0
+    first = agent.send(T.unicast, H1, goal_state(H1, subnet("sn-1")))
+    assert agent.consumer.run_once(0) == 1
+    assert agent.committed(T.unicast, H1) == first.offset + 1  # the first commit is due at once
+    second = agent.send(T.unicast, H1, goal_state(H1, subnet("sn-2")))
+    assert agent.consumer.run_once(0) == 1
+    assert len(agent.replies()) == 2 and agent.committed(T.unicast, H1) == first.offset + 1  # acked, commit not due yet
+    assert agent.consumer.run_once(0) == 0
+    assert agent.committed(T.unicast, H1) == second.offset + 1  # nothing more to read: committed at once
+    assert commits == [True, True]
+
+
+def test_stopping_commits_what_was_applied_and_acked(monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = Agent([H1])
+    agent.consumer.commit_interval = 3600.0
+    agent.drain()
+    agent.send(T.unicast, H1, goal_state(H1, subnet("sn-1")))
+    agent.consumer.run_once(0)
+    last = agent.send(T.unicast, H1, goal_state(H1, subnet("sn-2")))
+    stop, inner = threading.Event(), agent.source.poll_batch
+
+    def poll_then_stop(max_messages: int, timeout: float) -> list[Envelope]:
+        got = inner(max_messages, timeout)
+        if got:
+            stop.set()  # the batch in hand is applied and acked, then the loop ends
+        return got
+
+    monkeypatch.setattr(agent.source, "poll_batch", poll_then_stop)
+    agent.consumer.run(stop, poll_timeout=0)
+    assert len(agent.replies()) == 2 and agent.committed(T.unicast, H1) == last.offset + 1

@@ -165,6 +165,26 @@ def test_acks_nobody_waits_for_are_ignored_and_broken_records_refused_alone() ->
     assert "2^63" in dead[-1].headers[wire.ERROR] and eng.counts()["dead_letters"] == len(broken)
 
 
+@pytest.mark.parametrize("field", ["unicast_seq", "unicast_seen", "seq", "seen"])
+def test_an_ack_with_any_sequence_past_the_sequence_space_is_refused(field: str) -> None:
+    def record(value: int) -> Envelope:
+        ack = ack_pb2.Ack(host_id=A, epoch="e")
+        vpc = ack.vpcs.add(vpc_id="vpc-1", epoch="e")
+        setattr(vpc if field in ("seq", "seen") else ack, field, value)
+        return Envelope("t.reply", A, ack.SerializeToString(), {wire.MSG_TYPE: "Ack", wire.HOST_ID: A})
+
+    acks, refused = decode_acks([record(wire.MAX_NUMBER), record(wire.MAX_NUMBER + 1)], "t.dead")
+    assert len(acks) == 1 and [r.headers[wire.ERROR] for r in refused] == ["Ack with a sequence past 2^63-1"]
+
+
+def test_markers_are_skipped_and_a_record_without_gs_type_is_refused_as_a_goal_state() -> None:
+    marker = Envelope("t.reply", "", b"", {wire.MSG_TYPE: "Marker"})
+    untyped = Envelope("t.reply", A, b"", {}, partition=2, offset=7)
+    acks, refused = decode_acks([marker, untyped], "t.dead")
+    assert acks == [] and [(r.topic, r.headers[wire.SOURCE_OFFSET]) for r in refused] == [("t.dead", "7")]
+    assert refused[0].headers[wire.ERROR] == "not an Ack on the reply topic: gs-type 'GoalStateV2'"
+
+
 def test_many_messages_one_ack() -> None:
     eng, _, topics, acas = cluster()
     replies: list[gsp.GoalStateOperationReply] = []

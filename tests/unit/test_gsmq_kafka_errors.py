@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from gsmq import wire
 from gsmq.config import ConfigError
 from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import admin_client, topic_names
 from gsmq.kafka_transport import KafkaSink, build_client, failure, kafka_errors
+from gsmq.transport import Envelope
 
 
 @pytest.mark.parametrize("code", [KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
@@ -42,3 +44,14 @@ def test_an_unreachable_broker_is_broker_unavailable_not_a_kafka_exception() -> 
     admin = admin_client(KafkaSettings("127.0.0.1:1", {"log_level": "0"}))
     with pytest.raises(BrokerUnavailableError):
         topic_names(admin, timeout=0.5)
+
+
+def test_messages_sent_together_that_fail_come_back_as_sent_headers_included() -> None:
+    # A delivery report names no headers: the failed record is found among the messages sent.
+    sink = KafkaSink(KafkaSettings("127.0.0.1:1", {"log_level": "0"}), **{"message.timeout.ms": 100})
+    twins = [Envelope("t", "h1", b"same", {wire.SOURCE_OFFSET: str(i)}) for i in range(2)]
+    messages = [Envelope("t", "h0", b"ack", {wire.HOST_ID: "h0", wire.MSG_TYPE: "Ack"}), *twins]
+    sending = sink.send_all(messages)
+    assert sink.flush(10) == 0
+    assert sending.delivered == 0
+    assert sorted(sending.failed, key=lambda m: (m.key, m.headers.get(wire.SOURCE_OFFSET, ""))) == messages  # twins: both

@@ -12,7 +12,7 @@ from gsmq.kafka import KafkaSettings
 from gsmq.partition import murmur2, partition_for
 from gsmq.resources import MAP_FIELD, VPC_WIDE, host_listing, iter_states, piece_of, ref_piece, vpc_of
 from gsmq.topics import Topics
-from gsmq.transport import Envelope, MemoryBus
+from gsmq.transport import Envelope, MemoryBus, Sending
 
 # Kafka's own test vectors (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java), signed Java ints.
 JAVA_MURMUR2 = [
@@ -67,6 +67,22 @@ def test_memory_bus_places_by_key_and_remembers_commits() -> None:
     other = (part + 1) % 4
     assert bus.source("g").committed([("t", part), ("t", other)]) == {("t", part): 6, ("t", other): -1}
     assert bus.source("another-group").committed([("t", part)]) == {("t", part): -1}
+
+
+def test_memory_bus_sends_many_at_once_and_counts_them_as_polls_report_them() -> None:
+    bus = MemoryBus({"t": 4})
+    sink = bus.sink()
+    sending = sink.send_all([Envelope("t", f"h{i}", f"m{i}".encode(), {"n": str(i)}) for i in range(5)])
+    assert (sending.delivered, sending.failed) == (0, [])  # counted from poll/flush, like librdkafka's reports
+    assert sink.flush() == 0 and (sending.delivered, sending.failed) == (5, [])
+    assert sorted(m.value for log in bus.logs.values() for m in log) == [f"m{i}".encode() for i in range(5)]
+
+
+def test_a_sending_keeps_the_messages_that_failed() -> None:
+    sending, ok, bad = Sending(), Envelope("t", "a", b"1"), Envelope("t", "b", b"2")
+    sending.on_delivered(ok, None)
+    sending.on_delivered(bad, "broker down")
+    assert (sending.delivered, sending.failed) == (1, [bad])
 
 
 def test_memory_bus_spreads_keys_like_kafka_and_honours_explicit_partitions() -> None:

@@ -1,0 +1,64 @@
+"""Sink and Source over a real broker: what is sent is what is read, keys and headers as text."""
+
+from __future__ import annotations
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from gsmq import wire
+from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import ensure_topics
+from gsmq.kafka_transport import KafkaSink, KafkaSource
+from gsmq.partition import partition_for
+from gsmq.transport import Envelope
+
+
+def read_all(source: KafkaSource, count: int) -> list[Envelope]:
+    got: list[Envelope] = []
+    for _ in range(100):
+        got += source.poll_batch(100, 0.2)
+        if len(got) >= count:
+            break
+    return got
+
+
+def test_messages_sent_together_are_counted_and_read_back_as_sent(kafka: KafkaSettings, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}.reply"
+    ensure_topics(AdminClient(kafka.admin()), {topic: 4})
+    sink = KafkaSink(kafka)
+    messages = [Envelope(topic, f"10.0.0.{i}", f"ack-{i}".encode(), {wire.HOST_ID: f"10.0.0.{i}", wire.MSG_TYPE: "Ack"})
+                for i in range(20)]
+    messages.append(Envelope(topic, "hôte-é", b"", {wire.ERROR: "désolé", "empty": ""}, partition=3))
+    sending = sink.send_all(messages)
+    assert sink.flush(10) == 0
+    assert (sending.delivered, sending.failed) == (len(messages), [])
+    source = KafkaSource(kafka, f"{topic_prefix}.g")
+    try:
+        source.assign([(topic, p, 0) for p in range(4)])
+        got = read_all(source, len(messages))
+    finally:
+        source.close()
+    assert sorted((m.key, m.value, m.headers) for m in got) == sorted((m.key, m.value, m.headers) for m in messages)
+    assert all(m.partition == (3 if m.key == "hôte-é" else partition_for(m.key, 4)) for m in got)
+
+
+def test_keys_and_headers_that_are_not_utf8_text_are_read_as_decode_headers_reads_them(kafka: KafkaSettings, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}.odd"
+    ensure_topics(AdminClient(kafka.admin()), {topic: 1})
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    odd: list[tuple[str, str | bytes | None]] = [("gs-type", b"Ack"), ("bad", b"\xff\xfe"), ("none", None)]
+    producer.produce(topic, b"v1", b"\xffkey", headers=odd)
+    producer.produce(topic, b"v2", None, headers=[("gs-type", b"Ack"), ("none", None)])
+    producer.produce(topic, b"v3")
+    assert producer.flush(10) == 0
+    source = KafkaSource(kafka, f"{topic_prefix}.g")
+    try:
+        source.assign([(topic, 0, 0)])
+        got = read_all(source, 3)
+    finally:
+        source.close()
+    assert [(m.key, m.value, m.headers) for m in got] == [
+        (b"\xffkey".decode(errors="replace"), b"v1", wire.decode_headers(odd)),
+        ("", b"v2", {"gs-type": "Ack", "none": ""}),
+        ("", b"v3", {}),
+    ]

@@ -38,6 +38,7 @@ from gs_bench.scenarios import (
     run_sweep,
     run_vpc_storm,
     sweep_point,
+    warm_up,
 )
 from gsmq.broker import broker_name
 
@@ -107,6 +108,8 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
     """Every chosen scenario in turn; each adds its figures to `results` as soon as it ends."""
     chosen = set(suite.scenarios)
     storm = Storm(suite.hosts, suite.vpcs, suite.ports)
+    if suite.warm_up and chosen - {"memory", "footprint"}:
+        results["warm_up"] = warm_up(env, storm)
     if chosen & {"storm", "churn", "fast-path", "raw"}:
         main = run_storm(env, storm, churn=suite.churn if "churn" in chosen else (), churn_seconds=suite.churn_seconds,
                          fast_path="fast-path" in chosen)

@@ -134,11 +134,31 @@ def test_an_interrupted_sweep_keeps_the_points_measured_before(monkeypatch: pyte
                 "sim_rss_bytes": 1, "sim_rss_per_host_bytes": 1.0, "failures": 0, "publish_to_applied_ms": {}}
 
     monkeypatch.setattr(scenarios, "run_storm", fake_storm)
-    suite = dataclasses.replace(SUITES["scale"], scenarios=("hosts",), sweep=(100, 1000, 10000))
+    suite = dataclasses.replace(SUITES["scale"], scenarios=("hosts",), sweep=(100, 1000, 10000), warm_up=False)
     results: dict[str, Any] = {}
     with pytest.raises(KeyboardInterrupt):
         bench_main.run_suite(Env("127.0.0.1:9", tmp_path), suite, results)  # the fake storms never reach it
     assert [p["hosts"] for p in results["convergence_vs_hosts"]] == [100, 1000]
+
+
+def test_the_broker_is_warmed_up_by_the_main_storm_before_the_scenarios_that_use_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    storms: list[tuple[int, int]] = []
+
+    def fake_storm(env: object, storm: Storm, **_: object) -> dict[str, object]:
+        storms.append((storm.hosts, storm.ports))
+        return {"hosts": storm.hosts, "vpcs": storm.vpcs, "hosts_per_vpc": 100, "ports": storm.ports, "convergence_s": 2.5}
+
+    monkeypatch.setattr(scenarios, "run_storm", fake_storm)
+    suite = dataclasses.replace(SUITES["scale"], scenarios=("hosts",), sweep=(100,), sweep_ports_per_host=1)
+    results: dict[str, Any] = {}
+    bench_main.run_suite(Env("127.0.0.1:9", tmp_path), suite, results)
+    assert storms == [(suite.hosts, suite.ports), (100, 100)]  # the warm-up first, then the measured point
+    assert results["warm_up"]["convergence_s"] == 2.5 and [p["hosts"] for p in results["convergence_vs_hosts"]] == [100]
+    results.clear()
+    bench_main.run_suite(Env("127.0.0.1:9", tmp_path), dataclasses.replace(suite, scenarios=("footprint",), footprint=()), results)
+    assert "warm_up" not in results  # a scenario without the broker is not warmed up for
 
 
 def test_view_resources_count_what_each_host_holds_once_the_storm_is_applied() -> None:

@@ -2,16 +2,18 @@
 that completes, failures merged, stragglers resynced, callers answered (docs/internals.md,
 "Acknowledgements" and "The caller's reply").
 
-A request waits, per targeted host, for positions: the unicast gs-seq of its message to
-the host, and the multicast gs-seq of each VPC message the host must apply. Each host
-keeps its waits in queues ordered by position (one for unicast, one per VPC), so an ack
-that moves a watermark pops exactly the waits it passes: O(1) amortised per wait, plus
-the failures it carries, whatever number of messages the ack covers.
+A request waits for positions: the unicast gs-seq of its message to each host, and for
+each of its multicast messages, the hosts of the VPC that must apply it (a `Fanout`). A
+host's unicast waits queue behind its unicast watermark; a VPC's fanouts queue by gs-seq,
+and an ack that moves a host's VPC watermark from `a` to `b` visits exactly the fanouts in
+(a, b]: O(1) amortised per (host, message) it passes, with no object per pair, plus the
+failures the ack carries, whatever number of messages it covers.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,52 +41,75 @@ class Merged:
     operation_type: int = common.INFO
 
 
-@dataclass
+@dataclass(eq=False)
 class Pending:
-    """One caller's request in flight."""
+    """One caller's request in flight: `unicast` {host: gs-seq of its message} and
+    `multicast` [(message, hosts that must apply it)], as published; the tracker turns
+    them into waits (`unicast` keeps the hosts still awaited)."""
 
     id: str
     data: Input
-    positions: dict[str, set[Token]]  # host -> the messages it must apply
     on_done: Callable[[gsp.GoalStateOperationReply], None]
+    unicast: dict[str, int] = field(default_factory=dict)
+    multicast: list[tuple[Token, set[str]]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
-    waiting: dict[str, Wait] = field(default_factory=dict)  # host -> what is still awaited from it
+    fanouts: list[Fanout] = field(default_factory=list)
+    open: int = 0  # unicast waits and fanouts not passed yet
+    resynced: set[str] = field(default_factory=set)  # hosts whose resync covers all they owe this request
+    done: bool = False
     merged: dict[ResourceKey, Merged] = field(default_factory=dict)
-    total_us: int = 0  # the largest apply time of an ack that completed a host
+    total_us: int = 0  # the largest apply time of an ack that moved the request on
     dataplane_us: int = 0  # ... and of its slowest data-plane call, resource time, publish -> applied
     config_us: int = 0
     elapse_us: int = 0
 
+    def waiting(self) -> set[str]:
+        """The hosts it still waits for."""
+        return set(self.unicast).union(*(f.waiting for f in self.fanouts))
+
 
 @dataclass(slots=True, eq=False)
-class Wait:
-    """What one request still waits for from one host: `parts` positions, or the resync
-    (a full state, unicast `resync_seq`) that covers them all."""
+class Fanout:
+    """A multicast message a request waits for, and the hosts that have not passed it."""
 
     request: Pending
-    host: str
-    parts: int
-    done: bool = False
-    resync_seq: int = 0
+    seq: int
+    waiting: set[str]
+
+
+@dataclass(slots=True)
+class VpcQueue:
+    """One VPC's fanouts, ordered by gs-seq; those before `start` are passed by all (or dropped)."""
+
+    seqs: list[int] = field(default_factory=list)
+    fanouts: list[Fanout] = field(default_factory=list)
+    start: int = 0
+
+    def trim(self) -> None:
+        """Move `start` past the fanouts no host waits for any more; drop them when they are many."""
+        while self.start < len(self.fanouts) and (not self.fanouts[self.start].waiting or self.fanouts[self.start].request.done):
+            self.start += 1
+        if self.start > 64 and self.start * 2 > len(self.fanouts):
+            del self.seqs[: self.start], self.fanouts[: self.start]
+            self.start = 0
 
 
 @dataclass(slots=True)
 class HostProgress:
-    """One host's watermarks (this DPM's epoch) and the waits queued behind them."""
+    """One host's watermarks (this DPM's epoch) and its unicast waits."""
 
     unicast: int = 0
     unicast_seen: int = 0
     vpcs: dict[str, int] = field(default_factory=dict)
     vpcs_seen: dict[str, int] = field(default_factory=dict)
     heard: float = float("-inf")  # when its last ack came
-    # (seq, wait, a resync covering all); None while nothing is awaited (an empty deque is 760 B)
-    unicast_waits: deque[tuple[int, Wait, bool]] | None = None
-    vpc_waits: dict[str, deque[tuple[int, Wait, bool]]] = field(default_factory=dict)
+    # (seq, request, a resync covering all); None while nothing is awaited (an empty deque is 760 B)
+    unicast_waits: deque[tuple[int, Pending, bool]] | None = None
 
-    def wait_unicast(self, seq: int, wait: Wait, covers_all: bool) -> None:
+    def wait_unicast(self, seq: int, request: Pending, covers_all: bool) -> None:
         if self.unicast_waits is None:
             self.unicast_waits = deque()
-        self.unicast_waits.append((seq, wait, covers_all))
+        self.unicast_waits.append((seq, request, covers_all))
 
     def stuck(self) -> bool:
         """A gap holds a watermark back: only a resync moves it on."""
@@ -111,7 +136,7 @@ def decode_acks(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tu
             continue
         if not ack.host_id:
             refused.append(_refuse(message, dead_letter_topic, "Ack without host_id"))
-        elif ack.unicast_seq > wire.MAX_NUMBER or ack.unicast_seen > wire.MAX_NUMBER or _past_max(ack.vpcs):
+        elif max(ack.unicast_seq, ack.unicast_seen) > wire.MAX_NUMBER or _past_max(ack.vpcs):
             refused.append(_refuse(message, dead_letter_topic, "Ack with a sequence past 2^63-1"))
         else:
             out.append(ack)
@@ -123,7 +148,10 @@ _ACK, _MARKER, _GOAL_STATE = MessageType.ACK.value, MessageType.MARKER.value, Me
 
 
 def _past_max(vpcs: Iterable[ack_pb2.VpcProgress]) -> bool:
-    return any(v.seq > wire.MAX_NUMBER or v.seen > wire.MAX_NUMBER for v in vpcs)
+    for v in vpcs:  # noqa: SIM110 - a loop costs less than a generator, once per ack
+        if v.seq > wire.MAX_NUMBER or v.seen > wire.MAX_NUMBER:
+            return True
+    return False
 
 
 def _refuse(message: Envelope, topic: str, reason: str) -> Envelope:
@@ -149,6 +177,7 @@ class AckTracker:
         self.epoch = epoch
         self.clock: Callable[[], float] = time.monotonic
         self.hosts: dict[str, HostProgress] = {}
+        self.queues: dict[str, VpcQueue] = {}  # vpc -> the fanouts waiting on its messages
         self._multicast: dict[Token, Pending] = {}  # multicast message -> the request that published it
         self.srtt: float | None = None  # smoothed completion time of a host's first copy (s), and its mean deviation
         self.rttvar = 0.0
@@ -171,25 +200,27 @@ class AckTracker:
         return hp
 
     def track(self, request: Pending) -> None:
-        """Wait for every host's positions (tokens of messages just published to it)."""
+        """Wait for every host's positions (the messages just published for the request)."""
         request.started = self.clock()
         for key, state in request.data.states.items():
             request.merged[key] = Merged(operation_type=int(state.operation_type))
-        for host, tokens in request.positions.items():
-            if not tokens:
-                continue
-            wait = request.waiting[host] = Wait(request, host, len(tokens))
-            hp = self.host(host)
-            for token in tokens:
-                if token.multicast:
-                    hp.vpc_waits.setdefault(token.vpc, deque()).append((token.seq, wait, False))
-                    self._multicast[token] = request
-                else:
-                    hp.wait_unicast(token.seq, wait, False)
-        if not request.waiting:
-            self._finish(request, [])
-        else:
+        for host, seq in request.unicast.items():
+            self.host(host).wait_unicast(seq, request, False)
+        for token, hosts in request.multicast:
+            if hosts:
+                fanout = Fanout(request, token.seq, hosts)
+                request.fanouts.append(fanout)
+                queue = self.queues.get(token.vpc)
+                if queue is None:
+                    queue = self.queues[token.vpc] = VpcQueue()
+                queue.seqs.append(token.seq)
+                queue.fanouts.append(fanout)
+                self._multicast[token] = request
+        request.open = len(request.unicast) + len(request.fanouts)
+        if request.open:
             self.pending[request.id] = request
+        else:
+            self._finish(request, [])
 
     def on_ack(self, ack: ack_pb2.Ack) -> None:
         """A host's progress: failures merged into their requests, then watermarks moved on.
@@ -204,13 +235,15 @@ class AckTracker:
         if (ours or not epoch) and len(ack.failures):
             for failure in ack.failures:
                 self._fail(hp, failure)
+        times: _Times | None = None
         if ours:
             seen, seq = ack.unicast_seen, ack.unicast_seq
             hp.unicast_seen = max(hp.unicast_seen, seen)
             if seq > hp.unicast:
                 hp.unicast = seq
                 if hp.unicast_waits is not None:
-                    self._pass(hp.unicast_waits, seq, ack, now)
+                    times = _times(ack)
+                    self._pass_unicast(host, hp.unicast_waits, seq, times, now)
                     if not hp.unicast_waits:
                         hp.unicast_waits = None
         for progress in ack.vpcs:
@@ -219,42 +252,59 @@ class AckTracker:
             vpc, seen, seq = progress.vpc_id, progress.seen, progress.seq
             if seen > hp.vpcs_seen.get(vpc, 0):
                 hp.vpcs_seen[vpc] = seen
-            if seq > hp.vpcs.get(vpc, 0):
+            was = hp.vpcs.get(vpc, 0)
+            if seq > was:
                 hp.vpcs[vpc] = seq
-                waits = hp.vpc_waits.get(vpc)
-                if waits is not None:
-                    self._pass(waits, seq, ack, now)
-                    if not waits:
-                        del hp.vpc_waits[vpc]
+                queue = self.queues.get(vpc)
+                if queue is not None:
+                    self._pass_fanouts(host, queue, was, seq, times or _times(ack), now)
+                    if queue.start == len(queue.fanouts):
+                        del self.queues[vpc]
 
-    def _pass(self, waits: deque[tuple[int, Wait, bool]], watermark: int, ack: ack_pb2.Ack, now: float) -> None:
-        """Pop the waits the watermark passed; a wait with no part left completes its host
-        (the ack's times are read once, for all the waits it completes)."""
-        times: tuple[int, int, int, int] | None = None
+    def _pass_unicast(self, host: str, waits: deque[tuple[int, Pending, bool]], watermark: int, times: _Times,
+                      now: float) -> None:
+        """Pop the unicast waits the watermark passed; a resync's covers every position the host owes its request."""
         while waits and waits[0][0] <= watermark:
-            _, wait, covers_all = waits.popleft()
-            if wait.done:
+            _, request, covers_all = waits.popleft()
+            if request.done:
                 continue
-            wait.parts -= 1
-            if covers_all or wait.parts == 0:
-                if times is None:
-                    t = ack.timing
-                    times = (t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us)
-                self._host_done(wait, times, now)
+            if covers_all:
+                for fanout in request.fanouts:
+                    if host in fanout.waiting:
+                        fanout.waiting.discard(host)
+                        if not fanout.waiting:
+                            request.open -= 1
+            if request.unicast.pop(host, None) is not None:
+                request.open -= 1
+            self._passed(request, host, times, now)
 
-    def _host_done(self, wait: Wait, times: tuple[int, int, int, int], now: float) -> None:
-        """`wait`'s host has applied what the request needs; the request keeps the largest times."""
-        wait.done = True
-        request = wait.request
-        if not wait.resync_seq:  # a resynced host times neither copy (Karn)
+    def _pass_fanouts(self, host: str, queue: VpcQueue, was: int, watermark: int, times: _Times, now: float) -> None:
+        """The host passed the VPC's messages in (was, watermark]."""
+        seqs, fanouts = queue.seqs, queue.fanouts
+        i = bisect_right(seqs, was, queue.start)
+        end = len(seqs)
+        while i < end and seqs[i] <= watermark:
+            fanout = fanouts[i]
+            i += 1
+            if host in fanout.waiting:
+                fanout.waiting.discard(host)
+                request = fanout.request
+                if not fanout.waiting:
+                    request.open -= 1
+                if not request.done:
+                    self._passed(request, host, times, now)
+        queue.trim()
+
+    def _passed(self, request: Pending, host: str, times: _Times, now: float) -> None:
+        """`host` passed one of the request's positions (all of them, after its resync)."""
+        if host not in request.resynced:  # a resynced host times neither copy (Karn)
             self._sample(now - request.started)
         total_us, dataplane_us, config_us, elapse_us = times
         request.total_us = max(request.total_us, total_us)
         request.dataplane_us = max(request.dataplane_us, dataplane_us)
         request.config_us = max(request.config_us, config_us)
         request.elapse_us = max(request.elapse_us, elapse_us)
-        del request.waiting[wait.host]
-        if not request.waiting:
+        if request.open == 0:
             del self.pending[request.id]
             self._finish(request, [])
 
@@ -265,9 +315,9 @@ class AckTracker:
         if vpc:
             request = self._multicast.get(Token(vpc, seq))
         elif seq:
-            for at, wait, _ in hp.unicast_waits or ():
+            for at, waiting, _ in hp.unicast_waits or ():
                 if at >= seq:
-                    request = wait.request if at == seq else None
+                    request = waiting if at == seq else None
                     break
         if request is None:
             return  # a resource of a resync or of a request answered already
@@ -285,56 +335,66 @@ class AckTracker:
             self.srtt = 0.875 * self.srtt + 0.125 * seconds
 
     def tick(self, now: float | None = None) -> None:
-        """Resync stragglers (see the class), once per host for all its waits; fail hosts
+        """Resync stragglers (see the class), once per host for all its requests; fail hosts
         whose requests passed `timeout`."""
         now = self.clock() if now is None else now
         patience = self.patience
-        stragglers: dict[str, list[Wait]] = {}
+        stragglers: dict[str, list[Pending]] = {}
         for request in list(self.pending.values()):
             age = now - request.started
             if age >= self.timeout:
                 del self.pending[request.id]
-                self._finish(request, sorted(request.waiting))
+                self._finish(request, sorted(request.waiting()))
+                self._trim(request)
             elif age >= patience:
-                for host, wait in request.waiting.items():
-                    if wait.resync_seq:
-                        continue
+                for host in request.waiting() - request.resynced:
                     hp = self.host(host)
                     if now - hp.heard < patience and not hp.stuck():
                         continue  # working through its queue: asked again at the next tick
-                    stragglers.setdefault(host, []).append(wait)
-        for host, waits in stragglers.items():
+                    stragglers.setdefault(host, []).append(request)
+        for host, requests in stragglers.items():
             seq = self._resync(host)
             hp = self.host(host)
-            for wait in waits:
-                wait.resync_seq = seq
-                hp.wait_unicast(seq, wait, True)
+            for request in requests:
+                request.resynced.add(host)
+                hp.wait_unicast(seq, request, True)
             self.retries += 1
-            log.info("straggler_resynced", host=host, requests=len(waits), seq=seq)
+            log.info("straggler_resynced", host=host, requests=len(requests), seq=seq)
 
     def _finish(self, request: Pending, silent: list[str]) -> None:
+        request.done = True
         for host in silent:
-            request.waiting.pop(host).done = True
             self._forget_done(self.host(host))
             for key in request.data.keys_of(host):
                 if key in request.merged:
                     request.merged[key].status = common.FAILURE
-        for tokens in request.positions.values():
-            for token in tokens:
-                if token.multicast and self._multicast.get(token) is request:
-                    del self._multicast[token]
+        for token, _ in request.multicast:
+            if self._multicast.get(token) is request:
+                del self._multicast[token]
         request.on_done(caller_reply(request.merged, request, request.data.format_version, silent))
+
+    def _trim(self, request: Pending) -> None:
+        """Let the VPC queues drop the fanouts of a request given up."""
+        for token, _ in request.multicast:
+            queue = self.queues.get(token.vpc)
+            if queue is not None:
+                queue.trim()
+                if queue.start == len(queue.fanouts):
+                    del self.queues[token.vpc]
 
     @staticmethod
     def _forget_done(hp: HostProgress) -> None:
-        """Drop the finished waits of a silent host (its watermarks may never pass them)."""
+        """Drop the unicast waits of finished requests (a silent host's watermark may never pass them)."""
         hp.unicast_waits = deque(w for w in hp.unicast_waits or () if not w[1].done) or None
-        for vpc in list(hp.vpc_waits):
-            left = deque(w for w in hp.vpc_waits[vpc] if not w[1].done)
-            if left:
-                hp.vpc_waits[vpc] = left
-            else:
-                del hp.vpc_waits[vpc]
+
+
+# An ack's times as a request keeps them: apply, slowest data-plane call, resource time, publish -> applied (us).
+_Times = tuple[int, int, int, int]
+
+
+def _times(ack: ack_pb2.Ack) -> _Times:
+    t = ack.timing
+    return t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from gsmq import wire
 from gsmq.resources import Order, ResourceKey, order
 from gsmq.transport import Envelope
 from gsmq.v1 import ack_pb2
-from gsmq.wire import STRATEGIES, Strategy, Token
+from gsmq.wire import STRATEGIES, Strategy
 
 log = structlog.get_logger()
 Done = Callable[[gsp.GoalStateOperationReply], None]
@@ -85,16 +85,14 @@ class Engine:
             log.warning("snapshot_unresolved_references", problems=problems[:5], count=len(problems))
         messages = planner.plan(self.strategy, self.snapshot, change, data)
         follows = self.publisher.follow_positions(sorted({v for m in messages for v in m.follow}))
-        positions: dict[str, set[Token]] = {}
+        request = Pending(request_id, data, on_done)
         for out in messages:  # multicast first: a follow offset predates this change's multicast
             payload = planner.encode(out, data, self.snapshot)
             if out.multicast:
-                token = self.publisher.multicast(out.key, payload, request_id)
+                request.multicast.append((self.publisher.multicast(out.key, payload, request_id), out.expect))
             else:
-                token = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow})
-            for host in out.expect:
-                positions.setdefault(host, set()).add(token)
-        self.tracker.track(Pending(request_id, data, positions, on_done))
+                request.unicast[out.key] = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow}).seq
+        self.tracker.track(request)
 
     def refused(self, data: Input, batch: Mapping[ResourceKey, Any] | None = None) -> dict[ResourceKey, str]:
         """{(type, id): reason} for every resource that makes the input refused whole: invalid,

@@ -434,4 +434,4 @@ def test_a_host_with_nothing_awaited_keeps_no_queue() -> None:
     assert eng.tracker.hosts[A].unicast_waits
     acas.reply(HOSTS)
     assert eng.tracker.pending == {}
-    assert all(hp.unicast_waits is None and hp.vpc_waits == {} for hp in eng.tracker.hosts.values())
+    assert all(hp.unicast_waits is None for hp in eng.tracker.hosts.values()) and eng.tracker.queues == {}

@@ -53,6 +53,7 @@ class DpmConfig:
     retry_after: float
     max_in_flight: int
     max_in_flight_hosts: int
+    batches_in_flight: int
     batch_window_ms: float
     batch_size: int
     unicast_partitions: int
@@ -79,8 +80,10 @@ def settings() -> Settings:
     s.option("--max-in-flight-hosts", default=100000, convert=positive_int,
              help="host deliveries in flight (a request counts once per host it targets) before callers are held back;"
              " keep it below what the agents apply in --retry-after seconds")
-    s.option("--batch-window-ms", default=10.0, convert=float,
-             help="while requests are in flight, inputs arriving within this window are sent together (0: one by one)")
+    s.option("--batches-in-flight", default=2, convert=positive_int,
+             help="requests in flight before new inputs wait to be sent together (when one completes, or after --batch-window-ms)")
+    s.option("--batch-window-ms", default=50.0, convert=float,
+             help="the longest an input waits to be sent with others while --batches-in-flight requests are in flight (0: one by one)")
     s.option("--batch-size", default=1000, convert=positive_int, help="most inputs sent together")
     s.option("--unicast-partitions", default=16, convert=positive_int, help="partitions of the unicast topic when it is created")
     s.option("--multicast-partitions", default=16, convert=positive_int, help="partitions of the multicast topic when it is created")
@@ -190,7 +193,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt), stop_timeout=2.0)
         life.task("dpm-ack-ticker", _tick(engine), stop_timeout=1.0)
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
-                                  config.max_in_flight_hosts)
+                                  config.max_in_flight_hosts, config.batches_in_flight)
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
         register(provisioner, server)
         status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)

@@ -26,24 +26,44 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 class Batcher:
     """Hands inputs to the engine together, so a storm becomes few large messages instead
-    of many small ones: at once when nothing is in flight (no wait when idle), otherwise
-    after gathering for `window` seconds or `size` inputs (like Nagle's algorithm)."""
+    of many small ones (like Nagle's algorithm): at once while fewer than `in_flight`
+    requests are in flight (no wait when idle), otherwise when one completes, after
+    gathering for `window` seconds, or at `size` inputs. Under load a batch holds what
+    arrived during the round trip of the ones before it, so it grows with the load."""
 
-    def __init__(self, engine: Engine, window: float, size: int) -> None:
+    def __init__(self, engine: Engine, window: float, size: int, in_flight: int = 2) -> None:
         self.engine = engine
         self.window = window
         self.size = size
+        self.in_flight = in_flight
         self._queue: list[tuple[Input, Done]] = []
         self._timer: asyncio.TimerHandle | None = None
         self.batches = 0
         self.inputs = 0
 
     def add(self, data: Input, on_done: Done) -> None:
-        self._queue.append((data, on_done))
-        if len(self._queue) >= self.size or self.window <= 0 or (self._timer is None and not self.engine.tracker.pending):
+        self._queue.append((data, self._then_drain(on_done)))
+        if len(self._queue) >= self.size or self.window <= 0 or self._room():
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.window, self.flush)
+
+    def _room(self) -> bool:
+        return len(self.engine.tracker.pending) < self.in_flight
+
+    def _then_drain(self, on_done: Done) -> Done:
+        """`on_done`, then the queue is handed over if a request in flight made room (soon,
+        not from inside the ack tracker)."""
+        def done(reply: gsp.GoalStateOperationReply) -> None:
+            on_done(reply)
+            if self._queue:
+                asyncio.get_running_loop().call_soon(self._drain)
+
+        return done
+
+    def _drain(self) -> None:
+        if self._queue and self._room():
+            self.flush()
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -108,14 +128,14 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
     """alcor.schema.GoalStateProvisioner on the DPM."""
 
     def __init__(self, engine: Engine, max_in_flight: int, batch_window: float = 0.0, batch_size: int = 1,
-                 max_in_flight_hosts: int = 100_000) -> None:
+                 max_in_flight_hosts: int = 100_000, batches_in_flight: int = 2) -> None:
         self.engine = engine
         self.in_flight = Budget(max_in_flight)  # inputs
         # Host deliveries: an input counts once per host it targets. Bounding inputs alone let
         # a storm in 100-host VPCs queue a million deliveries, minutes of agent work, so hosts
         # at the back looked silent and were retried (Little's law, docs/internals.md).
         self.in_flight_hosts = Budget(max_in_flight_hosts)
-        self.batcher = Batcher(engine, batch_window, batch_size)
+        self.batcher = Batcher(engine, batch_window, batch_size, batches_in_flight)
 
     async def PushGoalStatesStream(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[bytes], context: Context

@@ -15,7 +15,8 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server.acks import decode_acks
 from dpm_server.engine import Engine
-from dpm_server.service import Budget, Provisioner
+from dpm_server.inputs import Input
+from dpm_server.service import Batcher, Budget, Provisioner
 from dpm_server.testing import ack, goal, memory_engine, port_goal, published, security_group, subnet_goal
 from gsmq import wire
 from gsmq.topics import Topics
@@ -435,3 +436,44 @@ def test_a_host_with_nothing_awaited_keeps_no_queue() -> None:
     acas.reply(HOSTS)
     assert eng.tracker.pending == {}
     assert all(hp.unicast_waits is None for hp in eng.tracker.hosts.values()) and eng.tracker.queues == {}
+
+
+async def test_inputs_wait_while_a_batch_is_in_flight_and_go_together_when_it_completes() -> None:
+    eng, bus, topics, acas = cluster()
+    batcher = Batcher(eng, window=60.0, size=100, in_flight=1)
+    got: list[str] = []
+
+    def answer(name: str) -> Callable[[gsp.GoalStateOperationReply], None]:
+        return lambda reply: got.append(name)
+
+    def unicast() -> set[tuple[str, int]]:
+        return {(m.key, m.offset) for m in published(bus) if m.topic == topics.unicast}
+
+    def unicast_since(seen: set[tuple[str, int]]) -> set[str]:
+        return {key for key, _ in unicast() - seen}
+
+    seen = unicast()
+    batcher.add(Input.of(port_goal("q0", "vpc-1", A, "10.1.1.0", [A])), answer("q0"))  # idle: it goes at once
+    batcher.add(Input.of(port_goal("q1", "vpc-1", B, "10.1.1.1", [B])), answer("q1"))  # q0 in flight: these wait
+    batcher.add(Input.of(port_goal("q2", "vpc-1", C, "10.1.1.2", [C])), answer("q2"))
+    assert (batcher.batches, len(eng.tracker.pending), unicast_since(seen)) == (1, 1, {A})
+    acas.reply([A])  # q0 completes: q1 and q2 go together, as one request
+    assert got == ["q0"]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert (batcher.batches, len(eng.tracker.pending), unicast_since(seen)) == (2, 1, {A, B, C})
+    acas.reply([B, C])
+    assert got == ["q0", "q1", "q2"]
+
+
+async def test_a_batch_waits_at_most_the_window_when_nothing_completes() -> None:
+    eng, _, _, _ = cluster()
+    batcher = Batcher(eng, window=0.01, size=100, in_flight=1)
+    batcher.add(Input.of(port_goal("q0", "vpc-1", A, "10.1.1.0", [A])), lambda r: None)  # never acked
+    batcher.add(Input.of(port_goal("q1", "vpc-1", B, "10.1.1.1", [B])), lambda r: None)
+    assert batcher.batches == 1
+    for _ in range(100):
+        if batcher.batches == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert batcher.batches == 2 and len(eng.tracker.pending) == 2

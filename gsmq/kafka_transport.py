@@ -216,7 +216,7 @@ class KafkaSource:
         if not positions:
             return
         offsets = [TopicPartition(t, p, o) for t, p, o in positions]
-        with kafka_errors("committing offsets"):
+        with kafka_errors("committing offsets"):  # two calls: the stubs type each value of `asynchronous` apart
             if asynchronous:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
             else:

@@ -324,8 +324,8 @@ class AgentConsumer:
             return True
 
         done = retry(flush, self.stopping, "reply_delivery_failed", backoff=Backoff(first=0.1), retry_on=(UndeliveredError,))
-        self.counters.replies_sent += sum(sending.delivered for sending, replies in sendings if replies)
         if done is None:
             log.warning("replies_undelivered_at_stop", queued=queued, failed=sum(len(s.failed) for s, _ in sendings))
             return False
+        self.counters.replies_sent += len(acks)
         return True

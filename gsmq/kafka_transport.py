@@ -119,16 +119,16 @@ class KafkaSink:
         self._produce(message, callback)
 
     def send_all(self, messages: Sequence[Envelope]) -> Sending:
-        """One delivery callback for all the messages, which only counts a delivery. A
-        delivery report names no headers, so a failed record is reported as every message
-        of `messages` with its topic, key and value (sent again, a duplicate at worst)."""
+        """One delivery callback for all the messages, which keeps the failed ones (with
+        `delivery.report.only.error` it runs for those only). A delivery report names no
+        headers, so a failed record is reported as every message of `messages` with its
+        topic, key and value (sent again, a duplicate at worst)."""
         sending = Sending()
         unsent: dict[tuple[str, bytes, bytes], list[Envelope]] | None = None  # made at the first failure
 
         def reported(err: KafkaError | None, msg: Message) -> None:
             nonlocal unsent
             if err is None:
-                sending.delivered += 1
                 return
             if unsent is None:
                 unsent = {}

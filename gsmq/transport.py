@@ -33,20 +33,18 @@ Delivered = Callable[[Envelope, str | None], None]  # (message, error text or No
 
 
 class Sending:
-    """Messages queued together by `Sink.send_all`: how many were delivered so far, and
-    the ones that failed (each to be sent again by whoever wants it delivered)."""
+    """Messages queued together by `Sink.send_all`: the ones that failed (each to be sent
+    again by whoever wants it delivered). A flush that leaves nothing queued and nothing
+    failed has delivered the rest."""
 
-    __slots__ = ("delivered", "failed")
+    __slots__ = ("failed",)
 
     def __init__(self) -> None:
-        self.delivered = 0
         self.failed: list[Envelope] = []
 
     def on_delivered(self, message: Envelope, error: str | None) -> None:
-        """A `Delivered` callback that counts the message, or keeps it when it failed."""
-        if error is None:
-            self.delivered += 1
-        else:
+        """A `Delivered` callback that keeps the message when it failed."""
+        if error is not None:
             self.failed.append(message)
 
 
@@ -55,7 +53,7 @@ class Sink(Protocol):
         """Queue `message`; `on_delivered` runs from `poll`/`flush` once it is placed (or failed)."""
 
     def send_all(self, messages: Sequence[Envelope]) -> Sending:
-        """Queue every message; the `Sending` counts them as `poll`/`flush` report them.
+        """Queue every message; the `Sending` keeps those `poll`/`flush` report failed.
         Cheaper than a `send` each: no callback per message, none told where it was placed."""
 
     def poll(self, timeout: float = 0.0) -> int:

@@ -4,7 +4,10 @@ bytes (repeated hosts, a key after its value, long or empty host ids, odd listin
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +17,7 @@ from dpm_server.inputs import Input, InputError, merge
 from dpm_server.testing import goal, neighbor, port, port_goal
 from gsmq.pbwire import field, varint
 from gsmq.resources import MAP_FIELD, iter_states
+from gsmq.v1 import parts_pb2
 
 A, B = "10.0.0.1", "10.0.0.2"
 
@@ -106,3 +110,21 @@ def test_merge_joins_groups_of_the_same_listing_and_keeps_a_host_in_each_of_its_
     assert set(merged.keys_of(B)) == {(common.NEIGHBOR, "nb-p0"), (common.PORT, "p1"), (common.DHCP, "dhcp-p1")}
     again = merge([first, first])
     assert len(again.groups) == len(first.groups) and again.hosts == {A, B}
+
+
+def test_the_parts_view_has_every_field_of_goalstatev2_with_the_same_number_and_type() -> None:
+    def kind(f: Any) -> str:  # a map by its key and value types, a message by its name
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
+            return "map " + "/".join(kind(f.message_type.fields_by_name[n]) for n in ("key", "value"))
+        return f.message_type.full_name if f.message_type is not None else str(f.type)
+
+    def fields(descriptor: Any) -> dict[str, tuple[int, str]]:
+        return {f.name: (f.number, kind(f)) for f in descriptor.fields}
+
+    mine, alcor = fields(parts_pb2.GoalStateV2Parts.DESCRIPTOR), fields(gs.GoalStateV2.DESCRIPTOR)
+    assert mine.keys() == alcor.keys()
+    assert {k: v for k, v in mine.items() if k != "host_resources"} == {k: v for k, v in alcor.items() if k != "host_resources"}
+    assert mine["host_resources"] == (2, str(FieldDescriptor.TYPE_BYTES))
+    assert alcor["host_resources"] == (2, f"map {FieldDescriptor.TYPE_STRING}/alcor.schema.HostResources")
+    entry = {f.name: (f.number, f.type) for f in parts_pb2.HostResourcesEntry.DESCRIPTOR.fields}
+    assert entry == {"host": (1, FieldDescriptor.TYPE_STRING), "resources": (2, FieldDescriptor.TYPE_MESSAGE)}

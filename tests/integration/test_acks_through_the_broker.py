@@ -1,0 +1,95 @@
+"""Progress acks through the real broker, with the real agent (and the real DPM where a
+caller is involved): many messages acked by one ack, a failure an agent reports reaching
+the caller's reply, and a message lost before the agent read it found by the watermark and
+made good by a resync. (Restarts: test_aca_agent.py and tests/e2e; followers sharing a
+VPC's tables: test_aca_agent.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from test_aca_agent import Reader, acks, create_topics, produce, raw_producer, running_agent
+from test_dpm_service import running_dpm, statuses
+
+from aca_agent.testing import goal_state, port, subnet
+from alcor.schema import common_pb2 as common
+from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import partition_count
+from gsmq.partition import partition_for
+from gsmq.topics import Topics
+from gsmq.v1 import status_pb2
+
+H = "10.7.0.21"
+
+
+@pytest.fixture
+def replies(bootstrap: str, topics: Topics, kafka: KafkaSettings) -> Iterator[Reader]:
+    """The reply topic, read from the beginning."""
+    create_topics(kafka, topics)
+    reader = Reader(bootstrap, topics.reply, topics.default_partitions()[topics.reply])
+    yield reader
+    reader.close()
+
+
+async def test_many_messages_are_acked_by_one_ack(bootstrap: str, topics: Topics, replies: Reader) -> None:
+    producer = raw_producer(bootstrap)
+    sent = str(time.time_ns())
+    produce(producer, topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_seq="1", gs_epoch="e", gs_sent_ns=sent)
+    for seq in range(2, 21):  # 20 messages in all, there before the agent starts: one batch
+        produce(producer, topics.unicast, H, goal_state(H, port(rev=seq)).SerializeToString(), gs_seq=str(seq), gs_epoch="e",
+                gs_sent_ns=sent)
+    async with running_agent(bootstrap, topics, "--host-id", H) as agent:
+        got = await replies.until(lambda m: any(a.unicast_seq == 20 for a in acks(m, H)))
+        [ack] = acks(got, H)
+        assert (ack.unicast_seq, ack.timing.messages, ack.timing.resources, len(ack.failures)) == (20, 20, 20, 0)
+        assert sum(ack.timing.elapse_buckets.values()) == 20  # one latency sample per message covered
+        assert (await agent.host_state(H)).port_states["port-1"].configuration.revision_number == 20
+
+
+async def test_a_failure_an_agent_acks_reaches_the_callers_reply(bootstrap: str, topics: Topics) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm, \
+            running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", dpm.address) as agent:
+        # The port's subnet is unknown: the DPM publishes it anyway, the agent holds it PENDING
+        # and names it in its ack, the only place the caller can learn it from.
+        [orphan] = await dpm.push(goal_state(H, port(subnet_id="sn-9")))
+        assert statuses(orphan) == {"port-1": common.PENDING}
+        [parent] = await dpm.push(goal_state(H, subnet(rid="sn-9")))  # releases it: applied, no longer named
+        assert statuses(parent) == {"sn-9": common.SUCCESS}
+        assert "port-1" in (await agent.host_state(H)).port_states
+
+
+async def test_a_message_lost_before_the_agent_read_it_is_passed_by_its_resync_and_answered(
+    bootstrap: str, kafka: KafkaSettings, topics: Topics
+) -> None:
+    admin = AdminClient(kafka.admin())
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
+        async with running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", dpm.address):
+            assert set(statuses((await dpm.push(goal_state(H, subnet())))[0]).values()) == {common.SUCCESS}
+        # The agent is down; the DPM publishes the port, and the record is lost before anyone read it.
+        lost = asyncio.create_task(dpm.push(goal_state(H, port())))
+        partition = TopicPartition(topics.unicast, partition_for(H, partition_count(admin, topics.unicast)))
+        for _ in range(600):  # the agent's resync, the subnet, then the port: 3 records
+            if (await asyncio.to_thread(_high_watermark, kafka, partition)) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        partition.offset = 3
+        for future in admin.delete_records([partition]).values():
+            future.result()
+        async with running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", dpm.address) as agent:
+            [reply] = await asyncio.wait_for(lost, 60)
+            assert statuses(reply) == {"port-1": common.SUCCESS}  # once the resync, past the lost message, is applied
+            held = await agent.host_state(H)
+            assert held.port_states["port-1"] == (await dpm.status.GetHostSnapshot(status_pb2.HostId(host_id=H))).port_states["port-1"]
+
+
+def _high_watermark(kafka: KafkaSettings, partition: TopicPartition) -> int:
+    consumer = Consumer(kafka.consumer("lost-message-test"))
+    try:
+        return int(consumer.get_watermark_offsets(partition, timeout=10, cached=False)[1])
+    finally:
+        consumer.close()

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
-import pytest
+import test_aca_agent
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from test_aca_agent import Reader, acks, create_topics, produce, raw_producer, running_agent
+from test_aca_agent import Reader, acks, produce, raw_producer, running_agent
 from test_dpm_service import running_dpm, statuses
 
 from aca_agent.testing import goal_state, port, subnet
@@ -25,18 +24,10 @@ from gsmq.topics import Topics
 from gsmq.v1 import status_pb2
 
 H = "10.7.0.21"
+reply_reader = test_aca_agent.reply_reader  # the reply topic read from the beginning (a fixture)
 
 
-@pytest.fixture
-def replies(bootstrap: str, topics: Topics, kafka: KafkaSettings) -> Iterator[Reader]:
-    """The reply topic, read from the beginning."""
-    create_topics(kafka, topics)
-    reader = Reader(bootstrap, topics.reply, topics.default_partitions()[topics.reply])
-    yield reader
-    reader.close()
-
-
-async def test_many_messages_are_acked_by_one_ack(bootstrap: str, topics: Topics, replies: Reader) -> None:
+async def test_many_messages_are_acked_by_one_ack(bootstrap: str, topics: Topics, reply_reader: Reader) -> None:
     producer = raw_producer(bootstrap)
     sent = str(time.time_ns())
     produce(producer, topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_seq="1", gs_epoch="e", gs_sent_ns=sent)
@@ -44,7 +35,7 @@ async def test_many_messages_are_acked_by_one_ack(bootstrap: str, topics: Topics
         produce(producer, topics.unicast, H, goal_state(H, port(rev=seq)).SerializeToString(), gs_seq=str(seq), gs_epoch="e",
                 gs_sent_ns=sent)
     async with running_agent(bootstrap, topics, "--host-id", H) as agent:
-        got = await replies.until(lambda m: any(a.unicast_seq == 20 for a in acks(m, H)))
+        got = await reply_reader.until(lambda m: any(a.unicast_seq == 20 for a in acks(m, H)))
         [ack] = acks(got, H)
         assert (ack.unicast_seq, ack.timing.messages, ack.timing.resources, len(ack.failures)) == (20, 20, 20, 0)
         assert sum(ack.timing.elapse_buckets.values()) == 20  # one latency sample per message covered

@@ -24,6 +24,7 @@ from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server.inputs import Input
 from gs_bench.memory_cluster import MemoryCluster
 from gs_bench.scenarios import Storm
+from gsmq import logs
 from gsmq.transport import Envelope, MemoryBus
 from gsmq.wire import Strategy
 
@@ -102,11 +103,7 @@ def describe(f: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    logs.configure(level="warning")
     for hosts in [int(a) for a in argv] or [10000]:
         print(describe(footprint(hosts)), flush=True)
     return 0

@@ -40,6 +40,7 @@ from gs_bench.scenarios import (
     sweep_point,
     warm_up,
 )
+from gsmq import logs
 from gsmq.broker import broker_name
 
 
@@ -196,6 +197,7 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    logs.configure(level="warning")  # the bench speaks through `say`; in-process daemons (footprint) only warn
     out, results, code = run(args)
     print("\n" + report.table(report.summary_rows(results)))
     print("\ntargets (measured, never asserted):")

@@ -89,6 +89,8 @@ class AgentConsumer:
         self._mc_users: dict[int, set[tuple[str, str]]] = {}  # partition -> (host, vpc) reading it
         self._mc_of: dict[tuple[str, str], int] = {}
         self._rewound: set[int] = set()  # multicast partitions sought back during this batch
+        self._seeks: dict[int, int] = {}  # multicast partition -> offset to read it from, at the end of this batch
+        self._mc_assigned: set[int] = set()  # multicast partitions the source reads
         self.stopping = threading.Event()  # set: give up waiting for deliveries (run() passes its stop)
 
     def start(self) -> None:
@@ -197,6 +199,7 @@ class AgentConsumer:
                     if result.resync:
                         resync.add(result.host)
                 self._follow(self.applier.take_follow_changes())
+            self._seek_followed()
             acks = progress.records(self.applier, self.topics.reply)
         self._acked_at = time.monotonic()
         if self._deliver(acks, dead_letters):
@@ -260,7 +263,9 @@ class AgentConsumer:
     # ---- multicast partitions -----------------------------------------------------
 
     def _follow(self, changes: Iterable[FollowChange]) -> None:
-        """Assign, seek back or unassign multicast partitions as hosts follow VPCs."""
+        """Note where followed multicast partitions must be read from (the lowest cursor of
+        the batch per partition), or unassign one no host follows any more. The rest of a
+        sought partition's messages in this batch are skipped: they are read again."""
         topic = self.topics.multicast
         for change in changes:
             user = (change.host, change.vpc)
@@ -271,7 +276,10 @@ class AgentConsumer:
                 if part is not None and not users:
                     self._mc_users.pop(part, None)
                     self._mc_pos.pop(part, None)
-                    self.source.unassign([(topic, part)])
+                    self._seeks.pop(part, None)
+                    if part in self._mc_assigned:
+                        self._mc_assigned.discard(part)
+                        self.source.unassign([(topic, part)])
                     log.info("multicast_unassigned", partition=part)
                 continue
             if change.cursor is None:
@@ -283,17 +291,24 @@ class AgentConsumer:
             self._mc_of[user] = part
             self._mc_users.setdefault(part, set()).add(user)
             position = self._mc_pos.get(part)
-            if position is None:
-                self.source.assign([(topic, part, offset)])
-                log.info("multicast_assigned", partition=part, offset=offset, vpc=change.vpc)
-            elif position > offset:
-                self.source.unassign([(topic, part)])
-                self.source.assign([(topic, part, offset)])
-                self._rewound.add(part)
-                log.info("multicast_rewound", partition=part, offset=offset, vpc=change.vpc)
-            else:
+            if position is not None and position <= offset:
                 continue
-            self._mc_pos[part] = offset
+            self._mc_pos[part] = self._seeks[part] = offset
+            self._rewound.add(part)
+
+    def _seek_followed(self) -> None:
+        """Read the partitions noted by `_follow` from their offsets: one unassign and one
+        assign per batch, however many hosts joined."""
+        if not self._seeks:
+            return
+        topic = self.topics.multicast
+        again = [(topic, part) for part in self._seeks if part in self._mc_assigned]
+        if again:
+            self.source.unassign(again)
+        self.source.assign([(topic, part, offset) for part, offset in self._seeks.items()])
+        self._mc_assigned.update(self._seeks)
+        log.debug("multicast_sought", partitions=len(self._seeks), rewound=len(again))
+        self._seeks = {}
 
     # ---- replies ------------------------------------------------------------------
 

@@ -18,16 +18,19 @@ def admin_client(settings: KafkaSettings) -> AdminClient:
     return build_client(lambda: AdminClient(settings.admin()))
 
 
-def ensure_topics(admin: AdminClient, partitions: Mapping[str, int], timeout: float = 10.0) -> None:
-    """Create the topics that do not exist yet (the broker's default replication factor); an
-    existing topic is left as it is. Returns once the broker's metadata shows every topic
+def ensure_topics(admin: AdminClient, partitions: Mapping[str, int], timeout: float = 10.0,
+                  configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Create the topics that do not exist yet (the broker's default replication factor;
+    `configs`: topic properties by name, e.g. cleanup.policy); an existing topic is left as
+    it is. Returns once the broker's metadata shows every topic
     with a leader for each partition: Kafka's CreateTopics answers before that."""
     existing = topic_names(admin, timeout)
     names = [name for name in partitions if name not in existing]
     if not names:
         return
     with kafka_errors("creating topics"):
-        futures = admin.create_topics([NewTopic(name, partitions[name]) for name in names], operation_timeout=timeout)
+        new = [NewTopic(name, partitions[name], config=dict((configs or {}).get(name, {}))) for name in names]
+        futures = admin.create_topics(new, operation_timeout=timeout)
     for name, future in futures.items():
         try:
             future.result()

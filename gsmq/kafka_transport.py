@@ -145,10 +145,11 @@ class KafkaSink:
         while True:
             try:
                 headers = cast("dict[str, str | bytes | None]", message.headers)  # read only
+                value = message.value or None  # empty: null, a tombstone on a compacted topic
                 if message.partition >= 0:
-                    self.producer.produce(message.topic, message.value, message.key, message.partition, callback, headers=headers)
+                    self.producer.produce(message.topic, value, message.key, message.partition, callback, headers=headers)
                 else:
-                    self.producer.produce(message.topic, message.value, message.key, on_delivery=callback, headers=headers)
+                    self.producer.produce(message.topic, value, message.key, on_delivery=callback, headers=headers)
                 return
             except BufferError:
                 self.producer.poll(0.05)
@@ -226,6 +227,13 @@ class KafkaSource:
         with kafka_errors("reading committed offsets"):
             result = self.consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else -1) for tp in result}
+
+    def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        out = {}
+        with kafka_errors("reading end offsets"):
+            for topic, part in partitions:
+                out[(topic, part)] = int(self.consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=10)[1])
+        return out
 
     def close(self) -> None:
         self.consumer.close()

@@ -1,4 +1,4 @@
-"""Topic names of the four channels and the per-host topics, all derived from one prefix."""
+"""Topic names of the four channels, the changelog and the per-host topics, all derived from one prefix."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ class Topics:
     @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.deadletter"
+
+    @property
+    def changelog(self) -> str:
+        """The DPM's desired state, log-compacted (one record per resource)."""
+        return f"{self.prefix}.changelog"
 
     def host(self, host_id: str) -> str:
         """The per-host topic of the `topic-per-host` strategy."""

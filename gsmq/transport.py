@@ -19,7 +19,8 @@ HeaderMap = dict[str, str]
 
 @dataclass(slots=True)
 class Envelope:
-    """One message: payload bytes plus routing and headers; partition/offset once placed."""
+    """One message: payload bytes plus routing and headers; partition/offset once placed.
+    An empty `value` travels as Kafka's null value (a tombstone on a compacted topic)."""
 
     topic: str
     key: str
@@ -80,6 +81,9 @@ class Source(Protocol):
 
     def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The committed next offset of each partition (-1 when none)."""
+
+    def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The offset the next record of each partition will get (its high watermark)."""
 
 
 class MemoryBus:
@@ -174,3 +178,6 @@ class _MemorySource:
     def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         mine = self.bus.commits[self.group]
         return {(topic, part): mine.get((topic, part), -1) for topic, part in partitions}
+
+    def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {(topic, part): len(self.bus.logs.get((topic, part), [])) for topic, part in partitions}

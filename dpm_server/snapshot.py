@@ -36,6 +36,7 @@ from gsmq.resources import (
     iter_states,
     neighbor_host,
     order,
+    ref_piece,
     subnets_of,
 )
 from gsmq.wire import Strategy
@@ -93,6 +94,7 @@ class Snapshot:
         self.members: dict[str, set[str]] = defaultdict(set)  # vpc -> hosts with ports there
         self.holders: dict[ResourceKey, set[str]] = defaultdict(set)  # id -> hosts listing it
         self.addresses: dict[str, set[ResourceKey]] = defaultdict(set)  # fixed IP -> ports/neighbors holding it
+        self.touched: set[ResourceKey] = set()  # ids whose state or hosts changed since `take_touched`
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -160,7 +162,43 @@ class Snapshot:
                        for subnet in subnets_of(key[0], state) if (common.SUBNET, subnet) not in self.resources)
         return out
 
+    def entry(self, key: ResourceKey) -> tuple[Stored, list[str]] | None:
+        """What the changelog keeps of `key`: its stored state and the hosts it is listed
+        for (None: not stored). With `restore` it rebuilds every index."""
+        stored = self.resources.get(key)
+        return None if stored is None else (stored, sorted(self.holders.get(key, ())))
+
     # ---- writing ---------------------------------------------------------------------
+
+    def take_touched(self) -> set[ResourceKey]:
+        """The ids whose `entry` changed since the last call."""
+        touched, self.touched = self.touched, set()
+        return touched
+
+    def restore(self, key: ResourceKey, piece: bytes, vpc: str, hosts: Iterable[str]) -> None:
+        """Put back one `entry` read from the changelog (a snapshot rebuilt from every entry
+        equals the one that wrote them)."""
+        rtype = key[0]
+        state = next(iter_states(gs.GoalStateV2.FromString(piece)))[2]
+        old = self.resources.get(key)
+        if old is not None:
+            self._forget(key)
+        vpc = sys.intern(vpc)
+        self.resources[key] = Stored(piece, ref_piece(*key), vpc, neighbor_host(rtype, state))
+        if rtype in _ADDRESSED:
+            for ip in state.configuration.fixed_ips:
+                if ip.ip_address:
+                    self.addresses[sys.intern(ip.ip_address)].add(key)
+        if rtype in VPC_WIDE and vpc:
+            self.vpc_wide[vpc].add(key)
+        for name in hosts:
+            host = sys.intern(name)
+            self.listed[host].add(key)
+            self.holders[key].add(host)
+            if rtype == common.PORT:
+                self.host_ports[host].setdefault(vpc, set()).add(key[1])
+                self.members[vpc].add(host)
+
 
     def apply(self, given: Input | gs.GoalStateV2) -> Change:
         """Record a (valid) input: store, delete, list per host; report VPC joins and leaves.
@@ -173,6 +211,7 @@ class Snapshot:
         before = {host: self.host_vpcs(host) for key in inp.states if key[0] == common.PORT for host in self.holders.get(key, ())}
         full = {key for key, state in inp.states.items() if key[0] in _HOST_FULL and is_full(key[0], state)}
         deletes: set[ResourceKey] = set()
+        self.touched.update(inp.states)
         for key, state in inp.states.items():
             rtype = key[0]
             old = self.resources.get(key)
@@ -223,6 +262,7 @@ class Snapshot:
                 for name in group.hosts - self.members.get(vpc, set()):
                     host = sys.intern(name)
                     self.listed[host].update(mine)
+                    self.touched.update(mine)
                     for key in mine:
                         self.holders[key].add(host)
         for host, vpc in joined if self.derive_members else ():
@@ -247,6 +287,7 @@ class Snapshot:
                 continue  # in the host's view through its VPC
             self.listed[host].add(key)
             self.holders[key].add(host)
+            self.touched.add(key)
 
     # An index entry whose set becomes empty is deleted, and a set that loses many items is
     # built anew (a Python set never shrinks its table): memory follows what is held now.
@@ -264,6 +305,7 @@ class Snapshot:
         """Take `keys` out of what `host` was given (and `host` out of their holders)."""
         if not keys:
             return
+        self.touched.update(keys)
         left = {k for k in self.listed.get(host, ()) if k not in keys}
         if left:
             self.listed[host] = left
@@ -321,6 +363,7 @@ class Snapshot:
                 self._discard(self.addresses, ip.ip_address, key)
 
     def _forget(self, key: ResourceKey) -> None:
+        self.touched.add(key)
         stored = self.resources.pop(key, None)
         if stored is not None:
             self._unindex(key, stored)

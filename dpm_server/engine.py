@@ -15,6 +15,7 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server import planner
 from dpm_server.acks import AckTracker, Merged, Pending, Times, caller_reply, invalid_reply
+from dpm_server.changelog import Changelog
 from dpm_server.inputs import Input, as_input, merge
 from dpm_server.publisher import Publisher
 from dpm_server.snapshot import Snapshot
@@ -32,11 +33,15 @@ Done = Callable[[gsp.GoalStateOperationReply], None]
 class Engine:
     """Snapshot + planner + publisher + ack tracker, for one strategy."""
 
-    def __init__(self, strategy: str, publisher: Publisher, retry_after: float, timeout: float) -> None:
+    def __init__(self, strategy: str, publisher: Publisher, retry_after: float, timeout: float,
+                 snapshot: Snapshot | None = None, changelog: Callable[[Snapshot], Changelog] | None = None) -> None:
+        """`snapshot`: one rebuilt from the changelog; `changelog`: makes the writer of this
+        engine's snapshot changes (None: nothing is durable, as in the in-memory cluster)."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
         self.strategy = Strategy(strategy)
-        self.snapshot = Snapshot(strategy)
+        self.snapshot = snapshot if snapshot is not None else Snapshot(strategy)
+        self.changelog = changelog(self.snapshot) if changelog is not None else None
         self.publisher = publisher
         self.tracker = AckTracker(retry_after, timeout, self.resync, publisher.epoch)
         self.invalid = 0
@@ -83,11 +88,21 @@ class Engine:
         if problems:  # published anyway: the ACA holds such states PENDING until their parent arrives
             self.unresolved += 1
             log.warning("snapshot_unresolved_references", problems=problems[:5], count=len(problems))
-        messages = planner.plan(self.strategy, self.snapshot, change, data)
-        follows = self.publisher.follow_positions(sorted({v for m in messages for v in m.follow}))
+        # Encoded now, from the snapshot as this input left it; published once durable.
+        encoded = [(out, planner.encode(out, data, self.snapshot)) for out in planner.plan(self.strategy, self.snapshot, change, data)]
         request = Pending(request_id, data, on_done)
-        for out in messages:  # multicast first: a follow offset predates this change's multicast
-            payload = planner.encode(out, data, self.snapshot)
+        if self.changelog is None:
+            self.snapshot.take_touched()  # nothing keeps them
+            self._publish(request, encoded)
+        else:
+            self.changelog.write(lambda: self._publish(request, encoded))
+
+    def _publish(self, request: Pending, encoded: list[tuple[planner.Outgoing, bytes]]) -> None:
+        """Publish a request's messages (multicast first: a follow offset predates this
+        change's multicast) and track it."""
+        follows = self.publisher.follow_positions(sorted({v for out, _ in encoded for v in out.follow}))
+        request_id = request.id
+        for out, payload in encoded:
             if out.multicast:
                 request.multicast.append((self.publisher.multicast(out.key, payload, request_id), out.expect))
             else:

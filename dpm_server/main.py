@@ -6,6 +6,7 @@ import asyncio
 import gc
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +14,12 @@ from typing import Any
 import grpc
 import structlog
 
+from dpm_server import changelog
 from dpm_server.acks import decode_acks
 from dpm_server.engine import Engine
 from dpm_server.publisher import Publisher
 from dpm_server.service import Provisioner, Status, register
+from dpm_server.snapshot import Snapshot
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.errors import BrokerUnavailableError
@@ -59,6 +62,7 @@ class DpmConfig:
     unicast_partitions: int
     multicast_partitions: int
     reply_partitions: int
+    changelog_partitions: int
     log_level: str
     log_json: bool | None
 
@@ -88,6 +92,8 @@ def settings() -> Settings:
     s.option("--unicast-partitions", default=16, convert=positive_int, help="partitions of the unicast topic when it is created")
     s.option("--multicast-partitions", default=16, convert=positive_int, help="partitions of the multicast topic when it is created")
     s.option("--reply-partitions", default=8, convert=positive_int, help="partitions of the reply topic when it is created")
+    s.option("--changelog-partitions", default=8, convert=positive_int,
+             help="partitions of the changelog topic (the durable desired state, log-compacted) when it is created")
     return s
 
 
@@ -108,10 +114,10 @@ def _ensure_topics(admin: AdminClient, config: DpmConfig, bootstrap: str, halt: 
     partition counts (None once halted)."""
     topics = Topics(config.topic_prefix)
     wanted = {topics.unicast: config.unicast_partitions, topics.multicast: config.multicast_partitions,
-              topics.reply: config.reply_partitions, topics.dead_letter: 1}
+              topics.reply: config.reply_partitions, topics.dead_letter: 1, topics.changelog: config.changelog_partitions}
 
     def step() -> dict[str, int]:
-        ensure_topics(admin, wanted, timeout=5.0)
+        ensure_topics(admin, wanted, timeout=5.0, configs={topics.changelog: changelog.TOPIC_CONFIG})
         counts = partition_counts(admin, list(wanted), timeout=5.0)
         if not all(counts.values()):
             raise BrokerUnavailableError(f"created topics not listed yet: {sorted(t for t, n in counts.items() if not n)}")
@@ -124,6 +130,23 @@ def _place_markers(publisher: Publisher, bootstrap: str, halt: threading.Event) 
     """Start-up markers, tried again at once (each try waits 5 s) while the broker does not take them; {} or None once halted."""
     return retry(lambda: publisher.place_markers(timeout=5.0, halt=halt.is_set), halt, "broker_unreachable",
                  backoff=Backoff(first=0.0), retry_on=(TimeoutError,), bootstrap=bootstrap, step="start-up markers")
+
+
+def _replay(kafka: KafkaSettings, config: DpmConfig, topics: Topics, partitions: int, halt: threading.Event) -> Snapshot | None:
+    """The snapshot rebuilt from the changelog (None once halted), before anything is served."""
+    started = time.monotonic()
+    snapshot = Snapshot(config.strategy)
+    source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}.changelog")
+    try:
+        records = retry(lambda: changelog.replay(source, topics.changelog, partitions, snapshot, halt.is_set), halt,
+                        "broker_unreachable", retry_on=(BrokerUnavailableError,), step="changelog replay")
+    finally:
+        source.close()
+    if records is None:
+        return None
+    log.info("changelog_replayed", records=records, resources=len(snapshot.resources), hosts=len(snapshot.listed),
+             seconds=round(time.monotonic() - started, 3))
+    return snapshot
 
 
 def _read_replies(source: KafkaSource, dead_letter_topic: str, engine: Engine, loop: asyncio.AbstractEventLoop,
@@ -184,11 +207,15 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         markers = await asyncio.to_thread(_place_markers, publisher, bootstrap, life.halt)
         if not markers:
             return 0
-        engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout)
+        loop = asyncio.get_running_loop()
+        snapshot = await asyncio.to_thread(_replay, kafka, config, topics, counts[topics.changelog], life.halt)
+        if snapshot is None:
+            return 0
+        engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout, snapshot,
+                        lambda snap: changelog.Changelog(sink, topics.changelog, snap, loop.call_soon_threadsafe))
         source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
         life.close("dpm-consumer-close", source.close, stop_timeout=5.0)
         source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
-        loop = asyncio.get_running_loop()
         life.thread("dpm-producer-poll", lambda halt: _poll(sink, halt), stop_timeout=2.0)
         life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt), stop_timeout=2.0)
         life.task("dpm-ack-ticker", _tick(engine), stop_timeout=1.0)

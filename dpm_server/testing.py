@@ -13,8 +13,10 @@ from typing import Any
 from alcor.schema import common_pb2 as common
 from alcor.schema import dhcp_pb2, neighbor_pb2, port_pb2, securitygroup_pb2, subnet_pb2
 from alcor.schema import goalstate_pb2 as gs
+from dpm_server.changelog import Changelog
 from dpm_server.engine import Engine
 from dpm_server.publisher import Publisher
+from dpm_server.snapshot import Snapshot
 from gsmq import wire
 from gsmq.resources import ResourceKey, iter_states, own_neighbor, state_map
 from gsmq.topics import Topics
@@ -127,14 +129,22 @@ def ack(
 
 
 def memory_engine(
-    strategy: str = Strategy.VPC_MULTICAST, timeout: float = 10.0, retry_after: float | None = None, partitions: int = 4
+    strategy: str = Strategy.VPC_MULTICAST, timeout: float = 10.0, retry_after: float | None = None, partitions: int = 4,
+    durable: bool = False,
 ) -> tuple[Engine, MemoryBus, Topics]:
-    """An Engine publishing to a MemoryBus (start-up markers placed), for unit tests."""
+    """An Engine publishing to a MemoryBus (start-up markers placed), for unit tests;
+    `durable`: it writes its changelog there too (2 partitions), as the daemon does, and
+    publishes each change once the sink's `poll` reports its records delivered."""
     topics = Topics("u")
-    bus = MemoryBus({topics.unicast: partitions, topics.multicast: partitions, topics.reply: 2})
+    bus = MemoryBus({topics.unicast: partitions, topics.multicast: partitions, topics.reply: 2, topics.changelog: 2})
     publisher = Publisher(bus.sink(), topics, strategy == Strategy.TOPIC_PER_HOST, partitions, 2)
     publisher.place_markers()
-    engine = Engine(strategy, publisher, retry_after=timeout / 2 if retry_after is None else retry_after, timeout=timeout)
+
+    def writer(snapshot: Snapshot) -> Changelog:
+        return Changelog(publisher.sink, topics.changelog, snapshot, lambda run: run())
+
+    engine = Engine(strategy, publisher, retry_after=timeout / 2 if retry_after is None else retry_after, timeout=timeout,
+                    changelog=writer if durable else None)
     return engine, bus, topics
 
 

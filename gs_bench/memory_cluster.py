@@ -19,8 +19,9 @@ class MemoryCluster:
     """An engine and one in-memory agent per host, or one simulator for all (`sim`)."""
 
     def __init__(self, strategy: str, hosts: Iterable[str], timeout: float = 10.0, retry_after: float | None = None,
-                 sim: bool = False) -> None:
-        self.eng, self.bus, self.topics = memory_engine(strategy, timeout=timeout, retry_after=retry_after)
+                 sim: bool = False, durable: bool = False) -> None:
+        """`durable`: the engine writes its changelog to the bus (`memory_engine`)."""
+        self.eng, self.bus, self.topics = memory_engine(strategy, timeout=timeout, retry_after=retry_after, durable=durable)
         self.strategy = strategy
         self.hosts = list(hosts)
         # sim: one simulator process (one Applier, one consumer) serves every host, so the

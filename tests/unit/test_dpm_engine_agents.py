@@ -25,7 +25,9 @@ from aca_agent.dataplane import MemoryDataPlane
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from dpm_server.changelog import replay
 from dpm_server.inputs import Input, merge
+from dpm_server.snapshot import Snapshot
 from dpm_server.testing import dhcp, goal, memory_engine, neighbor, port, published, security_group, subnet
 from gs_bench.memory_cluster import MemoryCluster
 from gs_bench.topology import Port, port_message, subnet_message
@@ -42,8 +44,8 @@ class Cluster(MemoryCluster):
     """An engine and one in-memory agent per host (or one simulator), over one MemoryBus."""
 
     def __init__(self, strategy: str, hosts: Iterable[str] = HOSTS, timeout: float = 10.0, retry_after: float | None = None,
-                 sim: bool = False) -> None:
-        super().__init__(strategy, hosts, timeout, retry_after, sim)
+                 sim: bool = False, durable: bool = False) -> None:
+        super().__init__(strategy, hosts, timeout, retry_after, sim, durable)
 
     def settle(self, rounds: int = 200) -> None:
         super().settle(rounds)
@@ -250,6 +252,24 @@ def assert_latest(cluster: Cluster, caller: Caller) -> None:
     assert held == live
 
 
+def indexes(snapshot: Snapshot) -> dict[str, Any]:
+    """Every index of a snapshot, empty entries left out."""
+    def clean(index: dict[Any, Any]) -> dict[Any, Any]:
+        return {k: v for k, v in index.items() if v}
+
+    return {"resources": {k: (s.piece, s.ref, s.vpc, s.located) for k, s in snapshot.resources.items()},
+            "listed": clean(snapshot.listed), "holders": clean(snapshot.holders), "vpc_wide": clean(snapshot.vpc_wide),
+            "host_ports": {h: clean(p) for h, p in snapshot.host_ports.items() if clean(p)}, "members": clean(snapshot.members),
+            "addresses": clean(snapshot.addresses)}
+
+
+def assert_rebuilt_from_the_changelog(cluster: Cluster) -> None:
+    """A DPM replaying the changelog the engine wrote holds the engine's snapshot, index by index."""
+    rebuilt = Snapshot(cluster.strategy)
+    assert replay(cluster.bus.source("restarted-dpm"), cluster.topics.changelog, 2, rebuilt) is not None
+    assert indexes(rebuilt) == indexes(cluster.eng.snapshot)
+
+
 def build(caller: Caller, op: Op) -> gs.GoalStateV2 | str | None:
     """The message of one random step (None: nothing to do; a host id: restart its agent)."""
     kind, a, b = op
@@ -285,7 +305,8 @@ def build(caller: Caller, op: Op) -> gs.GoalStateV2 | str | None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(history=ops, batched=st.booleans())
 def test_any_history_leaves_every_agent_equal_to_the_snapshot(strategy: str, sim: bool, history: list[Op], batched: bool) -> None:
-    cluster, caller = Cluster(strategy, sim=sim), Caller()
+    """Through the changelog, as the daemon runs: a DPM rebuilt from it holds the same snapshot."""
+    cluster, caller = Cluster(strategy, sim=sim, durable=True), Caller()
     answered: list[gsp.GoalStateOperationReply] = []
     sent = 0
     batch: list[tuple[gs.GoalStateV2, Any]] = []
@@ -311,6 +332,7 @@ def test_any_history_leaves_every_agent_equal_to_the_snapshot(strategy: str, sim
     assert all(s.operation_status != common.FAILURE for r in answered for s in r.operation_statuses)
     cluster.assert_converged()
     assert_latest(cluster, caller)
+    assert_rebuilt_from_the_changelog(cluster)
     for host in HOSTS:  # a resync of a converged host changes nothing
         before = cluster.agent_tables(host)
         cluster.eng.resync(host)

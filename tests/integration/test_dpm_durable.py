@@ -1,0 +1,72 @@
+"""The durable desired state through the real broker: a `dpm-server` killed with SIGKILL
+and started again rebuilds its snapshot from the changelog topic before it serves, so an
+agent restarted afterwards gets back everything it was acknowledged for."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import grpc
+from confluent_kafka.admin import AdminClient, ConfigResource
+from test_aca_agent import running_agent
+from test_dpm_daemon import Process, spawn  # noqa: F401 - spawn is a fixture
+from test_dpm_service import statuses
+
+from aca_agent.testing import goal_state, port, subnet
+from alcor.schema import common_pb2 as common
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gsmq.broker import free_port
+from gsmq.kafka import KafkaSettings
+from gsmq.topics import Topics
+from gsmq.v1 import status_pb2, status_pb2_grpc
+
+H = "10.7.0.31"
+PORTS = [f"port-{i}" for i in range(5)]
+
+
+async def host_snapshot(address: str, host: str) -> gs.GoalStateV2:
+    async with grpc.aio.insecure_channel(address) as channel:
+        held: gs.GoalStateV2 = await status_pb2_grpc.DpmStatusServiceStub(channel).GetHostSnapshot(status_pb2.HostId(host_id=host), timeout=10)
+        return held
+
+
+async def push(address: str, message: gs.GoalStateV2) -> dict[str, int]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        [reply] = [r async for r in gsp_grpc.GoalStateProvisionerStub(channel).PushGoalStatesStream(iter([message]), timeout=60)]
+        return statuses(reply)
+
+
+def start_dpm(spawn: Callable[..., Process], address: str, bootstrap: str, topics: Topics) -> Process:
+    dpm = spawn("--grpc-address", address, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix)
+    dpm.wait_for(lambda: dpm.event("dpm_ready"), "dpm_ready", deadline=60)
+    return dpm
+
+
+async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_restarted_agent(
+    spawn: Callable[..., Process], bootstrap: str, kafka: KafkaSettings, topics: Topics  # noqa: F811
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    first = start_dpm(spawn, address, bootstrap, topics)
+    assert first.event("changelog_replayed") is not None and first.event("changelog_replayed")["resources"] == 0  # type: ignore[index]
+    async with running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", address):
+        assert set((await push(address, goal_state(H, subnet(), *(port(rid=p) for p in PORTS)))).values()) == {common.SUCCESS}
+        before = await host_snapshot(address, H)
+        assert sorted(before.port_states) == PORTS
+    first.proc.kill()  # SIGKILL: nothing flushed, nothing saved on the way out
+    first.proc.wait()
+    second = start_dpm(spawn, address, bootstrap, topics)
+    replayed = second.event("changelog_replayed")
+    assert replayed is not None and replayed["resources"] == 6 and replayed["hosts"] == 1
+    assert await host_snapshot(address, H) == before
+    async with running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", address) as agent:  # an empty data plane
+        for _ in range(600):
+            held = await agent.host_state(H)
+            if sorted(held.port_states) == PORTS:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(held.port_states) == PORTS and list(held.subnet_states) == ["sn-1"]
+    admin = AdminClient(kafka.admin())
+    [config] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topics.changelog)]).values()
+    assert config.result()["cleanup.policy"].value == "compact"

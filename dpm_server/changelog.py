@@ -2,30 +2,34 @@
 of Kafka Streams. Every resource whose stored state or hosts an input changed gets one
 record on the log-compacted changelog topic (key `<type>/<id>`, value a
 `gsmq.v1.DesiredResource`, a tombstone once deleted), and what the input makes the hosts
-do is published only once every record is delivered. A starting DPM rebuilds its
+do is published only once its records are committed. A starting DPM rebuilds its
 snapshot from the topic (`replay`) before it serves.
 
 Rules:
-- writes are released in the order they were made, so goal states are published in the
-  order the snapshot took their inputs;
-- a record that failed is written again from the snapshot as it is now (never the old
-  record: it could overwrite a newer one of the same key);
-- delivery reports run on the producer's poll thread; `defer` hands the release to the
-  engine's thread.
+- records are written in Kafka transactions of one `transactional.id` per topic prefix:
+  a DPM that starts fences every earlier one, whose next commit fails (`FencedError`), so
+  two incarnations never both write;
+- writes are committed and released in the order they were made, so goal states are
+  published in the order the snapshot took their inputs; a failed transaction is aborted
+  and tried again with the same records before any later one;
+- commits block, so they run on their own thread (`run`); `defer` hands each release to
+  the engine's thread.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
 
 from dpm_server.snapshot import Snapshot
+from gsmq.errors import FencedError, TransportError
 from gsmq.resources import ResourceKey
-from gsmq.transport import Envelope, Sink, Source
+from gsmq.retry import Backoff
+from gsmq.transport import Envelope, Source, Transactions
 from gsmq.v1 import changelog_pb2
 
 log = structlog.get_logger()
@@ -55,65 +59,88 @@ def record_value(snapshot: Snapshot, key: ResourceKey) -> bytes:
 
 @dataclass(slots=True)
 class _Write:
-    keys: set[ResourceKey]  # records not delivered yet
+    records: list[Envelope]
     then: Callable[[], None]
 
 
 class Changelog:
-    """Writes the snapshot's changes to `topic` and releases what depends on them in order."""
+    """Writes the snapshot's changes through a `Transactions` and releases what depends on
+    them in order. `write` (engine thread) queues; `drain` commits everything queued in one
+    transaction, then hands the `then`s to `defer`; `run` drains on its own thread until
+    halted. `eager`: `write` drains at once (in-memory tests)."""
 
-    def __init__(self, sink: Sink, topic: str, snapshot: Snapshot, defer: Callable[[Callable[[], None]], object]) -> None:
-        self.sink = sink
-        self.topic = topic
+    def __init__(self, snapshot: Snapshot, topic: str, store: Transactions, defer: Callable[[Callable[[], None]], object],
+                 eager: bool = False) -> None:
         self.snapshot = snapshot
+        self.topic = topic
+        self.store = store
         self.defer = defer
+        self.eager = eager
         self.records = 0
+        self.transactions = 0
         self.failures = 0
-        self._writes: deque[_Write] = deque()
-        self._lock = threading.Lock()  # `_writes`' key sets: the poll thread empties them
+        self._queue: list[_Write] = []
+        self._ready = threading.Condition()
 
     def write(self, then: Callable[[], None]) -> None:
-        """Write every resource the snapshot touched since the last write; `then()` runs (on
-        the engine's thread) once those records and every earlier write are delivered."""
-        keys = self.snapshot.take_touched()
-        entry = _Write(set(keys), then)
-        with self._lock:
-            self._writes.append(entry)
-        for key in keys:
-            self._send(entry, key)
-        if not keys:
-            self._release()
+        """Queue a record of every resource the snapshot touched since the last write; `then()`
+        runs (through `defer`) once they and every earlier write are committed."""
+        keys = sorted(self.snapshot.take_touched())
+        records = [Envelope(self.topic, record_key(key), record_value(self.snapshot, key)) for key in keys]
+        with self._ready:
+            self._queue.append(_Write(records, then))
+            self._ready.notify()
+        if self.eager:
+            self.drain()
 
-    def _send(self, entry: _Write, key: ResourceKey) -> None:
-        message = Envelope(self.topic, record_key(key), record_value(self.snapshot, key))
-        self.records += 1
-        self.sink.send(message, lambda _m, error: self._delivered(entry, key, error))
-
-    def _delivered(self, entry: _Write, key: ResourceKey, error: str | None) -> None:
-        if error is not None:
-            self.failures += 1
-            log.warning("changelog_write_failed", key=record_key(key), error=error)
-            self.defer(lambda: self._send(entry, key))  # the snapshot is read on the engine's thread only
-            return
-        with self._lock:
-            entry.keys.discard(key)
-            done = not entry.keys and self._writes and self._writes[0] is entry
-        if done:
-            self.defer(self._release)
-
-    def _release(self) -> None:
-        """Run the `then` of every delivered write at the head of the queue."""
+    def drain(self, halt: threading.Event | None = None) -> int:
+        """Commit every queued write in one transaction, trying again (the same records, so
+        nothing newer can be overwritten) until it is committed or `halt` is set; the writes
+        committed. `FencedError` propagates: another DPM took over."""
+        with self._ready:
+            writes, self._queue = self._queue, []
+        if not writes:
+            return 0
+        records = [r for w in writes for r in w.records]
+        backoff = Backoff(first=0.05, cap=2.0)
         while True:
-            with self._lock:
-                if not self._writes or self._writes[0].keys:
-                    return
-                entry = self._writes.popleft()
-            entry.then()
+            try:
+                self.store.commit(records)
+                break
+            except FencedError:
+                raise
+            except TransportError as exc:
+                self.failures += 1
+                if halt is not None and halt.is_set():
+                    log.warning("changelog_unwritten", records=len(records), writes=len(writes), error=str(exc))
+                    return 0
+                log.warning("changelog_commit_failed", records=len(records), error=str(exc))
+                time.sleep(backoff.delay())
+        self.records += len(records)
+        self.transactions += 1
+        for w in writes:
+            self.defer(w.then)
+        return len(writes)
+
+    def run(self, halt: threading.Event) -> None:
+        """Drain until `halt`, then once more: what was queued before the stop is written.
+        Fenced, it logs why and raises: the daemon stops (exit 1)."""
+        try:
+            while not halt.is_set():
+                with self._ready:
+                    if not self._queue:
+                        self._ready.wait(0.1)
+                self.drain(halt)
+            self.drain(halt)
+        except FencedError as exc:
+            log.error("dpm_fenced", error=str(exc), unwritten=self.pending(),  # noqa: TRY400 - one line; the lifecycle logs the rest
+                      why="another dpm-server took over these topics; this one stops writing and exits")
+            raise
 
     def pending(self) -> int:
-        """Writes whose records are not all delivered yet."""
-        with self._lock:
-            return len(self._writes)
+        """Writes queued and not committed yet."""
+        with self._ready:
+            return len(self._queue)
 
 
 def replay(source: Source, topic: str, partitions: int, snapshot: Snapshot, halt: Callable[[], bool] = lambda: False) -> int | None:
@@ -127,13 +154,13 @@ def replay(source: Source, topic: str, partitions: int, snapshot: Snapshot, halt
     try:
         while left and not halt():
             for message in source.poll_batch(5000, 0.5):
-                tp = (message.topic, message.partition)
                 count += 1
                 try:
                     latest[parse_key(message.key)] = message.value
                 except ValueError as exc:
                     log.warning("changelog_record_unreadable", partition=message.partition, offset=message.offset, error=str(exc))
-                if tp in left and message.offset + 1 >= left[tp]:
+            for tp, position in source.positions(list(left)).items():  # past the last commit marker too
+                if position >= left[tp]:
                     del left[tp]
     finally:
         source.unassign(list(ends))

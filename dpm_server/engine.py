@@ -34,14 +34,14 @@ class Engine:
     """Snapshot + planner + publisher + ack tracker, for one strategy."""
 
     def __init__(self, strategy: str, publisher: Publisher, retry_after: float, timeout: float,
-                 snapshot: Snapshot | None = None, changelog: Callable[[Snapshot], Changelog] | None = None) -> None:
-        """`snapshot`: one rebuilt from the changelog; `changelog`: makes the writer of this
-        engine's snapshot changes (None: nothing is durable, as in the in-memory cluster)."""
+                 changelog: Changelog | None = None) -> None:
+        """`changelog`: the writer of the engine's snapshot (`changelog.snapshot`, maybe rebuilt
+        from it); None: a fresh snapshot and nothing durable (the in-memory cluster)."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
         self.strategy = Strategy(strategy)
-        self.snapshot = snapshot if snapshot is not None else Snapshot(strategy)
-        self.changelog = changelog(self.snapshot) if changelog is not None else None
+        self.changelog = changelog
+        self.snapshot = changelog.snapshot if changelog is not None else Snapshot(strategy)
         self.publisher = publisher
         self.tracker = AckTracker(retry_after, timeout, self.resync, publisher.epoch)
         self.invalid = 0

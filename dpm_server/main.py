@@ -25,7 +25,7 @@ from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.errors import BrokerUnavailableError
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts
-from gsmq.kafka_transport import KafkaSink, KafkaSource
+from gsmq.kafka_transport import KafkaSink, KafkaSource, KafkaTransactions
 from gsmq.lifecycle import Lifecycle
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
@@ -192,13 +192,36 @@ async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
 async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     """Build, start in order, wait for the stop; the Lifecycle stops in reverse: gRPC (calls in
     flight get DRAIN_SECONDS for their hosts' replies, which are still read), ticker, reply
-    reader, producer poller, consumer, producer flush."""
+    reader, producer poller, changelog writer, consumer, producer flush.
+
+    Before anything is written: the gRPC port is bound (exclusively: a second DPM on the
+    same address fails here, before it fences the first), the changelog's transactional id
+    is taken over (fencing any earlier DPM of these topics), and the snapshot is rebuilt
+    from the changelog. Agents' resyncs get UNAVAILABLE until the server starts."""
     kafka = KafkaSettings(bootstrap, config.kafka_properties)
     topics = Topics(config.topic_prefix)
     async with Lifecycle(stop) as life:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
+                                          ("grpc.so_reuseport", 0)])
+        try:
+            port = server.add_insecure_port(config.grpc_address)
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot listen on {config.grpc_address}: {exc}") from exc
         admin = admin_client(kafka)
         counts = await asyncio.to_thread(_ensure_topics, admin, config, bootstrap, life.halt)
         if counts is None:
+            return 0
+        store = KafkaTransactions(kafka, f"dpm.{config.topic_prefix}")
+        life.close("dpm-changelog-close", store.close, stop_timeout=5.0)
+        def take_over() -> bool:
+            store.start()
+            return True
+
+        if await asyncio.to_thread(retry, take_over, life.halt, "broker_unreachable", retry_on=(BrokerUnavailableError,),
+                                   bootstrap=bootstrap, step="changelog take-over") is None:
+            return 0
+        snapshot = await asyncio.to_thread(_replay, kafka, config, topics, counts[topics.changelog], life.halt)
+        if snapshot is None:
             return 0
         sink = KafkaSink(kafka)
         life.close("dpm-producer-flush", lambda: sink.flush(5.0), stop_timeout=6.0)
@@ -208,26 +231,19 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         if not markers:
             return 0
         loop = asyncio.get_running_loop()
-        snapshot = await asyncio.to_thread(_replay, kafka, config, topics, counts[topics.changelog], life.halt)
-        if snapshot is None:
-            return 0
-        engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout, snapshot,
-                        lambda snap: changelog.Changelog(sink, topics.changelog, snap, loop.call_soon_threadsafe))
+        writer = changelog.Changelog(snapshot, topics.changelog, store, loop.call_soon_threadsafe)
+        engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout, writer)
         source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
         life.close("dpm-consumer-close", source.close, stop_timeout=5.0)
         source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
+        life.thread("dpm-changelog", writer.run, stop_timeout=5.0)
         life.thread("dpm-producer-poll", lambda halt: _poll(sink, halt), stop_timeout=2.0)
         life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt), stop_timeout=2.0)
         life.task("dpm-ack-ticker", _tick(engine), stop_timeout=1.0)
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
                                   config.max_in_flight_hosts, config.batches_in_flight)
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
         register(provisioner, server)
         status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
-        try:
-            port = server.add_insecure_port(config.grpc_address)
-        except RuntimeError as exc:
-            raise ConfigError(f"cannot listen on {config.grpc_address}: {exc}") from exc
 
         async def drain() -> None:  # refuse new calls; calls in flight are answered or cancelled at the end
             log.info("dpm_draining", requests_pending=len(engine.tracker.pending), grace_s=DRAIN_SECONDS)
@@ -235,7 +251,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
 
         await life.service("dpm-grpc", server.start, drain, stop_timeout=DRAIN_SECONDS + 2.0)
         log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy,
-                 epoch=engine.publisher.epoch)
+                 epoch=engine.publisher.epoch, resources=len(snapshot.resources))
         code = await life.wait()
     log.info("dpm_stopped", unflushed=sink.queued(), batches=provisioner.batcher.batches, inputs=provisioner.batcher.inputs,
              **engine.counts())

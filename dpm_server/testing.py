@@ -133,18 +133,16 @@ def memory_engine(
     durable: bool = False,
 ) -> tuple[Engine, MemoryBus, Topics]:
     """An Engine publishing to a MemoryBus (start-up markers placed), for unit tests;
-    `durable`: it writes its changelog there too (2 partitions), as the daemon does, and
-    publishes each change once the sink's `poll` reports its records delivered."""
+    `durable`: it writes its changelog there too (2 partitions), as the daemon does, each
+    change committed (at once) before it is published."""
     topics = Topics("u")
     bus = MemoryBus({topics.unicast: partitions, topics.multicast: partitions, topics.reply: 2, topics.changelog: 2})
     publisher = Publisher(bus.sink(), topics, strategy == Strategy.TOPIC_PER_HOST, partitions, 2)
     publisher.place_markers()
 
-    def writer(snapshot: Snapshot) -> Changelog:
-        return Changelog(publisher.sink, topics.changelog, snapshot, lambda run: run())
-
+    writer = Changelog(Snapshot(strategy), topics.changelog, bus.transactions(), lambda run: run(), eager=True) if durable else None
     engine = Engine(strategy, publisher, retry_after=timeout / 2 if retry_after is None else retry_after, timeout=timeout,
-                    changelog=writer if durable else None)
+                    changelog=writer)
     return engine, bus, topics
 
 

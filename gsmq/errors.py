@@ -19,6 +19,10 @@ class BrokerUnavailableError(TransportError):
     """No broker answered in time (connection refused, timeout, leader unknown): worth retrying."""
 
 
+class FencedError(TransportError):
+    """A newer producer with our transactional id took over (another incarnation of the daemon): stop writing."""
+
+
 class UndeliveredError(Exception):
     """Messages were queued but not delivered: they failed or are still waiting for the broker."""
 

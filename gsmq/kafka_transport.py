@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from gsmq import wire
 from gsmq.config import ConfigError
-from gsmq.errors import BrokerUnavailableError, TransportError
+from gsmq.errors import BrokerUnavailableError, FencedError, TransportError
 from gsmq.kafka import KafkaSettings
 from gsmq.transport import Delivered, Envelope, Sending
 
@@ -41,6 +41,9 @@ _UNAVAILABLE = frozenset(
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     }
 )
+
+
+_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 
 
 def failure(error: KafkaError, doing: str) -> TransportError:
@@ -167,6 +170,52 @@ class KafkaSink:
         return len(self.producer)
 
 
+class KafkaTransactions:
+    """A transactional producer (Kafka's exactly-once producer): `start` fences every earlier
+    producer of `transactional_id` and aborts what it left open; `commit` writes a list of
+    records all or none. Each call blocks until the broker answered (run it off the event loop)."""
+
+    def __init__(self, settings: KafkaSettings, transactional_id: str, timeout: float = 30.0, **overrides: object) -> None:
+        self.timeout = timeout
+        self.producer = build_client(lambda: Producer(settings.producer(**{"transactional.id": transactional_id, **overrides})))
+
+    def start(self) -> None:
+        try:
+            self.producer.init_transactions(self.timeout)
+        except KafkaException as exc:
+            raise self._failure(exc, "taking over the transactional id") from exc
+
+    def commit(self, messages: Sequence[Envelope]) -> None:
+        try:
+            self.producer.begin_transaction()
+            for message in messages:
+                while True:
+                    try:
+                        self.producer.produce(message.topic, message.value or None, message.key,
+                                              headers=cast("dict[str, str | bytes | None]", message.headers))
+                        break
+                    except BufferError:
+                        self.producer.poll(0.05)
+            self.producer.commit_transaction(self.timeout)
+        except KafkaException as exc:
+            failed = self._failure(exc, "committing a transaction")
+            error = _error_of(exc)
+            if not isinstance(failed, FencedError) and error is not None and error.txn_requires_abort():
+                with kafka_errors("aborting a transaction"):
+                    self.producer.abort_transaction(self.timeout)
+            raise failed from exc
+
+    @staticmethod
+    def _failure(exc: KafkaException, doing: str) -> TransportError:
+        error = _error_of(exc)
+        if error is not None and (error.fatal() or error.code() in _FENCED):
+            return FencedError(f"{doing}: {error.str()} (a newer producer took over)", error.name())
+        return as_failure(exc, doing)
+
+    def close(self) -> None:
+        self.producer.flush(self.timeout)
+
+
 class KafkaSource:
     """A manually assigned consumer (no group rebalances) that commits under `group_id`."""
 
@@ -226,6 +275,11 @@ class KafkaSource:
     def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         with kafka_errors("reading committed offsets"):
             result = self.consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else -1) for tp in result}
+
+    def positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        with kafka_errors("reading positions"):
+            result = self.consumer.position([TopicPartition(t, p) for t, p in partitions])
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else -1) for tp in result}
 
     def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:

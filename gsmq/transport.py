@@ -64,6 +64,16 @@ class Sink(Protocol):
         """Wait until queued messages are delivered; returns how many are still queued."""
 
 
+class Transactions(Protocol):
+    def start(self) -> None:
+        """Take over the transactional id: every earlier holder is fenced and what it left open is aborted."""
+
+    def commit(self, messages: Sequence[Envelope]) -> None:
+        """Write all of `messages` or none of them (read_committed readers see them together);
+        raise `FencedError` once a newer holder took over, `TransportError` when this try failed
+        and was aborted (trying again with the same messages is safe)."""
+
+
 class Source(Protocol):
     def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
         """Read these (topic, partition, offset) from now on, in addition to the current ones."""
@@ -84,6 +94,10 @@ class Source(Protocol):
 
     def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The offset the next record of each partition will get (its high watermark)."""
+
+    def positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The next offset this source will read of each assigned partition (-1: not known yet);
+        past transaction markers, which are never returned as messages."""
 
 
 class MemoryBus:
@@ -111,6 +125,9 @@ class MemoryBus:
     def sink(self) -> _MemorySink:
         return _MemorySink(self)
 
+    def transactions(self) -> _MemoryTransactions:
+        return _MemoryTransactions(self)
+
     def source(self, group: str = "default") -> _MemorySource:
         return _MemorySource(self, group)
 
@@ -121,6 +138,20 @@ def send_each(sink: Sink, messages: Sequence[Envelope]) -> Sending:
     for message in messages:
         sink.send(message, sending.on_delivered)
     return sending
+
+
+class _MemoryTransactions:
+    def __init__(self, bus: MemoryBus) -> None:
+        self.bus = bus
+        self.commits = 0
+
+    def start(self) -> None:
+        pass
+
+    def commit(self, messages: Sequence[Envelope]) -> None:
+        for message in messages:
+            self.bus.append(message)
+        self.commits += 1
 
 
 class _MemorySink:
@@ -150,23 +181,23 @@ class _MemorySource:
     def __init__(self, bus: MemoryBus, group: str) -> None:
         self.bus = bus
         self.group = group
-        self.positions: dict[tuple[str, int], int] = {}
+        self.at: dict[tuple[str, int], int] = {}  # assigned partition -> next offset
 
     def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
         for topic, part, offset in positions:
-            self.positions[(topic, part)] = max(offset, 0)
+            self.at[(topic, part)] = max(offset, 0)
 
     def unassign(self, partitions: Sequence[tuple[str, int]]) -> None:
         for topic, part in partitions:
-            self.positions.pop((topic, part), None)
+            self.at.pop((topic, part), None)
 
     def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
         out: list[Envelope] = []
-        for tp, pos in list(self.positions.items()):
+        for tp, pos in list(self.at.items()):
             log = self.bus.logs.get(tp, [])
             take = log[pos : pos + max_messages - len(out)]
             out.extend(take)
-            self.positions[tp] = pos + len(take)
+            self.at[tp] = pos + len(take)
             if len(out) >= max_messages:
                 break
         return out
@@ -181,3 +212,6 @@ class _MemorySource:
 
     def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {(topic, part): len(self.bus.logs.get((topic, part), [])) for topic, part in partitions}
+
+    def positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {tp: self.at.get(tp, -1) for tp in partitions}

@@ -5,12 +5,14 @@ agent restarted afterwards gets back everything it was acknowledged for."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import grpc
+import test_dpm_daemon
 from confluent_kafka.admin import AdminClient, ConfigResource
 from test_aca_agent import running_agent
-from test_dpm_daemon import Process, spawn  # noqa: F401 - spawn is a fixture
+from test_dpm_daemon import Process
 from test_dpm_service import statuses
 
 from aca_agent.testing import goal_state, port, subnet
@@ -28,7 +30,8 @@ PORTS = [f"port-{i}" for i in range(5)]
 
 async def host_snapshot(address: str, host: str) -> gs.GoalStateV2:
     async with grpc.aio.insecure_channel(address) as channel:
-        held: gs.GoalStateV2 = await status_pb2_grpc.DpmStatusServiceStub(channel).GetHostSnapshot(status_pb2.HostId(host_id=host), timeout=10)
+        stub = status_pb2_grpc.DpmStatusServiceStub(channel)
+        held: gs.GoalStateV2 = await stub.GetHostSnapshot(status_pb2.HostId(host_id=host), timeout=10)
         return held
 
 
@@ -38,6 +41,9 @@ async def push(address: str, message: gs.GoalStateV2) -> dict[str, int]:
         return statuses(reply)
 
 
+spawn = test_dpm_daemon.spawn  # dpm-server console scripts, killed at the end (a fixture)
+
+
 def start_dpm(spawn: Callable[..., Process], address: str, bootstrap: str, topics: Topics) -> Process:
     dpm = spawn("--grpc-address", address, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix)
     dpm.wait_for(lambda: dpm.event("dpm_ready"), "dpm_ready", deadline=60)
@@ -45,7 +51,7 @@ def start_dpm(spawn: Callable[..., Process], address: str, bootstrap: str, topic
 
 
 async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_restarted_agent(
-    spawn: Callable[..., Process], bootstrap: str, kafka: KafkaSettings, topics: Topics  # noqa: F811
+    spawn: Callable[..., Process], bootstrap: str, kafka: KafkaSettings, topics: Topics
 ) -> None:
     address = f"127.0.0.1:{free_port()}"
     first = start_dpm(spawn, address, bootstrap, topics)
@@ -61,6 +67,7 @@ async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_r
     assert replayed is not None and replayed["resources"] == 6 and replayed["hosts"] == 1
     assert await host_snapshot(address, H) == before
     async with running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", address) as agent:  # an empty data plane
+        held = await agent.host_state(H)
         for _ in range(600):
             held = await agent.host_state(H)
             if sorted(held.port_states) == PORTS:
@@ -70,3 +77,37 @@ async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_r
     admin = AdminClient(kafka.admin())
     [config] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topics.changelog)]).values()
     assert config.result()["cleanup.policy"].value == "compact"
+
+
+async def test_a_second_dpm_on_the_topics_fences_the_first_which_exits_with_one_line(
+    spawn: Callable[..., Process], bootstrap: str, topics: Topics
+) -> None:
+    first_address, second_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    first = start_dpm(spawn, first_address, bootstrap, topics)
+    async with running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", first_address):
+        assert set((await push(first_address, goal_state(H, subnet()))).values()) == {common.SUCCESS}
+        second = start_dpm(spawn, second_address, bootstrap, topics)  # takes the changelog over
+        replayed = second.event("changelog_replayed")
+        assert replayed is not None and replayed["resources"] == 1
+        with contextlib.suppress(grpc.aio.AioRpcError):  # the first may stop while the call is open
+            await push(first_address, goal_state(H, port()))
+        assert first.proc.wait(timeout=60) == 1
+        fenced = first.event("dpm_fenced")
+        assert fenced is not None and "another dpm-server" in str(fenced["why"])
+    assert second.terminate() == 0
+    third = start_dpm(spawn, second_address, bootstrap, topics)  # what the changelog holds: nothing the fenced one wrote
+    replayed = third.event("changelog_replayed")
+    assert replayed is not None and replayed["resources"] == 1
+    assert "port-1" not in (await host_snapshot(second_address, H)).port_states
+
+
+def test_a_second_dpm_on_the_same_grpc_address_fails_before_it_fences_the_first(
+    spawn: Callable[..., Process], bootstrap: str, topics: Topics
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    first = start_dpm(spawn, address, bootstrap, topics)
+    second = spawn("--grpc-address", address, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix)
+    assert second.proc.wait(timeout=60) != 0
+    assert f"cannot listen on {address}" in second.log_path.read_text()
+    assert second.event("changelog_replayed") is None  # it never took the changelog over
+    assert first.proc.poll() is None and first.terminate() == 0

@@ -166,10 +166,10 @@ def test_following_a_vpc_reads_its_multicast_partition_from_the_cursor_then_stop
     mc = partition_for("vpc-1", 16)
     agent.send(T.multicast, "vpc-1", goal_state(None, security_group(rev=1)), gs_vpc_id="vpc-1", gs_seq="1", gs_epoch="e")
     agent.drain()
-    assert (T.multicast, mc) not in agent.source.positions
+    assert (T.multicast, mc) not in agent.source.at
     agent.send(T.unicast, H1, goal_state(H1, subnet(), port()), gs_follow=f"vpc-1={mc}:1:1", gs_epoch="e")
     agent.drain()
-    assert agent.source.positions[(T.multicast, mc)] == 1
+    assert agent.source.at[(T.multicast, mc)] == 1
     headers = {"gs_vpc_id": "vpc-1", "gs_seq": "2", "gs_epoch": "e", "gs_request_id": "m2"}
     agent.send(T.multicast, "vpc-1", goal_state(None, security_group(rev=2)), **headers)
     agent.drain()
@@ -179,7 +179,7 @@ def test_following_a_vpc_reads_its_multicast_partition_from_the_cursor_then_stop
     assert agent.applier.table(H1, common.SECURITYGROUP)["sg-1"].configuration.revision_number == 2
     agent.send(T.unicast, H1, goal_state(H1, port(rev=2, op=common.DELETE)))
     agent.drain()
-    assert (T.multicast, mc) not in agent.source.positions
+    assert (T.multicast, mc) not in agent.source.at
     assert agent.applier.followers == {}
 
 

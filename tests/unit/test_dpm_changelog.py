@@ -1,8 +1,9 @@
-"""The changelog writer and its replay, over a MemoryBus or a sink that delivers on demand
+"""The changelog writer and its replay, over a MemoryBus or transactions that fail on demand
 (the broker-backed tests are in tests/integration/test_dpm_durable.py)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -12,7 +13,8 @@ from alcor.schema import goalstate_pb2 as gs
 from dpm_server.changelog import Changelog, parse_key, record_key, replay
 from dpm_server.snapshot import Snapshot
 from dpm_server.testing import goal, memory_engine, port, published, subnet
-from gsmq.transport import Delivered, Envelope, MemoryBus, Sending, send_each
+from gsmq.errors import FencedError, TransportError
+from gsmq.transport import Envelope, MemoryBus
 from gsmq.v1 import changelog_pb2
 
 H1, H2 = "10.0.0.1", "10.0.0.2"
@@ -24,85 +26,83 @@ def port_of(host: str, pid: str = "p-1", rev: int = 1, op: int = common.CREATE) 
     return goal([subnet("vpc-1"), port(pid, "vpc-1", host, "10.1.0.5", rev, op)], {host: [SUBNET, pid]})
 
 
-class HeldSink:
-    """A sink whose deliveries are reported only when the test says so, in any order."""
+class FlakyStore:
+    """Transactions that fail (or fence) as told, and keep what they committed."""
 
-    def __init__(self) -> None:
-        self.sent: list[tuple[Envelope, Delivered | None]] = []
+    def __init__(self, fail: list[Exception] | None = None) -> None:
+        self.fail = fail or []
+        self.tries: list[list[Envelope]] = []
+        self.committed: list[list[Envelope]] = []
 
-    def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
-        self.sent.append((message, on_delivered))
+    def start(self) -> None:
+        pass
 
-    def send_all(self, messages: Sequence[Envelope]) -> Sending:
-        return send_each(self, messages)
-
-    def poll(self, timeout: float = 0.0) -> int:
-        return 0
-
-    def flush(self, timeout: float = 10.0) -> int:
-        return 0
-
-    def deliver(self, index: int, error: str | None = None) -> Envelope:
-        message, callback = self.sent[index]
-        if callback is not None:
-            callback(message, error)
-        return message
+    def commit(self, messages: Sequence[Envelope]) -> None:
+        self.tries.append(list(messages))
+        if self.fail:
+            raise self.fail.pop(0)
+        self.committed.append(list(messages))
 
 
-def port_only(rev: int) -> gs.GoalStateV2:
-    return goal([port("p-1", "vpc-1", H1, "10.1.0.5", rev)], {H1: ["p-1"]})
+def port_only(rev: int, pid: str = "p-1") -> gs.GoalStateV2:
+    return goal([port(pid, "vpc-1", H1, "10.1.0.5", rev)], {H1: [pid]})
 
 
-def test_a_change_is_published_only_once_its_records_are_delivered() -> None:
+def test_a_change_is_published_only_once_its_records_are_committed() -> None:
     eng, bus, topics = memory_engine(durable=True)
+    assert eng.changelog is not None
+    eng.changelog.eager = False  # drained by hand, as the daemon's writer thread does
     eng.submit(port_of(H1), lambda reply: None)
-    records = bus.logs[(topics.changelog, 0)] + bus.logs[(topics.changelog, 1)]
-    assert sorted(m.key for m in records) == [record_key((common.SUBNET, SUBNET)), record_key((common.PORT, "p-1"))]
+    assert bus.logs[(topics.changelog, 0)] + bus.logs[(topics.changelog, 1)] == []
     assert published(bus, topics.unicast) == [] and published(bus, topics.multicast) == []
-    bus_sink = eng.publisher.sink
-    bus_sink.poll()  # the records' deliveries: the change is released
+    assert eng.changelog.drain() == 1
+    records = bus.logs[(topics.changelog, 0)] + bus.logs[(topics.changelog, 1)]
+    assert sorted(m.key for m in records) == sorted([record_key((common.SUBNET, SUBNET)), record_key((common.PORT, "p-1"))])
     assert [m.key for m in published(bus, topics.unicast)] == [H1]
 
 
-def test_writes_are_released_in_the_order_they_were_made() -> None:
-    snap, order = Snapshot("vpc-multicast"), list[str]()
-    sink = HeldSink()
-    log = Changelog(sink, "cl", snap, lambda run: run())
-    snap.apply(goal([subnet("vpc-1")], {H1: [SUBNET]}))
+def test_queued_writes_are_committed_in_one_transaction_and_released_in_order() -> None:
+    snap, store, order = Snapshot("vpc-multicast"), FlakyStore(), list[str]()
+    log = Changelog(snap, "cl", store, lambda run: run())
+    snap.apply(port_only(1))
     log.write(lambda: order.append("first"))
-    snap.apply(goal([port("p-2", "vpc-1", H2, "10.1.0.6")], {H2: ["p-2"]}))
+    snap.apply(port_only(1, "p-2"))
     log.write(lambda: order.append("second"))
-    assert len(sink.sent) == 2
-    sink.deliver(1)
     assert order == [] and log.pending() == 2
-    sink.deliver(0)
-    assert order == ["first", "second"] and log.pending() == 0
+    assert log.drain() == 2
+    assert order == ["first", "second"] and len(store.committed) == 1 and len(store.committed[0]) == 2
 
 
-def test_a_failed_record_is_written_again_from_the_snapshot_as_it_is_now() -> None:
-    snap = Snapshot("vpc-multicast")
-    sink = HeldSink()
-    log = Changelog(sink, "cl", snap, lambda run: run())
-    released: list[str] = []
-    snap.apply(port_only(rev=1))
+def test_a_failed_transaction_is_tried_again_with_the_same_records_before_any_later_one() -> None:
+    snap, store, released = Snapshot("vpc-multicast"), FlakyStore([TransportError("commit: Broker: Request timed out")]), list[str]()
+    log = Changelog(snap, "cl", store, lambda run: run())
+    snap.apply(port_only(1))
     log.write(lambda: released.append("rev1"))
-    snap.apply(port_only(rev=2))
+    assert log.drain() == 1
+    snap.apply(port_only(2))
     log.write(lambda: released.append("rev2"))
-    sink.deliver(0, error="Local: Message timed out")
-    assert released == [] and log.failures == 1
-    again = sink.sent[2][0]  # the retry carries revision 2, never the older record
-    piece = changelog_pb2.DesiredResource.FromString(again.value).piece
-    assert piece == snap.resources[(common.PORT, "p-1")].piece
-    sink.deliver(1)
-    sink.deliver(2)
-    assert released == ["rev1", "rev2"]
+    log.drain()
+    assert [[m.value for m in t] for t in store.tries[:2]] == [[store.tries[0][0].value]] * 2  # the same record, tried twice
+    assert log.failures == 1 and released == ["rev1", "rev2"]
+    last = changelog_pb2.DesiredResource.FromString(store.committed[-1][0].value).piece
+    assert last == snap.resources[(common.PORT, "p-1")].piece
+
+
+def test_a_fenced_writer_stops_and_releases_nothing() -> None:
+    snap, store, released = Snapshot("vpc-multicast"), FlakyStore([FencedError("commit: fenced")]), list[str]()
+    log = Changelog(snap, "cl", store, lambda run: run())
+    snap.apply(port_only(1))
+    log.write(lambda: released.append("never"))
+    halt = threading.Event()
+    with pytest.raises(FencedError):
+        log.run(halt)
+    assert released == [] and store.committed == []
 
 
 def test_a_deleted_resource_leaves_a_tombstone_and_replay_forgets_it() -> None:
     eng, bus, topics = memory_engine(durable=True)
     eng.submit(port_of(H1), lambda reply: None)
     eng.submit(goal([port("p-1", "vpc-1", H1, "10.1.0.5", 2, common.DELETE)], {H1: ["p-1"]}), lambda reply: None)
-    eng.publisher.sink.poll()
     records = [m for p in (0, 1) for m in bus.logs[(topics.changelog, p)] if m.key == record_key((common.PORT, "p-1"))]
     assert records[-1].value == b""
     rebuilt = Snapshot("vpc-multicast")
@@ -115,9 +115,8 @@ def test_an_unreadable_record_is_skipped_and_the_rest_replayed() -> None:
     bus = MemoryBus({"cl": 1})
     snap = Snapshot("vpc-multicast")
     snap.apply(port_of(H1))
+    Changelog(snap, "cl", bus.transactions(), lambda run: run(), eager=True).write(lambda: None)
     sink = bus.sink()
-    log = Changelog(sink, "cl", snap, lambda run: run())
-    log.write(lambda: None)
     sink.send(Envelope("cl", "not-a-key", b"x"))
     sink.send(Envelope("cl", record_key((common.PORT, "p-9")), b"\xff\xff"))
     rebuilt = Snapshot("vpc-multicast")

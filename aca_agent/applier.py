@@ -119,6 +119,7 @@ class HostState:
     epoch: str | None = None  # unicast gs-epoch / gs-seq last seen
     seq: int = 0
     applied: int = 0  # the unicast watermark of `epoch`: every gs-seq up to it is applied; stays below a gap
+    incarnation: int = 0  # the newest DPM incarnation seen in a unicast gs-epoch (0: none yet)
     shared: set[str] = field(default_factory=set)  # followed VPCs whose VPC-wide states the host sees in their `VpcTable`
 
 
@@ -179,13 +180,16 @@ class Applier:
         if hs is None:
             return None
         seq, sent_ns, follow = wire.number_header(headers, wire.SEQ), wire.number_header(headers, wire.SENT_NS), follow_cursors(headers)
+        full = headers.get(wire.FULL) == "1"
+        epoch = headers.get(wire.EPOCH, "")
+        if full or epoch != hs.epoch:
+            self._check_incarnation(hs, epoch, full)
         start = time.perf_counter_ns()
         resync = self._check_seq(hs, headers, seq)
         if len(goal.host_resources):
             entries = self._entries(goal, goal.host_resources[host].resources if host in goal.host_resources else ())
         else:
             entries = self._all_entries(goal, host)
-        full = headers.get(wire.FULL) == "1"
         statuses = self._apply(hs, entries, sent_ns, whole=full, follow=follow)
         return self._result(hs, statuses, start, resync, "", seq, sent_ns)
 
@@ -317,6 +321,19 @@ class Applier:
         return goal
 
     # ---- message level ------------------------------------------------------------
+
+    @staticmethod
+    def _check_incarnation(hs: HostState, epoch: str, full: bool) -> None:
+        """No silent wipe: a full state replaces the host's tables only when its gs-epoch is a
+        DPM incarnation (`wire.make_epoch`) no older than the newest this host has seen;
+        else HeaderError (dead-lettered, nothing applied). Any message's epoch moves the newest."""
+        incarnation = wire.epoch_incarnation(epoch)
+        if full and incarnation is None:
+            raise wire.HeaderError(f"a full state without a DPM incarnation in gs-epoch is refused: {epoch[:40]!r}")
+        if full and incarnation is not None and incarnation < hs.incarnation:
+            raise wire.HeaderError(f"a full state from DPM incarnation {incarnation} is refused: host {hs.host} has seen {hs.incarnation}")
+        if incarnation is not None and incarnation > hs.incarnation:
+            hs.incarnation = incarnation
 
     def _check_seq(self, hs: HostState, headers: Mapping[str, str], seq: int | None) -> bool:
         """Track the host's gs-seq (`seq`) per gs-epoch and its watermark; True when a gap

@@ -26,14 +26,17 @@ from dataclasses import dataclass
 import structlog
 
 from dpm_server.snapshot import Snapshot
+from gsmq import wire
 from gsmq.errors import FencedError, TransportError
 from gsmq.resources import ResourceKey
 from gsmq.retry import Backoff
 from gsmq.transport import Envelope, Source, Transactions
 from gsmq.v1 import changelog_pb2
+from gsmq.wire import HeaderError
 
 log = structlog.get_logger()
 TOPIC_CONFIG = {"cleanup.policy": "compact"}
+INCARNATION_KEY = "dpm/incarnation"  # its value: the number of the last DPM run (gs-epoch's head)
 
 
 def record_key(key: ResourceKey) -> str:
@@ -143,21 +146,35 @@ class Changelog:
             return len(self._queue)
 
 
-def replay(source: Source, topic: str, partitions: int, snapshot: Snapshot, halt: Callable[[], bool] = lambda: False) -> int | None:
-    """Read `topic` from its beginning to its end offsets into `snapshot`; the records read
-    (None if `halt()` turned true first). A record that cannot be read is logged and skipped."""
+@dataclass(frozen=True)
+class Replayed:
+    records: int  # read, tombstones and unreadable ones included
+    incarnation: int  # the last DPM run's number (0: none yet)
+
+
+def incarnation_record(topic: str, incarnation: int) -> Envelope:
+    """The record a DPM run commits first: its incarnation number (ASCII digits)."""
+    return Envelope(topic, INCARNATION_KEY, str(incarnation).encode())
+
+
+def replay(source: Source, topic: str, partitions: int, snapshot: Snapshot, halt: Callable[[], bool] = lambda: False) -> Replayed | None:
+    """Read `topic` from its beginning to its end offsets into `snapshot` (None if `halt()`
+    turned true first). A record that cannot be read is logged and skipped."""
     ends = source.end_offsets([(topic, p) for p in range(partitions)])
     left = {tp: end for tp, end in ends.items() if end > 0}
     latest: dict[ResourceKey, bytes] = {}
-    count = 0
+    count = incarnation = 0
     source.assign([(topic, p, -1) for (_, p) in left])
     try:
         while left and not halt():
             for message in source.poll_batch(5000, 0.5):
                 count += 1
                 try:
+                    if message.key == INCARNATION_KEY:
+                        incarnation = max(incarnation, wire.number(message.value.decode(errors="replace"), "incarnation"))
+                        continue
                     latest[parse_key(message.key)] = message.value
-                except ValueError as exc:
+                except (ValueError, HeaderError) as exc:
                     log.warning("changelog_record_unreadable", partition=message.partition, offset=message.offset, error=str(exc))
             for tp, position in source.positions(list(left)).items():  # past the last commit marker too
                 if position >= left[tp]:
@@ -167,7 +184,7 @@ def replay(source: Source, topic: str, partitions: int, snapshot: Snapshot, halt
     if left:
         return None
     restore(snapshot, latest.items())
-    return count
+    return Replayed(count, incarnation)
 
 
 def restore(snapshot: Snapshot, records: Iterable[tuple[ResourceKey, bytes]]) -> None:

@@ -22,7 +22,7 @@ from dpm_server.service import Provisioner, Status, register
 from dpm_server.snapshot import Snapshot
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
-from gsmq.errors import BrokerUnavailableError
+from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts
 from gsmq.kafka_transport import KafkaSink, KafkaSource, KafkaTransactions
@@ -132,21 +132,31 @@ def _place_markers(publisher: Publisher, bootstrap: str, halt: threading.Event) 
                  backoff=Backoff(first=0.0), retry_on=(TimeoutError,), bootstrap=bootstrap, step="start-up markers")
 
 
-def _replay(kafka: KafkaSettings, config: DpmConfig, topics: Topics, partitions: int, halt: threading.Event) -> Snapshot | None:
-    """The snapshot rebuilt from the changelog (None once halted), before anything is served."""
+def _replay(kafka: KafkaSettings, config: DpmConfig, topics: Topics, partitions: int, store: KafkaTransactions,
+            halt: threading.Event) -> tuple[Snapshot, int] | None:
+    """The snapshot rebuilt from the changelog and this run's incarnation, committed there
+    (None once halted); before anything is served."""
     started = time.monotonic()
     snapshot = Snapshot(config.strategy)
     source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}.changelog")
     try:
-        records = retry(lambda: changelog.replay(source, topics.changelog, partitions, snapshot, halt.is_set), halt,
-                        "broker_unreachable", retry_on=(BrokerUnavailableError,), step="changelog replay")
+        replayed = retry(lambda: changelog.replay(source, topics.changelog, partitions, snapshot, halt.is_set), halt,
+                         "broker_unreachable", retry_on=(BrokerUnavailableError,), step="changelog replay")
     finally:
         source.close()
-    if records is None:
+    if replayed is None:
         return None
-    log.info("changelog_replayed", records=records, resources=len(snapshot.resources), hosts=len(snapshot.listed),
-             seconds=round(time.monotonic() - started, 3))
-    return snapshot
+    incarnation = replayed.incarnation + 1
+
+    def commit() -> bool:
+        store.commit([changelog.incarnation_record(topics.changelog, incarnation)])
+        return True
+
+    if retry(commit, halt, "changelog_commit_failed", retry_on=(TransportError,), step="incarnation") is None:
+        return None
+    log.info("changelog_replayed", records=replayed.records, resources=len(snapshot.resources), hosts=len(snapshot.listed),
+             incarnation=incarnation, seconds=round(time.monotonic() - started, 3))
+    return snapshot, incarnation
 
 
 def _read_replies(source: KafkaSource, dead_letter_topic: str, engine: Engine, loop: asyncio.AbstractEventLoop,
@@ -220,12 +230,14 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         if await asyncio.to_thread(retry, take_over, life.halt, "broker_unreachable", retry_on=(BrokerUnavailableError,),
                                    bootstrap=bootstrap, step="changelog take-over") is None:
             return 0
-        snapshot = await asyncio.to_thread(_replay, kafka, config, topics, counts[topics.changelog], life.halt)
-        if snapshot is None:
+        rebuilt = await asyncio.to_thread(_replay, kafka, config, topics, counts[topics.changelog], store, life.halt)
+        if rebuilt is None:
             return 0
+        snapshot, incarnation = rebuilt
         sink = KafkaSink(kafka)
         life.close("dpm-producer-flush", lambda: sink.flush(5.0), stop_timeout=6.0)
-        publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply])
+        publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply],
+                              incarnation)
         publisher.create_topic = lambda name: ensure_topics(admin, {name: 1})
         markers = await asyncio.to_thread(_place_markers, publisher, bootstrap, life.halt)
         if not markers:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,13 +44,15 @@ class Counters:
 class Publisher:
     """Produces goal states with per-host / per-VPC sequences of one epoch."""
 
-    def __init__(self, sink: Sink, topics: Topics, per_host_topics: bool, multicast_partitions: int, reply_partitions: int) -> None:
+    def __init__(self, sink: Sink, topics: Topics, per_host_topics: bool, multicast_partitions: int, reply_partitions: int,
+                 incarnation: int = 1) -> None:
+        """`incarnation`: this DPM run's number (from the changelog), the head of its gs-epoch."""
         self.sink = sink
         self.topics = topics
         self.per_host_topics = per_host_topics
         self.multicast_partitions = multicast_partitions
         self.reply_partitions = reply_partitions
-        self.epoch = uuid.uuid4().hex[:12]
+        self.epoch = wire.make_epoch(incarnation)
         self.host_seq: dict[str, int] = defaultdict(int)
         self.vpc_seq: dict[str, int] = defaultdict(int)
         self.delivered: dict[tuple[str, int], int] = {}  # (topic, partition) -> highest delivered offset

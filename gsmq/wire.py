@@ -14,6 +14,7 @@ component can read them; everything else travels in Kafka headers, as UTF-8 text
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import NamedTuple
@@ -25,7 +26,7 @@ REQUEST_ID = "gs-request-id"  # the DPM's id of the caller's request (echoed in 
 HOST_ID = "gs-host-id"  # target host (unicast) or replying host (reply)
 VPC_ID = "gs-vpc-id"  # the VPC of a multicast message
 SEQ = "gs-seq"  # per-host sequence number (unicast) / per-VPC sequence (multicast)
-EPOCH = "gs-epoch"  # the DPM incarnation that numbered SEQ; a new epoch restarts SEQ
+EPOCH = "gs-epoch"  # the DPM incarnation that numbered SEQ (`make_epoch`); a new epoch restarts SEQ
 SENT_NS = "gs-sent-ns"  # time.time_ns() when the DPM produced the message
 MSG_TYPE = "gs-type"  # a MessageType
 FULL = "gs-full"  # "1": the message replaces the host's whole state (resync)
@@ -85,6 +86,24 @@ def number(text: str, name: str = "number") -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_NUMBER:
         raise HeaderError(f"{name} is not a number of 0..2^63-1: {text[:40]!r}")
     return int(text)
+
+
+def make_epoch(incarnation: int) -> str:
+    """A DPM run's `gs-epoch`: its incarnation (1, 2, ... counted in the changelog), a dot,
+    and random hex that tells two runs apart."""
+    if not 1 <= incarnation <= MAX_NUMBER:
+        raise ValueError(f"an incarnation is 1..2^63-1, got {incarnation}")
+    return f"{incarnation}.{uuid.uuid4().hex[:12]}"
+
+
+def epoch_incarnation(epoch: str) -> int | None:
+    """The incarnation of a `make_epoch` epoch; None when `epoch` is not one."""
+    head, dot, tail = epoch.partition(".")
+    try:
+        value = number(head)
+    except HeaderError:
+        return None
+    return value if dot and tail and value >= 1 else None
 
 
 def number_header(headers: Headers, name: str) -> int | None:

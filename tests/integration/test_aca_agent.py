@@ -241,6 +241,28 @@ async def test_malformed_numbers_in_headers_are_dead_lettered_and_the_next_messa
         dead.close()
 
 
+async def test_a_full_state_without_a_dpm_incarnation_never_wipes_the_host(
+    bootstrap: str, topics: Topics, reply_reader: Reader
+) -> None:
+    """Issue 12's silent wipe: an empty payload with gs-full 1 and no epoch on the host's
+    partition (or one from an older DPM incarnation) is dead-lettered; the host keeps its state."""
+    producer = raw_producer(bootstrap)
+    produce(producer, topics.unicast, H, goal_state(H, subnet(), port()).SerializeToString(), gs_seq="1", gs_epoch="2.a")
+    produce(producer, topics.unicast, H, b"", gs_full="1", gs_request_id="no-epoch")
+    produce(producer, topics.unicast, H, b"", gs_full="1", gs_seq="1", gs_epoch="1.z", gs_request_id="older")
+    dead = Reader(bootstrap, topics.dead_letter, 1)
+    try:
+        async with running_agent(bootstrap, topics, "--host-id", H) as agent:
+            letters = await dead.until(lambda m: len(m) >= 2)
+            reasons = {hd[wire.REQUEST_ID]: hd[wire.ERROR] for hd, _ in letters}
+            assert "without a DPM incarnation" in reasons["no-epoch"] and "incarnation 1 is refused" in reasons["older"]
+            held = await agent.host_state(H)
+            assert "port-1" in held.port_states and "sn-1" in held.subnet_states
+            assert (await agent.counters()).dead_lettered == 2
+    finally:
+        dead.close()
+
+
 async def test_the_dpm_and_the_agent_refuse_the_same_revision_with_other_content(
     bootstrap: str, topics: Topics, reply_reader: Reader
 ) -> None:

@@ -119,7 +119,7 @@ def test_gs_full_header_replaces_every_table(applier: Applier) -> None:
     items = (vpc(), subnet("sn-1"), subnet("sn-2"), port("p-1"), dhcp("d-1"), port("p-9", "sn-missing"))
     applier.apply_unicast(H1, goal_state(H1, *items), {})
     assert applier.pending_count() == 1
-    result = applier.apply_unicast(H1, goal_state(H1, subnet("sn-2"), port("p-2", "sn-2")), {wire.FULL: "1"})
+    result = applier.apply_unicast(H1, goal_state(H1, subnet("sn-2"), port("p-2", "sn-2")), {wire.FULL: "1", wire.EPOCH: "1.e1"})
     assert statuses(result) == {"sn-2": common.SUCCESS, "p-2": common.SUCCESS}
     assert set(table(applier, H1, common.SUBNET)) == {"sn-2"}
     assert set(table(applier, H1, common.PORT)) == {"p-2"}
@@ -127,11 +127,31 @@ def test_gs_full_header_replaces_every_table(applier: Applier) -> None:
     assert applier.pending_count() == 0
 
 
+@pytest.mark.parametrize("epoch", [None, "", "e1", "0.e1", "1.", "x.1", "1"])
+def test_a_full_state_without_a_dpm_incarnation_is_refused_and_nothing_applied(applier: Applier, epoch: str | None) -> None:
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port("p-1")), {wire.SEQ: "1", wire.EPOCH: "1.e1"})
+    headers = {wire.FULL: "1", wire.SEQ: "2", **({wire.EPOCH: epoch} if epoch is not None else {})}
+    with pytest.raises(wire.HeaderError, match="without a DPM incarnation"):
+        applier.apply_unicast(H1, gs.GoalStateV2(), headers)  # empty: it would wipe the host
+    assert set(table(applier, H1, common.PORT)) == {"p-1"} and set(table(applier, H1, common.SUBNET)) == {"sn-1"}
+
+
+def test_a_full_state_from_an_older_incarnation_is_refused_a_newer_one_replaces(applier: Applier) -> None:
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port("p-1")), {wire.SEQ: "1", wire.EPOCH: "3.c"})
+    with pytest.raises(wire.HeaderError, match="incarnation 2 is refused"):
+        applier.apply_unicast(H1, gs.GoalStateV2(), {wire.FULL: "1", wire.SEQ: "9", wire.EPOCH: "2.b"})
+    assert set(table(applier, H1, common.PORT)) == {"p-1"}
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port("p-2")), {wire.FULL: "1", wire.SEQ: "1", wire.EPOCH: "4.d"})
+    assert set(table(applier, H1, common.PORT)) == {"p-2"} and applier.hosts[H1].incarnation == 4
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port("p-3")), {wire.FULL: "1", wire.SEQ: "2", wire.EPOCH: "4.d"})  # the same one
+    assert set(table(applier, H1, common.PORT)) == {"p-3"}
+
+
 def test_first_port_follows_the_vpc_with_the_gs_follow_cursor(applier: Applier) -> None:
-    headers = {wire.FOLLOW: "vpc-1=3:120:7,vpc-x=1:5:1", wire.EPOCH: "e1"}
+    headers = {wire.FOLLOW: "vpc-1=3:120:7,vpc-x=1:5:1", wire.EPOCH: "1.e1"}
     applier.apply_unicast(H1, goal_state(H1, subnet(), port()), headers)
     assert applier.followers == {"vpc-1": {H1}}
-    assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", True, Cursor(3, 120, 7, "e1"))]
+    assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", True, Cursor(3, 120, 7, "1.e1"))]
     applier.apply_unicast(H1, goal_state(H1, port("port-2")), {})  # second port: no change
     assert applier.take_follow_changes() == []
 
@@ -167,7 +187,7 @@ def test_a_pending_port_is_enough_to_follow(applier: Applier) -> None:
 
 
 def _follow(applier: Applier, host: str, follow: str) -> None:
-    applier.apply_unicast(host, goal_state(host, subnet(), port(f"port-{host}")), {wire.FOLLOW: follow, wire.EPOCH: "e1"})
+    applier.apply_unicast(host, goal_state(host, subnet(), port(f"port-{host}")), {wire.FOLLOW: follow, wire.EPOCH: "1.e1"})
 
 
 def test_multicast_applies_to_followers_except_their_own_neighbors() -> None:
@@ -175,7 +195,7 @@ def test_multicast_applies_to_followers_except_their_own_neighbors() -> None:
     _follow(applier, H1, "vpc-1=4:10:2")
     _follow(applier, H2, "vpc-1=4:10:2")
     message = goal_state(None, neighbor("nb-h1", H1), neighbor("nb-h2", H2), security_group())
-    results = applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "e1"}, partition=4, offset=11)
+    results = applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "1.e1"}, partition=4, offset=11)
     by_host = {r.host: statuses(r) for r in results}
     assert by_host == {H1: {"nb-h2": 0, "sg-1": 0}, H2: {"nb-h1": 0, "sg-1": 0}}  # H3 does not follow vpc-1
     assert set(table(applier, H1, common.NEIGHBOR)) == {"nb-h2"}
@@ -186,18 +206,18 @@ def test_multicast_applies_to_followers_except_their_own_neighbors() -> None:
 def test_multicast_before_the_cursor_or_already_applied_is_skipped(applier: Applier) -> None:
     _follow(applier, H1, "vpc-1=4:10:2")
     message = goal_state(None, security_group(rev=1))
-    assert applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "e1"}, partition=4, offset=9) == []  # offset < O
-    assert applier.apply_multicast("vpc-1", message, {wire.SEQ: "2", wire.EPOCH: "e1"}, partition=4, offset=10) == []  # seq <= S
-    applied = applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "e1"}, partition=4, offset=10)
+    assert applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "1.e1"}, partition=4, offset=9) == []  # offset < O
+    assert applier.apply_multicast("vpc-1", message, {wire.SEQ: "2", wire.EPOCH: "1.e1"}, partition=4, offset=10) == []  # seq <= S
+    applied = applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "1.e1"}, partition=4, offset=10)
     assert [r.resync for r in applied] == [False]
-    assert applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "e1"}, partition=4, offset=10) == []  # again
-    gap = applier.apply_multicast("vpc-1", goal_state(None, security_group(rev=2)), {wire.SEQ: "5", wire.EPOCH: "e1"}, 4, 12)
+    assert applier.apply_multicast("vpc-1", message, {wire.SEQ: "3", wire.EPOCH: "1.e1"}, partition=4, offset=10) == []  # again
+    gap = applier.apply_multicast("vpc-1", goal_state(None, security_group(rev=2)), {wire.SEQ: "5", wire.EPOCH: "1.e1"}, 4, 12)
     assert [r.resync for r in gap] == [True]
     assert table(applier, H1, common.SECURITYGROUP) == {"sg-1": 2}
 
 
 def test_unicast_sequence_gap_asks_for_resync(applier: Applier) -> None:
-    def send(seq: int, epoch: str = "e1", **extra: str) -> bool:
+    def send(seq: int, epoch: str = "1.e1", **extra: str) -> bool:
         result = applier.apply_unicast(H1, goal_state(H1, subnet(rev=seq)), {wire.SEQ: str(seq), wire.EPOCH: epoch, **extra})
         assert result is not None
         return result.resync
@@ -206,10 +226,10 @@ def test_unicast_sequence_gap_asks_for_resync(applier: Applier) -> None:
     assert send(5) is True
     assert send(6) is False
     assert send(6) is False  # a repeat is no gap
-    assert send(1, epoch="e2") is False  # a new DPM epoch restarts sequences
-    assert send(7, epoch="e2", **{wire.FULL: "1"}) is False  # a resync answer is no gap
-    assert send(9, epoch="e2") is True
-    other = applier.apply_unicast(H2, goal_state(H2, subnet()), {wire.SEQ: "40", wire.EPOCH: "e1"})  # per host
+    assert send(1, epoch="2.e2") is False  # a new DPM epoch restarts sequences
+    assert send(7, epoch="2.e2", **{wire.FULL: "1"}) is False  # a resync answer is no gap
+    assert send(9, epoch="2.e2") is True
+    other = applier.apply_unicast(H2, goal_state(H2, subnet()), {wire.SEQ: "40", wire.EPOCH: "1.e1"})  # per host
     assert other is not None and other.resync is False
 
 
@@ -262,7 +282,7 @@ def test_a_malformed_number_header_refuses_the_message_and_applies_nothing(appli
     _follow(applier, H1, "vpc-1=3:120:7")
     before = table(applier, H1, common.SECURITYGROUP)
     with pytest.raises(wire.HeaderError):
-        applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.EPOCH: "e1", wire.SEQ: "8", **headers}, 3, 130)
+        applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.EPOCH: "1.e1", wire.SEQ: "8", **headers}, 3, 130)
     assert table(applier, H1, common.SECURITYGROUP) == before and applier.hosts[H1].cursors["vpc-1"].seq == 7
 
 
@@ -280,20 +300,20 @@ def test_the_same_revision_with_other_content_is_refused_and_the_held_state_stay
 def test_a_resync_moves_the_cursor_of_a_vpc_already_followed(applier: Applier) -> None:
     _follow(applier, H1, "vpc-1=3:120:7")
     applier.take_follow_changes()
-    full = {wire.FULL: "1", wire.FOLLOW: "vpc-1=3:100:5", wire.EPOCH: "e1"}
+    full = {wire.FULL: "1", wire.FOLLOW: "vpc-1=3:100:5", wire.EPOCH: "1.e1"}
     applier.apply_unicast(H1, goal_state(H1, subnet(), port(f"port-{H1}")), full)
-    assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", True, Cursor(3, 100, 5, "e1"))]
-    again = applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.SEQ: "6", wire.EPOCH: "e1"}, 3, 100)
+    assert applier.take_follow_changes() == [FollowChange(H1, "vpc-1", True, Cursor(3, 100, 5, "1.e1"))]
+    again = applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.SEQ: "6", wire.EPOCH: "1.e1"}, 3, 100)
     assert [r.host for r in again] == [H1]
 
 
 def test_a_stale_gs_follow_on_a_later_message_keeps_the_cursor(applier: Applier) -> None:
     _follow(applier, H1, "vpc-1=3:120:7")
-    applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.SEQ: "8", wire.EPOCH: "e1"}, 3, 130)
+    applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.SEQ: "8", wire.EPOCH: "1.e1"}, 3, 130)
     applier.take_follow_changes()
-    applier.apply_unicast(H1, goal_state(H1, port("port-x")), {wire.FOLLOW: "vpc-1=3:100:5", wire.EPOCH: "e1"})
+    applier.apply_unicast(H1, goal_state(H1, port("port-x")), {wire.FOLLOW: "vpc-1=3:100:5", wire.EPOCH: "1.e1"})
     assert applier.take_follow_changes() == []
-    assert applier.hosts[H1].cursors["vpc-1"] == Cursor(3, 120, 8, "e1")
+    assert applier.hosts[H1].cursors["vpc-1"] == Cursor(3, 120, 8, "1.e1")
 
 
 # ---- followers of a VPC in one simulator share its tables ------------------------------
@@ -315,14 +335,14 @@ class CountingDataPlane(MemoryDataPlane):
         return super().remove(host, rtype, rid)
 
 
-def _join(applier: Applier, host: str, seq: int, *items: Item, epoch: str = "e1", full: bool = False) -> dict[str, int]:
+def _join(applier: Applier, host: str, seq: int, *items: Item, epoch: str = "1.e1", full: bool = False) -> dict[str, int]:
     """`host` gets a port in vpc-1 with the VPC's bundle `items` as of VPC position `seq`."""
     headers = {wire.FOLLOW: f"vpc-1=4:0:{seq}", wire.EPOCH: epoch, **({wire.FULL: "1"} if full else {})}
     return statuses(applier.apply_unicast(host, goal_state(host, *items, port(f"port-{host}")), headers))
 
 
 def _multicast(applier: Applier, seq: int, *items: Item) -> dict[str, dict[str, int]]:
-    results = applier.apply_multicast("vpc-1", goal_state(None, *items), {wire.SEQ: str(seq), wire.EPOCH: "e1"}, 4, seq)
+    results = applier.apply_multicast("vpc-1", goal_state(None, *items), {wire.SEQ: str(seq), wire.EPOCH: "1.e1"}, 4, seq)
     return {r.host: statuses(r) for r in results}
 
 
@@ -342,7 +362,7 @@ def test_a_multicast_is_applied_once_whatever_the_number_of_followers(followers:
     first, last = applier.table(hosts[0], common.NEIGHBOR), applier.table(hosts[-1], common.NEIGHBOR)
     assert set(first) == set(last) == {f"nb-{i}" for i in range(20)}
     assert all(first[rid] is last[rid] for rid in first)  # one object holds each state
-    assert [r.seq for r in applier.apply_multicast("vpc-1", goal_state(None, *message), {wire.SEQ: "1", wire.EPOCH: "e1"}, 4, 1)] == []
+    assert [r.seq for r in applier.apply_multicast("vpc-1", goal_state(None, *message), {wire.SEQ: "1", wire.EPOCH: "1.e1"}, 4, 1)] == []
 
 
 def test_followers_share_a_table_yet_each_host_excludes_its_own_neighbors() -> None:
@@ -363,7 +383,7 @@ def test_followers_that_own_none_of_a_multicasts_neighbors_share_one_statuses_li
     for host in (H1, H2, H3):
         _join(applier, host, 0, subnet())
     results = {r.host: r for r in applier.apply_multicast(
-        "vpc-1", goal_state(None, neighbor("nb-h1", H1), neighbor("nb-x", "10.9.9.9")), {wire.SEQ: "1", wire.EPOCH: "e1"}, 4, 1)}
+        "vpc-1", goal_state(None, neighbor("nb-h1", H1), neighbor("nb-x", "10.9.9.9")), {wire.SEQ: "1", wire.EPOCH: "1.e1"}, 4, 1)}
     assert results[H2].statuses is results[H3].statuses  # read once by the acks of both
     assert sorted(s.resource_id for s in results[H2].statuses) == ["nb-h1", "nb-x"]
     assert [s.resource_id for s in results[H1].statuses] == ["nb-x"]  # its own list, without its own neighbor

@@ -10,7 +10,7 @@ import pytest
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
-from dpm_server.changelog import Changelog, parse_key, record_key, replay
+from dpm_server.changelog import Changelog, Replayed, incarnation_record, parse_key, record_key, replay
 from dpm_server.snapshot import Snapshot
 from dpm_server.testing import goal, memory_engine, port, published, subnet
 from gsmq.errors import FencedError, TransportError
@@ -106,7 +106,7 @@ def test_a_deleted_resource_leaves_a_tombstone_and_replay_forgets_it() -> None:
     records = [m for p in (0, 1) for m in bus.logs[(topics.changelog, p)] if m.key == record_key((common.PORT, "p-1"))]
     assert records[-1].value == b""
     rebuilt = Snapshot("vpc-multicast")
-    assert replay(bus.source("r"), topics.changelog, 2, rebuilt) == 3
+    assert replay(bus.source("r"), topics.changelog, 2, rebuilt) == Replayed(3, 0)
     assert set(rebuilt.resources) == {(common.SUBNET, SUBNET)}
     assert rebuilt.view(H1, "vpc-multicast") == eng.snapshot.view(H1, "vpc-multicast")
 
@@ -120,7 +120,7 @@ def test_an_unreadable_record_is_skipped_and_the_rest_replayed() -> None:
     sink.send(Envelope("cl", "not-a-key", b"x"))
     sink.send(Envelope("cl", record_key((common.PORT, "p-9")), b"\xff\xff"))
     rebuilt = Snapshot("vpc-multicast")
-    assert replay(bus.source("r"), "cl", 1, rebuilt) == 4
+    assert replay(bus.source("r"), "cl", 1, rebuilt) == Replayed(4, 0)
     assert set(rebuilt.resources) == set(snap.resources)
 
 
@@ -136,7 +136,15 @@ def test_keys_round_trip_with_slashes_in_ids() -> None:
 
 def test_an_empty_changelog_replays_into_an_empty_snapshot_and_a_halt_is_none() -> None:
     bus = MemoryBus({"cl": 2})
-    assert replay(bus.source("r"), "cl", 2, Snapshot()) == 0
+    assert replay(bus.source("r"), "cl", 2, Snapshot()) == Replayed(0, 0)
     bus.sink().send(Envelope("cl", record_key((common.SUBNET, "s")), b""))
     halted: Callable[[], bool] = lambda: True  # noqa: E731
     assert replay(bus.source("r"), "cl", 2, Snapshot(), halted) is None
+
+
+def test_replay_gives_the_newest_incarnation_and_a_bad_one_is_skipped() -> None:
+    bus = MemoryBus({"cl": 1})
+    store = bus.transactions()
+    for record in (incarnation_record("cl", 1), incarnation_record("cl", 2), Envelope("cl", "dpm/incarnation", b"two")):
+        store.commit([record])
+    assert replay(bus.source("r"), "cl", 1, Snapshot()) == Replayed(3, 2)

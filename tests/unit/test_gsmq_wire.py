@@ -61,3 +61,12 @@ def test_strategies_and_message_types_are_their_wire_names() -> None:
     assert wire.message_type({}) == wire.MessageType.GOAL_STATE
     assert wire.MessageType.GOAL_STATE.value == "GoalStateV2"
     assert wire.message_type({wire.MSG_TYPE: "Marker"}) == wire.MessageType.MARKER
+
+
+def test_an_epoch_names_its_incarnation() -> None:
+    epoch = wire.make_epoch(7)
+    assert wire.epoch_incarnation(epoch) == 7 and epoch != wire.make_epoch(7)
+    for bad in ("", "e1", "0.x", "7", "7.", "-1.x", "\u00b2.x", f"{2**63}.x"):
+        assert wire.epoch_incarnation(bad) is None, bad
+    with pytest.raises(ValueError, match="incarnation"):
+        wire.make_epoch(0)

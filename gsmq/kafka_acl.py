@@ -2,7 +2,8 @@
 
 An agent (User:agent) reads the goal-state topics (unicast, multicast, per-host) and
 writes the reply and dead-letter topics only; the DPM (User:dpm) creates the topics,
-writes the goal-state topics, reads the replies and writes its markers there. Everything else is refused
+writes the goal-state topics, reads the replies and writes its markers there, and reads and
+writes its changelog in transactions of its transactional id `dpm.<prefix>`. Everything else is refused
 (`allow.everyone.if.no.acl.found=false`).
 """
 
@@ -37,6 +38,10 @@ def rules(prefix: str) -> list[Rule]:
     # The DPM reads the replies, and writes its start-up markers there too.
     out += [(DPM, topic, t.reply, lit, op) for op in (AclOperation.READ, AclOperation.WRITE)]
     out += [(DPM, group, f"dpm.{prefix}", lit, AclOperation.READ)]
+    # The durable desired state: the changelog, read at start and written in transactions.
+    out += [(DPM, topic, t.changelog, lit, op) for op in (AclOperation.READ, AclOperation.WRITE)]
+    out += [(DPM, group, f"dpm.{prefix}.changelog", lit, AclOperation.READ)]
+    out += [(DPM, ResourceType.TRANSACTIONAL_ID, f"dpm.{prefix}", lit, op) for op in (AclOperation.WRITE, AclOperation.DESCRIBE)]
     out += [(AGENT, topic, name, pat, op) for name, pat in goal_states for op in (AclOperation.READ, AclOperation.DESCRIBE)]
     out += [(AGENT, topic, name, lit, op) for name in (t.reply, t.dead_letter) for op in (AclOperation.WRITE, AclOperation.DESCRIBE)]
     out += [(AGENT, group, "aca", pre, AclOperation.READ)]  # aca.<host> and aca-sim.<name>

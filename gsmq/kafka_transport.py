@@ -208,7 +208,7 @@ class KafkaTransactions:
     @staticmethod
     def _failure(exc: KafkaException, doing: str) -> TransportError:
         error = _error_of(exc)
-        if error is not None and (error.fatal() or error.code() in _FENCED):
+        if error is not None and error.code() in _FENCED:
             return FencedError(f"{doing}: {error.str()} (a newer producer took over)", error.name())
         return as_failure(exc, doing)
 

@@ -1,4 +1,10 @@
-"""Input checks: a message with any invalid resource is refused whole (INVALID_ARG)."""
+"""Input checks: a message with any invalid resource is refused whole (INVALID_ARG).
+
+An empty input is refused, and so is a host-specific state listed for no host (no host
+would get it, yet it would be stored and answered SUCCESS). A VPC-wide state (subnet,
+neighbor, security group) listed for no host is accepted: the first port of a VPC brings
+a neighbor no other host needs yet, and the VPC's members, now and later, get it through
+the VPC."""
 
 from __future__ import annotations
 
@@ -6,12 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from dpm_server.inputs import Input
-from gsmq.resources import MAP_FIELD, Order, ResourceKey, order
+from gsmq.resources import MAP_FIELD, VPC_WIDE, Order, ResourceKey, order
 
 
 def invalid_resources(inp: Input) -> dict[ResourceKey, str]:
     """{(type, id): reason} for every resource that cannot be published; empty when valid."""
     bad: dict[ResourceKey, str] = {}
+    if not inp.states and not inp.groups:
+        return {(0, ""): "an empty input: no resource and no host"}
+    listed = {key for group in inp.groups for key in group.keys}
     for (rtype, rid), state in inp.states.items():
         if not rid:
             bad[(rtype, rid)] = "empty resource id"
@@ -19,6 +28,8 @@ def invalid_resources(inp: Input) -> dict[ResourceKey, str]:
             bad[(rtype, rid)] = "resource without configuration"
         elif not state.configuration.id:  # an ACA refuses it (INVALID_ARG): never publish or store it
             bad[(rtype, rid)] = "configuration without id"
+        elif (rtype, rid) not in listed and rtype not in VPC_WIDE:  # no host would get it, yet it would be SUCCESS
+            bad[(rtype, rid)] = f"{rid!r} is listed for no host"
     for group in inp.groups:
         host = min(group.hosts)  # the one named in a reason ("" first: an empty host id)
         for key in group.keys:

@@ -414,7 +414,7 @@ async def test_malformed_acks_are_dead_lettered_alone(bootstrap: str, kafka: Kaf
             aca.join(10)
 
 
-async def test_an_undecodable_input_is_answered_invalid_and_the_stream_goes_on(
+async def test_undecodable_empty_and_unlisted_inputs_are_answered_invalid_and_the_stream_goes_on(
     bootstrap: str, kafka: KafkaSettings, topics: Topics
 ) -> None:
     async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
@@ -422,11 +422,15 @@ async def test_an_undecodable_input_is_answered_invalid_and_the_stream_goes_on(
             method = "/alcor.schema.GoalStateProvisioner/PushGoalStatesStream"
             push: grpc.aio.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply] = dpm.channel.stream_stream(
                 method, request_serializer=None, response_deserializer=gsp.GoalStateOperationReply.FromString)
+            unlisted = port_goal("p1", "vpc-1", A, "10.1.0.2", [A])
+            del unlisted.host_resources[A].resources[:]  # the port and its DHCP entry are for no host
             inputs = [subnet_goal("vpc-1", [A]).SerializeToString(), b"\x12\x05\x0a\x09abc",  # a host id cut short
+                      b"", unlisted.SerializeToString(),  # an empty input, and one whose port no host gets
                       port_goal("p0", "vpc-1", A, "10.1.0.1", [A]).SerializeToString()]
             replies = [reply async for reply in push(iter(inputs), timeout=60)]
             assert [sorted(statuses(r).items()) for r in replies] == [
-                [("subnet-vpc-1", common.SUCCESS)], [("", common.INVALID_ARG)],
+                [("subnet-vpc-1", common.SUCCESS)], [("", common.INVALID_ARG)], [("", common.INVALID_ARG)],
+                [("dhcp-p1", common.INVALID_ARG), ("p1", common.INVALID_ARG)],
                 [("dhcp-p0", common.SUCCESS), ("nb-p0", common.SUCCESS), ("p0", common.SUCCESS)]]
             status = await dpm.get_status()
-            assert status.invalid_requests == 1 and status.resources == 4  # the subnet, the port, its DHCP entry and neighbor
+            assert status.invalid_requests == 3 and status.resources == 4  # the subnet, the port, its DHCP entry and neighbor

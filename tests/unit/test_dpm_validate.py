@@ -46,7 +46,20 @@ def unknown_type(g: gs.GoalStateV2) -> tuple[int, str]:
     return 42, "p0"
 
 
-@pytest.mark.parametrize("spoil", [lists_missing, empty_id, no_configuration, lists_empty_id, unknown_type])
+def unlisted_port(g: gs.GoalStateV2) -> tuple[int, str]:
+    kept = [r for r in g.host_resources[A].resources if r.id != "p0"]
+    del g.host_resources[A].resources[:]
+    g.host_resources[A].resources.extend(kept)
+    return common.PORT, "p0"
+
+
+def everything_removed(g: gs.GoalStateV2) -> tuple[int, str]:
+    g.Clear()
+    return 0, ""
+
+
+@pytest.mark.parametrize("spoil", [lists_missing, empty_id, no_configuration, lists_empty_id, unknown_type, unlisted_port,
+                                   everything_removed])
 def test_invalid_input_is_refused_whole(spoil: Callable[[gs.GoalStateV2], tuple[int, str]]) -> None:
     eng, bus, _ = memory_engine()
     g = port_goal("p0", "vpc-1", A, "10.1.0.0", [A, B])
@@ -61,6 +74,12 @@ def test_invalid_input_is_refused_whole(spoil: Callable[[gs.GoalStateV2], tuple[
     assert published(bus) == []  # nothing of the message, not even its valid resources
     assert eng.snapshot.resources == {} and eng.tracker.pending == {}
     assert eng.counts()["invalid_requests"] == 1
+
+
+def test_a_vpc_wide_state_listed_for_no_host_is_accepted() -> None:
+    g = port_goal("p0", "vpc-1", A, "10.1.0.0", [A])  # the VPC's first port: its neighbor is for no other host yet
+    assert not any(r.id == "nb-p0" for hr in g.host_resources.values() for r in hr.resources)
+    assert invalid_resources(Input.of(g)) == {}
 
 
 def test_a_valid_message_has_no_problems_and_a_delete_needs_its_configuration_too() -> None:

@@ -170,7 +170,7 @@ class AckTracker:
     working through its queue, and more messages would queue behind it. `resync(host)`
     publishes the host's full state and returns its unicast gs-seq."""
 
-    def __init__(self, retry_after: float, timeout: float, resync: Callable[[str], int], epoch: str = "") -> None:
+    def __init__(self, retry_after: float, timeout: float, resync: Callable[[str], int | None], epoch: str = "") -> None:
         self.retry_after = retry_after
         self.timeout = timeout
         self._resync = resync
@@ -354,6 +354,8 @@ class AckTracker:
                     stragglers.setdefault(host, []).append(request)
         for host, requests in stragglers.items():
             seq = self._resync(host)
+            if seq is None:
+                continue  # not published (logged): tried again at a later tick, or failed at the timeout
             hp = self.host(host)
             for request in requests:
                 request.resynced.add(host)

@@ -21,12 +21,14 @@ from dpm_server.publisher import Publisher
 from dpm_server.snapshot import Snapshot
 from dpm_server.validate import conflicts, invalid_resources
 from gsmq import wire
+from gsmq.errors import TransportError
 from gsmq.resources import Order, ResourceKey, order
 from gsmq.transport import Envelope
 from gsmq.v1 import ack_pb2
 from gsmq.wire import STRATEGIES, Strategy
 
 log = structlog.get_logger()
+FAILED_HOSTS_LOGGED = 20  # a failed request's log line names at most this many of its silent hosts
 Done = Callable[[gsp.GoalStateOperationReply], None]
 
 
@@ -46,6 +48,7 @@ class Engine:
         self.tracker = AckTracker(retry_after, timeout, self.resync, publisher.epoch)
         self.invalid = 0
         self.resyncs = 0
+        self.resync_failures = 0
         self.unresolved = 0  # inputs with references the snapshot cannot resolve yet
         self.answered = 0  # callers' inputs answered
         self.answered_failed = 0  # ... with a host that did not reply
@@ -58,7 +61,11 @@ class Engine:
     def _counted(self, on_done: Done) -> Done:
         def done(reply: gsp.GoalStateOperationReply) -> None:
             self.answered += 1
-            self.answered_failed += any(wire.failed_host(s.resource_id) is not None for s in reply.operation_statuses)
+            silent = sorted({h for s in reply.operation_statuses if (h := wire.failed_host(s.resource_id)) is not None})
+            if silent:
+                self.answered_failed += 1
+                log.warning("request_failed", hosts=silent[:FAILED_HOSTS_LOGGED], silent_hosts=len(silent),
+                            why="no ack from these hosts before --reply-timeout")
             on_done(reply)
 
         return done
@@ -146,14 +153,20 @@ class Engine:
         sent = merge([data for data, _ in valid])
         self._submit(sent, lambda reply: _fan_out(reply, members, sent), checked=True)
 
-    def resync(self, host: str) -> int:
+    def resync(self, host: str) -> int | None:
         """Publish `host`'s whole state from the snapshot (gs-full), following all its VPCs;
-        its unicast gs-seq (a watermark past it covers every earlier position of the host)."""
+        its unicast gs-seq (a watermark past it covers every earlier position of the host), or
+        None when it could not be published (logged at WARNING, counted)."""
         keys = self.snapshot.view(host, self.strategy)
         vpcs = sorted(self.snapshot.host_vpcs(host)) if self.strategy == Strategy.VPC_MULTICAST else []
         payload = self.snapshot.message(keys, host)
-        token = self.publisher.unicast(host, payload, f"{self.publisher.epoch}-resync-{next(self._ids)}",
-                                       self.publisher.follow_positions(vpcs), full=True)
+        try:
+            token = self.publisher.unicast(host, payload, f"{self.publisher.epoch}-resync-{next(self._ids)}",
+                                           self.publisher.follow_positions(vpcs), full=True)
+        except TransportError as exc:
+            self.resync_failures += 1
+            log.warning("resync_failed", host=host, resources=len(keys), bytes=len(payload), error=str(exc))
+            return None
         self.resyncs += 1
         log.debug("host_resynced", host=host, resources=len(keys))
         return token.seq
@@ -190,6 +203,8 @@ class Engine:
             "multicast_messages": c.multicast_messages,
             "invalid_requests": self.invalid,
             "dead_letters": c.dead_letters,
+            "resync_failures": self.resync_failures,
+            "delivery_errors": c.delivery_errors,
         }
 
 

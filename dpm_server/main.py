@@ -265,7 +265,11 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy,
                  epoch=engine.publisher.epoch, resources=len(snapshot.resources))
         code = await life.wait()
-    log.info("dpm_stopped", unflushed=sink.queued(), batches=provisioner.batcher.batches, inputs=provisioner.batcher.inputs,
+    unflushed, unwritten = sink.queued(), writer.pending()
+    if unflushed or unwritten:
+        log.warning("messages_dropped_at_stop", unflushed=unflushed, changelog_writes_unwritten=unwritten,
+                    why="the broker did not take them before the stop's flush timeout")
+    log.info("dpm_stopped", unflushed=unflushed, batches=provisioner.batcher.batches, inputs=provisioner.batcher.inputs,
              **engine.counts())
     return code
 

@@ -192,8 +192,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
             if not item.source_ip:
                 status = common.INVALID_ARG
             elif item.request_type == common.AGENT_RESTARTED:
-                self.engine.resync(item.source_ip)
-                status = common.SUCCESS
+                status = common.SUCCESS if self.engine.resync(item.source_ip) is not None else common.FAILURE
             else:
                 status = common.SUCCESS if self.engine.routable(item.source_ip, item.destination_ip) else common.FAILURE
             reply.operation_statuses.add(request_id=item.request_id, operation_status=status)

@@ -19,6 +19,7 @@ from dpm_server.inputs import Input
 from dpm_server.service import Batcher, Budget, Provisioner
 from dpm_server.testing import ack, goal, memory_engine, port_goal, published, security_group, subnet_goal
 from gsmq import wire
+from gsmq.errors import TransportError
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
 from gsmq.v1 import ack_pb2
@@ -314,9 +315,12 @@ def test_silent_hosts_fail_after_the_timeout() -> None:
     eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), replies.append)
     acas.reply([A, C])  # B never answers (the neighbor reached it by multicast)
     (request,) = eng.tracker.pending.values()
-    eng.tracker.tick(request.started + 10.0)
+    with structlog.testing.capture_logs() as logs:
+        eng.tracker.tick(request.started + 10.0)
     (reply,) = replies
     assert statuses(reply) == {"p9": common.SUCCESS, "dhcp-p9": common.SUCCESS, "nb-p9": common.FAILURE, f"host:{B}": common.FAILURE}
+    [failed] = [e for e in logs if e["event"] == "request_failed"]
+    assert (failed["log_level"], failed["hosts"], failed["silent_hosts"]) == ("warning", [B], 1)
     extra = reply.operation_statuses[-1]
     assert (extra.resource_id, extra.operation_type) == (f"host:{B}", common.INFO)
     assert eng.counts()["requests_failed"] == 1 and eng.tracker.pending == {}
@@ -477,3 +481,30 @@ async def test_a_batch_waits_at_most_the_window_when_nothing_completes() -> None
             break
         await asyncio.sleep(0.01)
     assert batcher.batches == 2 and len(eng.tracker.pending) == 2
+
+
+class RefusingSink:
+    """A sink whose broker refuses every message as too large (what librdkafka raises at once)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def send(self, message: Envelope, on_delivered: object = None) -> None:
+        raise TransportError("producing to u.unicast: Broker: Message size too large", "MSG_SIZE_TOO_LARGE")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_resync_that_cannot_be_published_is_a_failure_logged_and_counted() -> None:
+    eng, _, _, _acas = cluster(timeout=10.0)
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", [A]), lambda r: None)
+    eng.publisher.sink = RefusingSink(eng.publisher.sink)  # type: ignore[assignment]
+    with structlog.testing.capture_logs() as logs:
+        assert eng.resync(A) is None
+        reply = await Provisioner(eng, 10).RequestGoalStates(gsp.HostRequest(state_requests=[
+            gsp.HostRequest.ResourceStateRequest(request_type=common.AGENT_RESTARTED, source_ip=A, request_id="r1")]), None)  # type: ignore[arg-type]
+    assert [s.operation_status for s in reply.operation_statuses] == [common.FAILURE]
+    failed = [e for e in logs if e["event"] == "resync_failed"]
+    assert len(failed) == 2 and failed[0]["log_level"] == "warning" and failed[0]["host"] == A and "too large" in failed[0]["error"]
+    assert eng.counts()["resync_failures"] == 2 and eng.counts()["resyncs_served"] == 0

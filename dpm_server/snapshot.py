@@ -184,13 +184,7 @@ class Snapshot:
         if old is not None:
             self._forget(key)
         vpc = sys.intern(vpc)
-        self.resources[key] = Stored(piece, ref_piece(*key), vpc, neighbor_host(rtype, state))
-        if rtype in _ADDRESSED:
-            for ip in state.configuration.fixed_ips:
-                if ip.ip_address:
-                    self.addresses[sys.intern(ip.ip_address)].add(key)
-        if rtype in VPC_WIDE and vpc:
-            self.vpc_wide[vpc].add(key)
+        self._store(key, Stored(piece, ref_piece(*key), vpc, neighbor_host(rtype, state)), state)
         for name in hosts:
             host = sys.intern(name)
             self.listed[host].add(key)
@@ -225,14 +219,7 @@ class Snapshot:
                 continue  # only a newer revision replaces what is stored
             if old is not None:
                 self._unindex(key, old)
-            vpc = sys.intern(inp.vpc(key))
-            self.resources[key] = Stored(inp.pieces[key], inp.refs[key], vpc, neighbor_host(rtype, state))
-            if rtype in _ADDRESSED:
-                for ip in state.configuration.fixed_ips:
-                    if ip.ip_address:
-                        self.addresses[sys.intern(ip.ip_address)].add(key)
-            if rtype in VPC_WIDE and vpc:
-                self.vpc_wide[vpc].add(key)
+            self._store(key, Stored(inp.pieces[key], inp.refs[key], sys.intern(inp.vpc(key)), neighbor_host(rtype, state)), state)
         wide_only = []
         for group in inp.groups:
             keys = [k for k in group.keys if k not in deletes and k in self.resources]  # else deleted, refused or never stored
@@ -353,6 +340,16 @@ class Snapshot:
     def _vpc(self, key: ResourceKey) -> str:
         stored = self.resources.get(key)
         return stored.vpc if stored is not None else ""
+
+    def _store(self, key: ResourceKey, stored: Stored, state: Any) -> None:
+        """Hold `stored` (whose state is `state`) as `key`, in the VPC and IP indexes too (`_unindex` undoes it)."""
+        self.resources[key] = stored
+        if key[0] in _ADDRESSED:
+            for ip in state.configuration.fixed_ips:
+                if ip.ip_address:
+                    self.addresses[sys.intern(ip.ip_address)].add(key)
+        if key[0] in VPC_WIDE and stored.vpc:
+            self.vpc_wide[stored.vpc].add(key)
 
     def _unindex(self, key: ResourceKey, stored: Stored) -> None:
         """Remove `stored` (the state of `key` being replaced or deleted) from the VPC and IP indexes."""

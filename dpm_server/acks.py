@@ -412,7 +412,8 @@ class Times:
 def caller_reply(
     merged: Mapping[ResourceKey, Merged], times: Times | Pending, format_version: int, silent: list[str]
 ) -> gsp.GoalStateOperationReply:
-    """One status per input resource (worst over hosts), plus a failure marker per silent host."""
+    """One status per input resource (worst over hosts), plus a failure marker per silent host
+    (a caller gets the first `wire.MAX_FAILED_HOSTS` of them: `bounded`)."""
     reply = gsp.GoalStateOperationReply(format_version=format_version, message_total_operation_time=times.total_us)
     for (rtype, rid), m in merged.items():
         reply.operation_statuses.add(
@@ -422,6 +423,19 @@ def caller_reply(
         )
     for host in silent:
         reply.operation_statuses.add(resource_id=wire.failed_host_id(host), operation_type=common.INFO, operation_status=common.FAILURE)
+    return reply
+
+
+def bounded(reply: gsp.GoalStateOperationReply) -> gsp.GoalStateOperationReply:
+    """The reply as a caller gets it: the first `wire.MAX_FAILED_HOSTS` silent-host markers,
+    then one status counting the rest (a reply naming 200,000 hosts would pass gRPC's limit)."""
+    markers = [i for i, s in enumerate(reply.operation_statuses) if wire.failed_host(s.resource_id) is not None]
+    if len(markers) <= wire.MAX_FAILED_HOSTS:
+        return reply
+    for i in reversed(markers[wire.MAX_FAILED_HOSTS:]):
+        del reply.operation_statuses[i]
+    reply.operation_statuses.add(resource_id=wire.more_failed_hosts_id(len(markers) - wire.MAX_FAILED_HOSTS),
+                                 operation_type=common.INFO, operation_status=common.FAILURE)
     return reply
 
 

@@ -14,7 +14,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server import planner
-from dpm_server.acks import AckTracker, Merged, Pending, Times, caller_reply, invalid_reply
+from dpm_server.acks import AckTracker, Merged, Pending, Times, bounded, caller_reply, invalid_reply
 from dpm_server.changelog import Changelog
 from dpm_server.inputs import Input, as_input, merge
 from dpm_server.publisher import Publisher
@@ -66,7 +66,7 @@ class Engine:
                 self.answered_failed += 1
                 log.warning("request_failed", hosts=silent[:FAILED_HOSTS_LOGGED], silent_hosts=len(silent),
                             why="no ack from these hosts before --reply-timeout")
-            on_done(reply)
+            on_done(bounded(reply))
 
         return done
 

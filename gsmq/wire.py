@@ -167,6 +167,22 @@ def failed_host(resource_id: str) -> str | None:
     return resource_id[len(_FAILED_HOST) :] if resource_id.startswith(_FAILED_HOST) else None
 
 
+# Beyond `MAX_FAILED_HOSTS` markers, one status of this id counts the silent hosts not named.
+MAX_FAILED_HOSTS = 1000  # keeps a reply far below gRPC's 4 MB default
+_MORE_FAILED = "hosts-not-named:"
+
+
+def more_failed_hosts_id(count: int) -> str:
+    """The resource_id of the status that counts the silent hosts not named."""
+    return f"{_MORE_FAILED}{count}"
+
+
+def more_failed_hosts(resource_id: str) -> int:
+    """How many silent hosts a `more_failed_hosts_id` status counts (0 for any other status)."""
+    tail = resource_id[len(_MORE_FAILED) :] if resource_id.startswith(_MORE_FAILED) else ""
+    return int(tail) if tail.isdigit() else 0
+
+
 def dead_letter(message: Envelope, topic: str, reason: str) -> Envelope:
     """`message` for the dead-letter `topic`: its key, value and headers, plus why and where from."""
     headers = dict(message.headers)

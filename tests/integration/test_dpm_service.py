@@ -341,6 +341,16 @@ async def test_a_resync_over_the_message_limit_is_answered_failure_logged_and_co
             assert (await dpm.get_status()).resync_failures == 1
 
 
+async def test_a_reply_to_many_silent_hosts_names_a_bounded_number(bootstrap: str, topics: Topics, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire, "MAX_FAILED_HOSTS", 2)
+    hosts = [f"10.0.9.{i}" for i in range(1, 6)]
+    async with running_dpm(bootstrap, topics, "unicast-only", "--reply-timeout", "2", "--retry-after", "1") as dpm:
+        (reply,) = await dpm.push(port_goal("p9", "vpc-1", hosts[0], "10.1.0.9", hosts))  # no agent runs
+        markers = [s.resource_id for s in reply.operation_statuses if s.operation_type == common.INFO]
+        assert markers == [f"host:{hosts[0]}", f"host:{hosts[1]}", "hosts-not-named:3"]
+        assert (await dpm.get_status()).requests_failed == 1
+
+
 @pytest.mark.parametrize("strategy", ["vpc-multicast", "unicast-only", "topic-per-host"])
 async def test_each_strategy_publishes_to_its_topics_and_keys(strategy: str, bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
     async with running_dpm(bootstrap, topics, strategy) as dpm:

@@ -508,3 +508,22 @@ async def test_a_resync_that_cannot_be_published_is_a_failure_logged_and_counted
     failed = [e for e in logs if e["event"] == "resync_failed"]
     assert len(failed) == 2 and failed[0]["log_level"] == "warning" and failed[0]["host"] == A and "too large" in failed[0]["error"]
     assert eng.counts()["resync_failures"] == 2 and eng.counts()["resyncs_served"] == 0
+
+
+def test_a_reply_names_at_most_max_failed_hosts_and_counts_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire, "MAX_FAILED_HOSTS", 2)
+    eng, _, _, _acas = cluster(timeout=10.0)
+    hosts = [A, B, C, "10.0.0.4", "10.0.0.5"]
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", hosts), replies.append)  # nobody answers
+    (request,) = eng.tracker.pending.values()
+    with structlog.testing.capture_logs() as logs:
+        eng.tracker.tick(request.started + 10.0)
+    (reply,) = replies
+    markers = [s.resource_id for s in reply.operation_statuses if s.operation_type == common.INFO]
+    assert markers == [f"host:{A}", f"host:{B}", "hosts-not-named:3"]
+    assert wire.more_failed_hosts(markers[-1]) == 3 and wire.failed_host(markers[-1]) is None
+    assert {s.resource_id: s.operation_status for s in reply.operation_statuses if s.operation_type != common.INFO} == {
+        "p9": common.FAILURE, "dhcp-p9": common.FAILURE, "nb-p9": common.FAILURE}
+    [failed] = [e for e in logs if e["event"] == "request_failed"]
+    assert failed["silent_hosts"] == 5

@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 from aca_agent.acks import Progress
 from aca_agent.applier import Applier, FollowChange, Result
 from alcor.schema import goalstate_pb2 as gs
-from gsmq import wire
+from gsmq import resources, wire
 from gsmq.errors import TransportError, UndeliveredError
 from gsmq.partition import partition_for
 from gsmq.retry import Backoff, retry
@@ -89,6 +89,7 @@ class AgentConsumer:
         self._mc_users: dict[int, set[tuple[str, str]]] = {}  # partition -> (host, vpc) reading it
         self._mc_of: dict[tuple[str, str], int] = {}
         self._rewound: set[int] = set()  # multicast partitions sought back during this batch
+        self._parts: dict[str, tuple[tuple[str, str, int], dict[int, bytes]]] = {}  # host -> (epoch, seq, count), parts so far
         self._seeks: dict[int, int] = {}  # multicast partition -> offset to read it from, at the end of this batch
         self._mc_assigned: set[int] = set()  # multicast partitions the source reads
         self.stopping = threading.Event()  # set: give up waiting for deliveries (run() passes its stop)
@@ -238,9 +239,18 @@ class AgentConsumer:
             self.counters.messages_other_host += 1
             return []
         try:
-            goal = gs.GoalStateV2.FromString(env.value)
+            if not multicast and wire.PART in env.headers:
+                whole = self._assemble(key, env)
+                if whole is None:
+                    return []  # more parts to come
+                goal = whole
+            else:
+                goal = gs.GoalStateV2.FromString(env.value)
         except DecodeError as exc:
             dead_letters.append(self._dead_letter(env, f"undecodable GoalStateV2: {exc}"))
+            return []
+        except HeaderError as exc:
+            dead_letters.append(self._dead_letter(env, str(exc)))
             return []
         try:
             if multicast:
@@ -254,6 +264,21 @@ class AgentConsumer:
             dead_letters.append(self._dead_letter(env, f"unappliable: {type(exc).__name__}: {exc}"))
             return []
         return [result] if result is not None else []
+
+    def _assemble(self, host: str, env: Envelope) -> gs.GoalStateV2 | None:
+        """Keep one part of a message cut in parts (`gs-part`); the whole message once its last
+        part is here, else None. Parts of another message (epoch, seq) replace what was kept:
+        a message never completed is passed by the resync its gap asks for."""
+        index, count = wire.decode_part(env.headers[wire.PART])
+        ident = (env.headers.get(wire.EPOCH, ""), env.headers.get(wire.SEQ, ""), count)
+        held = self._parts.get(host)
+        if held is None or held[0] != ident:
+            held = self._parts[host] = (ident, {})
+        held[1][index] = env.value
+        if len(held[1]) < count:
+            return None
+        del self._parts[host]
+        return resources.join([held[1][i] for i in range(1, count + 1)], host)
 
     def _dead_letter(self, env: Envelope, reason: str) -> Envelope:
         log.warning("dead_lettered", topic=env.topic, partition=env.partition, offset=env.offset, error=reason)

@@ -118,8 +118,8 @@ class Engine:
 
     def refused(self, data: Input, batch: Mapping[ResourceKey, Any] | None = None) -> dict[ResourceKey, str]:
         """{(type, id): reason} for every resource that makes the input refused whole: invalid,
-        or at the revision held (by `batch`, the states coalesced before it, else by the
-        snapshot) with other content."""
+        alone over the message limit (no split can carry it), or at the revision held (by
+        `batch`, the states coalesced before it, else by the snapshot) with other content."""
         coalesced = batch or {}
 
         def held(key: ResourceKey) -> Any | None:
@@ -128,7 +128,10 @@ class Engine:
             stored = self.snapshot.resources.get(key)
             return stored.state if stored is not None else None
 
-        return invalid_resources(data) or conflicts(data, held)
+        limit = self.publisher.max_message_bytes
+        too_large = {key: f"{key[1]!r} is {len(piece)} bytes, over the {limit}-byte message limit"
+                     for key, piece in data.pieces.items() if limit and len(piece) > limit}
+        return invalid_resources(data) or too_large or conflicts(data, held)
 
     def submit_many(self, batch: Sequence[tuple[gs.GoalStateV2 | Input, Done]]) -> None:
         """Coalesce several inputs into one set of messages (one multicast per VPC, one

@@ -24,7 +24,7 @@ from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.kafka import KafkaSettings
-from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts
+from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts, topic_config
 from gsmq.kafka_transport import KafkaSink, KafkaSource, KafkaTransactions
 from gsmq.lifecycle import Lifecycle
 from gsmq.retry import Backoff, retry
@@ -34,6 +34,7 @@ from gsmq.wire import STRATEGIES, Strategy
 
 log = structlog.get_logger()
 DRAIN_SECONDS = 3.0  # on SIGTERM: how long calls in flight may wait for their hosts' replies
+LIBRDKAFKA_MESSAGE_MAX = 1_000_000  # librdkafka's default message.max.bytes
 
 DESCRIPTION = """\
 The Data Plane Manager of the goal-state message-queue path.
@@ -63,6 +64,7 @@ class DpmConfig:
     multicast_partitions: int
     reply_partitions: int
     changelog_partitions: int
+    max_message_bytes: int
     log_level: str
     log_json: bool | None
 
@@ -92,6 +94,9 @@ def settings() -> Settings:
     s.option("--unicast-partitions", default=16, convert=positive_int, help="partitions of the unicast topic when it is created")
     s.option("--multicast-partitions", default=16, convert=positive_int, help="partitions of the multicast topic when it is created")
     s.option("--reply-partitions", default=8, convert=positive_int, help="partitions of the reply topic when it is created")
+    s.option("--max-message-bytes", default=0, convert=int,
+             help="a unicast goal state over this size goes in ordered parts, applied once all have arrived"
+             " (0: 90 %% of the smaller of the producer's message.max.bytes and the unicast topic's max.message.bytes)")
     s.option("--changelog-partitions", default=8, convert=positive_int,
              help="partitions of the changelog topic (the durable desired state, log-compacted) when it is created")
     return s
@@ -130,6 +135,18 @@ def _place_markers(publisher: Publisher, bootstrap: str, halt: threading.Event) 
     """Start-up markers, tried again at once (each try waits 5 s) while the broker does not take them; {} or None once halted."""
     return retry(lambda: publisher.place_markers(timeout=5.0, halt=halt.is_set), halt, "broker_unreachable",
                  backoff=Backoff(first=0.0), retry_on=(TimeoutError,), bootstrap=bootstrap, step="start-up markers")
+
+
+def _message_limit(admin: AdminClient, kafka: KafkaSettings, topics: Topics) -> int:
+    """What a unicast message may weigh: 90 % of the smaller of the producer's
+    message.max.bytes and the unicast topic's max.message.bytes, less 1 KiB for headers."""
+    producer = int(kafka.producer().get("message.max.bytes", LIBRDKAFKA_MESSAGE_MAX))
+    try:
+        topic = int(topic_config(admin, topics.unicast, "max.message.bytes") or producer)
+    except (TransportError, ValueError) as exc:
+        log.warning("message_limit_unknown", topic=topics.unicast, error=str(exc), using=producer)
+        topic = producer
+    return max(512, int(min(producer, topic) * 0.9) - 1024)
 
 
 def _replay(kafka: KafkaSettings, config: DpmConfig, topics: Topics, partitions: int, store: KafkaTransactions,
@@ -239,6 +256,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply],
                               incarnation)
         publisher.create_topic = lambda name: ensure_topics(admin, {name: 1})
+        publisher.max_message_bytes = config.max_message_bytes or await asyncio.to_thread(_message_limit, admin, kafka, topics)
         markers = await asyncio.to_thread(_place_markers, publisher, bootstrap, life.halt)
         if not markers:
             return 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from gsmq import wire
+from gsmq import resources, wire
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, Sink
@@ -61,6 +61,7 @@ class Publisher:
         self.create_topic: Callable[[str], None] | None = None  # makes a host's topic (topic-per-host)
         self._host_topics: set[str] = set()
         self._markers_sent = False
+        self.max_message_bytes = 0  # a unicast message over it goes in parts (0: never split)
 
     # ---- start-up ----------------------------------------------------------------------
 
@@ -126,8 +127,10 @@ class Publisher:
     def unicast(
         self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False
     ) -> Token:
-        self.host_seq[host] += 1
-        seq = self.host_seq[host]
+        """One message for `host`, in parts (`gs-part`, one gs-seq) when it is over
+        `max_message_bytes`; its seq is used only once every part is queued (a send that
+        raises, such as a single resource over the broker's limit, uses none)."""
+        seq = self.host_seq[host] + 1
         headers = {wire.REQUEST_ID: request_id, wire.HOST_ID: host, wire.SEQ: str(seq), wire.EPOCH: self.epoch,
                    wire.SENT_NS: str(time.time_ns()), wire.MSG_TYPE: MessageType.GOAL_STATE}
         if follow:
@@ -140,7 +143,12 @@ class Publisher:
             if topic not in self._host_topics and self.create_topic is not None:
                 self.create_topic(topic)
             self._host_topics.add(topic)
-        self.sink.send(Envelope(topic, host, payload, headers), self._on_delivered)
-        self.counters.unicast_messages += 1
-        self.counters.unicast_bytes += len(payload)
+        parts = [payload] if not self.max_message_bytes or len(payload) <= self.max_message_bytes else \
+            resources.split(payload, host, self.max_message_bytes)
+        for index, part in enumerate(parts, 1):
+            tagged = headers if len(parts) == 1 else {**headers, wire.PART: wire.encode_part(index, len(parts))}
+            self.sink.send(Envelope(topic, host, part, tagged), self._on_delivered)
+            self.counters.unicast_messages += 1
+            self.counters.unicast_bytes += len(part)
+        self.host_seq[host] = seq
         return wire.unicast_token(seq)

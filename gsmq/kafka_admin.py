@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient as AdminClient  # re-exported: the type callers hold
+from confluent_kafka.admin import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from gsmq.kafka import KafkaSettings
@@ -69,3 +70,11 @@ def topic_names(admin: AdminClient, timeout: float = 10.0) -> set[str]:
     with kafka_errors("listing topics"):
         return set(admin.list_topics(timeout=timeout).topics)
 
+
+
+def topic_config(admin: AdminClient, topic: str, name: str, timeout: float = 10.0) -> str | None:
+    """The value of topic property `name` (such as max.message.bytes) as the broker has it."""
+    with kafka_errors(f"describing the configuration of {topic}"):
+        (future,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)], request_timeout=timeout).values()
+        entry = future.result().get(name)
+    return None if entry is None else str(entry.value)

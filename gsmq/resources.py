@@ -86,6 +86,48 @@ def host_listing(host: str, refs: Iterable[bytes]) -> bytes:
     return pbwire.field(2, pbwire.field(1, host.encode()) + pbwire.field(2, b"".join(refs)))
 
 
+def split(payload: bytes, host: str, limit: int) -> list[bytes]:
+    """A GoalStateV2 for `host` (serialized, over `limit` bytes) as parts of about `limit`
+    bytes at most, in type order: each a GoalStateV2 carrying some of the resources and
+    listing those of them the whole message listed for `host` (listed ones it does not
+    carry go with the first part). `join` gives the message back. A single resource over
+    `limit` makes a part over it."""
+    goal = gs.GoalStateV2.FromString(payload)
+    has_listing = host in goal.host_resources
+    listed = {(int(r.type), r.id) for r in goal.host_resources[host].resources} if has_listing else set()
+    chunks: list[tuple[list[bytes], list[bytes]]] = [([], [])]  # (refs, pieces) of each part
+    base = len(host) + 32
+    size = base
+    for rtype, rid, state in iter_states(goal):
+        piece = piece_of(rtype, rid, state)
+        ref = ref_piece(rtype, rid) if (rtype, rid) in listed else b""
+        if chunks[-1][1] and size + len(piece) + len(ref) + 8 > limit:
+            chunks.append(([], []))
+            size = base
+        chunks[-1][0].append(ref)
+        chunks[-1][1].append(piece)
+        size += len(piece) + len(ref) + 8
+        listed.discard((rtype, rid))
+    chunks[0][0].extend(ref_piece(rtype, rid) for rtype, rid in sorted(listed))  # listed, not carried
+    head = gs.GoalStateV2(format_version=goal.format_version).SerializeToString()
+    return [head + (host_listing(host, refs) if has_listing else b"") + b"".join(pieces) for refs, pieces in chunks]
+
+
+def join(parts: Iterable[bytes], host: str) -> gs.GoalStateV2:
+    """The message `split` cut into `parts` (in order): every state, and every listing of `host`."""
+    out = gs.GoalStateV2()
+    refs: list[Any] = []
+    for raw in parts:
+        part = gs.GoalStateV2.FromString(raw)
+        if host in part.host_resources:
+            refs.extend(part.host_resources[host].resources)
+            del part.host_resources[host]
+        out.MergeFrom(part)
+    if refs:
+        out.host_resources[host].resources.extend(refs)
+    return out
+
+
 def vpc_of(rtype: int, state: Any) -> str:
     """The VPC a resource belongs to ('' when its type does not say)."""
     config = state.configuration

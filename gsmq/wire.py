@@ -31,6 +31,7 @@ SENT_NS = "gs-sent-ns"  # time.time_ns() when the DPM produced the message
 MSG_TYPE = "gs-type"  # a MessageType
 FULL = "gs-full"  # "1": the message replaces the host's whole state (resync)
 FOLLOW = "gs-follow"  # see `encode_follow`
+PART = "gs-part"  # "i/n": part i (1-based) of the n parts of one unicast message over the size limit (`resources.split`)
 APPLIED_NS = "gs-applied-ns"  # time.time_ns() when the ACA finished applying (reply)
 ERROR = "gs-error"  # dead letter: why it could not be decoded or applied
 SOURCE_TOPIC = "gs-source-topic"  # dead letter: where it came from
@@ -86,6 +87,24 @@ def number(text: str, name: str = "number") -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_NUMBER:
         raise HeaderError(f"{name} is not a number of 0..2^63-1: {text[:40]!r}")
     return int(text)
+
+
+MAX_PARTS = 100_000
+
+
+def encode_part(index: int, count: int) -> str:
+    return f"{index}/{count}"
+
+
+def decode_part(text: str) -> tuple[int, int]:
+    """`gs-part` as (index, count), 1 <= index <= count <= MAX_PARTS; HeaderError when malformed."""
+    index, slash, count = text.partition("/")
+    if not slash:
+        raise HeaderError(f"{PART} is not i/n: {text[:40]!r}")
+    i, n = number(index, PART), number(count, PART)
+    if not 1 <= i <= n <= MAX_PARTS:
+        raise HeaderError(f"{PART} is not i/n with 1 <= i <= n <= {MAX_PARTS}: {text[:40]!r}")
+    return i, n
 
 
 def make_epoch(incarnation: int) -> str:

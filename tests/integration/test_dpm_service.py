@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-import structlog
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from alcor.schema import common_pb2 as common
@@ -321,24 +320,25 @@ async def test_agent_restarted_on_demand_invalid_input_and_unimplemented(bootstr
             assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-async def test_a_resync_over_the_message_limit_is_answered_failure_logged_and_counted(
-    bootstrap: str, kafka: KafkaSettings, topics: Topics
-) -> None:
+async def test_a_resync_over_the_producers_message_limit_goes_in_parts(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:
     """Issue 12: a host's whole state over librdkafka's message.max.bytes made
-    RequestGoalStates answer UNKNOWN, and nothing was logged or counted."""
+    RequestGoalStates answer UNKNOWN. The DPM now derives its limit from the producer's
+    and the topic's (here 90 % of 2,000 bytes, less 1 KiB) and sends the state in parts."""
     async with running_dpm(bootstrap, topics, "unicast-only", "-X", "message.max.bytes=2000") as dpm:
-        with fake_aca(kafka, topics, {A}):
+        with fake_aca(kafka, topics, {A}) as aca:
             ports = [port_goal(f"p{i}", "vpc-1", A, f"10.1.0.{i}", [A]) for i in range(12)]
             replies = await dpm.push_each(subnet_goal("vpc-1", [A]), *ports)
             assert all(set(statuses(r).values()) == {common.SUCCESS} for r in replies)  # each on its own is small
             request = gsp.HostRequest(format_version=1)
             request.state_requests.add(request_type=common.AGENT_RESTARTED, request_id="r1", source_ip=A)
-            with structlog.testing.capture_logs() as logs:
-                answer = await dpm.provisioner.RequestGoalStates(request, timeout=10)
-            assert [(s.request_id, s.operation_status) for s in answer.operation_statuses] == [("r1", common.FAILURE)]
-            [failed] = [e for e in logs if e["event"] == "resync_failed"]
-            assert failed["log_level"] == "warning" and failed["host"] == A and failed["bytes"] > 2000
-            assert (await dpm.get_status()).resync_failures == 1
+            answer = await dpm.provisioner.RequestGoalStates(request, timeout=10)
+            assert [(s.request_id, s.operation_status) for s in answer.operation_statuses] == [("r1", common.SUCCESS)]
+            await eventually(lambda: aca.messages(lambda s: s.headers.get(wire.FULL) == "1"), "the full state of A")
+            parts = [s.headers[wire.PART] for s in aca.messages(lambda s: s.headers.get(wire.FULL) == "1")]
+            count = int(parts[0].split("/")[1])
+            assert count >= 2 and len({int(p.split("/")[1]) for p in parts}) == 1
+            status = await dpm.get_status()
+            assert status.resync_failures == 0 and status.delivery_errors == 0
 
 
 async def test_a_reply_to_many_silent_hosts_names_a_bounded_number(bootstrap: str, topics: Topics, monkeypatch: pytest.MonkeyPatch) -> None:

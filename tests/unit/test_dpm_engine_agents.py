@@ -396,3 +396,21 @@ async def test_a_batch_the_engine_cannot_publish_still_answers_every_caller() ->
     assert len(replies) == 1
     assert {s.resource_id: s.operation_status for s in replies[0].operation_statuses} == {
         "p0": common.FAILURE, "dhcp-p0": common.FAILURE, "nb-p0": common.FAILURE}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_messages_over_the_limit_go_in_parts_and_agents_apply_them_whole(strategy: str) -> None:
+    cluster = Cluster(strategy, sim=True)
+    cluster.eng.publisher.max_message_bytes = 600  # a few resources per part
+    answered: list[gsp.GoalStateOperationReply] = []
+    caller = Caller()
+    for i in range(8):
+        cluster.eng.submit(caller.add_port(VPCS[i % 2], HOSTS[i % 3]), answered.append)
+    cluster.settle()
+    cluster.add_agent(A)  # its resync: the whole state, in parts
+    cluster.settle()
+    cluster.assert_converged()
+    assert len(answered) == 8 and all(s.operation_status == common.SUCCESS for r in answered for s in r.operation_statuses)
+    parts = [m for m in published(cluster.bus) if wire.PART in m.headers]
+    assert parts and all(len(m.value) <= 600 for m in parts)
+    assert any(m.headers.get(wire.FULL) == "1" for m in parts)

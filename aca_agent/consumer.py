@@ -245,6 +245,8 @@ class AgentConsumer:
                     return []  # more parts to come
                 goal = whole
             else:
+                if not multicast and self._parts:
+                    self._parts.pop(key, None)  # a message never completed: its gap asks for a resync
                 goal = gs.GoalStateV2.FromString(env.value)
         except DecodeError as exc:
             dead_letters.append(self._dead_letter(env, f"undecodable GoalStateV2: {exc}"))

@@ -439,6 +439,15 @@ def bounded(reply: gsp.GoalStateOperationReply) -> gsp.GoalStateOperationReply:
     return reply
 
 
+def failed_reply(data: Input, reason: str) -> gsp.GoalStateOperationReply:
+    """FAILURE for every resource of an input the DPM could not publish."""
+    reply = gsp.GoalStateOperationReply(format_version=data.format_version)
+    for (rtype, rid), state in data.states.items():
+        reply.operation_statuses.add(resource_id=rid, resource_type=rtype, operation_type=state.operation_type,
+                                     operation_status=common.FAILURE)
+    return reply
+
+
 def invalid_reply(bad: Mapping[ResourceKey, str], format_version: int) -> gsp.GoalStateOperationReply:
     """INVALID_ARG for each refused resource (nothing of the message was published)."""
     reply = gsp.GoalStateOperationReply(format_version=format_version)

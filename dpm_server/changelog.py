@@ -27,7 +27,7 @@ import structlog
 
 from dpm_server.snapshot import Snapshot
 from gsmq import wire
-from gsmq.errors import FencedError, TransportError
+from gsmq.errors import BrokerUnavailableError, FatalTransportError, FencedError, TransportError
 from gsmq.resources import ResourceKey
 from gsmq.retry import Backoff
 from gsmq.transport import Envelope, Source, Transactions
@@ -36,6 +36,7 @@ from gsmq.wire import HeaderError
 
 log = structlog.get_logger()
 TOPIC_CONFIG = {"cleanup.policy": "compact"}
+MAX_REFUSED = 5  # non-retriable failures of one transaction before the writer gives up (the DPM exits 1)
 INCARNATION_KEY = "dpm/incarnation"  # its value: the number of the last DPM run (gs-epoch's head)
 
 
@@ -83,6 +84,7 @@ class Changelog:
         self.transactions = 0
         self.failures = 0
         self._queue: list[_Write] = []
+        self._committing = 0  # writes taken off the queue by the transaction under way
         self._ready = threading.Condition()
 
     def write(self, then: Callable[[], None]) -> None:
@@ -102,21 +104,34 @@ class Changelog:
         committed. `FencedError` propagates: another DPM took over."""
         with self._ready:
             writes, self._queue = self._queue, []
+            self._committing = len(writes)
         if not writes:
             return 0
+        try:
+            return self._commit(writes, halt)
+        finally:
+            with self._ready:
+                self._committing = 0
+
+    def _commit(self, writes: list[_Write], halt: threading.Event | None) -> int:
         records = [r for w in writes for r in w.records]
         backoff = Backoff(first=0.05, cap=2.0)
+        refused = 0  # tries the broker answered with a non-retriable error
         while True:
             try:
                 self.store.commit(records)
                 break
-            except FencedError:
+            except FatalTransportError:
                 raise
             except TransportError as exc:
                 self.failures += 1
                 if halt is not None and halt.is_set():
                     log.warning("changelog_unwritten", records=len(records), writes=len(writes), error=str(exc))
                     return 0
+                refused += not isinstance(exc, BrokerUnavailableError)
+                if refused >= MAX_REFUSED:  # the same records would be refused forever: stop, do not hang
+                    raise FatalTransportError(f"the changelog refused the same {len(records)} records {refused} times: {exc}",
+                                              exc.code) from exc
                 log.warning("changelog_commit_failed", records=len(records), error=str(exc))
                 time.sleep(backoff.delay())
         self.records += len(records)
@@ -139,11 +154,15 @@ class Changelog:
             log.error("dpm_fenced", error=str(exc), unwritten=self.pending(),  # noqa: TRY400 - one line; the lifecycle logs the rest
                       why="another dpm-server took over these topics; this one stops writing and exits")
             raise
+        except FatalTransportError as exc:
+            log.error("changelog_failed", error=str(exc), unwritten=self.pending(),  # noqa: TRY400 - as above
+                      why="the transactional producer failed for good; the DPM stops")
+            raise
 
     def pending(self) -> int:
-        """Writes queued and not committed yet."""
+        """Writes not committed yet: queued, or in the transaction under way."""
         with self._ready:
-            return len(self._queue)
+            return len(self._queue) + self._committing
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server import planner
-from dpm_server.acks import AckTracker, Merged, Pending, Times, bounded, caller_reply, invalid_reply
+from dpm_server.acks import AckTracker, Merged, Pending, Times, bounded, caller_reply, failed_reply, invalid_reply
 from dpm_server.changelog import Changelog
 from dpm_server.inputs import Input, as_input, merge
 from dpm_server.publisher import Publisher
@@ -102,7 +102,16 @@ class Engine:
             self.snapshot.take_touched()  # nothing keeps them
             self._publish(request, encoded)
         else:
-            self.changelog.write(lambda: self._publish(request, encoded))
+            self.changelog.write(lambda: self._publish_or_fail(request, encoded))
+
+    def _publish_or_fail(self, request: Pending, encoded: list[tuple[planner.Outgoing, bytes]]) -> None:
+        """`_publish`, run once the changelog committed: a failure there is the caller's
+        FAILURE (logged), never a request left unanswered."""
+        try:
+            self._publish(request, encoded)
+        except Exception as exc:
+            log.exception("publish_failed", request_id=request.id, messages=len(encoded))
+            request.on_done(failed_reply(request.data, f"{type(exc).__name__}: {exc}"))
 
     def _publish(self, request: Pending, encoded: list[tuple[planner.Outgoing, bytes]]) -> None:
         """Publish a request's messages (multicast first: a follow offset predates this
@@ -155,6 +164,19 @@ class Engine:
         members = [(data, self._counted(on_done)) for data, on_done in valid]
         sent = merge([data for data, _ in valid])
         self._submit(sent, lambda reply: _fan_out(reply, members, sent), checked=True)
+
+    def resync_restarted(self, host: str) -> bool:
+        """A restarted agent's resync, published once every change accepted before it is
+        committed to the changelog (its full state never holds a change that could be lost):
+        at once when none is waiting (False: it could not be published), else queued (True;
+        a failure then is logged and counted by `resync`)."""
+        if self.changelog is None or not self.changelog.pending():
+            return self.resync(host) is not None
+        self.changelog.write(lambda: self._resync_quietly(host))
+        return True
+
+    def _resync_quietly(self, host: str) -> None:
+        self.resync(host)
 
     def resync(self, host: str) -> int | None:
         """Publish `host`'s whole state from the snapshot (gs-full), following all its VPCs;

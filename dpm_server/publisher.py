@@ -128,8 +128,8 @@ class Publisher:
         self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False
     ) -> Token:
         """One message for `host`, in parts (`gs-part`, one gs-seq) when it is over
-        `max_message_bytes`; its seq is used only once every part is queued (a send that
-        raises, such as a single resource over the broker's limit, uses none)."""
+        `max_message_bytes`; its seq is used once a part is queued (a send that raises at
+        once, such as a single resource over the broker's limit, uses none)."""
         seq = self.host_seq[host] + 1
         headers = {wire.REQUEST_ID: request_id, wire.HOST_ID: host, wire.SEQ: str(seq), wire.EPOCH: self.epoch,
                    wire.SENT_NS: str(time.time_ns()), wire.MSG_TYPE: MessageType.GOAL_STATE}
@@ -148,7 +148,7 @@ class Publisher:
         for index, part in enumerate(parts, 1):
             tagged = headers if len(parts) == 1 else {**headers, wire.PART: wire.encode_part(index, len(parts))}
             self.sink.send(Envelope(topic, host, part, tagged), self._on_delivered)
+            self.host_seq[host] = seq  # once a part is queued: a later part that fails leaves a gap, never a reused seq
             self.counters.unicast_messages += 1
             self.counters.unicast_bytes += len(part)
-        self.host_seq[host] = seq
         return wire.unicast_token(seq)

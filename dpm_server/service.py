@@ -14,6 +14,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from dpm_server.acks import failed_reply
 from dpm_server.engine import Done, Engine
 from dpm_server.inputs import Input, InputError
 from gsmq.v1 import status_pb2, status_pb2_grpc
@@ -49,7 +50,10 @@ class Batcher:
             self._timer = asyncio.get_running_loop().call_later(self.window, self.flush)
 
     def _room(self) -> bool:
-        return len(self.engine.tracker.pending) < self.in_flight
+        """Fewer than `in_flight` requests between publishing and completion, counting those
+        still waiting for their changelog commit."""
+        waiting = self.engine.changelog.pending() if self.engine.changelog is not None else 0
+        return len(self.engine.tracker.pending) + waiting < self.in_flight
 
     def _then_drain(self, on_done: Done) -> Done:
         """`on_done`, then the queue is handed over if a request in flight made room (soon,
@@ -113,15 +117,6 @@ class Budget:
             if not granted.cancelled():
                 self.used += units
                 granted.set_result(None)
-
-
-def failed_reply(data: Input, reason: str) -> gsp.GoalStateOperationReply:
-    """FAILURE for every resource of an input the DPM could not publish."""
-    reply = gsp.GoalStateOperationReply(format_version=data.format_version)
-    for (rtype, rid), state in data.states.items():
-        reply.operation_statuses.add(resource_id=rid, resource_type=rtype, operation_type=state.operation_type,
-                                     operation_status=common.FAILURE)
-    return reply
 
 
 class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
@@ -192,7 +187,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
             if not item.source_ip:
                 status = common.INVALID_ARG
             elif item.request_type == common.AGENT_RESTARTED:
-                status = common.SUCCESS if self.engine.resync(item.source_ip) is not None else common.FAILURE
+                status = common.SUCCESS if self.engine.resync_restarted(item.source_ip) else common.FAILURE
             else:
                 status = common.SUCCESS if self.engine.routable(item.source_ip, item.destination_ip) else common.FAILURE
             reply.operation_statuses.add(request_id=item.request_id, operation_status=status)

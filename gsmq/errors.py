@@ -19,7 +19,11 @@ class BrokerUnavailableError(TransportError):
     """No broker answered in time (connection refused, timeout, leader unknown): worth retrying."""
 
 
-class FencedError(TransportError):
+class FatalTransportError(TransportError):
+    """A Kafka client failed for good (librdkafka's fatal errors): it cannot be used again."""
+
+
+class FencedError(FatalTransportError):
     """A newer producer with our transactional id took over (another incarnation of the daemon): stop writing."""
 
 

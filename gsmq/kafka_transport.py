@@ -7,6 +7,7 @@ not answer `BrokerUnavailableError`, any other failure `TransportError`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar, cast
@@ -15,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from gsmq import wire
 from gsmq.config import ConfigError
-from gsmq.errors import BrokerUnavailableError, FencedError, TransportError
+from gsmq.errors import BrokerUnavailableError, FatalTransportError, FencedError, TransportError
 from gsmq.kafka import KafkaSettings
 from gsmq.transport import Delivered, Envelope, Sending
 
@@ -186,6 +187,8 @@ class KafkaTransactions:
             raise self._failure(exc, "taking over the transactional id") from exc
 
     def commit(self, messages: Sequence[Envelope]) -> None:
+        """A retriable commit error is tried again on the same transaction; any other error
+        aborts it (so the next call can begin anew); fatal ones raise `FatalTransportError`."""
         try:
             self.producer.begin_transaction()
             for message in messages:
@@ -196,12 +199,18 @@ class KafkaTransactions:
                         break
                     except BufferError:
                         self.producer.poll(0.05)
-            self.producer.commit_transaction(self.timeout)
+            while True:
+                try:
+                    self.producer.commit_transaction(self.timeout)
+                    return
+                except KafkaException as exc:
+                    error = _error_of(exc)
+                    if error is None or not error.retriable() or error.txn_requires_abort() or error.fatal():
+                        raise
         except KafkaException as exc:
             failed = self._failure(exc, "committing a transaction")
-            error = _error_of(exc)
-            if not isinstance(failed, FencedError) and error is not None and error.txn_requires_abort():
-                with kafka_errors("aborting a transaction"):
+            if not isinstance(failed, FatalTransportError):
+                with contextlib.suppress(KafkaException):  # no transaction open: nothing to abort
                     self.producer.abort_transaction(self.timeout)
             raise failed from exc
 
@@ -210,6 +219,8 @@ class KafkaTransactions:
         error = _error_of(exc)
         if error is not None and error.code() in _FENCED:
             return FencedError(f"{doing}: {error.str()} (a newer producer took over)", error.name())
+        if error is not None and error.fatal():
+            return FatalTransportError(f"{doing}: {error.str()}", error.name())
         return as_failure(exc, doing)
 
     def close(self) -> None:
@@ -286,7 +297,8 @@ class KafkaSource:
         out = {}
         with kafka_errors("reading end offsets"):
             for topic, part in partitions:
-                out[(topic, part)] = int(self.consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=10)[1])
+                low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=10)
+                out[(topic, part)] = int(high) if high > low else 0  # nothing readable (all deleted): nothing to wait for
         return out
 
     def close(self) -> None:

@@ -93,7 +93,8 @@ class Source(Protocol):
         """The committed next offset of each partition (-1 when none)."""
 
     def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """The offset the next record of each partition will get (its high watermark)."""
+        """The offset the next record of each partition will get (its high watermark); 0 when
+        the partition holds no readable record (its records all deleted)."""
 
     def positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The next offset this source will read of each assigned partition (-1: not known yet);

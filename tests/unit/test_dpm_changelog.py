@@ -10,10 +10,13 @@ import pytest
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server.changelog import Changelog, Replayed, incarnation_record, parse_key, record_key, replay
+from dpm_server.service import Batcher
 from dpm_server.snapshot import Snapshot
 from dpm_server.testing import goal, memory_engine, port, published, subnet
-from gsmq.errors import FencedError, TransportError
+from gsmq import wire
+from gsmq.errors import FatalTransportError, FencedError, TransportError
 from gsmq.transport import Envelope, MemoryBus
 from gsmq.v1 import changelog_pb2
 
@@ -148,3 +151,69 @@ def test_replay_gives_the_newest_incarnation_and_a_bad_one_is_skipped() -> None:
     for record in (incarnation_record("cl", 1), incarnation_record("cl", 2), Envelope("cl", "dpm/incarnation", b"two")):
         store.commit([record])
     assert replay(bus.source("r"), "cl", 1, Snapshot()) == Replayed(3, 2)
+
+
+def test_the_same_records_refused_again_and_again_stop_the_writer_instead_of_hanging() -> None:
+    refusals: list[Exception] = [TransportError("commit: Broker: Message size too large", "MSG_SIZE_TOO_LARGE") for _ in range(5)]
+    snap, store = Snapshot("vpc-multicast"), FlakyStore(refusals)
+    log = Changelog(snap, "cl", store, lambda run: run())
+    snap.apply(port_only(1))
+    log.write(lambda: None)
+    with pytest.raises(FatalTransportError, match="refused the same 1 records 5 times"):
+        log.drain()
+
+
+def test_pending_counts_the_writes_of_the_transaction_under_way() -> None:
+    snap, seen = Snapshot("vpc-multicast"), list[int]()
+
+    class Watching(FlakyStore):
+        def commit(self, messages: Sequence[Envelope]) -> None:
+            seen.append(log.pending())
+            super().commit(messages)
+
+    log = Changelog(snap, "cl", Watching(), lambda run: run())
+    snap.apply(port_only(1))
+    log.write(lambda: None)
+    snap.apply(port_only(1, "p-2"))
+    log.write(lambda: None)
+    log.drain()
+    assert seen == [2] and log.pending() == 0
+
+
+def test_inputs_waiting_for_their_commit_count_as_in_flight_for_batching() -> None:
+    eng, _, _ = memory_engine(durable=True)
+    assert eng.changelog is not None
+    eng.changelog.eager = False
+    batcher = Batcher(eng, window=0.05, size=100, in_flight=2)
+    assert batcher._room()
+    eng.submit(port_of(H1), lambda reply: None)
+    eng.submit(port_of(H2, "p-2"), lambda reply: None)
+    assert eng.tracker.pending == {} and not batcher._room()  # nothing published yet, two in flight all the same
+    eng.changelog.drain()
+    assert len(eng.tracker.pending) == 2
+
+
+def test_a_restarted_agents_resync_waits_for_the_changes_before_it() -> None:
+    eng, bus, topics = memory_engine(durable=True)
+    assert eng.changelog is not None
+    eng.changelog.eager = False
+    eng.submit(port_of(H1), lambda reply: None)
+    eng.resync_restarted(H1)
+    assert published(bus, topics.unicast) == []  # the full state would hold p-1, not committed yet
+    eng.changelog.drain()
+    to_h1 = [m for m in published(bus, topics.unicast) if m.key == H1]
+    assert [m.headers.get(wire.FULL) for m in to_h1] == [None, "1"]
+
+
+def test_a_publish_that_fails_after_the_commit_answers_the_caller_failure() -> None:
+    eng, _, _ = memory_engine(durable=True)
+
+    class Refusing:
+        def send(self, message: Envelope, on_delivered: object = None) -> None:
+            raise TransportError("producing: Broker: Message size too large", "MSG_SIZE_TOO_LARGE")
+
+    eng.publisher.sink = Refusing()  # type: ignore[assignment]
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_of(H1), replies.append)
+    [reply] = replies
+    assert {s.operation_status for s in reply.operation_statuses} == {common.FAILURE} and eng.tracker.pending == {}

@@ -56,6 +56,7 @@ class Pending:
     fanouts: list[Fanout] = field(default_factory=list)
     open: int = 0  # unicast waits and fanouts not passed yet
     resynced: set[str] = field(default_factory=set)  # hosts whose resync covers all they owe this request
+    superseded: frozenset[ResourceKey] = frozenset()  # states stored together with newer revisions of them: OUT_OF_ORDER
     done: bool = False
     merged: dict[ResourceKey, Merged] = field(default_factory=dict)
     total_us: int = 0  # the largest apply time of an ack that moved the request on
@@ -178,7 +179,7 @@ class AckTracker:
         self.clock: Callable[[], float] = time.monotonic
         self.hosts: dict[str, HostProgress] = {}
         self.queues: dict[str, VpcQueue] = {}  # vpc -> the fanouts waiting on its messages
-        self._multicast: dict[Token, Pending] = {}  # multicast message -> the request that published it
+        self._multicast: dict[Token, dict[str, Pending]] = {}  # multicast message -> the requests it carries resources of
         self.srtt: float | None = None  # smoothed completion time of a host's first copy (s), and its mean deviation
         self.rttvar = 0.0
         self.pending: dict[str, Pending] = {}
@@ -215,7 +216,7 @@ class AckTracker:
                     queue = self.queues[token.vpc] = VpcQueue()
                 queue.seqs.append(token.seq)
                 queue.fanouts.append(fanout)
-                self._multicast[token] = request
+                self._multicast.setdefault(token, {})[request.id] = request
         request.open = len(request.unicast) + len(request.fanouts)
         if request.open:
             self.pending[request.id] = request
@@ -234,7 +235,7 @@ class AckTracker:
         ours = epoch == self.epoch
         if (ours or not epoch) and len(ack.failures):
             for failure in ack.failures:
-                self._fail(hp, failure)
+                self._fail(host, hp, failure)
         times: _Times | None = None
         if ours:
             seen, seq = ack.unicast_seen, ack.unicast_seq
@@ -308,23 +309,24 @@ class AckTracker:
             del self.pending[request.id]
             self._finish(request, [])
 
-    def _fail(self, hp: HostProgress, failure: ack_pb2.Failure) -> None:
-        """Merge a resource that did not succeed into the request whose message carried it."""
-        request: Pending | None = None
+    def _fail(self, host: str, hp: HostProgress, failure: ack_pb2.Failure) -> None:
+        """Merge a resource that did not succeed into the requests whose message carried it
+        and that listed it for this host (none: a resync's, or answered already)."""
         vpc, seq = failure.vpc_id, failure.seq
+        requests: list[Pending] = []
         if vpc:
-            request = self._multicast.get(Token(vpc, seq))
+            requests = list(self._multicast.get(Token(vpc, seq), {}).values())
         elif seq:
             for at, waiting, _ in hp.unicast_waits or ():
-                if at >= seq:
-                    request = waiting if at == seq else None
+                if at > seq:
                     break
-        if request is None:
-            return  # a resource of a resync or of a request answered already
-        merged = request.merged.get((int(failure.resource_type), failure.resource_id))
-        if merged is not None:
-            status = int(failure.status)
-            if _SEVERITY.get(status, 4) > _SEVERITY.get(merged.status, 4):
+                if at == seq:
+                    requests.append(waiting)
+        key = (int(failure.resource_type), failure.resource_id)
+        status = int(failure.status)
+        for request in requests:
+            merged = request.merged.get(key)
+            if merged is not None and _SEVERITY.get(status, 4) > _SEVERITY.get(merged.status, 4) and request.data.lists(host, key):
                 merged.status = status
 
     def _sample(self, seconds: float) -> None:
@@ -370,8 +372,11 @@ class AckTracker:
             for key in request.data.keys_of(host):
                 if key in request.merged:
                     request.merged[key].status = common.FAILURE
+        for key in request.superseded:
+            request.merged[key].status = common.OUT_OF_ORDER
         for token, _ in request.multicast:
-            if self._multicast.get(token) is request:
+            carried = self._multicast.get(token)
+            if carried is not None and carried.pop(request.id, None) is not None and not carried:
                 del self._multicast[token]
         request.on_done(caller_reply(request.merged, request, request.data.format_version, silent))
 

@@ -10,11 +10,10 @@ from typing import Any
 
 import structlog
 
-from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server import planner
-from dpm_server.acks import AckTracker, Merged, Pending, Times, bounded, caller_reply, failed_reply, invalid_reply
+from dpm_server.acks import AckTracker, Pending, bounded, failed_reply, invalid_reply
 from dpm_server.changelog import Changelog
 from dpm_server.inputs import Input, as_input, merge
 from dpm_server.publisher import Publisher
@@ -25,7 +24,7 @@ from gsmq.errors import TransportError
 from gsmq.resources import Order, ResourceKey, order
 from gsmq.transport import Envelope
 from gsmq.v1 import ack_pb2
-from gsmq.wire import STRATEGIES, Strategy
+from gsmq.wire import STRATEGIES, Strategy, Token
 
 log = structlog.get_logger()
 FAILED_HOSTS_LOGGED = 20  # a failed request's log line names at most this many of its silent hosts
@@ -56,7 +55,7 @@ class Engine:
 
     def submit(self, goal: gs.GoalStateV2 | Input, on_done: Done) -> None:
         """Publish what every targeted host needs; `on_done(reply)` once all applied (or timed out)."""
-        self._submit(as_input(goal), self._counted(on_done))
+        self.submit_many([(goal, on_done)])
 
     def _counted(self, on_done: Done) -> Done:
         def done(reply: gsp.GoalStateOperationReply) -> None:
@@ -83,47 +82,58 @@ class Engine:
         log.warning("goal_state_undecodable", error=reason)
         return invalid_reply({(0, ""): reason}, 0)
 
-    def _submit(self, data: Input, on_done: Done, checked: bool = False) -> None:
-        """`checked`: `data` was checked already (a merge of accepted inputs)."""
-        bad = {} if checked else self.refused(data)
-        if bad:
-            self._refuse(bad, data.format_version, on_done)
-            return
-        request_id = f"{self.publisher.epoch}-{next(self._ids)}"
-        change = self.snapshot.apply(data)
-        problems = self.snapshot.problems(data.states, data.states)
+    def _submit(self, members: list[tuple[Input, Done]]) -> None:
+        """Store and publish accepted inputs as one (`merge`), each tracked as its own request."""
+        sent = members[0][0] if len(members) == 1 else merge([data for data, _ in members])
+        change = self.snapshot.apply(sent)
+        problems = self.snapshot.problems(sent.states, sent.states)
         if problems:  # published anyway: the ACA holds such states PENDING until their parent arrives
             self.unresolved += 1
             log.warning("snapshot_unresolved_references", problems=problems[:5], count=len(problems))
         # Encoded now, from the snapshot as this input left it; published once durable.
-        encoded = [(out, planner.encode(out, data, self.snapshot)) for out in planner.plan(self.strategy, self.snapshot, change, data)]
-        request = Pending(request_id, data, on_done)
+        encoded = [(out, planner.encode(out, sent, self.snapshot)) for out in planner.plan(self.strategy, self.snapshot, change, sent)]
+        requests = [Pending(f"{self.publisher.epoch}-{next(self._ids)}", data, on_done,
+                            superseded=frozenset(k for k, state in data.states.items() if order(state, sent.states[k]) is Order.OLDER))
+                    for data, on_done in members]
         if self.changelog is None:
             self.snapshot.take_touched()  # nothing keeps them
-            self._publish(request, encoded)
+            self._publish(requests, encoded)
         else:
-            self.changelog.write(lambda: self._publish_or_fail(request, encoded))
+            self.changelog.write(lambda: self._publish_or_fail(requests, encoded))
 
-    def _publish_or_fail(self, request: Pending, encoded: list[tuple[planner.Outgoing, bytes]]) -> None:
-        """`_publish`, run once the changelog committed: a failure there is the caller's
+    def _publish_or_fail(self, requests: list[Pending], encoded: list[tuple[planner.Outgoing, bytes]]) -> None:
+        """`_publish`, run once the changelog committed: a failure there is the callers'
         FAILURE (logged), never a request left unanswered."""
         try:
-            self._publish(request, encoded)
+            self._publish(requests, encoded)
         except Exception as exc:
-            log.exception("publish_failed", request_id=request.id, messages=len(encoded))
-            request.on_done(failed_reply(request.data, f"{type(exc).__name__}: {exc}"))
+            log.exception("publish_failed", request_id=requests[0].id, inputs=len(requests), messages=len(encoded))
+            for request in requests:
+                if not request.done:
+                    request.done = True
+                    request.on_done(failed_reply(request.data, f"{type(exc).__name__}: {exc}"))
 
-    def _publish(self, request: Pending, encoded: list[tuple[planner.Outgoing, bytes]]) -> None:
-        """Publish a request's messages (multicast first: a follow offset predates this
-        change's multicast) and track it."""
+    def _publish(self, requests: list[Pending], encoded: list[tuple[planner.Outgoing, bytes]]) -> None:
+        """Publish the messages of inputs stored together (multicast first: a follow offset
+        predates this change's multicast), then track each input on its own: it waits only
+        for its own hosts, at the positions of the messages that carry its resources."""
         follows = self.publisher.follow_positions(sorted({v for out, _ in encoded for v in out.follow}))
-        request_id = request.id
+        request_id = requests[0].id
+        unicast: dict[str, int] = {}
+        multicast: list[tuple[Token, set[str]]] = []
         for out, payload in encoded:
             if out.multicast:
-                request.multicast.append((self.publisher.multicast(out.key, payload, request_id), out.expect))
+                multicast += [(token, out.expect) for token in self.publisher.multicast(out.key, payload, request_id)]
             else:
-                request.unicast[out.key] = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow}).seq
-        self.tracker.track(request)
+                unicast[out.key] = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow}).seq
+        for request in requests:
+            if len(requests) == 1:
+                request.unicast, request.multicast = unicast, multicast
+            else:
+                hosts, targeted = request.data.hosts, request.data.targeted
+                request.unicast = {host: seq for host, seq in unicast.items() if host in hosts}
+                request.multicast = [(token, expect & targeted[token.vpc]) for token, expect in multicast if token.vpc in targeted]
+            self.tracker.track(request)
 
     def refused(self, data: Input, batch: Mapping[ResourceKey, Any] | None = None) -> dict[ResourceKey, str]:
         """{(type, id): reason} for every resource that makes the input refused whole: invalid,
@@ -144,7 +154,9 @@ class Engine:
 
     def submit_many(self, batch: Sequence[tuple[gs.GoalStateV2 | Input, Done]]) -> None:
         """Coalesce several inputs into one set of messages (one multicast per VPC, one
-        unicast per host); each caller still gets its own reply, for its own resources."""
+        unicast per host); each caller gets its own reply, for its own resources and hosts
+        (a state the batch left out for a newer revision of it is OUT_OF_ORDER), when its
+        own hosts have applied them. A refused input is refused alone."""
         valid: list[tuple[Input, Done]] = []
         coalesced: dict[ResourceKey, Any] = {}  # the newest state of each resource so far
         for given, on_done in batch:
@@ -157,13 +169,8 @@ class Engine:
             for key, state in data.states.items():
                 if order(state, coalesced.get(key)) is Order.NEWER:
                     coalesced[key] = state
-        if len(valid) <= 1:
-            for data, on_done in valid:
-                self.submit(data, on_done)
-            return
-        members = [(data, self._counted(on_done)) for data, on_done in valid]
-        sent = merge([data for data, _ in valid])
-        self._submit(sent, lambda reply: _fan_out(reply, members, sent), checked=True)
+        if valid:
+            self._submit([(data, self._counted(on_done)) for data, on_done in valid])
 
     def resync_restarted(self, host: str) -> bool:
         """A restarted agent's resync, published once every change accepted before it is
@@ -231,25 +238,3 @@ class Engine:
             "resync_failures": self.resync_failures,
             "delivery_errors": c.delivery_errors,
         }
-
-
-
-
-def _fan_out(batch_reply: gsp.GoalStateOperationReply, members: list[tuple[Input, Done]], sent: Input) -> None:
-    """Split a coalesced request's reply: each caller gets the statuses of its own resources;
-    a state the batch left out for a newer revision of it (`sent`) is OUT_OF_ORDER."""
-    by_key = {(int(s.resource_type), s.resource_id): s for s in batch_reply.operation_statuses}
-    silent = [host for s in batch_reply.operation_statuses if (host := wire.failed_host(s.resource_id)) is not None]
-    first = batch_reply.operation_statuses[0] if batch_reply.operation_statuses else None
-    times = Times(batch_reply.message_total_operation_time, *(
-        (first.dataplane_programming_time, first.network_configuration_time, first.state_elapse_time) if first else ()))
-    for data, on_done in members:
-        merged: dict[tuple[int, str], Merged] = {}
-        for key, state in data.states.items():
-            s = by_key.get(key)
-            if order(state, sent.states[key]) is Order.OLDER:
-                merged[key] = Merged(common.OUT_OF_ORDER, int(state.operation_type))
-                continue
-            merged[key] = Merged(int(s.operation_status) if s is not None else common.SUCCESS, int(state.operation_type))
-        mine = [host for host in silent if host in data.hosts]
-        on_done(caller_reply(merged, times, data.format_version, mine))

@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from alcor.schema import goalstate_pb2 as gs
-from gsmq.resources import Order, ResourceKey, iter_states, order, piece_of, ref_piece, vpc_of
+from gsmq.resources import VPC_WIDE, Order, ResourceKey, iter_states, order, piece_of, ref_piece, vpc_of
 from gsmq.v1 import parts_pb2
 
 
@@ -68,6 +68,19 @@ class Input:
     def keys_of(self, host: str) -> list[ResourceKey]:
         """What `host` is listed for, in listing order: O(groups), for a few hosts."""
         return list(dict.fromkeys(k for g in self.groups if host in g.hosts for k in g.keys))
+
+    def lists(self, host: str, key: ResourceKey) -> bool:
+        """Whether `host` is listed for `key`: O(groups x keys), for the few resources that failed."""
+        return any(host in g.hosts and key in g.keys for g in self.groups)
+
+    @cached_property
+    def targeted(self) -> dict[str, set[str]]:
+        """{vpc: the hosts listed for a VPC-wide state of it}, the hosts its multicast must reach."""
+        out: dict[str, set[str]] = {}
+        for g in self.groups:
+            for vpc in {self.vpcs[k] for k in g.keys if k[0] in VPC_WIDE and self.vpcs.get(k)}:
+                out.setdefault(vpc, set()).update(g.hosts)
+        return out
 
     def listing(self) -> dict[str, list[ResourceKey]]:
         """Every host's listing: O(hosts x keys), for when every host needs its own copy."""

@@ -273,7 +273,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
                                   config.max_in_flight_hosts, config.batches_in_flight)
         register(provisioner, server)
-        status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine), server)
+        status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine, provisioner.batcher), server)
 
         async def drain() -> None:  # refuse new calls; calls in flight are answered or cancelled at the end
             log.info("dpm_draining", requests_pending=len(engine.tracker.pending), grace_s=DRAIN_SECONDS)

@@ -39,7 +39,6 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
     for key in data.states:
         if key[0] in VPC_WIDE and data.vpc(key):
             by_vpc[data.vpc(key)].append(key)
-    targeted: dict[str, set[str]] = defaultdict(set)  # vpc -> hosts listing its VPC-wide states here
     fresh: dict[str, dict[ResourceKey, None]] = {}  # host -> what its unicast message carries from the input
     for group in data.groups:
         wide: dict[str, list[ResourceKey]] = defaultdict(list)
@@ -53,7 +52,6 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
         for host in group.hosts if own else ():
             fresh.setdefault(host, {}).update(dict.fromkeys(own))
         for vpc, keys in wide.items():
-            targeted[vpc].update(group.hosts)
             # a member gets them by multicast, except a DELETE for a VPC it joins now (not in its bundle)
             deleted = [k for k in keys if data.states[k].operation_type == common.DELETE]
             for host in group.hosts - snapshot.members.get(vpc, set()):
@@ -63,7 +61,7 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
     for vpc, keys in by_vpc.items():
         before = change.members_of(vpc, snapshot)
         if before:  # joining hosts get these states in their unicast bundle
-            out.append(Outgoing(True, vpc, fresh=keys, expect=targeted[vpc] & before & snapshot.members.get(vpc, set())))
+            out.append(Outgoing(True, vpc, fresh=keys, expect=data.targeted.get(vpc, set()) & before & snapshot.members.get(vpc, set())))
     for host in sorted(fresh.keys() | change.joined.keys()):
         joined = change.joined.get(host, set())
         stored = sorted(k for vpc in joined for k in snapshot.vpc_wide.get(vpc, ()) if not snapshot.own_neighbor(k, host))

@@ -61,7 +61,7 @@ class Publisher:
         self.create_topic: Callable[[str], None] | None = None  # makes a host's topic (topic-per-host)
         self._host_topics: set[str] = set()
         self._markers_sent = False
-        self.max_message_bytes = 0  # a unicast message over it goes in parts (0: never split)
+        self.max_message_bytes = 0  # a message over it goes in parts (0: never split)
 
     # ---- start-up ----------------------------------------------------------------------
 
@@ -114,15 +114,22 @@ class Publisher:
                 out[vpc] = (part, self.delivered.get((self.topics.multicast, part), -1) + 1)
         return out
 
-    def multicast(self, vpc: str, payload: bytes, request_id: str) -> Token:
-        self.vpc_seq[vpc] += 1
-        seq = self.vpc_seq[vpc]
-        headers = {wire.REQUEST_ID: request_id, wire.VPC_ID: vpc, wire.SEQ: str(seq), wire.EPOCH: self.epoch,
-                   wire.SENT_NS: str(time.time_ns()), wire.MSG_TYPE: MessageType.GOAL_STATE}
-        self.sink.send(Envelope(self.topics.multicast, vpc, payload, headers), self._on_delivered)
-        self.counters.multicast_messages += 1
-        self.counters.multicast_bytes += len(payload)
-        return Token(vpc, seq)
+    def multicast(self, vpc: str, payload: bytes, request_id: str) -> list[Token]:
+        """One message for `vpc`, or, over `max_message_bytes`, several: each carries some of
+        the VPC-wide states, with a gs-seq of its own (they need not be applied together)."""
+        pieces = [payload] if not self.max_message_bytes or len(payload) <= self.max_message_bytes else \
+            resources.split(payload, "", self.max_message_bytes)
+        tokens = []
+        for piece in pieces:
+            self.vpc_seq[vpc] += 1
+            seq = self.vpc_seq[vpc]
+            headers = {wire.REQUEST_ID: request_id, wire.VPC_ID: vpc, wire.SEQ: str(seq), wire.EPOCH: self.epoch,
+                       wire.SENT_NS: str(time.time_ns()), wire.MSG_TYPE: MessageType.GOAL_STATE}
+            self.sink.send(Envelope(self.topics.multicast, vpc, piece, headers), self._on_delivered)
+            self.counters.multicast_messages += 1
+            self.counters.multicast_bytes += len(piece)
+            tokens.append(Token(vpc, seq))
+        return tokens
 
     def unicast(
         self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False

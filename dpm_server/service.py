@@ -28,60 +28,73 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class Batcher:
     """Hands inputs to the engine together, so a storm becomes few large messages instead
     of many small ones (like Nagle's algorithm): at once while fewer than `in_flight`
-    requests are in flight (no wait when idle), otherwise when one completes, after
+    batches are in flight (no wait when idle), otherwise when one completes, after
     gathering for `window` seconds, or at `size` inputs. Under load a batch holds what
-    arrived during the round trip of the ones before it, so it grows with the load."""
+    arrived during the round trip of the ones before it, so it grows with the load. Each
+    input of a batch is still answered on its own (`Engine.submit_many`); a batch is in
+    flight until all of them are."""
 
     def __init__(self, engine: Engine, window: float, size: int, in_flight: int = 2) -> None:
         self.engine = engine
         self.window = window
         self.size = size
         self.in_flight = in_flight
-        self._queue: list[tuple[Input, Done]] = []
+        self.queue: list[tuple[Input, Done]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._open = 0  # batches with an input not answered yet
         self.batches = 0
         self.inputs = 0
 
     def add(self, data: Input, on_done: Done) -> None:
-        self._queue.append((data, self._then_drain(on_done)))
-        if len(self._queue) >= self.size or self.window <= 0 or self._room():
+        self.queue.append((data, on_done))
+        if len(self.queue) >= self.size or self.window <= 0 or self._open < self.in_flight:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.window, self.flush)
 
-    def _room(self) -> bool:
-        """Fewer than `in_flight` requests between publishing and completion, counting those
-        still waiting for their changelog commit."""
-        waiting = self.engine.changelog.pending() if self.engine.changelog is not None else 0
-        return len(self.engine.tracker.pending) + waiting < self.in_flight
+    def _counted(self, batch: list[tuple[Input, Done]]) -> list[tuple[Input, Done]]:
+        """The batch, its callbacks answering once each and counting down to its end; then
+        the queue is handed over if that made room (soon, not from inside the ack tracker)."""
+        left = len(batch)
+        self._open += 1
 
-    def _then_drain(self, on_done: Done) -> Done:
-        """`on_done`, then the queue is handed over if a request in flight made room (soon,
-        not from inside the ack tracker)."""
-        def done(reply: gsp.GoalStateOperationReply) -> None:
-            on_done(reply)
-            if self._queue:
-                asyncio.get_running_loop().call_soon(self._drain)
+        def wrap(on_done: Done) -> Done:
+            answered = False
 
-        return done
+            def done(reply: gsp.GoalStateOperationReply) -> None:  # once: a batch that failed answers only the rest
+                nonlocal left, answered
+                if answered:
+                    return
+                answered = True
+                left -= 1
+                if left == 0:
+                    self._open -= 1
+                    if self.queue:
+                        asyncio.get_running_loop().call_soon(self._drain)
+                on_done(reply)
+
+            return done
+
+        return [(data, wrap(on_done)) for data, on_done in batch]
 
     def _drain(self) -> None:
-        if self._queue and self._room():
+        if self.queue and self._open < self.in_flight:
             self.flush()
 
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._queue = self._queue, []
+        batch, self.queue = self.queue, []
         if batch:
             self.batches += 1
             self.inputs += len(batch)
+            counted = self._counted(batch)
             try:
-                self.engine.submit_many(batch)
+                self.engine.submit_many(counted)
             except Exception as exc:
                 log.exception("batch_failed", inputs=len(batch))
-                for data, on_done in batch:
+                for data, on_done in counted:
                     on_done(failed_reply(data, f"{type(exc).__name__}: {exc}"))
 
 
@@ -230,11 +243,13 @@ def register(provisioner: Provisioner, server: grpc.aio.Server) -> None:
 class Status(status_pb2_grpc.DpmStatusServiceServicer):
     """gsmq.v1.DpmStatusService: counters and a host's snapshot."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, batcher: Batcher) -> None:
         self.engine = engine
+        self.batcher = batcher
 
     async def GetStatus(self, request: status_pb2.StatusRequest, context: Context) -> status_pb2.DpmStatus:  # noqa: N802
-        return status_pb2.DpmStatus(strategy=self.engine.strategy, **self.engine.counts())
+        return status_pb2.DpmStatus(strategy=self.engine.strategy, inputs_waiting=len(self.batcher.queue),
+                                    batches_sent=self.batcher.batches, **self.engine.counts())
 
     async def GetHostSnapshot(self, request: status_pb2.HostId, context: Context) -> gs.GoalStateV2:  # noqa: N802
         return self.engine.host_goal_state(request.host_id)

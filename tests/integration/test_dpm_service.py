@@ -21,7 +21,7 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.main import parse_config, serve
-from dpm_server.testing import ack, goal, keys, port_goal, subnet, subnet_goal
+from dpm_server.testing import Item, ack, dhcp, goal, keys, port, port_goal, subnet, subnet_goal
 from gsmq import wire
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
@@ -247,6 +247,34 @@ async def test_the_caller_is_answered_in_order_once_every_targeted_host_replied(
 async def _status_is(dpm: Dpm, **expected: int) -> bool:
     status = await dpm.get_status()
     return all(getattr(status, name) == value for name, value in expected.items())
+
+
+async def test_inputs_sent_together_are_each_answered_when_their_own_hosts_applied(
+    bootstrap: str, kafka: KafkaSettings, topics: Topics
+) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast", "--batches-in-flight", "1", "--batch-window-ms", "600000") as dpm:
+        with fake_aca(kafka, topics, {A, B, C}, held={B, C}) as aca:
+            first, first_reader = dpm.stream(subnet_goal("vpc-1", [B]))  # in flight until B is released
+            await eventually(lambda: _status_is(dpm, requests_pending=1), "the first batch in flight")
+            # two more callers, batched behind it: the same subnet for slow C, and for A with A's port
+            to_c, c_reader = dpm.stream(subnet_goal("vpc-1", [C]))
+            to_a, a_reader = dpm.stream(goal([subnet("vpc-1"), *port_items("pa", A)], {A: ["subnet-vpc-1", "pa", "dhcp-pa"]}))
+            await eventually(lambda: _status_is(dpm, inputs_waiting=2), "both inputs waiting behind the first")
+            aca.release(B)
+            await asyncio.wait_for(a_reader, 30)  # A applied: its caller is answered while C still holds its reply
+            assert statuses(to_a[0]) == {"subnet-vpc-1": common.SUCCESS, "pa": common.SUCCESS, "dhcp-pa": common.SUCCESS}
+            assert to_c == [] and (await dpm.get_status()).batches_sent == 2
+            [a_message] = aca.messages(lambda s: s.key == A)
+            [c_message] = aca.messages(lambda s: s.key == C)
+            assert a_message.headers[wire.REQUEST_ID] == c_message.headers[wire.REQUEST_ID]  # published together
+            aca.release(C)
+            await asyncio.wait_for(asyncio.gather(c_reader, first_reader), 30)
+            assert statuses(to_c[0]) == {"subnet-vpc-1": common.SUCCESS} and statuses(first[0]) == {"subnet-vpc-1": common.SUCCESS}
+
+
+def port_items(pid: str, host: str) -> list[Item]:
+    """A port of vpc-1 on `host` and its DHCP entry."""
+    return [port(pid, "vpc-1", host, "10.1.0.1"), dhcp(f"dhcp-{pid}", "vpc-1", "10.1.0.1")]
 
 
 async def test_an_input_waits_while_its_host_deliveries_would_pass_the_bound(bootstrap: str, kafka: KafkaSettings, topics: Topics) -> None:

@@ -326,16 +326,39 @@ def test_silent_hosts_fail_after_the_timeout() -> None:
     assert eng.counts()["requests_failed"] == 1 and eng.tracker.pending == {}
 
 
-def test_a_coalesced_batch_answers_each_caller_with_its_own_resources() -> None:
+def test_a_coalesced_batch_answers_each_caller_when_its_own_hosts_applied() -> None:
     eng, _, _, acas = cluster()
     got: dict[str, gsp.GoalStateOperationReply] = {}
     first, second = port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), port_goal("p9", "vpc-1", B, "10.1.0.9", [B])
     eng.submit_many([(first, lambda r: got.__setitem__("first", r)), (second, lambda r: got.__setitem__("second", r))])
+    assert len([m for m in acas.new() if m.topic == eng.publisher.topics.multicast]) == 1  # both neighbors in one message
     acas.reply([A])
-    assert got == {}  # one request for both: B has not replied
+    assert list(got) == ["first"]  # B has not replied: only the input listed for B waits
+    assert statuses(got["first"]) == {"p8": common.SUCCESS, "dhcp-p8": common.SUCCESS, "nb-p8": common.SUCCESS}
     acas.reply([B])
-    assert set(statuses(got["first"])) == {"p8", "dhcp-p8", "nb-p8"}
-    assert set(statuses(got["second"])) == {"p9", "dhcp-p9", "nb-p9"}
+    assert statuses(got["second"]) == {"p9": common.SUCCESS, "dhcp-p9": common.SUCCESS, "nb-p9": common.SUCCESS}
+
+
+def test_a_resource_shared_with_an_input_to_a_silent_host_is_success_where_its_own_hosts_applied_it() -> None:
+    eng, _, _, acas = cluster(timeout=10.0)
+    got: dict[str, gsp.GoalStateOperationReply] = {}
+    to_a, to_c = subnet_goal("vpc-1", [A]), subnet_goal("vpc-1", [C])  # the same state, for A and for C
+    eng.submit_many([(to_a, lambda r: got.__setitem__("a", r)), (to_c, lambda r: got.__setitem__("c", r))])
+    acas.reply([A, B])  # C is silent
+    assert statuses(got["a"]) == {"subnet-vpc-1": common.SUCCESS}
+    (waiting,) = eng.tracker.pending.values()
+    eng.tracker.tick(waiting.started + 10.0)
+    assert statuses(got["c"]) == {"subnet-vpc-1": common.FAILURE, f"host:{C}": common.FAILURE}
+
+
+def test_a_failure_counts_only_for_the_inputs_that_listed_the_resource_for_that_host() -> None:
+    eng, _, _, acas = cluster()
+    got: dict[str, gsp.GoalStateOperationReply] = {}
+    to_a, to_b = subnet_goal("vpc-1", [A]), subnet_goal("vpc-1", [B])
+    eng.submit_many([(to_a, lambda r: got.__setitem__("a", r)), (to_b, lambda r: got.__setitem__("b", r))])
+    acas.reply(HOSTS, status=lambda host: common.FAILURE if host == B else common.SUCCESS)
+    assert statuses(got["a"]) == {"subnet-vpc-1": common.SUCCESS}
+    assert statuses(got["b"]) == {"subnet-vpc-1": common.FAILURE}
 
 
 async def test_the_callers_stream_is_answered_in_order_and_held_back_when_full() -> None:
@@ -461,13 +484,13 @@ async def test_inputs_wait_while_a_batch_is_in_flight_and_go_together_when_it_co
     batcher.add(Input.of(port_goal("q1", "vpc-1", B, "10.1.1.1", [B])), answer("q1"))  # q0 in flight: these wait
     batcher.add(Input.of(port_goal("q2", "vpc-1", C, "10.1.1.2", [C])), answer("q2"))
     assert (batcher.batches, len(eng.tracker.pending), unicast_since(seen)) == (1, 1, {A})
-    acas.reply([A])  # q0 completes: q1 and q2 go together, as one request
+    acas.reply([A])  # q0 completes: q1 and q2 go together, one set of messages, each tracked on its own
     assert got == ["q0"]
     for _ in range(5):
         await asyncio.sleep(0)
-    assert (batcher.batches, len(eng.tracker.pending), unicast_since(seen)) == (2, 1, {A, B, C})
+    assert (batcher.batches, len(eng.tracker.pending), unicast_since(seen)) == (2, 2, {A, B, C})
     acas.reply([B, C])
-    assert got == ["q0", "q1", "q2"]
+    assert sorted(got) == ["q0", "q1", "q2"]  # each once its own host applied it (a caller's stream keeps its order)
 
 
 async def test_a_batch_waits_at_most_the_window_when_nothing_completes() -> None:

@@ -12,6 +12,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server.changelog import Changelog, Replayed, incarnation_record, parse_key, record_key, replay
+from dpm_server.inputs import Input
 from dpm_server.service import Batcher
 from dpm_server.snapshot import Snapshot
 from dpm_server.testing import goal, memory_engine, port, published, subnet
@@ -180,17 +181,17 @@ def test_pending_counts_the_writes_of_the_transaction_under_way() -> None:
     assert seen == [2] and log.pending() == 0
 
 
-def test_inputs_waiting_for_their_commit_count_as_in_flight_for_batching() -> None:
+async def test_batches_waiting_for_their_commit_count_as_in_flight() -> None:
     eng, _, _ = memory_engine(durable=True)
     assert eng.changelog is not None
     eng.changelog.eager = False
-    batcher = Batcher(eng, window=0.05, size=100, in_flight=2)
-    assert batcher._room()
-    eng.submit(port_of(H1), lambda reply: None)
-    eng.submit(port_of(H2, "p-2"), lambda reply: None)
-    assert eng.tracker.pending == {} and not batcher._room()  # nothing published yet, two in flight all the same
+    batcher = Batcher(eng, window=60.0, size=100, in_flight=2)
+    batcher.add(Input.of(port_of(H1)), lambda reply: None)
+    batcher.add(Input.of(port_of(H2, "p-2")), lambda reply: None)
+    batcher.add(Input.of(port_of(H1, rev=2, op=common.UPDATE)), lambda reply: None)
+    assert (eng.tracker.pending, batcher.batches) == ({}, 2)  # nothing published yet, two in flight all the same: the third waits
     eng.changelog.drain()
-    assert len(eng.tracker.pending) == 2
+    assert (len(eng.tracker.pending), batcher.batches) == (2, 2)
 
 
 def test_a_restarted_agents_resync_waits_for_the_changes_before_it() -> None:

@@ -18,7 +18,7 @@ class HostId(_message.Message):
     def __init__(self, host_id: _Optional[str] = ...) -> None: ...
 
 class DpmStatus(_message.Message):
-    __slots__ = ("strategy", "hosts", "vpcs", "resources", "requests_pending", "requests_completed", "requests_failed", "messages_published", "bytes_published", "replies_received", "resyncs_served", "retries", "unicast_messages", "multicast_messages", "invalid_requests", "dead_letters", "resync_failures", "delivery_errors")
+    __slots__ = ("strategy", "hosts", "vpcs", "resources", "requests_pending", "requests_completed", "requests_failed", "messages_published", "bytes_published", "replies_received", "resyncs_served", "retries", "unicast_messages", "multicast_messages", "invalid_requests", "dead_letters", "resync_failures", "delivery_errors", "inputs_waiting", "batches_sent")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     VPCS_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class DpmStatus(_message.Message):
     DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
     RESYNC_FAILURES_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_WAITING_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_SENT_FIELD_NUMBER: _ClassVar[int]
     strategy: str
     hosts: int
     vpcs: int
@@ -55,7 +57,9 @@ class DpmStatus(_message.Message):
     dead_letters: int
     resync_failures: int
     delivery_errors: int
-    def __init__(self, strategy: _Optional[str] = ..., hosts: _Optional[int] = ..., vpcs: _Optional[int] = ..., resources: _Optional[int] = ..., requests_pending: _Optional[int] = ..., requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., messages_published: _Optional[int] = ..., bytes_published: _Optional[int] = ..., replies_received: _Optional[int] = ..., resyncs_served: _Optional[int] = ..., retries: _Optional[int] = ..., unicast_messages: _Optional[int] = ..., multicast_messages: _Optional[int] = ..., invalid_requests: _Optional[int] = ..., dead_letters: _Optional[int] = ..., resync_failures: _Optional[int] = ..., delivery_errors: _Optional[int] = ...) -> None: ...
+    inputs_waiting: int
+    batches_sent: int
+    def __init__(self, strategy: _Optional[str] = ..., hosts: _Optional[int] = ..., vpcs: _Optional[int] = ..., resources: _Optional[int] = ..., requests_pending: _Optional[int] = ..., requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., messages_published: _Optional[int] = ..., bytes_published: _Optional[int] = ..., replies_received: _Optional[int] = ..., resyncs_served: _Optional[int] = ..., retries: _Optional[int] = ..., unicast_messages: _Optional[int] = ..., multicast_messages: _Optional[int] = ..., invalid_requests: _Optional[int] = ..., dead_letters: _Optional[int] = ..., resync_failures: _Optional[int] = ..., delivery_errors: _Optional[int] = ..., inputs_waiting: _Optional[int] = ..., batches_sent: _Optional[int] = ...) -> None: ...
 
 class AgentStatus(_message.Message):
     __slots__ = ("hosts", "messages_applied", "messages_other_host", "dead_lettered", "duplicates", "out_of_order", "pending", "resyncs", "flows", "followed_vpcs", "bytes_consumed", "rss_bytes", "replies_sent", "resources")

@@ -75,11 +75,12 @@ class Engine:
         log.warning("goal_state_invalid", problems=sorted(set(bad.values()))[:5], resources=len(bad))
         on_done(invalid_reply(bad, format_version))
 
-    def undecodable(self, reason: str) -> gsp.GoalStateOperationReply:
-        """The answer to bytes that are not a GoalStateV2: one INVALID_ARG status naming no resource."""
+    def unreadable(self, reason: str) -> gsp.GoalStateOperationReply:
+        """The answer to input bytes refused unread (not a GoalStateV2, or over the size
+        limit): one INVALID_ARG status naming no resource."""
         self.invalid += 1
         self.answered += 1
-        log.warning("goal_state_undecodable", error=reason)
+        log.warning("goal_state_unreadable", error=reason)
         return invalid_reply({(0, ""): reason}, 0)
 
     def _submit(self, members: list[tuple[Input, Done]]) -> None:

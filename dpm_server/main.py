@@ -18,7 +18,7 @@ from dpm_server import changelog
 from dpm_server.acks import decode_acks
 from dpm_server.engine import Engine
 from dpm_server.publisher import Publisher
-from dpm_server.service import Provisioner, Status, register
+from dpm_server.service import MAX_INPUT_BYTES, Provisioner, Status, register
 from dpm_server.snapshot import Snapshot
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
@@ -65,6 +65,7 @@ class DpmConfig:
     reply_partitions: int
     changelog_partitions: int
     max_message_bytes: int
+    max_input_bytes: int
     log_level: str
     log_json: bool | None
 
@@ -97,6 +98,9 @@ def settings() -> Settings:
     s.option("--max-message-bytes", default=0, convert=int,
              help="a unicast goal state over this size goes in ordered parts, applied once all have arrived"
              " (0: 90 %% of the smaller of the producer's message.max.bytes and the unicast topic's max.message.bytes)")
+    s.option("--max-input-bytes", default=MAX_INPUT_BYTES, convert=positive_int,
+             help="a caller input over this size is refused whole (INVALID_ARG) and the stream goes on;"
+             " gRPC itself ends a stream whose message is over twice this size")
     s.option("--changelog-partitions", default=8, convert=positive_int,
              help="partitions of the changelog topic (the durable desired state, log-compacted) when it is created")
     return s
@@ -228,7 +232,8 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     kafka = KafkaSettings(bootstrap, config.kafka_properties)
     topics = Topics(config.topic_prefix)
     async with Lifecycle(stop) as life:
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", min(2 * config.max_input_bytes, 2**31 - 1)),
+                                          ("grpc.max_send_message_length", 64 << 20),
                                           ("grpc.so_reuseport", 0)])
         try:
             port = server.add_insecure_port(config.grpc_address)
@@ -271,7 +276,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt), stop_timeout=2.0)
         life.task("dpm-ack-ticker", _tick(engine), stop_timeout=1.0)
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
-                                  config.max_in_flight_hosts, config.batches_in_flight)
+                                  config.max_in_flight_hosts, config.batches_in_flight, config.max_input_bytes)
         register(provisioner, server)
         status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine, provisioner.batcher), server)
 

@@ -21,6 +21,7 @@ from gsmq.v1 import status_pb2, status_pb2_grpc
 
 log = structlog.get_logger()
 
+MAX_INPUT_BYTES = 32 << 20  # the default bound on one caller input (--max-input-bytes)
 # What the servicers use of a call's context (abort) does not depend on its message types.
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -136,8 +137,9 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
     """alcor.schema.GoalStateProvisioner on the DPM."""
 
     def __init__(self, engine: Engine, max_in_flight: int, batch_window: float = 0.0, batch_size: int = 1,
-                 max_in_flight_hosts: int = 100_000, batches_in_flight: int = 2) -> None:
+                 max_in_flight_hosts: int = 100_000, batches_in_flight: int = 2, max_input_bytes: int = MAX_INPUT_BYTES) -> None:
         self.engine = engine
+        self.max_input_bytes = max_input_bytes  # a bigger input is refused whole (INVALID_ARG), the stream goes on
         self.in_flight = Budget(max_in_flight)  # inputs
         # Host deliveries: an input counts once per host it targets. Bounding inputs alone let
         # a storm in 100-host VPCs queue a million deliveries, minutes of agent work, so hosts
@@ -149,8 +151,8 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         self, request_iterator: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[gsp.GoalStateOperationReply]:
         """One reply per input, in input order, each once every targeted host applied it.
-        Inputs arrive as bytes (`register`); one that is not a GoalStateV2 is answered
-        INVALID_ARG and the stream goes on."""
+        Inputs arrive as bytes (`register`); one that is not a GoalStateV2, or is over
+        `max_input_bytes`, is answered INVALID_ARG and the stream goes on."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[asyncio.Future[gsp.GoalStateOperationReply] | None] = asyncio.Queue()
 
@@ -158,10 +160,10 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
             try:
                 async for raw in request_iterator:
                     try:
-                        data = Input.parse(raw)
+                        data = self._parse(raw)
                     except InputError as exc:
                         answered: asyncio.Future[gsp.GoalStateOperationReply] = loop.create_future()
-                        answered.set_result(self.engine.undecodable(str(exc)))
+                        answered.set_result(self.engine.unreadable(str(exc)))
                         await queue.put(answered)
                         continue
                     hosts = max(1, len(data.hosts))
@@ -192,6 +194,11 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
             await reader  # surfaces a broken input stream
         finally:
             reader.cancel()
+
+    def _parse(self, raw: bytes) -> Input:
+        if len(raw) > self.max_input_bytes:
+            raise InputError(f"input of {len(raw)} bytes, over the {self.max_input_bytes}-byte limit (--max-input-bytes)")
+        return Input.parse(raw)
 
     async def RequestGoalStates(self, request: gsp.HostRequest, context: Context) -> gsp.HostRequestReply:  # noqa: N802
         """AGENT_RESTARTED: publish the host's full state; ON_DEMAND: is the destination routable."""

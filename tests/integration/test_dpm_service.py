@@ -493,3 +493,18 @@ async def test_undecodable_empty_and_unlisted_inputs_are_answered_invalid_and_th
                 [("dhcp-p0", common.SUCCESS), ("nb-p0", common.SUCCESS), ("p0", common.SUCCESS)]]
             status = await dpm.get_status()
             assert status.invalid_requests == 3 and status.resources == 4  # the subnet, the port, its DHCP entry and neighbor
+
+
+async def test_an_input_over_the_size_limit_is_refused_whole_and_the_stream_goes_on(
+    bootstrap: str, kafka: KafkaSettings, topics: Topics
+) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast", "--max-input-bytes", "2000") as dpm:
+        with fake_aca(kafka, topics, {A}):
+            big = goal([subnet("vpc-1"), *(item for i in range(20) for item in port_items(f"p{i}", A))],
+                       {A: ["subnet-vpc-1", *(f"p{i}" for i in range(20))]})
+            assert 2000 < big.ByteSize() < 4000
+            replies = await dpm.push(big, port_goal("p0", "vpc-1", A, "10.1.0.1", [A]))
+            assert [sorted(statuses(r).items()) for r in replies] == [
+                [("", common.INVALID_ARG)], [("dhcp-p0", common.SUCCESS), ("nb-p0", common.SUCCESS), ("p0", common.SUCCESS)]]
+            status = await dpm.get_status()
+            assert (status.invalid_requests, status.resources) == (1, 3)  # nothing of the big input was stored

@@ -2,8 +2,8 @@
 daemons, print progress and a summary table, write bench-results/<UTC timestamp>/
 (results.json, report.md, PNG plots).
 
-Scenarios: storm (1), churn (2), restart (3), strategies (4), hosts + vpc-storm + memory
-(5, the scale path), and the baselines: raw (Kafka producer -> consumer) and fast-path
+Scenarios: storm (1), churn (2), restart (3), strategies (4), faults (nothing lost, each
+fault against a storm), hosts + vpc-storm + memory (5, the scale path), and the baselines: raw (Kafka producer -> consumer) and fast-path
 (gRPC straight to the simulators). Suites: default (~5 min on 2 cores), tiny (seconds),
 scale (100 .. 1,000,000 simulated hosts; long). Each scenario's hosts are split over
 `--sims` simulator processes (default: half the cores; the DPM and the broker need the rest)."""
@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from gs_bench import baselines, report
+from gs_bench.faults import run_faults
 from gs_bench.footprint import describe as describe_footprint
 from gs_bench.footprint import footprint
 from gs_bench.runner import Env, broker, delete_topics
 from gs_bench.scenarios import (
+    FAULTS,
     SCENARIOS,
     SUITES,
     Storm,
@@ -81,6 +83,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     sizes.add_argument("--churn-seconds", type=float, help="seconds of each churn phase")
     sizes.add_argument("--restart", type=_triple, metavar="H,V,P", help="agent restart storm: hosts,VPCs,ports")
     sizes.add_argument("--strategies", type=_triple, metavar="H,V,P", help="strategy comparison storm: hosts,VPCs,ports")
+    sizes.add_argument("--faults", type=_triple, metavar="H,V,P", help="the storm each fault hits: hosts,VPCs,ports")
+    sizes.add_argument("--faults-vpc-ports", type=int, help="ports of the 2-host VPC of the big-vpc-resync fault")
+    p.add_argument("--fault", action="append", choices=FAULTS, help="run only these faults of the faults scenario (repeatable)")
     sizes.add_argument("--sweep", type=_ints, metavar="N,N,...", help="host counts of the convergence sweep")
     sizes.add_argument("--sweep-ports-per-host", type=int, help="ports per host in the sweep")
     sizes.add_argument("--sweep-hosts-per-vpc", type=int, help="hosts per VPC in the sweep")
@@ -94,12 +99,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def suite_of(args: argparse.Namespace) -> Suite:
     suite = SUITES[args.suite]
     overrides: dict[str, Any] = {}
-    for name in ("hosts", "vpcs", "ports", "streams", "churn", "churn_seconds", "restart", "strategies", "sweep",
-                 "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory", "footprint"):
+    for name in ("hosts", "vpcs", "ports", "streams", "churn", "churn_seconds", "restart", "strategies", "faults", "faults_vpc_ports",
+                 "sweep", "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory", "footprint"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.vpc_storm:
         overrides["vpc_storms"] = tuple(args.vpc_storm)
+    if args.fault:
+        overrides["fault_kinds"] = tuple(f for f in FAULTS if f in args.fault)
     if args.scenario:
         overrides["scenarios"] = tuple(s for s in SCENARIOS if s in args.scenario)
     return dataclasses.replace(suite, **overrides)
@@ -139,6 +146,11 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
     if "strategies" in chosen:
         h, v, p = suite.strategies
         results["strategies"] = run_strategies(env, Storm(h, v, p))
+    if "faults" in chosen:
+        h, v, p = suite.faults
+        rows: list[dict[str, Any]] = results.setdefault("faults", [])
+        for row in run_faults(env, Storm(h, v, p), suite.faults_vpc_ports, suite.fault_kinds):
+            rows.append(row)  # noqa: PERF402 - one at a time, as each is measured
     # Multi-point scenarios keep each point in `results` as it comes: an interrupted run reports them.
     if "hosts" in chosen:
         points: list[dict[str, Any]] = results.setdefault("convergence_vs_hosts", [])

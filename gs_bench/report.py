@@ -160,6 +160,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     row("growth exponent of convergence against hosts (1,000 .. 1,000,000) <= 1.1", exponent, 1.1, False, "",
         f"{len(fitted)} points, {min(fitted):,} .. {max(fitted):,} hosts" if exponent is not None else "",
         why_not="not measured in this run: needs two sweep points of 1,000 hosts or more")
+    rows += _fault_targets(results.get("faults", []))
     mc = _strategy(results, Strategy.VPC_MULTICAST)
     per_vpc = mc["hosts_per_vpc"] if mc else 0
     ratio = r["multicast_vs_unicast_bytes"]
@@ -167,6 +168,24 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     row("multicast >= 10x fewer bytes than unicast-only (VPCs >= 100 hosts)",
         1 / ratio if ratio and per_vpc >= 100 else None, 10.0, True, "x", f"VPCs of {per_vpc} hosts, after bring-up" if mc else "",
         why_not="not measured in this run" if not mc else f"not judged: VPCs of {per_vpc} hosts in this run (ratio {judged:.2f}x)")
+    return rows
+
+
+def _fault_targets(faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 12's targets: 0 wrong SUCCESS, 0 hosts differing, 0 lost acknowledged states, over every fault run."""
+    ran = [f for f in faults if not f.get("skipped")]
+    rows = []
+    for key, text in (("wrong_success", "wrong SUCCESS"), ("hosts_differing", "hosts differing from the desired state"),
+                      ("lost_acknowledged", "lost acknowledged states")):
+        name = f"faults: {text} = 0"
+        if not ran:
+            rows.append({"target": name, "measured": None, "limit": 0, "met": None, "factor": None, "by": "not measured in this run",
+                         "note": ""})
+            continue
+        total = sum(f[key] for f in ran)
+        each = ", ".join(f"{f['fault']} {f[key]}" for f in ran)
+        rows.append({"target": name, "measured": total, "limit": 0, "met": total == 0, "factor": None,
+                     "by": f"{'met' if total == 0 else 'missed'}: {total} ({each})", "note": ""})
     return rows
 
 
@@ -206,6 +225,13 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
                      (f"back {restart['restart_s']:.2f} s after the kill; all resynced {_s(restart['resync_s'])} after the kill; "
                       f"snapshot matched {restart['after_storm_s']:.2f} s after the storm: {restart['matches_snapshot']} "
                       f"({restart['checked_hosts']} hosts), others: {restart['survivors_match_snapshot']}")))
+    for f in results.get("faults", []):
+        if f.get("skipped"):
+            rows.append((f"fault {f['fault']}", f"skipped: {f['skipped']}"))
+            continue
+        rows.append((f"fault {f['fault']} ({f['hosts']} hosts, {f['acknowledged_pairs']:,} (host, resource) pairs answered SUCCESS)",
+                     (f"wrong SUCCESS {f['wrong_success']}, hosts differing {f['hosts_differing']}, "
+                      f"lost acknowledged {f['lost_acknowledged']}; converged {_s(f['converge_s'])} after the fault")))
     for s in results.get("strategies", []):
         steady = s.get("steady")
         after = f"; after bring-up {steady['bytes_published']:,} B in {steady['messages_published']:,} msgs" if steady else ""
@@ -338,6 +364,10 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
                "(`gs_bench.footprint`): the RSS freed when the simulator, then the DPM, is dropped after the storm; "
                "allocator pages the two shared are freed with the DPM, so the DPM's figure is an upper bound and "
                "the simulator's a lower bound, their sum exact;"),
+              ("- faults (`gs_bench.faults`): the (host, resource) pairs each caller was answered SUCCESS for, from its "
+               "input's listing, against each host's state (the simulators' `GetHostState`: wrong SUCCESS) and the DPM's "
+               "snapshot (`GetHostSnapshot`: lost acknowledged) once every host held its desired state (every resource "
+               "listed for it, at the revision given) or 180 s passed; converged: from the fault to that moment;"),
               "- growth exponent: least-squares slope of log(convergence) on log(hosts) over the sweep's points;",
               "- every ratio is numerator / denominator as named, both measured in this run.", ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]

@@ -145,7 +145,7 @@ def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args:
     finally:
         if running.collector is not None:
             running.collector.close()
-        for daemon in [*running.sims, dpm]:  # restarted simulators included
+        for daemon in [*running.sims, running.dpm]:  # restarted ones included
             daemon.stop()
         if env.external:
             delete_topics(env.bootstrap, topics.prefix, env.say)

@@ -36,7 +36,8 @@ from gsmq.pbwire import field, varint
 from gsmq.wire import Strategy
 
 STRATEGIES = wire.STRATEGIES  # the order the strategies scenario runs them in
-SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "hosts", "vpc-storm", "memory", "footprint")
+FAULTS = ("dpm-kill", "broker-pause", "agents-killed", "big-vpc-resync")  # the faults scenario's (`gs_bench.faults`)
+SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "faults", "hosts", "vpc-storm", "memory", "footprint")
 
 
 # --------------------------------------------------------------------------- generators
@@ -228,6 +229,9 @@ class Suite:
     restart: tuple[int, int, int] = (1000, 10, 2000)  # 3: hosts, VPCs, ports; kill -9 of `restart_fraction`
     restart_fraction: float = 0.1
     strategies: tuple[int, int, int] = (200, 2, 600)  # 4: VPCs of 100 hosts; topic-per-host makes a topic per host
+    faults: tuple[int, int, int] = (200, 2, 400)  # hosts, VPCs, ports of the storm each fault hits (`gs_bench.faults`) ...
+    faults_vpc_ports: int = 16000  # ... and the ports of the VPC on 2 hosts whose host is resynced
+    fault_kinds: tuple[str, ...] = FAULTS
     sweep: tuple[int, ...] = (100, 300)  # 5: convergence (and RSS) against hosts, with the main storm's point ...
     sweep_ports_per_host: int = 3
     sweep_hosts_per_vpc: int = 100  # ... in VPCs of this many hosts
@@ -241,7 +245,8 @@ class Suite:
 SUITES: dict[str, Suite] = {
     "default": Suite(scenarios=SCENARIOS),
     "tiny": Suite(scenarios=SCENARIOS, hosts=20, vpcs=2, ports=40, churn=(0.5,), churn_seconds=1.5, restart=(20, 2, 60),
-                  strategies=(10, 1, 20), sweep=(10,), sweep_ports_per_host=2, sweep_hosts_per_vpc=10,
+                  strategies=(10, 1, 20), faults=(20, 2, 40), faults_vpc_ports=2000, sweep=(10,), sweep_ports_per_host=2,
+                  sweep_hosts_per_vpc=10,
                   vpc_storms=((10, 30),), memory=(100,), footprint=(100,), streams=2),
     # issue 11: a 100,000-port VPC on 1,000 hosts; 100 .. 1,000,000 hosts with a port each, in VPCs of 100
     "scale": Suite(scenarios=("hosts", "vpc-storm", "memory", "footprint"), sweep=(100, 1000, 10000, 100000, 1000000),

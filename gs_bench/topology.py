@@ -36,7 +36,18 @@ def subnet_message(vpc: str, hosts: list[str], revision: int = 1) -> gs.GoalStat
 
 def port_message(port: Port, vpc_hosts: list[str], revision: int = 1, op: common.OperationType = common.CREATE) -> gs.GoalStateV2:
     """Create (or update/delete) a port: its port and DHCP state for its host, its neighbor for every other host of the VPC."""
+    return ports_message([port], vpc_hosts, revision, op)
+
+
+def ports_message(ports: list[Port], vpc_hosts: list[str], revision: int = 1, op: common.OperationType = common.CREATE) -> gs.GoalStateV2:
+    """`port_message` for several ports of one VPC in one input."""
     goal = gs.GoalStateV2(format_version=1)
+    for port in ports:
+        _add_port(goal, port, vpc_hosts, revision, op)
+    return goal
+
+
+def _add_port(goal: gs.GoalStateV2, port: Port, vpc_hosts: list[str], revision: int, op: common.OperationType) -> None:
     p = goal.port_states[port.id]
     p.operation_type = op
     p.configuration.revision_number, p.configuration.id, p.configuration.vpc_id = revision, port.id, port.vpc
@@ -57,7 +68,6 @@ def port_message(port: Port, vpc_hosts: list[str], revision: int = 1, op: common
     for host in vpc_hosts:
         if host != port.host:
             goal.host_resources[host].resources.add(type=common.NEIGHBOR, id=f"nb-{port.id}")
-    return goal
 
 
 def ports_of(layout: dict[str, dict[str, int]], first: int = 0) -> list[Port]:

@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient
 
 from gs_bench.main import main
 from gs_bench.report import PLOTS
-from gs_bench.scenarios import STRATEGIES, SUITES
+from gs_bench.scenarios import FAULTS, STRATEGIES, SUITES
 
 LATENCY = {"p50", "p95", "p99", "max", "count"}
 
@@ -26,7 +26,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert main(["--suite", "tiny", "--bootstrap", bootstrap, "--out", str(out), "--sims", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
     tiny = SUITES["tiny"]
-    for key in ("storm", "raw_ceiling", "raw_at_50", "restart", "strategies", "memory", "convergence_vs_hosts", "vpc_storms",
+    for key in ("storm", "raw_ceiling", "raw_at_50", "restart", "strategies", "faults", "memory", "convergence_vs_hosts", "vpc_storms",
                 "ratios", "targets", "machine", "config", "plots", "elapsed_s", "started"):
         assert key in results, key
     assert "error" not in results
@@ -76,6 +76,19 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert all(s["failures"] == 0 and s["steady"]["inputs"] > 0 and s["bytes_published"] > 0 for s in strategies)
     assert strategies[1]["multicast_messages"] == 0 and strategies[0]["multicast_messages"] > 0
     assert strategies[0]["steady"]["bytes_published"] < strategies[1]["steady"]["bytes_published"]
+
+    # every fault: nothing a caller was told SUCCESS is missing, every host back to its desired state, nothing forgotten
+    faults = {f["fault"]: f for f in results["faults"]}
+    assert list(faults) == list(FAULTS)
+    for name, f in faults.items():
+        assert (f["wrong_success"], f["hosts_differing"], f["lost_acknowledged"]) == (0, 0, 0), (name, f)
+        assert f["acknowledged_pairs"] > 0 and isinstance(f["converge_s"], float), (name, f)
+    assert faults["dpm-kill"]["inputs_resent"] > 0  # the killed DPM left inputs unanswered, and callers sent them again
+    assert faults["agents-killed"]["killed_hosts"] == tiny.faults[0] // 10
+    assert faults["big-vpc-resync"]["ports"] == tiny.faults_vpc_ports
+    assert {t["target"]: t["met"] for t in results["targets"] if t["target"].startswith("faults:")} == {
+        "faults: wrong SUCCESS = 0": True, "faults: hosts differing from the desired state = 0": True,
+        "faults: lost acknowledged states = 0": True}
 
     assert set(tiny.sweep) <= {p["hosts"] for p in results["convergence_vs_hosts"]}
     assert all(p["convergence_s"] > 0 and p["sim_rss_per_host_bytes"] > 0 and p["dpm_rss_per_host_bytes"] > 0

@@ -16,7 +16,9 @@ Figures of each fault (targets: 0, 0, 0):
 - `hosts_differing`: hosts whose state differs from the desired state, every resource the
   callers listed for them at the revision given (all inputs are answered by then);
 - `lost_acknowledged`: pairs answered SUCCESS that the DPM's snapshot no longer holds;
-- `converge_s`: from the fault until every host holds its desired state.
+- `converge_s`: from the fault until every host holds its desired state;
+- `unanswered_at_fault`: the storm's inputs not answered yet when the fault began (the
+  fault hit the storm, not its end).
 """
 
 from __future__ import annotations
@@ -198,9 +200,11 @@ def storm_with(c: Cluster, env: Env, storm: Storm, fault: Callable[[], dict[str,
     ledger.add(subnets)
     ports = Callers(c, storm.creates(), env.streams)
     thread = ports.run_in_background()
-    wait_for(lambda: ports.answered() >= len(ports.payloads) // 2 or not thread.is_alive(), "half the storm", 600)
+    wait_for(lambda: ports.answered() >= len(ports.payloads) // 2 or not thread.is_alive(), "half the storm", 600, every=0.005)
     began = time.monotonic()
+    unanswered = len(ports.payloads) - ports.answered()
     figures = fault()
+    figures["unanswered_at_fault"] = unanswered
     thread.join()
     figures["inputs_resent"] = ports.resent
     ledger.add(ports)

@@ -231,7 +231,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         rows.append((f"fault {f['fault']} ({f['hosts']} hosts, {f['acknowledged_pairs']:,} (host, resource) pairs answered SUCCESS)",
                      (f"wrong SUCCESS {f['wrong_success']}, hosts differing {f['hosts_differing']}, "
-                      f"lost acknowledged {f['lost_acknowledged']}; converged {_s(f['converge_s'])} after the fault")))
+                      f"lost acknowledged {f['lost_acknowledged']}; converged {_s(f['converge_s'])} after the fault"
+                      + (f" ({f['unanswered_at_fault']:,} inputs unanswered at the fault)" if "unanswered_at_fault" in f else ""))))
     for s in results.get("strategies", []):
         steady = s.get("steady")
         after = f"; after bring-up {steady['bytes_published']:,} B in {steady['messages_published']:,} msgs" if steady else ""

@@ -52,7 +52,7 @@ def test_ratios_and_targets_say_met_or_missed_by_how_much(tmp_path: Path) -> Non
                                       "region_fetch_vs_sims_fetch": None}
     assert set(report.RATIO_TEXT) == set(report.ratios(results)) and all(" / " in t for t in report.RATIO_TEXT.values())
     verdicts = {t["target"]: t for t in report.targets(results)}
-    assert len(verdicts) == 8
+    assert len(verdicts) == 11
     throughput = verdicts["Kafka path moves its records at >= 0.5x the raw rate (same records)"]
     assert throughput["met"] is True and throughput["measured"] == 0.5
     versus_fast = verdicts["Kafka path >= 3x the gRPC fast path's goal states/s (main storm)"]
@@ -110,7 +110,7 @@ def test_write_gives_json_markdown_and_plots(tmp_path: Path) -> None:
     assert {p.name for p in plots} == {*report.PLOTS, "memory_per_host.png"}
     assert all(p.stat().st_size > 1000 for p in plots)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["ratios"]["throughput_vs_raw"] == 0.5 and len(saved["targets"]) == 8 and saved["plots"]
+    assert saved["ratios"]["throughput_vs_raw"] == 0.5 and len(saved["targets"]) == 11 and saved["plots"]
     text = (tmp_path / "report.md").read_text()
     assert "## Summary" in text and "## Targets" in text and "missed" in text and "ratio multicast_vs_unicast_bytes" in text
     assert "latency_cdf.png" in text
@@ -151,3 +151,23 @@ def test_the_report_states_load_memory_fanout_and_the_exponent(tmp_path: Path) -
     report.write(tmp_path, results)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["convergence_growth_exponent"] == pytest.approx(math.log(2) / math.log(10))
+
+
+def _fault(name: str, wrong: int = 0) -> dict[str, Any]:
+    return {"fault": name, "hosts": 2, "acknowledged_pairs": 10, "wrong_success": wrong, "hosts_differing": 0,
+            "lost_acknowledged": 0, "converge_s": 1.5, "unanswered_at_fault": 3}
+
+
+def test_fault_targets_sum_over_the_faults_run_and_name_each() -> None:
+    results = _synthetic(100, 2000)
+    results["faults"] = [_fault("dpm-kill"), _fault("agents-killed", wrong=2),
+                         {"fault": "broker-pause", "skipped": "the broker has no process on this machine"}]
+    verdicts = {t["target"]: t for t in report.targets(results)}
+    wrong = verdicts["faults: wrong SUCCESS = 0"]
+    assert (wrong["met"], wrong["measured"], wrong["by"]) == (False, 2, "missed: 2 (dpm-kill 0, agents-killed 2)")
+    assert verdicts["faults: lost acknowledged states = 0"]["met"] is True
+    rows = dict(report.summary_rows(results))
+    assert rows["fault broker-pause"] == "skipped: the broker has no process on this machine"
+    assert "wrong SUCCESS 2" in rows["fault agents-killed (2 hosts, 10 (host, resource) pairs answered SUCCESS)"]
+    del results["faults"]
+    assert report.targets(results)[-4]["by"] == "not measured in this run"

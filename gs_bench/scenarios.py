@@ -245,7 +245,7 @@ class Suite:
 SUITES: dict[str, Suite] = {
     "default": Suite(scenarios=SCENARIOS),
     "tiny": Suite(scenarios=SCENARIOS, hosts=20, vpcs=2, ports=40, churn=(0.5,), churn_seconds=1.5, restart=(20, 2, 60),
-                  strategies=(10, 1, 20), faults=(20, 2, 40), faults_vpc_ports=2000, sweep=(10,), sweep_ports_per_host=2,
+                  strategies=(10, 1, 20), faults=(20, 2, 400), faults_vpc_ports=2000, sweep=(10,), sweep_ports_per_host=2,
                   sweep_hosts_per_vpc=10,
                   vpc_storms=((10, 30),), memory=(100,), footprint=(100,), streams=2),
     # issue 11: a 100,000-port VPC on 1,000 hosts; 100 .. 1,000,000 hosts with a port each, in VPCs of 100

@@ -37,6 +37,9 @@ ERROR = "gs-error"  # dead letter: why it could not be decoded or applied
 SOURCE_TOPIC = "gs-source-topic"  # dead letter: where it came from
 SOURCE_PARTITION = "gs-source-partition"
 SOURCE_OFFSET = "gs-source-offset"
+TRUNCATED = "gs-truncated"  # dead letter: the value's size before it was cut to DEAD_LETTER_VALUE_BYTES
+DEAD_LETTER_VALUE_BYTES = 256 << 10  # a dead letter keeps at most this much of the refused value, so it always fits the broker's limit
+DEAD_LETTER_REASON_CHARS = 2000  # ... and of its reason
 
 MAX_NUMBER = 2**63 - 1  # Kafka offsets and our counters are signed 64-bit
 
@@ -203,8 +206,14 @@ def more_failed_hosts(resource_id: str) -> int:
 
 
 def dead_letter(message: Envelope, topic: str, reason: str) -> Envelope:
-    """`message` for the dead-letter `topic`: its key, value and headers, plus why and where from."""
+    """`message` for the dead-letter `topic`: its key, value and headers, plus why and where
+    from; a value over DEAD_LETTER_VALUE_BYTES is cut to that size (its size before in
+    `gs-truncated`: the source offset names the whole), so a dead letter is never itself lost."""
     headers = dict(message.headers)
-    headers.update({ERROR: reason, SOURCE_TOPIC: message.topic, SOURCE_PARTITION: str(message.partition),
+    headers.update({ERROR: reason[:DEAD_LETTER_REASON_CHARS], SOURCE_TOPIC: message.topic, SOURCE_PARTITION: str(message.partition),
                     SOURCE_OFFSET: str(message.offset)})
-    return Envelope(topic, message.key, message.value, headers)
+    value = message.value
+    if len(value) > DEAD_LETTER_VALUE_BYTES:
+        headers[TRUNCATED] = str(len(value))
+        value = value[:DEAD_LETTER_VALUE_BYTES]
+    return Envelope(topic, message.key, value, headers)

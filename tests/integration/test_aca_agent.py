@@ -216,6 +216,34 @@ async def test_poison_is_dead_lettered_and_the_next_message_applied(
         dead.close()
 
 
+async def test_a_dead_letter_over_the_brokers_limit_is_cut_and_keeps_its_reason(
+    bootstrap: str, topics: Topics, kafka: KafkaSettings
+) -> None:
+    """A 1.5 MB undecodable record (its topic allows it): the dead-letter topic, at the broker's
+    default limit, could not take it whole; it takes the first 256 KiB, with the reason and size."""
+    big = 3 << 20
+    ensure_topics(AdminClient(kafka.admin()), topics.default_partitions(), configs={topics.unicast: {"max.message.bytes": str(big)}})
+    poison = b"\xff" * (3 << 19)
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "message.max.bytes": big})
+    produce(producer, topics.unicast, H, poison, gs_request_id="poison")
+    produce(producer, topics.unicast, H, goal_state(H, subnet()).SerializeToString(), gs_request_id="good")
+    dead = Reader(bootstrap, topics.dead_letter, 1)
+    try:
+        async with running_agent(bootstrap, topics, "--host-id", H) as agent:
+            [(headers, value)] = await dead.until(lambda m: len(m) >= 1)
+            assert value == poison[: wire.DEAD_LETTER_VALUE_BYTES] and headers[wire.TRUNCATED] == str(len(poison))
+            assert headers[wire.ERROR].startswith("undecodable") and headers[wire.SOURCE_OFFSET] == "0"
+            held = await agent.host_state(H)
+            for _ in range(200):
+                if held.subnet_states:
+                    break
+                await asyncio.sleep(0.05)
+                held = await agent.host_state(H)
+            assert list(held.subnet_states) == ["sn-1"]  # the next message applied
+    finally:
+        dead.close()
+
+
 async def test_malformed_numbers_in_headers_are_dead_lettered_and_the_next_message_applied(
     bootstrap: str, topics: Topics, reply_reader: Reader
 ) -> None:

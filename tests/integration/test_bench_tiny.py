@@ -83,6 +83,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     for name, f in faults.items():
         assert (f["wrong_success"], f["hosts_differing"], f["lost_acknowledged"]) == (0, 0, 0), (name, f)
         assert f["acknowledged_pairs"] > 0 and isinstance(f["converge_s"], float), (name, f)
+        assert name == "big-vpc-resync" or f["unanswered_at_fault"] > 0, (name, f)  # the fault hit the storm, not its end
     assert faults["dpm-kill"]["inputs_resent"] > 0  # the killed DPM left inputs unanswered, and callers sent them again
     assert faults["agents-killed"]["killed_hosts"] == tiny.faults[0] // 10
     assert faults["big-vpc-resync"]["ports"] == tiny.faults_vpc_ports
@@ -101,7 +102,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
 
     assert set(results["ratios"]) >= {"throughput_vs_raw", "p99_vs_raw_p99", "multicast_vs_unicast_bytes"}
     assert all(isinstance(v, float) for v in results["ratios"].values() if v is not None)
-    assert len(results["targets"]) == 8 and all({"target", "measured", "met", "by"} <= set(t) for t in results["targets"])
+    assert len(results["targets"]) == 11 and all({"target", "measured", "met", "by"} <= set(t) for t in results["targets"])
     machine = results["machine"]
     assert machine["cpus"] >= 1 and machine["memory_bytes"] > 0
     assert all(isinstance(v, str) for v in machine["versions"].values())

@@ -431,6 +431,27 @@ def caller_reply(
     return reply
 
 
+def combined(replies: Iterable[gsp.GoalStateOperationReply], format_version: int) -> gsp.GoalStateOperationReply:
+    """The replies to an input's slices as one: each resource's worst status over them, every
+    silent host once, the largest times."""
+    merged: dict[ResourceKey, Merged] = {}
+    silent: dict[str, None] = {}
+    total = dataplane = config = elapse = 0
+    for reply in replies:
+        total = max(total, reply.message_total_operation_time)
+        for s in reply.operation_statuses:
+            host = wire.failed_host(s.resource_id)
+            if host is not None:
+                silent[host] = None
+                continue
+            dataplane, config = max(dataplane, s.dataplane_programming_time), max(config, s.network_configuration_time)
+            elapse = max(elapse, s.state_elapse_time)
+            m = merged.setdefault((int(s.resource_type), s.resource_id), Merged(int(s.operation_status), int(s.operation_type)))
+            if _SEVERITY.get(int(s.operation_status), 4) > _SEVERITY.get(m.status, 4):
+                m.status = int(s.operation_status)
+    return caller_reply(merged, Times(total, dataplane, config, elapse), format_version, list(silent))
+
+
 def bounded(reply: gsp.GoalStateOperationReply) -> gsp.GoalStateOperationReply:
     """The reply as a caller gets it: the first `wire.MAX_FAILED_HOSTS` silent-host markers,
     then one status counting the rest (a reply naming 200,000 hosts would pass gRPC's limit)."""

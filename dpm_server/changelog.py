@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -38,6 +38,8 @@ log = structlog.get_logger()
 TOPIC_CONFIG = {"cleanup.policy": "compact"}
 MAX_REFUSED = 5  # non-retriable failures of one transaction before the writer gives up (the DPM exits 1)
 INCARNATION_KEY = "dpm/incarnation"  # its value: the number of the last DPM run (gs-epoch's head)
+CHUNK_PREFIX = "hosts/"  # keys of the records holding the hosts of a resource listed for very many
+CHUNK_BYTES = 256 << 10  # host ids one record holds at most (so a record fits any broker's default limit)
 
 
 def record_key(key: ResourceKey) -> str:
@@ -52,13 +54,52 @@ def parse_key(text: str) -> ResourceKey:
     return int(rtype), rid
 
 
-def record_value(snapshot: Snapshot, key: ResourceKey) -> bytes:
-    """The record of `key` as the snapshot holds it now (b"": a tombstone)."""
+def chunk_key(key: ResourceKey, n: int) -> str:
+    """The key of the n-th record (from 1) of `key`'s hosts."""
+    return f"{CHUNK_PREFIX}{n}/{record_key(key)}"
+
+
+def parse_chunk_key(text: str) -> tuple[ResourceKey, int]:
+    """`chunk_key` read back; ValueError when it is not one."""
+    n, sep, rest = text.removeprefix(CHUNK_PREFIX).partition("/")
+    if not text.startswith(CHUNK_PREFIX) or not sep or not n.isdigit():
+        raise ValueError(f"not a changelog hosts key: {text!r}")
+    return parse_key(rest), int(n)
+
+
+def _chunks(hosts: list[str]) -> list[list[str]]:
+    """`hosts` in runs of at most CHUNK_BYTES (none when they fit the resource's own record)."""
+    if sum(len(h) + 3 for h in hosts) <= CHUNK_BYTES:
+        return []
+    out: list[list[str]] = [[]]
+    size = 0
+    for host in hosts:
+        if out[-1] and size + len(host) + 3 > CHUNK_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(host)
+        size += len(host) + 3
+    return out
+
+
+def records_of(topic: str, snapshot: Snapshot, key: ResourceKey, chunks_before: int) -> tuple[list[Envelope], int]:
+    """The records of `key` as the snapshot holds it now (a tombstone when it is not stored):
+    its own, its host chunks, tombstones for the chunks it had beyond them; and how many
+    chunks it has now."""
     entry = snapshot.entry(key)
+    chunks: list[list[str]] = []
     if entry is None:
-        return b""
-    stored, hosts = entry
-    return changelog_pb2.DesiredResource(piece=stored.piece, vpc_id=stored.vpc, host_ids=hosts).SerializeToString()
+        own = b""
+    else:
+        stored, hosts = entry
+        chunks = _chunks(hosts)
+        own = changelog_pb2.DesiredResource(piece=stored.piece, vpc_id=stored.vpc, host_ids=[] if chunks else hosts,
+                                            host_chunks=len(chunks)).SerializeToString()
+    out = [Envelope(topic, record_key(key), own)]
+    out += [Envelope(topic, chunk_key(key, n), changelog_pb2.DesiredResource(host_ids=c).SerializeToString())
+            for n, c in enumerate(chunks, 1)]
+    out += [Envelope(topic, chunk_key(key, n), b"") for n in range(len(chunks) + 1, chunks_before + 1)]
+    return out, len(chunks)
 
 
 @dataclass(slots=True)
@@ -74,7 +115,8 @@ class Changelog:
     halted. `eager`: `write` drains at once (in-memory tests)."""
 
     def __init__(self, snapshot: Snapshot, topic: str, store: Transactions, defer: Callable[[Callable[[], None]], object],
-                 eager: bool = False) -> None:
+                 eager: bool = False, chunks: dict[ResourceKey, int] | None = None) -> None:
+        """`chunks`: the host chunks each resource has on the topic (`Replayed.chunks`)."""
         self.snapshot = snapshot
         self.topic = topic
         self.store = store
@@ -86,12 +128,19 @@ class Changelog:
         self._queue: list[_Write] = []
         self._committing = 0  # writes taken off the queue by the transaction under way
         self._ready = threading.Condition()
+        self.chunks = dict(chunks or {})
 
     def write(self, then: Callable[[], None]) -> None:
         """Queue a record of every resource the snapshot touched since the last write; `then()`
         runs (through `defer`) once they and every earlier write are committed."""
-        keys = sorted(self.snapshot.take_touched())
-        records = [Envelope(self.topic, record_key(key), record_value(self.snapshot, key)) for key in keys]
+        records: list[Envelope] = []
+        for key in sorted(self.snapshot.take_touched()):
+            mine, chunks = records_of(self.topic, self.snapshot, key, self.chunks.get(key, 0))
+            records += mine
+            if chunks:
+                self.chunks[key] = chunks
+            else:
+                self.chunks.pop(key, None)
         with self._ready:
             self._queue.append(_Write(records, then))
             self._ready.notify()
@@ -114,7 +163,7 @@ class Changelog:
                 self._committing = 0
 
     def _commit(self, writes: list[_Write], halt: threading.Event | None) -> int:
-        records = [r for w in writes for r in w.records]
+        records = list({r.key: r for w in writes for r in w.records}.values())  # the newest record of each key: all compaction keeps
         backoff = Backoff(first=0.05, cap=2.0)
         refused = 0  # tries the broker answered with a non-retriable error
         while True:
@@ -169,6 +218,7 @@ class Changelog:
 class Replayed:
     records: int  # read, tombstones and unreadable ones included
     incarnation: int  # the last DPM run's number (0: none yet)
+    chunks: dict[ResourceKey, int] = field(default_factory=dict)  # resources whose hosts are in chunk records: how many
 
 
 def incarnation_record(topic: str, incarnation: int) -> Envelope:
@@ -182,6 +232,7 @@ def replay(source: Source, topic: str, partitions: int, snapshot: Snapshot, halt
     ends = source.end_offsets([(topic, p) for p in range(partitions)])
     left = {tp: end for tp, end in ends.items() if end > 0}
     latest: dict[ResourceKey, bytes] = {}
+    chunks: dict[tuple[ResourceKey, int], bytes] = {}
     count = incarnation = 0
     source.assign([(topic, p, -1) for (_, p) in left])
     try:
@@ -191,6 +242,9 @@ def replay(source: Source, topic: str, partitions: int, snapshot: Snapshot, halt
                 try:
                     if message.key == INCARNATION_KEY:
                         incarnation = max(incarnation, wire.number(message.value.decode(errors="replace"), "incarnation"))
+                        continue
+                    if message.key.startswith(CHUNK_PREFIX):
+                        chunks[parse_chunk_key(message.key)] = message.value
                         continue
                     latest[parse_key(message.key)] = message.value
                 except (ValueError, HeaderError) as exc:
@@ -202,18 +256,26 @@ def replay(source: Source, topic: str, partitions: int, snapshot: Snapshot, halt
         source.unassign(list(ends))
     if left:
         return None
-    restore(snapshot, latest.items())
-    return Replayed(count, incarnation)
+    return Replayed(count, incarnation, restore(snapshot, latest.items(), chunks))
 
 
-def restore(snapshot: Snapshot, records: Iterable[tuple[ResourceKey, bytes]]) -> None:
-    """Put the newest record of each resource into `snapshot` (tombstones: nothing)."""
+def restore(snapshot: Snapshot, records: Iterable[tuple[ResourceKey, bytes]],
+            chunks: Mapping[tuple[ResourceKey, int], bytes] | None = None) -> dict[ResourceKey, int]:
+    """Put the newest record of each resource into `snapshot` (tombstones: nothing), its
+    hosts from its chunk records when it has them; the chunk count of each resource that has."""
+    counts: dict[ResourceKey, int] = {}
     for key, value in records:
         if not value:
             continue
         try:
             entry = changelog_pb2.DesiredResource.FromString(value)
-            snapshot.restore(key, entry.piece, entry.vpc_id, entry.host_ids)
+            hosts = list(entry.host_ids)
+            for n in range(1, entry.host_chunks + 1):
+                hosts += changelog_pb2.DesiredResource.FromString((chunks or {})[(key, n)]).host_ids
+            snapshot.restore(key, entry.piece, entry.vpc_id, hosts)
+            if entry.host_chunks:
+                counts[key] = entry.host_chunks
         except Exception as exc:  # noqa: BLE001 - one bad record must not keep the DPM from starting
             log.warning("changelog_record_unreadable", key=record_key(key), error=f"{type(exc).__name__}: {exc}")
     snapshot.take_touched()
+    return counts

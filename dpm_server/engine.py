@@ -13,7 +13,7 @@ import structlog
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server import planner
-from dpm_server.acks import AckTracker, Pending, bounded, failed_reply, invalid_reply
+from dpm_server.acks import AckTracker, Pending, bounded, combined, failed_reply, invalid_reply
 from dpm_server.changelog import Changelog
 from dpm_server.inputs import Input, as_input, merge
 from dpm_server.publisher import Publisher
@@ -27,6 +27,7 @@ from gsmq.v1 import ack_pb2
 from gsmq.wire import STRATEGIES, Strategy, Token
 
 log = structlog.get_logger()
+SLICE_HOSTS = 5000  # default of --slice-hosts
 FAILED_HOSTS_LOGGED = 20  # a failed request's log line names at most this many of its silent hosts
 Done = Callable[[gsp.GoalStateOperationReply], None]
 
@@ -35,7 +36,7 @@ class Engine:
     """Snapshot + planner + publisher + ack tracker, for one strategy."""
 
     def __init__(self, strategy: str, publisher: Publisher, retry_after: float, timeout: float,
-                 changelog: Changelog | None = None) -> None:
+                 changelog: Changelog | None = None, slice_hosts: int = SLICE_HOSTS) -> None:
         """`changelog`: the writer of the engine's snapshot (`changelog.snapshot`, maybe rebuilt
         from it); None: a fresh snapshot and nothing durable (the in-memory cluster)."""
         if strategy not in STRATEGIES:
@@ -52,6 +53,10 @@ class Engine:
         self.answered = 0  # callers' inputs answered
         self.answered_failed = 0  # ... with a host that did not reply
         self._ids = itertools.count(1)
+        self.slice_hosts = slice_hosts  # an input listing more hosts is worked in slices of this many
+        # How the next slice of such an input is run: at once here; the daemon passes the event
+        # loop's call_soon, so that other callers' inputs and acks are worked between slices.
+        self.defer: Callable[[Callable[[], None]], object] = lambda work: work()
 
     def submit(self, goal: gs.GoalStateV2 | Input, on_done: Done) -> None:
         """Publish what every targeted host needs; `on_done(reply)` once all applied (or timed out)."""
@@ -166,12 +171,42 @@ class Engine:
             if bad:
                 self._refuse(bad, data.format_version, self._counted(on_done))  # refused alone, nothing published
                 continue
+            if len(data.hosts) > self.slice_hosts:
+                self._sliced(data, self._counted(on_done))  # checked whole, worked in slices
+                continue
             valid.append((data, on_done))
             for key, state in data.states.items():
                 if order(state, coalesced.get(key)) is Order.NEWER:
                     coalesced[key] = state
         if valid:
             self._submit([(data, self._counted(on_done)) for data, on_done in valid])
+
+    def _sliced(self, data: Input, on_done: Done) -> None:
+        """An input listing many hosts (200,000 is legitimate in a region), stored and published
+        one slice of `slice_hosts` hosts at a time (`defer` between them), each slice its own
+        request; its caller gets one reply combining theirs. Its VPC-wide states go once per
+        slice that lists them."""
+        slices = data.slices(self.slice_hosts)
+        replies: list[gsp.GoalStateOperationReply] = []
+
+        def collect(reply: gsp.GoalStateOperationReply) -> None:
+            replies.append(reply)
+            if len(replies) == len(slices):
+                on_done(combined(replies, data.format_version))
+
+        def work(i: int) -> None:
+            try:
+                self._submit([(slices[i], collect)])
+            except Exception as exc:
+                log.exception("slice_failed", slice=i, slices=len(slices))
+                for rest in slices[i:]:
+                    collect(failed_reply(rest, f"{type(exc).__name__}: {exc}"))
+                return
+            if i + 1 < len(slices):
+                self.defer(lambda: work(i + 1))
+
+        log.info("input_sliced", hosts=len(data.hosts), slices=len(slices))
+        work(0)
 
     def resync_restarted(self, host: str) -> bool:
         """A restarted agent's resync, published once every change accepted before it is

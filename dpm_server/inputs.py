@@ -103,6 +103,31 @@ class Input:
     def vpc(self, key: ResourceKey) -> str:
         return self.vpcs[key]
 
+    def slices(self, size: int) -> list[Input]:
+        """This input cut into inputs listing at most `size` hosts each, each carrying the
+        states its hosts are listed for (in this input's order; states listed for no host
+        go with the first). A host stays whole within one group's slice."""
+        cut: list[list[Group]] = [[]]
+        count = 0
+        for g in self.groups:
+            hosts = sorted(g.hosts)
+            for start in range(0, len(hosts), size):
+                chunk = frozenset(hosts[start : start + size])
+                if count + len(chunk) > size and cut[-1]:
+                    cut.append([])
+                    count = 0
+                cut[-1].append(Group(g.keys, chunk))
+                count += len(chunk)
+        listed: set[ResourceKey] = set()
+        keys_of = []
+        for groups in cut:
+            keys = {k for g in groups for k in g.keys}
+            keys_of.append(keys)
+            listed |= keys
+        keys_of[0] |= self.states.keys() - listed
+        return [Input(self.format_version, {k: v for k, v in self.states.items() if k in keys}, groups)
+                for keys, groups in zip(keys_of, cut, strict=True)]
+
 
 def as_input(goal: gs.GoalStateV2 | Input) -> Input:
     """A GoalStateV2 as an `Input` (the DPM's service parses its callers' bytes itself)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import sys
 import threading
@@ -16,7 +17,7 @@ import structlog
 
 from dpm_server import changelog
 from dpm_server.acks import decode_acks
-from dpm_server.engine import Engine
+from dpm_server.engine import SLICE_HOSTS, Engine
 from dpm_server.publisher import Publisher
 from dpm_server.service import MAX_INPUT_BYTES, Provisioner, Status, register
 from dpm_server.snapshot import Snapshot
@@ -66,6 +67,8 @@ class DpmConfig:
     changelog_partitions: int
     max_message_bytes: int
     max_input_bytes: int
+    max_hosts_per_input: int
+    slice_hosts: int
     log_level: str
     log_json: bool | None
 
@@ -101,6 +104,11 @@ def settings() -> Settings:
     s.option("--max-input-bytes", default=MAX_INPUT_BYTES, convert=positive_int,
              help="a caller input over this size is refused whole (INVALID_ARG) and the stream goes on;"
              " gRPC itself ends a stream whose message is over twice this size")
+    s.option("--max-hosts-per-input", default=1_000_000, convert=positive_int,
+             help="a caller input listing more hosts is refused whole (INVALID_ARG): a safety limit only")
+    s.option("--slice-hosts", default=SLICE_HOSTS, convert=positive_int,
+             help="an input listing more hosts is stored and published in slices of this many, other callers' inputs"
+             " and acks worked between them")
     s.option("--changelog-partitions", default=8, convert=positive_int,
              help="partitions of the changelog topic (the durable desired state, log-compacted) when it is created")
     return s
@@ -154,9 +162,10 @@ def _message_limit(admin: AdminClient, kafka: KafkaSettings, topics: Topics) -> 
 
 
 def _replay(kafka: KafkaSettings, config: DpmConfig, topics: Topics, partitions: int, store: KafkaTransactions,
-            halt: threading.Event) -> tuple[Snapshot, int] | None:
-    """The snapshot rebuilt from the changelog and this run's incarnation, committed there
-    (None once halted); before anything is served."""
+            halt: threading.Event) -> tuple[Snapshot, changelog.Replayed] | None:
+    """The snapshot rebuilt from the changelog and what replay found, with this run's
+    incarnation (committed there) in place of the last one (None once halted); before
+    anything is served."""
     started = time.monotonic()
     snapshot = Snapshot(config.strategy)
     source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}.changelog")
@@ -177,7 +186,7 @@ def _replay(kafka: KafkaSettings, config: DpmConfig, topics: Topics, partitions:
         return None
     log.info("changelog_replayed", records=replayed.records, resources=len(snapshot.resources), hosts=len(snapshot.listed),
              incarnation=incarnation, seconds=round(time.monotonic() - started, 3))
-    return snapshot, incarnation
+    return snapshot, dataclasses.replace(replayed, incarnation=incarnation)
 
 
 def _read_replies(source: KafkaSource, dead_letter_topic: str, engine: Engine, loop: asyncio.AbstractEventLoop,
@@ -255,7 +264,8 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         rebuilt = await asyncio.to_thread(_replay, kafka, config, topics, counts[topics.changelog], store, life.halt)
         if rebuilt is None:
             return 0
-        snapshot, incarnation = rebuilt
+        snapshot, replayed = rebuilt
+        incarnation = replayed.incarnation
         sink = KafkaSink(kafka)
         life.close("dpm-producer-flush", lambda: sink.flush(5.0), stop_timeout=6.0)
         publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply],
@@ -266,8 +276,9 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         if not markers:
             return 0
         loop = asyncio.get_running_loop()
-        writer = changelog.Changelog(snapshot, topics.changelog, store, loop.call_soon_threadsafe)
-        engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout, writer)
+        writer = changelog.Changelog(snapshot, topics.changelog, store, loop.call_soon_threadsafe, chunks=replayed.chunks)
+        engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout, writer, config.slice_hosts)
+        engine.defer = loop.call_soon
         source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
         life.close("dpm-consumer-close", source.close, stop_timeout=5.0)
         source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
@@ -276,7 +287,8 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt), stop_timeout=2.0)
         life.task("dpm-ack-ticker", _tick(engine), stop_timeout=1.0)
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
-                                  config.max_in_flight_hosts, config.batches_in_flight, config.max_input_bytes)
+                                  config.max_in_flight_hosts, config.batches_in_flight, config.max_input_bytes,
+                                  config.max_hosts_per_input)
         register(provisioner, server)
         status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine, provisioner.batcher), server)
 

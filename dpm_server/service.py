@@ -137,9 +137,12 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
     """alcor.schema.GoalStateProvisioner on the DPM."""
 
     def __init__(self, engine: Engine, max_in_flight: int, batch_window: float = 0.0, batch_size: int = 1,
-                 max_in_flight_hosts: int = 100_000, batches_in_flight: int = 2, max_input_bytes: int = MAX_INPUT_BYTES) -> None:
+                 max_in_flight_hosts: int = 100_000, batches_in_flight: int = 2, max_input_bytes: int = MAX_INPUT_BYTES,
+                 max_hosts_per_input: int = 1_000_000) -> None:
         self.engine = engine
-        self.max_input_bytes = max_input_bytes  # a bigger input is refused whole (INVALID_ARG), the stream goes on
+        # an input over either bound is refused whole (INVALID_ARG), and the stream goes on
+        self.max_input_bytes = max_input_bytes
+        self.max_hosts_per_input = max_hosts_per_input
         self.in_flight = Budget(max_in_flight)  # inputs
         # Host deliveries: an input counts once per host it targets. Bounding inputs alone let
         # a storm in 100-host VPCs queue a million deliveries, minutes of agent work, so hosts
@@ -166,7 +169,8 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
                         answered.set_result(self.engine.unreadable(str(exc)))
                         await queue.put(answered)
                         continue
-                    hosts = max(1, len(data.hosts))
+                    # an input worked in slices counts as one slice: other callers' inputs go on beside it
+                    hosts = max(1, min(len(data.hosts), self.engine.slice_hosts))
                     await self.in_flight.acquire(1)  # backpressure: stop reading the caller's stream
                     try:
                         await self.in_flight_hosts.acquire(hosts)
@@ -198,7 +202,10 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
     def _parse(self, raw: bytes) -> Input:
         if len(raw) > self.max_input_bytes:
             raise InputError(f"input of {len(raw)} bytes, over the {self.max_input_bytes}-byte limit (--max-input-bytes)")
-        return Input.parse(raw)
+        data = Input.parse(raw)
+        if len(data.hosts) > self.max_hosts_per_input:
+            raise InputError(f"input listing {len(data.hosts)} hosts, over the limit of {self.max_hosts_per_input} (--max-hosts-per-input)")
+        return data
 
     async def RequestGoalStates(self, request: gsp.HostRequest, context: Context) -> gsp.HostRequestReply:  # noqa: N802
         """AGENT_RESTARTED: publish the host's full state; ON_DEMAND: is the destination routable."""

@@ -19,6 +19,7 @@ from aca_agent.testing import goal_state, port, subnet
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from dpm_server.testing import subnet_goal
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
 from gsmq.topics import Topics
@@ -111,3 +112,26 @@ def test_a_second_dpm_on_the_same_grpc_address_fails_before_it_fences_the_first(
     assert f"cannot listen on {address}" in second.log_path.read_text()
     assert second.event("changelog_replayed") is None  # it never took the changelog over
     assert first.proc.poll() is None and first.terminate() == 0
+
+
+async def test_a_resource_listed_for_30000_hosts_survives_a_restart_through_chunk_records(
+    spawn: Callable[..., Process], bootstrap: str, topics: Topics
+) -> None:
+    """Its hosts (about 420 KB of ids) are more than one record may hold: they go in chunk
+    records, the input in slices; a DPM killed and started again has every one of them."""
+    address = f"127.0.0.1:{free_port()}"
+    hosts = [f"10.{50 + i // 65536}.{(i // 256) % 256}.{i % 256}" for i in range(30_000)]
+    args = ("--grpc-address", address, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--reply-timeout", "3",
+            "--retry-after", "2")
+    first = spawn(*args)
+    first.wait_for(lambda: first.event("dpm_ready"), "dpm_ready", deadline=60)
+    reply = await push(address, subnet_goal("vpc-1", hosts))  # nobody applies it: every host is silent
+    assert reply["subnet-vpc-1"] == common.FAILURE and first.event("input_sliced") is not None
+    first.proc.kill()
+    first.proc.wait()
+    second = spawn(*args)
+    second.wait_for(lambda: second.event("dpm_ready"), "dpm_ready", deadline=60)
+    replayed = second.event("changelog_replayed")
+    assert replayed is not None and (replayed["resources"], replayed["hosts"]) == (1, len(hosts))
+    for host in (hosts[0], hosts[-1]):
+        assert list((await host_snapshot(address, host)).subnet_states) == ["subnet-vpc-1"]

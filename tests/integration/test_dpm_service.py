@@ -508,3 +508,18 @@ async def test_an_input_over_the_size_limit_is_refused_whole_and_the_stream_goes
                 [("", common.INVALID_ARG)], [("dhcp-p0", common.SUCCESS), ("nb-p0", common.SUCCESS), ("p0", common.SUCCESS)]]
             status = await dpm.get_status()
             assert (status.invalid_requests, status.resources) == (1, 3)  # nothing of the big input was stored
+
+
+async def test_an_input_listing_many_hosts_is_worked_in_slices_and_answered_once(
+    bootstrap: str, kafka: KafkaSettings, topics: Topics
+) -> None:
+    hosts = [f"192.168.6.{i}" for i in range(1, 6)]
+    async with running_dpm(bootstrap, topics, "unicast-only", "--slice-hosts", "2", "--max-hosts-per-input", "5") as dpm:
+        with fake_aca(kafka, topics, set(hosts)) as aca:
+            replies = await dpm.push(subnet_goal("vpc-1", hosts), subnet_goal("vpc-2", [*hosts, "192.168.6.99"]))
+            assert [sorted(statuses(r).items()) for r in replies] == [[("subnet-vpc-1", common.SUCCESS)], [("", common.INVALID_ARG)]]
+            sent = aca.messages(lambda s: s.key in hosts)
+            assert sorted(s.key for s in sent) == sorted(hosts)
+            assert len({s.headers[wire.REQUEST_ID] for s in sent}) == 3  # slices of 2, 2 and 1 hosts
+            status = await dpm.get_status()
+            assert (status.requests_completed, status.invalid_requests, status.resources) == (2, 1, 1)

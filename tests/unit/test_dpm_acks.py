@@ -550,3 +550,22 @@ def test_a_reply_names_at_most_max_failed_hosts_and_counts_the_rest(monkeypatch:
         "p9": common.FAILURE, "dhcp-p9": common.FAILURE, "nb-p9": common.FAILURE}
     [failed] = [e for e in logs if e["event"] == "request_failed"]
     assert failed["silent_hosts"] == 5
+
+
+def test_an_input_listing_many_hosts_is_worked_in_slices_with_other_inputs_between_and_answered_once() -> None:
+    eng, _, _, acas = cluster()
+    later: list[Callable[[], object]] = []
+    eng.slice_hosts, eng.defer = 1, later.append
+    got: dict[str, gsp.GoalStateOperationReply] = {}
+    eng.submit(subnet_goal("vpc-1", HOSTS, rev=2), lambda r: got.__setitem__("big", r))  # three slices of one host
+    assert len({m.headers[wire.REQUEST_ID] for m in acas.new()}) == 1 and len(later) == 1  # one slice out, the next deferred
+    eng.submit(port_goal("p8", "vpc-1", A, "10.1.0.8", [A]), lambda r: got.__setitem__("small", r))  # another caller, between
+    acas.reply(HOSTS)
+    assert list(got) == ["small"]
+    while later:
+        later.pop(0)()
+    acas.reply(HOSTS[:2])  # C is silent
+    (waiting,) = eng.tracker.pending.values()
+    eng.tracker.tick(waiting.started + 10.0)
+    assert statuses(got["big"]) == {"subnet-vpc-1": common.FAILURE, f"host:{C}": common.FAILURE}
+    assert eng.counts()["requests_completed"] >= 2

@@ -11,7 +11,7 @@ import pytest
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from dpm_server.changelog import Changelog, Replayed, incarnation_record, parse_key, record_key, replay
+from dpm_server.changelog import Changelog, Replayed, chunk_key, incarnation_record, parse_key, record_key, replay
 from dpm_server.inputs import Input
 from dpm_server.service import Batcher
 from dpm_server.snapshot import Snapshot
@@ -218,3 +218,34 @@ def test_a_publish_that_fails_after_the_commit_answers_the_caller_failure() -> N
     eng.submit(port_of(H1), replies.append)
     [reply] = replies
     assert {s.operation_status for s in reply.operation_statuses} == {common.FAILURE} and eng.tracker.pending == {}
+
+
+def listed_subnet(hosts: Sequence[str], rev: int = 1) -> gs.GoalStateV2:
+    return goal([subnet("vpc-9", rev=rev)], {h: ["subnet-vpc-9"] for h in hosts})
+
+
+def test_a_resource_listed_for_very_many_hosts_keeps_them_in_chunk_records_that_replay_joins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dpm_server.changelog.CHUNK_BYTES", 100)  # about 6 host ids per record
+    eng, bus, topics = memory_engine(durable=True)
+    assert eng.changelog is not None
+    hosts = [f"10.9.0.{i}" for i in range(20)]
+    eng.submit(listed_subnet(hosts), lambda reply: None)
+    key = (common.SUBNET, "subnet-vpc-9")
+
+    def records() -> dict[str, bytes]:
+        return {m.key: m.value for p in (0, 1) for m in bus.logs[(topics.changelog, p)]}  # the newest of each key
+
+    own = changelog_pb2.DesiredResource.FromString(records()[record_key(key)])
+    assert own.host_chunks == eng.changelog.chunks[key] >= 3 and list(own.host_ids) == []
+    assert all(len(records()[chunk_key(key, n)]) <= 100 + 16 for n in range(1, own.host_chunks + 1))
+    rebuilt = Snapshot("vpc-multicast")
+    replayed = replay(bus.source("r1"), topics.changelog, 2, rebuilt)
+    assert replayed is not None and replayed.chunks == {key: own.host_chunks}
+    assert rebuilt.holders[key] == eng.snapshot.holders[key] == set(hosts)
+
+    eng.submit(goal([subnet("vpc-9", rev=2, op=common.DELETE)], {hosts[0]: ["subnet-vpc-9"]}), lambda reply: None)
+    newest = records()
+    assert newest[record_key(key)] == b"" and all(newest[chunk_key(key, n)] == b"" for n in range(1, own.host_chunks + 1))
+    assert key not in eng.changelog.chunks
+    rebuilt = Snapshot("vpc-multicast")
+    assert replay(bus.source("r2"), topics.changelog, 2, rebuilt) is not None and key not in rebuilt.resources

@@ -128,3 +128,21 @@ def test_the_parts_view_has_every_field_of_goalstatev2_with_the_same_number_and_
     assert alcor["host_resources"] == (2, f"map {FieldDescriptor.TYPE_STRING}/alcor.schema.HostResources")
     entry = {f.name: (f.number, f.type) for f in parts_pb2.HostResourcesEntry.DESCRIPTOR.fields}
     assert entry == {"host": (1, FieldDescriptor.TYPE_STRING), "resources": (2, FieldDescriptor.TYPE_MESSAGE)}
+
+
+def test_slices_list_each_host_once_with_the_states_listed_for_it() -> None:
+    hosts = [f"10.0.1.{i}" for i in range(7)]
+    data = Input.of(port_goal("p0", "vpc-1", hosts[0], "10.1.0.1", hosts))  # port + DHCP for one, the neighbor for six
+    slices = data.slices(3)
+    assert sorted(len(s.hosts) for s in slices) == [1, 3, 3] and frozenset().union(*(s.hosts for s in slices)) == data.hosts
+    for s in slices:
+        assert set(s.states) == {k for g in s.groups for k in g.keys}  # no state its hosts are not listed for
+        assert all(s.keys_of(h) == data.keys_of(h) for h in s.hosts)
+    assert [len(s.hosts) for s in data.slices(100)] == [7]
+
+
+def test_a_vpc_wide_state_listed_for_no_host_goes_with_the_first_slice() -> None:
+    item = neighbor("nb-9", "vpc-1", A, "10.1.0.9")
+    data = Input.of(goal([port("p1", "vpc-1", A, "10.1.0.1"), port("p2", "vpc-1", B, "10.1.0.2"), item], {A: ["p1"], B: ["p2"]}))
+    first, second = data.slices(1)
+    assert (common.NEIGHBOR, "nb-9") in first.states and (common.NEIGHBOR, "nb-9") not in second.states

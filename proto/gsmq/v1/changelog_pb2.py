@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gsmq/v1/changelog.proto\x12\x07gsmq.v1\"B\n\x0f\x44\x65siredResource\x12\r\n\x05piece\x18\x01 \x01(\x0c\x12\x0e\n\x06vpc_id\x18\x02 \x01(\t\x12\x10\n\x08host_ids\x18\x03 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gsmq/v1/changelog.proto\x12\x07gsmq.v1\"W\n\x0f\x44\x65siredResource\x12\r\n\x05piece\x18\x01 \x01(\x0c\x12\x0e\n\x06vpc_id\x18\x02 \x01(\t\x12\x10\n\x08host_ids\x18\x03 \x03(\t\x12\x13\n\x0bhost_chunks\x18\x04 \x01(\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gsmq.v1.changelog_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DESIREDRESOURCE']._serialized_start=36
-  _globals['_DESIREDRESOURCE']._serialized_end=102
+  _globals['_DESIREDRESOURCE']._serialized_end=123
 # @@protoc_insertion_point(module_scope)

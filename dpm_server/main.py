@@ -36,6 +36,11 @@ from gsmq.wire import STRATEGIES, Strategy
 log = structlog.get_logger()
 DRAIN_SECONDS = 3.0  # on SIGTERM: how long calls in flight may wait for their hosts' replies
 LIBRDKAFKA_MESSAGE_MAX = 1_000_000  # librdkafka's default message.max.bytes
+# The DPM holds millions of long-lived objects (a region's snapshot and watermarks):
+# young collections seldom, full ones rarely. With Python's defaults (700, 10, 10) the
+# collections of a growing heap held the event loop for seconds while an input of
+# 200,000 hosts was worked in slices (`gs-bench --scenario giant-input`).
+GC_THRESHOLDS = (100_000, 50, 1000)
 
 DESCRIPTION = """\
 The Data Plane Manager of the goal-state message-queue path.
@@ -221,9 +226,12 @@ async def _tick(engine: Engine) -> None:
 
 async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     """Run until `stop`: topics, markers, reply reader, gRPC; then drain and flush."""
+    thresholds = gc.get_threshold()
     try:
         return await _serve(config, bootstrap, stop)
     finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)  # as they were (tests run the DPM in their own process)
         # Kafka clients caught in reference cycles keep their broker connections (and an
         # embedded broker's graceful stop waiting on them) until a collection.
         gc.collect()
@@ -297,6 +305,8 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
             await server.stop(grace=DRAIN_SECONDS)
 
         await life.service("dpm-grpc", server.start, drain, stop_timeout=DRAIN_SECONDS + 2.0)
+        gc.freeze()  # the replayed snapshot is never garbage: no collection scans it again
+        gc.set_threshold(*GC_THRESHOLDS)
         log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy,
                  epoch=engine.publisher.epoch, resources=len(snapshot.resources))
         code = await life.wait()

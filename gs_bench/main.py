@@ -26,6 +26,7 @@ from gs_bench import baselines, report
 from gs_bench.faults import run_faults
 from gs_bench.footprint import describe as describe_footprint
 from gs_bench.footprint import footprint
+from gs_bench.giant import run_giant_input
 from gs_bench.runner import Env, broker, delete_topics
 from gs_bench.scenarios import (
     FAULTS,
@@ -85,6 +86,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     sizes.add_argument("--strategies", type=_triple, metavar="H,V,P", help="strategy comparison storm: hosts,VPCs,ports")
     sizes.add_argument("--faults", type=_triple, metavar="H,V,P", help="the storm each fault hits: hosts,VPCs,ports")
     sizes.add_argument("--faults-vpc-ports", type=int, help="ports of the 2-host VPC of the big-vpc-resync fault")
+    sizes.add_argument("--giant-input", type=int, metavar="HOSTS", help="hosts listed by the giant-input scenario's input")
     p.add_argument("--fault", action="append", choices=FAULTS, help="run only these faults of the faults scenario (repeatable)")
     sizes.add_argument("--sweep", type=_ints, metavar="N,N,...", help="host counts of the convergence sweep")
     sizes.add_argument("--sweep-ports-per-host", type=int, help="ports per host in the sweep")
@@ -100,7 +102,7 @@ def suite_of(args: argparse.Namespace) -> Suite:
     suite = SUITES[args.suite]
     overrides: dict[str, Any] = {}
     for name in ("hosts", "vpcs", "ports", "streams", "churn", "churn_seconds", "restart", "strategies", "faults", "faults_vpc_ports",
-                 "sweep", "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory", "footprint"):
+                 "giant_input", "sweep", "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory", "footprint"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.vpc_storm:
@@ -146,6 +148,8 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
     if "strategies" in chosen:
         h, v, p = suite.strategies
         results["strategies"] = run_strategies(env, Storm(h, v, p))
+    if "giant-input" in chosen:
+        results["giant_input"] = run_giant_input(env, suite.giant_input, suite.giant_window_s)
     if "faults" in chosen:
         h, v, p = suite.faults
         rows: list[dict[str, Any]] = results.setdefault("faults", [])

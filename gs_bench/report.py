@@ -225,6 +225,14 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
                      (f"back {restart['restart_s']:.2f} s after the kill; all resynced {_s(restart['resync_s'])} after the kill; "
                       f"snapshot matched {restart['after_storm_s']:.2f} s after the storm: {restart['matches_snapshot']} "
                       f"({restart['checked_hosts']} hosts), others: {restart['survivors_match_snapshot']}")))
+    giant: dict[str, Any] = results.get("giant_input") or {}
+    for mode, how in (("sliced", "in slices"), ("whole", "whole")) if giant else ():
+        m = giant[mode]
+        d = m["during_ms"]
+        label = f"small inputs beside one listing {giant['hosts']:,} hosts, worked {how} (--slice-hosts {m['slice_hosts']:,})"
+        rows.append((label, (f"{m['answered_during']:,} answered in {giant['window_s']:.0f} s; send->reply p50 / p99 / max "
+                             f"{d['p50']:.1f} / {d['p99']:.1f} / {d['max']:.1f} ms (before it: p50 {m['before_ms']['p50']:.1f} ms); "
+                             f"the DPM's GetStatus p50 / max {m['dpm_status_ms']['p50']:.1f} / {m['dpm_status_ms']['max']:.1f} ms")))
     for f in results.get("faults", []):
         if f.get("skipped"):
             rows.append((f"fault {f['fault']}", f"skipped: {f['skipped']}"))

@@ -26,8 +26,8 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert main(["--suite", "tiny", "--bootstrap", bootstrap, "--out", str(out), "--sims", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
     tiny = SUITES["tiny"]
-    for key in ("storm", "raw_ceiling", "raw_at_50", "restart", "strategies", "faults", "memory", "convergence_vs_hosts", "vpc_storms",
-                "ratios", "targets", "machine", "config", "plots", "elapsed_s", "started"):
+    for key in ("storm", "raw_ceiling", "raw_at_50", "restart", "strategies", "faults", "giant_input", "memory", "convergence_vs_hosts",
+                "vpc_storms", "ratios", "targets", "machine", "config", "plots", "elapsed_s", "started"):
         assert key in results, key
     assert "error" not in results
     assert results["config"]["suite"] == "tiny" and results["config"]["hosts"] == tiny.hosts and results["config"]["sims"] == 2
@@ -76,6 +76,11 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert all(s["failures"] == 0 and s["steady"]["inputs"] > 0 and s["bytes_published"] > 0 for s in strategies)
     assert strategies[1]["multicast_messages"] == 0 and strategies[0]["multicast_messages"] > 0
     assert strategies[0]["steady"]["bytes_published"] < strategies[1]["steady"]["bytes_published"]
+
+    giant = results["giant_input"]
+    assert giant["hosts"] == tiny.giant_input and giant["sliced"]["slice_hosts"] < giant["hosts"] == giant["whole"]["slice_hosts"]
+    for mode in ("sliced", "whole"):
+        assert giant[mode]["before_ms"]["count"] > 0 and giant[mode]["during_ms"]["count"] == giant[mode]["answered_during"]
 
     # every fault: nothing a caller was told SUCCESS is missing, every host back to its desired state, nothing forgotten
     faults = {f["fault"]: f for f in results["faults"]}

@@ -18,6 +18,7 @@ from test_dpm_service import statuses
 from aca_agent.testing import goal_state, port, subnet
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.testing import subnet_goal
 from gsmq.broker import free_port
@@ -135,3 +136,26 @@ async def test_a_resource_listed_for_30000_hosts_survives_a_restart_through_chun
     assert replayed is not None and (replayed["resources"], replayed["hosts"]) == (1, len(hosts))
     for host in (hosts[0], hosts[-1]):
         assert list((await host_snapshot(address, host)).subnet_states) == ["subnet-vpc-1"]
+
+
+async def test_failures_are_warnings_naming_their_hosts_and_counted(spawn: Callable[..., Process], bootstrap: str, topics: Topics) -> None:
+    """A producer whose message limit (1,000 bytes) is under the DPM's own split size: a
+    request to a silent host, a publish and a resync that the producer refuses."""
+    address = f"127.0.0.1:{free_port()}"
+    dpm = spawn("--grpc-address", address, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--reply-timeout", "2",
+                "--retry-after", "1", "--max-message-bytes", "100000", "-X", "message.max.bytes=1000")
+    dpm.wait_for(lambda: dpm.event("dpm_ready"), "dpm_ready", deadline=60)
+    assert (await push(address, goal_state(H, subnet())))["sn-1"] == common.FAILURE  # nobody serves H
+    silent = dpm.event("request_failed")
+    assert silent is not None and (silent["level"], silent["hosts"]) == ("warning", [H])
+    many = await push(address, goal_state(H, *(port(rid=p) for p in [f"big-port-{i}" for i in range(10)])))  # over 1,000 bytes
+    assert set(many.values()) == {common.FAILURE}
+    assert dpm.event("publish_failed") is not None
+    async with grpc.aio.insecure_channel(address) as channel:
+        request = gsp.HostRequest(format_version=1)
+        request.state_requests.add(request_type=common.AGENT_RESTARTED, request_id="r1", source_ip=H)
+        answer = await gsp_grpc.GoalStateProvisionerStub(channel).RequestGoalStates(request, timeout=10)
+        assert [s.operation_status for s in answer.operation_statuses] == [common.FAILURE]
+        status = await status_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=10)
+    failed = dpm.event("resync_failed")
+    assert failed is not None and (failed["level"], failed["host"]) == ("warning", H) and status.resync_failures >= 1

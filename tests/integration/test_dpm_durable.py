@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Callable
 
 import grpc
@@ -21,6 +23,7 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.testing import subnet_goal
+from gs_bench.faults import listening_pids
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
 from gsmq.topics import Topics
@@ -159,3 +162,30 @@ async def test_failures_are_warnings_naming_their_hosts_and_counted(spawn: Calla
         status = await status_pb2_grpc.DpmStatusServiceStub(channel).GetStatus(status_pb2.StatusRequest(), timeout=10)
     failed = dpm.event("resync_failed")
     assert failed is not None and (failed["level"], failed["host"]) == ("warning", H) and status.resync_failures >= 1
+
+
+async def test_changes_the_broker_never_took_before_a_stop_are_a_warning(spawn: Callable[..., Process], bootstrap: str,
+                                                                         topics: Topics) -> None:
+    """The broker stopped (SIGSTOP) under an input: at the DPM's SIGTERM its changelog write
+    is still unwritten, and `messages_dropped_at_stop` says so at WARNING."""
+    address = f"127.0.0.1:{free_port()}"
+    dpm = spawn("--grpc-address", address, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix)
+    dpm.wait_for(lambda: dpm.event("dpm_ready"), "dpm_ready", deadline=60)
+    pids = listening_pids(int(bootstrap.rsplit(":", 1)[1]))
+    assert pids, "the embedded broker runs on this machine"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        pushed = asyncio.ensure_future(push(address, goal_state(H, subnet())))
+        await asyncio.sleep(1.0)  # the input is in; its transaction cannot commit
+        assert not pushed.done()
+        assert await asyncio.to_thread(dpm.terminate) in (0, 1)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    with contextlib.suppress(grpc.aio.AioRpcError):
+        await pushed
+    dropped = dpm.event("messages_dropped_at_stop")
+    assert dropped is not None and dropped["level"] == "warning"
+    unwritten = dropped["changelog_writes_unwritten"]
+    assert isinstance(unwritten, int) and unwritten >= 1

@@ -86,6 +86,17 @@ class VpcQueue:
     fanouts: list[Fanout] = field(default_factory=list)
     start: int = 0
 
+    def add(self, fanout: Fanout) -> None:
+        """Keep the fanouts in gs-seq order: inputs of one batch share its messages, so the
+        second input's fanouts of a VPC split in several messages come after the first's."""
+        if self.seqs and fanout.seq < self.seqs[-1]:
+            i = bisect_right(self.seqs, fanout.seq, self.start)
+            self.seqs.insert(i, fanout.seq)
+            self.fanouts.insert(i, fanout)
+        else:
+            self.seqs.append(fanout.seq)
+            self.fanouts.append(fanout)
+
     def trim(self) -> None:
         """Move `start` past the fanouts no host waits for any more; drop them when they are many."""
         while self.start < len(self.fanouts) and (not self.fanouts[self.start].waiting or self.fanouts[self.start].request.done):
@@ -214,8 +225,7 @@ class AckTracker:
                 queue = self.queues.get(token.vpc)
                 if queue is None:
                     queue = self.queues[token.vpc] = VpcQueue()
-                queue.seqs.append(token.seq)
-                queue.fanouts.append(fanout)
+                queue.add(fanout)
                 self._multicast.setdefault(token, {})[request.id] = request
         request.open = len(request.unicast) + len(request.fanouts)
         if request.open:

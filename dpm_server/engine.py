@@ -132,13 +132,16 @@ class Engine:
                 multicast += [(token, out.expect) for token in self.publisher.multicast(out.key, payload, request_id)]
             else:
                 unicast[out.key] = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow}).seq
-        for request in requests:
+        by_vpc: dict[str, list[tuple[Token, set[str]]]] = {}
+        for token, expect in multicast:
+            by_vpc.setdefault(token.vpc, []).append((token, expect))
+        for request in requests:  # each input's own share: O(its hosts and VPCs), whatever the batch's size
             if len(requests) == 1:
                 request.unicast, request.multicast = unicast, multicast
             else:
-                hosts, targeted = request.data.hosts, request.data.targeted
-                request.unicast = {host: seq for host, seq in unicast.items() if host in hosts}
-                request.multicast = [(token, expect & targeted[token.vpc]) for token, expect in multicast if token.vpc in targeted]
+                request.unicast = {host: unicast[host] for host in request.data.hosts if host in unicast}
+                request.multicast = [(token, expect & hosts) for vpc, hosts in request.data.targeted.items()
+                                     for token, expect in by_vpc.get(vpc, ())]
             self.tracker.track(request)
 
     def refused(self, data: Input, batch: Mapping[ResourceKey, Any] | None = None) -> dict[ResourceKey, str]:

@@ -17,7 +17,7 @@ from dpm_server.acks import decode_acks
 from dpm_server.engine import Engine
 from dpm_server.inputs import Input
 from dpm_server.service import Batcher, Budget, Provisioner
-from dpm_server.testing import ack, goal, memory_engine, port_goal, published, security_group, subnet_goal
+from dpm_server.testing import ack, goal, memory_engine, neighbor, port_goal, published, security_group, subnet_goal
 from gsmq import wire
 from gsmq.errors import TransportError
 from gsmq.topics import Topics
@@ -569,3 +569,16 @@ def test_an_input_listing_many_hosts_is_worked_in_slices_with_other_inputs_betwe
     eng.tracker.tick(waiting.started + 10.0)
     assert statuses(got["big"]) == {"subnet-vpc-1": common.FAILURE, f"host:{C}": common.FAILURE}
     assert eng.counts()["requests_completed"] >= 2
+
+
+def test_inputs_of_a_batch_whose_vpc_message_is_split_each_complete() -> None:
+    eng, _, _, acas = cluster()
+    eng.publisher.max_message_bytes = 600  # the batch's VPC-wide states go as several multicast messages
+    got: dict[str, gsp.GoalStateOperationReply] = {}
+    first = goal([neighbor(f"na{i}", "vpc-1", C, f"10.1.2.{i}") for i in range(6)], {A: [f"na{i}" for i in range(6)]})
+    second = goal([neighbor(f"nb{i}", "vpc-1", C, f"10.1.3.{i}") for i in range(6)], {B: [f"nb{i}" for i in range(6)]})
+    eng.submit_many([(first, lambda r: got.__setitem__("first", r)), (second, lambda r: got.__setitem__("second", r))])
+    assert len([m for m in acas.new() if m.topic == eng.publisher.topics.multicast]) >= 2
+    acas.reply(HOSTS)
+    assert set(statuses(got["first"]).values()) == set(statuses(got["second"]).values()) == {common.SUCCESS}
+    assert eng.tracker.pending == {}

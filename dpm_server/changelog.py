@@ -105,7 +105,7 @@ def records_of(topic: str, snapshot: Snapshot, key: ResourceKey, chunks_before: 
 @dataclass(slots=True)
 class _Write:
     records: list[Envelope]
-    then: Callable[[], None]
+    then: Callable[[], object]
 
 
 class Changelog:
@@ -114,7 +114,7 @@ class Changelog:
     transaction, then hands the `then`s to `defer`; `run` drains on its own thread until
     halted. `eager`: `write` drains at once (in-memory tests)."""
 
-    def __init__(self, snapshot: Snapshot, topic: str, store: Transactions, defer: Callable[[Callable[[], None]], object],
+    def __init__(self, snapshot: Snapshot, topic: str, store: Transactions, defer: Callable[[Callable[[], object]], object],
                  eager: bool = False, chunks: dict[ResourceKey, int] | None = None) -> None:
         """`chunks`: the host chunks each resource has on the topic (`Replayed.chunks`)."""
         self.snapshot = snapshot
@@ -130,7 +130,7 @@ class Changelog:
         self._ready = threading.Condition()
         self.chunks = dict(chunks or {})
 
-    def write(self, then: Callable[[], None]) -> None:
+    def write(self, then: Callable[[], object]) -> None:
         """Queue a record of every resource the snapshot touched since the last write; `then()`
         runs (through `defer`) once they and every earlier write are committed."""
         records: list[Envelope] = []

@@ -126,22 +126,16 @@ class Engine:
         follows = self.publisher.follow_positions(sorted({v for out, _ in encoded for v in out.follow}))
         request_id = requests[0].id
         unicast: dict[str, int] = {}
-        multicast: list[tuple[Token, set[str]]] = []
+        multicast: dict[str, list[tuple[Token, set[str]]]] = {}  # vpc -> its messages and the hosts to apply them
         for out, payload in encoded:
             if out.multicast:
-                multicast += [(token, out.expect) for token in self.publisher.multicast(out.key, payload, request_id)]
+                multicast[out.key] = [(token, out.expect) for token in self.publisher.multicast(out.key, payload, request_id)]
             else:
                 unicast[out.key] = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow}).seq
-        by_vpc: dict[str, list[tuple[Token, set[str]]]] = {}
-        for token, expect in multicast:
-            by_vpc.setdefault(token.vpc, []).append((token, expect))
         for request in requests:  # each input's own share: O(its hosts and VPCs), whatever the batch's size
-            if len(requests) == 1:
-                request.unicast, request.multicast = unicast, multicast
-            else:
-                request.unicast = {host: unicast[host] for host in request.data.hosts if host in unicast}
-                request.multicast = [(token, expect & hosts) for vpc, hosts in request.data.targeted.items()
-                                     for token, expect in by_vpc.get(vpc, ())]
+            request.unicast = {host: unicast[host] for host in request.data.hosts if host in unicast}
+            request.multicast = [(token, expect & hosts) for vpc, hosts in request.data.targeted.items()
+                                 for token, expect in multicast.get(vpc, ())]
             self.tracker.track(request)
 
     def refused(self, data: Input, batch: Mapping[ResourceKey, Any] | None = None) -> dict[ResourceKey, str]:
@@ -218,11 +212,8 @@ class Engine:
         a failure then is logged and counted by `resync`)."""
         if self.changelog is None or not self.changelog.pending():
             return self.resync(host) is not None
-        self.changelog.write(lambda: self._resync_quietly(host))
+        self.changelog.write(lambda: self.resync(host))
         return True
-
-    def _resync_quietly(self, host: str) -> None:
-        self.resync(host)
 
     def resync(self, host: str) -> int | None:
         """Publish `host`'s whole state from the snapshot (gs-full), following all its VPCs;

@@ -117,10 +117,8 @@ class Publisher:
     def multicast(self, vpc: str, payload: bytes, request_id: str) -> list[Token]:
         """One message for `vpc`, or, over `max_message_bytes`, several: each carries some of
         the VPC-wide states, with a gs-seq of its own (they need not be applied together)."""
-        pieces = [payload] if not self.max_message_bytes or len(payload) <= self.max_message_bytes else \
-            resources.split(payload, "", self.max_message_bytes)
         tokens = []
-        for piece in pieces:
+        for piece in self._pieces(payload, ""):
             self.vpc_seq[vpc] += 1
             seq = self.vpc_seq[vpc]
             headers = {wire.REQUEST_ID: request_id, wire.VPC_ID: vpc, wire.SEQ: str(seq), wire.EPOCH: self.epoch,
@@ -130,6 +128,12 @@ class Publisher:
             self.counters.multicast_bytes += len(piece)
             tokens.append(Token(vpc, seq))
         return tokens
+
+    def _pieces(self, payload: bytes, host: str) -> list[bytes]:
+        """`payload`, or its parts (`resources.split`, listing for `host`) when it is over `max_message_bytes`."""
+        if not self.max_message_bytes or len(payload) <= self.max_message_bytes:
+            return [payload]
+        return resources.split(payload, host, self.max_message_bytes)
 
     def unicast(
         self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False
@@ -150,8 +154,7 @@ class Publisher:
             if topic not in self._host_topics and self.create_topic is not None:
                 self.create_topic(topic)
             self._host_topics.add(topic)
-        parts = [payload] if not self.max_message_bytes or len(payload) <= self.max_message_bytes else \
-            resources.split(payload, host, self.max_message_bytes)
+        parts = self._pieces(payload, host)
         for index, part in enumerate(parts, 1):
             tagged = headers if len(parts) == 1 else {**headers, wire.PART: wire.encode_part(index, len(parts))}
             self.sink.send(Envelope(topic, host, part, tagged), self._on_delivered)

@@ -38,7 +38,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from gs_bench.cluster import Daemon, answers, dpm_status, host_snapshot, host_state, wait_for
-from gs_bench.runner import CHANNEL_OPTIONS, METHOD, Cluster, Env, cluster
+from gs_bench.runner import CHANNEL_OPTIONS, Cluster, Env, cluster, push_stream
 from gs_bench.scenarios import FAULTS, Storm, host_ranges
 from gs_bench.topology import ports_message, tables_of
 from gsmq.resources import MAP_FIELD, TYPE_NAME
@@ -79,9 +79,7 @@ class Callers:
         """One stream with these inputs; it ends early if the DPM goes away (those inputs stay unanswered)."""
         try:
             with grpc.insecure_channel(self.c.address, options=CHANNEL_OPTIONS) as channel:
-                call: grpc.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply] = channel.stream_stream(
-                    METHOD, request_serializer=None, response_deserializer=gsp.GoalStateOperationReply.FromString)
-                for i, reply in zip(indices, call(iter([self.payloads[i] for i in indices]), timeout=600), strict=False):
+                for i, reply in zip(indices, push_stream(channel)(iter([self.payloads[i] for i in indices]), timeout=600), strict=False):
                     self.replies[i] = reply
         except grpc.RpcError:
             pass  # the DPM went away: re-sent in the next round

@@ -19,11 +19,10 @@ from typing import Any
 
 import grpc
 
-from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server.engine import SLICE_HOSTS
 from gs_bench.cluster import dpm_status
 from gs_bench.measure import percentiles
-from gs_bench.runner import CHANNEL_OPTIONS, METHOD, Cluster, Env, cluster
+from gs_bench.runner import CHANNEL_OPTIONS, Cluster, Env, cluster, push_stream
 from gs_bench.scenarios import host_ids
 from gs_bench.topology import Port, port_message
 from gsmq.wire import Strategy
@@ -34,9 +33,7 @@ SMALL_HOSTS = 10
 
 def _call(c: Cluster, payload: bytes, timeout: float) -> None:
     with grpc.insecure_channel(c.address, options=CHANNEL_OPTIONS) as channel:
-        call: grpc.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply] = channel.stream_stream(
-            METHOD, request_serializer=None, response_deserializer=gsp.GoalStateOperationReply.FromString)
-        for _ in call(iter([payload]), timeout=timeout):
+        for _ in push_stream(channel)(iter([payload]), timeout=timeout):
             pass
 
 

@@ -151,6 +151,11 @@ def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args:
             delete_topics(env.bootstrap, topics.prefix, env.say)
 
 
+def push_stream(channel: grpc.Channel) -> grpc.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply]:
+    """PushGoalStatesStream on `channel`, inputs sent as the bytes given (serialized before the clock starts)."""
+    return channel.stream_stream(METHOD, request_serializer=None, response_deserializer=gsp.GoalStateOperationReply.FromString)
+
+
 def push(address: str, payloads: Sequence[bytes | gs.GoalStateV2], streams: int = 1, rate: float | None = None,
          lanes: Sequence[int] | None = None, timeout: float | None = None) -> Push:
     """Drive a GoalStateProvisioner like callers do: `streams` concurrent PushGoalStatesStream
@@ -187,9 +192,7 @@ def push(address: str, payloads: Sequence[bytes | gs.GoalStateV2], streams: int 
 
         try:
             with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-                call: grpc.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply] = channel.stream_stream(
-                    METHOD, request_serializer=None, response_deserializer=gsp.GoalStateOperationReply.FromString)
-                for n, reply in enumerate(call(requests(), timeout=timeout)):
+                for n, reply in enumerate(push_stream(channel)(requests(), timeout=timeout)):
                     replied[indices[n]] = time.time_ns()
                     failures[lane] += sum(1 for s in reply.operation_statuses if s.operation_status != common.SUCCESS)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread

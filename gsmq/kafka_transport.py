@@ -103,6 +103,23 @@ def _texts(key: bytes | None, headers: wire.RawHeaders) -> tuple[str, dict[str, 
     return key.decode(errors="replace") if key is not None else "", wire.decode_headers(headers)
 
 
+def produce(producer: Producer, message: Envelope, callback: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+    """Queue one record, serving delivery callbacks while the local queue is full: key and
+    headers go as text, which librdkafka sends UTF-8 encoded; an empty value as null (a
+    tombstone on a compacted topic)."""
+    headers = cast("dict[str, str | bytes | None]", message.headers)  # read only
+    value = message.value or None
+    while True:
+        try:
+            if message.partition >= 0:
+                producer.produce(message.topic, value, message.key, message.partition, callback, headers=headers)
+            else:
+                producer.produce(message.topic, value, message.key, on_delivery=callback, headers=headers)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 class KafkaSink:
     """An idempotent acks=all producer; `send` never blocks for long: on a full local
     queue it serves callbacks until there is room (backpressure to the caller)."""
@@ -145,20 +162,10 @@ class KafkaSink:
         return sending
 
     def _produce(self, message: Envelope, callback: Callable[[KafkaError | None, Message], None] | None) -> None:
-        """Queue one record: key and headers go as text, which librdkafka sends UTF-8 encoded."""
-        while True:
-            try:
-                headers = cast("dict[str, str | bytes | None]", message.headers)  # read only
-                value = message.value or None  # empty: null, a tombstone on a compacted topic
-                if message.partition >= 0:
-                    self.producer.produce(message.topic, value, message.key, message.partition, callback, headers=headers)
-                else:
-                    self.producer.produce(message.topic, value, message.key, on_delivery=callback, headers=headers)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
-            except KafkaException as exc:
-                raise as_failure(exc, f"producing to {message.topic}") from exc
+        try:
+            produce(self.producer, message, callback)
+        except KafkaException as exc:
+            raise as_failure(exc, f"producing to {message.topic}") from exc
 
     def poll(self, timeout: float = 0.0) -> int:
         return int(self.producer.poll(timeout))
@@ -192,13 +199,7 @@ class KafkaTransactions:
         try:
             self.producer.begin_transaction()
             for message in messages:
-                while True:
-                    try:
-                        self.producer.produce(message.topic, message.value or None, message.key,
-                                              headers=cast("dict[str, str | bytes | None]", message.headers))
-                        break
-                    except BufferError:
-                        self.producer.poll(0.05)
+                produce(self.producer, message)
             while True:
                 try:
                     self.producer.commit_transaction(self.timeout)

@@ -21,7 +21,7 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.main import parse_config, serve
-from dpm_server.testing import Item, ack, dhcp, goal, keys, port, port_goal, subnet, subnet_goal
+from dpm_server.testing import Item, ack, dhcp, goal, keys, neighbor, port, port_goal, subnet, subnet_goal
 from gsmq import wire
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
@@ -270,6 +270,27 @@ async def test_inputs_sent_together_are_each_answered_when_their_own_hosts_appli
             aca.release(C)
             await asyncio.wait_for(asyncio.gather(c_reader, first_reader), 30)
             assert statuses(to_c[0]) == {"subnet-vpc-1": common.SUCCESS} and statuses(first[0]) == {"subnet-vpc-1": common.SUCCESS}
+
+
+async def test_inputs_sent_together_whose_vpc_message_is_split_are_each_answered(
+    bootstrap: str, kafka: KafkaSettings, topics: Topics
+) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast", "--batches-in-flight", "1", "--batch-window-ms", "600000",
+                           "--max-message-bytes", "600", "--retry-after", "20", "--reply-timeout", "40") as dpm:
+        with fake_aca(kafka, topics, {A, B, C}, held={C}) as aca:
+            await dpm.push_each(port_goal("pa", "vpc-1", A, "10.1.0.1", [A]), port_goal("pb", "vpc-1", B, "10.1.0.2", [B]))
+            _, blocker_reader = dpm.stream(subnet_goal("vpc-9", [C]))  # in flight until C is released
+            await eventually(lambda: _status_is(dpm, requests_pending=1), "the first batch in flight")
+            to_a = goal([neighbor(f"na{i}", "vpc-1", C, f"10.1.2.{i}") for i in range(6)], {A: [f"na{i}" for i in range(6)]})
+            to_b = goal([neighbor(f"nb{i}", "vpc-1", C, f"10.1.3.{i}") for i in range(6)], {B: [f"nb{i}" for i in range(6)]})
+            (a_answers, a_reader), (b_answers, b_reader) = dpm.stream(to_a), dpm.stream(to_b)
+            await eventually(lambda: _status_is(dpm, inputs_waiting=2), "both inputs waiting behind the first")
+            before = len(aca.messages(lambda s: s.topic == topics.multicast))
+            aca.release(C)
+            await asyncio.wait_for(asyncio.gather(a_reader, b_reader, blocker_reader), 60)
+            assert set(statuses(a_answers[0]).values()) == set(statuses(b_answers[0]).values()) == {common.SUCCESS}
+            assert (await dpm.get_status()).retries == 0  # each completed by its hosts' acks, not by a straggler's resync
+            assert len(aca.messages(lambda s: s.topic == topics.multicast)) - before >= 2  # the batch's VPC message, split
 
 
 def port_items(pid: str, host: str) -> list[Item]:

@@ -185,6 +185,12 @@ class Applier:
         if full or epoch != hs.epoch:
             self._check_incarnation(hs, epoch, full)
         start = time.perf_counter_ns()
+        if seq is not None and epoch == hs.epoch and seq <= hs.seq:
+            # Seen already, or passed by a newer message (one that came by the other channel,
+            # or a resync): never applied after it, a full state neither. A gap it leaves was
+            # reported when the newer one came, and the resync closes it.
+            self.counters.stale_messages += 1
+            return Result(host, [], 0, time.time_ns(), False, "", seq, None)
         resync = self._check_seq(hs, headers, seq)
         if len(goal.host_resources):
             entries = self._entries(goal, goal.host_resources[host].resources if host in goal.host_resources else ())
@@ -272,6 +278,9 @@ class Applier:
             results.append(self._result(hs, statuses, start, False))
         return results
 
+    def follow_changes_waiting(self) -> bool:
+        return bool(self._changes)
+
     def take_follow_changes(self) -> list[FollowChange]:
         """Follow/unfollow changes since the last call (the consumer assigns partitions from them)."""
         changes, self._changes = self._changes, []
@@ -348,9 +357,7 @@ class Applier:
         if hs.epoch != epoch:
             gap = seq != 1
             hs.epoch, hs.seq, hs.applied = epoch, seq, 0 if gap else seq
-        elif seq <= hs.seq:
-            return False  # a copy of one seen already
-        else:
+        else:  # seq > hs.seq: `apply_unicast` skipped the others
             gap = seq > hs.seq + 1
             if not gap and hs.applied == hs.seq:
                 hs.applied = seq

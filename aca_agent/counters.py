@@ -14,8 +14,10 @@ class Counters:
     messages_skipped: int = 0  # markers and multicast messages of VPCs not followed
     dead_lettered: int = 0
     duplicates: int = 0  # resources seen again at the same revision
+    stale_messages: int = 0  # unicast messages at or below the host's gs-seq seen (copies, or overtaken): skipped
     out_of_order: int = 0
     resyncs: int = 0  # hosts for which a resync was requested
     bytes_consumed: int = 0
+    bytes_pushed: int = 0  # goal-state bytes the DPM pushed on the gRPC channel
     replies_sent: int = 0
     conflicts: int = 0  # resources at the held revision with other content (refused)

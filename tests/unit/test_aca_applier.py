@@ -495,3 +495,21 @@ def test_the_data_plane_holds_its_own_copy_of_each_state_shared_by_equal_ones() 
     dp.program(H2, common.NEIGHBOR, rid, state)
     held = dp.table(H1, common.NEIGHBOR)[rid]
     assert held is not state and held == state and dp.table(H2, common.NEIGHBOR)[rid] is held
+
+
+def test_a_host_message_at_or_below_the_seq_seen_is_skipped_even_a_full_state(applier: Applier) -> None:
+    """Sequences continue across the DPM's channels: a message overtaken by a newer one (sent
+    on the other channel) is never applied after it, a resync's full state neither."""
+    epoch = "1.e1"
+    applier.apply_unicast(H1, goal_state(H1, subnet(), port("p-1")), {wire.SEQ: "1", wire.EPOCH: epoch})
+    gap = applier.apply_unicast(H1, goal_state(H1, port("p-1", rev=3)), {wire.SEQ: "3", wire.EPOCH: epoch})
+    assert gap is not None and gap.resync and applier.hosts[H1].applied == 1  # seq 2 is missing
+    late = applier.apply_unicast(H1, goal_state(H1, port("p-1", rev=2)), {wire.SEQ: "2", wire.EPOCH: epoch})
+    assert late is not None and late.statuses == [] and not late.resync
+    old_full = applier.apply_unicast(H1, goal_state(H1, subnet()), {wire.SEQ: "3", wire.EPOCH: epoch, wire.FULL: "1"})
+    assert old_full is not None and old_full.statuses == []
+    assert table(applier, H1, common.PORT) == {"p-1": 3} and applier.counters.stale_messages == 2
+    assert applier.counters.out_of_order == 0
+    closing = applier.apply_unicast(H1, goal_state(H1, subnet(), port("p-1", rev=3)), {wire.SEQ: "4", wire.EPOCH: epoch, wire.FULL: "1"})
+    assert closing is not None and statuses(closing) == {"sn-1": common.SUCCESS, "p-1": common.SUCCESS}
+    assert applier.hosts[H1].applied == 4

@@ -31,6 +31,7 @@ from gsmq.partition import partition_for
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, Sending, Sink, Source
+from gsmq.v1 import ack_pb2
 from gsmq.wire import HeaderError, MessageType
 
 log = structlog.get_logger()
@@ -56,6 +57,7 @@ class AgentConsumer:
         existing_topics: Callable[[], Iterable[str]] | None = None,
         max_batch: int = 1000,
         resync: Callable[[list[str]], None] | None = None,
+        ready: Callable[[], None] | None = None,
         lock: AbstractContextManager[object] | None = None,
         flush_timeout: float = 5.0,
         ack_interval: float = 0.005,
@@ -73,6 +75,7 @@ class AgentConsumer:
         self.existing_topics = existing_topics
         self.max_batch = max_batch
         self.resync = resync
+        self.ready = ready  # called once started (partitions assigned, resyncs asked)
         self.lock: AbstractContextManager[object] = lock if lock is not None else nullcontext()
         self.flush_timeout = flush_timeout
         self.ack_interval = ack_interval  # under load, the least time between two acks of a host (s)
@@ -120,6 +123,8 @@ class AgentConsumer:
         log.info("aca_ready", hosts=len(hosts), channel=self.channel, partitions=len(self._own))
         if self.resync is not None:
             self.resync(hosts)
+        if self.ready is not None:
+            self.ready()
 
     def check_host_topics(self) -> None:
         """auto: start reading the host topics that exist by now (committed offset, else the beginning)."""
@@ -165,6 +170,10 @@ class AgentConsumer:
         are delivered, and never wait on the broker: asynchronously, at most every
         `commit_interval` under load, at once when a poll finds nothing, and at stop. A lost
         or late commit only has messages read and applied again after a restart."""
+        if self.applier.follow_changes_waiting():  # from messages pushed on the gRPC channel
+            with self.lock:
+                self._follow(self.applier.take_follow_changes())
+                self._seek_followed()
         batch = self.source.poll_batch(self.max_batch, timeout)
         if not batch:
             self.commit()
@@ -214,6 +223,30 @@ class AgentConsumer:
             raise failed
         return len(batch)
 
+    def apply_pushed(self, raw: bytes, headers: dict[str, str]) -> list[ack_pb2.Ack]:
+        """A message the DPM pushed on the gRPC channel (docs/internals.md, "Channels per VPC"):
+        the GoalStateV2 `raw` with the headers of the Kafka record it stands for, applied by
+        the same rules (sequences, follows, dead letters, resyncs), under the lock. Returns
+        its acks, which go back on the stream; the partitions of VPCs it made a host follow
+        are assigned by the consume loop."""
+        multicast = wire.VPC_ID in headers
+        env = Envelope("", headers.get(wire.VPC_ID, "") if multicast else headers.get(wire.HOST_ID, ""), raw, headers)
+        dead_letters: list[Envelope] = []
+        progress = Progress()
+        with self.lock:
+            self.counters.bytes_pushed += len(raw)
+            results = self._handle(env, dead_letters, multicast)
+            for result in results:
+                progress.add(result)
+            acks = progress.acks(self.applier)
+        if dead_letters:
+            self.sink.send_all(dead_letters)  # delivered with the consume loop's next flush
+        resync = sorted({r.host for r in results if r.resync})
+        if resync and self.resync is not None:
+            self.counters.resyncs += len(resync)
+            self.resync(resync)
+        return acks
+
     def commit(self) -> None:
         """Commit, asynchronously, the offsets read, applied and acked since the last commit."""
         if self._uncommitted:
@@ -223,13 +256,15 @@ class AgentConsumer:
 
     # ---- one message --------------------------------------------------------------
 
-    def _handle(self, env: Envelope, dead_letters: list[Envelope]) -> list[Result]:
-        """Decode and apply one message; markers and other hosts' messages are skipped,
-        undecodable or unappliable ones go to the dead-letter topic."""
+    def _handle(self, env: Envelope, dead_letters: list[Envelope], multicast: bool | None = None) -> list[Result]:
+        """Decode and apply one message (`multicast`: a VPC's, else a host's; None: as its
+        topic says); markers and other hosts' messages are skipped, undecodable or
+        unappliable ones go to the dead-letter topic."""
         if wire.message_type(env.headers) != MessageType.GOAL_STATE:
             self.counters.messages_skipped += 1
             return []
-        multicast = env.topic == self.topics.multicast
+        if multicast is None:
+            multicast = env.topic == self.topics.multicast
         # The VPC of a multicast message, the host of a unicast one.
         key = (env.headers.get(wire.VPC_ID) or env.key) if multicast else self._host_topics.get(env.topic, env.key)
         if multicast and key not in self.applier.followers:

@@ -21,16 +21,18 @@ from aca_agent.applier import Applier
 from aca_agent.consumer import CHANNELS, AgentConsumer
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.resync import Resyncer
-from aca_agent.status import start_servers
+from aca_agent.status import FastPath, start_servers
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.errors import BrokerUnavailableError
+from gsmq.host_ranges import ranges_of
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_count, topic_names
 from gsmq.kafka_transport import KafkaSink, KafkaSource
 from gsmq.lifecycle import Lifecycle
 from gsmq.retry import retry
 from gsmq.topics import Topics
+from gsmq.v1 import channel_pb2
 
 log = structlog.get_logger()
 
@@ -61,6 +63,7 @@ class AgentConfig:
     status_port: int = 0
     grpc_port: int = 0
     listen_host: str = "0.0.0.0"
+    advertise_address: str | None = None
     program_cost_us: int = 0
     program_cost_sleep: bool = False
     max_batch: int = 1000
@@ -104,6 +107,10 @@ def build_settings(sim: bool) -> Settings:
     settings.option("--grpc-port", default=0, convert=_port,
                     help="gRPC port of the fast path GoalStateProvisioner.PushGoalStatesStream; 0 = off")
     settings.option("--listen-host", default="0.0.0.0", help="address the gRPC servers listen on")
+    settings.option("--advertise-address", default=None,
+                    help="host:port the DPM reaches the fast path at; with --grpc-port and --dpm-address the agent registers it"
+                    " (gsmq.v1.AgentRegistry, every 5 s) and the DPM may push goal states there (default: the listen host,"
+                    " 127.0.0.1 when that is 0.0.0.0, and --grpc-port)")
     settings.option("--program-cost-us", default=0, convert=_non_negative,
                     help="simulated data-plane cost per programmed resource, microseconds")
     settings.option("--program-cost-mode", default="busy", choices=["busy", "sleep"],
@@ -116,6 +123,10 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     """AgentConfig from the command line (`sim` first for the simulator); ConfigError when unusable."""
     sim = bool(argv) and argv[0] == "sim"
     values = build_settings(sim).parse(list(argv[1:] if sim else argv), environ)
+    for name in ("dpm_address", "advertise_address"):
+        given = values[name]
+        if given is not None and not _is_address(given):
+            raise ConfigError(f"--{name.replace('_', '-')} must be host:port, got {given!r}")
     if sim:
         if values["hosts"] is None:
             raise ConfigError("--hosts is required for sim (or ACA_HOSTS)")
@@ -141,12 +152,26 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         status_port=values["status_port"],
         grpc_port=values["grpc_port"],
         listen_host=values["listen_host"],
+        advertise_address=values["advertise_address"],
         program_cost_us=values["program_cost_us"],
         program_cost_sleep=values["program_cost_mode"] == "sleep",
         max_batch=values["max_batch"],
         log_level=values["log_level"],
         log_json=values["log_json"],
     )
+
+
+def _is_address(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+def advertised(config: AgentConfig) -> str:
+    """Where the DPM reaches this agent's fast path."""
+    if config.advertise_address:
+        return config.advertise_address
+    host = "127.0.0.1" if config.listen_host in ("0.0.0.0", "", "::") else config.listen_host
+    return f"{host}:{config.grpc_port}"
 
 
 def _ensure_topics(admin: AdminClient, config: AgentConfig, bootstrap: str, halt: threading.Event) -> bool:
@@ -182,10 +207,11 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
         source = KafkaSource(kafka, config.group)
         life.close("aca-consumer-close", source.close, stop_timeout=5.0)
         resyncer = Resyncer(config.dpm_address).start() if config.dpm_address else None
+        fast_path = FastPath(applier, lock)
         if resyncer is not None:
             life.close("aca-resync", resyncer.stop, stop_timeout=6.0)
         try:
-            servers = await start_servers(applier, lock, config.status_port, config.grpc_port, config.listen_host)
+            servers = await start_servers(applier, lock, config.status_port, config.grpc_port, config.listen_host, fast_path)
         except (OSError, RuntimeError) as exc:
             raise ConfigError(f"cannot listen: {exc}") from exc
         for server in servers:
@@ -205,6 +231,11 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
                 resync=resyncer.request if resyncer else None,
                 lock=lock,
             )
+            fast_path.pushed = consumer.apply_pushed
+            if resyncer is not None and config.grpc_port:
+                registration = channel_pb2.Registration(address=advertised(config), hosts=ranges_of(config.hosts),
+                                                        agent=config.group)
+                consumer.ready = functools.partial(resyncer.register, registration)
             life.thread("aca-consumer", consumer.run, stop_timeout=25.0)  # start-up reads may wait 10 s each
             code = await life.wait()
     log.info("aca_stopped", applied=applier.counters.messages_applied, replies=applier.counters.replies_sent)

@@ -1,22 +1,23 @@
 """The agent's gRPC servers: `gsmq.v1.AgentStatusService` (counters, a host's tables)
-and the fast path `alcor.schema.GoalStateProvisioner.PushGoalStatesStream` (the gRPC
-baseline the bench compares Kafka with: apply each GoalStateV2, stream back its reply)."""
+and the fast path `alcor.schema.GoalStateProvisioner.PushGoalStatesStream`: the DPM's
+gRPC channel (docs/internals.md, "Channels per VPC"), and plain GoalStateV2s applied
+directly with a reply each."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import psutil
+from google.protobuf.message import DecodeError
 
 from aca_agent.applier import Applier
 from aca_agent.replies import build_reply
 from alcor.schema import goalstate_pb2 as gs
-from alcor.schema import goalstateprovisioner_pb2 as gsp
-from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
-from gsmq.v1 import status_pb2, status_pb2_grpc
+from gsmq.v1 import ack_pb2, channel_pb2, status_pb2, status_pb2_grpc
 
 # What the servicers use of a call's context (abort) does not depend on its message types.
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -48,6 +49,8 @@ class AgentStatus(status_pb2_grpc.AgentStatusServiceServicer):
                 rss_bytes=self._process.memory_info().rss,
                 replies_sent=c.replies_sent,
                 resources=applier.dataplane.resources(),
+                bytes_pushed=c.bytes_pushed,
+                stale_messages=c.stale_messages,
             )
 
     async def GetStatus(self, request: status_pb2.StatusRequest, context: Context) -> status_pb2.AgentStatus:  # noqa: N802
@@ -60,25 +63,60 @@ class AgentStatus(status_pb2_grpc.AgentStatusServiceServicer):
             return self.applier.host_state(request.host_id)
 
 
-class FastPath(gsp_grpc.GoalStateProvisionerServicer):
-    """gRPC fast path: each GoalStateV2 is applied for the served hosts of its
-    host_resources (inline, under the lock) and answered with one reply, in order."""
+Pushed = Callable[[bytes, dict[str, str]], list[ack_pb2.Ack]]
+
+
+class FastPath:
+    """alcor.schema.GoalStateProvisioner.PushGoalStatesStream, answered in order.
+
+    A request with `gsmq.v1.ChannelHeaders` comes from the DPM's gRPC channel: it is applied
+    by `pushed` (the consume loop's rules) and answered with its acks (`ChannelAcks`). A
+    plain GoalStateV2 (the bench's direct baseline, or an Alcor DPM) is applied for the
+    served hosts of its host_resources and answered with a status per resource."""
 
     def __init__(self, applier: Applier, lock: threading.Lock) -> None:
         self.applier = applier
         self.lock = lock
+        self.pushed: Pushed | None = None  # set once the consume loop exists
 
     async def PushGoalStatesStream(  # noqa: N802
-        self, request_iterator: AsyncIterator[gs.GoalStateV2], context: Context
-    ) -> AsyncIterator[gsp.GoalStateOperationReply]:
-        async for goal in request_iterator:
-            with self.lock:
-                results = self.applier.apply_direct(goal)
-            yield build_reply(results)
+        self, request_iterator: AsyncIterator[bytes], context: Context
+    ) -> AsyncIterator[bytes]:
+        async for raw in request_iterator:
+            try:
+                goal = gs.GoalStateV2.FromString(raw)
+                headers = dict(channel_pb2.ChannelHeaders.FromString(raw).channel_headers)
+            except DecodeError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable GoalStateV2: {exc}")
+            if not headers:
+                with self.lock:
+                    results = self.applier.apply_direct(goal)
+                yield build_reply(results).SerializeToString()
+                continue
+            pushed = self.pushed
+            if pushed is None:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting: not consuming yet")
+            acks = await asyncio.to_thread(pushed, raw, headers)
+            yield channel_pb2.ChannelAcks(channel_acks=acks).SerializeToString()
+
+
+def add_fast_path(fast_path: FastPath, server: grpc.aio.Server) -> None:
+    """Serve PushGoalStatesStream on bytes (`FastPath` reads the headers beside the GoalStateV2)."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "PushGoalStatesStream": grpc.stream_stream_rpc_method_handler(
+            fast_path.PushGoalStatesStream, request_deserializer=None, response_serializer=None),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
+
+
+SERVICE = "alcor.schema.GoalStateProvisioner"
+MAX_PUSHED_BYTES = 256 << 20  # the largest message the fast path takes (a host's full state)
 
 
 async def start_servers(
-    applier: Applier, lock: threading.Lock, status_port: int, grpc_port: int, host: str = "0.0.0.0"
+    applier: Applier, lock: threading.Lock, status_port: int, grpc_port: int, host: str = "0.0.0.0",
+    fast_path: FastPath | None = None,
 ) -> list[grpc.aio.Server]:
     """Start the status service and/or the fast path (port 0 = off; the same port = one server)."""
     wanted: dict[int, list[str]] = {}
@@ -88,11 +126,11 @@ async def start_servers(
         wanted.setdefault(grpc_port, []).append("fastpath")
     servers = []
     for port, services in wanted.items():
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_PUSHED_BYTES)])
         if "status" in services:
             status_pb2_grpc.add_AgentStatusServiceServicer_to_server(AgentStatus(applier, lock), server)
         if "fastpath" in services:
-            gsp_grpc.add_GoalStateProvisionerServicer_to_server(FastPath(applier, lock), server)
+            add_fast_path(fast_path or FastPath(applier, lock), server)
         if server.add_insecure_port(f"{host}:{port}") == 0:
             raise OSError(f"cannot listen on {host}:{port}")
         await server.start()

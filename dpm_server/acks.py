@@ -211,6 +211,14 @@ class AckTracker:
             hp = self.hosts[host] = HostProgress()
         return hp
 
+    def waiting_on(self, vpc: str) -> bool:
+        """Whether a request still waits for a host to apply a message of `vpc`."""
+        queue = self.queues.get(vpc)
+        if queue is None:
+            return False
+        queue.trim()
+        return queue.start < len(queue.fanouts)
+
     def track(self, request: Pending) -> None:
         """Wait for every host's positions (the messages just published for the request)."""
         request.started = self.clock()

@@ -267,4 +267,6 @@ class Engine:
             "dead_letters": c.dead_letters,
             "resync_failures": self.resync_failures,
             "delivery_errors": c.delivery_errors,
+            "grpc_messages": c.grpc_messages,
+            "grpc_bytes": c.grpc_bytes,
         }

@@ -15,11 +15,13 @@ from typing import Any
 import grpc
 import structlog
 
-from dpm_server import changelog
+from dpm_server import changelog, paths
 from dpm_server.acks import decode_acks
 from dpm_server.engine import SLICE_HOSTS, Engine
+from dpm_server.links import AgentLinks
+from dpm_server.paths import Paths
 from dpm_server.publisher import Publisher
-from dpm_server.service import MAX_INPUT_BYTES, Provisioner, Status, register
+from dpm_server.service import MAX_INPUT_BYTES, Provisioner, Registry, Status, register
 from dpm_server.snapshot import Snapshot
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
@@ -30,7 +32,7 @@ from gsmq.kafka_transport import KafkaSink, KafkaSource, KafkaTransactions
 from gsmq.lifecycle import Lifecycle
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
-from gsmq.v1 import status_pb2_grpc
+from gsmq.v1 import channel_pb2_grpc, status_pb2_grpc
 from gsmq.wire import STRATEGIES, Strategy
 
 log = structlog.get_logger()
@@ -76,6 +78,11 @@ class DpmConfig:
     max_input_bytes: int
     max_hosts_per_input: int
     slice_hosts: int
+    path: str
+    path_upper_ports: int
+    path_lower_ports: int
+    path_settle_seconds: float
+    link_timeout: float
     log_level: str
     log_json: bool | None
 
@@ -116,6 +123,19 @@ def settings() -> Settings:
     s.option("--slice-hosts", default=SLICE_HOSTS, convert=positive_int,
              help="an input listing more hosts is stored and published in slices of this many, other callers' inputs"
              " and acks worked between them")
+    s.option("--path", default=paths.AUTO, choices=list(paths.PATHS),
+             help="the channel of each VPC's goal states: grpc (the agents' registered fast paths), mq (Kafka), or auto:"
+             " by the VPC's port count, with hysteresis; gRPC only while every host of the VPC has a fast path up")
+    s.option("--path-upper-ports", default=paths.UPPER_PORTS, convert=int,
+             help="auto: a VPC with more ports than this goes through Kafka")
+    s.option("--path-lower-ports", default=paths.LOWER_PORTS, convert=int,
+             help="auto: a VPC on Kafka with fewer ports than this goes back to gRPC")
+    s.option("--path-settle-seconds", default=paths.SETTLE_SECONDS, convert=float,
+             help="a VPC whose messages still wait for acks switches channel once they are acked, or after this long"
+             " (0: at once; a host that then sees a newer message before an older one skips the older and is resynced)")
+    s.option("--link-timeout", default=3.0, convert=positive_float,
+             help="seconds an agent's fast path may leave a pushed message unanswered before it is dropped (its hosts"
+             " then go through Kafka until it registers again)")
     s.option("--changelog-partitions", default=8, convert=positive_int,
              help="partitions of the changelog topic (the durable desired state, log-compacted) when it is created")
     return s
@@ -127,6 +147,11 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
         raise ConfigError(f"--retry-after ({values['retry_after']}) must be shorter than --reply-timeout ({values['reply_timeout']})")
     if values["batch_window_ms"] < 0:
         raise ConfigError(f"--batch-window-ms must be >= 0, got {values['batch_window_ms']}")
+    if not 0 <= values["path_lower_ports"] <= values["path_upper_ports"]:
+        raise ConfigError(f"--path-lower-ports ({values['path_lower_ports']}) must be 0 .. --path-upper-ports"
+                          f" ({values['path_upper_ports']})")
+    if values["path_settle_seconds"] < 0:
+        raise ConfigError(f"--path-settle-seconds must be >= 0, got {values['path_settle_seconds']}")
     host, sep, port = values["grpc_address"].rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"--grpc-address must be host:port, got {values['grpc_address']!r}")
@@ -216,10 +241,12 @@ def _poll(sink: KafkaSink, halt: threading.Event) -> None:
         sink.poll(0.05)
 
 
-async def _tick(engine: Engine) -> None:
-    """Retry and time out requests every 100 ms until cancelled; an error is logged, never ends it."""
+async def _tick(engine: Engine, links: AgentLinks) -> None:
+    """Retry and time out requests, drop fast paths that stopped answering, every 100 ms
+    until cancelled; an error is logged, never ends it."""
     while True:
         try:
+            links.check()
             engine.tracker.tick()
         except Exception:
             log.exception("ack_tick_failed")
@@ -289,18 +316,23 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         writer = changelog.Changelog(snapshot, topics.changelog, store, loop.call_soon_threadsafe, chunks=replayed.chunks)
         engine = Engine(config.strategy, publisher, config.retry_after, config.reply_timeout, writer, config.slice_hosts)
         engine.defer = loop.call_soon
+        links = AgentLinks(engine.on_acks, config.link_timeout)
+        life.close("dpm-agent-links", links.close, stop_timeout=1.0)
+        publisher.paths = channels = Paths(config.path, snapshot, links, engine.tracker.waiting_on,
+                                           config.path_upper_ports, config.path_lower_ports, config.path_settle_seconds)
         source = KafkaSource(kafka, group_id=f"dpm.{config.topic_prefix}")
         life.close("dpm-consumer-close", source.close, stop_timeout=5.0)
         source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
         life.thread("dpm-changelog", writer.run, stop_timeout=5.0)
         life.thread("dpm-producer-poll", lambda halt: _poll(sink, halt), stop_timeout=2.0)
         life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt), stop_timeout=2.0)
-        life.task("dpm-ack-ticker", _tick(engine), stop_timeout=1.0)
+        life.task("dpm-ack-ticker", _tick(engine, links), stop_timeout=1.0)
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
                                   config.max_in_flight_hosts, config.batches_in_flight, config.max_input_bytes,
                                   config.max_hosts_per_input)
         register(provisioner, server)
-        status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine, provisioner.batcher), server)
+        status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine, provisioner.batcher, channels), server)
+        channel_pb2_grpc.add_AgentRegistryServicer_to_server(Registry(links, config.path), server)
 
         async def drain() -> None:  # refuse new calls; calls in flight are answered or cancelled at the end
             log.info("dpm_draining", requests_pending=len(engine.tracker.pending), grace_s=DRAIN_SECONDS)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -25,6 +26,20 @@ from gsmq.wire import FollowPosition, MessageType, Token
 log = structlog.get_logger()
 
 
+class Link(Protocol):
+    """An agent process's gRPC channel (`dpm_server.links.Link`)."""
+
+    def send(self, message: bytes) -> None: ...
+
+
+class Router(Protocol):
+    """Which channel a message takes (`dpm_server.paths.Paths`): links, or None for Kafka."""
+
+    def vpc_links(self, vpc: str) -> Sequence[Link] | None: ...
+
+    def host_link(self, host: str) -> Link | None: ...
+
+
 @dataclass
 class Counters:
     """Messages and payload bytes per channel (unicast includes per-host topics); failed deliveries."""
@@ -33,6 +48,8 @@ class Counters:
     multicast_messages: int = 0
     unicast_bytes: int = 0
     multicast_bytes: int = 0
+    grpc_messages: int = 0  # pushed on the gRPC channel (a VPC's message once per agent process), also counted above
+    grpc_bytes: int = 0
     delivery_errors: int = 0
     dead_letters: int = 0  # messages the DPM refused (replies with malformed headers, undecodable ones)
 
@@ -62,6 +79,7 @@ class Publisher:
         self._host_topics: set[str] = set()
         self._markers_sent = False
         self.max_message_bytes = 0  # a message over it goes in parts (0: never split)
+        self.paths: Router | None = None  # the channel of each message (None: Kafka only)
 
     # ---- start-up ----------------------------------------------------------------------
 
@@ -118,12 +136,16 @@ class Publisher:
         """One message for `vpc`, or, over `max_message_bytes`, several: each carries some of
         the VPC-wide states, with a gs-seq of its own (they need not be applied together)."""
         tokens = []
-        for piece in self._pieces(payload, ""):
+        links = self.paths.vpc_links(vpc) if self.paths is not None else None
+        for piece in [payload] if links is not None else self._pieces(payload, ""):
             self.vpc_seq[vpc] += 1
             seq = self.vpc_seq[vpc]
             headers = {wire.REQUEST_ID: request_id, wire.VPC_ID: vpc, wire.SEQ: str(seq), wire.EPOCH: self.epoch,
                        wire.SENT_NS: str(time.time_ns()), wire.MSG_TYPE: MessageType.GOAL_STATE}
-            self.sink.send(Envelope(self.topics.multicast, vpc, piece, headers), self._on_delivered)
+            if links is not None:
+                self._push(links, piece, headers)
+            else:
+                self.sink.send(Envelope(self.topics.multicast, vpc, piece, headers), self._on_delivered)
             self.counters.multicast_messages += 1
             self.counters.multicast_bytes += len(piece)
             tokens.append(Token(vpc, seq))
@@ -148,6 +170,13 @@ class Publisher:
             headers[wire.FOLLOW] = wire.encode_follow({vpc: FollowPosition(p, o, self.vpc_seq[vpc]) for vpc, (p, o) in follow.items()})
         if full:
             headers[wire.FULL] = "1"
+        link = self.paths.host_link(host) if self.paths is not None else None
+        if link is not None:
+            self._push([link], payload, headers)
+            self.host_seq[host] = seq
+            self.counters.unicast_messages += 1
+            self.counters.unicast_bytes += len(payload)
+            return wire.unicast_token(seq)
         topic = self.topics.unicast
         if self.per_host_topics:
             topic = self.topics.host(host)
@@ -162,3 +191,11 @@ class Publisher:
             self.counters.unicast_messages += 1
             self.counters.unicast_bytes += len(part)
         return wire.unicast_token(seq)
+
+    def _push(self, links: Sequence[Link], payload: bytes, headers: dict[str, str]) -> None:
+        """Send one message on the gRPC channel of each link (never in parts)."""
+        message = wire.channel_message(payload, headers)
+        for link in links:
+            link.send(message)
+        self.counters.grpc_messages += len(links)
+        self.counters.grpc_bytes += len(message) * len(links)

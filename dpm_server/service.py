@@ -17,7 +17,10 @@ from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.acks import failed_reply
 from dpm_server.engine import Done, Engine
 from dpm_server.inputs import Input, InputError
-from gsmq.v1 import status_pb2, status_pb2_grpc
+from dpm_server.links import AgentLinks
+from dpm_server.paths import Paths
+from gsmq.host_ranges import hosts_of
+from gsmq.v1 import channel_pb2, channel_pb2_grpc, status_pb2, status_pb2_grpc
 
 log = structlog.get_logger()
 
@@ -257,13 +260,34 @@ def register(provisioner: Provisioner, server: grpc.aio.Server) -> None:
 class Status(status_pb2_grpc.DpmStatusServiceServicer):
     """gsmq.v1.DpmStatusService: counters and a host's snapshot."""
 
-    def __init__(self, engine: Engine, batcher: Batcher) -> None:
+    def __init__(self, engine: Engine, batcher: Batcher, paths: Paths | None = None) -> None:
         self.engine = engine
         self.batcher = batcher
+        self.paths = paths
 
     async def GetStatus(self, request: status_pb2.StatusRequest, context: Context) -> status_pb2.DpmStatus:  # noqa: N802
+        channels = self.paths.counts() if self.paths is not None else {}
         return status_pb2.DpmStatus(strategy=self.engine.strategy, inputs_waiting=len(self.batcher.queue),
-                                    batches_sent=self.batcher.batches, **self.engine.counts())
+                                    batches_sent=self.batcher.batches, path=self.paths.mode if self.paths else "mq",
+                                    **self.engine.counts(), **channels)
 
     async def GetHostSnapshot(self, request: status_pb2.HostId, context: Context) -> gs.GoalStateV2:  # noqa: N802
         return self.engine.host_goal_state(request.host_id)
+
+
+class Registry(channel_pb2_grpc.AgentRegistryServicer):
+    """gsmq.v1.AgentRegistry: agents announce their fast path (docs/internals.md, "Channels per VPC")."""
+
+    def __init__(self, links: AgentLinks, path: str) -> None:
+        self.links = links
+        self.path = path
+
+    async def Register(self, request: channel_pb2.Registration, context: Context) -> channel_pb2.Registered:  # noqa: N802
+        host, sep, port = request.address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"address must be host:port, got {request.address[:100]!r}")
+        try:
+            hosts = hosts_of(request.hosts)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hosts: {exc}")
+        return channel_pb2.Registered(hosts=self.links.register(request.address, hosts), path=self.path)

@@ -91,6 +91,7 @@ class Snapshot:
         self.listed: dict[str, set[ResourceKey]] = defaultdict(set)  # host -> ids given to it
         self.vpc_wide: dict[str, set[ResourceKey]] = defaultdict(set)  # vpc -> its VPC-wide ids
         self.host_ports: dict[str, dict[str, set[str]]] = defaultdict(dict)  # host -> {vpc: its port ids there}
+        self.vpc_ports: dict[str, int] = defaultdict(int)  # vpc -> its ports placed on hosts (a port counts once per host)
         self.members: dict[str, set[str]] = defaultdict(set)  # vpc -> hosts with ports there
         self.holders: dict[ResourceKey, set[str]] = defaultdict(set)  # id -> hosts listing it
         self.addresses: dict[str, set[ResourceKey]] = defaultdict(set)  # fixed IP -> ports/neighbors holding it
@@ -190,7 +191,7 @@ class Snapshot:
             self.listed[host].add(key)
             self.holders[key].add(host)
             if rtype == common.PORT:
-                self.host_ports[host].setdefault(vpc, set()).add(key[1])
+                self._set_port(host, key[1], vpc)
                 self.members[vpc].add(host)
 
 
@@ -323,7 +324,10 @@ class Snapshot:
     def _set_port(self, host: str, port: str, vpc: str) -> None:
         """`port` is on `host`, in `vpc` (a port moved to another VPC leaves the old one)."""
         self._drop_port(host, port, keep=vpc)
-        self.host_ports[host].setdefault(vpc, set()).add(port)
+        ports = self.host_ports[host].setdefault(vpc, set())
+        if port not in ports:
+            ports.add(port)
+            self.vpc_ports[vpc] += 1
 
     def _drop_port(self, host: str, port: str, keep: str | None = None) -> None:
         """`port` is no longer on `host` (in any VPC but `keep`): O(the host's VPCs)."""
@@ -332,6 +336,9 @@ class Snapshot:
             return
         for vpc in [v for v, ids in ports.items() if v != keep and port in ids]:
             ports[vpc].discard(port)
+            self.vpc_ports[vpc] -= 1
+            if not self.vpc_ports[vpc]:
+                del self.vpc_ports[vpc]
             if not ports[vpc]:
                 del ports[vpc]
         if not ports:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from gsmq.transport import Envelope
+from gsmq.v1 import channel_pb2
 
 REQUEST_ID = "gs-request-id"  # the DPM's id of the caller's request (echoed in replies)
 HOST_ID = "gs-host-id"  # target host (unicast) or replying host (reply)
@@ -217,3 +218,9 @@ def dead_letter(message: Envelope, topic: str, reason: str) -> Envelope:
         headers[TRUNCATED] = str(len(value))
         value = value[:DEAD_LETTER_VALUE_BYTES]
     return Envelope(topic, message.key, value, headers)
+
+
+def channel_message(payload: bytes, headers: Mapping[str, str]) -> bytes:
+    """A GoalStateV2 (`payload`) carrying a record's headers in fields GoalStateV2 does not
+    define (`gsmq.v1.ChannelHeaders`): what the DPM's gRPC channel sends for that record."""
+    return payload + channel_pb2.ChannelHeaders(channel_headers=headers).SerializeToString()

@@ -125,7 +125,9 @@ def test_without_a_bootstrap_server_the_embedded_broker_is_started(spawn: Callab
     ("args", "says"),
     [(["--reply-timeout", "-1"], "--reply-timeout"), (["--grpc-address", "nonsense"], "--grpc-address"),
      (["--strategy", "bogus"], "invalid choice"), (["--config", "/no/such.toml"], "/no/such.toml"),
-     (["--retry-after", "20", "--reply-timeout", "10"], "--retry-after"), (["-X", "novalue"], "key=value")],
+     (["--retry-after", "20", "--reply-timeout", "10"], "--retry-after"), (["-X", "novalue"], "key=value"),
+     (["--path", "pigeon"], "invalid choice"), (["--path-upper-ports", "10", "--path-lower-ports", "20"], "--path-lower-ports"),
+     (["--path-settle-seconds", "-1"], "--path-settle-seconds"), (["--link-timeout", "0"], "--link-timeout")],
 )
 def test_bad_configuration_is_one_line_and_exit_2(args: list[str], says: str) -> None:
     done = subprocess.run([DPM_SERVER, *args], capture_output=True, text=True, timeout=30, env=clean_env())

@@ -28,7 +28,7 @@ from gsmq.kafka import KafkaSettings
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
 from gsmq.transport import Envelope
-from gsmq.v1 import ack_pb2, status_pb2, status_pb2_grpc
+from gsmq.v1 import ack_pb2, channel_pb2, channel_pb2_grpc, status_pb2, status_pb2_grpc
 
 A, B, C = "192.168.5.1", "192.168.5.2", "192.168.5.3"
 PARTS = {"unicast": 4, "multicast": 4, "reply": 2}
@@ -179,8 +179,12 @@ async def eventually(condition: Callable[[], object], what: str, deadline: float
 
 @contextlib.asynccontextmanager
 async def running_dpm(bootstrap: str, topics: Topics, strategy: str, *extra: str) -> AsyncIterator[Dpm]:
-    """`serve()` on this event loop, on a free port; stopped (drained, flushed) on exit."""
+    """`serve()` on this event loop, on a free port; stopped (drained, flushed) on exit.
+    Through Kafka only (`--path mq`) unless `extra` chooses a path: the agents of these
+    tests register their fast paths."""
     address = f"127.0.0.1:{free_port()}"
+    if "--path" not in extra:
+        extra = (*extra, "--path", "mq")
     config = parse_config(["--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--grpc-address", address,
                            "--strategy", strategy, "--unicast-partitions", str(PARTS["unicast"]),
                            "--multicast-partitions", str(PARTS["multicast"]), "--reply-partitions", str(PARTS["reply"]),
@@ -544,3 +548,18 @@ async def test_an_input_listing_many_hosts_is_worked_in_slices_and_answered_once
             assert len({s.headers[wire.REQUEST_ID] for s in sent}) == 3  # slices of 2, 2 and 1 hosts
             status = await dpm.get_status()
             assert (status.requests_completed, status.invalid_requests, status.resources) == (2, 1, 1)
+
+
+@pytest.mark.parametrize(("address", "ranges", "says"), [
+    ("nonsense", [("10.0.0.1", 1)], "host:port"), ("127.0.0.1:1", [("10.0.0.1", 0)], "empty"),
+    ("127.0.0.1:1", [("host-a", 5)], "IPv4"),
+])
+async def test_a_bad_registration_is_invalid_argument_and_registers_nothing(
+    bootstrap: str, topics: Topics, address: str, ranges: list[tuple[str, int]], says: str
+) -> None:
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm:
+        registration = channel_pb2.Registration(address=address, hosts=[channel_pb2.HostRange(first_host=f, count=n) for f, n in ranges])
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await channel_pb2_grpc.AgentRegistryStub(dpm.channel).Register(registration, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and says in (info.value.details() or "")
+        assert (await dpm.get_status()).agents_registered == 0

@@ -42,6 +42,8 @@ def test_sim_config_names_consecutive_hosts_and_its_group() -> None:
         ["sim"],  # no host count
         ["sim", "--hosts", "2", "--first-host", "10.1.0"],
         ["sim", "--hosts", "2", "--first-host", "255.255.255.255"],  # runs past the address space
+        ["--host-id", "10.0.0.5", "--advertise-address", "10.0.0.5"],  # no port
+        ["--host-id", "10.0.0.5", "--dpm-address", "dpm:http"],
     ],
 )
 def test_unusable_configuration_is_a_config_error(argv: list[str]) -> None:

@@ -18,7 +18,7 @@ class HostId(_message.Message):
     def __init__(self, host_id: _Optional[str] = ...) -> None: ...
 
 class DpmStatus(_message.Message):
-    __slots__ = ("strategy", "hosts", "vpcs", "resources", "requests_pending", "requests_completed", "requests_failed", "messages_published", "bytes_published", "replies_received", "resyncs_served", "retries", "unicast_messages", "multicast_messages", "invalid_requests", "dead_letters", "resync_failures", "delivery_errors", "inputs_waiting", "batches_sent")
+    __slots__ = ("strategy", "hosts", "vpcs", "resources", "requests_pending", "requests_completed", "requests_failed", "messages_published", "bytes_published", "replies_received", "resyncs_served", "retries", "unicast_messages", "multicast_messages", "invalid_requests", "dead_letters", "resync_failures", "delivery_errors", "inputs_waiting", "batches_sent", "path", "grpc_messages", "grpc_bytes", "agents_registered", "agents_dropped", "path_switches", "vpcs_on_grpc")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     VPCS_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,13 @@ class DpmStatus(_message.Message):
     DELIVERY_ERRORS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_WAITING_FIELD_NUMBER: _ClassVar[int]
     BATCHES_SENT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    GRPC_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    GRPC_BYTES_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    PATH_SWITCHES_FIELD_NUMBER: _ClassVar[int]
+    VPCS_ON_GRPC_FIELD_NUMBER: _ClassVar[int]
     strategy: str
     hosts: int
     vpcs: int
@@ -59,10 +66,17 @@ class DpmStatus(_message.Message):
     delivery_errors: int
     inputs_waiting: int
     batches_sent: int
-    def __init__(self, strategy: _Optional[str] = ..., hosts: _Optional[int] = ..., vpcs: _Optional[int] = ..., resources: _Optional[int] = ..., requests_pending: _Optional[int] = ..., requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., messages_published: _Optional[int] = ..., bytes_published: _Optional[int] = ..., replies_received: _Optional[int] = ..., resyncs_served: _Optional[int] = ..., retries: _Optional[int] = ..., unicast_messages: _Optional[int] = ..., multicast_messages: _Optional[int] = ..., invalid_requests: _Optional[int] = ..., dead_letters: _Optional[int] = ..., resync_failures: _Optional[int] = ..., delivery_errors: _Optional[int] = ..., inputs_waiting: _Optional[int] = ..., batches_sent: _Optional[int] = ...) -> None: ...
+    path: str
+    grpc_messages: int
+    grpc_bytes: int
+    agents_registered: int
+    agents_dropped: int
+    path_switches: int
+    vpcs_on_grpc: int
+    def __init__(self, strategy: _Optional[str] = ..., hosts: _Optional[int] = ..., vpcs: _Optional[int] = ..., resources: _Optional[int] = ..., requests_pending: _Optional[int] = ..., requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., messages_published: _Optional[int] = ..., bytes_published: _Optional[int] = ..., replies_received: _Optional[int] = ..., resyncs_served: _Optional[int] = ..., retries: _Optional[int] = ..., unicast_messages: _Optional[int] = ..., multicast_messages: _Optional[int] = ..., invalid_requests: _Optional[int] = ..., dead_letters: _Optional[int] = ..., resync_failures: _Optional[int] = ..., delivery_errors: _Optional[int] = ..., inputs_waiting: _Optional[int] = ..., batches_sent: _Optional[int] = ..., path: _Optional[str] = ..., grpc_messages: _Optional[int] = ..., grpc_bytes: _Optional[int] = ..., agents_registered: _Optional[int] = ..., agents_dropped: _Optional[int] = ..., path_switches: _Optional[int] = ..., vpcs_on_grpc: _Optional[int] = ...) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("hosts", "messages_applied", "messages_other_host", "dead_lettered", "duplicates", "out_of_order", "pending", "resyncs", "flows", "followed_vpcs", "bytes_consumed", "rss_bytes", "replies_sent", "resources")
+    __slots__ = ("hosts", "messages_applied", "messages_other_host", "dead_lettered", "duplicates", "out_of_order", "pending", "resyncs", "flows", "followed_vpcs", "bytes_consumed", "rss_bytes", "replies_sent", "resources", "bytes_pushed", "stale_messages")
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_APPLIED_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_OTHER_HOST_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +91,8 @@ class AgentStatus(_message.Message):
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     REPLIES_SENT_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PUSHED_FIELD_NUMBER: _ClassVar[int]
+    STALE_MESSAGES_FIELD_NUMBER: _ClassVar[int]
     hosts: int
     messages_applied: int
     messages_other_host: int
@@ -91,4 +107,6 @@ class AgentStatus(_message.Message):
     rss_bytes: int
     replies_sent: int
     resources: int
-    def __init__(self, hosts: _Optional[int] = ..., messages_applied: _Optional[int] = ..., messages_other_host: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., duplicates: _Optional[int] = ..., out_of_order: _Optional[int] = ..., pending: _Optional[int] = ..., resyncs: _Optional[int] = ..., flows: _Optional[int] = ..., followed_vpcs: _Optional[_Iterable[str]] = ..., bytes_consumed: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., replies_sent: _Optional[int] = ..., resources: _Optional[int] = ...) -> None: ...
+    bytes_pushed: int
+    stale_messages: int
+    def __init__(self, hosts: _Optional[int] = ..., messages_applied: _Optional[int] = ..., messages_other_host: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., duplicates: _Optional[int] = ..., out_of_order: _Optional[int] = ..., pending: _Optional[int] = ..., resyncs: _Optional[int] = ..., flows: _Optional[int] = ..., followed_vpcs: _Optional[_Iterable[str]] = ..., bytes_consumed: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., replies_sent: _Optional[int] = ..., resources: _Optional[int] = ..., bytes_pushed: _Optional[int] = ..., stale_messages: _Optional[int] = ...) -> None: ...

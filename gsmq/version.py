@@ -21,6 +21,9 @@ def version_line(program: str, kafka: bool = True) -> str:
 
         from gsmq.kafka_jars import KAFKA_VERSION
 
-        line += (f" (librdkafka {confluent_kafka.libversion()[0]}, confluent-kafka {confluent_kafka.version()[0]},"
+        from importlib.metadata import version
+
+        client = version("confluent-kafka")
+        line += (f" (librdkafka {confluent_kafka.libversion()[0]}, confluent-kafka {client},"
                  f" embedded broker Apache Kafka {KAFKA_VERSION})")
     return line

@@ -224,7 +224,7 @@ class Applier:
                         continue
                     resync = seq > cursor.seq + 1
                     if resync:
-                        log.warning("multicast_gap", host=host, vpc=vpc, expected=cursor.seq + 1, got=seq)
+                        log.debug("multicast_gap", host=host, vpc=vpc, expected=cursor.seq + 1, got=seq)
                     acked = -1 if not resync and cursor.watermark == cursor.seq else cursor.watermark
                 else:  # a new DPM incarnation numbers from 1
                     resync = seq != 1
@@ -363,7 +363,7 @@ class Applier:
                 hs.applied = seq
             hs.seq = seq
         if gap:
-            log.warning("sequence_gap", host=hs.host, epoch=epoch, watermark=hs.applied, got=seq)
+            log.debug("sequence_gap", host=hs.host, epoch=epoch, watermark=hs.applied, got=seq)
         return gap
 
     @staticmethod

@@ -14,6 +14,7 @@ where to read from.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -37,7 +38,8 @@ from gsmq.wire import HeaderError, MessageType
 log = structlog.get_logger()
 
 CHANNELS = ("auto", "unicast", "topic-per-host", "both")
-HOST_TOPIC_CHECK_S = 2.0  # auto: how often to look for host topics not there yet
+HOST_TOPIC_CHECK_S = 2.0
+HOSTS_LOGGED = 20  # a line about many hosts names at most this many  # auto: how often to look for host topics not there yet
 
 TopicPartition = tuple[str, int]
 
@@ -58,6 +60,7 @@ class AgentConsumer:
         max_batch: int = 1000,
         resync: Callable[[list[str]], None] | None = None,
         ready: Callable[[], None] | None = None,
+        health: Callable[[bool], None] | None = None,
         lock: AbstractContextManager[object] | None = None,
         flush_timeout: float = 5.0,
         ack_interval: float = 0.005,
@@ -76,6 +79,8 @@ class AgentConsumer:
         self.max_batch = max_batch
         self.resync = resync
         self.ready = ready  # called once started (partitions assigned, resyncs asked)
+        self.health = health  # told, on each change, whether the agent works (started, broker reachable, batches applied)
+        self._healthy = False
         self.lock: AbstractContextManager[object] = lock if lock is not None else nullcontext()
         self.flush_timeout = flush_timeout
         self.ack_interval = ack_interval  # under load, the least time between two acks of a host (s)
@@ -126,6 +131,14 @@ class AgentConsumer:
         if self.ready is not None:
             self.ready()
 
+    def _set_health(self, healthy: bool) -> None:
+        if healthy != self._healthy:
+            self._healthy = healthy
+            log.log(logging.INFO if healthy else logging.WARNING, "agent_health", serving=healthy,
+                    why="consuming" if healthy else "the broker is unreachable or a batch failed")
+            if self.health is not None:
+                self.health(healthy)
+
     def check_host_topics(self) -> None:
         """auto: start reading the host topics that exist by now (committed offset, else the beginning)."""
         self._next_check = time.monotonic() + HOST_TOPIC_CHECK_S
@@ -149,7 +162,12 @@ class AgentConsumer:
         retry(self.start, stop, "consumer_start_retry")
 
         def consume() -> None:
-            self.run_once(poll_timeout)
+            try:
+                self.run_once(poll_timeout)
+            except Exception:
+                self._set_health(False)
+                raise
+            self._set_health(self.source.reachable())
             if self._awaited and time.monotonic() >= self._next_check:
                 self.check_host_topics()
 
@@ -216,9 +234,7 @@ class AgentConsumer:
             self._uncommitted.update(commits)
             if self._acked_at - self._committed_at >= self.commit_interval:
                 self.commit()
-        if resync and self.resync is not None:
-            self.counters.resyncs += len(resync)
-            self.resync(sorted(resync))
+        self._ask_resync(sorted(resync))
         if failed is not None:
             raise failed
         return len(batch)
@@ -241,11 +257,19 @@ class AgentConsumer:
             acks = progress.acks(self.applier)
         if dead_letters:
             self.sink.send_all(dead_letters)  # delivered with the consume loop's next flush
-        resync = sorted({r.host for r in results if r.resync})
-        if resync and self.resync is not None:
-            self.counters.resyncs += len(resync)
-            self.resync(resync)
+        self._ask_resync(sorted({r.host for r in results if r.resync}))
         return acks
+
+    def _ask_resync(self, hosts: list[str]) -> None:
+        """Ask the DPM for the full state of hosts that saw a gap: one line a batch (each
+        host's gap is at DEBUG)."""
+        if not hosts:
+            return
+        log.info("sequence_gaps", hosts=hosts[:HOSTS_LOGGED], count=len(hosts),
+                 then="resync requested" if self.resync else "no --dpm-address: no resync")
+        if self.resync is not None:
+            self.counters.resyncs += len(hosts)
+            self.resync(hosts)
 
     def commit(self) -> None:
         """Commit, asynchronously, the offsets read, applied and acked since the last commit."""

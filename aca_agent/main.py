@@ -15,6 +15,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import grpc
 import structlog
 
 from aca_agent.applier import Applier
@@ -22,9 +23,10 @@ from aca_agent.consumer import CHANNELS, AgentConsumer
 from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.resync import Resyncer
 from aca_agent.status import FastPath, start_servers
-from gsmq import lifecycle
+from gsmq import lifecycle, logs
 from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.errors import BrokerUnavailableError
+from gsmq.grpc_ops import Health
 from gsmq.host_ranges import ranges_of
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_count, topic_names
@@ -62,7 +64,7 @@ class AgentConfig:
     dpm_address: str | None = None
     status_port: int = 0
     grpc_port: int = 0
-    listen_host: str = "0.0.0.0"
+    listen_host: str = "127.0.0.1"
     advertise_address: str | None = None
     program_cost_us: int = 0
     program_cost_sleep: bool = False
@@ -106,7 +108,7 @@ def build_settings(sim: bool) -> Settings:
     settings.option("--status-port", default=0, convert=_port, help="gRPC port of gsmq.v1.AgentStatusService; 0 = off")
     settings.option("--grpc-port", default=0, convert=_port,
                     help="gRPC port of the fast path GoalStateProvisioner.PushGoalStatesStream; 0 = off")
-    settings.option("--listen-host", default="0.0.0.0", help="address the gRPC servers listen on")
+    settings.option("--listen-host", default="127.0.0.1", help="address the gRPC servers listen on (0.0.0.0: every interface)")
     settings.option("--advertise-address", default=None,
                     help="host:port the DPM reaches the fast path at; with --grpc-port and --dpm-address the agent registers it"
                     " (gsmq.v1.AgentRegistry, every 5 s) and the DPM may push goal states there (default: the listen host,"
@@ -139,6 +141,10 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     else:
         if not values["host_id"]:
             raise ConfigError("--host-id is required (or ACA_HOST_ID)")
+        try:
+            ipaddress.ip_address(values["host_id"])
+        except ValueError as exc:
+            raise ConfigError(f"--host-id must be the host's IP address (the unicast key), got {values['host_id']!r}") from exc
         hosts = (values["host_id"],)
         group = f"aca.{values['host_id']}"
     return AgentConfig(
@@ -164,6 +170,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
 def _is_address(text: str) -> bool:
     host, sep, port = text.rpartition(":")
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+def _set_health(healths: list[Health], serving: bool) -> None:
+    for checker in healths:
+        checker.ready(serving)
 
 
 def advertised(config: AgentConfig) -> str:
@@ -193,6 +204,10 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
     """Run the agent until `stop`. Build, start in order, wait; the Lifecycle stops in reverse:
     the consumer (drains the batch in hand, delivers its replies, commits), the gRPC servers,
     the resync client, the Kafka consumer, the producer's flush."""
+    if len(config.hosts) == 1:
+        logs.add_fields(host_id=config.hosts[0])
+    else:
+        logs.add_fields(hosts=f"{config.hosts[0]}..{config.hosts[-1]}")
     kafka = KafkaSettings(bootstrap=bootstrap, properties=config.kafka_properties)
     topics = Topics(config.topic_prefix)
     lock = threading.Lock()
@@ -211,11 +226,16 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
         if resyncer is not None:
             life.close("aca-resync", resyncer.stop, stop_timeout=6.0)
         try:
-            servers = await start_servers(applier, lock, config.status_port, config.grpc_port, config.listen_host, fast_path)
+            servers, healths = await start_servers(applier, lock, config.status_port, config.grpc_port, config.listen_host,
+                                                   fast_path)
         except (OSError, RuntimeError) as exc:
             raise ConfigError(f"cannot listen: {exc}") from exc
-        for server in servers:
-            life.on_stop("aca-grpc", functools.partial(server.stop, grace=0.5), stop_timeout=1.5)
+        for server, checker in zip(servers, healths, strict=True):
+            async def stop_server(server: grpc.aio.Server = server, checker: Health = checker) -> None:
+                await checker.stopping()
+                await server.stop(grace=0.5)
+
+            life.on_stop("aca-grpc", stop_server, stop_timeout=1.5)
         log.info("aca_starting", hosts=len(config.hosts), group=config.group, bootstrap=bootstrap, channel=config.channel,
                  status_port=config.status_port, grpc_port=config.grpc_port, dpm=config.dpm_address)
         if await asyncio.to_thread(_ensure_topics, admin, config, bootstrap, life.halt):
@@ -232,6 +252,7 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
                 lock=lock,
             )
             fast_path.pushed = consumer.apply_pushed
+            consumer.health = functools.partial(_set_health, healths)
             if resyncer is not None and config.grpc_port:
                 registration = channel_pb2.Registration(address=advertised(config), hosts=ranges_of(config.hosts),
                                                         agent=config.group)

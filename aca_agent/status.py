@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 from aca_agent.applier import Applier
 from aca_agent.replies import build_reply
 from alcor.schema import goalstate_pb2 as gs
+from gsmq.grpc_ops import Health, add_operations
 from gsmq.v1 import ack_pb2, channel_pb2, status_pb2, status_pb2_grpc
 
 # What the servicers use of a call's context (abort) does not depend on its message types.
@@ -115,24 +116,31 @@ MAX_PUSHED_BYTES = 256 << 20  # the largest message the fast path takes (a host'
 
 
 async def start_servers(
-    applier: Applier, lock: threading.Lock, status_port: int, grpc_port: int, host: str = "0.0.0.0",
+    applier: Applier, lock: threading.Lock, status_port: int, grpc_port: int, host: str = "127.0.0.1",
     fast_path: FastPath | None = None,
-) -> list[grpc.aio.Server]:
-    """Start the status service and/or the fast path (port 0 = off; the same port = one server)."""
+) -> tuple[list[grpc.aio.Server], list[Health]]:
+    """Start the status service and/or the fast path (port 0 = off; the same port = one
+    server), each server with health (NOT_SERVING until the agent is ready) and reflection."""
     wanted: dict[int, list[str]] = {}
     if status_port:
         wanted.setdefault(status_port, []).append("status")
     if grpc_port:
         wanted.setdefault(grpc_port, []).append("fastpath")
-    servers = []
+    servers, healths = [], []
     for port, services in wanted.items():
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_PUSHED_BYTES)])
+        names = []
         if "status" in services:
             status_pb2_grpc.add_AgentStatusServiceServicer_to_server(AgentStatus(applier, lock), server)
+            names.append(status_pb2.DESCRIPTOR.services_by_name["AgentStatusService"].full_name)
         if "fastpath" in services:
             add_fast_path(fast_path or FastPath(applier, lock), server)
+            names.append(SERVICE)
+        checker = add_operations(server, names)
         if server.add_insecure_port(f"{host}:{port}") == 0:
             raise OSError(f"cannot listen on {host}:{port}")
+        await checker.start()
         await server.start()
         servers.append(server)
-    return servers
+        healths.append(checker)
+    return servers, healths

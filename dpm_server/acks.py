@@ -30,6 +30,7 @@ from gsmq.v1 import ack_pb2
 from gsmq.wire import MessageType, Token
 
 log = structlog.get_logger()
+HOSTS_LOGGED = 20  # a line about many hosts names at most this many
 
 # How bad a status is, for merging the statuses of many hosts into one.
 _SEVERITY: dict[int, int] = {common.SUCCESS: 0, common.PENDING: 1, common.OUT_OF_ORDER: 2, common.INVALID_ARG: 3, common.FAILURE: 4}
@@ -372,6 +373,7 @@ class AckTracker:
                     if now - hp.heard < patience and not hp.stuck():
                         continue  # working through its queue: asked again at the next tick
                     stragglers.setdefault(host, []).append(request)
+        resynced: list[str] = []
         for host, requests in stragglers.items():
             seq = self._resync(host)
             if seq is None:
@@ -381,7 +383,10 @@ class AckTracker:
                 request.resynced.add(host)
                 hp.wait_unicast(seq, request, True)
             self.retries += 1
-            log.info("straggler_resynced", host=host, requests=len(requests), seq=seq)
+            resynced.append(host)
+            log.debug("straggler_resynced", host=host, requests=len(requests), seq=seq)
+        if resynced:  # one line a tick, however many hosts
+            log.info("stragglers_resynced", hosts=resynced[:HOSTS_LOGGED], count=len(resynced))
 
     def _finish(self, request: Pending, silent: list[str]) -> None:
         request.done = True

@@ -21,18 +21,19 @@ from dpm_server.engine import SLICE_HOSTS, Engine
 from dpm_server.links import AgentLinks
 from dpm_server.paths import Paths
 from dpm_server.publisher import Publisher
-from dpm_server.service import MAX_INPUT_BYTES, Provisioner, Registry, Status, register
+from dpm_server.service import MAX_INPUT_BYTES, SERVICE, Provisioner, Registry, Status, register
 from dpm_server.snapshot import Snapshot
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, positive_int
 from gsmq.errors import BrokerUnavailableError, TransportError
+from gsmq.grpc_ops import add_operations
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts, topic_config
 from gsmq.kafka_transport import KafkaSink, KafkaSource, KafkaTransactions
 from gsmq.lifecycle import Lifecycle
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
-from gsmq.v1 import channel_pb2_grpc, status_pb2_grpc
+from gsmq.v1 import channel_pb2, channel_pb2_grpc, status_pb2, status_pb2_grpc
 from gsmq.wire import STRATEGIES, Strategy
 
 log = structlog.get_logger()
@@ -333,12 +334,17 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         register(provisioner, server)
         status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine, provisioner.batcher, channels), server)
         channel_pb2_grpc.add_AgentRegistryServicer_to_server(Registry(links, config.path), server)
+        checker = add_operations(server, [SERVICE, *(d.DESCRIPTOR.services_by_name[name].full_name for d, name in
+                                                     ((status_pb2, "DpmStatusService"), (channel_pb2, "AgentRegistry")))])
+        await checker.start()
 
         async def drain() -> None:  # refuse new calls; calls in flight are answered or cancelled at the end
             log.info("dpm_draining", requests_pending=len(engine.tracker.pending), grace_s=DRAIN_SECONDS)
+            await checker.stopping()
             await server.stop(grace=DRAIN_SECONDS)
 
         await life.service("dpm-grpc", server.start, drain, stop_timeout=DRAIN_SECONDS + 2.0)
+        checker.ready(True)  # the broker answered and the snapshot is replayed
         gc.freeze()  # the replayed snapshot is never garbage: no collection scans it again
         gc.set_threshold(*GC_THRESHOLDS)
         log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy,

@@ -8,6 +8,7 @@ frozen dataclass. Common Kafka options (--bootstrap, -X, --topic-prefix) are bui
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,15 @@ from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings, env_properties, parse_prope
 
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names it."""
+
+
+# librdkafka properties the daemons set themselves and their guarantees rest on: the key
+# partitioning agents read by (murmur2), acks=all with idempotence (no loss, no duplicate
+# on retry), and offsets committed only once applied and acked.
+# Each is refused at any other value than these unless --allow-unsafe-kafka-overrides.
+SAFE_VALUES = {"partitioner": ("murmur2_random", "murmur2"), "acks": ("all", "-1"), "request.required.acks": ("all", "-1"),
+               "enable.idempotence": ("true",), "enable.auto.commit": ("false",)}
+UNSAFE_PROPERTIES = tuple(SAFE_VALUES)
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class Settings:
 
         self.parser.error = one_line  # type: ignore[method-assign]
         self._options: list[_Option] = []
+        self.parser.add_argument("--version", action="store_true", help="print the version (and the Kafka client's) and exit")
         self.option("--config", default=None, help="TOML file with settings (keys are option names with _)")
         self.option("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
         self.option("--log-json", default=None, convert=boolean, help="JSON logs (default: when stderr is not a terminal)")
@@ -72,6 +83,9 @@ class Settings:
                 "also KAFKA_PROP_<NAME> variables (dots as _)",
             )
             self.option("--topic-prefix", default="gs", help="prefix of the unicast/multicast/reply/deadletter topics")
+            self.option("--allow-unsafe-kafka-overrides", default=False, convert=boolean, nargs="?", const="true",
+                        help="accept -X (or KAFKA_PROP_*, or [kafka]) values for the properties the delivery guarantees rest on: "
+                        + ", ".join(UNSAFE_PROPERTIES))
 
     def option(
         self,
@@ -82,12 +96,14 @@ class Settings:
         convert: Callable[[str], Any] = str,
         env: str | None = None,
         choices: Sequence[str] | None = None,
+        **argparse_options: Any,
     ) -> None:
         dest = flag.lstrip("-").replace("-", "_")
         env_name = env or f"{self.env_prefix}_{dest.upper()}"
         shown = "" if default is None else f" (default: {default})"
         self.parser.add_argument(
-            flag, dest=dest, default=None, type=convert, choices=choices, help=f"{help}{shown} [env: {env_name}]"
+            flag, dest=dest, default=None, type=convert, choices=choices, help=f"{help}{shown} [env: {env_name}]",
+            **argparse_options,
         )
         self._options.append(_Option(dest, env_name, default, convert, choices))
 
@@ -95,6 +111,7 @@ class Settings:
         """Resolve every option; argparse errors exit 2, bad env/file values raise ConfigError."""
         env = os.environ if environ is None else environ
         args = vars(self.parser.parse_args(argv))
+        args.pop("version", None)  # the console script answers --version before parsing
         path = args.get("config") or env.get(f"{self.env_prefix}_CONFIG")
         file_values: dict[str, Any] = {}
         if path:
@@ -105,6 +122,7 @@ class Settings:
                 raise ConfigError(f"config file {path}: {exc.strerror}") from exc
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"config file {path}: {exc}") from exc
+        self._refuse_unknown(env, file_values, path)
         out: dict[str, Any] = {}
         for opt in self._options:
             value = args.get(opt.dest)
@@ -123,7 +141,27 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
             out["kafka_properties"] = {k: str(v) for k, v in props.items()}
+            unsafe = sorted(k for k, v in props.items() if k in SAFE_VALUES and str(v).strip().lower() not in SAFE_VALUES[k])
+            if unsafe and not out["allow_unsafe_kafka_overrides"]:
+                raise ConfigError(f"librdkafka property {', '.join(f'{k}={props[k]}' for k in unsafe)}: the delivery guarantees"
+                                  f" rest on {'its' if len(unsafe) == 1 else 'their'} default (pass --allow-unsafe-kafka-overrides"
+                                  " to set it anyway)")
         return out
+
+    def _refuse_unknown(self, env: Mapping[str, str], file_values: Mapping[str, Any], path: str | None) -> None:
+        """A key of the file or a `<PREFIX>_*` variable that names no option is a ConfigError (a
+        misspelt setting would silently fall back to its default)."""
+        keys = {opt.dest for opt in self._options} | ({"kafka"} if "kafka_property" in self._dests() else set())
+        for key in file_values:
+            if key not in keys:
+                raise ConfigError(f"config file {path}: unknown key {key!r}{_did_you_mean(key, keys)}")
+        names = {opt.env for opt in self._options}
+        for name in env:
+            if name.startswith(f"{self.env_prefix}_") and name not in names:
+                raise ConfigError(f"${name}: unknown setting{_did_you_mean(name, names)}")
+
+    def _dests(self) -> set[str]:
+        return {action.dest for action in self.parser._actions}
 
     @staticmethod
     def _convert(opt: _Option, raw: str, where: str) -> Any:
@@ -134,6 +172,11 @@ class Settings:
         if opt.choices is not None and value not in opt.choices:  # argparse checks flags only
             raise ConfigError(f"{where}: invalid choice {raw!r} (choose from {', '.join(opt.choices)})")
         return value
+
+
+def _did_you_mean(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def positive_int(text: str) -> int:

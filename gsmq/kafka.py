@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gsmq import logs
+
 ENV_BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
 ENV_PROPERTY_PREFIX = "KAFKA_PROP_"  # KAFKA_PROP_SECURITY_PROTOCOL=SSL -> security.protocol=SSL
 
@@ -30,7 +32,8 @@ class KafkaSettings:
 
     def common(self) -> dict[str, Any]:
         # Idle connections closed by the broker are normal; librdkafka logs each one otherwise.
-        return {"bootstrap.servers": self.bootstrap, "log.connection.close": False, **self.properties}
+        # librdkafka's lines go through structlog (gsmq.logs.LibrdkafkaLog), not raw to stderr.
+        return {"bootstrap.servers": self.bootstrap, "log.connection.close": False, "logger": logs.LIBRDKAFKA, **self.properties}
 
     def producer(self, **overrides: Any) -> dict[str, Any]:
         """An idempotent, acks=all producer with Java-compatible key partitioning."""

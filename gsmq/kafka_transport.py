@@ -8,6 +8,7 @@ not answer `BrokerUnavailableError`, any other failure `TransportError`.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar, cast
@@ -19,6 +20,8 @@ from gsmq.config import ConfigError
 from gsmq.errors import BrokerUnavailableError, FatalTransportError, FencedError, TransportError
 from gsmq.kafka import KafkaSettings
 from gsmq.transport import Delivered, Envelope, Sending
+
+PROBE_EVERY_S = 2.0  # how often a source that lost every broker asks for metadata to see one is back
 
 T = TypeVar("T")
 
@@ -232,9 +235,25 @@ class KafkaSource:
     """A manually assigned consumer (no group rebalances) that commits under `group_id`."""
 
     def __init__(self, settings: KafkaSettings, group_id: str, **overrides: object) -> None:
-        self.consumer = build_client(lambda: Consumer(settings.consumer(group_id, **overrides)))
+        self.consumer = build_client(lambda: Consumer(settings.consumer(group_id, error_cb=self._on_error, **overrides)))
         self._assigned: set[tuple[str, int]] = set()
         self._deferred: TransportError | None = None  # an error consumed with messages, raised by the next poll
+        self._down = False  # every broker lost (librdkafka's _ALL_BROKERS_DOWN), until one answers again
+        self._probed = 0.0
+
+    def _on_error(self, error: KafkaError) -> None:  # served by poll, on the consuming thread
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._down = True
+
+    def reachable(self) -> bool:
+        if self._down and time.monotonic() - self._probed >= PROBE_EVERY_S:
+            self._probed = time.monotonic()
+            try:
+                self.consumer.list_topics(timeout=1.0)
+                self._down = False
+            except KafkaException:
+                pass
+        return not self._down
 
     def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
         self._assigned.update((topic, part) for topic, part, _ in positions)
@@ -267,6 +286,8 @@ class KafkaSource:
             out.append(Envelope(msg.topic() or "", key, msg.value() or b"", headers, msg.partition() or 0, msg.offset() or 0))
         if not out:
             self._raise_deferred()
+        else:
+            self._down = False
         return out
 
     def _raise_deferred(self) -> None:

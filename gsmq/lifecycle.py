@@ -35,6 +35,7 @@ import structlog
 from gsmq import logs
 from gsmq.config import ConfigError
 from gsmq.errors import TransportError
+from gsmq.version import package_version, version_line
 
 log = structlog.get_logger()
 
@@ -220,12 +221,16 @@ def daemon_main(
     failure of the running daemon (RUNTIME_FAILURES)."""
     from gsmq.broker import embedded_or_external
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args:
+        print(version_line(prog))
+        return 0
     try:
-        config: _Config = parse(list(sys.argv[1:] if argv is None else argv))
+        config: _Config = parse(args)
     except ConfigError as exc:
         logs.say(f"{prog}: error: {exc}")
         return 2
-    logs.configure(config.log_level, config.log_json)
+    logs.configure(config.log_level, config.log_json, fields={"service": prog, "version": package_version()})
     try:
         with embedded_or_external(config.bootstrap) as bootstrap:
             if bootstrap != config.bootstrap:

@@ -100,6 +100,9 @@ class Source(Protocol):
         """The next offset this source will read of each assigned partition (-1: not known yet);
         past transaction markers, which are never returned as messages."""
 
+    def reachable(self) -> bool:
+        """False once every broker is lost, until one answers again (asked at most every few seconds)."""
+
 
 class MemoryBus:
     """An in-memory log of topics with Kafka's placement rules, for unit tests.
@@ -216,3 +219,6 @@ class _MemorySource:
 
     def positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {tp: self.at.get(tp, -1) for tp in partitions}
+
+    def reachable(self) -> bool:
+        return True

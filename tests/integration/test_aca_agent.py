@@ -518,8 +518,12 @@ def test_help_of_both_modes_explains_every_option_and_its_variable(args: list[st
 @pytest.mark.parametrize(
     ("args", "env", "says"),
     [(["--bootstrap", "127.0.0.1:1"], {}, "--host-id"), (["sim", "--hosts", "0", "--bootstrap", "127.0.0.1:1"], {}, "--hosts"),
-     (["--host-id", "h", "--channel", "pigeon"], {}, "invalid choice"),
-     (["--host-id", "h", "--bootstrap", "127.0.0.1:1"], {"ACA_MAX_BATCH": "lots"}, "$ACA_MAX_BATCH")],
+     (["--host-id", "10.0.0.1", "--channel", "pigeon"], {}, "invalid choice"),
+     (["--host-id", "10.0.0.1", "--bootstrap", "127.0.0.1:1"], {"ACA_MAX_BATCH": "lots"}, "$ACA_MAX_BATCH"),
+     (["--host-id", "not-an-ip"], {}, "--host-id"),
+     (["--host-id", "10.0.0.1"], {"ACA_GRPC_PROT": "7"}, "did you mean 'ACA_GRPC_PORT'"),
+     (["--host-id", "10.0.0.1", "-X", "partitioner=consistent_random"], {}, "--allow-unsafe-kafka-overrides"),
+     (["--host-id", "10.0.0.1", "-X", "enable.auto.commit=true"], {}, "--allow-unsafe-kafka-overrides")],
 )
 def test_bad_configuration_is_one_line_and_exit_2(args: list[str], env: dict[str, str], says: str) -> None:
     done = _agent_run(*args, **env)

@@ -127,7 +127,8 @@ def test_without_a_bootstrap_server_the_embedded_broker_is_started(spawn: Callab
      (["--strategy", "bogus"], "invalid choice"), (["--config", "/no/such.toml"], "/no/such.toml"),
      (["--retry-after", "20", "--reply-timeout", "10"], "--retry-after"), (["-X", "novalue"], "key=value"),
      (["--path", "pigeon"], "invalid choice"), (["--path-upper-ports", "10", "--path-lower-ports", "20"], "--path-lower-ports"),
-     (["--path-settle-seconds", "-1"], "--path-settle-seconds"), (["--link-timeout", "0"], "--link-timeout")],
+     (["--path-settle-seconds", "-1"], "--path-settle-seconds"), (["--link-timeout", "0"], "--link-timeout"),
+     (["-X", "partitioner=consistent_random"], "--allow-unsafe-kafka-overrides"), (["-X", "acks=1"], "acks")],
 )
 def test_bad_configuration_is_one_line_and_exit_2(args: list[str], says: str) -> None:
     done = subprocess.run([DPM_SERVER, *args], capture_output=True, text=True, timeout=30, env=clean_env())
@@ -142,6 +143,12 @@ def test_bad_environment_and_file_values_name_where_they_came_from(tmp_path: Pat
     config.write_text('strategy = "carrier-pigeon"\n')
     done = subprocess.run([DPM_SERVER, "--config", str(config)], capture_output=True, text=True, timeout=30, env=clean_env())
     assert done.returncode == 2 and "strategy" in done.stderr and "Traceback" not in done.stderr
+    config.write_text('grpc_adress = "127.0.0.1:1"\n')  # misspelt: refused, not the default address
+    done = subprocess.run([DPM_SERVER, "--config", str(config)], capture_output=True, text=True, timeout=30, env=clean_env())
+    assert done.returncode == 2 and "unknown key 'grpc_adress' (did you mean 'grpc_address'?)" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = subprocess.run([DPM_SERVER], capture_output=True, text=True, timeout=30, env=clean_env(DPM_REPLY_TIMOUT="5"))
+    assert done.returncode == 2 and "$DPM_REPLY_TIMOUT: unknown setting" in done.stderr
 
 
 def test_help_explains_every_option() -> None:

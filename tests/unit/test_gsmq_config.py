@@ -40,7 +40,7 @@ def test_config_file_from_the_environment_and_typed_toml_values(tmp_path: Path) 
 def test_defaults_and_common_options() -> None:
     values = settings().parse([], {})
     assert values == {"config": None, "log_level": "info", "log_json": None, "bootstrap": None, "topic_prefix": "gs",
-                      "size": 3, "fast": False, "kafka_properties": {}}
+                      "allow_unsafe_kafka_overrides": False, "size": 3, "fast": False, "kafka_properties": {}}
     assert settings().parse([], {"KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2"})["bootstrap"] == "a:1,b:2"
     assert settings().parse(["--bootstrap", "c:3"], {"KAFKA_BOOTSTRAP_SERVERS": "a:1"})["bootstrap"] == "c:3"
     values = settings().parse([], {"T_FAST": "yes", "T_LOG_JSON": "0"})
@@ -111,3 +111,25 @@ def test_a_kafka_key_that_is_not_a_table_is_a_config_error(tmp_path: Path) -> No
     toml.write_text('kafka = "x"\n')
     with pytest.raises(ConfigError, match=r"\[kafka\] must be a table"):
         settings().parse(["--config", str(toml)], {})
+
+
+def test_unknown_file_keys_and_prefixed_variables_are_refused_with_a_suggestion(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('topic_prefx = "x"\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'topic_prefx' \(did you mean 'topic_prefix'\?\)"):
+        settings().parse(["--config", str(toml)], {})
+    with pytest.raises(ConfigError, match=r"\$T_NOTHING_LIKE_IT: unknown setting$"):
+        settings().parse([], {"T_NOTHING_LIKE_IT": "1"})
+    assert settings().parse([], {"OTHER_THING": "1"})["topic_prefix"] == "gs"  # other prefixes are not ours
+
+
+@pytest.mark.parametrize("source", ["flag", "env", "file"])
+def test_properties_the_guarantees_rest_on_need_the_unsafe_flag(tmp_path: Path, source: str) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[kafka]\n"enable.idempotence" = "false"\n')
+    argv, env = {"flag": (["-X", "enable.idempotence=false"], {}), "env": ([], {"KAFKA_PROP_ENABLE_IDEMPOTENCE": "false"}),
+                 "file": (["--config", str(toml)], {})}[source]
+    with pytest.raises(ConfigError, match="enable.idempotence=false: .*--allow-unsafe-kafka-overrides"):
+        settings().parse(argv, env)
+    values = settings().parse([*argv, "--allow-unsafe-kafka-overrides"], env)
+    assert values["kafka_properties"]["enable.idempotence"] == "false"

@@ -1,0 +1,107 @@
+"""What operators and their tools see of the daemons: --version, gRPC health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from gs_bench.cluster import Daemon, start_agent, start_dpm, wait_for
+from gsmq.broker import free_port
+from gsmq.topics import Topics
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("command", [["dpm-server"], ["aca-agent"], ["aca-agent", "sim"]])
+def test_every_daemon_answers_version_with_its_kafka_client(command: list[str]) -> None:
+    done = subprocess.run([str(BIN / command[0]), *command[1:], "--version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith(f"{command[0]} ") and "librdkafka" in done.stdout and "Apache Kafka" in done.stdout
+
+
+def health(address: str, service: str = "") -> str:
+    with grpc.insecure_channel(address) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
+
+
+def services(address: str) -> set[str]:
+    with grpc.insecure_channel(address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        [answer] = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+        return {s.name for s in answer.list_services_response.service}
+
+
+@pytest.fixture
+def dpm(tmp_path: Path, bootstrap: str, topics: Topics) -> Iterator[Daemon]:
+    daemon = start_dpm(tmp_path, bootstrap, topics.prefix)
+    yield daemon
+    daemon.stop()
+
+
+def test_the_dpm_serves_health_and_reflection(dpm: Daemon) -> None:
+    address = f"127.0.0.1:{dpm.status_port}"
+    wait_for(lambda: health(address) == "SERVING", "the DPM's health to be SERVING")
+    assert health(address, "alcor.schema.GoalStateProvisioner") == "SERVING"
+    assert services(address) >= {"alcor.schema.GoalStateProvisioner", "gsmq.v1.DpmStatusService", "gsmq.v1.AgentRegistry",
+                                 "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+
+
+async def _forward(listen_port: int, target: str) -> asyncio.Server:
+    """A TCP forwarder from 127.0.0.1:listen_port to `target` (the broker appears there)."""
+    host, _, port = target.rpartition(":")
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return await asyncio.start_server(handle, "127.0.0.1", listen_port)
+
+
+async def test_the_agent_is_not_serving_until_it_reaches_the_broker(tmp_path: Path, bootstrap: str, topics: Topics, dpm: Daemon) -> None:
+    """Started with a bootstrap address where no broker is yet, the agent's status port answers
+    NOT_SERVING; once the broker is reachable there it turns SERVING."""
+    where = free_port()
+    agent = start_agent(tmp_path, f"127.0.0.1:{where}", topics.prefix, dpm.status_port, "10.8.0.1")
+    try:
+        address = f"127.0.0.1:{agent.status_port}"
+        for _ in range(5):
+            assert await asyncio.to_thread(health, address) == "NOT_SERVING"
+            assert await asyncio.to_thread(health, address, "gsmq.v1.AgentStatusService") == "NOT_SERVING"
+            await asyncio.sleep(0.3)
+        assert "gsmq.v1.AgentStatusService" in await asyncio.to_thread(services, address)
+        forwarder = await _forward(where, bootstrap)
+        try:
+            for _ in range(600):
+                if await asyncio.to_thread(health, address) == "SERVING":
+                    break
+                await asyncio.sleep(0.1)
+            assert await asyncio.to_thread(health, address) == "SERVING", agent.logs()[-2000:]
+        finally:
+            forwarder.close()
+    finally:
+        agent.stop()
+    # While the broker was missing librdkafka complained: through structlog, never raw lines.
+    events = [json.loads(line) for line in agent.logs().splitlines() if line.strip()]
+    assert all(e["service"] == "aca-agent" and e["host_id"] == "10.8.0.1" and e["pid"] and e["version"] for e in events)
+    assert any(e["event"] == "librdkafka" and e["level"] in ("error", "warning") for e in events)
+    assert [e["serving"] for e in events if e["event"] == "agent_health"] == [True]

@@ -129,7 +129,7 @@ def test_properties_the_guarantees_rest_on_need_the_unsafe_flag(tmp_path: Path, 
     toml.write_text('[kafka]\n"enable.idempotence" = "false"\n')
     argv, env = {"flag": (["-X", "enable.idempotence=false"], {}), "env": ([], {"KAFKA_PROP_ENABLE_IDEMPOTENCE": "false"}),
                  "file": (["--config", str(toml)], {})}[source]
-    with pytest.raises(ConfigError, match="enable.idempotence=false: .*--allow-unsafe-kafka-overrides"):
+    with pytest.raises(ConfigError, match=r"enable\.idempotence=false: .*--allow-unsafe-kafka-overrides"):
         settings().parse(argv, env)
     values = settings().parse([*argv, "--allow-unsafe-kafka-overrides"], env)
     assert values["kafka_properties"]["enable.idempotence"] == "false"

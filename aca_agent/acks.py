@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from aca_agent.applier import Applier, HostState, ResourceStatus, Result
+from aca_agent.counters import Counters
 from alcor.schema import common_pb2 as common
 from gsmq import wire
 from gsmq.transport import Envelope
@@ -84,7 +85,7 @@ class Progress:
     def acks(self, applier: Applier) -> list[ack_pb2.Ack]:
         """One Ack per host with a result since the last call, then start over."""
         read: dict[int, _Statuses] = {}  # id(statuses list) -> what it holds
-        out = [_ack(applier.hosts[host], got, read) for host, got in self._hosts.items()]
+        out = [_ack(applier.hosts[host], got, read, applier.counters) for host, got in self._hosts.items()]
         self._hosts = {}
         return out
 
@@ -92,14 +93,15 @@ class Progress:
         """`acks()` as the records that carry them, each Ack serialized as soon as it is
         built (thousands of messages alive at once cost more to build than one at a time)."""
         read: dict[int, _Statuses] = {}
-        out = [_record(topic, host, _ack(applier.hosts[host], got, read)) for host, got in self._hosts.items()]
+        out = [_record(topic, host, _ack(applier.hosts[host], got, read, applier.counters)) for host, got in self._hosts.items()]
         self._hosts = {}
         return out
 
 
-def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses]) -> ack_pb2.Ack:
-    """One host's ack: its watermarks, and its results summed up. Fields are set one by
-    one, the cheapest way to fill a message (keyword arguments and `update` cost more)."""
+def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses], counters: Counters) -> ack_pb2.Ack:
+    """One host's ack: its watermarks, and its results summed up (also into the counters'
+    histograms). Fields are set one by one, the cheapest way to fill a message (keyword
+    arguments and `update` cost more)."""
     failures: list[tuple[Result, tuple[ResourceStatus, ...]]] = []
     if isinstance(got, Result):  # most hosts: one result a batch
         s = _statuses(got.statuses, read)
@@ -107,11 +109,12 @@ def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses]) 
         max_dataplane_us, max_config_us, max_elapse_us = s.max_dataplane_us, s.max_config_us, got.elapse_us or 0
         vpcs: Iterable[str] = (got.vpc,) if got.vpc else ()
         buckets = {elapse_bucket(got.elapse_us): 1} if got.elapse_us is not None else {}
+        elapse_sum = got.elapse_us or 0
         if s.failed:
             failures.append((got, s.failed))
     else:
         messages, resources = len(got), 0
-        apply_us = last_applied_ns = max_elapse_us = max_dataplane_us = max_config_us = 0
+        apply_us = last_applied_ns = max_elapse_us = max_dataplane_us = max_config_us = elapse_sum = 0
         buckets = {}
         in_vpcs: set[str] = set()
         for r in got:
@@ -123,6 +126,7 @@ def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses]) 
             if r.vpc:
                 in_vpcs.add(r.vpc)
             if r.elapse_us is not None:
+                elapse_sum += r.elapse_us
                 max_elapse_us = max(max_elapse_us, r.elapse_us)
                 b = elapse_bucket(r.elapse_us)
                 buckets[b] = buckets.get(b, 0) + 1
@@ -147,8 +151,14 @@ def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses]) 
     t.messages, t.resources, t.apply_us = messages, resources, apply_us
     t.max_dataplane_us, t.max_config_us, t.max_elapse_us = max_dataplane_us, max_config_us, max_elapse_us
     t.last_applied_ns = last_applied_ns
+    totals = counters.elapse_buckets
     for b, n in buckets.items():
         t.elapse_buckets[b] = n
+        totals[b] = totals.get(b, 0) + n
+    counters.elapse_us_sum += elapse_sum
+    b = elapse_bucket(apply_us // messages)
+    counters.apply_buckets[b] = counters.apply_buckets.get(b, 0) + messages
+    counters.apply_us_sum += apply_us
     return ack
 
 

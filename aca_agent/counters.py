@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -21,3 +21,9 @@ class Counters:
     bytes_pushed: int = 0  # goal-state bytes the DPM pushed on the gRPC channel
     replies_sent: int = 0
     conflicts: int = 0  # resources at the held revision with other content (refused)
+    # Histograms in `aca_agent.acks.elapse_bucket`s, summed as acks are built: publish -> applied
+    # of each message, and each message's apply time (an ack's apply time over its messages).
+    elapse_buckets: dict[int, int] = field(default_factory=dict)
+    elapse_us_sum: int = 0
+    apply_buckets: dict[int, int] = field(default_factory=dict)
+    apply_us_sum: int = 0

@@ -21,10 +21,11 @@ import structlog
 from aca_agent.applier import Applier
 from aca_agent.consumer import CHANNELS, AgentConsumer
 from aca_agent.dataplane import MemoryDataPlane
+from aca_agent.metrics import agent_metrics
 from aca_agent.resync import Resyncer
 from aca_agent.status import FastPath, start_servers
 from gsmq import lifecycle, logs
-from gsmq.config import ConfigError, Settings, positive_int
+from gsmq.config import ConfigError, Settings, port_number, positive_int
 from gsmq.errors import BrokerUnavailableError
 from gsmq.grpc_ops import Health
 from gsmq.host_ranges import ranges_of
@@ -64,6 +65,7 @@ class AgentConfig:
     dpm_address: str | None = None
     status_port: int = 0
     grpc_port: int = 0
+    metrics_port: int = 0
     listen_host: str = "127.0.0.1"
     advertise_address: str | None = None
     program_cost_us: int = 0
@@ -71,13 +73,6 @@ class AgentConfig:
     max_batch: int = 1000
     log_level: str = "info"
     log_json: bool | None = None
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"port must be 0..65535, got {text}")
-    return value
 
 
 def _non_negative(text: str) -> int:
@@ -105,9 +100,11 @@ def build_settings(sim: bool) -> Settings:
         "each host topic once someone created it (looked for every 2 s; pass unicast for large fleets)",
     )
     settings.option("--dpm-address", default=None, help="DPM gRPC host:port, asked for full state at start and on gaps; unset: no resync")
-    settings.option("--status-port", default=0, convert=_port, help="gRPC port of gsmq.v1.AgentStatusService; 0 = off")
-    settings.option("--grpc-port", default=0, convert=_port,
+    settings.option("--status-port", default=0, convert=port_number, help="gRPC port of gsmq.v1.AgentStatusService; 0 = off")
+    settings.option("--grpc-port", default=0, convert=port_number,
                     help="gRPC port of the fast path GoalStateProvisioner.PushGoalStatesStream; 0 = off")
+    settings.option("--metrics-port", default=0, convert=port_number,
+                    help="serve Prometheus metrics on http://<--listen-host>:PORT/metrics; 0 = off")
     settings.option("--listen-host", default="127.0.0.1", help="address the gRPC servers listen on (0.0.0.0: every interface)")
     settings.option("--advertise-address", default=None,
                     help="host:port the DPM reaches the fast path at; with --grpc-port and --dpm-address the agent registers it"
@@ -157,6 +154,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         dpm_address=values["dpm_address"],
         status_port=values["status_port"],
         grpc_port=values["grpc_port"],
+        metrics_port=values["metrics_port"],
         listen_host=values["listen_host"],
         advertise_address=values["advertise_address"],
         program_cost_us=values["program_cost_us"],
@@ -221,6 +219,12 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
         life.close("aca-producer-flush", lambda: sink.flush(2.0), stop_timeout=3.0)
         source = KafkaSource(kafka, config.group)
         life.close("aca-consumer-close", source.close, stop_timeout=5.0)
+        if config.metrics_port:
+            try:
+                exporter = agent_metrics(applier, lock, source).serve(config.metrics_port, config.listen_host)
+            except OSError as exc:
+                raise ConfigError(f"--metrics-port {config.metrics_port}: {exc.strerror}") from exc
+            life.close("aca-metrics", exporter.shutdown, stop_timeout=2.0)
         resyncer = Resyncer(config.dpm_address).start() if config.dpm_address else None
         fast_path = FastPath(applier, lock)
         if resyncer is not None:

@@ -19,12 +19,13 @@ from dpm_server import changelog, paths
 from dpm_server.acks import decode_acks
 from dpm_server.engine import SLICE_HOSTS, Engine
 from dpm_server.links import AgentLinks
+from dpm_server.metrics import dpm_metrics
 from dpm_server.paths import Paths
 from dpm_server.publisher import Publisher
 from dpm_server.service import MAX_INPUT_BYTES, SERVICE, Provisioner, Registry, Status, register
 from dpm_server.snapshot import Snapshot
 from gsmq import lifecycle
-from gsmq.config import ConfigError, Settings, positive_int
+from gsmq.config import ConfigError, Settings, port_number, positive_int
 from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.grpc_ops import add_operations
 from gsmq.kafka import KafkaSettings
@@ -84,6 +85,7 @@ class DpmConfig:
     path_lower_ports: int
     path_settle_seconds: float
     link_timeout: float
+    metrics_port: int
     log_level: str
     log_json: bool | None
 
@@ -137,6 +139,8 @@ def settings() -> Settings:
     s.option("--link-timeout", default=3.0, convert=positive_float,
              help="seconds an agent's fast path may leave a pushed message unanswered before it is dropped (its hosts"
              " then go through Kafka until it registers again)")
+    s.option("--metrics-port", default=0, convert=port_number,
+             help="serve Prometheus metrics on http://<the --grpc-address host>:PORT/metrics (0: off)")
     s.option("--changelog-partitions", default=8, convert=positive_int,
              help="partitions of the changelog topic (the durable desired state, log-compacted) when it is created")
     return s
@@ -332,6 +336,14 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
                                   config.max_in_flight_hosts, config.batches_in_flight, config.max_input_bytes,
                                   config.max_hosts_per_input)
         register(provisioner, server)
+        if config.metrics_port:
+            metrics, answered = dpm_metrics(engine, provisioner.batcher, channels)
+            provisioner.answered = answered.observe
+            try:
+                exporter = metrics.serve(config.metrics_port, config.grpc_address.rpartition(":")[0])
+            except OSError as exc:
+                raise ConfigError(f"--metrics-port {config.metrics_port}: {exc.strerror}") from exc
+            life.close("dpm-metrics", exporter.shutdown, stop_timeout=2.0)
         status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine, provisioner.batcher, channels), server)
         channel_pb2_grpc.add_AgentRegistryServicer_to_server(Registry(links, config.path), server)
         checker = add_operations(server, [SERVICE, *(d.DESCRIPTOR.services_by_name[name].full_name for d, name in

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -152,6 +153,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         # at the back looked silent and were retried (Little's law, docs/internals.md).
         self.in_flight_hosts = Budget(max_in_flight_hosts)
         self.batcher = Batcher(engine, batch_window, batch_size, batches_in_flight)
+        self.answered: Callable[[float], None] | None = None  # told each input's seconds from received to answered
 
     async def PushGoalStatesStream(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[bytes], context: Context
@@ -183,9 +185,11 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
                     future: asyncio.Future[gsp.GoalStateOperationReply] = loop.create_future()
 
                     def done(reply: gsp.GoalStateOperationReply, future: asyncio.Future[gsp.GoalStateOperationReply] = future,
-                             hosts: int = hosts) -> None:
+                             hosts: int = hosts, received: float = time.monotonic()) -> None:
                         self.in_flight.release(1)
                         self.in_flight_hosts.release(hosts)
+                        if self.answered is not None:
+                            self.answered(time.monotonic() - received)
                         if not future.done():
                             future.set_result(reply)
 

@@ -245,6 +245,18 @@ class KafkaSource:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._down = True
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        tps = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
+        if not tps:
+            return {}
+        out = {}
+        with kafka_errors("reading positions"):
+            for tp in self.consumer.position(tps):
+                high = self.consumer.get_watermark_offsets(tp, cached=True)[1]  # from the last fetch: no request
+                if tp.offset >= 0 and high >= 0:
+                    out[(tp.topic, tp.partition)] = max(high - tp.offset, 0)
+        return out
+
     def reachable(self) -> bool:
         if self._down and time.monotonic() - self._probed >= PROBE_EVERY_S:
             self._probed = time.monotonic()

@@ -103,6 +103,9 @@ class Source(Protocol):
     def reachable(self) -> bool:
         """False once every broker is lost, until one answers again (asked at most every few seconds)."""
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records not read yet, per assigned partition whose end is known (from the last fetches)."""
+
 
 class MemoryBus:
     """An in-memory log of topics with Kafka's placement rules, for unit tests.
@@ -222,3 +225,6 @@ class _MemorySource:
 
     def reachable(self) -> bool:
         return True
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {tp: len(self.bus.logs.get(tp, [])) - pos for tp, pos in self.at.items()}

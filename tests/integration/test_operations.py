@@ -6,15 +6,22 @@ import asyncio
 import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
-from gs_bench.cluster import Daemon, start_agent, start_dpm, wait_for
+from alcor.schema import goalstate_pb2 as gs
+from alcor.schema import goalstateprovisioner_pb2 as gsp
+from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from gs_bench.cluster import Daemon, start_agent, start_dpm, start_sim, wait_for
+from gs_bench.topology import port_message, ports_of, subnet_message
 from gsmq.broker import free_port
 from gsmq.topics import Topics
 
@@ -30,13 +37,14 @@ def test_every_daemon_answers_version_with_its_kafka_client(command: list[str]) 
 
 def health(address: str, service: str = "") -> str:
     with grpc.insecure_channel(address) as channel:
-        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs' types lag the generated code
+        answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
 
 
 def services(address: str) -> set[str]:
     with grpc.insecure_channel(address) as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
         [answer] = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
         return {s.name for s in answer.list_services_response.service}
 
@@ -105,3 +113,52 @@ async def test_the_agent_is_not_serving_until_it_reaches_the_broker(tmp_path: Pa
     assert all(e["service"] == "aca-agent" and e["host_id"] == "10.8.0.1" and e["pid"] and e["version"] for e in events)
     assert any(e["event"] == "librdkafka" and e["level"] in ("error", "warning") for e in events)
     assert [e["serving"] for e in events if e["event"] == "agent_health"] == [True]
+
+
+def push(dpm_port: int, messages: list[gs.GoalStateV2]) -> list[gsp.GoalStateOperationReply]:
+    with grpc.insecure_channel(f"127.0.0.1:{dpm_port}") as channel:
+        return list(gsp_grpc.GoalStateProvisionerStub(channel).PushGoalStatesStream(iter(messages), timeout=120))
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """/metrics parsed by prometheus_client's own parser: sample name -> [(labels, value)]."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def test_after_a_storm_both_daemons_metrics_parse_and_count_it(tmp_path: Path, bootstrap: str, topics: Topics) -> None:
+    dpm_port, sim_port = free_port(), free_port()
+    dpm = start_dpm(tmp_path, bootstrap, topics.prefix, "vpc-multicast", "--metrics-port", str(dpm_port), "--path", "mq")
+    hosts = [f"10.6.0.{i}" for i in range(1, 5)]
+    sim = start_sim(tmp_path, bootstrap, topics.prefix, dpm.status_port, len(hosts), hosts[0], "metrics", "--metrics-port", str(sim_port))
+    try:
+        layout = {"vpc-m": dict.fromkeys(hosts, 2)}
+        replies = push(dpm.status_port, [subnet_message("vpc-m", hosts)] + [port_message(p, hosts) for p in ports_of(layout)])
+        assert len(replies) == 9
+        dpm_metrics, sim_metrics = scrape(dpm_port), scrape(sim_port)
+    finally:
+        sim.stop()
+        dpm.stop()
+
+    def value(metrics: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+        return sum(v for got, v in metrics[name] if labels.items() <= got.items())
+
+    assert value(dpm_metrics, "gsmq_dpm_goal_states_received_total") == 9 == value(dpm_metrics, "gsmq_dpm_goal_states_answered_total")
+    assert value(dpm_metrics, "gsmq_dpm_messages_total", channel="multicast") > 0
+    assert value(dpm_metrics, "gsmq_dpm_bytes_total", channel="unicast") > 0
+    assert value(dpm_metrics, "gsmq_dpm_acks_total") > 0 and value(dpm_metrics, "gsmq_dpm_hosts") == len(hosts)
+    assert value(dpm_metrics, "gsmq_dpm_request_seconds_count") == 9
+    for name in ("gsmq_dpm_retries_total", "gsmq_dpm_resyncs_total", "gsmq_dpm_dead_letters_total", "gsmq_dpm_requests_failed_total",
+                 "gsmq_dpm_requests_in_flight", "gsmq_dpm_agents_registered", "gsmq_dpm_path_switches_total"):
+        assert name in dpm_metrics
+    assert value(sim_metrics, "gsmq_aca_messages_applied_total") > 0 and value(sim_metrics, "gsmq_aca_acks_sent_total") > 0
+    assert value(sim_metrics, "gsmq_aca_bytes_total", channel="kafka") > 0 and value(sim_metrics, "gsmq_aca_hosts") == len(hosts)
+    assert value(sim_metrics, "gsmq_aca_followed_vpcs") == len(hosts)
+    assert value(sim_metrics, "gsmq_aca_publish_to_applied_seconds_count") > 0
+    assert value(sim_metrics, "gsmq_aca_apply_seconds_count") >= value(sim_metrics, "gsmq_aca_publish_to_applied_seconds_count")
+    assert "gsmq_aca_consumer_lag" in sim_metrics and all(v >= 0 for _, v in sim_metrics["gsmq_aca_consumer_lag"])

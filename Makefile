@@ -24,6 +24,7 @@ help:
 	@echo "make proto-check  fail when the committed generated code is stale"
 	@echo "make broker       run the embedded Kafka broker in the foreground"
 	@echo "make venv         create .venv and install the project with its dev extra"
+	@echo "make kafka        fetch the embedded Apache Kafka's jars with Maven into ~/.cache/gsmq (once; run by venv)"
 	@echo "make clean        remove .venv, build output and tool caches"
 
 venv: $(STAMP) kafka

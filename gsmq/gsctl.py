@@ -6,10 +6,11 @@
   broker   run the embedded Kafka broker in the foreground
   topics   list a cluster's topics and partition counts
   tail     print a topic's messages decoded, with key, partition, offset and headers
+  status   ask a DPM or an agent for its status (and a host's state) as JSON
 
 Bad input (bytes that are not the message, JSON with unknown fields or wrong types,
 an unknown type, a missing file, an unreachable broker) gives one line on stderr and
-exit code 2.
+exit code 2; a status service that does not answer, one line and exit code 1.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pkgutil
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Any, NoReturn
@@ -36,11 +38,12 @@ import gsmq.v1
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings, env_properties, parse_properties
 
 DESCRIPTION = """Look at goal states: decode and encode the protobuf messages of alcor.schema and
-gsmq.v1, run the embedded Kafka broker, list topics, tail a topic decoded.
+gsmq.v1, run the embedded Kafka broker, list topics, tail a topic decoded, ask a DPM or
+an agent for its status.
 
 Bad input (bytes that are not the message, JSON with unknown fields or wrong types, an
 unknown type, a missing file, an unreachable broker) gives one line on stderr and exit
-code 2."""
+code 2; a status service that does not answer, one line and exit code 1."""
 
 EXAMPLES = """examples:
   gsctl decode --type GoalStateV2 ../shared/vectors/goalstatev2_small.bin
@@ -49,6 +52,9 @@ EXAMPLES = """examples:
   gsctl broker --port 9092 --data-dir /var/tmp/gsmq-kafka   # same address and data after a restart
   gsctl broker --brokers 3           # prints 127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3
   gsctl tail --bootstrap 127.0.0.1:PORT --topic gs.unicast --count 10
+  gsctl tail --bootstrap 127.0.0.1:PORT --topic gs.unicast --key 192.168.0.11 --from end --follow
+  gsctl status --dpm 127.0.0.1:50051 --host 192.168.0.11      # counters and the host's desired state
+  gsctl status --agent 127.0.0.1:50061 --host 192.168.0.11    # counters and what its data plane holds
 """
 
 
@@ -58,6 +64,10 @@ class UsageError(Exception):
 
 class OutputError(Exception):
     """Standard output could not be written (other than a closed pipe)."""
+
+
+class NoAnswerError(Exception):
+    """A service that did not answer (a runtime failure, not bad input): one line, exit code 1."""
 
 
 def _write(data: bytes) -> None:
@@ -285,11 +295,40 @@ def _topics(settings: KafkaSettings, timeout: float) -> int:
     return 0
 
 
-def _tail(settings: KafkaSettings, topic: str, count: int | None, idle: float, timeout: float) -> int:
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+FROM_HELP = ("where to start in each partition read: beginning (default), end (only records produced from now on), "
+             "an offset (clamped to what the partition holds), or -N: the last N records of each partition, with --key "
+             "the key's last N (write --from=-N)")
 
-    from gsmq import wire
 
+def start_position(text: str) -> str | int:
+    """`--from`: 'beginning', 'end', an offset, or -N (the last N records)."""
+    word = text.strip().lower()
+    if word in ("beginning", "end"):
+        return word
+    try:
+        return int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"beginning, end, an offset or -N, not {text!r}") from None
+
+
+def _offset(start: str | int, low: int, high: int) -> int:
+    """The first offset to read of a partition holding [low, high) for `--from start`."""
+    if start == "end":
+        return high
+    if isinstance(start, int) and start < 0:
+        return max(low, high + start)
+    return min(max(int(start), low), high)
+
+
+def _tail(settings: KafkaSettings, args: argparse.Namespace) -> int:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+    from gsmq.partition import partition_for
+
+    topic, timeout, key = args.topic, args.timeout, args.key
+    done = threading.Event()  # SIGINT (Ctrl-C) or SIGTERM: stop reading, exit 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
     try:  # every topic's metadata: asking for one by name makes some brokers (Tansu) create it
         meta = _admin(settings).list_topics(timeout=timeout).topics.get(topic)
     except KafkaException as exc:
@@ -297,32 +336,136 @@ def _tail(settings: KafkaSettings, topic: str, count: int | None, idle: float, t
     if meta is None or meta.error is not None or not meta.partitions:
         raise UsageError(f"no topic {topic!r} at {settings.bootstrap}")
     parts = len(meta.partitions)
-    consumer = Consumer({**settings.consumer("gsctl-tail"), "log_level": 0})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
-    seen, quiet = 0, 0.0
+    # A key is on one partition: the one Kafka's default partitioner (murmur2) puts it on,
+    # where the DPM writes it and the key's agent reads it.
+    partitions = [partition_for(key, parts)] if key else list(range(parts))
+    consumer = Consumer({**settings.consumer("gsctl-tail"), "log_level": 0, "enable.partition.eof": True})
+    last: tuple[int, int] | None = None  # --key with --from=-N: (N, the partition's end when we started)
     try:
-        while (count is None or seen < count) and quiet < idle:
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error() is not None:
-                quiet += 0.2
-                continue
-            quiet = 0.0
-            hdrs = wire.decode_headers(msg.headers())
-            kind = wire.message_type(hdrs)
-            body: Any = None
-            cls = message_types().get(kind.lower())
-            if cls is not None:
+        if args.start == "beginning":
+            assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
+            where = "from the beginning"
+        else:  # positions taken before anything is read, so `end` means "produced from now on"
+            assignment = []
+            for p in partitions:
                 try:
-                    body = decode(msg.value() or b"", cls, f"offset {msg.offset()}", allow_unknown=True)
-                except UsageError as exc:
-                    body = {"error": str(exc)}
-            line = {"key": (msg.key() or b"").decode(errors="replace"), "partition": msg.partition(),
-                    "offset": msg.offset(), "headers": hdrs, "type": kind, "bytes": len(msg.value() or b""),
-                    "message": body}
-            print(json.dumps(line, sort_keys=True, ensure_ascii=False), flush=True)
-            seen += 1
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                except KafkaException as exc:
+                    raise UsageError(f"no answer from {settings.bootstrap} ({_kafka_reason(exc)})") from exc
+                if key and isinstance(args.start, int) and args.start < 0:  # the key's last N: among all of its partition
+                    last = (-args.start, high)
+                    assignment.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+                else:
+                    assignment.append(TopicPartition(topic, p, _offset(args.start, low, high)))
+            offsets = ", ".join(str(tp.offset) for tp in assignment)
+            where = (f"from the last {last[0]} record{'s' * (last[0] > 1)} of {key}" if last
+                     else f"from offset{'s' * (len(assignment) > 1)} {offsets}")
+        consumer.assign(assignment)
+        if args.follow:  # on stderr: the lines on stdout stay records, and a reader knows when it may produce
+            what = f"partition {partitions[0]}" if len(partitions) == 1 else f"{len(partitions)} partitions"
+            print(f"gsctl: following {topic} {what} {where} (Ctrl-C stops)", file=sys.stderr, flush=True)
+        _print_records(consumer, key.encode() if key else None, args, done, last)
     finally:
         consumer.close()
+    return 0
+
+
+def _print_records(consumer: Any, key: bytes | None, args: argparse.Namespace, done: threading.Event,
+                   last: tuple[int, int] | None) -> None:
+    """One JSON line per record (of `key` only, when given) until --count lines, SIGINT or
+    SIGTERM, or (without --follow) --idle seconds in which no record came. `last` = (N,
+    end): the partition is read from its beginning and, of the records before offset
+    `end`, the key's last N are printed once the end is reached (Kafka reads forward only)."""
+    from confluent_kafka import KafkaError
+
+    from gsmq import wire
+
+    held: deque[Any] | None = deque(maxlen=last[0]) if last else None
+    end = last[1] if last else 0
+    seen, quiet, step = 0, 0.0, 0.2
+
+    def more() -> bool:
+        return not done.is_set() and (args.count is None or seen < args.count)
+
+    def emit(msg: Any) -> None:
+        nonlocal seen
+        hdrs = wire.decode_headers(msg.headers())
+        kind = wire.message_type(hdrs)
+        body: Any = None
+        cls = message_types().get(kind.lower())
+        if cls is not None:
+            try:
+                body = decode(msg.value() or b"", cls, f"offset {msg.offset()}", allow_unknown=True)
+            except UsageError as exc:
+                body = {"error": str(exc)}
+        line = {"key": (msg.key() or b"").decode(errors="replace"), "partition": msg.partition(),
+                "offset": msg.offset(), "headers": hdrs, "type": kind, "bytes": len(msg.value() or b""),
+                "message": body}
+        _write((json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n").encode())
+        seen += 1
+
+    def release() -> None:
+        nonlocal held
+        for msg in held or ():
+            if more():
+                emit(msg)
+        held = None
+
+    while more() and (args.follow or quiet < args.idle):
+        msg = consumer.poll(step)
+        error = None if msg is None else msg.error()
+        if msg is None or error is not None:
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                release()  # the end of the partition: whatever is held is the key's last N
+            else:
+                quiet += step
+            continue
+        quiet = 0.0
+        if key is not None and msg.key() != key:
+            continue
+        if held is not None:
+            if msg.offset() < end:
+                held.append(msg)
+                continue
+            release()
+            if not more():
+                break
+        emit(msg)
+
+
+# ---------------------------------------------------------------- status services
+
+
+def _status(args: argparse.Namespace) -> int:
+    """`gsctl status --dpm ADDR | --agent ADDR [--host HOST ...]`: one JSON object, `status`
+    (DpmStatus or AgentStatus) and, per --host, `host_snapshots` (the DPM's desired state
+    of the host) or `host_states` (what the agent's data plane holds), each value the
+    canonical JSON of `gsctl decode`."""
+    import grpc
+
+    from gsmq.v1 import status_pb2, status_pb2_grpc
+
+    dpm = args.dpm is not None
+    address = args.dpm if dpm else args.agent
+    service = "gsmq.v1.DpmStatusService" if dpm else "gsmq.v1.AgentStatusService"
+    with grpc.insecure_channel(address) as channel:
+        stub: Any = status_pb2_grpc.DpmStatusServiceStub(channel) if dpm else status_pb2_grpc.AgentStatusServiceStub(channel)
+        host_call = stub.GetHostSnapshot if dpm else stub.GetHostState
+        try:
+            status = stub.GetStatus(status_pb2.StatusRequest(), timeout=args.timeout)
+            hosts = {host: host_call(status_pb2.HostId(host_id=host), timeout=args.timeout) for host in args.host or []}
+        except grpc.RpcError as exc:  # raised by a call, it is also a grpc.Call (code, details)
+            call: Any = exc
+            code, details = call.code(), call.details()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                other = "an agent's --status-port" if dpm else "a DPM's gRPC address"
+                raise NoAnswerError(f"{address} does not serve {service} (is it {other}?)") from exc
+            raise NoAnswerError(f"no answer from {address} ({getattr(code, 'name', 'error')}: {details})") from exc
+    document: dict[str, Any] = {"status": json_format.MessageToDict(status, preserving_proto_field_name=True)}
+    if hosts:
+        document["host_snapshots" if dpm else "host_states"] = {
+            host: json_format.MessageToDict(state, preserving_proto_field_name=True) for host, state in hosts.items()}
+    _write(to_json(document).encode())
     return 0
 
 
@@ -336,8 +479,25 @@ class _Parser(argparse.ArgumentParser):
         fail(f"{message} (see '{self.prog} --help')")
 
 
+class _Version(argparse.Action):
+    """`--version`: the line of `gsmq.version.version_line`, as the daemons print it; computed
+    only when asked, so that gsctl starts without importing the Kafka client."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS,
+                 help: str = "show program's version number and exit") -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from gsmq.version import version_line
+
+        _write(f"{version_line('gsctl')}\n".encode())
+        parser.exit(0)
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="gsctl", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     type_help = ("message type, case-insensitive, short or full name: GoalStateV2, GoalState, "
                  "GoalStateOperationReply, HostRequest, HostRequestReply, NodeSubscribeInfo, ... ('gsctl types')")
@@ -370,7 +530,7 @@ def parser() -> argparse.ArgumentParser:
     brk.add_argument("--topic-prefix", default="gs", help="sasl_ssl: the topic prefix the ACLs cover (default: gs)")
     brk.add_argument("--log", metavar="FILE", help="append the broker's own output to FILE (default: discarded)")
     for name, what in (("topics", "list topics and their partition counts (tab-separated)"),
-                       ("tail", "print a topic's messages decoded, one JSON line each, from the first offset")):
+                       ("tail", "print a topic's messages decoded, one JSON line each")):
         cmd = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
         cmd.add_argument("--bootstrap", help=f"Kafka bootstrap servers host:port[,...] [env: {ENV_BOOTSTRAP}]")
         cmd.add_argument("-X", dest="kafka_property", action="append", metavar="KEY=VALUE",
@@ -378,9 +538,28 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for metadata (default: 10)")
         if name == "tail":
             cmd.add_argument("--topic", required=True, help="e.g. gs.unicast, gs.multicast, gs.reply, gs.deadletter")
+            cmd.add_argument("--from", dest="start", type=start_position, default="beginning", metavar="WHERE",
+                             help=FROM_HELP)
+            cmd.add_argument("--key", help="only the records with this key (a host id on gs.unicast and gs.reply, a VPC "
+                             "id on gs.multicast), read from the one partition Kafka's default partitioner (murmur2) "
+                             "puts the key on, where the DPM writes it and its agent reads it")
+            cmd.add_argument("--follow", action="store_true",
+                             help="keep reading new records until SIGINT (Ctrl-C) or SIGTERM (exit 0) or --count")
             cmd.add_argument("--count", type=int, help="stop after this many messages")
             cmd.add_argument("--idle", type=float, default=2.0,
-                             help="stop after this many seconds without a message (default: 2)")
+                             help="without --follow: stop after this many seconds without a message (default: 2)")
+    st = sub.add_parser("status", help="print a DPM's or an agent's status (and a host's state) as JSON",
+                        description="Ask a DPM (gsmq.v1.DpmStatusService on its gRPC address) or an agent "
+                        "(gsmq.v1.AgentStatusService on its --status-port) for its counters and print one JSON object: "
+                        "'status', plus with --host 'host_snapshots' (the DPM's desired state of each host) or "
+                        "'host_states' (what the agent's data plane holds), each in the canonical JSON of 'gsctl decode'. "
+                        "An address that does not answer: one line, exit code 1.")
+    which = st.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dpm", metavar="ADDR", help="the DPM's gRPC address host:port (dpm-server --grpc-address)")
+    which.add_argument("--agent", metavar="ADDR", help="an agent's status address host:port (aca-agent --status-port)")
+    st.add_argument("--host", action="append", metavar="HOST", help="also this host's snapshot (DPM) or state (agent); "
+                    "repeatable")
+    st.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer (default: 5)")
     return p
 
 
@@ -404,8 +583,10 @@ def _run(args: argparse.Namespace) -> int:
         return _broker(args)
     elif args.command == "topics":
         return _topics(_settings(args), args.timeout)
+    elif args.command == "status":
+        return _status(args)
     else:
-        return _tail(_settings(args), args.topic, args.count, args.idle, args.timeout)
+        return _tail(_settings(args), args)
     return 0
 
 
@@ -415,6 +596,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except UsageError as exc:
         fail(str(exc))
+    except NoAnswerError as exc:
+        print(f"gsctl: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return 1
     except BrokenPipeError:  # e.g. `gsctl decode ... | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -17,11 +17,11 @@ def version_line(program: str, kafka: bool = True) -> str:
     embedded broker's (the one started when no bootstrap server is given)."""
     line = f"{program} {package_version()}"
     if kafka:
+        from importlib.metadata import version
+
         import confluent_kafka
 
         from gsmq.kafka_jars import KAFKA_VERSION
-
-        from importlib.metadata import version
 
         client = version("confluent-kafka")
         line += (f" (librdkafka {confluent_kafka.libversion()[0]}, confluent-kafka {client},"

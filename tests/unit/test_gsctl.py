@@ -75,7 +75,7 @@ def test_types_lists_every_message_of_both_packages() -> None:
 def test_help_names_every_command() -> None:
     done = gsctl_run("--help")
     assert done.returncode == 0
-    for command in ("decode", "encode", "types", "broker", "topics", "tail"):
+    for command in ("decode", "encode", "types", "broker", "topics", "tail", "status", "--version"):
         assert command in done.stdout.decode()
 
 
@@ -134,6 +134,9 @@ BAD = [
     (("frobnicate",), b"", "frobnicate"),
     ((), b"", "COMMAND"),
     (("tail", "--topic", "x"), b"", "--bootstrap"),
+    (("tail", "--topic", "x", "--bootstrap", "127.0.0.1:1", "--from", "middle"), b"", "--from: beginning, end, an offset or -N"),
+    (("status",), b"", "one of the arguments --dpm --agent is required"),
+    (("status", "--dpm", "a:1", "--agent", "b:1"), b"", "not allowed with argument --dpm"),
 ]
 
 
@@ -188,3 +191,18 @@ def test_a_reader_that_leaves_early_is_not_an_error() -> None:
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == b""
+
+
+# ---------------------------------------------------------------- --version
+
+
+def test_version_is_the_line_the_daemons_print() -> None:
+    from gsmq.version import version_line
+
+    done = gsctl_run("--version")
+    assert done.returncode == 0 and done.stderr == b""
+    assert done.stdout.decode() == version_line("gsctl") + "\n"
+    assert done.stdout.startswith(b"gsctl 0") and b"librdkafka" in done.stdout
+
+
+# ---------------------------------------------------------------- tail through the real broker

@@ -239,25 +239,28 @@ class AgentConsumer:
             raise failed
         return len(batch)
 
-    def apply_pushed(self, raw: bytes, headers: dict[str, str]) -> list[ack_pb2.Ack]:
-        """A message the DPM pushed on the gRPC channel (docs/internals.md, "Channels per VPC"):
-        the GoalStateV2 `raw` with the headers of the Kafka record it stands for, applied by
-        the same rules (sequences, follows, dead letters, resyncs), under the lock. Returns
-        its acks, which go back on the stream; the partitions of VPCs it made a host follow
-        are assigned by the consume loop."""
-        multicast = wire.VPC_ID in headers
-        env = Envelope("", headers.get(wire.VPC_ID, "") if multicast else headers.get(wire.HOST_ID, ""), raw, headers)
+    def apply_pushed(self, messages: list[tuple[bytes, dict[str, str]]]) -> list[ack_pb2.Ack]:
+        """Messages the DPM pushed on the gRPC channel (docs/internals.md, "Channels per VPC"),
+        in order: each the GoalStateV2 `raw` with the headers of the Kafka record it stands
+        for, applied by the same rules (sequences, follows, dead letters, resyncs), under the
+        lock. Returns their acks (one per host that moved), which go back on the stream; the
+        partitions of VPCs they made a host follow are assigned by the consume loop."""
         dead_letters: list[Envelope] = []
         progress = Progress()
+        resync: set[str] = set()
         with self.lock:
-            self.counters.bytes_pushed += len(raw)
-            results = self._handle(env, dead_letters, multicast)
-            for result in results:
-                progress.add(result)
+            for raw, headers in messages:
+                multicast = wire.VPC_ID in headers
+                env = Envelope("", headers.get(wire.VPC_ID, "") if multicast else headers.get(wire.HOST_ID, ""), raw, headers)
+                self.counters.bytes_pushed += len(raw)
+                for result in self._handle(env, dead_letters, multicast):
+                    progress.add(result)
+                    if result.resync:
+                        resync.add(result.host)
             acks = progress.acks(self.applier)
         if dead_letters:
             self.sink.send_all(dead_letters)  # delivered with the consume loop's next flush
-        self._ask_resync(sorted({r.host for r in results if r.resync}))
+        self._ask_resync(sorted(resync))
         return acks
 
     def _ask_resync(self, hosts: list[str]) -> None:

@@ -64,16 +64,20 @@ class AgentStatus(status_pb2_grpc.AgentStatusServiceServicer):
             return self.applier.host_state(request.host_id)
 
 
-Pushed = Callable[[bytes, dict[str, str]], list[ack_pb2.Ack]]
+Pushed = Callable[[list[tuple[bytes, dict[str, str]]]], list[ack_pb2.Ack]]
+MAX_PUSHED_BATCH = 1000  # most pushed messages applied together (one lock, one set of acks)
 
 
 class FastPath:
     """alcor.schema.GoalStateProvisioner.PushGoalStatesStream, answered in order.
 
     A request with `gsmq.v1.ChannelHeaders` comes from the DPM's gRPC channel: it is applied
-    by `pushed` (the consume loop's rules) and answered with its acks (`ChannelAcks`). A
-    plain GoalStateV2 (the bench's direct baseline, or an Alcor DPM) is applied for the
-    served hosts of its host_resources and answered with a status per resource."""
+    by `pushed` (the consume loop's rules) and answered with acks (`ChannelAcks`). Requests
+    that arrived while earlier ones were applied are applied together, as the consume loop
+    applies a poll batch: the last answer of such a batch carries the acks of all of it,
+    the others none. A plain GoalStateV2 (the bench's direct baseline, or an Alcor DPM) is
+    applied for the served hosts of its host_resources and answered with a status per
+    resource."""
 
     def __init__(self, applier: Applier, lock: threading.Lock) -> None:
         self.applier = applier
@@ -83,22 +87,68 @@ class FastPath:
     async def PushGoalStatesStream(  # noqa: N802
         self, request_iterator: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[bytes]:
-        async for raw in request_iterator:
+        waiting: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def read() -> None:
             try:
-                goal = gs.GoalStateV2.FromString(raw)
+                async for raw in request_iterator:
+                    waiting.put_nowait(raw)
+            finally:
+                waiting.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            ended = False
+            while not ended:
+                first = await waiting.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < MAX_PUSHED_BATCH and not waiting.empty():
+                    more = waiting.get_nowait()
+                    if more is None:
+                        ended = True
+                        break
+                    batch.append(more)
+                async for answer in self._answer(batch, context):
+                    yield answer
+            await reader
+        finally:
+            reader.cancel()
+
+    async def _answer(self, batch: list[bytes], context: Context) -> AsyncIterator[bytes]:
+        """The answers to `batch`, in order: pushed messages applied together, plain ones alone."""
+        pushed: list[tuple[bytes, dict[str, str]]] = []
+        for raw in batch:
+            try:
                 headers = dict(channel_pb2.ChannelHeaders.FromString(raw).channel_headers)
+                goal = None if headers else gs.GoalStateV2.FromString(raw)
             except DecodeError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable GoalStateV2: {exc}")
-            if not headers:
-                with self.lock:
-                    results = self.applier.apply_direct(goal)
-                yield build_reply(results).SerializeToString()
+            if goal is None:
+                pushed.append((raw, headers))
                 continue
-            pushed = self.pushed
-            if pushed is None:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting: not consuming yet")
-            acks = await asyncio.to_thread(pushed, raw, headers)
-            yield channel_pb2.ChannelAcks(channel_acks=acks).SerializeToString()
+            for answer in await self._apply(pushed, context):
+                yield answer
+            pushed = []
+            with self.lock:
+                results = self.applier.apply_direct(goal)
+            yield build_reply(results).SerializeToString()
+        for answer in await self._apply(pushed, context):
+            yield answer
+
+    async def _apply(self, pushed: list[tuple[bytes, dict[str, str]]], context: Context) -> list[bytes]:
+        """Apply pushed messages together: an answer each, the last carrying every ack."""
+        if not pushed:
+            return []
+        apply = self.pushed
+        if apply is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting: not consuming yet")
+        acks = await asyncio.to_thread(apply, pushed)
+        return [EMPTY_ANSWER] * (len(pushed) - 1) + [channel_pb2.ChannelAcks(channel_acks=acks).SerializeToString()]
+
+
+EMPTY_ANSWER = b""  # an answer carrying no ack: its batch's last answer carries them
 
 
 def add_fast_path(fast_path: FastPath, server: grpc.aio.Server) -> None:

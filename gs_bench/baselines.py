@@ -1,8 +1,7 @@
-"""Baselines run beside the goal-state path on the same broker and machine:
-- raw Kafka: a plain producer -> a consumer in another process, same message count and
-  sizes, no protobuf, no apply: the ceiling of the transport;
-- the gRPC fast path: the bench pushes the same goal states straight to the
-  `aca-agent sim --grpc-port`s (applied inline, replied at once, no Kafka, no DPM)."""
+"""The raw Kafka baseline, run beside the goal-state path on the same broker and machine: a
+plain producer -> a consumer in another process, same message count and sizes, no
+protobuf, no apply: the ceiling of the transport. (The gRPC fast path baseline is the same
+storm through a DPM with `--path grpc`: `scenarios.run_storm(fast_path=True)`.)"""
 
 from __future__ import annotations
 
@@ -11,16 +10,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from gs_bench.measure import Push, cdf_sample, header_bytes, percentiles
-from gs_bench.measure import rate as per_second
-from gs_bench.runner import push
+from gs_bench.measure import cdf_sample, header_bytes, percentiles
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import ensure_topics
 from gsmq.kafka_transport import consume_batch
@@ -97,38 +93,6 @@ def raw_kafka(
     result.update(duration_s=duration, messages_per_s=result["messages"] / duration, bytes_per_s=result["bytes"] / duration,
                   message_bytes=size, offered_per_s=rate, partitions=partitions)
     return result
-
-
-def grpc_fast_path(addresses: list[str], payloads: list[bytes], streams: int, resources: int) -> dict[str, Any]:
-    """The same goal states pushed straight to the simulators' GoalStateProvisioners: every
-    input to every simulator at once (each applies its own hosts' share), `streams` streams
-    to each; an input is done when every simulator replied (first send -> last reply)."""
-    results: list[Push | None] = [None] * len(addresses)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            results[i] = push(addresses[i], payloads, streams)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,), name=f"bench-fast-{i}", daemon=True) for i in range(len(addresses))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)
-    if errors:
-        raise errors[0]
-    done = [r for r in results if r is not None]
-    result = Push([min(r.sent_ns[i] for r in done) for i in range(len(payloads))],
-                  [max(r.reply_ns[i] for r in done) for i in range(len(payloads))], sum(r.failures for r in done), streams)
-    return {"inputs": result.inputs, "streams": streams, "simulators": len(addresses), "resources": resources,
-            "duration_s": result.duration_s,
-            "goal_states_per_s": per_second(result.inputs, result.duration_s),
-            "resources_per_s": per_second(resources, result.duration_s),
-            "bytes_sent": sum(map(len, payloads)) * len(addresses), "send_to_reply_ms": percentiles(result.latencies_ms()),
-            "cdf_send_to_reply_ms": cdf_sample(result.latencies_ms()), "failures": result.failures}
 
 
 def _main() -> None:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,16 +70,24 @@ class Daemon:
         return self.process.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_all([self])
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def stop_all(daemons: Sequence[Daemon]) -> None:
+    """SIGTERM to every daemon still running, then wait for each (SIGKILL after 15 s): they
+    drain side by side."""
+    running = [d.process for d in daemons if d.process is not None and d.process.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    for process in running:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 # The generated *_pb2_grpc stubs are untyped: each answer is annotated where it is read.
@@ -150,9 +158,14 @@ def _died(daemon: Daemon) -> bool:
 
 
 def start_sim(tmp: Path, bootstrap: str, prefix: str, dpm_port: int, hosts: int, first_host: str, name: str, *extra: str) -> Daemon:
-    """`aca-agent sim` standing for `hosts` hosts from `first_host`."""
+    """`aca-agent sim` standing for `hosts` hosts from `first_host`, once it serves its status."""
+    return sim_ready(spawn_sim(tmp, bootstrap, prefix, dpm_port, hosts, first_host, name, *extra), hosts)
+
+
+def spawn_sim(tmp: Path, bootstrap: str, prefix: str, dpm_port: int, hosts: int, first_host: str, name: str, *extra: str) -> Daemon:
+    """`start_sim` without the wait: several simulators start side by side, then `sim_ready` each."""
     port = free_port()
-    sim = Daemon(
+    return Daemon(
         f"sim-{name}",
         ["aca-agent", "sim", "--hosts", str(hosts), "--first-host", first_host, "--name", name, "--bootstrap", bootstrap,
          "--topic-prefix", prefix, "--dpm-address", f"127.0.0.1:{dpm_port}", "--status-port", str(port),
@@ -160,8 +173,12 @@ def start_sim(tmp: Path, bootstrap: str, prefix: str, dpm_port: int, hosts: int,
         tmp / f"sim-{name}.log",
         port,
     ).start()
-    # a simulator of many hosts builds their state first: 2 minutes plus 1 s per 1,000 hosts
-    wait_for(lambda: answers(lambda: agent_status(port)) or _died(sim), f"aca-agent sim {name} to serve status",
+
+
+def sim_ready(sim: Daemon, hosts: int) -> Daemon:
+    """`sim` once it serves its status (a simulator of many hosts builds their state first: 2
+    minutes plus 1 s per 1,000 hosts)."""
+    wait_for(lambda: answers(lambda: agent_status(sim.status_port)) or _died(sim), f"aca-agent {sim.name} to serve status",
              deadline=120 + hosts / 1000)
     assert sim.process is not None and sim.process.poll() is None, sim.logs()
     return sim

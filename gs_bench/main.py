@@ -2,9 +2,11 @@
 daemons, print progress and a summary table, write bench-results/<UTC timestamp>/
 (results.json, report.md, PNG plots).
 
-Scenarios: storm (1), churn (2), restart (3), strategies (4), faults (nothing lost, each
-fault against a storm), hosts + vpc-storm + memory (5, the scale path), and the baselines: raw (Kafka producer -> consumer) and fast-path
-(gRPC straight to the simulators). Suites: default (~5 min on 2 cores), tiny (seconds),
+Scenarios: storm (1), churn (2), restart (3), strategies (4), channels (the same storm over
+gRPC, Kafka and auto per VPC size, and a mixed region), faults (nothing lost, each fault
+against a storm), hosts + vpc-storm + memory (5, the scale path), and the baselines: raw
+(Kafka producer -> consumer) and fast-path (the main storm through a DPM with --path grpc,
+pushed to the simulators' registered fast paths). Suites: default (~5 min on 2 cores), tiny (seconds),
 scale (100 .. 1,000,000 simulated hosts; long). Each scenario's hosts are split over
 `--sims` simulator processes (default: half the cores; the DPM and the broker need the rest)."""
 
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gs_bench import baselines, report
+from gs_bench.channels import run_channels
 from gs_bench.faults import run_faults
 from gs_bench.footprint import describe as describe_footprint
 from gs_bench.footprint import footprint
@@ -60,6 +63,11 @@ def _triple(text: str) -> tuple[int, int, int]:
     return h, v, p
 
 
+def _quad(text: str) -> tuple[int, int, int, int]:
+    a, b, c, d = _ints(text)
+    return a, b, c, d
+
+
 def _pair(text: str) -> tuple[int, int]:
     h, p = (int(v) for v in text.split(":"))
     return h, p
@@ -92,6 +100,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     sizes.add_argument("--sweep-ports-per-host", type=int, help="ports per host in the sweep")
     sizes.add_argument("--sweep-hosts-per-vpc", type=int, help="hosts per VPC in the sweep")
     sizes.add_argument("--vpc-storm", type=_pair, action="append", metavar="HOSTS:PORTS", help="a one-VPC storm (repeatable)")
+    sizes.add_argument("--channels", type=_ints, metavar="N,N,...", help="hosts per VPC of the channels scenario's storms")
+    sizes.add_argument("--channels-hosts", type=int, help="hosts of each channels storm, split in VPCs of each size")
+    sizes.add_argument("--channels-ports-per-host", type=int, help="port creates per host in each channels storm")
+    sizes.add_argument("--channels-mixed", type=_quad, metavar="S,H,L,H",
+                       help="the channels scenario's mixed region: small VPCs, hosts each, large VPCs, hosts each")
     sizes.add_argument("--memory", type=_ints, metavar="N,N,...", help="host counts of idle simulators measured")
     sizes.add_argument("--footprint", type=_ints, metavar="N,N,...",
                        help="host counts whose DPM and simulator state is measured in one process, without Kafka")
@@ -102,7 +115,8 @@ def suite_of(args: argparse.Namespace) -> Suite:
     suite = SUITES[args.suite]
     overrides: dict[str, Any] = {}
     for name in ("hosts", "vpcs", "ports", "streams", "churn", "churn_seconds", "restart", "strategies", "faults", "faults_vpc_ports",
-                 "giant_input", "sweep", "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory", "footprint"):
+                 "giant_input", "sweep", "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory", "footprint", "channels",
+                 "channels_hosts", "channels_ports_per_host", "channels_mixed"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.vpc_storm:
@@ -148,6 +162,9 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
     if "strategies" in chosen:
         h, v, p = suite.strategies
         results["strategies"] = run_strategies(env, Storm(h, v, p))
+    if "channels" in chosen:
+        run_channels(env, suite.channels, suite.channels_hosts, suite.channels_ports_per_host, suite.channels_mixed,
+                     results.setdefault("channels", {}))
     if "giant-input" in chosen:
         results["giant_input"] = run_giant_input(env, suite.giant_input, suite.giant_window_s)
     if "faults" in chosen:
@@ -216,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(level="warning")  # the bench speaks through `say`; in-process daemons (footprint) only warn
     out, results, code = run(args)
     print("\n" + report.table(report.summary_rows(results)))
+    if results.get("channels", {}).get("points") or results.get("channels", {}).get("mixed"):
+        print("\n" + "\n".join(report.channels_text(results["channels"])))
     print("\ntargets (measured, never asserted):")
     for t in results["targets"]:
         print(f"  {t['target']}: {t['by']}")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import psutil
 from confluent_kafka import Consumer, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, OffsetSpec
 from google.protobuf.message import DecodeError
 
 from aca_agent.acks import bucket_floor_us
@@ -228,13 +228,15 @@ class Push:
 def delta(after: status_pb2.DpmStatus, before: status_pb2.DpmStatus | None) -> dict[str, int]:
     """The DPM's counters gained between two GetStatus answers (all of them if `before` is None)."""
     names = ("messages_published", "unicast_messages", "multicast_messages", "bytes_published", "replies_received",
-             "requests_completed", "requests_failed", "retries", "resyncs_served")
+             "requests_completed", "requests_failed", "retries", "resyncs_served", "grpc_messages", "grpc_bytes",
+             "agents_dropped", "path_switches")
     return {n: getattr(after, n) - (getattr(before, n) if before is not None else 0) for n in names}
 
 
 def agent_delta(after: list[status_pb2.AgentStatus], before: list[status_pb2.AgentStatus] | None) -> dict[str, int]:
     """The simulators' counters gained, summed over simulator processes."""
-    names = ("messages_applied", "bytes_consumed", "replies_sent", "duplicates", "out_of_order", "dead_lettered")
+    names = ("messages_applied", "bytes_consumed", "replies_sent", "duplicates", "out_of_order", "dead_lettered", "bytes_pushed",
+             "stale_messages")
     out = {n: sum(getattr(a, n) for a in after) for n in names}
     if before is not None:
         out = {n: v - sum(getattr(a, n) for a in before) for n, v in out.items()}
@@ -265,6 +267,7 @@ def phase_figures(push: Push, replies: Samples, resources: int, dpm: dict[str, i
         "cdf_caller_reply_ms": cdf_sample(push.latencies_ms()),
         **dpm,
         "bytes_consumed": agents["bytes_consumed"], "messages_applied": agents["messages_applied"],
+        **{k: agents[k] for k in ("bytes_pushed", "out_of_order", "stale_messages") if k in agents},
         "avg_message_bytes": dpm["bytes_published"] / max(dpm["messages_published"], 1),
     }
 
@@ -272,6 +275,47 @@ def phase_figures(push: Push, replies: Samples, resources: int, dpm: dict[str, i
 # --------------------------------------------------------------------------- region fan-out
 
 Partition = tuple[str, int]  # (topic, partition)
+
+
+def end_offsets(kafka: KafkaSettings, topics: list[str]) -> dict[Partition, int]:
+    """The high watermark of every partition of `topics` (where its next record will go), in
+    one request per broker."""
+    admin = AdminClient(kafka.admin())
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # (confluent-kafka's stub leaves it untyped)
+    asked = {TopicPartition(topic, p): latest for topic in topics for p in range(partition_count(admin, topic))}
+    out: dict[Partition, int] = {}
+    for tp, future in admin.list_offsets(asked, request_timeout=10).items():
+        out[(tp.topic, tp.partition)] = future.result().offset
+    return out
+
+
+def bytes_between(kafka: KafkaSettings, since: Mapping[Partition, int], until: Mapping[Partition, int], deadline: float = 600.0) -> int:
+    """Payload bytes of the records at offsets [since, until) of each partition (measured:
+    read back from the broker, values only, as `partition_bytes`); partitions that did not
+    move are not read."""
+    todo = {tp: end for tp, end in until.items() if end > since.get(tp, 0)}
+    if not todo:
+        return 0
+    consumer = Consumer(kafka.consumer("bench-phase-bytes", **{"fetch.wait.max.ms": 100, "fetch.max.bytes": 64 << 20,
+                                                               "max.partition.fetch.bytes": 8 << 20}))
+    size = 0
+    try:
+        consumer.assign([TopicPartition(t, p, since.get((t, p), 0)) for t, p in todo])
+        end = time.monotonic() + deadline
+        while todo and time.monotonic() < end:
+            for msg in consume_batch(consumer, 10000, 0.2):
+                name, part, offset = msg.topic(), msg.partition(), msg.offset()
+                if msg.error() is not None or name is None or part is None or offset is None or (name, part) not in todo:
+                    continue
+                if offset < todo[(name, part)]:
+                    size += len(msg.value() or b"")
+                if offset + 1 >= todo[(name, part)]:
+                    del todo[(name, part)]
+        if todo:
+            raise TimeoutError(f"{len(todo)} partitions not read to their end in {deadline:.0f} s")
+    finally:
+        consumer.close()
+    return size
 
 
 def partition_bytes(kafka: KafkaSettings, topics: list[str], deadline: float = 1800.0, quiet: float = 1.0) -> dict[Partition, int]:

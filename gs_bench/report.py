@@ -69,7 +69,9 @@ RATIO_TEXT = {
     "p99_vs_raw_p99": "publish->applied p99 at 50 % churn / raw Kafka p99 at the same message rate",
     "multicast_vs_unicast_bytes": "bytes vpc-multicast published / unicast-only's, after bring-up",
     "multicast_vs_unicast_bytes_whole_storm": "bytes vpc-multicast published / unicast-only's, whole storm",
-    "grpc_fast_path_vs_kafka_path": "goal states/s of the gRPC fast path / of the Kafka path (main storm)",
+    "grpc_fast_path_vs_kafka_path": "goal states/s of the gRPC fast path (DPM --path grpc) / of the Kafka path (--path mq), main storm",
+    "channels_auto_vs_grpc": "goal states/s of --path auto / of --path grpc (channels, mixed region)",
+    "channels_auto_vs_mq": "goal states/s of --path auto / of --path mq (channels, mixed region)",
     "region_fetch_vs_sims_fetch": "bytes a region of real hosts would fetch / bytes the simulators fetched (main storm)",
 }
 
@@ -97,7 +99,41 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         out["grpc_fast_path_vs_kafka_path"] = fast["goal_states_per_s"] / storm["goal_states_per_s"]
     if storm and storm.get("fanout"):
         out["region_fetch_vs_sims_fetch"] = storm["fanout"]["region_vs_sims_fetch"]
+    mixed = mixed_ratios((results.get("channels") or {}).get("mixed", []))
+    out["channels_auto_vs_grpc"], out["channels_auto_vs_mq"] = mixed["auto_vs_grpc"], mixed["auto_vs_mq"]
     return out
+
+
+def _rate(runs: list[dict[str, Any]], path: str) -> float | None:
+    """The goal states/s of the run on `path` (the first one; None if none or 0)."""
+    return next((r["goal_states_per_s"] or None for r in runs if r["path"] == path), None)
+
+
+def mq_vs_grpc(points: list[dict[str, Any]]) -> dict[int, float]:
+    """{hosts per VPC: mq's goal states/s / grpc's} for every size measured on both paths, by size."""
+    out: dict[int, float] = {}
+    for size in sorted({p["hosts_per_vpc"] for p in points}):
+        at = [p for p in points if p["hosts_per_vpc"] == size]
+        mq, grpc = _rate(at, "mq"), _rate(at, "grpc")
+        if mq is not None and grpc is not None:
+            out[size] = mq / grpc
+    return out
+
+
+def kafka_wins_from(points: list[dict[str, Any]]) -> int | None:
+    """The smallest hosts-per-VPC size at which mq's goal states/s exceeds grpc's; None if
+    at no size measured on both."""
+    return next((size for size, ratio in mq_vs_grpc(points).items() if ratio > 1), None)
+
+
+def mixed_ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mixed region's auto / grpc and auto / mq goal states/s, and whether auto's
+    exceeds both (None where a path was not measured)."""
+    auto, grpc, mq = _rate(runs, "auto"), _rate(runs, "grpc"), _rate(runs, "mq")
+    vs_grpc = auto / grpc if auto is not None and grpc is not None else None
+    vs_mq = auto / mq if auto is not None and mq is not None else None
+    beats = vs_grpc > 1 and vs_mq > 1 if vs_grpc is not None and vs_mq is not None else None
+    return {"auto_vs_grpc": vs_grpc, "auto_vs_mq": vs_mq, "auto_beats_both": beats}
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -123,7 +159,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     # The targets of issue 11 ("The scale path at region scale").
     row("Kafka path moves its records at >= 0.5x the raw rate (same records)", r["throughput_vs_raw"], 0.5, True, "x")
     fast_vs_kafka = r["grpc_fast_path_vs_kafka_path"]
-    row("Kafka path >= 3x the gRPC fast path's goal states/s (main storm)", 1 / fast_vs_kafka if fast_vs_kafka else None, 3.0, True, "x")
+    row("Kafka path >= 3x the gRPC fast path's goal states/s (main storm)", 1 / fast_vs_kafka if fast_vs_kafka else None, 3.0, True, "x",
+        "gRPC fast path: the same storm through the DPM with --path grpc" if fast_vs_kafka else "")
     row("p99 publish->applied at 50% load <= 2x raw p99 at the same rate", r["p99_vs_raw_p99"], 2.0, False, "x")
     name = "100,000-port VPC on 1,000 hosts converged <= 30 s"
     one_vpc = [s for s in results.get("vpc_storms", []) if s["vpcs"] == 1 and s["hosts"] >= 1000]
@@ -189,6 +226,85 @@ def _fault_targets(faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+CHANNEL_PATHS = ("grpc", "mq", "auto")
+CHANNEL_COLUMNS = ("hosts per VPC", "path", "inputs", "convergence (s)", "goal states/s", "caller send->reply p99 (ms)",
+                   "publish->applied p99, Kafka only (ms)", "bytes published (B)", "Kafka bytes (B)", "gRPC bytes (B)",
+                   "broker bytes in / out (B)", "path switches", "VPCs on gRPC", "straggler retries: set-up / storm")
+
+
+def _channel_row(label: str, f: dict[str, Any]) -> list[str]:
+    kafka = f["publish_to_applied_ms"]
+    return [label, f["path"], f"{f['inputs']:,}", f"{f['convergence_s']:.2f}", f"{f['goal_states_per_s']:,.0f}",
+            f"{f['caller_reply_ms']['p99']:.1f}", f"{kafka['p99']:.1f}" if kafka["count"] else "-", f"{f['bytes_published']:,}",
+            f"{f['kafka_bytes']:,}", f"{f['grpc_bytes']:,}", f"{f['broker_bytes_in']:,} / {f['broker_bytes_out']:,}",
+            str(f["path_switches"]), f"{f['vpcs_on_grpc']} of {f['vpcs']}", f"{f.get('setup_retries', 0)} / {f.get('retries', 0)}"]
+
+
+def channel_rows(channels: dict[str, Any]) -> list[list[str]]:
+    """The channels table: a row per (size, path), by size, then the mixed region's per path."""
+    def order(p: dict[str, Any]) -> tuple[int, int]:
+        return p["hosts_per_vpc"], CHANNEL_PATHS.index(p["path"]) if p["path"] in CHANNEL_PATHS else len(CHANNEL_PATHS)
+
+    rows = [_channel_row(f"{p['hosts_per_vpc']:,}", p) for p in sorted(channels.get("points", []), key=order)]
+    return rows + [_channel_row("mixed", r) for r in channels.get("mixed", [])]
+
+
+def channel_verdicts(channels: dict[str, Any]) -> list[tuple[str, str]]:
+    """The crossover, the mq / grpc ratio per size and the mixed region's ratios, as (what, value)."""
+    points, runs = channels.get("points", []), channels.get("mixed", [])
+    out: list[tuple[str, str]] = []
+    if points:
+        per_size = mq_vs_grpc(points)
+        wins = kafka_wins_from(points)
+        sizes = ", ".join(f"{s:,}" for s in per_size)
+        none = f"none measured (mq at or below grpc at {sizes} hosts per VPC)" if sizes else \
+            "none measured (no size measured on both grpc and mq)"
+        out.append(("channels: size where Kafka starts to win (mq goal states/s > grpc's)",
+                    f"{wins:,} hosts per VPC" if wins is not None else none))
+        out.append(("channels: mq / grpc goal states/s per VPC size",
+                    ", ".join(f"{s:,} hosts per VPC {r:.2f}x" for s, r in per_size.items()) or "not measured on both paths"))
+    if runs:
+        shape = channels.get("mixed_shape", {})
+        m = mixed_ratios(runs)
+        rates = ", ".join(f"{r['path']} {r['goal_states_per_s']:,.0f}" for r in runs)
+        ratios_ = "; ".join(f"{name} {m[key]:.2f}x" for key, name in (("auto_vs_grpc", "auto / grpc"), ("auto_vs_mq", "auto / mq"))
+                            if m[key] is not None)
+        beats = {True: "yes", False: "no", None: "not measured"}[m["auto_beats_both"]]
+        label = (f"channels: mixed region ({shape.get('small_vpcs')} VPCs of {shape.get('small_hosts')} hosts + "
+                 f"{shape.get('large_vpcs')} of {shape.get('large_hosts', 0):,} hosts with {shape.get('prefill_ports', 0):,} ports set up)")
+        out.append((label, f"goal states/s: {rates}; {ratios_}; auto beats both: {beats}"))
+    return out
+
+
+def channels_text(channels: dict[str, Any]) -> list[str]:
+    """The channels table and verdicts as fixed-width text (the console's)."""
+    rows = [list(CHANNEL_COLUMNS), *channel_rows(channels)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(CHANNEL_COLUMNS))]
+    head = (f"channels per VPC size: storms of {channels.get('hosts', 0):,} hosts, {channels.get('ports_per_host', 0)} port(s) per host; "
+            "convergence = first caller send -> last caller reply")
+    lines = [head]
+    lines += ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+              for r in rows]
+    return lines + [f"{a}: {b}" for a, b in channel_verdicts(channels)]
+
+
+def _channels_md(channels: dict[str, Any] | None) -> list[str]:
+    if not channels or not (channels.get("points") or channels.get("mixed")):
+        return []
+    shape = channels.get("mixed_shape", {})
+    lines = ["## Channels per VPC size", "",
+             (f"The same storm (subnets, then port creates) through a DPM with `--path grpc`, `--path mq` and `--path auto` "
+              f"(Kafka above 1,000 ports, back to gRPC below 100): per size, {channels.get('hosts', 0):,} hosts split in VPCs of that "
+              f"size, {channels.get('ports_per_host', 0)} port(s) per host; then a mixed region of {shape.get('small_vpcs')} VPCs of "
+              f"{shape.get('small_hosts')} hosts and {shape.get('large_vpcs')} of {shape.get('large_hosts', 0):,} hosts (each large "
+              f"one set up with {shape.get('prefill_ports', 0):,} ports first, not measured), {shape.get('ports_per_host')} port "
+              "creates per host measured. One DPM and its simulators per path, every storm in the same order."), "",
+             "| " + " | ".join(CHANNEL_COLUMNS) + " |", "|" + " --- |" * len(CHANNEL_COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in channel_rows(channels)]
+    lines += [""] + [f"- {a}: {b}" for a, b in channel_verdicts(channels)] + [""]
+    return lines
+
+
 def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     """The table printed at the end of a run and put first in report.md."""
     rows: list[tuple[str, str]] = []
@@ -210,8 +326,10 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
                      f"p50 / p99 {raw['latency_ms']['p50']:.1f} / {raw['latency_ms']['p99']:.1f} ms")))
     fast = (storm or {}).get("grpc_fast_path")
     if fast:
-        rows.append(("gRPC fast path (bench -> simulator, no Kafka)", (f"{fast['goal_states_per_s']:,.0f} goal states/s; send->reply "
-                     f"p50 / p99 {fast['send_to_reply_ms']['p50']:.1f} / {fast['send_to_reply_ms']['p99']:.1f} ms")))
+        rows.append(("gRPC fast path (the storm through the DPM, --path grpc, no Kafka)",
+                     (f"{fast['goal_states_per_s']:,.0f} goal states/s; caller send->reply p50 / p99 "
+                      f"{fast['caller_reply_ms']['p50']:.1f} / {fast['caller_reply_ms']['p99']:.1f} ms; "
+                      f"{fast['grpc_messages']:,} messages on gRPC, {fast['kafka_messages']:,} on Kafka")))
     for phase in (storm or {}).get("churn", []):
         rows.append(((f"churn at {phase['fraction']:.0%} of max "
                       f"({phase['offered_per_s']:,.0f}/s offered, {phase['achieved_per_s']:,.0f}/s done)"),
@@ -351,7 +469,8 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
     lines += [f"| {a.strip()} | {b} |" for a, b in summary_rows(results)]
     lines += ["", "## Targets (measured, never asserted)", "", "| target | result |", "| --- | --- |"]
     lines += [f"| {t['target']} | {t['by']} |" for t in results["targets"]]
-    lines += ["", "## How the figures are taken", "",
+    lines += ["", *_channels_md(results.get("channels"))]
+    lines += ["## How the figures are taken", "",
               "- publish->applied: per host application, from the reply's `gs-sent-ns` (the DPM's produce) to its `gs-applied-ns`;",
               "- caller send->reply: per input, on the bench's gRPC streams to the DPM;",
               ("- convergence: the DPM's first publish to the last host applied; "
@@ -378,6 +497,16 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
                "snapshot (`GetHostSnapshot`: lost acknowledged) once every host held its desired state (every resource "
                "listed for it, at the revision given) or 180 s passed; converged: from the fault to that moment;"),
               "- growth exponent: least-squares slope of log(convergence) on log(hosts) over the sweep's points;",
+              ("- channels (`gs_bench.channels`): convergence = first caller send -> last caller reply on every path (the DPM "
+               "answers an input once every host it lists applied it; gRPC acks come back on the DPM's stream, never on the "
+               "reply topic, so publish->applied exists only for what went through Kafka, and is given for that share alone); "
+               "goal states/s over the same span; bytes published = the DPM's `bytes_published` (payloads, once per message, "
+               "either channel); Kafka bytes = the goal-state records the storm put on the unicast and multicast topics, read "
+               "back from the broker (on mq: `bytes_published`); gRPC bytes = the DPM's `grpc_bytes` (payload + headers, once "
+               "per agent process); broker in = Kafka bytes + acks, out = the simulators' `bytes_consumed` + acks; path "
+               "switches and VPCs on gRPC: the DPM's, over the storm and its set-up; straggler retries: hosts the DPM found "
+               "behind and resynced after `--retry-after` (30 s here), in the set-up and in the storm; the gRPC fast path of "
+               "the main storm is the same storm through a DPM with `--path grpc`;"),
               "- every ratio is numerator / denominator as named, both measured in this run.", ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "Every figure, the configuration and the versions are in `results.json`."]
@@ -394,7 +523,7 @@ def _plots(out: Path, results: dict[str, Any]) -> list[Path]:
         for phase in storm.get("churn", []):
             curves[f"churn {phase['fraction']:.0%}"] = phase["cdf_publish_to_applied_ms"]
         if storm.get("grpc_fast_path"):
-            curves["gRPC fast path (send->reply)"] = storm["grpc_fast_path"]["cdf_send_to_reply_ms"]
+            curves["gRPC fast path (send->reply)"] = storm["grpc_fast_path"]["cdf_caller_reply_ms"]
     for s in results.get("strategies", []):
         curves[f"storm {s['strategy']}"] = s["cdf_publish_to_applied_ms"]
     for big in results.get("vpc_storms", []):
@@ -458,6 +587,21 @@ def _plots(out: Path, results: dict[str, Any]) -> list[Path]:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         made.append(_save(fig, out / PLOTS[3]))
+    points = (results.get("channels") or {}).get("points", [])
+    if points:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for path in CHANNEL_PATHS:
+            mine = sorted((p for p in points if p["path"] == path), key=lambda p: p["hosts_per_vpc"])
+            if mine:
+                ax.plot([p["hosts_per_vpc"] for p in mine], [p["goal_states_per_s"] for p in mine], marker="o", label=f"--path {path}")
+        ax.set_xscale("log")
+        ax.set_xlabel("hosts per VPC")
+        ax.set_ylabel("goal states/s (caller inputs)")
+        ax.set_title("Channels: the same storm per VPC size", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        made.append(_save(fig, out / "channels_throughput.png"))
+    points = sorted(results.get("convergence_vs_hosts", []), key=lambda p: p["hosts"])
     memory = results.get("memory", [])
     if memory or any(p.get("sim_rss_per_host_bytes") for p in points):
         fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -1,7 +1,7 @@
 """Running a scenario: a DPM and simulator processes on a fresh topic prefix, the reply
 collector, and the caller that drives the DPM over gRPC.
 
-Processes: the broker (embedded Tansu, or `--bootstrap`), one `dpm-server` and one or more
+Processes: the broker (embedded Apache Kafka, or `--bootstrap`), one `dpm-server` and one or more
 `aca-agent sim` are separate processes, so the DPM, the simulators and the broker share
 the cores instead of one Python interpreter. Readiness is a gRPC status answer; teardown
 (SIGTERM, then SIGKILL) runs on any exit, Ctrl-C included, and every daemon is started
@@ -26,7 +26,8 @@ from confluent_kafka.admin import AdminClient
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from gs_bench.cluster import Daemon, agent_status, dpm_status, start_dpm, start_sim
+from dpm_server.paths import MQ
+from gs_bench.cluster import Daemon, agent_status, dpm_status, sim_ready, spawn_sim, start_dpm, stop_all, wait_for
 from gs_bench.measure import Push, ReplyCollector, rss_of
 from gsmq.broker import embedded_or_external, free_port
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
@@ -57,7 +58,7 @@ class Env:
 @contextmanager
 def broker(bootstrap: str | None) -> Iterator[tuple[str, bool]]:
     """(bootstrap address, external?): `bootstrap`, else $KAFKA_BOOTSTRAP_SERVERS, else an
-    embedded Tansu started here and stopped on the way out."""
+    embedded broker started here and stopped on the way out."""
     external = bool(bootstrap or os.environ.get(ENV_BOOTSTRAP))
     with embedded_or_external(bootstrap) as address:
         yield address, external
@@ -79,12 +80,15 @@ def delete_topics(bootstrap: str, prefix: str, say: Progress) -> None:
 
 @dataclass
 class Cluster:
-    """One DPM and its simulators on one topic prefix, with the reply collector."""
+    """One DPM and its simulators on one topic prefix, with the reply collector. `path` is
+    the DPM's `--path`; on grpc or auto every simulator serves a fast path (`--grpc-port`),
+    which it registers with the DPM."""
 
     env: Env
     dpm: Daemon
     topics: Topics
     logs: Path
+    path: str = MQ
     sims: list[Daemon] = field(default_factory=list)
     collector: ReplyCollector | None = None
     served: dict[str, tuple[int, int]] = field(default_factory=dict)  # simulator name -> (first host as int, hosts)
@@ -118,35 +122,54 @@ class Cluster:
         raise KeyError(f"no simulator serves {host}")
 
     def start_sim(self, hosts: int, first_host: str, name: str, *extra: str) -> Daemon:
-        sim = start_sim(self.logs, self.env.bootstrap, self.topics.prefix, self.dpm.status_port, hosts, first_host, name, *extra)
-        self.sims.append(sim)
-        self.served[sim.name] = (int(ipaddress.IPv4Address(first_host)), hosts)
-        return sim
+        return self.start_sims([(hosts, first_host)], [name], *extra)[0]
+
+    def start_sims(self, ranges: Sequence[tuple[int, str]], names: Sequence[str], *extra: str) -> list[Daemon]:
+        """One simulator per (hosts, first host), started side by side; returned once each serves its status."""
+        started = []
+        for (hosts, first_host), name in zip(ranges, names, strict=True):
+            fast = ("--grpc-port", str(free_port())) if self.path != MQ else ()
+            sim = spawn_sim(self.logs, self.env.bootstrap, self.topics.prefix, self.dpm.status_port, hosts, first_host, name, *extra, *fast)
+            self.sims.append(sim)  # stopped on the way out, even if another one fails to start
+            self.served[sim.name] = (int(ipaddress.IPv4Address(first_host)), hosts)
+            started.append(sim)
+        return [sim_ready(sim, self.served[sim.name][1]) for sim in started]
+
+    def wait_registered(self) -> None:
+        """Until the DPM has the fast path of every running simulator (path grpc or auto):
+        before that, their hosts are served through Kafka."""
+        if self.path == MQ:
+            return
+        hosts = sum(count for _, count in self.served.values())
+        wait_for(lambda: self.dpm_status().agents_registered == len(self.sims), "every simulator's fast path to be registered",
+                 deadline=120 + hosts / 1000, every=0.2)
 
 
 @contextmanager
 def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args: str, sim_args: Sequence[str] = (),
-            grpc_ports: bool = False) -> Iterator[Cluster]:
-    """A DPM (`strategy`) and one simulator process per (hosts, first host) on a fresh topic
-    prefix (`grpc_ports`: each with a fast-path `--grpc-port` of its own); everything
-    started is stopped on the way out, whatever happened."""
+            path: str = MQ) -> Iterator[Cluster]:
+    """A DPM (`strategy`, `--path path`) and one simulator process per (hosts, first host) on
+    a fresh topic prefix; everything started is stopped on the way out, whatever happened.
+    `path` defaults to mq, the Kafka path every scenario but `channels` and the gRPC
+    baseline measures (the DPM's own default, auto, would push small VPCs over gRPC). On
+    grpc or auto each simulator gets a fast-path `--grpc-port`, and the cluster is handed
+    over once the DPM has registered every one."""
     topics = Topics(f"b{uuid.uuid4().hex[:8]}")
     logs = env.workdir / topics.prefix
     logs.mkdir(parents=True, exist_ok=True)
-    dpm = start_dpm(logs, env.bootstrap, topics.prefix, strategy, "--reply-timeout", "120", "--retry-after", "30",
+    dpm = start_dpm(logs, env.bootstrap, topics.prefix, strategy, "--reply-timeout", "120", "--retry-after", "30", "--path", path,
                     *env.dpm_args, *dpm_args)
-    running = Cluster(env, dpm, topics, logs)
+    running = Cluster(env, dpm, topics, logs, path)
     try:
-        for i, (count, first) in enumerate(sims):
-            fast = ("--grpc-port", str(free_port())) if grpc_ports else ()
-            running.start_sim(count, first, f"s{i}", *sim_args, *fast)
+        running.start_sims(sims, [f"s{i}" for i in range(len(sims))], *sim_args)
         running.collector = ReplyCollector(KafkaSettings.from_env(env.bootstrap), topics.reply)
+        running.wait_registered()
         yield running
     finally:
         if running.collector is not None:
             running.collector.close()
-        for daemon in [*running.sims, running.dpm]:  # restarted ones included
-            daemon.stop()
+        stop_all(running.sims)  # restarted ones included, side by side
+        running.dpm.stop()
         if env.external:
             delete_topics(env.bootstrap, topics.prefix, env.say)
 

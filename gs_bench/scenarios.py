@@ -24,9 +24,21 @@ from confluent_kafka.admin import AdminClient
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
-from gs_bench import baselines
+from dpm_server.paths import GRPC, MQ
 from gs_bench.cluster import agent_status, host_snapshot, host_state, wait_for
-from gs_bench.measure import Push, agent_delta, cdf_sample, delta, partition_bytes, percentiles, phase_figures, readers, region_fetch_bytes
+from gs_bench.measure import (
+    Push,
+    agent_delta,
+    bytes_between,
+    cdf_sample,
+    delta,
+    end_offsets,
+    partition_bytes,
+    percentiles,
+    phase_figures,
+    readers,
+    region_fetch_bytes,
+)
 from gs_bench.runner import Cluster, Env, cluster, push
 from gs_bench.topology import Port, port_message, subnet_message, tables_of
 from gsmq import wire
@@ -37,8 +49,8 @@ from gsmq.wire import Strategy
 
 STRATEGIES = wire.STRATEGIES  # the order the strategies scenario runs them in
 FAULTS = ("dpm-kill", "broker-pause", "agents-killed", "big-vpc-resync")  # the faults scenario's (`gs_bench.faults`)
-SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "faults", "giant-input", "hosts", "vpc-storm", "memory",
-             "footprint")
+SCENARIOS = ("storm", "churn", "fast-path", "raw", "restart", "strategies", "channels", "faults", "giant-input", "hosts", "vpc-storm",
+             "memory", "footprint")
 
 
 # --------------------------------------------------------------------------- generators
@@ -108,6 +120,7 @@ class Storm:
     # ports); a host's first port brings it the VPC's states from the DPM's snapshot, so this
     # shape is for vpc-multicast. Otherwise every other host of the VPC is listed.
     region: bool = False
+    vpc_prefix: str = "vpc"  # VPC ids are <prefix>-0, <prefix>-1, ...: storms on one DPM keep their VPCs apart
 
     @cached_property
     def host_list(self) -> list[str]:
@@ -117,7 +130,7 @@ class Storm:
     def layout(self) -> dict[str, list[str]]:
         """{vpc: its hosts}."""
         vpcs = max(1, min(self.vpcs, self.hosts))
-        return {f"vpc-{v}": self.host_list[v::vpcs] for v in range(vpcs)}
+        return {f"{self.vpc_prefix}-{v}": self.host_list[v::vpcs] for v in range(vpcs)}
 
     @cached_property
     def _vpc_names(self) -> list[str]:
@@ -169,6 +182,18 @@ class Storm:
 
     def creates(self) -> list[bytes]:
         return [self.encode(i) for i in range(self.ports)]
+
+    def batch(self, indices: range) -> gs.GoalStateV2:
+        """Ports `indices` created by one input: every port's states, and each host listing
+        what all of them list for it (as `message(i)` would, one after the other)."""
+        goal = gs.GoalStateV2(format_version=1)
+        for i in indices:
+            one = self.message(i)
+            for host, listed in one.host_resources.items():
+                goal.host_resources[host].resources.extend(listed.resources)
+            one.ClearField("host_resources")
+            goal.MergeFrom(one)
+        return goal
 
     def updates(self, count: int, start: int = 0, revision: int = 2) -> tuple[list[bytes], list[int]]:
         """`count` port updates, cycling over the ports from `start` with revisions rising
@@ -241,6 +266,13 @@ class Suite:
     vpc_storms: tuple[tuple[int, int], ...] = ((1000, 300),)  # one VPC: (hosts, ports); 10,000 ports: bench-scale
     memory: tuple[int, ...] = (1000, 10000)  # idle simulators of this many hosts
     footprint: tuple[int, ...] = (1000,)  # DPM and simulator state after a sweep-shaped storm, in memory
+    # The channels scenario (`gs_bench.channels`): per size (hosts per VPC), `channels_hosts` hosts in VPCs of that size,
+    # `channels_ports_per_host` ports each, pushed with --path grpc, mq and auto; then a mixed region of (small VPCs,
+    # hosts each, large VPCs, hosts each). VPCs of 1,000 and 10,000 hosts cost O(hosts^2) in bring-up: bench-scale.
+    channels: tuple[int, ...] = (10, 100)
+    channels_hosts: int = 500
+    channels_ports_per_host: int = 1
+    channels_mixed: tuple[int, int, int, int] = (20, 10, 1, 50)
     streams: int = 4  # concurrent caller streams
     warm_up: bool = True  # the main storm once before the scenarios that use the broker, not measured
 
@@ -250,11 +282,12 @@ SUITES: dict[str, Suite] = {
     "tiny": Suite(scenarios=SCENARIOS, hosts=20, vpcs=2, ports=40, churn=(0.5,), churn_seconds=1.5, restart=(20, 2, 60),
                   strategies=(10, 1, 20), faults=(20, 2, 400), faults_vpc_ports=2000, giant_input=2000, giant_window_s=4.0,
                   sweep=(10,), sweep_ports_per_host=2, sweep_hosts_per_vpc=10, vpc_storms=((10, 30),), memory=(100,), footprint=(100,),
-                  streams=2),
+                  channels=(2, 10), channels_hosts=10, channels_mixed=(4, 2, 1, 4), streams=2),
     # issue 11: a 100,000-port VPC on 1,000 hosts; 100 .. 1,000,000 hosts with a port each, in VPCs of 100
-    "scale": Suite(scenarios=("hosts", "vpc-storm", "giant-input", "memory", "footprint"), sweep=(100, 1000, 10000, 100000, 1000000),
-                   sweep_ports_per_host=1, vpc_storms=((1000, 10000), (1000, 100000)), memory=(1000, 10000, 100000, 1000000),
-                   footprint=(10000, 100000)),
+    "scale": Suite(scenarios=("hosts", "vpc-storm", "giant-input", "channels", "memory", "footprint"),
+                   sweep=(100, 1000, 10000, 100000, 1000000), sweep_ports_per_host=1, vpc_storms=((1000, 10000), (1000, 100000)),
+                   memory=(1000, 10000, 100000, 1000000), footprint=(10000, 100000), channels=(10, 100, 1000, 10000),
+                   channels_hosts=10000, channels_mixed=(20, 10, 2, 1000)),
 }
 
 
@@ -264,22 +297,35 @@ SUITES: dict[str, Suite] = {
 def pushed(c: Cluster, storm: Storm, payloads: list[bytes], lanes: list[int] | None = None, rate: float | None = None,
            resources: int | None = None) -> dict[str, Any]:
     """Push `payloads` to the DPM and return the phase's figures (the DPM's and simulators' counters
-    are read before and after, so a phase counts only its own traffic)."""
+    are read before and after, so a phase counts only its own traffic). On a DPM whose path
+    is not mq, the goal-state records the phase put on Kafka are read back from the broker
+    (`kafka_messages`, `kafka_bytes`); on mq every message the DPM published went there."""
     replies = c.replies()
+    kafka = KafkaSettings.from_env(c.env.bootstrap)
+    goal_topics = [c.topics.unicast, c.topics.multicast]
+    ends = end_offsets(kafka, goal_topics) if c.path != MQ else None
     dpm_before, agents_before, acks_before = c.dpm_status(), c.agent_statuses(), (replies.acks, replies.ack_bytes)
     result = push(c.address, payloads, c.env.streams, rate, lanes=lanes)
-    replies.settle()
+    replies.settle(0.1 if c.path == GRPC else 0.5)  # on grpc, acks reach the reply topic only from a fallback to Kafka
     window = replies.window(result.first_sent_ns, result.last_reply_ns + 1)
     figures = phase_figures(result, window, resources if resources is not None else storm.total_resources(),
                             delta(c.dpm_status(), dpm_before), agent_delta(c.agent_statuses(), agents_before))
+    figures["path"] = c.path
+    if ends is None:
+        figures["kafka_messages"], figures["kafka_bytes"] = figures["messages_published"], figures["bytes_published"]
+    else:
+        after = end_offsets(kafka, goal_topics)
+        figures["kafka_messages"] = sum(after[tp] - ends.get(tp, 0) for tp in after)
+        figures["kafka_bytes"] = bytes_between(kafka, ends, after)
     acks, ack_bytes = replies.acks - acks_before[0], replies.ack_bytes - acks_before[1]
-    figures.update(broker_bytes(figures["bytes_published"], figures["bytes_consumed"], acks, ack_bytes))
+    figures.update(broker_bytes(figures["kafka_bytes"], figures["bytes_consumed"], acks, ack_bytes))
     return figures
 
 
 def broker_bytes(published: int, consumed: int, acks: int, ack_bytes: int) -> dict[str, int]:
     """Payload bytes through the broker (values only, as the daemons count them):
-    in = goal states (the DPM's `bytes_published`, measured) + acks (the reply records'
+    in = goal states (`published`: the DPM's `bytes_published` on the mq path, else the
+    goal-state records read back from the broker; measured) + acks (the reply records'
     bytes, measured by the bench reading the reply topic); out = what the simulators
     fetched (their `bytes_consumed`, measured) + what the DPM's ack reader fetched (derived:
     the reply topic's bytes, read once, since no DPM counter gives it)."""
@@ -344,21 +390,24 @@ def warm_up(env: Env, storm: Storm) -> dict[str, Any]:
 
 
 def run_storm(env: Env, storm: Storm, strategy: str = Strategy.VPC_MULTICAST, churn: tuple[float, ...] = (), churn_seconds: float = 8.0,
-              fast_path: bool = False, bring_up_apart: bool = False) -> dict[str, Any]:
-    """Scenario 1 (and 4, 5): subnets, then every port create; optionally churn (scenario 2) at
-    fractions of the storm's rate, and the same storm straight to the simulator (gRPC fast path).
-    `bring_up_apart` pushes the first round (every host's first port) on its own, so the
-    bytes of the steady state after it can be told apart."""
+              fast_path: bool = False, bring_up_apart: bool = False, path: str = MQ) -> dict[str, Any]:
+    """Scenario 1 (and 4, 5): subnets, then every port create, through a DPM with `--path path`
+    (mq: the Kafka path; grpc: every goal state pushed to the simulators' registered fast
+    paths); optionally churn (scenario 2) at fractions of the storm's rate. `fast_path`: then
+    the same storm again on a DPM with `--path grpc` (`grpc_fast_path`: the gRPC fast path
+    baseline, a cluster of its own). `bring_up_apart` pushes the first round (every host's
+    first port) on its own, so the bytes of the steady state after it can be told apart."""
     sim_args: list[str] = ["--channel", Strategy.TOPIC_PER_HOST.value if strategy == Strategy.TOPIC_PER_HOST else "unicast"]
     ranges = host_ranges(storm.hosts, storm.first_host, env.sims)
-    env.say(f"storm[{strategy}]: {storm.hosts} hosts, {len(storm.layout)} VPCs, {storm.ports} ports: "
+    name = f"storm[{strategy}]" if path == MQ else f"storm[{strategy}, --path {path}]"
+    env.say(f"{name}: {storm.hosts} hosts, {len(storm.layout)} VPCs, {storm.ports} ports: "
             f"encoding, starting the DPM and {len(ranges)} simulator process(es) ...")
     creates = storm.creates()
-    with cluster(env, strategy, ranges, sim_args=sim_args, grpc_ports=fast_path) as c:
+    with cluster(env, strategy, ranges, sim_args=sim_args, path=path) as c:
         dpm_idle, sims_idle = c.dpm_rss(), sum(a.rss_bytes for a in c.agent_statuses())
         push(c.address, [m.SerializeToString() for m in storm.subnets()], env.streams)
         c.replies().settle(0.3)
-        env.say(f"storm[{strategy}]: pushing {len(creates)} port creates on {env.streams} streams ...")
+        env.say(f"{name}: pushing {len(creates)} port creates on {env.streams} streams ...")
         if bring_up_apart:
             first = min(storm.hosts, storm.ports)
             bring_up = pushed(c, storm, creates[:first], resources=sum(storm.resources(i) for i in range(first)))
@@ -368,24 +417,25 @@ def run_storm(env: Env, storm: Storm, strategy: str = Strategy.VPC_MULTICAST, ch
         else:
             figures = pushed(c, storm, creates)
         figures.update(storm.describe(), strategy=strategy, **_memory(c, storm, dpm_idle, sims_idle))
+        latency = (f"p99 publish->applied {figures['publish_to_applied_ms']['p99']:.1f} ms" if path == MQ else
+                   f"p99 send->reply {figures['caller_reply_ms']['p99']:.1f} ms, {figures['grpc_messages']:,} messages "
+                   f"({figures['grpc_bytes']:,} B) on gRPC, {figures['kafka_messages']:,} on Kafka")
         env.say(f"  converged in {figures['convergence_s']:.2f} s, {figures['goal_states_per_s']:.0f} goal states/s, "
-                f"{figures['resources_per_s']:.0f} resources/s, p99 publish->applied {figures['publish_to_applied_ms']['p99']:.1f} ms, "
+                f"{figures['resources_per_s']:.0f} resources/s, {latency}, "
                 f"{figures['bytes_published']:,} B published, {figures['acks_received']:,} acks; RSS per host: "
                 f"DPM {figures['dpm_rss_per_host_bytes'] / 1024:.1f} KiB, simulators {figures['sim_rss_per_host_bytes'] / 1024:.1f} KiB")
         if churn:
             figures["churn"] = _churn(env, c, storm, figures["goal_states_per_s"], churn, churn_seconds)
-        figures["fanout"] = fan = region_fanout(c, storm, strategy)
-        ratio = fan["region_vs_sims_fetch"]
-        env.say(f"  region fan-out: real hosts would fetch {fan['region_fetch_bytes']:,} B, the simulators fetched "
-                f"{fan['sims_fetched_bytes']:,} B ({ratio:.1f}x) over the scenario" if ratio else "  region fan-out: nothing fetched")
-        if fast_path:
-            addresses = [f"127.0.0.1:{sim.args[sim.args.index('--grpc-port') + 1]}" for sim in c.sims]
-            fresh = Storm(storm.hosts, storm.vpcs, storm.ports, storm.first_host, first_port=storm.first_port + 10_000_000)
-            env.say(f"gRPC fast path: the same storm straight to the {len(addresses)} simulator(s) ...")
-            figures["grpc_fast_path"] = baselines.grpc_fast_path(addresses, fresh.creates(), env.streams, fresh.total_resources())
-            fp = figures["grpc_fast_path"]
-            env.say(f"  {fp['goal_states_per_s']:.0f} goal states/s, p99 send->reply {fp['send_to_reply_ms']['p99']:.1f} ms")
-        return figures
+        if path == MQ:  # on gRPC nothing is fetched from the broker
+            figures["fanout"] = fan = region_fanout(c, storm, strategy)
+            ratio = fan["region_vs_sims_fetch"]
+            env.say(f"  region fan-out: real hosts would fetch {fan['region_fetch_bytes']:,} B, the simulators fetched "
+                    f"{fan['sims_fetched_bytes']:,} B ({ratio:.1f}x) over the scenario" if ratio else "  region fan-out: nothing fetched")
+    if fast_path:
+        env.say("gRPC fast path: the same storm through a DPM with --path grpc, pushed to the simulators' registered fast paths ...")
+        fast = figures["grpc_fast_path"] = run_storm(env, storm, strategy, path=GRPC)
+        env.say(f"  {fast['goal_states_per_s']:.0f} goal states/s, p99 send->reply {fast['caller_reply_ms']['p99']:.1f} ms")
+    return figures
 
 
 def _brief(figures: dict[str, Any]) -> dict[str, Any]:
@@ -399,7 +449,8 @@ def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(b)
     for k in ("inputs", "resources", "failures", "replies", "messages_published", "unicast_messages", "multicast_messages",
               "bytes_published", "bytes_consumed", "messages_applied", "replies_received", "requests_completed",
-              "requests_failed", "retries", "resyncs_served", "acks_received", "ack_bytes", "broker_bytes_in", "broker_bytes_out"):
+              "requests_failed", "retries", "resyncs_served", "acks_received", "ack_bytes", "broker_bytes_in", "broker_bytes_out",
+              "kafka_messages", "kafka_bytes", "grpc_messages", "grpc_bytes", "bytes_pushed"):
         out[k] = a[k] + b[k]
     for k in ("duration_s", "convergence_s", "first_send_to_last_applied_s"):
         out[k] = a[k] + b[k]

@@ -26,8 +26,8 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert main(["--suite", "tiny", "--bootstrap", bootstrap, "--out", str(out), "--sims", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
     tiny = SUITES["tiny"]
-    for key in ("storm", "raw_ceiling", "raw_at_50", "restart", "strategies", "faults", "giant_input", "memory", "convergence_vs_hosts",
-                "vpc_storms", "ratios", "targets", "machine", "config", "plots", "elapsed_s", "started"):
+    for key in ("storm", "raw_ceiling", "raw_at_50", "restart", "strategies", "channels", "faults", "giant_input", "memory",
+                "convergence_vs_hosts", "vpc_storms", "ratios", "targets", "machine", "config", "plots", "elapsed_s", "started"):
         assert key in results, key
     assert "error" not in results
     assert results["config"]["suite"] == "tiny" and results["config"]["hosts"] == tiny.hosts and results["config"]["sims"] == 2
@@ -55,9 +55,12 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     for phase in storm["churn"]:
         assert phase["inputs"] > 0 and phase["failures"] == 0 and phase["offered_per_s"] > 0
         _latency(phase, "publish_to_applied_ms")
+    assert storm["path"] == "mq" and storm["grpc_messages"] == 0 and storm["kafka_bytes"] == storm["bytes_published"]
+    # the gRPC fast path: the same storm through a DPM with --path grpc, to the simulators' registered fast paths
     fast = storm["grpc_fast_path"]
     assert fast["inputs"] == tiny.ports and fast["failures"] == 0 and fast["goal_states_per_s"] > 0 and fast["simulators"] == 2
-    _latency(fast, "send_to_reply_ms")
+    assert fast["path"] == "grpc" and fast["grpc_messages"] > 0 and fast["grpc_bytes"] > 0 and fast["bytes_pushed"] > 0
+    _latency(fast, "caller_reply_ms")
 
     raw = results["raw_ceiling"]
     assert raw["messages"] == storm["messages_published"] and raw["messages_per_s"] > 0 and raw["bytes"] > 0
@@ -76,6 +79,30 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert all(s["failures"] == 0 and s["steady"]["inputs"] > 0 and s["bytes_published"] > 0 for s in strategies)
     assert strategies[1]["multicast_messages"] == 0 and strategies[0]["multicast_messages"] > 0
     assert strategies[0]["steady"]["bytes_published"] < strategies[1]["steady"]["bytes_published"]
+
+    # channels: every size on every path, then the mixed region on every path; values sane, never timed
+    ch = results["channels"]
+    assert ch["sizes"] == list(tiny.channels) and ch["paths"] == ["grpc", "mq", "auto"]
+    points = {(p["hosts_per_vpc"], p["path"]): p for p in ch["points"]}
+    assert set(points) == {(s, path) for s in tiny.channels for path in ("grpc", "mq", "auto")}
+    for (size, path), p in points.items():
+        assert p["inputs"] == p["ports"] == max(tiny.channels_hosts, size) * tiny.channels_ports_per_host and p["failures"] == 0
+        assert p["goal_states_per_s"] > 0 and p["convergence_s"] > 0 and p["bytes_published"] > 0
+        assert (p["agents_registered"] == 0) == (path == "mq") and p["out_of_order"] == 0
+        _latency(p, "caller_reply_ms")
+        if path == "mq":
+            assert p["grpc_messages"] == p["grpc_bytes"] == 0 and p["kafka_bytes"] == p["bytes_published"] and p["vpcs_on_grpc"] == 0
+            _latency(p, "publish_to_applied_ms")
+            assert p["broker_bytes_in"] == p["kafka_bytes"] + p["ack_bytes"]
+        else:  # small VPCs, far below auto's bounds: all on gRPC while the fast paths are up
+            assert p["grpc_messages"] > 0 and p["grpc_bytes"] > 0 and p["vpcs_on_grpc"] <= p["vpcs"]
+    runs = {r["path"]: r for r in ch["mixed"]}
+    assert list(runs) == ["grpc", "mq", "auto"] and all(r["failures"] == 0 and r["goal_states_per_s"] > 0 for r in runs.values())
+    auto = runs["auto"]  # the large VPC, set up past the upper bound, went to Kafka; the small ones stayed on gRPC
+    assert auto["path_switches"] >= 1 and auto["kafka_bytes"] > 0 and auto["grpc_bytes"] > 0
+    assert runs["mq"]["grpc_bytes"] == 0 and runs["grpc"]["path_switches"] == 0
+    assert {"channels_auto_vs_grpc", "channels_auto_vs_mq"} <= set(results["ratios"])
+    assert results["ratios"]["channels_auto_vs_mq"] == auto["goal_states_per_s"] / runs["mq"]["goal_states_per_s"]
 
     giant = results["giant_input"]
     assert giant["hosts"] == tiny.giant_input and giant["sliced"]["slice_hosts"] < giant["hosts"] == giant["whole"]["slice_hosts"]
@@ -121,6 +148,8 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
 
     report = (out / "report.md").read_text()
     assert "## Summary" in report and "## Targets" in report and "ratio throughput_vs_raw" in report
+    assert "## Channels per VPC size" in report and "size where Kafka starts to win" in report
+    assert (out / "channels_throughput.png").stat().st_size > 1000
     for plot in PLOTS:
         assert (out / plot).stat().st_size > 1000, plot
         assert plot in results["plots"] and plot in report

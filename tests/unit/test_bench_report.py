@@ -27,7 +27,8 @@ def _storm(**extra: Any) -> dict[str, Any]:
 def _synthetic(multicast_bytes: int, unicast_bytes: int) -> dict[str, Any]:
     churn = [{"fraction": 0.5, "offered_per_s": 2.0, "achieved_per_s": 2.0, "publish_to_applied_ms": _lat(20.0),
               "cdf_publish_to_applied_ms": [1.0, 20.0]}]
-    fast = {"goal_states_per_s": 6.0, "send_to_reply_ms": _lat(), "cdf_send_to_reply_ms": [0.5, 1.0]}
+    fast = {"goal_states_per_s": 6.0, "caller_reply_ms": _lat(), "cdf_caller_reply_ms": [0.5, 1.0], "path": "grpc", "grpc_messages": 9,
+            "kafka_messages": 0}
     strategies = [_storm(strategy=name, bytes_published=total, messages_published=n,
                          steady={"inputs": 1, "bytes_published": total // 2, "messages_published": n})
                   for name, total, n in (("vpc-multicast", multicast_bytes, 1), ("unicast-only", unicast_bytes, 9),
@@ -49,7 +50,7 @@ def test_ratios_and_targets_say_met_or_missed_by_how_much(tmp_path: Path) -> Non
     results = _synthetic(multicast_bytes=100, unicast_bytes=2000)
     assert report.ratios(results) == {"throughput_vs_raw": 0.5, "p99_vs_raw_p99": 4.0, "multicast_vs_unicast_bytes": 0.05,
                                       "multicast_vs_unicast_bytes_whole_storm": 0.05, "grpc_fast_path_vs_kafka_path": 2.0,
-                                      "region_fetch_vs_sims_fetch": None}
+                                      "region_fetch_vs_sims_fetch": None, "channels_auto_vs_grpc": None, "channels_auto_vs_mq": None}
     assert set(report.RATIO_TEXT) == set(report.ratios(results)) and all(" / " in t for t in report.RATIO_TEXT.values())
     verdicts = {t["target"]: t for t in report.targets(results)}
     assert len(verdicts) == 11
@@ -57,6 +58,9 @@ def test_ratios_and_targets_say_met_or_missed_by_how_much(tmp_path: Path) -> Non
     assert throughput["met"] is True and throughput["measured"] == 0.5
     versus_fast = verdicts["Kafka path >= 3x the gRPC fast path's goal states/s (main storm)"]
     assert versus_fast["met"] is False and versus_fast["measured"] == 0.5 and "6.00x off" in versus_fast["by"]
+    assert "--path grpc" in versus_fast["by"]  # the gRPC fast path is the DPM's gRPC channel
+    rows = dict(report.summary_rows(results))
+    assert "9 messages on gRPC, 0 on Kafka" in rows["gRPC fast path (the storm through the DPM, --path grpc, no Kafka)"]
     assert verdicts["p99 publish->applied at 50% load <= 2x raw p99 at the same rate"]["met"] is False
     assert verdicts["multicast >= 10x fewer bytes than unicast-only (VPCs >= 100 hosts)"]["met"] is True
     memory = verdicts["<= 10 KiB simulator memory per loaded host (1,000,000 hosts)"]
@@ -171,3 +175,25 @@ def test_fault_targets_sum_over_the_faults_run_and_name_each() -> None:
     assert "wrong SUCCESS 2" in rows["fault agents-killed (2 hosts, 10 (host, resource) pairs answered SUCCESS)"]
     del results["faults"]
     assert report.targets(results)[-4]["by"] == "not measured in this run"
+
+
+def test_the_channels_section_and_plot_are_written_when_the_scenario_ran(tmp_path: Path) -> None:
+    results = _synthetic(100, 2000)
+
+    def point(size: int, path: str, rate: float) -> dict[str, Any]:
+        return {"hosts_per_vpc": size, "path": path, "inputs": 10, "convergence_s": 10 / rate, "goal_states_per_s": rate,
+                "caller_reply_ms": _lat(), "publish_to_applied_ms": _lat(), "bytes_published": 1, "kafka_bytes": 1, "grpc_bytes": 0,
+                "broker_bytes_in": 2, "broker_bytes_out": 3, "path_switches": 0, "vpcs_on_grpc": 0, "vpcs": 1}
+
+    results["channels"] = {"hosts": 20, "ports_per_host": 1, "mixed_shape": {"small_vpcs": 2, "small_hosts": 2, "large_vpcs": 1,
+                                                                              "large_hosts": 3, "prefill_ports": 1100, "ports_per_host": 2},
+                           "points": [point(s, p, r) for s, p, r in ((2, "grpc", 9.0), (2, "mq", 8.0), (10, "grpc", 5.0), (10, "mq", 7.0))],
+                           "mixed": [point(0, p, r) for p, r in (("grpc", 4.0), ("mq", 5.0), ("auto", 6.0))]}
+    plots = report.write(tmp_path, results)
+    assert "channels_throughput.png" in {p.name for p in plots}
+    text = (tmp_path / "report.md").read_text()
+    assert "## Channels per VPC size" in text and "| hosts per VPC | path |" in text and "| mixed | auto |" in text
+    assert "size where Kafka starts to win (mq goal states/s > grpc's): 10 hosts per VPC" in text
+    assert "auto beats both: yes" in text and "ratio channels_auto_vs_mq" in text
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["ratios"]["channels_auto_vs_grpc"] == 1.5

@@ -108,6 +108,8 @@ def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses], 
         messages, resources, apply_us, last_applied_ns = 1, len(got.statuses), got.total_us, got.applied_ns
         max_dataplane_us, max_config_us, max_elapse_us = s.max_dataplane_us, s.max_config_us, got.elapse_us or 0
         vpcs: Iterable[str] = (got.vpc,) if got.vpc else ()
+        if got.follows:  # a join or resync moved these cursors: their watermarks go in the ack too
+            vpcs = sorted({*vpcs, *got.follows})
         buckets = {elapse_bucket(got.elapse_us): 1} if got.elapse_us is not None else {}
         elapse_sum = got.elapse_us or 0
         if s.failed:
@@ -125,6 +127,7 @@ def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses], 
             max_dataplane_us, max_config_us = max(max_dataplane_us, s.max_dataplane_us), max(max_config_us, s.max_config_us)
             if r.vpc:
                 in_vpcs.add(r.vpc)
+            in_vpcs.update(r.follows)
             if r.elapse_us is not None:
                 elapse_sum += r.elapse_us
                 max_elapse_us = max(max_elapse_us, r.elapse_us)

@@ -98,6 +98,7 @@ class Result:
     vpc: str = ""  # the message: a multicast one of this VPC, or (empty) a unicast one
     seq: int = 0  # its gs-seq (0: none)
     elapse_us: int | None = None  # gs-sent-ns -> applied (None: no gs-sent-ns)
+    follows: tuple[str, ...] = ()  # a host message's gs-follow VPCs: their cursors moved (the ack reports them)
 
 
 @dataclass(slots=True)
@@ -197,7 +198,10 @@ class Applier:
         else:
             entries = self._all_entries(goal, host)
         statuses = self._apply(hs, entries, sent_ns, whole=full, follow=follow)
-        return self._result(hs, statuses, start, resync, "", seq, sent_ns)
+        result = self._result(hs, statuses, start, resync, "", seq, sent_ns)
+        if follow:
+            result.follows = tuple(sorted(follow))
+        return result
 
     def apply_multicast(
         self, vpc: str, goal: gs.GoalStateV2, headers: Mapping[str, str], partition: int, offset: int

@@ -62,7 +62,8 @@ class MemoryCluster:
             self.refused += refused
             self.eng.on_acks(acks)
             moved += len(acks)
-            requests, self.resync_requests = self.resync_requests, []
+            requests = list(self.resync_requests)  # emptied in place: the agents hold its `extend`
+            self.resync_requests.clear()
             for host in requests:
                 self.eng.resync(host)
                 moved += 1

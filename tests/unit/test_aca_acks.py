@@ -41,7 +41,7 @@ def summed(results: list[Result], a: Applier) -> list[ack_pb2.Ack]:
     for host, rs in by_host.items():
         hs = a.hosts[host]
         ack = ack_pb2.Ack(host_id=host, epoch=hs.epoch or "", unicast_seq=hs.applied, unicast_seen=hs.seq)
-        for vpc in sorted({r.vpc for r in rs if r.vpc}):
+        for vpc in sorted({r.vpc for r in rs if r.vpc} | {v for r in rs for v in r.follows}):  # a join or resync moves cursors too
             if (c := hs.cursors.get(vpc)) is not None:
                 ack.vpcs.add(vpc_id=vpc, epoch=c.epoch, seq=c.watermark, seen=c.seq)
         for r in rs:
@@ -74,7 +74,8 @@ def batches(draw: st.DrawFn) -> list[Result]:
     lists = draw(status_lists)
     return draw(st.lists(st.builds(
         Result, st.sampled_from(HOSTS), st.sampled_from(lists), st.integers(0, 10**6), st.integers(0, 2**62),
-        st.booleans(), st.sampled_from(VPCS), st.integers(0, 100), st.none() | st.integers(0, 10**7)), max_size=12))
+        st.booleans(), st.sampled_from(VPCS), st.integers(0, 100), st.none() | st.integers(0, 10**7),
+        st.sampled_from([(), (), ("vpc-a",), ("vpc-a", "vpc-b")])), max_size=12))
 
 
 # No deadline (a timing claim); no example database left in the work tree.

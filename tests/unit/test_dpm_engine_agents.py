@@ -414,3 +414,28 @@ def test_messages_over_the_limit_go_in_parts_and_agents_apply_them_whole(strateg
     parts = [m for m in published(cluster.bus) if wire.PART in m.headers]
     assert parts and all(len(m.value) <= 600 for m in parts)
     assert any(m.headers.get(wire.FULL) == "1" for m in parts)
+
+
+@pytest.mark.parametrize("sim", [False, True])
+def test_a_lost_vpc_message_is_passed_by_the_resync_its_gap_asks_for_without_a_straggler_retry(sim: bool) -> None:
+    """A VPC message lost before any agent read it shows as a gap at the next one; each host
+    asks for its resync, and its ack of that full state reports the VPC cursor the resync
+    set, so both requests complete with no retry by the DPM."""
+    cluster, caller = Cluster("vpc-multicast", timeout=1000.0, retry_after=500.0, sim=sim), Caller()
+    for host in HOSTS:
+        cluster.eng.submit(caller.add_port("vpc-1", host), lambda r: None)
+    cluster.settle()
+    replies: list[gsp.GoalStateOperationReply] = []
+    cluster.silent.update(cluster.agents)  # no agent reads while the next VPC message is published
+    cluster.eng.submit(caller.add_port("vpc-1", A), replies.append)
+    cluster.eng.publisher.sink.poll()
+    lost = [m for (topic, _), log in cluster.bus.logs.items() if topic == cluster.topics.multicast for m in log
+            if m.headers.get(wire.MSG_TYPE) == wire.MessageType.GOAL_STATE]
+    newest = max(lost, key=lambda m: int(m.headers[wire.SEQ]))  # A's second port's neighbor, for B and C
+    newest.headers = {wire.MSG_TYPE: wire.MessageType.MARKER}  # never read by an agent as a goal state
+    cluster.silent.clear()
+    cluster.eng.submit(caller.add_port("vpc-1", B), replies.append)
+    cluster.settle()
+    assert len(replies) == 2 and all(set(statuses(r).values()) == {common.SUCCESS} for r in replies)
+    assert cluster.eng.tracker.pending == {} and cluster.eng.tracker.retries == 0 and cluster.eng.resyncs >= len(HOSTS)
+    cluster.assert_converged()

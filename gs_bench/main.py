@@ -48,6 +48,7 @@ from gs_bench.scenarios import (
 )
 from gsmq import logs
 from gsmq.broker import broker_name
+from gsmq.version import version_line
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -75,6 +76,8 @@ def _pair(text: str) -> tuple[int, int]:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gs-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=version_line("gs-bench"),
+                   help="print the version (and the Kafka client's and embedded broker's) and exit")
     p.add_argument("--suite", choices=sorted(SUITES), default="default", help="sizes and scenarios (default: ~5 min on 2 cores)")
     p.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
     p.add_argument("--bootstrap", help="an external Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, else the embedded broker)")

@@ -28,7 +28,7 @@ from gsmq.topics import Topics
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.parametrize("command", [["dpm-server"], ["aca-agent"], ["aca-agent", "sim"]])
+@pytest.mark.parametrize("command", [["dpm-server"], ["aca-agent"], ["aca-agent", "sim"], ["gs-bench"], ["gsctl"]])
 def test_every_daemon_answers_version_with_its_kafka_client(command: list[str]) -> None:
     done = subprocess.run([str(BIN / command[0]), *command[1:], "--version"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and done.stderr == ""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import gc
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from dpm_server.snapshot import Snapshot
 from gsmq import lifecycle
 from gsmq.config import ConfigError, Settings, port_number, positive_int
 from gsmq.errors import BrokerUnavailableError, TransportError
-from gsmq.grpc_ops import add_operations
+from gsmq.grpc_ops import Gate, Handlers, add_operations
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts, topic_config
 from gsmq.kafka_transport import KafkaSink, KafkaSource, KafkaTransactions
@@ -227,13 +228,15 @@ def _replay(kafka: KafkaSettings, config: DpmConfig, topics: Topics, partitions:
 
 
 def _read_replies(source: KafkaSource, dead_letter_topic: str, engine: Engine, loop: asyncio.AbstractEventLoop,
-                  halt: threading.Event) -> None:
+                  halt: threading.Event, serving: Callable[[bool], None] = lambda ok: None) -> None:
     """Consume the reply topic in batches and hand decoded replies (and refused ones, for the
     dead-letter topic) to the event loop until `halt`; a consume error never ends the reader
-    (every request would time out), it is retried."""
+    (every request would time out), it is retried. `serving` hears whether the broker is
+    reachable (the DPM's health)."""
     backoff = Backoff(first=0.1)
     while not halt.is_set():
         messages = retry(lambda: source.poll_batch(2000, 0.1), halt, "reply_consume_failed", backoff=backoff)
+        serving(source.reachable())
         if not messages:
             continue
         batch, refused = decode_acks(messages, dead_letter_topic)
@@ -290,6 +293,16 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
             port = server.add_insecure_port(config.grpc_address)
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {config.grpc_address}: {exc}") from exc
+        # Served from now on: health (NOT_SERVING until the state is loaded) and reflection;
+        # the API answers UNAVAILABLE until then (agents' resyncs retry).
+        api = [SERVICE, status_pb2.DESCRIPTOR.services_by_name["DpmStatusService"].full_name,
+               channel_pb2.DESCRIPTOR.services_by_name["AgentRegistry"].full_name]
+        gate = Gate(api)
+        server.add_generic_rpc_handlers((gate,))
+        checker = add_operations(server, api)
+        await checker.start()
+        await server.start()
+        life.on_stop("dpm-grpc-start-up", functools.partial(server.stop, 0), stop_timeout=1.0)
         admin = admin_client(kafka)
         counts = await asyncio.to_thread(_ensure_topics, admin, config, bootstrap, life.halt)
         if counts is None:
@@ -330,12 +343,15 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
         life.thread("dpm-changelog", writer.run, stop_timeout=5.0)
         life.thread("dpm-producer-poll", lambda halt: _poll(sink, halt), stop_timeout=2.0)
-        life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt), stop_timeout=2.0)
+        life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt,
+                                                                 lambda ok: checker.ready(ok and gate.is_open)),
+                    stop_timeout=2.0)
         life.task("dpm-ack-ticker", _tick(engine, links), stop_timeout=1.0)
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
                                   config.max_in_flight_hosts, config.batches_in_flight, config.max_input_bytes,
                                   config.max_hosts_per_input)
-        register(provisioner, server)
+        handlers = Handlers()
+        register(provisioner, handlers)
         if config.metrics_port:
             metrics, answered = dpm_metrics(engine, provisioner.batcher, channels)
             provisioner.answered = answered.observe
@@ -344,18 +360,16 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
             except OSError as exc:
                 raise ConfigError(f"--metrics-port {config.metrics_port}: {exc.strerror}") from exc
             life.close("dpm-metrics", exporter.shutdown, stop_timeout=2.0)
-        status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine, provisioner.batcher, channels), server)
-        channel_pb2_grpc.add_AgentRegistryServicer_to_server(Registry(links, config.path), server)
-        checker = add_operations(server, [SERVICE, *(d.DESCRIPTOR.services_by_name[name].full_name for d, name in
-                                                     ((status_pb2, "DpmStatusService"), (channel_pb2, "AgentRegistry")))])
-        await checker.start()
+        status_pb2_grpc.add_DpmStatusServiceServicer_to_server(Status(engine, provisioner.batcher, channels), handlers)
+        channel_pb2_grpc.add_AgentRegistryServicer_to_server(Registry(links, config.path), handlers)
 
         async def drain() -> None:  # refuse new calls; calls in flight are answered or cancelled at the end
             log.info("dpm_draining", requests_pending=len(engine.tracker.pending), grace_s=DRAIN_SECONDS)
             await checker.stopping()
             await server.stop(grace=DRAIN_SECONDS)
 
-        await life.service("dpm-grpc", server.start, drain, stop_timeout=DRAIN_SECONDS + 2.0)
+        life.on_stop("dpm-grpc", drain, stop_timeout=DRAIN_SECONDS + 2.0)
+        gate.open(handlers.handlers)
         checker.ready(True)  # the broker answered and the snapshot is replayed
         gc.freeze()  # the replayed snapshot is never garbage: no collection scans it again
         gc.set_threshold(*GC_THRESHOLDS)

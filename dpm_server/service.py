@@ -20,6 +20,7 @@ from dpm_server.engine import Done, Engine
 from dpm_server.inputs import Input, InputError
 from dpm_server.links import AgentLinks
 from dpm_server.paths import Paths
+from gsmq.grpc_ops import Handlers
 from gsmq.host_ranges import hosts_of
 from gsmq.v1 import channel_pb2, channel_pb2_grpc, status_pb2, status_pb2_grpc
 
@@ -239,7 +240,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
 SERVICE = "alcor.schema.GoalStateProvisioner"
 
 
-def register(provisioner: Provisioner, server: grpc.aio.Server) -> None:
+def register(provisioner: Provisioner, server: grpc.aio.Server | Handlers) -> None:
     """Serve alcor.schema.GoalStateProvisioner as generated, except that PushGoalStatesStream
     takes its inputs as bytes: the engine reads them as `Input`s (grouped host listings),
     and an undecodable one is answered instead of ending the stream."""

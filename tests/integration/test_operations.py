@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
-from gs_bench.cluster import Daemon, start_agent, start_dpm, start_sim, wait_for
+from gs_bench.cluster import Daemon, dpm_status, start_agent, start_dpm, start_sim, wait_for
 from gs_bench.topology import port_message, ports_of, subnet_message
 from gsmq.broker import free_port
 from gsmq.topics import Topics
@@ -162,3 +162,38 @@ def test_after_a_storm_both_daemons_metrics_parse_and_count_it(tmp_path: Path, b
     assert value(sim_metrics, "gsmq_aca_publish_to_applied_seconds_count") > 0
     assert value(sim_metrics, "gsmq_aca_apply_seconds_count") >= value(sim_metrics, "gsmq_aca_publish_to_applied_seconds_count")
     assert "gsmq_aca_consumer_lag" in sim_metrics and all(v >= 0 for _, v in sim_metrics["gsmq_aca_consumer_lag"])
+
+
+async def test_the_dpm_serves_health_and_reflection_before_it_reaches_the_broker(tmp_path: Path, bootstrap: str, topics: Topics) -> None:
+    """Started with a bootstrap address where no broker is yet, the DPM's port answers health
+    NOT_SERVING, reflection, and UNAVAILABLE for its API; once the broker is reachable
+    there it loads its state and turns SERVING."""
+    where, port = free_port(), free_port()
+    dpm = Daemon("dpm", ["dpm-server", "--bootstrap", f"127.0.0.1:{where}", "--topic-prefix", topics.prefix,
+                         "--grpc-address", f"127.0.0.1:{port}", "--log-json", "true"], tmp_path / "dpm.log", port).start()
+    address = f"127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if await asyncio.to_thread(health, address) == "NOT_SERVING":
+                    break
+            except grpc.RpcError:
+                pass
+            await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(health, address, "gsmq.v1.DpmStatusService") == "NOT_SERVING"
+        assert "alcor.schema.GoalStateProvisioner" in await asyncio.to_thread(services, address)
+        with pytest.raises(grpc.RpcError) as refused:
+            await asyncio.to_thread(dpm_status, port)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        forwarder = await _forward(where, bootstrap)
+        try:
+            for _ in range(600):
+                if await asyncio.to_thread(health, address) == "SERVING":
+                    break
+                await asyncio.sleep(0.1)
+            assert await asyncio.to_thread(health, address) == "SERVING", dpm.logs()[-2000:]
+            assert (await asyncio.to_thread(dpm_status, port)).path == "auto"
+        finally:
+            forwarder.close()
+    finally:
+        dpm.stop()

@@ -62,7 +62,7 @@ lint: $(STAMP)
 	exit $$status
 
 test: proto-check lint kafka
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

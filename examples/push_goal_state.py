@@ -4,9 +4,12 @@
 """
 
 import sys
+import time
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alcor.schema import common_pb2, goalstate_pb2, goalstateprovisioner_pb2_grpc, port_pb2, subnet_pb2
 
@@ -22,7 +25,10 @@ goal.port_states[port.id].CopyFrom(port_pb2.PortState(operation_type=common_pb2.
 goal.host_resources[host].resources.add(type=common_pb2.SUBNET, id=subnet.id)  # what the host must hold
 goal.host_resources[host].resources.add(type=common_pb2.PORT, id=port.id)
 with grpc.insecure_channel(dpm) as channel:  # one reply per goal state, once the host applied it (or FAILURE)
+    health: Any = health_pb2_grpc.HealthStub(channel)  # the DPM is SERVING once its state is loaded
+    while health.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60).status != health_pb2.HealthCheckResponse.SERVING:
+        time.sleep(0.2)
     stub = goalstateprovisioner_pb2_grpc.GoalStateProvisionerStub(channel)
-    [reply] = stub.PushGoalStatesStream(iter([goal]), wait_for_ready=True, timeout=60)  # waits for the DPM to serve
+    [reply] = stub.PushGoalStatesStream(iter([goal]), timeout=60)
 print(json_format.MessageToJson(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=1))
 sys.exit(0 if all(s.operation_status == common_pb2.SUCCESS for s in reply.operation_statuses) else 1)

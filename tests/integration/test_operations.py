@@ -64,6 +64,18 @@ def test_the_dpm_serves_health_and_reflection(dpm: Daemon) -> None:
                                  "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
 
 
+async def until_health(address: str, status: str, seconds: float = 60.0) -> bool:
+    """Whether the server's health reads `status` within `seconds` (not answering yet counts as not)."""
+    for _ in range(int(seconds * 10)):
+        try:
+            if await asyncio.to_thread(health, address) == status:
+                return True
+        except grpc.RpcError:
+            pass
+        await asyncio.sleep(0.1)
+    return False
+
+
 async def _forward(listen_port: int, target: str) -> asyncio.Server:
     """A TCP forwarder from 127.0.0.1:listen_port to `target` (the broker appears there)."""
     host, _, port = target.rpartition(":")
@@ -99,11 +111,7 @@ async def test_the_agent_is_not_serving_until_it_reaches_the_broker(tmp_path: Pa
         assert "gsmq.v1.AgentStatusService" in await asyncio.to_thread(services, address)
         forwarder = await _forward(where, bootstrap)
         try:
-            for _ in range(600):
-                if await asyncio.to_thread(health, address) == "SERVING":
-                    break
-                await asyncio.sleep(0.1)
-            assert await asyncio.to_thread(health, address) == "SERVING", agent.logs()[-2000:]
+            assert await until_health(address, "SERVING"), agent.logs()[-2000:]
         finally:
             forwarder.close()
     finally:
@@ -173,13 +181,7 @@ async def test_the_dpm_serves_health_and_reflection_before_it_reaches_the_broker
                          "--grpc-address", f"127.0.0.1:{port}", "--log-json", "true"], tmp_path / "dpm.log", port).start()
     address = f"127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                if await asyncio.to_thread(health, address) == "NOT_SERVING":
-                    break
-            except grpc.RpcError:
-                pass
-            await asyncio.sleep(0.1)
+        assert await until_health(address, "NOT_SERVING")  # the port answers before the broker does
         assert await asyncio.to_thread(health, address, "gsmq.v1.DpmStatusService") == "NOT_SERVING"
         assert "alcor.schema.GoalStateProvisioner" in await asyncio.to_thread(services, address)
         with pytest.raises(grpc.RpcError) as refused:
@@ -187,11 +189,7 @@ async def test_the_dpm_serves_health_and_reflection_before_it_reaches_the_broker
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         forwarder = await _forward(where, bootstrap)
         try:
-            for _ in range(600):
-                if await asyncio.to_thread(health, address) == "SERVING":
-                    break
-                await asyncio.sleep(0.1)
-            assert await asyncio.to_thread(health, address) == "SERVING", dpm.logs()[-2000:]
+            assert await until_health(address, "SERVING"), dpm.logs()[-2000:]
             assert (await asyncio.to_thread(dpm_status, port)).path == "auto"
         finally:
             forwarder.close()

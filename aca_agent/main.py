@@ -25,7 +25,7 @@ from aca_agent.metrics import agent_metrics
 from aca_agent.resync import Resyncer
 from aca_agent.status import FastPath, start_servers
 from gsmq import lifecycle, logs
-from gsmq.config import ConfigError, Settings, port_number, positive_int
+from gsmq.config import ConfigError, Settings, is_address, port_number, positive_int
 from gsmq.errors import BrokerUnavailableError
 from gsmq.grpc_ops import Health
 from gsmq.host_ranges import ranges_of
@@ -124,7 +124,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     values = build_settings(sim).parse(list(argv[1:] if sim else argv), environ)
     for name in ("dpm_address", "advertise_address"):
         given = values[name]
-        if given is not None and not _is_address(given):
+        if given is not None and not is_address(given):
             raise ConfigError(f"--{name.replace('_', '-')} must be host:port, got {given!r}")
     if sim:
         if values["hosts"] is None:
@@ -163,11 +163,6 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         log_level=values["log_level"],
         log_json=values["log_json"],
     )
-
-
-def _is_address(text: str) -> bool:
-    host, sep, port = text.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 def _set_health(healths: list[Health], serving: bool) -> None:

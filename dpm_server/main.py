@@ -26,7 +26,7 @@ from dpm_server.publisher import Publisher
 from dpm_server.service import MAX_INPUT_BYTES, SERVICE, Provisioner, Registry, Status, register
 from dpm_server.snapshot import Snapshot
 from gsmq import lifecycle
-from gsmq.config import ConfigError, Settings, port_number, positive_int
+from gsmq.config import ConfigError, Settings, is_address, port_number, positive_int
 from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.grpc_ops import Gate, Handlers, add_operations
 from gsmq.kafka import KafkaSettings
@@ -158,8 +158,7 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
                           f" ({values['path_upper_ports']})")
     if values["path_settle_seconds"] < 0:
         raise ConfigError(f"--path-settle-seconds must be >= 0, got {values['path_settle_seconds']}")
-    host, sep, port = values["grpc_address"].rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not is_address(values["grpc_address"]):
         raise ConfigError(f"--grpc-address must be host:port, got {values['grpc_address']!r}")
     return DpmConfig(**{k: values[k] for k in DpmConfig.__dataclass_fields__})
 

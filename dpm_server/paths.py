@@ -24,6 +24,7 @@ from typing import Protocol
 
 import structlog
 
+from dpm_server.publisher import Link
 from dpm_server.snapshot import Snapshot
 
 log = structlog.get_logger()
@@ -31,14 +32,6 @@ GRPC, MQ, AUTO = "grpc", "mq", "auto"
 PATHS = (GRPC, MQ, AUTO)
 UPPER_PORTS, LOWER_PORTS = 1000, 100  # Alcor's UPPER_VPC_SIZE and LOWER_VPC_SIZE
 SETTLE_SECONDS = 2.0
-
-
-class Link(Protocol):
-    """An agent process's gRPC channel (`dpm_server.links.Link`)."""
-
-    address: str
-
-    def send(self, message: bytes) -> None: ...
 
 
 class Links(Protocol):

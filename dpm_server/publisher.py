@@ -29,6 +29,8 @@ log = structlog.get_logger()
 class Link(Protocol):
     """An agent process's gRPC channel (`dpm_server.links.Link`)."""
 
+    address: str
+
     def send(self, message: bytes) -> None: ...
 
 

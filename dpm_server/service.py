@@ -20,6 +20,7 @@ from dpm_server.engine import Done, Engine
 from dpm_server.inputs import Input, InputError
 from dpm_server.links import AgentLinks
 from dpm_server.paths import Paths
+from gsmq.config import is_address
 from gsmq.grpc_ops import Handlers
 from gsmq.host_ranges import hosts_of
 from gsmq.v1 import channel_pb2, channel_pb2_grpc, status_pb2, status_pb2_grpc
@@ -288,8 +289,7 @@ class Registry(channel_pb2_grpc.AgentRegistryServicer):
         self.path = path
 
     async def Register(self, request: channel_pb2.Registration, context: Context) -> channel_pb2.Registered:  # noqa: N802
-        host, sep, port = request.address.rpartition(":")
-        if not sep or not host or not port.isdigit():
+        if not is_address(request.address):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"address must be host:port, got {request.address[:100]!r}")
         try:
             hosts = hosts_of(request.hosts)

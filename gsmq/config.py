@@ -179,6 +179,12 @@ def _did_you_mean(name: str, known: set[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def is_address(text: str) -> bool:
+    """Whether `text` is host:port (a port 1..65535), as every gRPC address setting is."""
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
 def port_number(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:

@@ -17,10 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from alcor.schema import goalstate_pb2 as gs
-from alcor.schema import goalstateprovisioner_pb2 as gsp
-from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from gs_bench.cluster import Daemon, dpm_status, start_agent, start_dpm, start_sim, wait_for
+from gs_bench.runner import push
 from gs_bench.topology import port_message, ports_of, subnet_message
 from gsmq.broker import free_port
 from gsmq.topics import Topics
@@ -123,11 +121,6 @@ async def test_the_agent_is_not_serving_until_it_reaches_the_broker(tmp_path: Pa
     assert [e["serving"] for e in events if e["event"] == "agent_health"] == [True]
 
 
-def push(dpm_port: int, messages: list[gs.GoalStateV2]) -> list[gsp.GoalStateOperationReply]:
-    with grpc.insecure_channel(f"127.0.0.1:{dpm_port}") as channel:
-        return list(gsp_grpc.GoalStateProvisionerStub(channel).PushGoalStatesStream(iter(messages), timeout=120))
-
-
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     """/metrics parsed by prometheus_client's own parser: sample name -> [(labels, value)]."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
@@ -146,8 +139,8 @@ def test_after_a_storm_both_daemons_metrics_parse_and_count_it(tmp_path: Path, b
     sim = start_sim(tmp_path, bootstrap, topics.prefix, dpm.status_port, len(hosts), hosts[0], "metrics", "--metrics-port", str(sim_port))
     try:
         layout = {"vpc-m": dict.fromkeys(hosts, 2)}
-        replies = push(dpm.status_port, [subnet_message("vpc-m", hosts)] + [port_message(p, hosts) for p in ports_of(layout)])
-        assert len(replies) == 9
+        done = push(f"127.0.0.1:{dpm.status_port}", [subnet_message("vpc-m", hosts)] + [port_message(p, hosts) for p in ports_of(layout)])
+        assert len(done.reply_ns) == 9 and done.failures == 0
         dpm_metrics, sim_metrics = scrape(dpm_port), scrape(sim_port)
     finally:
         sim.stop()

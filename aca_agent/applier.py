@@ -204,13 +204,17 @@ class Applier:
         return result
 
     def apply_multicast(
-        self, vpc: str, goal: gs.GoalStateV2, headers: Mapping[str, str], partition: int, offset: int
+        self, vpc: str, goal: gs.GoalStateV2, headers: Mapping[str, str], partition: int, offset: int,
+        only: str | None = None,
     ) -> list[Result]:
-        """A VPC-wide message: apply it for every served host that follows `vpc` and has
-        not applied it yet (offset >= the cursor's offset, gs-seq > the cursor's seq).
-        HeaderError (nothing applied) when a header breaks the wire conventions."""
+        """A VPC-wide message: apply it for every served host that follows `vpc` (or for
+        `only`, if it does) and has not applied it yet (offset >= the cursor's offset, gs-seq
+        > the cursor's seq). The shared table is applied once: a later follower's copy is
+        bookkeeping. HeaderError (nothing applied) when a header breaks the wire conventions."""
         seq, sent_ns = wire.number_header(headers, wire.SEQ), wire.number_header(headers, wire.SENT_NS)
         hosts = self.followers.get(vpc)
+        if hosts and only is not None:
+            hosts = {only} & hosts
         if not hosts:
             self.counters.messages_skipped += 1
             return []

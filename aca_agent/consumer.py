@@ -253,7 +253,8 @@ class AgentConsumer:
                 multicast = wire.VPC_ID in headers
                 env = Envelope("", headers.get(wire.VPC_ID, "") if multicast else headers.get(wire.HOST_ID, ""), raw, headers)
                 self.counters.bytes_pushed += len(raw)
-                for result in self._handle(env, dead_letters, multicast):
+                only = headers.get(wire.HOST_ID) if multicast else None  # a VPC's message pushed to one of its hosts
+                for result in self._handle(env, dead_letters, multicast, only):
                     progress.add(result)
                     if result.resync:
                         resync.add(result.host)
@@ -283,10 +284,11 @@ class AgentConsumer:
 
     # ---- one message --------------------------------------------------------------
 
-    def _handle(self, env: Envelope, dead_letters: list[Envelope], multicast: bool | None = None) -> list[Result]:
+    def _handle(self, env: Envelope, dead_letters: list[Envelope], multicast: bool | None = None,
+                only: str | None = None) -> list[Result]:
         """Decode and apply one message (`multicast`: a VPC's, else a host's; None: as its
-        topic says); markers and other hosts' messages are skipped, undecodable or
-        unappliable ones go to the dead-letter topic."""
+        topic says; `only`: a VPC's message for that follower alone); markers and other
+        hosts' messages are skipped, undecodable or unappliable ones go to the dead-letter topic."""
         if wire.message_type(env.headers) != MessageType.GOAL_STATE:
             self.counters.messages_skipped += 1
             return []
@@ -318,7 +320,7 @@ class AgentConsumer:
             return []
         try:
             if multicast:
-                return self.applier.apply_multicast(key, goal, env.headers, env.partition, env.offset)
+                return self.applier.apply_multicast(key, goal, env.headers, env.partition, env.offset, only)
             result = self.applier.apply_unicast(key, goal, env.headers)
         except HeaderError as exc:
             dead_letters.append(self._dead_letter(env, str(exc)))

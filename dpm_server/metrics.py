@@ -29,7 +29,7 @@ def dpm_metrics(engine: Engine, batcher: Batcher, paths: Paths | None) -> tuple[
         yield counter(f"{PREFIX}_requests_failed", "inputs answered with a host silent past --reply-timeout", n["requests_failed"])
         yield counter(f"{PREFIX}_invalid_requests", "inputs refused (INVALID_ARG)", n["invalid_requests"])
         kafka_unicast, kafka_multicast = c.unicast_messages, c.multicast_messages
-        yield labelled_counter(f"{PREFIX}_messages", "goal-state messages sent, by channel (grpc: once per agent process)",
+        yield labelled_counter(f"{PREFIX}_messages", "goal-state messages sent, by channel (grpc: a VPC's once per member host)",
                                "channel", {"unicast": kafka_unicast, "multicast": kafka_multicast, "grpc": c.grpc_messages})
         yield labelled_counter(f"{PREFIX}_bytes", "goal-state bytes sent, by channel", "channel",
                                {"unicast": c.unicast_bytes, "multicast": c.multicast_bytes, "grpc": c.grpc_bytes})

@@ -4,8 +4,10 @@
 chooses by the VPC's port count with hysteresis, as Alcor's PathManagerService does: a
 VPC goes to Kafka above `upper` ports and back to gRPC below `lower`. gRPC is used only
 while every member host of the VPC has a registered fast path that is up; otherwise the
-VPC goes through Kafka at once. A host's own messages follow its VPCs: gRPC only when
-all of them are on gRPC and its link is up.
+VPC goes through Kafka at once. On gRPC a VPC's message goes to each member host, on the
+link of its agent process (addressed to the host): the fan-out a region of single-host
+agents costs, which a simulator standing for many hosts must not hide. A host's own
+messages follow its VPCs: gRPC only when all of them are on gRPC and its link is up.
 
 Order across a switch: sequences continue across channels (one gs-seq per host and per
 VPC, whichever channel carries a message), and an agent never applies a message at or
@@ -79,9 +81,8 @@ class Paths:
         self.sized[vpc] = now
         return now
 
-    def vpc_links(self, vpc: str) -> list[Link] | None:
-        """The links to push the VPC's next message through, one per agent process of its
-        members, or None: Kafka."""
+    def vpc_links(self, vpc: str) -> list[tuple[Link, str]] | None:
+        """Where to push the VPC's next message: (link, host) for each member host, or None: Kafka."""
         want = self.wanted(vpc)
         was = self.current.get(vpc, want)
         links = self._links(self.snapshot.members.get(vpc, ())) if GRPC in (want, was) and len(self.links) else None
@@ -116,12 +117,12 @@ class Paths:
                 return None
         return link
 
-    def _links(self, hosts: Iterable[str]) -> list[Link] | None:
-        """The distinct links of `hosts`, or None when one of them has none up."""
-        found: dict[str, Link] = {}
+    def _links(self, hosts: Iterable[str]) -> list[tuple[Link, str]] | None:
+        """(link, host) for each of `hosts`, or None when one of them has no link up."""
+        found = []
         for host in hosts:
             link = self.links.of(host)
             if link is None:
                 return None
-            found[link.address] = link
-        return list(found.values())
+            found.append((link, host))
+        return found

@@ -37,7 +37,7 @@ class Link(Protocol):
 class Router(Protocol):
     """Which channel a message takes (`dpm_server.paths.Paths`): links, or None for Kafka."""
 
-    def vpc_links(self, vpc: str) -> Sequence[Link] | None: ...
+    def vpc_links(self, vpc: str) -> Sequence[tuple[Link, str]] | None: ...
 
     def host_link(self, host: str) -> Link | None: ...
 
@@ -50,7 +50,7 @@ class Counters:
     multicast_messages: int = 0
     unicast_bytes: int = 0
     multicast_bytes: int = 0
-    grpc_messages: int = 0  # pushed on the gRPC channel (a VPC's message once per agent process), also counted above
+    grpc_messages: int = 0  # pushed on the gRPC channel (a VPC's message once per member host), also counted above
     grpc_bytes: int = 0
     delivery_errors: int = 0
     dead_letters: int = 0  # messages the DPM refused (replies with malformed headers, undecodable ones)
@@ -138,14 +138,16 @@ class Publisher:
         """One message for `vpc`, or, over `max_message_bytes`, several: each carries some of
         the VPC-wide states, with a gs-seq of its own (they need not be applied together)."""
         tokens = []
-        links = self.paths.vpc_links(vpc) if self.paths is not None else None
-        for piece in [payload] if links is not None else self._pieces(payload, ""):
+        targets = self.paths.vpc_links(vpc) if self.paths is not None else None
+        for piece in [payload] if targets is not None else self._pieces(payload, ""):
             self.vpc_seq[vpc] += 1
             seq = self.vpc_seq[vpc]
             headers = {wire.REQUEST_ID: request_id, wire.VPC_ID: vpc, wire.SEQ: str(seq), wire.EPOCH: self.epoch,
                        wire.SENT_NS: str(time.time_ns()), wire.MSG_TYPE: MessageType.GOAL_STATE}
-            if links is not None:
-                self._push(links, piece, headers)
+            if targets is not None:
+                message = wire.channel_message(piece, headers)
+                for link, host in targets:  # each member host its own copy, as single-host agents get it
+                    self._push(link, wire.addressed(message, host))
             else:
                 self.sink.send(Envelope(self.topics.multicast, vpc, piece, headers), self._on_delivered)
             self.counters.multicast_messages += 1
@@ -174,7 +176,7 @@ class Publisher:
             headers[wire.FULL] = "1"
         link = self.paths.host_link(host) if self.paths is not None else None
         if link is not None:
-            self._push([link], payload, headers)
+            self._push(link, wire.channel_message(payload, headers))
             self.host_seq[host] = seq
             self.counters.unicast_messages += 1
             self.counters.unicast_bytes += len(payload)
@@ -194,10 +196,8 @@ class Publisher:
             self.counters.unicast_bytes += len(part)
         return wire.unicast_token(seq)
 
-    def _push(self, links: Sequence[Link], payload: bytes, headers: dict[str, str]) -> None:
-        """Send one message on the gRPC channel of each link (never in parts)."""
-        message = wire.channel_message(payload, headers)
-        for link in links:
-            link.send(message)
-        self.counters.grpc_messages += len(links)
-        self.counters.grpc_bytes += len(message) * len(links)
+    def _push(self, link: Link, message: bytes) -> None:
+        """Send a channel message (`wire.channel_message`) on a link's gRPC stream (never in parts)."""
+        link.send(message)
+        self.counters.grpc_messages += 1
+        self.counters.grpc_bytes += len(message)

@@ -30,7 +30,8 @@ caller's send -> reply percentiles (every path); publish -> applied from the rep
 topic); bytes: the DPM's `bytes_published` (payloads, once per message, either channel),
 `kafka_bytes` (the goal-state records the storm put on Kafka, read back from the broker;
 on mq all of `bytes_published`), `grpc_bytes` (the DPM's: payload + headers, once per
-agent process it went to), broker bytes in / out (`scenarios.broker_bytes`); the DPM's
+host it went to: a VPC's message is pushed to each member host, as to single-host
+agents), broker bytes in / out (`scenarios.broker_bytes`); the DPM's
 path switches and VPCs on gRPC over the storm and its set-up; and the DPM's straggler
 retries in the set-up and in the storm (hosts it found behind and resynced after
 `--retry-after`: a stall, never expected)."""

@@ -504,7 +504,8 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
                "goal states/s over the same span; bytes published = the DPM's `bytes_published` (payloads, once per message, "
                "either channel); Kafka bytes = the goal-state records the storm put on the unicast and multicast topics, read "
                "back from the broker (on mq: `bytes_published`); gRPC bytes = the DPM's `grpc_bytes` (payload + headers, once "
-               "per agent process); broker in = Kafka bytes + acks, out = the simulators' `bytes_consumed` + acks; path "
+               "per host: a VPC's message goes to each member host, as to a region of single-host agents); "
+               "broker in = Kafka bytes + acks, out = the simulators' `bytes_consumed` + acks; path "
                "switches and VPCs on gRPC: the DPM's, over the storm and its set-up; straggler retries: hosts the DPM found "
                "behind and resynced after `--retry-after` (30 s here), in the set-up and in the storm; the gRPC fast path of "
                "the main storm is the same storm through a DPM with `--path grpc`;"),

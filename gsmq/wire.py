@@ -24,7 +24,7 @@ from gsmq.transport import Envelope
 from gsmq.v1 import channel_pb2
 
 REQUEST_ID = "gs-request-id"  # the DPM's id of the caller's request (echoed in replies)
-HOST_ID = "gs-host-id"  # target host (unicast) or replying host (reply)
+HOST_ID = "gs-host-id"  # target host (unicast; a VPC's message pushed to one host) or replying host (reply)
 VPC_ID = "gs-vpc-id"  # the VPC of a multicast message
 SEQ = "gs-seq"  # per-host sequence number (unicast) / per-VPC sequence (multicast)
 EPOCH = "gs-epoch"  # the DPM incarnation that numbered SEQ (`make_epoch`); a new epoch restarts SEQ
@@ -224,3 +224,9 @@ def channel_message(payload: bytes, headers: Mapping[str, str]) -> bytes:
     """A GoalStateV2 (`payload`) carrying a record's headers in fields GoalStateV2 does not
     define (`gsmq.v1.ChannelHeaders`): what the DPM's gRPC channel sends for that record."""
     return payload + channel_pb2.ChannelHeaders(channel_headers=headers).SerializeToString()
+
+
+def addressed(message: bytes, host: str) -> bytes:
+    """A VPC's channel message addressed to one of its hosts (`gs-host-id`): the copy that
+    host gets, applied for it alone. (Entries of a map field add up when concatenated.)"""
+    return message + channel_pb2.ChannelHeaders(channel_headers={HOST_ID: host}).SerializeToString()

@@ -378,6 +378,26 @@ def test_followers_share_a_table_yet_each_host_excludes_its_own_neighbors() -> N
     assert (common.NEIGHBOR, "nb-h1") not in listed(applier.host_state(H1), H1)
 
 
+def test_a_vpc_message_addressed_to_one_follower_moves_that_follower_alone_and_the_table_once() -> None:
+    """The gRPC channel sends each member host its own copy (`only`): the first copy applies
+    the shared table, the others are bookkeeping, and each acks its own host."""
+    dp = CountingDataPlane()
+    applier = Applier(dp, [H1, H2, H3])
+    for host in (H1, H2, H3):
+        _join(applier, host, 0, subnet())
+    dp.calls = 0
+    message = goal_state(None, neighbor("nb-h1", H1), neighbor("nb-x", "10.9.9.9"))
+    headers = {wire.SEQ: "1", wire.EPOCH: "1.e1"}
+    first = applier.apply_multicast("vpc-1", message, headers, -1, -1, only=H1)
+    assert [(r.host, statuses(r)) for r in first] == [(H1, {"nb-x": 0})] and dp.calls == 2
+    assert applier.hosts[H2].cursors["vpc-1"].seq == 0  # not its copy yet
+    second = applier.apply_multicast("vpc-1", message, headers, -1, -1, only=H2)
+    assert [(r.host, statuses(r)) for r in second] == [(H2, {"nb-h1": 0, "nb-x": 0})] and dp.calls == 2
+    assert applier.apply_multicast("vpc-1", message, headers, -1, -1, only=H2) == []  # a copy seen already
+    assert applier.apply_multicast("vpc-1", message, headers, -1, -1, only="10.2.9.9") == []  # not a follower
+    assert applier.hosts[H3].cursors["vpc-1"].seq == 0 and set(table(applier, H2, common.NEIGHBOR)) == {"nb-h1", "nb-x"}
+
+
 def test_followers_that_own_none_of_a_multicasts_neighbors_share_one_statuses_list() -> None:
     applier = Applier(MemoryDataPlane(), [H1, H2, H3])
     for host in (H1, H2, H3):

@@ -65,7 +65,7 @@ def links() -> FakeLinks:
 def test_auto_moves_a_vpc_to_kafka_above_the_upper_bound_and_back_below_the_lower(links: FakeLinks) -> None:
     snapshot = region({"v": 3}, [HOSTS[0]])
     chooser = Paths(paths.AUTO, snapshot, links, busy=lambda vpc: False, upper=5, lower=2)
-    assert [link.address for link in chooser.vpc_links("v") or []] == ["a:1"]
+    assert [(link.address, host) for link, host in chooser.vpc_links("v") or []] == [("a:1", HOSTS[0])]
     seen = []
     for count in (5, 6, 4, 2, 1, 5):  # 6 > 5: Kafka; stays there at 4 and 2; 1 < 2: gRPC; 5 is not above 5
         set_ports(snapshot, "v", count, HOSTS[0])
@@ -80,10 +80,11 @@ def test_a_vpc_first_seen_large_starts_on_kafka_and_fixed_modes_ignore_the_size(
     assert Paths(paths.MQ, snapshot, links, lambda vpc: False).vpc_links("small") is None
 
 
-def test_grpc_needs_every_member_reachable_and_gives_one_link_per_agent_process(links: FakeLinks) -> None:
+def test_grpc_needs_every_member_reachable_and_sends_each_member_its_copy_on_its_agents_link(links: FakeLinks) -> None:
     snapshot = region({"v": 3}, HOSTS)
     chooser = Paths(paths.GRPC, snapshot, links, lambda vpc: False)
-    assert sorted(link.address for link in chooser.vpc_links("v") or []) == ["a:1", "b:1"]
+    targets = chooser.vpc_links("v") or []
+    assert sorted((link.address, host) for link, host in targets) == [("a:1", HOSTS[0]), ("a:1", HOSTS[1]), ("b:1", HOSTS[2])]
     assert chooser.host_link(HOSTS[2]) is links.by_host[HOSTS[2]]
     del links.by_host[HOSTS[2]]  # its fast path went down: the VPC goes through Kafka at once
     assert chooser.vpc_links("v") is None and chooser.current["v"] == MQ

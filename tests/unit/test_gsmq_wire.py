@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
+from gsmq.v1 import channel_pb2
 from gsmq.wire import FollowPosition, HeaderError, Token
 
 positions = st.builds(FollowPosition, *(st.integers(0, wire.MAX_NUMBER) for _ in range(3)))
@@ -70,3 +72,14 @@ def test_an_epoch_names_its_incarnation() -> None:
         assert wire.epoch_incarnation(bad) is None, bad
     with pytest.raises(ValueError, match="incarnation"):
         wire.make_epoch(0)
+
+
+def test_a_channel_message_addressed_to_a_host_is_the_goal_state_with_its_headers_and_the_host() -> None:
+    goal = gs.GoalStateV2(format_version=7)
+    goal.host_resources["10.0.0.9"].resources.add(id="port-1")
+    headers = {wire.VPC_ID: "vpc-1", wire.SEQ: "4"}
+    message = wire.addressed(wire.channel_message(goal.SerializeToString(), headers), "10.0.0.2")
+    assert dict(channel_pb2.ChannelHeaders.FromString(message).channel_headers) == {**headers, wire.HOST_ID: "10.0.0.2"}
+    read = gs.GoalStateV2.FromString(message)
+    read.DiscardUnknownFields()
+    assert read == goal

@@ -65,7 +65,8 @@ class AgentStatus(status_pb2_grpc.AgentStatusServiceServicer):
 
 
 Pushed = Callable[[list[tuple[bytes, dict[str, str]]]], list[ack_pb2.Ack]]
-MAX_PUSHED_BATCH = 1000  # most pushed messages applied together (one lock, one set of acks)
+MAX_PUSHED_BATCH = 1000  # most pushed messages applied together (one lock, one set of acks) ...
+MAX_PUSHED_BYTES = 1 << 20  # ... and most bytes: answers keep coming while large states are applied
 
 
 class FastPath:
@@ -103,13 +104,14 @@ class FastPath:
                 first = await waiting.get()
                 if first is None:
                     break
-                batch = [first]
-                while len(batch) < MAX_PUSHED_BATCH and not waiting.empty():
+                batch, size = [first], len(first)
+                while len(batch) < MAX_PUSHED_BATCH and size < MAX_PUSHED_BYTES and not waiting.empty():
                     more = waiting.get_nowait()
                     if more is None:
                         ended = True
                         break
                     batch.append(more)
+                    size += len(more)
                 async for answer in self._answer(batch, context):
                     yield answer
             await reader

@@ -56,7 +56,7 @@ class Pending:
     started: float = field(default_factory=time.monotonic)
     fanouts: list[Fanout] = field(default_factory=list)
     open: int = 0  # unicast waits and fanouts not passed yet
-    resynced: set[str] = field(default_factory=set)  # hosts whose resync covers all they owe this request
+    resynced: dict[str, float] = field(default_factory=dict)  # host -> when its last resync (covering all it owes this request) was sent
     superseded: frozenset[ResourceKey] = frozenset()  # states stored together with newer revisions of them: OUT_OF_ORDER
     done: bool = False
     merged: dict[ResourceKey, Merged] = field(default_factory=dict)
@@ -180,8 +180,9 @@ class AckTracker:
     4 deviations, RFC 6298; see `patience`). It is resynced (its whole state, which covers
     every position) only when that can help: when it has been silent for that long, or when
     a gap holds its watermark back. A host that acks and has not reached the position yet is
-    working through its queue, and more messages would queue behind it. `resync(host)`
-    publishes the host's full state and returns its unicast gs-seq."""
+    working through its queue, and more messages would queue behind it. A resync not passed
+    after the same patience (lost with a gRPC link that went down, say) is sent again, on the
+    same rule. `resync(host)` publishes the host's full state and returns its unicast gs-seq."""
 
     def __init__(self, retry_after: float, timeout: float, resync: Callable[[str], int | None], epoch: str = "") -> None:
         self.retry_after = retry_after
@@ -368,7 +369,9 @@ class AckTracker:
                 self._finish(request, sorted(request.waiting()))
                 self._trim(request)
             elif age >= patience:
-                for host in request.waiting() - request.resynced:
+                for host in request.waiting():
+                    if host in request.resynced and now - request.resynced[host] < patience:
+                        continue  # its resync has had less time than a first copy gets
                     hp = self.host(host)
                     if now - hp.heard < patience and not hp.stuck():
                         continue  # working through its queue: asked again at the next tick
@@ -380,7 +383,7 @@ class AckTracker:
                 continue  # not published (logged): tried again at a later tick, or failed at the timeout
             hp = self.host(host)
             for request in requests:
-                request.resynced.add(host)
+                request.resynced[host] = now
                 hp.wait_unicast(seq, request, True)
             self.retries += 1
             resynced.append(host)

@@ -76,16 +76,16 @@ class Clock:
         return self.now
 
 
-def engine(timeout: float) -> tuple[Engine, MemoryBus, Topics, FakeAcas, Clock]:
-    eng, bus, topics = memory_engine(timeout=timeout)
+def engine(timeout: float, retry_after: float | None = None) -> tuple[Engine, MemoryBus, Topics, FakeAcas, Clock]:
+    eng, bus, topics = memory_engine(timeout=timeout, retry_after=retry_after)
     clock = Clock()
     eng.tracker.clock = clock
     return eng, bus, topics, FakeAcas(eng, bus, topics), clock
 
 
-def cluster(timeout: float = 10.0) -> tuple[Engine, MemoryBus, Topics, FakeAcas]:
-    """Three hosts with a port each in vpc-1, at time 0 on the tracker's clock."""
-    eng, bus, topics, acas, _ = engine(timeout)
+def cluster(timeout: float = 10.0, retry_after: float | None = None) -> tuple[Engine, MemoryBus, Topics, FakeAcas]:
+    """Three hosts with a port each in vpc-1, at time 0 on the tracker's clock (retry_after: half the timeout unless given)."""
+    eng, bus, topics, acas, _ = engine(timeout, retry_after)
     eng.submit(subnet_goal("vpc-1", HOSTS), lambda r: None)
     for i, host in enumerate(HOSTS):
         eng.submit(port_goal(f"p{i}", "vpc-1", host, f"10.1.0.{i}", HOSTS), lambda r: None)
@@ -228,10 +228,29 @@ def test_a_silent_straggler_is_resynced_and_its_resync_covers_the_request() -> N
     assert again.headers[wire.FULL] == "1" and int(again.headers[wire.SEQ]) == int(first.headers[wire.SEQ]) + 1
     state = gs.GoalStateV2.FromString(again.value)
     assert {"p9"} <= set(state.port_states) and again.headers[wire.FOLLOW].startswith("vpc-1=")
-    eng.tracker.tick(request.started + 6)  # resynced once only
+    eng.tracker.tick(request.started + 6)  # not again before its resync had the same patience
     assert acas.new() == [] and eng.tracker.retries == 1
     send_ack(acas, A, unicast_seq=int(again.headers[wire.SEQ]), unicast_seen=int(again.headers[wire.SEQ]))
     assert len(replies) == 1 and set(statuses(replies[0]).values()) == {common.SUCCESS}
+
+
+def test_a_resync_that_is_lost_too_is_sent_again_after_the_same_patience() -> None:
+    """A gRPC link that goes down loses the resync it carried: the request must not wait for its timeout."""
+    eng, _, _topics, acas = cluster(timeout=30.0, retry_after=5.0)
+    replies: list[gsp.GoalStateOperationReply] = []
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), replies.append)
+    acas.reply([B, C])
+    acas.new()  # A's message: lost
+    (request,) = eng.tracker.pending.values()
+    eng.tracker.tick(request.started + 5.5)
+    (lost,) = [m for m in acas.new() if m.key == A]
+    eng.tracker.tick(request.started + 10)  # the resync had 4.5 s: less than the patience (5 s)
+    assert acas.new() == [] and eng.tracker.retries == 1
+    eng.tracker.tick(request.started + 11)
+    (again,) = [m for m in acas.new() if m.key == A]
+    assert again.headers[wire.FULL] == "1" and int(again.headers[wire.SEQ]) == int(lost.headers[wire.SEQ]) + 1
+    send_ack(acas, A, unicast_seq=int(again.headers[wire.SEQ]), unicast_seen=int(again.headers[wire.SEQ]))
+    assert len(replies) == 1 and set(statuses(replies[0]).values()) == {common.SUCCESS} and eng.tracker.retries == 2
 
 
 def two_ports_of_a() -> tuple[Engine, Topics, FakeAcas, Clock, Envelope, Envelope]:

@@ -17,10 +17,16 @@ Shape:
   all answered, past it), so that auto has moved it to Kafka with nothing in flight;
   then, measured, `MIXED_PORTS_PER_HOST` port creates per host of every VPC, small and
   large interleaved in one storm.
-- one cluster (DPM and simulators) per path, three in all; each runs every size's storm
-  in order, then the mixed region, each on hosts, VPCs and ports of its own, so that every
-  path sees the same history. On grpc and auto the bench waits before each storm until the
-  DPM has registered every simulator's fast path.
+- mixed region at light load (`run_light`): the three clusters stay up after their mixed
+  storms; then rounds of one port create per host of the region at `LIGHT_RATE`, every path
+  in each round, in an order that turns from round to round: caller send -> reply per VPC
+  class. Saturated, the storm measures what each path costs the DPM and the simulator; at
+  light load, what a caller waits.
+- one cluster (DPM and simulators) per path, three in all, started one after the other
+  and kept up to the end; each runs every size's storm in order, then the mixed region,
+  each on hosts, VPCs and ports of its own, so that every path sees the same history. On
+  grpc and auto the bench waits before each storm until the DPM has registered every
+  simulator's fast path.
 
 Figures per (size, path) and per mixed path (`brief`): convergence = first caller send ->
 last caller reply (the DPM answers an input once every host it lists applied it, on
@@ -41,19 +47,24 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from dpm_server.paths import AUTO, GRPC, MQ, UPPER_PORTS
+from gs_bench.measure import percentiles
 from gs_bench.runner import Cluster, Env, cluster, push
 from gs_bench.scenarios import Storm, host_ranges, pushed
 from gsmq.wire import Strategy
 
+T = TypeVar("T")
 PATHS = (GRPC, MQ, AUTO)  # the order the paths run in
 FIRST_HOST = "10.64.0.1"
 PREFILL = UPPER_PORTS + 100  # ports of each large VPC before the mixed storm: past auto's upper bound
 PREFILL_BATCH = 100  # ports per set-up input
 MIXED_PORTS_PER_HOST = 2
+LIGHT_RATE = 50.0  # inputs/s of the light-load rounds: far below every path's maximum
+LIGHT_ROUNDS = 3  # measured rounds of the light load, after one warm-up round
 PORT_BLOCK = 10_000_000  # port numbers of each storm start at a multiple of this
 
 
@@ -88,12 +99,21 @@ def plan(sizes: Sequence[int], hosts: int, ports_per_host: int, mixed: tuple[int
     by_size = [(size, storm(max(hosts, size), max(1, max(hosts, size) // size), max(hosts, size) * ports_per_host, f"s{size}"))
                for size in sizes]
     small_vpcs, small_hosts, large_vpcs, large_hosts = mixed
-    small = storm(small_vpcs * small_hosts, small_vpcs, small_vpcs * small_hosts * MIXED_PORTS_PER_HOST, "small")
-    large = storm(large_vpcs * large_hosts, large_vpcs, large_vpcs * (PREFILL + large_hosts * MIXED_PORTS_PER_HOST), "large")
+    per_host = MIXED_PORTS_PER_HOST + LIGHT_ROUNDS + 1  # the storm's, then one per light round (warm-up first)
+    small = storm(small_vpcs * small_hosts, small_vpcs, small_vpcs * small_hosts * per_host, "small")
+    large = storm(large_vpcs * large_hosts, large_vpcs, large_vpcs * (PREFILL + large_hosts * per_host), "large")
     return Plan(by_size, small, large)
 
 
-def spread(*lists: Sequence[bytes]) -> list[bytes]:
+def mixed_ports(shape: Plan, first: int, count: int) -> tuple[range, range]:
+    """Port indices of the small and large storms for `count` port creates per host, from
+    the host's `first`-th measured one (the large VPCs' prefill comes before)."""
+    s, h = shape.small.hosts, shape.large.hosts
+    prefill = shape.large.ports - h * (MIXED_PORTS_PER_HOST + LIGHT_ROUNDS + 1)
+    return range(s * first, s * (first + count)), range(prefill + h * first, prefill + h * (first + count))
+
+
+def spread(*lists: Sequence[T]) -> list[T]:
     """The lists merged into one, each in its own order and spread evenly over the whole
     (item i of a list of n sits at (i + 0.5) / n of the way)."""
     keyed = [((i + 0.5) / len(items), k, i) for k, items in enumerate(lists) for i in range(len(items))]
@@ -160,24 +180,62 @@ def run_channels(env: Env, sizes: Sequence[int], hosts: int, ports_per_host: int
     points: list[dict[str, Any]] = into.setdefault("points", [])
     runs: list[dict[str, Any]] = into.setdefault("mixed", [])
     ranges = host_ranges(shape.hosts, FIRST_HOST, env.sims)
-    for path in PATHS:
-        env.say(f"channels[--path {path}]: storms of {hosts:,} hosts in VPCs of {', '.join(f'{s:,}' for s in sizes)} hosts, then the "
-                f"mixed region; starting the DPM and {len(ranges)} simulator process(es) for {shape.hosts:,} hosts ...")
-        with cluster(env, Strategy.VPC_MULTICAST, ranges, sim_args=["--channel", "unicast"], path=path) as c:
+    small, large = shape.small, shape.large
+    small_ports, large_ports = mixed_ports(shape, 0, MIXED_PORTS_PER_HOST)
+    with ExitStack() as stack:
+        clusters: dict[str, Cluster] = {}
+        for path in PATHS:
+            env.say(f"channels[--path {path}]: storms of {hosts:,} hosts in VPCs of {', '.join(f'{s:,}' for s in sizes)} hosts, then the "
+                    f"mixed region; starting the DPM and {len(ranges)} simulator process(es) for {shape.hosts:,} hosts ...")
+            c = clusters[path] = stack.enter_context(
+                cluster(env, Strategy.VPC_MULTICAST, ranges, sim_args=["--channel", "unicast"], path=path))
             for size, storm in shape.sizes:
                 point = _storm(c, [storm], storm.creates(), storm.total_resources())
                 point.update(storm.describe(), hosts_per_vpc=size)
                 points.append(point)
                 _say_point(env, f"{size:,} hosts per VPC, {storm.ports:,} ports", point)
-            small, large = shape.small, shape.large
             prefill, below = large_vpcs * PREFILL, large_vpcs * UPPER_PORTS
             # up to the upper bound, then past it once all that is acked: auto moves the VPC at once, with nothing in flight
             setup = [[large.batch(range(i, min(i + PREFILL_BATCH, end))).SerializeToString() for i in range(start, end, PREFILL_BATCH)]
                      for start, end in ((0, below), (below, prefill))]
-            measured = spread(small.creates(), [large.encode(i) for i in range(prefill, large.ports)])
-            resources = small.total_resources() + sum(large.resources(i) for i in range(prefill, large.ports))
+            measured = spread([small.encode(i) for i in small_ports], [large.encode(i) for i in large_ports])
+            resources = sum(small.resources(i) for i in small_ports) + sum(large.resources(i) for i in large_ports)
             run = _storm(c, [small, large], measured, resources, setup)
             run.update(hosts=small.hosts + large.hosts, ports=len(measured))
             runs.append(run)
             _say_point(env, f"mixed region ({small_vpcs} VPCs of {small_hosts} hosts, {large_vpcs} of {large_hosts:,} hosts)", run)
+        into["light"] = run_light(env, shape, clusters)
     return into
+
+
+def run_light(env: Env, shape: Plan, clusters: dict[str, Cluster]) -> dict[str, Any]:
+    """The mixed region at light load (`LIGHT_RATE` inputs/s), on the three clusters left
+    as their mixed storms made them: in each round every path gets one port create per host
+    of the region, small and large VPCs interleaved, the paths in an order that turns each
+    round (so that none is always first on a warming machine); the first round warms up
+    and is not counted. A small VPC's inputs and a large one's go on separate caller
+    streams, so neither's reply waits behind the other's. Latency = caller send -> reply."""
+    env.say(f"channels: the mixed region at light load, {LIGHT_RATE:g} inputs/s, {LIGHT_ROUNDS} rounds after a warm-up round, "
+            "the paths' order turning each round ...")
+    seen: dict[str, dict[str, list[float]]] = {path: {"small": [], "large": []} for path in clusters}
+    for round_ in range(LIGHT_ROUNDS + 1):
+        small_ports, large_ports = mixed_ports(shape, MIXED_PORTS_PER_HOST + round_, 1)
+        inputs = spread([shape.small.encode(i) for i in small_ports], [shape.large.encode(i) for i in large_ports])
+        kinds = spread(["small"] * len(small_ports), ["large"] * len(large_ports))
+        order = list(PATHS[round_ % len(PATHS):] + PATHS[:round_ % len(PATHS)])
+        for path in order:
+            c = clusters[path]
+            c.wait_registered()
+            result = push(c.address, inputs, 2, LIGHT_RATE, lanes=[0 if kind == "small" else 1 for kind in kinds])
+            if round_ == 0:
+                continue
+            for i, kind in enumerate(kinds):
+                seen[path][kind].append((result.reply_ns[i] - result.sent_ns[i]) / 1e6)
+    out: dict[str, Any] = {"rate": LIGHT_RATE, "rounds": LIGHT_ROUNDS, "paths": {}}
+    for path, kinds_seen in seen.items():
+        every = kinds_seen["small"] + kinds_seen["large"]
+        out["paths"][path] = {kind: percentiles(values) for kind, values in (*kinds_seen.items(), ("all", every))}
+        f = out["paths"][path]
+        env.say(f"  {path}: caller send->reply p50 / p99 small VPCs {f['small']['p50']:.1f} / {f['small']['p99']:.1f} ms, "
+                f"large VPCs {f['large']['p50']:.1f} / {f['large']['p99']:.1f} ms, all {f['all']['p50']:.1f} / {f['all']['p99']:.1f} ms")
+    return out

@@ -72,6 +72,8 @@ RATIO_TEXT = {
     "kafka_path_vs_grpc_fast_path": "goal states/s of the Kafka path (--path mq) / of the gRPC fast path (DPM --path grpc), main storm",
     "channels_auto_vs_grpc": "goal states/s of --path auto / of --path grpc (channels, mixed region)",
     "channels_auto_vs_mq": "goal states/s of --path auto / of --path mq (channels, mixed region)",
+    "channels_light_grpc_vs_auto_p99": "caller send->reply p99 of --path grpc / of --path auto (channels, mixed region at light load)",
+    "channels_light_mq_vs_auto_p99": "caller send->reply p99 of --path mq / of --path auto (channels, mixed region at light load)",
     "region_fetch_vs_sims_fetch": "bytes a region of real hosts would fetch / bytes the simulators fetched (main storm)",
 }
 
@@ -103,6 +105,8 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         out["region_fetch_vs_sims_fetch"] = storm["fanout"]["region_vs_sims_fetch"]
     mixed = mixed_ratios((results.get("channels") or {}).get("mixed", []))
     out["channels_auto_vs_grpc"], out["channels_auto_vs_mq"] = mixed["auto_vs_grpc"], mixed["auto_vs_mq"]
+    light = light_ratios((results.get("channels") or {}).get("light"))
+    out["channels_light_grpc_vs_auto_p99"], out["channels_light_mq_vs_auto_p99"] = light["grpc_vs_auto"], light["mq_vs_auto"]
     return out
 
 
@@ -136,6 +140,17 @@ def mixed_ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
     vs_mq = auto / mq if auto is not None and mq is not None else None
     beats = vs_grpc > 1 and vs_mq > 1 if vs_grpc is not None and vs_mq is not None else None
     return {"auto_vs_grpc": vs_grpc, "auto_vs_mq": vs_mq, "auto_beats_both": beats}
+
+
+def light_ratios(light: dict[str, Any] | None) -> dict[str, Any]:
+    """The light-load caller p99 of grpc / auto's and mq / auto's (above 1: auto answers
+    sooner), and whether auto's p99 is below both (None where a path was not measured)."""
+    p99 = {path: f["all"]["p99"] for path, f in ((light or {}).get("paths") or {}).items() if f["all"]["count"]}
+    auto, grpc, mq = p99.get("auto"), p99.get("grpc"), p99.get("mq")
+    vs_grpc = grpc / auto if auto and grpc is not None else None
+    vs_mq = mq / auto if auto and mq is not None else None
+    beats = vs_grpc > 1 and vs_mq > 1 if vs_grpc is not None and vs_mq is not None else None
+    return {"grpc_vs_auto": vs_grpc, "mq_vs_auto": vs_mq, "auto_beats_both": beats}
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -274,6 +289,18 @@ def channel_verdicts(channels: dict[str, Any]) -> list[tuple[str, str]]:
         label = (f"channels: mixed region ({shape.get('small_vpcs')} VPCs of {shape.get('small_hosts')} hosts + "
                  f"{shape.get('large_vpcs')} of {shape.get('large_hosts', 0):,} hosts with {shape.get('prefill_ports', 0):,} ports set up)")
         out.append((label, f"goal states/s: {rates}; {ratios_}; auto beats both: {beats}"))
+    light = channels.get("light")
+    if light and light.get("paths"):
+        m = light_ratios(light)
+        p99s = ", ".join(f"{path} {f['all']['p99']:,.1f}" for path, f in light["paths"].items())
+        classes = "; ".join(f"{path}: small VPCs {f['small']['p50']:,.1f} / {f['small']['p99']:,.1f}, large VPCs "
+                            f"{f['large']['p50']:,.1f} / {f['large']['p99']:,.1f}" for path, f in light["paths"].items())
+        ratios_ = "; ".join(f"{name} {m[key]:.2f}x" for key, name in (("grpc_vs_auto", "grpc / auto"), ("mq_vs_auto", "mq / auto"))
+                            if m[key] is not None)
+        beats = {True: "yes", False: "no", None: "not measured"}[m["auto_beats_both"]]
+        out.append((f"channels: mixed region at light load ({light['rate']:g} inputs/s, {light['rounds']} rounds)",
+                    f"caller send->reply p99 (ms): {p99s}; {ratios_}; auto beats both (lower p99): {beats}"))
+        out.append(("channels: light load per VPC class, p50 / p99 (ms)", classes))
     return out
 
 

@@ -52,7 +52,8 @@ def test_ratios_and_targets_say_met_or_missed_by_how_much(tmp_path: Path) -> Non
     results = _synthetic(multicast_bytes=100, unicast_bytes=2000)
     assert report.ratios(results) == {"throughput_vs_raw": 0.5, "p99_vs_raw_p99": 4.0, "unicast_vs_multicast_bytes": 20.0,
                                       "unicast_vs_multicast_bytes_whole_storm": 20.0, "kafka_path_vs_grpc_fast_path": 0.5,
-                                      "region_fetch_vs_sims_fetch": None, "channels_auto_vs_grpc": None, "channels_auto_vs_mq": None}
+                                      "region_fetch_vs_sims_fetch": None, "channels_auto_vs_grpc": None, "channels_auto_vs_mq": None,
+                                      "channels_light_grpc_vs_auto_p99": None, "channels_light_mq_vs_auto_p99": None}
     assert set(report.RATIO_TEXT) == set(report.ratios(results)) and all(" / " in t for t in report.RATIO_TEXT.values())
     verdicts = {t["target"]: t for t in report.targets(results)}
     assert len(verdicts) == 11
@@ -192,12 +193,15 @@ def test_the_channels_section_and_plot_are_written_when_the_scenario_ran(tmp_pat
     results["channels"] = {"hosts": 20, "ports_per_host": 1, "mixed_shape": {"small_vpcs": 2, "small_hosts": 2, "large_vpcs": 1,
                                                                               "large_hosts": 3, "prefill_ports": 1100, "ports_per_host": 2},
                            "points": [point(s, p, r) for s, p, r in ((2, "grpc", 9.0), (2, "mq", 8.0), (10, "grpc", 5.0), (10, "mq", 7.0))],
-                           "mixed": [point(0, p, r) for p, r in (("grpc", 4.0), ("mq", 5.0), ("auto", 6.0))]}
+                           "mixed": [point(0, p, r) for p, r in (("grpc", 4.0), ("mq", 5.0), ("auto", 6.0))],
+                           "light": {"rate": 40.0, "rounds": 3, "paths": {p: {"small": _lat(), "large": _lat(), "all": _lat(p99)}
+                                                                           for p, p99 in (("grpc", 30.0), ("mq", 20.0), ("auto", 40.0))}}}
     plots = report.write(tmp_path, results)
     assert "channels_throughput.png" in {p.name for p in plots}
     text = (tmp_path / "report.md").read_text()
     assert "## Channels per VPC size" in text and "| hosts per VPC | path |" in text and "| mixed | auto |" in text
     assert "size where Kafka starts to win (mq goal states/s > grpc's): 10 hosts per VPC" in text
     assert "auto beats both: yes" in text and "ratio channels_auto_vs_mq" in text
+    assert "mixed region at light load (40 inputs/s, 3 rounds)" in text and "auto beats both (lower p99): no" in text
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["ratios"]["channels_auto_vs_grpc"] == 1.5
+    assert saved["ratios"]["channels_auto_vs_grpc"] == 1.5 and saved["ratios"]["channels_light_mq_vs_auto_p99"] == 0.5

@@ -218,6 +218,7 @@ def run_light(env: Env, shape: Plan, clusters: dict[str, Cluster]) -> dict[str, 
     env.say(f"channels: the mixed region at light load, {LIGHT_RATE:g} inputs/s, {LIGHT_ROUNDS} rounds after a warm-up round, "
             "the paths' order turning each round ...")
     seen: dict[str, dict[str, list[float]]] = {path: {"small": [], "large": []} for path in clusters}
+    failures = dict.fromkeys(clusters, 0)  # statuses other than SUCCESS in the measured rounds' replies
     for round_ in range(LIGHT_ROUNDS + 1):
         small_ports, large_ports = mixed_ports(shape, MIXED_PORTS_PER_HOST + round_, 1)
         inputs = spread([shape.small.encode(i) for i in small_ports], [shape.large.encode(i) for i in large_ports])
@@ -229,12 +230,14 @@ def run_light(env: Env, shape: Plan, clusters: dict[str, Cluster]) -> dict[str, 
             result = push(c.address, inputs, 2, LIGHT_RATE, lanes=[0 if kind == "small" else 1 for kind in kinds])
             if round_ == 0:
                 continue
+            failures[path] += result.failures
             for i, kind in enumerate(kinds):
                 seen[path][kind].append((result.reply_ns[i] - result.sent_ns[i]) / 1e6)
     out: dict[str, Any] = {"rate": LIGHT_RATE, "rounds": LIGHT_ROUNDS, "paths": {}}
     for path, kinds_seen in seen.items():
         every = kinds_seen["small"] + kinds_seen["large"]
         out["paths"][path] = {kind: percentiles(values) for kind, values in (*kinds_seen.items(), ("all", every))}
+        out["paths"][path]["failures"] = failures[path]
         f = out["paths"][path]
         env.say(f"  {path}: caller send->reply p50 / p99 small VPCs {f['small']['p50']:.1f} / {f['small']['p99']:.1f} ms, "
                 f"large VPCs {f['large']['p50']:.1f} / {f['large']['p99']:.1f} ms, all {f['all']['p50']:.1f} / {f['all']['p99']:.1f} ms")

@@ -106,7 +106,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     region = tiny.channels_mixed[0] * tiny.channels_mixed[1] + tiny.channels_mixed[2] * tiny.channels_mixed[3]
     assert set(light["paths"]) == {"grpc", "mq", "auto"} and light["rounds"] >= 1
     assert all(f["all"]["count"] == region * light["rounds"] and f["small"]["p50"] > 0 and f["large"]["p50"] > 0
-               for f in light["paths"].values())
+               and f["failures"] == 0 for f in light["paths"].values())
     assert results["ratios"]["channels_light_mq_vs_auto_p99"] == light["paths"]["mq"]["all"]["p99"] / light["paths"]["auto"]["all"]["p99"]
     assert results["ratios"]["channels_auto_vs_mq"] == auto["goal_states_per_s"] / runs["mq"]["goal_states_per_s"]
 

@@ -4,9 +4,10 @@ set against what the hosts hold and what the DPM keeps.
 Each fault runs on a fresh DPM, simulators and topic prefix (`runner.cluster`):
 - `dpm-kill`: kill -9 of the DPM halfway through the storm and a restart on the same
   topics and port; callers re-send what went unanswered; then every simulator restarts.
-- `broker-pause`: the broker's processes stopped (SIGSTOP) for 5 s halfway, then continued.
+- `broker-pause`: the broker's processes stopped (SIGSTOP) for `pause` seconds (5 s by
+  default) halfway, then continued.
 - `agents-killed`: the simulator of 10 % of the hosts killed (kill -9) halfway and
-  restarted 5 s later, empty.
+  restarted `pause` seconds later, empty.
 - `big-vpc-resync`: one VPC of 16,000 ports on 2 hosts; the simulator of one host
   restarted, empty, so its whole state (about 2 MB) comes back in parts.
 
@@ -44,7 +45,7 @@ from gs_bench.topology import ports_message, tables_of
 from gsmq.resources import MAP_FIELD, TYPE_NAME
 from gsmq.wire import Strategy
 
-PAUSE_S = 5.0  # how long the broker is stopped, and killed agents stay down
+PAUSE_S = 5.0  # how long the broker is stopped, and killed agents stay down (`run_faults`' default)
 CONVERGE_DEADLINE_S = 180.0
 DPM_ARGS = ("--retry-after", "3", "--reply-timeout", "60")  # a fault's stragglers are retried within the scenario
 
@@ -209,13 +210,15 @@ def storm_with(c: Cluster, env: Env, storm: Storm, fault: Callable[[], dict[str,
     return ledger, began, figures
 
 
-def run_faults(env: Env, storm: Storm, big_vpc_ports: int, chosen: Sequence[str] = FAULTS) -> list[dict[str, Any]]:
-    """Each fault in turn; a row of figures for each."""
+def run_faults(env: Env, storm: Storm, big_vpc_ports: int, chosen: Sequence[str] = FAULTS,
+               pause: float = PAUSE_S) -> list[dict[str, Any]]:
+    """Each fault in turn; a row of figures for each. `pause`: seconds the broker stays stopped
+    and killed agents stay down."""
     out = []
     for name in chosen:
         env.say(f"fault {name}: {storm.hosts} hosts, {storm.ports} ports" if name != "big-vpc-resync"
                 else f"fault {name}: one VPC of {big_vpc_ports:,} ports on 2 hosts")
-        row = RUNS[name](env, storm, big_vpc_ports)
+        row = RUNS[name](env, storm, big_vpc_ports, pause)
         env.say(f"  wrong SUCCESS {row['wrong_success']}, hosts differing {row['hosts_differing']}, "
                 f"lost acknowledged {row['lost_acknowledged']}, converged {_s(row['converge_s'])} after the fault")
         out.append(row)
@@ -226,7 +229,7 @@ def _s(seconds: float | None) -> str:
     return "never" if seconds is None else f"{seconds:.1f} s"
 
 
-def _dpm_kill(env: Env, storm: Storm, _: int) -> dict[str, Any]:
+def _dpm_kill(env: Env, storm: Storm, _: int, __: float) -> dict[str, Any]:
     with cluster(env, Strategy.VPC_MULTICAST, host_ranges(storm.hosts, storm.first_host, env.sims), *DPM_ARGS) as c:
         def kill() -> dict[str, Any]:
             old = c.dpm
@@ -241,7 +244,7 @@ def _dpm_kill(env: Env, storm: Storm, _: int) -> dict[str, Any]:
         return judge(c, ledger, "dpm-kill", converge(c, ledger, began), **figures)
 
 
-def _broker_pause(env: Env, storm: Storm, _: int) -> dict[str, Any]:
+def _broker_pause(env: Env, storm: Storm, _: int, pause_s: float) -> dict[str, Any]:
     port = int(env.bootstrap.split(",")[0].rsplit(":", 1)[1])
     pids = listening_pids(port)
     if not pids:
@@ -252,30 +255,30 @@ def _broker_pause(env: Env, storm: Storm, _: int) -> dict[str, Any]:
             for pid in pids:
                 os.kill(pid, signal.SIGSTOP)
             try:
-                time.sleep(PAUSE_S)
+                time.sleep(pause_s)
             finally:
                 for pid in pids:
                     os.kill(pid, signal.SIGCONT)
-            return {"paused_s": PAUSE_S}
+            return {"paused_s": pause_s}
 
         ledger, began, figures = storm_with(c, env, storm, pause)
         return judge(c, ledger, "broker-pause", converge(c, ledger, began), **figures)
 
 
-def _agents_killed(env: Env, storm: Storm, _: int) -> dict[str, Any]:
+def _agents_killed(env: Env, storm: Storm, _: int, down_s: float) -> dict[str, Any]:
     split = storm.hosts - max(1, storm.hosts // 10)
     hosts = storm.host_list
     ranges = [*host_ranges(split, hosts[0], max(1, env.sims - 1)), (storm.hosts - split, hosts[split])]
     with cluster(env, Strategy.VPC_MULTICAST, ranges, *DPM_ARGS) as c:
         def kill() -> dict[str, Any]:
-            restart(c, c.sims[-1], signal.SIGKILL, PAUSE_S)
-            return {"killed_hosts": storm.hosts - split, "down_s": PAUSE_S}
+            restart(c, c.sims[-1], signal.SIGKILL, down_s)
+            return {"killed_hosts": storm.hosts - split, "down_s": down_s}
 
         ledger, began, figures = storm_with(c, env, storm, kill)
         return judge(c, ledger, "agents-killed", converge(c, ledger, began), **figures)
 
 
-def _big_vpc_resync(env: Env, storm: Storm, ports: int) -> dict[str, Any]:
+def _big_vpc_resync(env: Env, storm: Storm, ports: int, _: float) -> dict[str, Any]:
     big = Storm(2, 1, ports, first_host=storm.first_host)
     a, b = big.host_list
     with cluster(env, Strategy.VPC_MULTICAST, [(1, a), (1, b)], *DPM_ARGS) as c:
@@ -293,5 +296,5 @@ def _big_vpc_resync(env: Env, storm: Storm, ports: int) -> dict[str, Any]:
         return judge(c, ledger, "big-vpc-resync", converged, ports=ports, state_bytes=host_state(c.sim_for(b).status_port, b).ByteSize())
 
 
-RUNS: dict[str, Callable[[Env, Storm, int], dict[str, Any]]] = {
+RUNS: dict[str, Callable[[Env, Storm, int, float], dict[str, Any]]] = {
     "dpm-kill": _dpm_kill, "broker-pause": _broker_pause, "agents-killed": _agents_killed, "big-vpc-resync": _big_vpc_resync}

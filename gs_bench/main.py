@@ -173,7 +173,7 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
     if "faults" in chosen:
         h, v, p = suite.faults
         rows: list[dict[str, Any]] = results.setdefault("faults", [])
-        for row in run_faults(env, Storm(h, v, p), suite.faults_vpc_ports, suite.fault_kinds):
+        for row in run_faults(env, Storm(h, v, p), suite.faults_vpc_ports, suite.fault_kinds, suite.faults_pause_s):
             rows.append(row)  # noqa: PERF402 - one at a time, as each is measured
     # Multi-point scenarios keep each point in `results` as it comes: an interrupted run reports them.
     if "hosts" in chosen:

@@ -258,6 +258,7 @@ class Suite:
     faults: tuple[int, int, int] = (200, 2, 2000)  # hosts, VPCs, ports of the storm each fault hits (`gs_bench.faults`) ...
     faults_vpc_ports: int = 16000  # ... and the ports of the VPC on 2 hosts whose host is resynced
     fault_kinds: tuple[str, ...] = FAULTS
+    faults_pause_s: float = 5.0  # seconds the broker-pause fault stops the broker and agents-killed keeps them down (past --retry-after)
     giant_input: int = 200000  # hosts one input lists while a small caller goes on (`gs_bench.giant`) ...
     giant_window_s: float = 20.0  # ... for this long
     sweep: tuple[int, ...] = (100, 300)  # 5: convergence (and RSS) against hosts, with the main storm's point ...
@@ -280,7 +281,8 @@ class Suite:
 SUITES: dict[str, Suite] = {
     "default": Suite(scenarios=tuple(s for s in SCENARIOS if s != "giant-input")),  # keeps it near 5 minutes
     "tiny": Suite(scenarios=SCENARIOS, hosts=20, vpcs=2, ports=40, churn=(0.5,), churn_seconds=1.5, restart=(20, 2, 60),
-                  strategies=(10, 1, 20), faults=(20, 2, 400), faults_vpc_ports=2000, giant_input=2000, giant_window_s=4.0,
+                  strategies=(10, 1, 20), faults=(20, 2, 400), faults_vpc_ports=2000, faults_pause_s=3.5,
+                  giant_input=2000, giant_window_s=2.0,
                   sweep=(10,), sweep_ports_per_host=2, sweep_hosts_per_vpc=10, vpc_storms=((10, 30),), memory=(100,), footprint=(100,),
                   channels=(2, 10), channels_hosts=10, channels_mixed=(4, 2, 1, 4), streams=2),
     # issue 11: a 100,000-port VPC on 1,000 hosts; 100 .. 1,000,000 hosts with a port each, in VPCs of 100

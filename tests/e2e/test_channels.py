@@ -20,6 +20,7 @@ from gsmq import wire
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import admin_client, partition_count
+from gsmq.kafka_transport import consume_batch
 from gsmq.topics import Topics
 
 from .test_pair import push
@@ -45,7 +46,7 @@ def goal_records(bootstrap: str, topics: Topics) -> list[dict[str, str]]:
             consumer.assign(parts)
             left = sum(ends.values())
             while left > 0:
-                for m in consumer.consume(500, timeout=5):
+                for m in consume_batch(consumer, 500, 0.2):
                     if m.error() is None:
                         left -= 1
                         headers = wire.decode_headers(m.headers())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,20 +83,21 @@ def produce(bootstrap: str, props: dict[str, str], topic: str) -> KafkaError | N
     return errors[0]
 
 
-def connect_errors(bootstrap: str, props: dict[str, str]) -> list[KafkaError]:
-    """The errors a client meets asking for metadata with `props` (empty: it was served)."""
+def connect_errors(bootstrap: str, props: dict[str, str], deadline: float = 5.0) -> list[KafkaError]:
+    """The errors a client meets asking for metadata with `props` (empty: it was served): asked
+    again every 0.25 s until it is served, or refused (error_cb names why), or `deadline` passed."""
     seen: list[KafkaError] = []
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **props, "error_cb": seen.append, "log_level": 0}
     admin = AdminClient(conf)
-    try:
-        admin.list_topics(timeout=5)
-    except Exception as exc:  # noqa: BLE001 - the refusal is the point
-        seen.append(exc.args[0])
-        for _ in range(20):  # error_cb is served by poll(): collect why the connection was refused
-            if len(seen) > 1:
-                break
-            admin.poll(0.25)
-    return seen
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            admin.list_topics(timeout=0.25)
+            return seen
+        except Exception as exc:  # noqa: BLE001 - the refusal is the point
+            admin.poll(0.1)  # error_cb is served by poll(): why the connection was refused, if it was
+            if seen or time.monotonic() >= end:
+                return [exc.args[0], *seen]
 
 
 def test_dpm_to_agent_end_to_end_over_sasl_ssl(secured: Secured, tmp_path: Path) -> None:

@@ -204,13 +204,13 @@ def test_tail_follow_prints_records_produced_later_until_sigterm_or_sigint(
     topic = new_topic(bootstrap, topic_prefix)
     host = "192.168.9.9"
     produce(bootstrap, topic, host, "old-0")
-    later = follow(topic, "--key", host, "--from", "end")
+    later = follow(topic, "--key", host, "--from", "end", "--idle", "1")
     assert later.ready() == f"gsctl: following {topic} partition {partition_for(host, PARTITIONS)} from offset 1 (Ctrl-C stops)\n"
     produce(bootstrap, topic, "192.168.9.10", "other-0")  # another key: not printed
     where = produce(bootstrap, topic, host, "new-0")
     first = later.next_line()
     assert first["key"] == host and request_ids([first]) == ["new-0"] and (first["partition"], first["offset"]) == where
-    time.sleep(3)  # longer than --idle: --follow does not stop when the topic is quiet
+    time.sleep(1.5)  # longer than --idle: --follow does not stop when the topic is quiet
     assert later.proc.poll() is None
     later.proc.send_signal(sig)
     assert later.proc.wait(timeout=30) == 0

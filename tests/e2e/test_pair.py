@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from gs_bench.cluster import Daemon, host_snapshot, host_state, start_agent, sta
 from gs_bench.topology import expected_tables, port_message, ports_of, subnet_message, tables_of
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import partition_count
+from gsmq.kafka_transport import consume_batch
 from gsmq.topics import Topics
 
 HOSTS = ["192.168.7.1", "192.168.7.2", "192.168.7.3"]
@@ -69,13 +71,18 @@ def count_messages(kafka: KafkaSettings, topic: str) -> list[tuple[str, gs.GoalS
 
     n = partition_count(AdminClient(kafka.admin()), topic)
     consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "e2e-reader", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(n)])
+    parts = [TopicPartition(topic, p, 0) for p in range(n)]
+    # The daemons are done (every input answered): read each partition to the end it has now.
+    left = {p.partition: end for p in parts if (end := consumer.get_watermark_offsets(p, timeout=10)[1]) > 0}
+    consumer.assign(parts)
     out: list[tuple[str, gs.GoalStateV2]] = []
-    idle = 0
-    while idle < 4:  # the daemons are done: the topic no longer grows
-        batch = consumer.consume(1000, 0.25)
-        idle = idle + 1 if not batch else 0
-        for msg in batch:
+    deadline = time.monotonic() + 60
+    while left:
+        assert time.monotonic() < deadline, f"{topic}: partitions {sorted(left)} not read to their end"
+        for msg in consume_batch(consumer, 1000, 0.2):
+            part, offset = msg.partition(), msg.offset()
+            if part in left and offset is not None and offset + 1 >= left[part]:
+                del left[part]
             if msg.error() is None and dict(msg.headers() or []).get("gs-type") == b"GoalStateV2":
                 goal = gs.GoalStateV2()
                 goal.ParseFromString(msg.value() or b"")

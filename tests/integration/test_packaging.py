@@ -31,9 +31,9 @@ def test_the_wheel_installs_no_generic_top_level_name(wheel: Path) -> None:
 
 def test_the_wheel_imports_beside_proto_plus(wheel: Path, tmp_path: Path) -> None:
     env = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)  # filled by this pip (--python)
     py = str(env / "bin" / "python")
-    pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip = [sys.executable, "-m", "pip", "--python", py, "install", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "proto-plus"], check=True, capture_output=True)  # first, as in a google-cloud environment
     subprocess.run([*pip, "--no-deps", str(wheel)], check=True, capture_output=True)
     probe = (

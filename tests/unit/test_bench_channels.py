@@ -21,10 +21,20 @@ def test_the_plan_gives_each_storm_hosts_vpcs_and_ports_of_its_own() -> None:
     assert [size for size, _ in shape.sizes] == [10, 100]
     assert [(s.hosts, len(s.layout), s.ports) for s in storms[:2]] == [(500, 50, 500), (500, 5, 500)]
     assert all(len(hosts) == size for size, s in shape.sizes for hosts in s.layout.values())  # VPCs of that size
-    # the mixed region: 20 VPCs of 10 hosts, 2 ports per host; 1 of 50 hosts, past auto's upper bound before its 2 per host
-    assert (shape.small.hosts, len(shape.small.layout), shape.small.ports) == (200, 20, 400)
+    # the mixed region: 20 VPCs of 10 hosts, 2 ports per host, then one per light-load round (a warm-up and 3);
+    # 1 VPC of 50 hosts, past auto's upper bound before its ports per host
+    per_host = channels.MIXED_PORTS_PER_HOST + channels.LIGHT_ROUNDS + 1
+    assert (shape.small.hosts, len(shape.small.layout), shape.small.ports) == (200, 20, 200 * per_host) and per_host == 6
     assert (shape.large.hosts, len(shape.large.layout)) == (50, 1)
-    assert shape.large.ports == channels.PREFILL + 100 and channels.PREFILL > UPPER_PORTS
+    assert shape.large.ports == channels.PREFILL + 50 * per_host and channels.PREFILL > UPPER_PORTS
+    # the storm's ports, then each round's: one port create per host of the region, every host once
+    storm_small, storm_large = channels.mixed_ports(shape, 0, channels.MIXED_PORTS_PER_HOST)
+    assert (storm_small, storm_large) == (range(400), range(channels.PREFILL, channels.PREFILL + 100))
+    for round_ in range(channels.LIGHT_ROUNDS + 1):
+        small, large = channels.mixed_ports(shape, channels.MIXED_PORTS_PER_HOST + round_, 1)
+        assert sorted(shape.small.port(i).host for i in small) == sorted(shape.small.host_list)
+        assert sorted(shape.large.port(i).host for i in large) == sorted(shape.large.host_list)
+        assert small.stop <= shape.small.ports and large.stop <= shape.large.ports
     assert shape.hosts == 500 + 500 + 200 + 50 == sum(s.hosts for s in storms)
     # consecutive host ranges from FIRST_HOST, none shared; VPC ids and port ids never shared
     first = int(ipaddress.IPv4Address(channels.FIRST_HOST))

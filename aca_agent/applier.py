@@ -148,6 +148,9 @@ class VpcTable:
     seq: int = 0
     since: dict[ResourceKey, int] = field(default_factory=dict)
     followers: set[str] = field(default_factory=set)
+    # (seq, epoch, statuses) of the last message applied to the table, all SUCCESS: another
+    # follower's copy of it (the gRPC channel sends one per host) reads them, not the message.
+    done: tuple[int, str, list[ResourceStatus]] | None = None
 
 
 def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
@@ -241,7 +244,6 @@ class Applier:
             movers.append((hs, resync))
         if not movers:
             return []
-        entries = self._all_entries(goal, None)
         results: list[Result] = []
         table = self.tables.get(vpc)
         shared = [(hs, resync) for hs, resync in movers if table is not None and vpc in hs.shared]
@@ -249,9 +251,13 @@ class Applier:
             start = time.perf_counter_ns()
             released: dict[str, list[ResourceStatus]] = {}
             if seq is None or table.epoch != epoch or table.seq < seq:
-                common_statuses = self._apply_table(table, entries, seq, epoch, sent_ns, released)
+                common_statuses = self._apply_table(table, self._all_entries(goal, None), seq, epoch, sent_ns, released)
+                done = seq is not None and all(s.status == common.SUCCESS for s in common_statuses)
+                table.done = (seq, epoch, common_statuses) if done and seq is not None else None
+            elif table.done is not None and table.done[:2] == (seq, epoch):  # another follower's copy of that message
+                common_statuses = table.done[2]
             else:  # the table is ahead of these followers (a later join or resync built it): bookkeeping only
-                common_statuses = [self._shared_status(table, rtype, rid, state) for rtype, rid, state in entries]
+                common_statuses = [self._shared_status(table, rtype, rid, state) for rtype, rid, state in self._all_entries(goal, None)]
             spent = time.perf_counter_ns() - start
             owners = self._neighbor_owners(table, common_statuses)
             owning = set(owners.values())
@@ -265,10 +271,12 @@ class Applier:
                 if hs.host in released:
                     mine = mine + released[hs.host]
                 results.append(self._result(hs, mine, t0, resync, vpc, seq or 0, sent_ns))
+        entries: list[tuple[int, str, Any]] | None = None
         for hs, resync in movers:
             if table is not None and vpc in hs.shared:
                 continue
             start = time.perf_counter_ns()
+            entries = self._all_entries(goal, None) if entries is None else entries
             mine_entries = [e for e in entries if not own_neighbor(e[0], e[2], hs.host)]
             statuses = self._apply(hs, mine_entries, sent_ns, whole=False, follow={}, scope_vpc=vpc)
             results.append(self._result(hs, statuses, start, resync, vpc, seq or 0, sent_ns))

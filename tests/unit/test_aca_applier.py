@@ -396,6 +396,9 @@ def test_a_vpc_message_addressed_to_one_follower_moves_that_follower_alone_and_t
     assert applier.apply_multicast("vpc-1", message, headers, -1, -1, only=H2) == []  # a copy seen already
     assert applier.apply_multicast("vpc-1", message, headers, -1, -1, only="10.2.9.9") == []  # not a follower
     assert applier.hosts[H3].cursors["vpc-1"].seq == 0 and set(table(applier, H2, common.NEIGHBOR)) == {"nb-h1", "nb-x"}
+    # a copy costs O(1) for the message: the statuses the table's apply gave are read again, not rebuilt
+    (third,) = applier.apply_multicast("vpc-1", message, headers, -1, -1, only=H3)
+    assert third.statuses is second[0].statuses and applier.hosts[H3].cursors["vpc-1"].seq == 1
 
 
 def test_followers_that_own_none_of_a_multicasts_neighbors_share_one_statuses_list() -> None:

@@ -148,8 +148,9 @@ class VpcTable:
     seq: int = 0
     since: dict[ResourceKey, int] = field(default_factory=dict)
     followers: set[str] = field(default_factory=set)
-    # (seq, epoch, statuses) of the last message applied to the table, all SUCCESS: another
-    # follower's copy of it (the gRPC channel sends one per host) reads them, not the message.
+    # (seq, epoch, statuses) of the last message applied to the table: another follower's
+    # copy of it (the gRPC channel sends one per host) reports the same (failures included),
+    # its PENDING ones as they stand now.
     done: tuple[int, str, list[ResourceStatus]] | None = None
 
 
@@ -252,10 +253,13 @@ class Applier:
             released: dict[str, list[ResourceStatus]] = {}
             if seq is None or table.epoch != epoch or table.seq < seq:
                 common_statuses = self._apply_table(table, self._all_entries(goal, None), seq, epoch, sent_ns, released)
-                done = seq is not None and all(s.status == common.SUCCESS for s in common_statuses)
-                table.done = (seq, epoch, common_statuses) if done and seq is not None else None
+                table.done = (seq, epoch, common_statuses) if seq is not None else None
             elif table.done is not None and table.done[:2] == (seq, epoch):  # another follower's copy of that message
                 common_statuses = table.done[2]
+                if any(s.status == common.PENDING for s in common_statuses):
+                    pending = table.scope.pending
+                    common_statuses = [s._replace(status=common.PENDING if (s.resource_type, s.resource_id) in pending else common.SUCCESS)
+                                       if s.status == common.PENDING else s for s in common_statuses]
             else:  # the table is ahead of these followers (a later join or resync built it): bookkeeping only
                 common_statuses = [self._shared_status(table, rtype, rid, state) for rtype, rid, state in self._all_entries(goal, None)]
             spent = time.perf_counter_ns() - start

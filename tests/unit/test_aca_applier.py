@@ -401,6 +401,25 @@ def test_a_vpc_message_addressed_to_one_follower_moves_that_follower_alone_and_t
     assert third.statuses is second[0].statuses and applier.hosts[H3].cursors["vpc-1"].seq == 1
 
 
+def test_a_failure_of_the_tables_apply_reaches_every_followers_copy() -> None:
+    """Only the first copy applies the table; the others must still report what it found."""
+    applier = Applier(MemoryDataPlane(), [H1, H2, H3])
+    for host in (H1, H2, H3):
+        _join(applier, host, 0, subnet())
+
+    def copies(seq: int, *items: Item) -> dict[str, dict[str, int]]:
+        headers = {wire.SEQ: str(seq), wire.EPOCH: "1.e1"}
+        return {r.host: statuses(r) for host in (H1, H2, H3)
+                for r in applier.apply_multicast("vpc-1", goal_state(None, *items), headers, -1, -1, only=host)}
+
+    assert copies(1, neighbor("nb-h1", H1, rev=2), security_group(rev=2)) == {
+        H1: {"sg-1": common.SUCCESS}, H2: {"nb-h1": common.SUCCESS, "sg-1": common.SUCCESS},
+        H3: {"nb-h1": common.SUCCESS, "sg-1": common.SUCCESS}}
+    late = copies(2, neighbor("nb-h1", H1, rev=1), security_group(rev=1))  # older revisions: OUT_OF_ORDER for all
+    assert late[H2] == late[H3] == {"nb-h1": common.OUT_OF_ORDER, "sg-1": common.OUT_OF_ORDER}
+    assert late[H1] == {"sg-1": common.OUT_OF_ORDER}  # its own neighbor is not in its view
+
+
 def test_followers_that_own_none_of_a_multicasts_neighbors_share_one_statuses_list() -> None:
     applier = Applier(MemoryDataPlane(), [H1, H2, H3])
     for host in (H1, H2, H3):

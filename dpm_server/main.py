@@ -137,7 +137,7 @@ def settings() -> Settings:
     s.option("--path-settle-seconds", default=paths.SETTLE_SECONDS, convert=float,
              help="a VPC whose messages still wait for acks switches channel once they are acked, or after this long"
              " (0: at once; a host that then sees a newer message before an older one skips the older and is resynced)")
-    s.option("--link-timeout", default=10.0, convert=positive_float,
+    s.option("--link-timeout", default=5.0, convert=positive_float,
              help="seconds an agent's fast path may leave a pushed message unanswered before it is dropped (its hosts"
              " then go through Kafka until it registers again)")
     s.option("--metrics-port", default=0, convert=port_number,

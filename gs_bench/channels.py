@@ -176,7 +176,7 @@ def run_channels(env: Env, sizes: Sequence[int], hosts: int, ports_per_host: int
     into.update(sizes=list(sizes), hosts=hosts, ports_per_host=ports_per_host, paths=list(PATHS),
                 mixed_shape={"small_vpcs": small_vpcs, "small_hosts": small_hosts, "large_vpcs": large_vpcs,
                              "large_hosts": large_hosts, "prefill_ports": PREFILL, "ports_per_host": MIXED_PORTS_PER_HOST,
-                             "inputs": shape.small.ports + shape.large.ports - large_vpcs * PREFILL})
+                             "inputs": (shape.small.hosts + shape.large.hosts) * MIXED_PORTS_PER_HOST})
     points: list[dict[str, Any]] = into.setdefault("points", [])
     runs: list[dict[str, Any]] = into.setdefault("mixed", [])
     ranges = host_ranges(shape.hosts, FIRST_HOST, env.sims)

@@ -248,20 +248,22 @@ class Applier:
         results: list[Result] = []
         table = self.tables.get(vpc)
         shared = [(hs, resync) for hs, resync in movers if table is not None and vpc in hs.shared]
+        entries: list[tuple[int, str, Any]] | None = None  # the message's states, read only when needed
         if table is not None and shared:
             start = time.perf_counter_ns()
             released: dict[str, list[ResourceStatus]] = {}
             if seq is None or table.epoch != epoch or table.seq < seq:
-                common_statuses = self._apply_table(table, self._all_entries(goal, None), seq, epoch, sent_ns, released)
+                entries = self._all_entries(goal, None)
+                common_statuses = self._apply_table(table, entries, seq, epoch, sent_ns, released)
                 table.done = (seq, epoch, common_statuses) if seq is not None else None
             elif table.done is not None and table.done[:2] == (seq, epoch):  # another follower's copy of that message
                 common_statuses = table.done[2]
                 if any(s.status == common.PENDING for s in common_statuses):
-                    pending = table.scope.pending
-                    common_statuses = [s._replace(status=common.PENDING if (s.resource_type, s.resource_id) in pending else common.SUCCESS)
+                    common_statuses = [s._replace(status=self._held(table, s.resource_type, s.resource_id))
                                        if s.status == common.PENDING else s for s in common_statuses]
             else:  # the table is ahead of these followers (a later join or resync built it): bookkeeping only
-                common_statuses = [self._shared_status(table, rtype, rid, state) for rtype, rid, state in self._all_entries(goal, None)]
+                entries = self._all_entries(goal, None)
+                common_statuses = [self._shared_status(table, rtype, rid, state) for rtype, rid, state in entries]
             spent = time.perf_counter_ns() - start
             owners = self._neighbor_owners(table, common_statuses)
             owning = set(owners.values())
@@ -275,7 +277,6 @@ class Applier:
                 if hs.host in released:
                     mine = mine + released[hs.host]
                 results.append(self._result(hs, mine, t0, resync, vpc, seq or 0, sent_ns))
-        entries: list[tuple[int, str, Any]] | None = None
         for hs, resync in movers:
             if table is not None and vpc in hs.shared:
                 continue
@@ -477,8 +478,12 @@ class Applier:
         """A state the table already holds from a later position: SUCCESS (PENDING while it waits)."""
         if not self._valid(rid, state):
             return ResourceStatus(rid, rtype, int(state.operation_type) if state is not None else common.INFO, common.INVALID_ARG)
-        status = common.PENDING if (rtype, rid) in table.scope.pending else common.SUCCESS
-        return ResourceStatus(rid, rtype, int(state.operation_type), status)
+        return ResourceStatus(rid, rtype, int(state.operation_type), self._held(table, rtype, rid))
+
+    @staticmethod
+    def _held(table: VpcTable, rtype: int, rid: str) -> int:
+        """The status of a valid state the table holds: PENDING while it waits, else SUCCESS."""
+        return common.PENDING if (rtype, rid) in table.scope.pending else common.SUCCESS
 
     def _neighbor_owners(self, table: VpcTable, statuses: list[ResourceStatus]) -> dict[str, str]:
         """neighbor id -> the host it is located on, for the neighbors named in `statuses`."""

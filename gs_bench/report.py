@@ -132,13 +132,23 @@ def kafka_wins_from(points: list[dict[str, Any]]) -> int | None:
     return next((size for size, ratio in mq_vs_grpc(points).items() if ratio > 1), None)
 
 
+def _against(auto: float | None, grpc: float | None, mq: float | None, higher_is_better: bool) -> tuple[float | None, ...]:
+    """auto's figure against grpc's and mq's, each ratio read so that above 1 favours auto
+    (auto / other where higher is better, other / auto where lower is), and whether both
+    are above 1 (None where a path was not measured)."""
+    def ratio(other: float | None) -> float | None:
+        if not auto or other is None:
+            return None
+        return auto / other if higher_is_better else other / auto
+
+    vs_grpc, vs_mq = ratio(grpc), ratio(mq)
+    return vs_grpc, vs_mq, (vs_grpc > 1 and vs_mq > 1 if vs_grpc is not None and vs_mq is not None else None)
+
+
 def mixed_ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The mixed region's auto / grpc and auto / mq goal states/s, and whether auto's
     exceeds both (None where a path was not measured)."""
-    auto, grpc, mq = _rate(runs, "auto"), _rate(runs, "grpc"), _rate(runs, "mq")
-    vs_grpc = auto / grpc if auto is not None and grpc is not None else None
-    vs_mq = auto / mq if auto is not None and mq is not None else None
-    beats = vs_grpc > 1 and vs_mq > 1 if vs_grpc is not None and vs_mq is not None else None
+    vs_grpc, vs_mq, beats = _against(_rate(runs, "auto"), _rate(runs, "grpc"), _rate(runs, "mq"), higher_is_better=True)
     return {"auto_vs_grpc": vs_grpc, "auto_vs_mq": vs_mq, "auto_beats_both": beats}
 
 
@@ -146,11 +156,14 @@ def light_ratios(light: dict[str, Any] | None) -> dict[str, Any]:
     """The light-load caller p99 of grpc / auto's and mq / auto's (above 1: auto answers
     sooner), and whether auto's p99 is below both (None where a path was not measured)."""
     p99 = {path: f["all"]["p99"] for path, f in ((light or {}).get("paths") or {}).items() if f["all"]["count"]}
-    auto, grpc, mq = p99.get("auto"), p99.get("grpc"), p99.get("mq")
-    vs_grpc = grpc / auto if auto and grpc is not None else None
-    vs_mq = mq / auto if auto and mq is not None else None
-    beats = vs_grpc > 1 and vs_mq > 1 if vs_grpc is not None and vs_mq is not None else None
+    vs_grpc, vs_mq, beats = _against(p99.get("auto"), p99.get("grpc"), p99.get("mq"), higher_is_better=False)
     return {"grpc_vs_auto": vs_grpc, "mq_vs_auto": vs_mq, "auto_beats_both": beats}
+
+
+def _compared(m: dict[str, Any], names: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """The ratios of `mixed_ratios` / `light_ratios` as text, and the verdict (yes, no, not measured)."""
+    said = "; ".join(f"{name} {m[key]:.2f}x" for key, name in names if m[key] is not None)
+    return said, {True: "yes", False: "no", None: "not measured"}[m["auto_beats_both"]]
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -281,23 +294,17 @@ def channel_verdicts(channels: dict[str, Any]) -> list[tuple[str, str]]:
                     ", ".join(f"{s:,} hosts per VPC {r:.2f}x" for s, r in per_size.items()) or "not measured on both paths"))
     if runs:
         shape = channels.get("mixed_shape", {})
-        m = mixed_ratios(runs)
         rates = ", ".join(f"{r['path']} {r['goal_states_per_s']:,.0f}" for r in runs)
-        ratios_ = "; ".join(f"{name} {m[key]:.2f}x" for key, name in (("auto_vs_grpc", "auto / grpc"), ("auto_vs_mq", "auto / mq"))
-                            if m[key] is not None)
-        beats = {True: "yes", False: "no", None: "not measured"}[m["auto_beats_both"]]
+        ratios_, beats = _compared(mixed_ratios(runs), (("auto_vs_grpc", "auto / grpc"), ("auto_vs_mq", "auto / mq")))
         label = (f"channels: mixed region ({shape.get('small_vpcs')} VPCs of {shape.get('small_hosts')} hosts + "
                  f"{shape.get('large_vpcs')} of {shape.get('large_hosts', 0):,} hosts with {shape.get('prefill_ports', 0):,} ports set up)")
         out.append((label, f"goal states/s: {rates}; {ratios_}; auto beats both: {beats}"))
     light = channels.get("light")
     if light and light.get("paths"):
-        m = light_ratios(light)
         p99s = ", ".join(f"{path} {f['all']['p99']:,.1f}" for path, f in light["paths"].items())
         classes = "; ".join(f"{path}: small VPCs {f['small']['p50']:,.1f} / {f['small']['p99']:,.1f}, large VPCs "
                             f"{f['large']['p50']:,.1f} / {f['large']['p99']:,.1f}" for path, f in light["paths"].items())
-        ratios_ = "; ".join(f"{name} {m[key]:.2f}x" for key, name in (("grpc_vs_auto", "grpc / auto"), ("mq_vs_auto", "mq / auto"))
-                            if m[key] is not None)
-        beats = {True: "yes", False: "no", None: "not measured"}[m["auto_beats_both"]]
+        ratios_, beats = _compared(light_ratios(light), (("grpc_vs_auto", "grpc / auto"), ("mq_vs_auto", "mq / auto")))
         out.append((f"channels: mixed region at light load ({light['rate']:g} inputs/s, {light['rounds']} rounds)",
                     f"caller send->reply p99 (ms): {p99s}; {ratios_}; auto beats both (lower p99): {beats}"))
         out.append(("channels: light load per VPC class, p50 / p99 (ms)", classes))

@@ -254,7 +254,7 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
             consumer.health = functools.partial(_set_health, healths)
             if resyncer is not None and config.grpc_port:
                 registration = channel_pb2.Registration(address=advertised(config), hosts=ranges_of(config.hosts),
-                                                        agent=config.group)
+                                                        agent=config.group, takes_batches=True)
                 consumer.ready = functools.partial(resyncer.register, registration)
             life.thread("aca-consumer", consumer.run, stop_timeout=25.0)  # start-up reads may wait 10 s each
             code = await life.wait()

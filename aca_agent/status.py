@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 from aca_agent.applier import Applier
 from aca_agent.replies import build_reply
 from alcor.schema import goalstate_pb2 as gs
+from gsmq import wire
 from gsmq.grpc_ops import Health, add_operations
 from gsmq.v1 import ack_pb2, channel_pb2, status_pb2, status_pb2_grpc
 
@@ -72,13 +73,13 @@ MAX_PUSHED_BYTES = 1 << 20  # ... and most bytes: answers keep coming while larg
 class FastPath:
     """alcor.schema.GoalStateProvisioner.PushGoalStatesStream, answered in order.
 
-    A request with `gsmq.v1.ChannelHeaders` comes from the DPM's gRPC channel: it is applied
-    by `pushed` (the consume loop's rules) and answered with acks (`ChannelAcks`). Requests
-    that arrived while earlier ones were applied are applied together, as the consume loop
-    applies a poll batch: the last answer of such a batch carries the acks of all of it,
-    the others none. A plain GoalStateV2 (the bench's direct baseline, or an Alcor DPM) is
-    applied for the served hosts of its host_resources and answered with a status per
-    resource."""
+    A request with `gsmq.v1.ChannelHeaders`, or a `ChannelBatch` of such messages, comes
+    from the DPM's gRPC channel: it is applied by `pushed` (the consume loop's rules) and
+    answered once with acks (`ChannelAcks`). Requests that arrived while earlier ones were
+    applied are applied together, as the consume loop applies a poll batch: the last answer
+    of such a group carries the acks of all of it, the others none. A plain GoalStateV2
+    (the bench's direct baseline, or an Alcor DPM) is applied for the served hosts of its
+    host_resources and answered with a status per resource."""
 
     def __init__(self, applier: Applier, lock: threading.Lock) -> None:
         self.applier = applier
@@ -119,35 +120,38 @@ class FastPath:
             reader.cancel()
 
     async def _answer(self, batch: list[bytes], context: Context) -> AsyncIterator[bytes]:
-        """The answers to `batch`, in order: pushed messages applied together, plain ones alone."""
+        """The answers to `batch`, one per request, in order: channel messages (a
+        ChannelBatch's too) applied together, plain GoalStateV2s alone."""
         pushed: list[tuple[bytes, dict[str, str]]] = []
+        requests = 0  # the requests `pushed` came in
         for raw in batch:
             try:
-                headers = dict(channel_pb2.ChannelHeaders.FromString(raw).channel_headers)
-                goal = None if headers else gs.GoalStateV2.FromString(raw)
+                messages = wire.channel_messages(raw)
+                goal = None if messages else gs.GoalStateV2.FromString(raw)
             except DecodeError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable GoalStateV2: {exc}")
             if goal is None:
-                pushed.append((raw, headers))
+                pushed += messages
+                requests += 1
                 continue
-            for answer in await self._apply(pushed, context):
+            for answer in await self._apply(pushed, requests, context):
                 yield answer
-            pushed = []
+            pushed, requests = [], 0
             with self.lock:
                 results = self.applier.apply_direct(goal)
             yield build_reply(results).SerializeToString()
-        for answer in await self._apply(pushed, context):
+        for answer in await self._apply(pushed, requests, context):
             yield answer
 
-    async def _apply(self, pushed: list[tuple[bytes, dict[str, str]]], context: Context) -> list[bytes]:
-        """Apply pushed messages together: an answer each, the last carrying every ack."""
-        if not pushed:
+    async def _apply(self, pushed: list[tuple[bytes, dict[str, str]]], requests: int, context: Context) -> list[bytes]:
+        """Apply pushed messages together: an answer per request they came in, the last carrying every ack."""
+        if not requests:
             return []
         apply = self.pushed
         if apply is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting: not consuming yet")
         acks = await asyncio.to_thread(apply, pushed)
-        return [EMPTY_ANSWER] * (len(pushed) - 1) + [channel_pb2.ChannelAcks(channel_acks=acks).SerializeToString()]
+        return [EMPTY_ANSWER] * (requests - 1) + [channel_pb2.ChannelAcks(channel_acks=acks).SerializeToString()]
 
 
 EMPTY_ANSWER = b""  # an answer carrying no ack: its batch's last answer carries them
@@ -164,7 +168,7 @@ def add_fast_path(fast_path: FastPath, server: grpc.aio.Server) -> None:
 
 
 SERVICE = "alcor.schema.GoalStateProvisioner"
-MAX_PUSHED_BYTES = 256 << 20  # the largest message the fast path takes (a host's full state)
+MAX_REQUEST_BYTES = 256 << 20  # the largest request the fast path takes (a host's full state)
 
 
 async def start_servers(
@@ -180,7 +184,7 @@ async def start_servers(
         wanted.setdefault(grpc_port, []).append("fastpath")
     servers, healths = [], []
     for port, services in wanted.items():
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_PUSHED_BYTES)])
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
         names = []
         if "status" in services:
             status_pb2_grpc.add_AgentStatusServiceServicer_to_server(AgentStatus(applier, lock), server)

@@ -14,27 +14,38 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
 import structlog
 
+from gsmq import wire
 from gsmq.v1 import ack_pb2, channel_pb2
 
 log = structlog.get_logger()
 METHOD = "/alcor.schema.GoalStateProvisioner/PushGoalStatesStream"
 MAX_MESSAGE_BYTES = 256 << 20  # the agent's fast path takes up to this much (a host's full state)
+# A ChannelBatch holds the messages queued while the previous write was in flight, up to
+# these bounds (a message over them goes alone): the agent answers each request after
+# applying all of it, so a batch must stay well inside --link-timeout's patience.
+BATCH_MESSAGES = 500
+BATCH_BYTES = 256 << 10
 
 OnAcks = Callable[[list[ack_pb2.Ack]], None]
 
 
 class Link:
-    """One agent process's stream: messages queued in order, answered in order."""
+    """One agent process's stream: messages queued in order, answered in order; to an agent
+    that takes batches, the messages queued while a write was in flight go as one request."""
 
-    def __init__(self, address: str, hosts: frozenset[str], on_acks: OnAcks, on_down: Callable[[Link, str], None]) -> None:
+    def __init__(self, address: str, hosts: frozenset[str], on_acks: OnAcks, on_down: Callable[[Link, str], None],
+                 batches: bool = False) -> None:
         self.address = address
         self.hosts = hosts
+        self.batches = batches
+        self.requests = 0  # requests written (a batch is one)
         self.up = True
         self.outstanding = 0  # messages sent and not answered yet
         self.heard = time.monotonic()  # when it last answered (or was opened)
@@ -43,6 +54,7 @@ class Link:
         self._on_acks = on_acks
         self._on_down = on_down
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._written: deque[int] = deque()  # messages in each request written and not answered yet, in order
         self._task: asyncio.Task[None] | None = None
 
     def open(self) -> None:
@@ -63,8 +75,19 @@ class Link:
             self._task.cancel()
 
     async def _requests(self) -> Any:
-        while (message := await self._queue.get()) is not None:
-            yield message
+        held: list[bytes | None] = []  # taken from the queue for the next request
+        while (message := held.pop() if held else await self._queue.get()) is not None:
+            batch, size = [message], len(message)
+            while self.batches and len(batch) < BATCH_MESSAGES and not self._queue.empty():
+                more = self._queue.get_nowait()
+                if more is None or size + len(more) > BATCH_BYTES:
+                    held.append(more)
+                    break
+                batch.append(more)
+                size += len(more)
+            self._written.append(len(batch))
+            self.requests += 1
+            yield batch[0] if len(batch) == 1 else wire.channel_batch(batch)
 
     async def _run(self) -> None:
         why = "the agent ended the stream"
@@ -73,7 +96,10 @@ class Link:
             call: Any = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)(self._requests())
             try:
                 async for raw in call:
-                    self.outstanding -= 1
+                    if not self._written:
+                        why = "the agent answered more requests than it was sent"
+                        break
+                    self.outstanding -= self._written.popleft()
                     self.heard = time.monotonic()
                     acks = list(channel_pb2.ChannelAcks.FromString(raw).channel_acks)
                     if acks:
@@ -101,22 +127,23 @@ class AgentLinks:
         self.dropped = 0
         self.changed = 0  # bumped when a link comes or goes
 
-    def register(self, address: str, hosts: Iterable[str]) -> int:
-        """Reach `hosts` through `address` from now on (a host named by another link moves);
-        a registration repeated while its link is up changes nothing. Returns the host count."""
+    def register(self, address: str, hosts: Iterable[str], batches: bool = False) -> int:
+        """Reach `hosts` through `address` from now on (a host named by another link moves;
+        `batches`: the agent takes ChannelBatch requests); a registration repeated while its
+        link is up changes nothing. Returns the host count."""
         named = frozenset(hosts)
         link = self.links.get(address)
         self.registrations += 1
-        if link is not None and link.up and link.hosts == named:
+        if link is not None and link.up and link.hosts == named and link.batches == batches:
             return len(named)
         if link is not None:
             self._forget(link)
-        link = self.links[address] = Link(address, named, self.on_acks, self._down)
+        link = self.links[address] = Link(address, named, self.on_acks, self._down, batches)
         for host in named:
             self.by_host[host] = link
         link.open()
         self.changed += 1
-        log.info("agent_registered", address=address, hosts=len(named))
+        log.info("agent_registered", address=address, hosts=len(named), batches=batches)
         return len(named)
 
     def __len__(self) -> int:

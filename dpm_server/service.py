@@ -295,4 +295,4 @@ class Registry(channel_pb2_grpc.AgentRegistryServicer):
             hosts = hosts_of(request.hosts)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hosts: {exc}")
-        return channel_pb2.Registered(hosts=self.links.register(request.address, hosts), path=self.path)
+        return channel_pb2.Registered(hosts=self.links.register(request.address, hosts, request.takes_batches), path=self.path)

@@ -20,6 +20,9 @@ from enum import StrEnum
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
+from google.protobuf.message import DecodeError
+
+from gsmq import pbwire
 from gsmq.transport import Envelope
 from gsmq.v1 import channel_pb2
 
@@ -220,10 +223,34 @@ def dead_letter(message: Envelope, topic: str, reason: str) -> Envelope:
     return Envelope(topic, message.key, value, headers)
 
 
+CHANNEL_BATCH_FIELD = channel_pb2.ChannelBatch.DESCRIPTOR.fields_by_name["channel_messages"].number
+
+
 def channel_message(payload: bytes, headers: Mapping[str, str]) -> bytes:
     """A GoalStateV2 (`payload`) carrying a record's headers in fields GoalStateV2 does not
     define (`gsmq.v1.ChannelHeaders`): what the DPM's gRPC channel sends for that record."""
     return payload + channel_pb2.ChannelHeaders(channel_headers=headers).SerializeToString()
+
+
+def channel_batch(messages: Sequence[bytes]) -> bytes:
+    """Channel messages in one request (`gsmq.v1.ChannelBatch`), each kept whole."""
+    return b"".join(pbwire.field(CHANNEL_BATCH_FIELD, message) for message in messages)
+
+
+def channel_messages(request: bytes) -> list[tuple[bytes, dict[str, str]]]:
+    """The channel messages of a fast-path request with their headers: itself, the entries
+    of a `ChannelBatch`, or none (a plain GoalStateV2). DecodeError: undecodable, or a batch
+    entry without headers."""
+    headers = channel_pb2.ChannelHeaders.FromString(request).channel_headers
+    if headers:
+        return [(request, dict(headers))]
+    out = []
+    for message in channel_pb2.ChannelBatch.FromString(request).channel_messages:
+        headers = channel_pb2.ChannelHeaders.FromString(message).channel_headers
+        if not headers:
+            raise DecodeError("a ChannelBatch entry without ChannelHeaders")
+        out.append((message, dict(headers)))
+    return out
 
 
 def addressed(message: bytes, host: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -83,3 +84,31 @@ def test_a_channel_message_addressed_to_a_host_is_the_goal_state_with_its_header
     read = gs.GoalStateV2.FromString(message)
     read.DiscardUnknownFields()
     assert read == goal
+
+
+def test_a_channel_batch_gives_back_its_messages_whole_and_in_order_with_their_headers() -> None:
+    goals = [gs.GoalStateV2(format_version=n) for n in (1, 2, 3)]
+    messages = [wire.channel_message(g.SerializeToString(), {wire.HOST_ID: f"10.0.0.{n}", wire.SEQ: str(n)})
+                for n, g in enumerate(goals, 1)]
+    messages[1] = wire.addressed(wire.channel_message(goals[1].SerializeToString(), {wire.VPC_ID: "vpc-1", wire.SEQ: "9"}), "10.0.0.2")
+    read = wire.channel_messages(wire.channel_batch(messages))
+    assert [raw for raw, _ in read] == messages
+    assert [headers for _, headers in read] == [{wire.HOST_ID: "10.0.0.1", wire.SEQ: "1"},
+                                                {wire.VPC_ID: "vpc-1", wire.SEQ: "9", wire.HOST_ID: "10.0.0.2"},
+                                                {wire.HOST_ID: "10.0.0.3", wire.SEQ: "3"}]
+    assert gs.GoalStateV2.FromString(read[2][0]).format_version == 3
+
+
+def test_a_single_channel_message_is_its_own_request_and_a_plain_goal_state_carries_none() -> None:
+    message = wire.channel_message(gs.GoalStateV2(format_version=5).SerializeToString(), {wire.HOST_ID: "10.0.0.1"})
+    assert wire.channel_messages(message) == [(message, {wire.HOST_ID: "10.0.0.1"})]
+    goal = gs.GoalStateV2(format_version=5)
+    goal.host_resources["10.0.0.1"].resources.add(id="port-1")
+    assert wire.channel_messages(goal.SerializeToString()) == []
+
+
+def test_a_batch_entry_without_headers_or_undecodable_bytes_are_refused() -> None:
+    with pytest.raises(DecodeError, match="without ChannelHeaders"):
+        wire.channel_messages(wire.channel_batch([gs.GoalStateV2(format_version=1).SerializeToString()]))
+    with pytest.raises(DecodeError):
+        wire.channel_messages(b"\xff\xff\xff")

@@ -20,6 +20,12 @@ class ChannelHeaders(_message.Message):
     channel_headers: _containers.ScalarMap[str, str]
     def __init__(self, channel_headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class ChannelBatch(_message.Message):
+    __slots__ = ("channel_messages",)
+    CHANNEL_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    channel_messages: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, channel_messages: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class ChannelAcks(_message.Message):
     __slots__ = ("channel_acks",)
     CHANNEL_ACKS_FIELD_NUMBER: _ClassVar[int]
@@ -35,14 +41,16 @@ class HostRange(_message.Message):
     def __init__(self, first_host: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Registration(_message.Message):
-    __slots__ = ("address", "hosts", "agent")
+    __slots__ = ("address", "hosts", "agent", "takes_batches")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
+    TAKES_BATCHES_FIELD_NUMBER: _ClassVar[int]
     address: str
     hosts: _containers.RepeatedCompositeFieldContainer[HostRange]
     agent: str
-    def __init__(self, address: _Optional[str] = ..., hosts: _Optional[_Iterable[_Union[HostRange, _Mapping]]] = ..., agent: _Optional[str] = ...) -> None: ...
+    takes_batches: bool
+    def __init__(self, address: _Optional[str] = ..., hosts: _Optional[_Iterable[_Union[HostRange, _Mapping]]] = ..., agent: _Optional[str] = ..., takes_batches: _Optional[bool] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("hosts", "path")

@@ -349,6 +349,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
                                   config.max_in_flight_hosts, config.batches_in_flight, config.max_input_bytes,
                                   config.max_hosts_per_input)
+        provisioner.batcher.lane = lambda data: channels.lane(data.vpcs.values())
         handlers = Handlers()
         register(provisioner, handlers)
         if config.metrics_port:

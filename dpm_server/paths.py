@@ -101,6 +101,14 @@ class Paths:
         self.current[vpc] = target
         return links if target == GRPC else None
 
+    def lane(self, vpcs: Iterable[str | None]) -> str:
+        """The channel an input's messages take now, as far as its VPCs tell (no choice is
+        made here): the DPM batches each channel's inputs apart."""
+        named = [vpc for vpc in vpcs if vpc]
+        if self.mode == MQ or not named:
+            return MQ
+        return GRPC if all(self.current.get(vpc) == GRPC for vpc in named) else MQ
+
     def counts(self) -> dict[str, int]:
         return {"agents_registered": len(self.links), "agents_dropped": self.links.dropped, "path_switches": self.switches,
                 "vpcs_on_grpc": sum(1 for channel in self.current.values() if channel == GRPC)}

@@ -39,31 +39,41 @@ class Batcher:
     gathering for `window` seconds, or at `size` inputs. Under load a batch holds what
     arrived during the round trip of the ones before it, so it grows with the load. Each
     input of a batch is still answered on its own (`Engine.submit_many`); a batch is in
-    flight until all of them are."""
+    flight until all of them are. `lane` names the channel of an input: each lane batches
+    apart, with its own `in_flight`."""
 
-    def __init__(self, engine: Engine, window: float, size: int, in_flight: int = 2) -> None:
+    def __init__(self, engine: Engine, window: float, size: int, in_flight: int = 2,
+                 lane: Callable[[Input], str] | None = None) -> None:
         self.engine = engine
         self.window = window
         self.size = size
         self.in_flight = in_flight
-        self.queue: list[tuple[Input, Done]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._open = 0  # batches with an input not answered yet
+        # Inputs answered over gRPC in milliseconds never wait for a batch held by Kafka's round trip.
+        self.lane = lane
+        self._lanes: dict[str, _Lane] = {}
         self.batches = 0
         self.inputs = 0
 
-    def add(self, data: Input, on_done: Done) -> None:
-        self.queue.append((data, on_done))
-        if len(self.queue) >= self.size or self.window <= 0 or self._open < self.in_flight:
-            self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.window, self.flush)
+    @property
+    def queue(self) -> list[tuple[Input, Done]]:
+        """The inputs waiting, every lane's."""
+        return [item for lane in self._lanes.values() for item in lane.queue]
 
-    def _counted(self, batch: list[tuple[Input, Done]]) -> list[tuple[Input, Done]]:
+    def add(self, data: Input, on_done: Done) -> None:
+        key = self.lane(data) if self.lane is not None else ""
+        lane = self._lanes.get(key) or self._lanes.setdefault(key, _Lane())
+        lane.queue.append((data, on_done))
+        if len(lane.queue) >= self.size or self.window <= 0 or lane.open < self.in_flight:
+            self.flush(key)
+        elif lane.timer is None:
+            lane.timer = asyncio.get_running_loop().call_later(self.window, self.flush, key)
+
+    def _counted(self, key: str, batch: list[tuple[Input, Done]]) -> list[tuple[Input, Done]]:
         """The batch, its callbacks answering once each and counting down to its end; then
-        the queue is handed over if that made room (soon, not from inside the ack tracker)."""
+        the lane's queue is handed over if that made room (soon, not from inside the ack tracker)."""
+        lane = self._lanes[key]
         left = len(batch)
-        self._open += 1
+        lane.open += 1
 
         def wrap(on_done: Done) -> Done:
             answered = False
@@ -75,34 +85,47 @@ class Batcher:
                 answered = True
                 left -= 1
                 if left == 0:
-                    self._open -= 1
-                    if self.queue:
-                        asyncio.get_running_loop().call_soon(self._drain)
+                    lane.open -= 1
+                    if lane.queue:
+                        asyncio.get_running_loop().call_soon(self._drain, key)
                 on_done(reply)
 
             return done
 
         return [(data, wrap(on_done)) for data, on_done in batch]
 
-    def _drain(self) -> None:
-        if self.queue and self._open < self.in_flight:
-            self.flush()
+    def _drain(self, key: str) -> None:
+        if self._lanes[key].queue and self._lanes[key].open < self.in_flight:
+            self.flush(key)
 
-    def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self.queue = self.queue, []
-        if batch:
+    def flush(self, key: str | None = None) -> None:
+        """Send a lane's waiting inputs as one batch (every lane's, each its own batch, if no key)."""
+        for name in list(self._lanes) if key is None else [key]:
+            lane = self._lanes[name]
+            if lane.timer is not None:
+                lane.timer.cancel()
+                lane.timer = None
+            batch, lane.queue = lane.queue, []
+            if not batch:
+                continue
             self.batches += 1
             self.inputs += len(batch)
-            counted = self._counted(batch)
+            counted = self._counted(name, batch)
             try:
                 self.engine.submit_many(counted)
             except Exception as exc:
                 log.exception("batch_failed", inputs=len(batch))
                 for data, on_done in counted:
                     on_done(failed_reply(data, f"{type(exc).__name__}: {exc}"))
+
+
+class _Lane:
+    """One channel's inputs waiting, its batches not all answered, its gathering timer."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Input, Done]] = []
+        self.open = 0
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class Budget:

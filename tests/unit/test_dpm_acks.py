@@ -512,6 +512,21 @@ async def test_inputs_wait_while_a_batch_is_in_flight_and_go_together_when_it_co
     assert sorted(got) == ["q0", "q1", "q2"]  # each once its own host applied it (a caller's stream keeps its order)
 
 
+async def test_each_lane_batches_apart_so_a_held_lane_never_holds_the_other() -> None:
+    """Inputs of a VPC on gRPC are not held behind a batch waiting for Kafka's round trip."""
+    eng, _, _, _ = cluster()
+    slow = {"vpc-1"}
+    batcher = Batcher(eng, window=60.0, size=100, in_flight=1,
+                      lane=lambda data: "mq" if slow & {v for v in data.vpcs.values() if v} else "grpc")
+    batcher.add(Input.of(port_goal("q0", "vpc-1", A, "10.1.1.0", [A])), lambda r: None)  # never acked: holds its lane
+    batcher.add(Input.of(port_goal("q1", "vpc-1", B, "10.1.1.1", [B])), lambda r: None)
+    assert (batcher.batches, len(batcher.queue)) == (1, 1)
+    batcher.add(Input.of(port_goal("q2", "vpc-2", C, "10.1.2.2", [C])), lambda r: None)  # the other lane: at once
+    assert (batcher.batches, len(batcher.queue)) == (2, 1)
+    batcher.flush()  # every lane's waiting inputs
+    assert (batcher.batches, len(batcher.queue), batcher.inputs) == (3, 0, 3)
+
+
 async def test_a_batch_waits_at_most_the_window_when_nothing_completes() -> None:
     eng, _, _, _ = cluster()
     batcher = Batcher(eng, window=0.01, size=100, in_flight=1)

@@ -121,6 +121,15 @@ def test_a_switch_waits_for_the_vpcs_acks_or_the_settle_time_but_a_lost_link_doe
     assert chooser.vpc_links("v") is None and chooser.switches == 3  # forced: no waiting
 
 
+def test_an_inputs_lane_is_grpc_only_while_all_its_vpcs_are(links: FakeLinks) -> None:
+    snapshot = region({"small": 1, "big": 9}, HOSTS)
+    chooser = Paths(paths.AUTO, snapshot, links, lambda vpc: False, upper=5, lower=2)
+    assert chooser.lane(["small"]) == MQ  # no message chosen yet
+    chooser.vpc_links("small"), chooser.vpc_links("big")
+    assert (chooser.lane(["small", None]), chooser.lane(["small", "big"]), chooser.lane([None])) == (GRPC, MQ, MQ)
+    assert Paths(paths.MQ, snapshot, links, lambda vpc: False).lane(["small"]) == MQ
+
+
 @pytest.mark.parametrize(("mode", "upper", "lower", "says"),
                          [("udp", 10, 1, "unknown path"), (paths.AUTO, 10, 11, "lower bound"), (paths.AUTO, 10, -1, "lower bound")])
 def test_bad_settings_are_refused(links: FakeLinks, mode: str, upper: int, lower: int, says: str) -> None:

@@ -248,13 +248,14 @@ class AgentConsumer:
         dead_letters: list[Envelope] = []
         progress = Progress()
         resync: set[str] = set()
+        decoded: dict[tuple[str, str, str], gs.GoalStateV2] = {}  # a VPC message's copies (one per host) are read once
         with self.lock:
             for raw, headers in messages:
                 multicast = wire.VPC_ID in headers
                 env = Envelope("", headers.get(wire.VPC_ID, "") if multicast else headers.get(wire.HOST_ID, ""), raw, headers)
                 self.counters.bytes_pushed += len(raw)
                 only = headers.get(wire.HOST_ID) if multicast else None  # a VPC's message pushed to one of its hosts
-                for result in self._handle(env, dead_letters, multicast, only):
+                for result in self._handle(env, dead_letters, multicast, only, decoded if multicast else None):
                     progress.add(result)
                     if result.resync:
                         resync.add(result.host)
@@ -285,10 +286,11 @@ class AgentConsumer:
     # ---- one message --------------------------------------------------------------
 
     def _handle(self, env: Envelope, dead_letters: list[Envelope], multicast: bool | None = None,
-                only: str | None = None) -> list[Result]:
+                only: str | None = None, decoded: dict[tuple[str, str, str], gs.GoalStateV2] | None = None) -> list[Result]:
         """Decode and apply one message (`multicast`: a VPC's, else a host's; None: as its
-        topic says; `only`: a VPC's message for that follower alone); markers and other
-        hosts' messages are skipped, undecodable or unappliable ones go to the dead-letter topic."""
+        topic says; `only`: a VPC's message for that follower alone; `decoded`: VPC
+        messages decoded already, by (vpc, gs-seq, gs-epoch), and where to keep this one); markers and other hosts'
+        messages are skipped, undecodable or unappliable ones go to the dead-letter topic."""
         if wire.message_type(env.headers) != MessageType.GOAL_STATE:
             self.counters.messages_skipped += 1
             return []
@@ -311,7 +313,11 @@ class AgentConsumer:
             else:
                 if not multicast and self._parts:
                     self._parts.pop(key, None)  # a message never completed: its gap asks for a resync
-                goal = gs.GoalStateV2.FromString(env.value)
+                copy = (key, env.headers.get(wire.SEQ, ""), env.headers.get(wire.EPOCH, ""))
+                seen = decoded.get(copy) if decoded is not None else None
+                goal = seen if seen is not None else gs.GoalStateV2.FromString(env.value)
+                if decoded is not None and seen is None and copy[1]:
+                    decoded[copy] = goal
         except DecodeError as exc:
             dead_letters.append(self._dead_letter(env, f"undecodable GoalStateV2: {exc}"))
             return []

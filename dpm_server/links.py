@@ -27,9 +27,10 @@ from gsmq.v1 import ack_pb2, channel_pb2
 log = structlog.get_logger()
 METHOD = "/alcor.schema.GoalStateProvisioner/PushGoalStatesStream"
 MAX_MESSAGE_BYTES = 256 << 20  # the agent's fast path takes up to this much (a host's full state)
-# A ChannelBatch holds the messages queued while the previous write was in flight, up to
-# these bounds (a message over them goes alone): the agent answers each request after
-# applying all of it, so a batch must stay well inside --link-timeout's patience.
+# A ChannelBatch holds the messages queued while the previous write was in flight, and is
+# closed once it reaches either bound (as the agent closes a group of pushed messages): the
+# agent answers a request after applying all of it, so a batch stays well inside
+# --link-timeout's patience.
 BATCH_MESSAGES = 500
 BATCH_BYTES = 256 << 10
 
@@ -75,14 +76,12 @@ class Link:
             self._task.cancel()
 
     async def _requests(self) -> Any:
-        held: list[bytes | None] = []  # taken from the queue for the next request
-        while (message := held.pop() if held else await self._queue.get()) is not None:
+        while (message := await self._queue.get()) is not None:
             batch, size = [message], len(message)
-            while self.batches and len(batch) < BATCH_MESSAGES and not self._queue.empty():
+            while self.batches and len(batch) < BATCH_MESSAGES and size < BATCH_BYTES and not self._queue.empty():
                 more = self._queue.get_nowait()
-                if more is None or size + len(more) > BATCH_BYTES:
-                    held.append(more)
-                    break
+                if more is None:
+                    return  # closed: the link is down, its unanswered messages are the ack tracker's
                 batch.append(more)
                 size += len(more)
             self._written.append(len(batch))

@@ -348,8 +348,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         life.task("dpm-ack-ticker", _tick(engine, links), stop_timeout=1.0)
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
                                   config.max_in_flight_hosts, config.batches_in_flight, config.max_input_bytes,
-                                  config.max_hosts_per_input)
-        provisioner.batcher.lane = lambda data: channels.lane(data.vpcs.values())
+                                  config.max_hosts_per_input, lambda data: channels.lane(data.vpcs.values()))
         handlers = Handlers()
         register(provisioner, handlers)
         if config.metrics_port:

@@ -167,7 +167,8 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
 
     def __init__(self, engine: Engine, max_in_flight: int, batch_window: float = 0.0, batch_size: int = 1,
                  max_in_flight_hosts: int = 100_000, batches_in_flight: int = 2, max_input_bytes: int = MAX_INPUT_BYTES,
-                 max_hosts_per_input: int = 1_000_000) -> None:
+                 max_hosts_per_input: int = 1_000_000, lane: Callable[[Input], str] | None = None) -> None:
+        """`lane`: the channel of an input's messages (`Batcher`)."""
         self.engine = engine
         # an input over either bound is refused whole (INVALID_ARG), and the stream goes on
         self.max_input_bytes = max_input_bytes
@@ -177,7 +178,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         # a storm in 100-host VPCs queue a million deliveries, minutes of agent work, so hosts
         # at the back looked silent and were retried (Little's law, docs/internals.md).
         self.in_flight_hosts = Budget(max_in_flight_hosts)
-        self.batcher = Batcher(engine, batch_window, batch_size, batches_in_flight)
+        self.batcher = Batcher(engine, batch_window, batch_size, batches_in_flight, lane)
         self.answered: Callable[[float], None] | None = None  # told each input's seconds from received to answered
 
     async def PushGoalStatesStream(  # noqa: N802 - gRPC method name

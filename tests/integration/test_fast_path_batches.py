@@ -73,5 +73,5 @@ async def test_a_batch_stops_at_its_byte_bound_and_the_rest_follows_in_order() -
     messages = [big, big, big, _message(2), _message(3)]
     applied, acked, link = await _run(True, messages)
     assert [m for group in applied for m in group] == messages
-    assert link.requests == 2  # two of a third of the bound fit, the third starts the next batch
+    assert link.requests == 2  # the third of a third of the bound reaches it and closes the batch
     assert len(acked) == 5

@@ -322,3 +322,26 @@ def test_stopping_commits_what_was_applied_and_acked(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(agent.source, "poll_batch", poll_then_stop)
     agent.consumer.run(stop, poll_timeout=0)
     assert len(agent.replies()) == 2 and agent.committed(T.unicast, H1) == last.offset + 1
+
+
+def test_the_copies_of_a_vpc_message_pushed_together_are_decoded_once_and_each_host_acked(monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = Agent([H1, H2])
+    mc = partition_for("vpc-1", 16)
+    for host in (H1, H2):
+        agent.send(T.unicast, host, goal_state(host, subnet(), port(rid=f"port-{host}")), gs_follow=f"vpc-1={mc}:1:1", gs_epoch="e")
+    agent.drain()
+    headers = {wire.VPC_ID: "vpc-1", wire.SEQ: "2", wire.EPOCH: "e", wire.REQUEST_ID: "m2"}
+    message = wire.channel_message(goal_state(None, security_group(rev=2)).SerializeToString(), headers)
+    copies = wire.channel_messages(wire.channel_batch([wire.addressed(message, H1), wire.addressed(message, H2)]))
+    decode, decodes = gs.GoalStateV2.FromString, []
+
+    def counted(raw: bytes) -> gs.GoalStateV2:
+        decodes.append(raw)
+        return decode(raw)
+
+    monkeypatch.setattr(gs.GoalStateV2, "FromString", counted)
+    acks = agent.consumer.apply_pushed(copies)
+    assert len(decodes) == 1  # the first copy's; the second host's copy reads it
+    assert sorted((a.host_id, [(v.vpc_id, v.seq) for v in a.vpcs]) for a in acks) == [(H1, [("vpc-1", 2)]), (H2, [("vpc-1", 2)])]
+    for host in (H1, H2):
+        assert agent.applier.table(host, common.SECURITYGROUP)["sg-1"].configuration.revision_number == 2

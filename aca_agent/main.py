@@ -25,7 +25,7 @@ from aca_agent.metrics import agent_metrics
 from aca_agent.resync import Resyncer
 from aca_agent.status import FastPath, start_servers
 from gsmq import lifecycle, logs
-from gsmq.config import ConfigError, Settings, is_address, port_number, positive_int
+from gsmq.config import ConfigError, Settings, boolean, is_address, port_number, positive_int
 from gsmq.errors import BrokerUnavailableError
 from gsmq.grpc_ops import Health
 from gsmq.host_ranges import ranges_of
@@ -68,6 +68,7 @@ class AgentConfig:
     metrics_port: int = 0
     listen_host: str = "127.0.0.1"
     advertise_address: str | None = None
+    stream_per_host: bool = False
     program_cost_us: int = 0
     program_cost_sleep: bool = False
     max_batch: int = 1000
@@ -89,6 +90,9 @@ def build_settings(sim: bool) -> Settings:
         settings.option("--hosts", default=None, convert=positive_int, help="how many hosts to simulate (required)")
         settings.option("--first-host", default="10.1.0.1", help="IPv4 id of the first simulated host; the others follow it")
         settings.option("--name", default="sim", help="simulator name: commits under consumer group aca-sim.<name>")
+        settings.option("--stream-per-host", default=False, convert=boolean,
+                        help="ask the DPM for one fast-path stream per simulated host, as a region of single-host agents"
+                        " has (true), rather than one for all of them")
     else:
         settings.option("--host-id", default=None, help="this host's id (its IP address, the unicast key) (required)")
     settings.option(
@@ -157,6 +161,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         metrics_port=values["metrics_port"],
         listen_host=values["listen_host"],
         advertise_address=values["advertise_address"],
+        stream_per_host=bool(values.get("stream_per_host")),
         program_cost_us=values["program_cost_us"],
         program_cost_sleep=values["program_cost_mode"] == "sleep",
         max_batch=values["max_batch"],
@@ -254,7 +259,8 @@ async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int
             consumer.health = functools.partial(_set_health, healths)
             if resyncer is not None and config.grpc_port:
                 registration = channel_pb2.Registration(address=advertised(config), hosts=ranges_of(config.hosts),
-                                                        agent=config.group, takes_batches=True)
+                                                        agent=config.group, takes_batches=True,
+                                                        stream_per_host=config.stream_per_host)
                 consumer.ready = functools.partial(resyncer.register, registration)
             life.thread("aca-consumer", consumer.run, stop_timeout=25.0)  # start-up reads may wait 10 s each
             code = await life.wait()

@@ -71,87 +71,128 @@ MAX_PUSHED_BYTES = 1 << 20  # ... and most bytes: answers keep coming while larg
 
 
 class FastPath:
-    """alcor.schema.GoalStateProvisioner.PushGoalStatesStream, answered in order.
+    """alcor.schema.GoalStateProvisioner.PushGoalStatesStream, each stream answered in order.
 
     A request with `gsmq.v1.ChannelHeaders`, or a `ChannelBatch` of such messages, comes
     from the DPM's gRPC channel: it is applied by `pushed` (the consume loop's rules) and
-    answered once with acks (`ChannelAcks`). Requests that arrived while earlier ones were
-    applied are applied together, as the consume loop applies a poll batch: the last answer
-    of such a group carries the acks of all of it, the others none. A plain GoalStateV2
-    (the bench's direct baseline, or an Alcor DPM) is applied for the served hosts of its
-    host_resources and answered with a status per resource."""
+    answered once with acks (`ChannelAcks`). The requests of every stream go to one queue:
+    those that arrived while earlier ones were applied are applied together, as the consume
+    loop applies a poll batch, whichever stream they came on (the DPM may open one per
+    host). Each ack goes back on the stream that carried its host's messages, in the last
+    answer of that stream in the group; the stream's other answers carry none. A plain
+    GoalStateV2 (the bench's direct baseline, or an Alcor DPM) is applied for the served
+    hosts of its host_resources and answered with a status per resource."""
 
     def __init__(self, applier: Applier, lock: threading.Lock) -> None:
         self.applier = applier
         self.lock = lock
         self.pushed: Pushed | None = None  # set once the consume loop exists
+        self.groups = 0  # groups of pushed messages applied
+        self._inbox: asyncio.Queue[tuple[bytes | None, _Answers]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
 
     async def PushGoalStatesStream(  # noqa: N802
         self, request_iterator: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[bytes]:
-        waiting: asyncio.Queue[bytes | None] = asyncio.Queue()
+        answers: _Answers = asyncio.Queue()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="fast-path")
 
         async def read() -> None:
             try:
                 async for raw in request_iterator:
-                    waiting.put_nowait(raw)
+                    self._inbox.put_nowait((raw, answers))
             finally:
-                waiting.put_nowait(None)
+                self._inbox.put_nowait((None, answers))  # after its last request: the stream's end
 
         reader = asyncio.create_task(read())
         try:
-            ended = False
-            while not ended:
-                first = await waiting.get()
-                if first is None:
-                    break
-                batch, size = [first], len(first)
-                while len(batch) < MAX_PUSHED_BATCH and size < MAX_PUSHED_BYTES and not waiting.empty():
-                    more = waiting.get_nowait()
-                    if more is None:
-                        ended = True
-                        break
-                    batch.append(more)
-                    size += len(more)
-                async for answer in self._answer(batch, context):
-                    yield answer
+            while (answer := await answers.get()) is not None:
+                if isinstance(answer, _Refused):
+                    await context.abort(answer.code, answer.why)
+                yield answer
             await reader
         finally:
             reader.cancel()
 
-    async def _answer(self, batch: list[bytes], context: Context) -> AsyncIterator[bytes]:
-        """The answers to `batch`, one per request, in order: channel messages (a
-        ChannelBatch's too) applied together, plain GoalStateV2s alone."""
+    async def _work(self) -> None:
+        while True:
+            first = await self._inbox.get()
+            group, size = [first], len(first[0] or b"")
+            while len(group) < MAX_PUSHED_BATCH and size < MAX_PUSHED_BYTES and not self._inbox.empty():
+                group.append(more := self._inbox.get_nowait())
+                size += len(more[0] or b"")
+            try:
+                await self._answer(group)
+            except Exception as exc:  # noqa: BLE001 - the group's streams end; the agent goes on serving
+                for _, answers in group:
+                    answers.put_nowait(_Refused(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+
+    async def _answer(self, group: list[tuple[bytes | None, _Answers]]) -> None:
+        """Answer each request of `group`, in order: channel messages (a ChannelBatch's too)
+        applied together, plain GoalStateV2s alone; an undecodable request ends its stream."""
         pushed: list[tuple[bytes, dict[str, str]]] = []
-        requests = 0  # the requests `pushed` came in
-        for raw in batch:
+        carried: list[tuple[_Answers, int]] = []  # (stream, messages) of each request in `pushed`
+        for raw, answers in group:
+            if raw is None:
+                await self._apply(pushed, carried)
+                pushed, carried = [], []
+                answers.put_nowait(None)
+                continue
             try:
                 messages = wire.channel_messages(raw)
                 goal = None if messages else gs.GoalStateV2.FromString(raw)
             except DecodeError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable GoalStateV2: {exc}")
+                answers.put_nowait(_Refused(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable GoalStateV2: {exc}"))
+                continue
             if goal is None:
                 pushed += messages
-                requests += 1
+                carried.append((answers, len(messages)))
                 continue
-            for answer in await self._apply(pushed, requests, context):
-                yield answer
-            pushed, requests = [], 0
+            await self._apply(pushed, carried)
+            pushed, carried = [], []
             with self.lock:
                 results = self.applier.apply_direct(goal)
-            yield build_reply(results).SerializeToString()
-        for answer in await self._apply(pushed, requests, context):
-            yield answer
+            answers.put_nowait(build_reply(results).SerializeToString())
+        await self._apply(pushed, carried)
 
-    async def _apply(self, pushed: list[tuple[bytes, dict[str, str]]], requests: int, context: Context) -> list[bytes]:
-        """Apply pushed messages together: an answer per request they came in, the last carrying every ack."""
-        if not requests:
-            return []
+    async def _apply(self, pushed: list[tuple[bytes, dict[str, str]]], carried: list[tuple[_Answers, int]]) -> None:
+        """Apply pushed messages together; answer each request they came in, every ack in the
+        last answer of the stream that carried its host (of the group's last stream if none did)."""
+        if not carried:
+            return
         apply = self.pushed
         if apply is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting: not consuming yet")
+            for answers, _ in carried:
+                answers.put_nowait(_Refused(grpc.StatusCode.UNAVAILABLE, "the agent is starting: not consuming yet"))
+            return
         acks = await asyncio.to_thread(apply, pushed)
-        return [EMPTY_ANSWER] * (requests - 1) + [channel_pb2.ChannelAcks(channel_acks=acks).SerializeToString()]
+        self.groups += 1
+        stream_of: dict[str, _Answers] = {}
+        at = 0
+        for answers, count in carried:
+            for _, headers in pushed[at:at + count]:
+                stream_of[headers.get(wire.HOST_ID, "")] = answers
+            at += count
+        last = carried[-1][0]
+        routed: dict[int, list[ack_pb2.Ack]] = {}
+        for ack in acks:
+            routed.setdefault(id(stream_of.get(ack.host_id, last)), []).append(ack)
+        final = {id(answers): i for i, (answers, _) in enumerate(carried)}  # each stream's last request in the group
+        for i, (answers, _) in enumerate(carried):
+            mine = routed.get(id(answers)) if final[id(answers)] == i else None
+            answers.put_nowait(channel_pb2.ChannelAcks(channel_acks=mine).SerializeToString() if mine else EMPTY_ANSWER)
+
+
+class _Refused:
+    """An answer that ends its stream with a gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, why: str) -> None:
+        self.code = code
+        self.why = why
+
+
+_Answers = asyncio.Queue[bytes | _Refused | None]  # a stream's answers, in order; None: it ended
 
 
 EMPTY_ANSWER = b""  # an answer carrying no ack: its batch's last answer carries them

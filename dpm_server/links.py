@@ -1,6 +1,6 @@
 """The DPM's gRPC channel (docs/internals.md, "Channels per VPC"): one
 `GoalStateProvisioner.PushGoalStatesStream` per registered agent process, its hosts
-multiplexed by `host_resources`.
+multiplexed by `host_resources`, or one per host when the agent asks for it.
 
 Each message is the Kafka record it stands for: the GoalStateV2 bytes followed by its
 headers as `gsmq.v1.ChannelHeaders`; the agent answers each, in order, with its acks
@@ -13,6 +13,7 @@ ones whose messages it lost) until the agent registers again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -38,14 +39,18 @@ OnAcks = Callable[[list[ack_pb2.Ack]], None]
 
 
 class Link:
-    """One agent process's stream: messages queued in order, answered in order; to an agent
-    that takes batches, the messages queued while a write was in flight go as one request."""
+    """One registration's fast path: a stream for all its hosts, or one per host
+    (`per_host`: a simulator standing for single-host agents), on one HTTP/2 connection.
+    Each stream's messages are queued in order and answered in order; to an agent that
+    takes batches, the messages queued on a stream while its write was in flight go as one
+    request. Any stream failing takes the whole link down."""
 
     def __init__(self, address: str, hosts: frozenset[str], on_acks: OnAcks, on_down: Callable[[Link, str], None],
-                 batches: bool = False) -> None:
+                 batches: bool = False, per_host: bool = False) -> None:
         self.address = address
         self.hosts = hosts
         self.batches = batches
+        self.per_host = per_host
         self.requests = 0  # requests written (a batch is one)
         self.up = True
         self.outstanding = 0  # messages sent and not answered yet
@@ -54,64 +59,93 @@ class Link:
         self.bytes = 0
         self._on_acks = on_acks
         self._on_down = on_down
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._written: deque[int] = deque()  # messages in each request written and not answered yet, in order
-        self._task: asyncio.Task[None] | None = None
+        self._streams: dict[str, _Stream] = {}  # host ("" for all of them) -> its stream, opened at its first message
+        self._channel: grpc.aio.Channel | None = None
+
+    @property
+    def streams(self) -> int:
+        return len(self._streams)
 
     def open(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.address}")
+        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        self._channel = grpc.aio.insecure_channel(self.address, options=options)
 
-    def send(self, message: bytes) -> None:
+    def send(self, message: bytes, host: str) -> None:
+        """Queue a message for `host` (one of `hosts`) on its stream."""
         if not self.outstanding:
             self.heard = time.monotonic()  # its patience counts from the oldest unanswered message
         self.outstanding += 1
         self.messages += 1
         self.bytes += len(message)
-        self._queue.put_nowait(message)
+        key = host if self.per_host else ""
+        stream = self._streams.get(key)
+        if stream is None:
+            assert self._channel is not None, "send before open"
+            stream = self._streams[key] = _Stream(self, key)
+            stream.task = asyncio.get_running_loop().create_task(stream.run(self._channel), name=f"link-{self.address}-{key}")
+        stream.queue.put_nowait(message)
 
     def close(self) -> None:
         self.up = False
-        self._queue.put_nowait(None)
-        if self._task is not None:
-            self._task.cancel()
+        for stream in self._streams.values():
+            stream.queue.put_nowait(None)
+            if stream.task is not None:
+                stream.task.cancel()
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            with contextlib.suppress(RuntimeError):  # no loop running: the process is ending, and the connection with it
+                asyncio.get_running_loop().create_task(channel.close())
+
+    def _answered(self, messages: int, raw: bytes) -> None:
+        self.outstanding -= messages
+        self.heard = time.monotonic()
+        acks = list(channel_pb2.ChannelAcks.FromString(raw).channel_acks)
+        if acks:
+            self._on_acks(acks)
+
+
+class _Stream:
+    """One PushGoalStatesStream of a link."""
+
+    def __init__(self, link: Link, host: str) -> None:
+        self.link = link
+        self.host = host
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.written: deque[int] = deque()  # messages in each request written and not answered yet, in order
+        self.task: asyncio.Task[None] | None = None
 
     async def _requests(self) -> Any:
-        while (message := await self._queue.get()) is not None:
+        link = self.link
+        while (message := await self.queue.get()) is not None:
             batch, size = [message], len(message)
-            while self.batches and len(batch) < BATCH_MESSAGES and size < BATCH_BYTES and not self._queue.empty():
-                more = self._queue.get_nowait()
+            while link.batches and len(batch) < BATCH_MESSAGES and size < BATCH_BYTES and not self.queue.empty():
+                more = self.queue.get_nowait()
                 if more is None:
                     return  # closed: the link is down, its unanswered messages are the ack tracker's
                 batch.append(more)
                 size += len(more)
-            self._written.append(len(batch))
-            self.requests += 1
+            self.written.append(len(batch))
+            link.requests += 1
             yield batch[0] if len(batch) == 1 else wire.channel_batch(batch)
 
-    async def _run(self) -> None:
+    async def run(self, channel: grpc.aio.Channel) -> None:
         why = "the agent ended the stream"
-        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        async with grpc.aio.insecure_channel(self.address, options=options) as channel:
-            call: Any = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)(self._requests())
-            try:
-                async for raw in call:
-                    if not self._written:
-                        why = "the agent answered more requests than it was sent"
-                        break
-                    self.outstanding -= self._written.popleft()
-                    self.heard = time.monotonic()
-                    acks = list(channel_pb2.ChannelAcks.FromString(raw).channel_acks)
-                    if acks:
-                        self._on_acks(acks)
-            except grpc.RpcError as exc:
-                why = f"{exc.code().name}: {exc.details()}"
-            except asyncio.CancelledError:
-                why = "closed"
-            except Exception as exc:  # noqa: BLE001 - an undecodable answer: the agent is not what it registered as
-                why = f"{type(exc).__name__}: {exc}"
-            finally:
-                call.cancel()
-        self._on_down(self, why)
+        call: Any = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)(self._requests())
+        try:
+            async for raw in call:
+                if not self.written:
+                    why = "the agent answered more requests than it was sent"
+                    break
+                self.link._answered(self.written.popleft(), raw)
+        except grpc.RpcError as exc:
+            why = f"{exc.code().name}: {exc.details()}"
+        except asyncio.CancelledError:
+            why = "closed"
+        except Exception as exc:  # noqa: BLE001 - an undecodable answer: the agent is not what it registered as
+            why = f"{type(exc).__name__}: {exc}"
+        finally:
+            call.cancel()
+        self.link._on_down(self.link, why if not self.host else f"host {self.host}'s stream: {why}")
 
 
 class AgentLinks:
@@ -126,27 +160,32 @@ class AgentLinks:
         self.dropped = 0
         self.changed = 0  # bumped when a link comes or goes
 
-    def register(self, address: str, hosts: Iterable[str], batches: bool = False) -> int:
+    def register(self, address: str, hosts: Iterable[str], batches: bool = False, per_host: bool = False) -> int:
         """Reach `hosts` through `address` from now on (a host named by another link moves;
-        `batches`: the agent takes ChannelBatch requests); a registration repeated while its
-        link is up changes nothing. Returns the host count."""
+        `batches`: the agent takes ChannelBatch requests; `per_host`: a stream per host); a
+        registration repeated while its link is up changes nothing. Returns the host count."""
         named = frozenset(hosts)
         link = self.links.get(address)
         self.registrations += 1
-        if link is not None and link.up and link.hosts == named and link.batches == batches:
+        if link is not None and link.up and link.hosts == named and (link.batches, link.per_host) == (batches, per_host):
             return len(named)
         if link is not None:
             self._forget(link)
-        link = self.links[address] = Link(address, named, self.on_acks, self._down, batches)
+        link = self.links[address] = Link(address, named, self.on_acks, self._down, batches, per_host)
         for host in named:
             self.by_host[host] = link
         link.open()
         self.changed += 1
-        log.info("agent_registered", address=address, hosts=len(named), batches=batches)
+        log.info("agent_registered", address=address, hosts=len(named), batches=batches, stream_per_host=per_host)
         return len(named)
 
     def __len__(self) -> int:
         return len(self.links)
+
+    @property
+    def streams(self) -> int:
+        """Streams open over every link."""
+        return sum(link.streams for link in self.links.values())
 
     def of(self, host: str) -> Link | None:
         """The host's link while it is up."""

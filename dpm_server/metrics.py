@@ -47,6 +47,7 @@ def dpm_metrics(engine: Engine, batcher: Batcher, paths: Paths | None) -> tuple[
         if paths is not None:
             p = paths.counts()
             yield gauge(f"{PREFIX}_agents_registered", "agent processes whose fast path is up", p["agents_registered"])
+            yield gauge(f"{PREFIX}_grpc_streams", "fast-path streams open", p["grpc_streams"])
             yield gauge(f"{PREFIX}_vpcs_on_grpc", "VPCs whose last message went over gRPC", p["vpcs_on_grpc"])
             yield counter(f"{PREFIX}_path_switches", "VPCs moved from one channel to the other", p["path_switches"])
             yield counter(f"{PREFIX}_agents_dropped", "fast paths dropped (their hosts then went through Kafka)", p["agents_dropped"])

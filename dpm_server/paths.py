@@ -41,6 +41,9 @@ class Links(Protocol):
 
     dropped: int
 
+    @property
+    def streams(self) -> int: ...
+
     def of(self, host: str) -> Link | None: ...
 
     def __len__(self) -> int: ...
@@ -110,7 +113,8 @@ class Paths:
         return GRPC if all(self.current.get(vpc) == GRPC for vpc in named) else MQ
 
     def counts(self) -> dict[str, int]:
-        return {"agents_registered": len(self.links), "agents_dropped": self.links.dropped, "path_switches": self.switches,
+        return {"agents_registered": len(self.links), "agents_dropped": self.links.dropped, "grpc_streams": self.links.streams,
+                "path_switches": self.switches,
                 "vpcs_on_grpc": sum(1 for channel in self.current.values() if channel == GRPC)}
 
     def host_link(self, host: str) -> Link | None:

@@ -31,7 +31,7 @@ class Link(Protocol):
 
     address: str
 
-    def send(self, message: bytes) -> None: ...
+    def send(self, message: bytes, host: str) -> None: ...
 
 
 class Router(Protocol):
@@ -147,7 +147,7 @@ class Publisher:
             if targets is not None:
                 message = wire.channel_message(piece, headers)
                 for link, host in targets:  # each member host its own copy, as single-host agents get it
-                    self._push(link, wire.addressed(message, host))
+                    self._push(link, wire.addressed(message, host), host)
             else:
                 self.sink.send(Envelope(self.topics.multicast, vpc, piece, headers), self._on_delivered)
             self.counters.multicast_messages += 1
@@ -176,7 +176,7 @@ class Publisher:
             headers[wire.FULL] = "1"
         link = self.paths.host_link(host) if self.paths is not None else None
         if link is not None:
-            self._push(link, wire.channel_message(payload, headers))
+            self._push(link, wire.channel_message(payload, headers), host)
             self.host_seq[host] = seq
             self.counters.unicast_messages += 1
             self.counters.unicast_bytes += len(payload)
@@ -196,8 +196,8 @@ class Publisher:
             self.counters.unicast_bytes += len(part)
         return wire.unicast_token(seq)
 
-    def _push(self, link: Link, message: bytes) -> None:
+    def _push(self, link: Link, message: bytes, host: str) -> None:
         """Send a channel message (`wire.channel_message`) on a link's gRPC stream (never in parts)."""
-        link.send(message)
+        link.send(message, host)
         self.counters.grpc_messages += 1
         self.counters.grpc_bytes += len(message)

@@ -319,4 +319,5 @@ class Registry(channel_pb2_grpc.AgentRegistryServicer):
             hosts = hosts_of(request.hosts)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hosts: {exc}")
-        return channel_pb2.Registered(hosts=self.links.register(request.address, hosts, request.takes_batches), path=self.path)
+        hosts_reached = self.links.register(request.address, hosts, request.takes_batches, request.stream_per_host)
+        return channel_pb2.Registered(hosts=hosts_reached, path=self.path)

@@ -63,11 +63,19 @@ def agrees(sim: Daemon, dpm: Daemon, host: str) -> bool:
 
 
 @pytest.fixture
-def region(tmp_path: Path, bootstrap: str, topics: Topics, request: pytest.FixtureRequest) -> Iterator[tuple[Daemon, Daemon]]:
+def sim_args(request: pytest.FixtureRequest) -> list[str]:
+    """The simulator's extra flags (none unless the test says)."""
+    return list(getattr(request, "param", []))
+
+
+@pytest.fixture
+def region(tmp_path: Path, bootstrap: str, topics: Topics, sim_args: list[str],
+           request: pytest.FixtureRequest) -> Iterator[tuple[Daemon, Daemon]]:
     """A DPM (`--path auto`, bounds 4 / 2 unless the test says) and one simulator of HOSTS whose fast path is registered."""
     extra = getattr(request, "param", BOUNDS)
     dpm = start_dpm(tmp_path, bootstrap, topics.prefix, "vpc-multicast", "--reply-timeout", "30", *extra)
-    sim = start_sim(tmp_path, bootstrap, topics.prefix, dpm.status_port, len(HOSTS), HOSTS[0], "ch", "--grpc-port", str(free_port()))
+    sim = start_sim(tmp_path, bootstrap, topics.prefix, dpm.status_port, len(HOSTS), HOSTS[0], "ch", "--grpc-port", str(free_port()),
+                    *sim_args)
     try:
         wait_for(lambda: dpm_status(dpm.status_port).agents_registered == 1, "the simulator's fast path to be registered")
         yield dpm, sim
@@ -97,10 +105,12 @@ def test_a_small_vpc_goes_over_grpc_and_a_large_one_through_kafka(region: tuple[
     assert agent_status(sim.status_port).bytes_pushed > 0
 
 
-def test_a_vpc_crossing_the_bounds_mid_stream_keeps_every_host_in_order(region: tuple[Daemon, Daemon]) -> None:
+@pytest.mark.parametrize("sim_args", [[], ["--stream-per-host", "true"]], indirect=True, ids=["one-stream", "stream-per-host"])
+def test_a_vpc_crossing_the_bounds_mid_stream_keeps_every_host_in_order(region: tuple[Daemon, Daemon], sim_args: list[str]) -> None:
     """Ports added one by one past the upper bound (4: to Kafka), then deleted below the lower
     one (2: back to gRPC), each in a stream the DPM sends in batches while earlier ones are in
-    flight, and switches at once (--path-settle-seconds 0)."""
+    flight, and switches at once (--path-settle-seconds 0); with the simulator's one stream
+    for all its hosts, and with a stream per host."""
     dpm, sim = region
     hosts = HOSTS
     made = ports("vpc-x", hosts, 8)
@@ -115,6 +125,7 @@ def test_a_vpc_crossing_the_bounds_mid_stream_keeps_every_host_in_order(region: 
     assert status.path_switches >= 2, status  # to Kafka and back
     # both channels carried goal states, and the VPC ended on gRPC
     assert status.vpcs_on_grpc == 1 and 0 < status.grpc_messages < status.messages_published, status
+    assert status.grpc_streams == (len(hosts) if sim_args else 1), status
     assert agent_status(sim.status_port).out_of_order == 0
 
 

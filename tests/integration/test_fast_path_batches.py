@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
 
 from aca_agent.status import FastPath, add_fast_path
 from alcor.schema import goalstate_pb2 as gs
-from dpm_server.links import BATCH_BYTES, Link
+from dpm_server.links import BATCH_BYTES, METHOD, Link
 from gsmq import wire
-from gsmq.v1 import ack_pb2
+from gsmq.v1 import ack_pb2, channel_pb2
 
 
 def _message(n: int) -> bytes:
@@ -44,7 +47,7 @@ async def _run(batches: bool, messages: list[bytes]) -> tuple[list[list[bytes]],
     try:
         link.open()
         for message in messages:
-            link.send(message)
+            link.send(message, "10.0.0.1")
         for _ in range(1000):  # until answered (bounded: a hang fails below, not here)
             if not link.outstanding or down:
                 break
@@ -75,3 +78,100 @@ async def test_a_batch_stops_at_its_byte_bound_and_the_rest_follows_in_order() -
     assert [m for group in applied for m in group] == messages
     assert link.requests == 2  # the third of a third of the bound reaches it and closes the batch
     assert len(acked) == 5
+
+
+async def _serve(pushed: Callable[[list[tuple[bytes, dict[str, str]]]], list[ack_pb2.Ack]]) -> tuple[grpc.aio.Server, int, FastPath]:
+    fast = FastPath(applier=None, lock=threading.Lock())  # type: ignore[arg-type]  # only pushed messages here
+    fast.pushed = pushed
+    server = grpc.aio.server()
+    add_fast_path(fast, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port, fast
+
+
+def _acked(group: list[tuple[bytes, dict[str, str]]]) -> list[ack_pb2.Ack]:
+    return [ack_pb2.Ack(host_id=headers[wire.HOST_ID]) for _, headers in group]
+
+
+async def test_a_link_with_a_stream_per_host_opens_one_per_host_and_keeps_each_hosts_order() -> None:
+    applied: list[tuple[str, str]] = []
+
+    def pushed(group: list[tuple[bytes, dict[str, str]]]) -> list[ack_pb2.Ack]:
+        applied.extend((headers[wire.HOST_ID], headers[wire.SEQ]) for _, headers in group)
+        return _acked(group)
+
+    server, port, _ = await _serve(pushed)
+    hosts = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    acked: list[str] = []
+    down: list[str] = []
+    link = Link(f"127.0.0.1:{port}", frozenset(hosts), lambda acks: acked.extend(a.host_id for a in acks),
+                lambda _, why: down.append(why), batches=True, per_host=True)
+    try:
+        link.open()
+        for seq in range(1, 5):
+            for host in hosts:
+                link.send(wire.channel_message(b"", {wire.HOST_ID: host, wire.SEQ: str(seq)}), host)
+        for _ in range(1000):
+            if not link.outstanding or down:
+                break
+            await asyncio.sleep(0.01)
+        assert link.outstanding == 0 and not down, down
+    finally:
+        link.close()
+        await server.stop(None)
+    assert link.streams == 3
+    for host in hosts:
+        assert [seq for h, seq in applied if h == host] == ["1", "2", "3", "4"]
+    assert sorted(acked) == sorted(hosts * 4)
+
+
+async def test_the_agent_answers_each_hosts_acks_on_the_stream_that_carried_its_messages() -> None:
+    """Two streams' requests applied together; each gets back only its host's acks."""
+    fast: FastPath | None = None
+    first = True
+
+    def pushed(group: list[tuple[bytes, dict[str, str]]]) -> list[ack_pb2.Ack]:
+        nonlocal first
+        if first:  # hold the first group until both streams' other requests wait behind it (bounded)
+            first = False
+            for _ in range(500):
+                if fast is not None and fast._inbox.qsize() >= 8:
+                    break
+                time.sleep(0.01)
+        return _acked(group)
+
+    server, port, fast = await _serve(pushed)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            push: Any = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
+
+            async def stream(host: str) -> list[str]:
+                messages = [wire.channel_message(b"", {wire.HOST_ID: host, wire.SEQ: str(n)}) for n in range(1, 6)]
+                answers = [channel_pb2.ChannelAcks.FromString(raw) async for raw in push(iter([wire.channel_batch(messages), *messages]))]
+                assert len(answers) == 1 + len(messages)  # one answer per request
+                return [ack.host_id for answer in answers for ack in answer.channel_acks]
+
+            a, b = await asyncio.gather(stream("10.0.0.1"), stream("10.0.0.2"))
+    finally:
+        await server.stop(None)
+    assert fast.groups < 12  # some requests of the two streams were applied together
+    assert sorted(a) == ["10.0.0.1"] * 10
+    assert sorted(b) == ["10.0.0.2"] * 10
+
+
+async def test_an_undecodable_request_ends_its_own_stream_only() -> None:
+    server, port, _ = await _serve(_acked)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            push: Any = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
+            good = [wire.channel_message(b"", {wire.HOST_ID: "10.0.0.1", wire.SEQ: str(n)}) for n in range(1, 4)]
+            bad_call = push(iter([b"\xff\xff\xff"]))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in bad_call:
+                    pass
+            answers = [raw async for raw in push(iter(good))]
+    finally:
+        await server.stop(None)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(answers) == 3

@@ -33,6 +33,8 @@ def test_sim_config_names_consecutive_hosts_and_its_group() -> None:
     config = parse_config(["sim", "--hosts", "3", "--first-host", "10.1.0.254", "--name", "lab"], {})
     assert config.hosts == ("10.1.0.254", "10.1.0.255", "10.1.1.0")
     assert config.group == "aca-sim.lab"
+    assert not config.stream_per_host  # one fast-path stream for all its hosts unless asked
+    assert parse_config(["sim", "--hosts", "3"], {"ACA_STREAM_PER_HOST": "true"}).stream_per_host
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,15 @@ def test_sim_config_names_consecutive_hosts_and_its_group() -> None:
 def test_unusable_configuration_is_a_config_error(argv: list[str]) -> None:
     with pytest.raises(ConfigError):
         parse_config(argv, {})
+
+
+def test_stream_per_host_takes_a_boolean_and_is_the_simulators_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="STREAM_PER_HOST"):
+        parse_config(["sim", "--hosts", "2"], {"ACA_STREAM_PER_HOST": "perhaps"})
+    for argv in (["sim", "--hosts", "2", "--stream-per-host", "perhaps"], ["--host-id", "10.0.0.5", "--stream-per-host", "true"]):
+        with pytest.raises(SystemExit) as exited:  # argparse: one line on stderr, exit 2
+            parse_config(argv, {})
+        assert exited.value.code == 2 and "--stream-per-host" in capsys.readouterr().err
 
 
 def test_main_exits_2_with_one_line_on_bad_config(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

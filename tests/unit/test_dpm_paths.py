@@ -17,7 +17,7 @@ class FakeLink:
     address: str
     sent: list[bytes] = field(default_factory=list)
 
-    def send(self, message: bytes) -> None:
+    def send(self, message: bytes, host: str) -> None:
         self.sent.append(message)
 
 
@@ -25,6 +25,7 @@ class FakeLinks:
     def __init__(self) -> None:
         self.by_host: dict[str, FakeLink] = {}
         self.dropped = 0
+        self.streams = 0
 
     def of(self, host: str) -> FakeLink | None:
         return self.by_host.get(host)

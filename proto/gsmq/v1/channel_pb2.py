@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gsmq.v1 import ack_pb2 as gsmq_dot_v1_dot_ack__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gsmq/v1/channel.proto\x12\x07gsmq.v1\x1a\x11gsmq/v1/ack.proto\"\x8e\x01\n\x0e\x43hannelHeaders\x12\x45\n\x0f\x63hannel_headers\x18\xe8\x07 \x03(\x0b\x32+.gsmq.v1.ChannelHeaders.ChannelHeadersEntry\x1a\x35\n\x13\x43hannelHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\x0c\x43hannelBatch\x12\x19\n\x10\x63hannel_messages\x18\xe9\x07 \x03(\x0c\"2\n\x0b\x43hannelAcks\x12#\n\x0c\x63hannel_acks\x18\xe8\x07 \x03(\x0b\x32\x0c.gsmq.v1.Ack\".\n\tHostRange\x12\x12\n\nfirst_host\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"h\n\x0cRegistration\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12!\n\x05hosts\x18\x02 \x03(\x0b\x32\x12.gsmq.v1.HostRange\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x15\n\rtakes_batches\x18\x04 \x01(\x08\")\n\nRegistered\x12\r\n\x05hosts\x18\x01 \x01(\x04\x12\x0c\n\x04path\x18\x02 \x01(\t2I\n\rAgentRegistry\x12\x38\n\x08Register\x12\x15.gsmq.v1.Registration\x1a\x13.gsmq.v1.Registered\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gsmq/v1/channel.proto\x12\x07gsmq.v1\x1a\x11gsmq/v1/ack.proto\"\x8e\x01\n\x0e\x43hannelHeaders\x12\x45\n\x0f\x63hannel_headers\x18\xe8\x07 \x03(\x0b\x32+.gsmq.v1.ChannelHeaders.ChannelHeadersEntry\x1a\x35\n\x13\x43hannelHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\x0c\x43hannelBatch\x12\x19\n\x10\x63hannel_messages\x18\xe9\x07 \x03(\x0c\"2\n\x0b\x43hannelAcks\x12#\n\x0c\x63hannel_acks\x18\xe8\x07 \x03(\x0b\x32\x0c.gsmq.v1.Ack\".\n\tHostRange\x12\x12\n\nfirst_host\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\x81\x01\n\x0cRegistration\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12!\n\x05hosts\x18\x02 \x03(\x0b\x32\x12.gsmq.v1.HostRange\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x15\n\rtakes_batches\x18\x04 \x01(\x08\x12\x17\n\x0fstream_per_host\x18\x05 \x01(\x08\")\n\nRegistered\x12\r\n\x05hosts\x18\x01 \x01(\x04\x12\x0c\n\x04path\x18\x02 \x01(\t2I\n\rAgentRegistry\x12\x38\n\x08Register\x12\x15.gsmq.v1.Registration\x1a\x13.gsmq.v1.Registered\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,10 +44,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANNELACKS']._serialized_end=291
   _globals['_HOSTRANGE']._serialized_start=293
   _globals['_HOSTRANGE']._serialized_end=339
-  _globals['_REGISTRATION']._serialized_start=341
-  _globals['_REGISTRATION']._serialized_end=445
-  _globals['_REGISTERED']._serialized_start=447
-  _globals['_REGISTERED']._serialized_end=488
-  _globals['_AGENTREGISTRY']._serialized_start=490
-  _globals['_AGENTREGISTRY']._serialized_end=563
+  _globals['_REGISTRATION']._serialized_start=342
+  _globals['_REGISTRATION']._serialized_end=471
+  _globals['_REGISTERED']._serialized_start=473
+  _globals['_REGISTERED']._serialized_end=514
+  _globals['_AGENTREGISTRY']._serialized_start=516
+  _globals['_AGENTREGISTRY']._serialized_end=589
 # @@protoc_insertion_point(module_scope)

@@ -41,16 +41,18 @@ class HostRange(_message.Message):
     def __init__(self, first_host: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Registration(_message.Message):
-    __slots__ = ("address", "hosts", "agent", "takes_batches")
+    __slots__ = ("address", "hosts", "agent", "takes_batches", "stream_per_host")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TAKES_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_PER_HOST_FIELD_NUMBER: _ClassVar[int]
     address: str
     hosts: _containers.RepeatedCompositeFieldContainer[HostRange]
     agent: str
     takes_batches: bool
-    def __init__(self, address: _Optional[str] = ..., hosts: _Optional[_Iterable[_Union[HostRange, _Mapping]]] = ..., agent: _Optional[str] = ..., takes_batches: _Optional[bool] = ...) -> None: ...
+    stream_per_host: bool
+    def __init__(self, address: _Optional[str] = ..., hosts: _Optional[_Iterable[_Union[HostRange, _Mapping]]] = ..., agent: _Optional[str] = ..., takes_batches: _Optional[bool] = ..., stream_per_host: _Optional[bool] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("hosts", "path")

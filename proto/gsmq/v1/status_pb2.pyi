@@ -18,7 +18,7 @@ class HostId(_message.Message):
     def __init__(self, host_id: _Optional[str] = ...) -> None: ...
 
 class DpmStatus(_message.Message):
-    __slots__ = ("strategy", "hosts", "vpcs", "resources", "requests_pending", "requests_completed", "requests_failed", "messages_published", "bytes_published", "replies_received", "resyncs_served", "retries", "unicast_messages", "multicast_messages", "invalid_requests", "dead_letters", "resync_failures", "delivery_errors", "inputs_waiting", "batches_sent", "path", "grpc_messages", "grpc_bytes", "agents_registered", "agents_dropped", "path_switches", "vpcs_on_grpc")
+    __slots__ = ("strategy", "hosts", "vpcs", "resources", "requests_pending", "requests_completed", "requests_failed", "messages_published", "bytes_published", "replies_received", "resyncs_served", "retries", "unicast_messages", "multicast_messages", "invalid_requests", "dead_letters", "resync_failures", "delivery_errors", "inputs_waiting", "batches_sent", "path", "grpc_messages", "grpc_bytes", "agents_registered", "agents_dropped", "path_switches", "vpcs_on_grpc", "grpc_streams")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     VPCS_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class DpmStatus(_message.Message):
     AGENTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     PATH_SWITCHES_FIELD_NUMBER: _ClassVar[int]
     VPCS_ON_GRPC_FIELD_NUMBER: _ClassVar[int]
+    GRPC_STREAMS_FIELD_NUMBER: _ClassVar[int]
     strategy: str
     hosts: int
     vpcs: int
@@ -73,7 +74,8 @@ class DpmStatus(_message.Message):
     agents_dropped: int
     path_switches: int
     vpcs_on_grpc: int
-    def __init__(self, strategy: _Optional[str] = ..., hosts: _Optional[int] = ..., vpcs: _Optional[int] = ..., resources: _Optional[int] = ..., requests_pending: _Optional[int] = ..., requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., messages_published: _Optional[int] = ..., bytes_published: _Optional[int] = ..., replies_received: _Optional[int] = ..., resyncs_served: _Optional[int] = ..., retries: _Optional[int] = ..., unicast_messages: _Optional[int] = ..., multicast_messages: _Optional[int] = ..., invalid_requests: _Optional[int] = ..., dead_letters: _Optional[int] = ..., resync_failures: _Optional[int] = ..., delivery_errors: _Optional[int] = ..., inputs_waiting: _Optional[int] = ..., batches_sent: _Optional[int] = ..., path: _Optional[str] = ..., grpc_messages: _Optional[int] = ..., grpc_bytes: _Optional[int] = ..., agents_registered: _Optional[int] = ..., agents_dropped: _Optional[int] = ..., path_switches: _Optional[int] = ..., vpcs_on_grpc: _Optional[int] = ...) -> None: ...
+    grpc_streams: int
+    def __init__(self, strategy: _Optional[str] = ..., hosts: _Optional[int] = ..., vpcs: _Optional[int] = ..., resources: _Optional[int] = ..., requests_pending: _Optional[int] = ..., requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., messages_published: _Optional[int] = ..., bytes_published: _Optional[int] = ..., replies_received: _Optional[int] = ..., resyncs_served: _Optional[int] = ..., retries: _Optional[int] = ..., unicast_messages: _Optional[int] = ..., multicast_messages: _Optional[int] = ..., invalid_requests: _Optional[int] = ..., dead_letters: _Optional[int] = ..., resync_failures: _Optional[int] = ..., delivery_errors: _Optional[int] = ..., inputs_waiting: _Optional[int] = ..., batches_sent: _Optional[int] = ..., path: _Optional[str] = ..., grpc_messages: _Optional[int] = ..., grpc_bytes: _Optional[int] = ..., agents_registered: _Optional[int] = ..., agents_dropped: _Optional[int] = ..., path_switches: _Optional[int] = ..., vpcs_on_grpc: _Optional[int] = ..., grpc_streams: _Optional[int] = ...) -> None: ...
 
 class AgentStatus(_message.Message):
     __slots__ = ("hosts", "messages_applied", "messages_other_host", "dead_lettered", "duplicates", "out_of_order", "pending", "resyncs", "flows", "followed_vpcs", "bytes_consumed", "rss_bytes", "replies_sent", "resources", "bytes_pushed", "stale_messages")

@@ -1,6 +1,7 @@
 """The channels scenario (issue 13; docs/internals.md, "Channels per VPC"): the same storm
 through a DPM with `--path grpc` (every goal state pushed to the simulators' registered
-fast paths), `--path mq` (Kafka) and `--path auto` (by each VPC's port count, the DPM's
+fast paths, a stream per simulated host, as a region of single-host agents has),
+`--path mq` (Kafka) and `--path auto` (by each VPC's port count, the DPM's
 default bounds: Kafka above 1,000 ports, back to gRPC below 100), per VPC size; then a
 mixed region of many small VPCs and a few large ones.
 
@@ -18,7 +19,7 @@ Shape:
   then, measured, `MIXED_PORTS_PER_HOST` port creates per host of every VPC, small and
   large interleaved in one storm.
 - mixed region at light load (`run_light`): the three clusters stay up after their mixed
-  storms; then rounds of one port create per host of the region at `LIGHT_RATE`, every path
+  storms; then rounds of port creates on half the region's hosts at `LIGHT_RATE`, every path
   in each round, in an order that turns from round to round: caller send -> reply per VPC
   class. Saturated, the storm measures what each path costs the DPM and the simulator; at
   light load, what a caller waits.
@@ -65,6 +66,7 @@ PREFILL_BATCH = 100  # ports per set-up input
 MIXED_PORTS_PER_HOST = 2
 LIGHT_RATE = 50.0  # inputs/s of the light-load rounds: far below every path's maximum
 LIGHT_ROUNDS = 3  # measured rounds of the light load, after one warm-up round
+LIGHT_EVERY = 2  # a light round takes every LIGHT_EVERY-th of a port create per host: half the region's hosts
 PORT_BLOCK = 10_000_000  # port numbers of each storm start at a multiple of this
 
 
@@ -210,8 +212,8 @@ def run_channels(env: Env, sizes: Sequence[int], hosts: int, ports_per_host: int
 
 def run_light(env: Env, shape: Plan, clusters: dict[str, Cluster]) -> dict[str, Any]:
     """The mixed region at light load (`LIGHT_RATE` inputs/s), on the three clusters left
-    as their mixed storms made them: in each round every path gets one port create per host
-    of the region, small and large VPCs interleaved, the paths in an order that turns each
+    as their mixed storms made them: in each round every path gets every `LIGHT_EVERY`-th of
+    one port create per host of the region, small and large VPCs interleaved, the paths in an order that turns each
     round (so that none is always first on a warming machine); the first round warms up
     and is not counted. A small VPC's inputs and a large one's go on separate caller
     streams, so neither's reply waits behind the other's. Latency = caller send -> reply."""
@@ -220,7 +222,7 @@ def run_light(env: Env, shape: Plan, clusters: dict[str, Cluster]) -> dict[str, 
     seen: dict[str, dict[str, list[float]]] = {path: {"small": [], "large": []} for path in clusters}
     failures = dict.fromkeys(clusters, 0)  # statuses other than SUCCESS in the measured rounds' replies
     for round_ in range(LIGHT_ROUNDS + 1):
-        small_ports, large_ports = mixed_ports(shape, MIXED_PORTS_PER_HOST + round_, 1)
+        small_ports, large_ports = (ports[::LIGHT_EVERY] for ports in mixed_ports(shape, MIXED_PORTS_PER_HOST + round_, 1))
         inputs = spread([shape.small.encode(i) for i in small_ports], [shape.large.encode(i) for i in large_ports])
         kinds = spread(["small"] * len(small_ports), ["large"] * len(large_ports))
         order = list(PATHS[round_ % len(PATHS):] + PATHS[:round_ % len(PATHS)])

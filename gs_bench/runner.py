@@ -128,7 +128,8 @@ class Cluster:
         """One simulator per (hosts, first host), started side by side; returned once each serves its status."""
         started = []
         for (hosts, first_host), name in zip(ranges, names, strict=True):
-            fast = ("--grpc-port", str(free_port())) if self.path != MQ else ()
+            # a stream per simulated host: the DPM pays the gRPC streams of a region of single-host agents
+            fast = ("--grpc-port", str(free_port()), "--stream-per-host", "true") if self.path != MQ else ()
             sim = spawn_sim(self.logs, self.env.bootstrap, self.topics.prefix, self.dpm.status_port, hosts, first_host, name, *extra, *fast)
             self.sims.append(sim)  # stopped on the way out, even if another one fails to start
             self.served[sim.name] = (int(ipaddress.IPv4Address(first_host)), hosts)

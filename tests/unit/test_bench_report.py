@@ -63,7 +63,7 @@ def test_ratios_and_targets_say_met_or_missed_by_how_much(tmp_path: Path) -> Non
     assert versus_fast["met"] is False and versus_fast["measured"] == 0.5 and "6.00x off" in versus_fast["by"]
     assert "--path grpc" in versus_fast["by"]  # the gRPC fast path is the DPM's gRPC channel
     rows = dict(report.summary_rows(results))
-    assert "9 messages on gRPC, 0 on Kafka" in rows["gRPC fast path (the storm through the DPM, --path grpc, no Kafka)"]
+    assert "9 messages on gRPC, 0 on Kafka" in rows["gRPC fast path (the storm through the DPM, --path grpc, a stream per host, no Kafka)"]
     assert verdicts["p99 publish->applied at 50% load <= 2x raw p99 at the same rate"]["met"] is False
     assert verdicts["multicast >= 10x fewer bytes than unicast-only (VPCs >= 100 hosts)"]["met"] is True
     memory = verdicts["<= 10 KiB simulator memory per loaded host (1,000,000 hosts)"]

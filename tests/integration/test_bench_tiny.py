@@ -9,6 +9,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from gs_bench.channels import LIGHT_EVERY
 from gs_bench.main import main
 from gs_bench.report import PLOTS
 from gs_bench.scenarios import FAULTS, STRATEGIES, SUITES
@@ -103,7 +104,9 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert runs["mq"]["grpc_bytes"] == 0 and runs["grpc"]["path_switches"] == 0
     assert {"channels_auto_vs_grpc", "channels_auto_vs_mq"} <= set(results["ratios"])
     light = ch["light"]  # every path, every class, every measured round's inputs
-    region = tiny.channels_mixed[0] * tiny.channels_mixed[1] + tiny.channels_mixed[2] * tiny.channels_mixed[3]
+    small_vpcs, small_hosts, large_vpcs, large_hosts = tiny.channels_mixed
+    # a round: every LIGHT_EVERY-th of one port create per host, small and large VPCs apart
+    region = len(range(small_vpcs * small_hosts)[::LIGHT_EVERY]) + len(range(large_vpcs * large_hosts)[::LIGHT_EVERY])
     assert set(light["paths"]) == {"grpc", "mq", "auto"} and light["rounds"] >= 1
     assert all(f["all"]["count"] == region * light["rounds"] and f["small"]["p50"] > 0 and f["large"]["p50"] > 0
                and f["failures"] == 0 for f in light["paths"].values())

@@ -161,7 +161,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         metrics_port=values["metrics_port"],
         listen_host=values["listen_host"],
         advertise_address=values["advertise_address"],
-        stream_per_host=bool(values.get("stream_per_host")),
+        stream_per_host=values.get("stream_per_host", False),  # a simulator's option only
         program_cost_us=values["program_cost_us"],
         program_cost_sleep=values["program_cost_mode"] == "sleep",
         max_batch=values["max_batch"],

@@ -178,9 +178,9 @@ class FastPath:
         routed: dict[int, list[ack_pb2.Ack]] = {}
         for ack in acks:
             routed.setdefault(id(stream_of.get(ack.host_id, last)), []).append(ack)
-        final = {id(answers): i for i, (answers, _) in enumerate(carried)}  # each stream's last request in the group
-        for i, (answers, _) in enumerate(carried):
-            mine = routed.get(id(answers)) if final[id(answers)] == i else None
+        # from the group's end, a stream's first request met (its last one) takes its acks
+        answered = [(answers, routed.pop(id(answers), None)) for answers, _ in reversed(carried)]
+        for answers, mine in reversed(answered):
             answers.put_nowait(channel_pb2.ChannelAcks(channel_acks=mine).SerializeToString() if mine else EMPTY_ANSWER)
 
 
@@ -195,7 +195,7 @@ class _Refused:
 _Answers = asyncio.Queue[bytes | _Refused | None]  # a stream's answers, in order; None: it ended
 
 
-EMPTY_ANSWER = b""  # an answer carrying no ack: its batch's last answer carries them
+EMPTY_ANSWER = b""  # an answer carrying no ack: its stream's last answer in the group carries them
 
 
 def add_fast_path(fast_path: FastPath, server: grpc.aio.Server) -> None:

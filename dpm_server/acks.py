@@ -405,6 +405,7 @@ class AckTracker:
             if carried is not None and carried.pop(request.id, None) is not None and not carried:
                 del self._multicast[token]
         request.on_done(caller_reply(request.merged, request, request.data.format_version, silent))
+        request.fanouts = []  # each refers back to the request: freed now, not by a collection
 
     def _trim(self, request: Pending) -> None:
         """Let the VPC queues drop the fanouts of a request given up."""

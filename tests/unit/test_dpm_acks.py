@@ -5,6 +5,8 @@ backpressure (no Kafka, no gRPC server)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -111,6 +113,21 @@ def test_a_request_completes_when_every_targeted_host_replied() -> None:
     (reply,) = replies
     assert statuses(reply) == {"p9": common.SUCCESS, "dhcp-p9": common.SUCCESS, "nb-p9": common.SUCCESS}
     assert eng.counts()["requests_completed"] >= 1 and eng.tracker.pending == {}
+
+
+def test_a_finished_request_is_freed_at_once_not_left_for_the_collector() -> None:
+    eng, _, _, acas = cluster()
+    eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), lambda reply: None)
+    (request,) = eng.tracker.pending.values()
+    assert request.fanouts  # the neighbor's multicast: its fanout refers back to the request
+    freed = weakref.ref(request)
+    del request
+    gc.disable()
+    try:
+        acas.reply(HOSTS)
+        assert eng.tracker.pending == {} and freed() is None
+    finally:
+        gc.enable()
 
 
 def test_statuses_merge_to_the_worst_and_times_to_the_largest() -> None:

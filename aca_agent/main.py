@@ -32,7 +32,7 @@ from gsmq.host_ranges import ranges_of
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_count, topic_names
 from gsmq.kafka_transport import KafkaSink, KafkaSource
-from gsmq.lifecycle import Lifecycle
+from gsmq.lifecycle import Lifecycle, long_lived_heap
 from gsmq.retry import retry
 from gsmq.topics import Topics
 from gsmq.v1 import channel_pb2
@@ -199,7 +199,13 @@ def _ensure_topics(admin: AdminClient, config: AgentConfig, bootstrap: str, halt
 
 
 async def serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int:
-    """Run the agent until `stop`. Build, start in order, wait; the Lifecycle stops in reverse:
+    """Run the agent until `stop` (`_serve`), its heap collected as a daemon's (`long_lived_heap`)."""
+    with long_lived_heap():
+        return await _serve(config, bootstrap, stop)
+
+
+async def _serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> int:
+    """Build, start in order, wait; the Lifecycle stops in reverse:
     the consumer (drains the batch in hand, delivers its replies, commits), the gRPC servers,
     the resync client, the Kafka consumer, the producer's flush."""
     if len(config.hosts) == 1:

@@ -32,7 +32,7 @@ from gsmq.grpc_ops import Gate, Handlers, add_operations
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts, topic_config
 from gsmq.kafka_transport import KafkaSink, KafkaSource, KafkaTransactions
-from gsmq.lifecycle import Lifecycle
+from gsmq.lifecycle import Lifecycle, long_lived_heap
 from gsmq.retry import Backoff, retry
 from gsmq.topics import Topics
 from gsmq.v1 import channel_pb2, channel_pb2_grpc, status_pb2, status_pb2_grpc
@@ -41,13 +41,6 @@ from gsmq.wire import STRATEGIES, Strategy
 log = structlog.get_logger()
 DRAIN_SECONDS = 3.0  # on SIGTERM: how long calls in flight may wait for their hosts' replies
 LIBRDKAFKA_MESSAGE_MAX = 1_000_000  # librdkafka's default message.max.bytes
-# The DPM holds millions of long-lived objects (a region's snapshot and watermarks): young
-# collections every 100,000 allocations, not 700. With Python's defaults (700, 10, 10) the
-# collections of a growing heap held the event loop for seconds while an input of 200,000
-# hosts was worked in slices (`gs-bench --scenario giant-input`: GetStatus p50 3.8-4.1 s,
-# 138-168 ms with 100,000). The cost: up to a young generation of garbage waiting, about
-# 80 MB more RSS after the default storm. Full collections keep Python's cadence.
-GC_THRESHOLDS = (100_000, 50, 10)
 
 DESCRIPTION = """\
 The Data Plane Manager of the goal-state message-queue path.
@@ -262,15 +255,8 @@ async def _tick(engine: Engine, links: AgentLinks) -> None:
 
 async def serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
     """Run until `stop`: topics, markers, reply reader, gRPC; then drain and flush."""
-    thresholds = gc.get_threshold()
-    try:
+    with long_lived_heap():
         return await _serve(config, bootstrap, stop)
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)  # as they were (tests run the DPM in their own process)
-        # Kafka clients caught in reference cycles keep their broker connections (and an
-        # embedded broker's graceful stop waiting on them) until a collection.
-        gc.collect()
 
 
 async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
@@ -371,7 +357,6 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         gate.open(handlers.handlers)
         checker.ready(True)  # the broker answered and the snapshot is replayed
         gc.freeze()  # the replayed snapshot is never garbage: no collection scans it again
-        gc.set_threshold(*GC_THRESHOLDS)
         log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy,
                  epoch=engine.publisher.epoch, resources=len(snapshot.resources))
         code = await life.wait()

@@ -4,6 +4,7 @@ end stops the rest, the stop flag is set before anything is logged, and exit cod
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import threading
 from collections.abc import Iterator
@@ -147,3 +148,20 @@ def test_serve_result_is_the_exit_code() -> None:
         return 0
 
     assert lifecycle.daemon_main("tool", [], lambda argv: Config(), serve) == 0
+
+
+def test_a_long_lived_heap_collects_young_objects_less_often_and_gives_back_pythons_settings_even_on_error() -> None:
+    before = gc.get_threshold()
+    assert before != lifecycle.GC_THRESHOLDS
+    seen: list[tuple[int, int, int]] = []
+
+    def daemon() -> None:
+        with lifecycle.long_lived_heap():
+            seen.append(gc.get_threshold())
+            gc.freeze()  # as the DPM does once its snapshot is replayed
+            raise RuntimeError("the daemon failed")
+
+    with pytest.raises(RuntimeError):
+        daemon()
+    assert seen == [lifecycle.GC_THRESHOLDS]
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

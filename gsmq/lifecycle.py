@@ -53,20 +53,38 @@ log = structlog.get_logger()
 GC_THRESHOLDS = (100_000, 50, 10)
 
 
+class _Heaps:
+    """The `long_lived_heap` blocks running, and Python's thresholds before the first."""
+
+    lock = threading.Lock()
+    open = 0
+    thresholds = gc.get_threshold()
+
+
 @contextlib.contextmanager
 def long_lived_heap() -> Iterator[None]:
-    """`GC_THRESHOLDS` while the block runs; then Python's as they were (tests run daemons in
-    their own process), nothing frozen, and a collection: Kafka clients caught in reference
-    cycles keep their broker connections (and an embedded broker's graceful stop waiting on
-    them) until one."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
+    """`GC_THRESHOLDS` while any such block runs (a test may run a DPM and an agent in its
+    process, their blocks ending in either order); when the last one ends, Python's
+    thresholds as they were, nothing frozen, and a collection: Kafka clients caught in
+    reference cycles keep their broker connections (and an embedded broker's graceful stop
+    waiting on them) until one."""
+    with _Heaps.lock:
+        if not _Heaps.open:
+            _Heaps.thresholds = gc.get_threshold()
+            gc.set_threshold(*GC_THRESHOLDS)
+        _Heaps.open += 1
     try:
         yield
     finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-        gc.collect()
+        with _Heaps.lock:
+            _Heaps.open -= 1
+            last = not _Heaps.open
+            if last:
+                gc.unfreeze()
+                gc.set_threshold(*_Heaps.thresholds)
+        if last:
+            gc.collect()
+
 
 # Failures of a running daemon (not of its configuration): one line and exit 1.
 # RuntimeError covers gsmq.broker.BrokerError (an embedded broker that would not start).

@@ -165,3 +165,14 @@ def test_a_long_lived_heap_collects_young_objects_less_often_and_gives_back_pyth
         daemon()
     assert seen == [lifecycle.GC_THRESHOLDS]
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_overlapping_long_lived_heaps_keep_the_thresholds_until_the_last_one_ends() -> None:
+    before = gc.get_threshold()
+    dpm, agent = lifecycle.long_lived_heap(), lifecycle.long_lived_heap()
+    dpm.__enter__()
+    agent.__enter__()
+    dpm.__exit__(None, None, None)  # the first to start ends first: the agent still runs
+    assert gc.get_threshold() == lifecycle.GC_THRESHOLDS
+    agent.__exit__(None, None, None)
+    assert gc.get_threshold() == before

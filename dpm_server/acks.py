@@ -4,16 +4,19 @@ that completes, failures merged, stragglers resynced, callers answered (docs/int
 
 A request waits for positions: the unicast gs-seq of its message to each host, and for
 each of its multicast messages, the hosts of the VPC that must apply it (a `Fanout`). A
-host's unicast waits queue behind its unicast watermark; a VPC's fanouts queue by gs-seq,
-and an ack that moves a host's VPC watermark from `a` to `b` visits exactly the fanouts in
-(a, b]: O(1) amortised per (host, message) it passes, with no object per pair, plus the
-failures the ack carries, whatever number of messages it covers.
+host's unicast waits queue behind its unicast watermark. A VPC's fanouts queue by gs-seq,
+and only the first one still open (the head) counts the hosts behind it: an ack is O(1)
+for each VPC it moves, whatever number of messages it covers, plus the failures it
+carries. When the count reaches zero, the head and the fanouts after it that every host
+of theirs passed complete at once, with one look at the hosts' watermarks (sorted once
+for fanouts of the same hosts): O(hosts) each time the slowest host moves on, not
+O(hosts) per message.
 """
 
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +60,7 @@ class Pending:
     fanouts: list[Fanout] = field(default_factory=list)
     open: int = 0  # unicast waits and fanouts not passed yet
     resynced: dict[str, float] = field(default_factory=dict)  # host -> when its last resync (covering all it owes this request) was sent
+    covered: set[str] = field(default_factory=set)  # hosts whose resync passed: they owe its fanouts nothing
     superseded: frozenset[ResourceKey] = frozenset()  # states stored together with newer revisions of them: OUT_OF_ORDER
     done: bool = False
     merged: dict[ResourceKey, Merged] = field(default_factory=dict)
@@ -65,43 +69,61 @@ class Pending:
     config_us: int = 0
     elapse_us: int = 0
 
-    def waiting(self) -> set[str]:
-        """The hosts it still waits for."""
-        return set(self.unicast).union(*(f.waiting for f in self.fanouts))
+
+# An ack's times as a request keeps them: apply, slowest data-plane call, resource time, publish -> applied (us).
+_Times = tuple[int, int, int, int]
+_NO_TIMES: _Times = (0, 0, 0, 0)
 
 
 @dataclass(slots=True, eq=False)
 class Fanout:
-    """A multicast message a request waits for, and the hosts that have not passed it."""
+    """A multicast message of `vpc` a request waits for, and the hosts that must apply it
+    (never changed: the requests of one batch share them)."""
 
     request: Pending
+    vpc: str
     seq: int
-    waiting: set[str]
+    hosts: set[str]
+    passed: bool = False
 
 
 @dataclass(slots=True)
 class VpcQueue:
-    """One VPC's fanouts, ordered by gs-seq; those before `start` are passed by all (or dropped)."""
+    """One VPC's fanouts, ordered by gs-seq; those before `start` are passed (or given up).
+    `behind` counts the hosts of the head (the first open one) that have not passed it,
+    None when it must be counted again; `times` are the largest of the acks since the
+    head last moved on."""
 
     seqs: list[int] = field(default_factory=list)
     fanouts: list[Fanout] = field(default_factory=list)
     start: int = 0
+    behind: int | None = None
+    times: _Times = _NO_TIMES
 
     def add(self, fanout: Fanout) -> None:
         """Keep the fanouts in gs-seq order: inputs of one batch share its messages, so the
         second input's fanouts of a VPC split in several messages come after the first's."""
+        i = len(self.seqs)
         if self.seqs and fanout.seq < self.seqs[-1]:
             i = bisect_right(self.seqs, fanout.seq, self.start)
-            self.seqs.insert(i, fanout.seq)
-            self.fanouts.insert(i, fanout)
-        else:
-            self.seqs.append(fanout.seq)
-            self.fanouts.append(fanout)
+        self.seqs.insert(i, fanout.seq)
+        self.fanouts.insert(i, fanout)
+        if i == self.start:  # a new head
+            self.behind = None
 
-    def trim(self) -> None:
-        """Move `start` past the fanouts no host waits for any more; drop them when they are many."""
-        while self.start < len(self.fanouts) and (not self.fanouts[self.start].waiting or self.fanouts[self.start].request.done):
+    def head(self) -> Fanout | None:
+        """The first fanout still open, past those passed or given up; None when none is."""
+        fanouts = self.fanouts
+        while self.start < len(fanouts):
+            fanout = fanouts[self.start]
+            if not fanout.passed and not fanout.request.done:
+                return fanout
             self.start += 1
+            self.behind = None
+        return None
+
+    def compact(self) -> None:
+        """Drop the fanouts before `start` when they are many."""
         if self.start > 64 and self.start * 2 > len(self.fanouts):
             del self.seqs[: self.start], self.fanouts[: self.start]
             self.start = 0
@@ -216,10 +238,21 @@ class AckTracker:
     def waiting_on(self, vpc: str) -> bool:
         """Whether a request still waits for a host to apply a message of `vpc`."""
         queue = self.queues.get(vpc)
-        if queue is None:
-            return False
-        queue.trim()
-        return queue.start < len(queue.fanouts)
+        return queue is not None and queue.head() is not None
+
+    def waiting(self, request: Pending) -> set[str]:
+        """The hosts a request still waits for: O(its hosts)."""
+        out = set(request.unicast)
+        for fanout in request.fanouts:
+            if not fanout.passed:
+                seq, vpc, covered = fanout.seq, fanout.vpc, request.covered
+                out.update(h for h in fanout.hosts if h not in covered and self._mark(h, vpc) < seq)
+        return out
+
+    def _mark(self, host: str, vpc: str) -> int:
+        """The host's watermark in the VPC (0: none yet)."""
+        hp = self.hosts.get(host)
+        return 0 if hp is None else hp.vpcs.get(vpc, 0)
 
     def track(self, request: Pending) -> None:
         """Wait for every host's positions (the messages just published for the request)."""
@@ -230,7 +263,7 @@ class AckTracker:
             self.host(host).wait_unicast(seq, request, False)
         for token, hosts in request.multicast:
             if hosts:
-                fanout = Fanout(request, token.seq, hosts)
+                fanout = Fanout(request, token.vpc, token.seq, hosts)
                 request.fanouts.append(fanout)
                 queue = self.queues.get(token.vpc)
                 if queue is None:
@@ -278,9 +311,7 @@ class AckTracker:
                 hp.vpcs[vpc] = seq
                 queue = self.queues.get(vpc)
                 if queue is not None:
-                    self._pass_fanouts(host, queue, was, seq, times or _times(ack), now)
-                    if queue.start == len(queue.fanouts):
-                        del self.queues[vpc]
+                    self._pass_fanouts(host, vpc, queue, was, seq, times or _times(ack), now)
 
     def _pass_unicast(self, host: str, waits: deque[tuple[int, Pending, bool]], watermark: int, times: _Times,
                       now: float) -> None:
@@ -289,43 +320,95 @@ class AckTracker:
             _, request, covers_all = waits.popleft()
             if request.done:
                 continue
-            if covers_all:
-                for fanout in request.fanouts:
-                    if host in fanout.waiting:
-                        fanout.waiting.discard(host)
-                        if not fanout.waiting:
-                            request.open -= 1
             if request.unicast.pop(host, None) is not None:
                 request.open -= 1
-            self._passed(request, host, times, now)
+            if covers_all and host not in request.covered:
+                request.covered.add(host)
+                for fanout in list(request.fanouts):
+                    if not fanout.passed and host in fanout.hosts:
+                        self._cover(host, fanout, times)
+            if host not in request.resynced:  # a resynced host times neither copy (Karn)
+                self._sample(now - request.started)
+            self._moved_on(request, times)
 
-    def _pass_fanouts(self, host: str, queue: VpcQueue, was: int, watermark: int, times: _Times, now: float) -> None:
-        """The host passed the VPC's messages in (was, watermark]."""
-        seqs, fanouts = queue.seqs, queue.fanouts
-        i = bisect_right(seqs, was, queue.start)
-        end = len(seqs)
-        while i < end and seqs[i] <= watermark:
-            fanout = fanouts[i]
-            i += 1
-            if host in fanout.waiting:
-                fanout.waiting.discard(host)
-                request = fanout.request
-                if not fanout.waiting:
-                    request.open -= 1
-                if not request.done:
-                    self._passed(request, host, times, now)
-        queue.trim()
+    def _cover(self, host: str, fanout: Fanout, times: _Times) -> None:
+        """The host's resync passed: it no longer counts behind the fanout (were it the head)."""
+        queue = self.queues.get(fanout.vpc)
+        if queue is None or queue.head() is not fanout or queue.behind is None or self._mark(host, fanout.vpc) >= fanout.seq:
+            if queue is not None and queue.behind is None:
+                self._advance(fanout.vpc, queue, times)
+            return
+        queue.behind -= 1
+        if not queue.behind:
+            self._advance(fanout.vpc, queue, times)
 
-    def _passed(self, request: Pending, host: str, times: _Times, now: float) -> None:
-        """`host` passed one of the request's positions (all of them, after its resync)."""
-        if host not in request.resynced:  # a resynced host times neither copy (Karn)
-            self._sample(now - request.started)
+    def _pass_fanouts(self, host: str, vpc: str, queue: VpcQueue, was: int, watermark: int, times: _Times, now: float) -> None:
+        """The host passed the VPC's messages in (was, watermark]: O(1) unless the head
+        completes (see the module)."""
+        queue.times = _larger(queue.times, times)
+        head = queue.head()
+        if head is None:
+            del self.queues[vpc]
+            return
+        if queue.behind is not None and was < head.seq <= watermark and host in head.hosts:
+            request = head.request
+            if host not in request.covered:
+                queue.behind -= 1
+                if host not in request.resynced:  # a resynced host times neither copy (Karn)
+                    self._sample(now - request.started)
+        if not queue.behind:
+            self._advance(vpc, queue, _NO_TIMES)
+
+    def _advance(self, vpc: str, queue: VpcQueue, times: _Times) -> None:
+        """Complete the fanouts from the head on that all their hosts passed, and count the
+        hosts behind the first that is not. The watermarks are sorted once for a run of
+        fanouts with the same hosts (none covered by a resync)."""
+        marked: set[str] | None = None
+        marks: list[int] = []
+        moved = False
+        while (head := queue.head()) is not None:
+            covered = head.request.covered
+            if covered:
+                behind = sum(1 for h in head.hosts if h not in covered and self._mark(h, vpc) < head.seq)
+            else:
+                if head.hosts is not marked and head.hosts != marked:
+                    marked = head.hosts
+                    marks = sorted([self._mark(h, vpc) for h in marked])
+                behind = bisect_left(marks, head.seq)
+            if behind:
+                queue.behind = behind
+                break
+            head.passed = True
+            queue.start += 1
+            moved = True
+            request = head.request
+            request.open -= 1
+            self._moved_on(request, _larger(queue.times, times))
+        if moved:
+            queue.times = _NO_TIMES
+        if queue.head() is None:
+            if self.queues.get(vpc) is queue:
+                del self.queues[vpc]
+        else:
+            queue.compact()
+
+    def _release(self, request: Pending) -> None:
+        """Complete a request whose hosts all passed its fanouts while an earlier one held
+        its VPC's head (see `tick`)."""
+        for fanout in request.fanouts:
+            if not fanout.passed:
+                fanout.passed = True
+                request.open -= 1
+        self._moved_on(request, _NO_TIMES)
+
+    def _moved_on(self, request: Pending, times: _Times) -> None:
+        """One of the request's positions was passed with these times; it completes when none is left."""
         total_us, dataplane_us, config_us, elapse_us = times
         request.total_us = max(request.total_us, total_us)
         request.dataplane_us = max(request.dataplane_us, dataplane_us)
         request.config_us = max(request.config_us, config_us)
         request.elapse_us = max(request.elapse_us, elapse_us)
-        if request.open == 0:
+        if request.open == 0 and not request.done:
             del self.pending[request.id]
             self._finish(request, [])
 
@@ -363,13 +446,18 @@ class AckTracker:
         patience = self.patience
         stragglers: dict[str, list[Pending]] = {}
         for request in list(self.pending.values()):
+            if request.done:  # completed by the fanouts a timed-out request let go
+                continue
             age = now - request.started
             if age >= self.timeout:
                 del self.pending[request.id]
-                self._finish(request, sorted(request.waiting()))
+                self._finish(request, sorted(self.waiting(request)))
                 self._trim(request)
             elif age >= patience:
-                for host in request.waiting():
+                waiting = self.waiting(request)
+                if not waiting:  # all its hosts passed: it was held behind an earlier fanout of its VPC
+                    self._release(request)
+                for host in waiting:
                     if host in request.resynced and now - request.resynced[host] < patience:
                         continue  # its resync has had less time than a first copy gets
                     hp = self.host(host)
@@ -408,13 +496,11 @@ class AckTracker:
         request.fanouts = []  # each refers back to the request: freed now, not by a collection
 
     def _trim(self, request: Pending) -> None:
-        """Let the VPC queues drop the fanouts of a request given up."""
-        for token, _ in request.multicast:
-            queue = self.queues.get(token.vpc)
+        """Let the VPC queues move past the fanouts of a request given up."""
+        for vpc in {token.vpc for token, _ in request.multicast}:
+            queue = self.queues.get(vpc)
             if queue is not None:
-                queue.trim()
-                if queue.start == len(queue.fanouts):
-                    del self.queues[token.vpc]
+                self._advance(vpc, queue, _NO_TIMES)
 
     @staticmethod
     def _forget_done(hp: HostProgress) -> None:
@@ -422,8 +508,8 @@ class AckTracker:
         hp.unicast_waits = deque(w for w in hp.unicast_waits or () if not w[1].done) or None
 
 
-# An ack's times as a request keeps them: apply, slowest data-plane call, resource time, publish -> applied (us).
-_Times = tuple[int, int, int, int]
+def _larger(a: _Times, b: _Times) -> _Times:
+    return (max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
 def _times(ack: ack_pb2.Ack) -> _Times:

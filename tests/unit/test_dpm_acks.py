@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
@@ -128,6 +130,88 @@ def test_a_finished_request_is_freed_at_once_not_left_for_the_collector() -> Non
         assert eng.tracker.pending == {} and freed() is None
     finally:
         gc.enable()
+
+
+def groups_for(eng: Engine, listed: list[list[str]], replies: list[gsp.GoalStateOperationReply]) -> None:
+    """One security group of vpc-1 per entry, listed for those hosts: a multicast message each."""
+    for i, hosts in enumerate(listed):
+        eng.submit(goal([security_group(f"sg-{i}", "vpc-1")], {host: [f"sg-{i}"] for host in hosts}), replies.append)
+
+
+def multicast_seqs(acas: FakeAcas) -> list[int]:
+    return [int(m.headers[wire.SEQ]) for m in acas.new() if m.topic == acas.topics.multicast]
+
+
+def test_an_ack_covering_many_messages_costs_one_look_at_the_watermarks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work per ack does not grow with the messages it covers: acks that complete nothing
+    read no watermark, and the one that completes 50 requests reads each host's once."""
+    eng, _, _, acas = cluster()
+    replies: list[gsp.GoalStateOperationReply] = []
+    groups_for(eng, [HOSTS] * 50, replies)
+    last = max(multicast_seqs(acas))
+    reads: list[str] = []
+    mark = eng.tracker._mark
+
+    def counted_mark(host: str, vpc: str) -> int:
+        reads.append(host)
+        return mark(host, vpc)
+
+    monkeypatch.setattr(eng.tracker, "_mark", counted_mark)
+    send_ack(acas, B, vpcs=[("vpc-1", last, last)])  # the first: counts the hosts behind the first message
+    counted = len(reads)
+    send_ack(acas, C, vpcs=[("vpc-1", last, last)])
+    assert replies == [] and counted <= len(HOSTS) and len(reads) == counted
+    send_ack(acas, A, vpcs=[("vpc-1", last, last)])
+    assert len(replies) == 50 and all(set(statuses(r).values()) == {common.SUCCESS} for r in replies)
+    assert len(reads) - counted <= len(HOSTS) and eng.tracker.pending == {} and eng.tracker.queues == {}
+
+
+def test_a_request_held_behind_an_earlier_one_of_its_vpc_is_answered_at_the_patience_not_the_timeout() -> None:
+    """Only the first open message of a VPC counts its hosts; a later one whose hosts all
+    passed it, behind one that waits for a silent host, is let go by the straggler tick."""
+    eng, _, _, acas = cluster(timeout=30.0, retry_after=5.0)
+    first: list[gsp.GoalStateOperationReply] = []
+    second: list[gsp.GoalStateOperationReply] = []
+    groups_for(eng, [HOSTS], first)
+    eng.submit(goal([security_group("sg-b", "vpc-1")], {B: ["sg-b"], C: ["sg-b"]}), second.append)
+    last = max(multicast_seqs(acas))
+    for host in (B, C):
+        send_ack(acas, host, vpcs=[("vpc-1", last, last)])
+    waiting_for_a, behind = eng.tracker.pending.values()
+    assert eng.tracker.waiting(waiting_for_a) == {A} and eng.tracker.waiting(behind) == set() and second == []
+    eng.tracker.tick(waiting_for_a.started + 5.5)
+    assert len(second) == 1 and set(statuses(second[0]).values()) == {common.SUCCESS} and first == []
+    assert full_states(acas, A)  # and A, silent, is resynced for the first
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(listed=st.lists(st.lists(st.sampled_from(HOSTS), min_size=1, max_size=3, unique=True), min_size=1, max_size=8),
+       acks=st.lists(st.tuples(st.sampled_from(HOSTS), st.integers(0, 7)), max_size=12))
+def test_requests_complete_exactly_when_every_listed_host_passed_their_message(listed: list[list[str]],
+                                                                              acks: list[tuple[str, int]]) -> None:
+    """Against the plain rule (request i is done when each of its hosts acked a watermark
+    at or past its message): never early; all of them by the straggler tick; every one
+    once every host acked everything."""
+    eng, _, _, acas = cluster(timeout=30.0, retry_after=5.0)
+    replies: dict[int, list[gsp.GoalStateOperationReply]] = {i: [] for i in range(len(listed))}
+    for i, hosts in enumerate(listed):
+        eng.submit(goal([security_group(f"sg-{i}", "vpc-1")], {host: [f"sg-{i}"] for host in hosts}), replies[i].append)
+    seqs = multicast_seqs(acas)
+    assert len(seqs) == len(listed)
+    mark = dict.fromkeys(HOSTS, 0)
+    passed: set[int] = set()
+    for host, at in acks:
+        seq = seqs[at % len(seqs)]
+        send_ack(acas, host, vpcs=[("vpc-1", seq, seq)])
+        mark[host] = max(mark[host], seq)
+        passed = {i for i, hosts in enumerate(listed) if all(mark[h] >= seqs[i] for h in hosts)}
+        assert {i for i, got in replies.items() if got} <= passed
+    eng.tracker.tick(5.5)
+    assert {i for i, got in replies.items() if got} == passed
+    for host in HOSTS:
+        send_ack(acas, host, vpcs=[("vpc-1", seqs[-1], seqs[-1])])
+    assert all(len(got) == 1 and set(statuses(got[0]).values()) == {common.SUCCESS} for got in replies.values())
+    assert eng.tracker.pending == {} and eng.tracker.queues == {}
 
 
 def test_statuses_merge_to_the_worst_and_times_to_the_largest() -> None:

@@ -157,8 +157,8 @@ def test_delete_of_the_last_port_tells_the_host_and_stops_waiting_for_its_multic
     eng.submit(port_goal("p0", "vpc-1", A, "10.1.0.0", HOSTS, rev=2, op=common.DELETE), lambda r: None)
     assert {(m.topic, m.key) for m in since(bus, seen)} == {(topics.unicast, A), (topics.multicast, "vpc-1")}
     request = list(eng.tracker.pending.values())[-1]
-    assert request.waiting() == {A, B, C}  # A acks its unicast; B and C the multicast
-    assert set(request.unicast) == {A} and [f.waiting for f in request.fanouts] == [{B, C}]
+    assert eng.tracker.waiting(request) == {A, B, C}  # A acks its unicast; B and C the multicast
+    assert set(request.unicast) == {A} and [f.hosts for f in request.fanouts] == [{B, C}]
     assert eng.snapshot.host_vpcs(A) == set()
 
 

@@ -395,11 +395,17 @@ class AckTracker:
     def _release(self, request: Pending) -> None:
         """Complete a request whose hosts all passed its fanouts while an earlier one held
         its VPC's head (see `tick`)."""
+        vpcs = set()
         for fanout in request.fanouts:
             if not fanout.passed:
                 fanout.passed = True
                 request.open -= 1
+                vpcs.add(fanout.vpc)
         self._moved_on(request, _NO_TIMES)
+        for vpc in vpcs:  # a passed head moves on now, not at the VPC's next ack
+            queue = self.queues.get(vpc)
+            if queue is not None:
+                self._advance(vpc, queue, _NO_TIMES)
 
     def _moved_on(self, request: Pending, times: _Times) -> None:
         """One of the request's positions was passed with these times; it completes when none is left."""

@@ -12,8 +12,8 @@ import pytest
 from gs_bench import report
 
 
-def _lat(p99: float = 4.0) -> dict[str, float]:
-    return {"p50": 1.0, "p95": 2.0, "p99": p99, "max": 5.0, "count": 3}
+def _lat(p99: float = 4.0, p50: float = 1.0) -> dict[str, float]:
+    return {"p50": p50, "p95": 2.0, "p99": p99, "max": 5.0, "count": 3}
 
 
 def _storm(**extra: Any) -> dict[str, Any]:
@@ -53,6 +53,7 @@ def test_ratios_and_targets_say_met_or_missed_by_how_much(tmp_path: Path) -> Non
     assert report.ratios(results) == {"throughput_vs_raw": 0.5, "p99_vs_raw_p99": 4.0, "unicast_vs_multicast_bytes": 20.0,
                                       "unicast_vs_multicast_bytes_whole_storm": 20.0, "kafka_path_vs_grpc_fast_path": 0.5,
                                       "region_fetch_vs_sims_fetch": None, "channels_auto_vs_grpc": None, "channels_auto_vs_mq": None,
+                                      "channels_light_grpc_vs_auto_p50": None, "channels_light_mq_vs_auto_p50": None,
                                       "channels_light_grpc_vs_auto_p99": None, "channels_light_mq_vs_auto_p99": None}
     assert set(report.RATIO_TEXT) == set(report.ratios(results)) and all(" / " in t for t in report.RATIO_TEXT.values())
     verdicts = {t["target"]: t for t in report.targets(results)}
@@ -182,6 +183,17 @@ def test_fault_targets_sum_over_the_faults_run_and_name_each() -> None:
     assert report.targets(results)[-4]["by"] == "not measured in this run"
 
 
+@pytest.mark.parametrize(("auto_p50", "auto_p99", "beats"), [(10.0, 20.0, True), (30.0, 20.0, False), (10.0, 50.0, False)])
+def test_auto_beats_both_at_light_load_only_with_the_lower_p50_and_the_lower_p99(auto_p50: float, auto_p99: float,
+                                                                                 beats: bool) -> None:
+    light = {"paths": {"grpc": {"all": _lat(p99=60.0, p50=40.0)}, "mq": {"all": _lat(p99=40.0, p50=20.0)},
+                       "auto": {"all": _lat(p99=auto_p99, p50=auto_p50)}}}
+    m = report.light_ratios(light)
+    assert m["auto_beats_both"] is beats
+    assert (m["grpc_vs_auto_p50"], m["mq_vs_auto_p50"], m["mq_vs_auto_p99"]) == (40.0 / auto_p50, 20.0 / auto_p50, 40.0 / auto_p99)
+    assert report.light_ratios({"paths": {"mq": {"all": _lat()}, "auto": {"all": _lat()}}})["auto_beats_both"] is None
+
+
 def test_the_channels_section_and_plot_are_written_when_the_scenario_ran(tmp_path: Path) -> None:
     results = _synthetic(100, 2000)
 
@@ -202,6 +214,6 @@ def test_the_channels_section_and_plot_are_written_when_the_scenario_ran(tmp_pat
     assert "## Channels per VPC size" in text and "| hosts per VPC | path |" in text and "| mixed | auto |" in text
     assert "size where Kafka starts to win (mq goal states/s > grpc's): 10 hosts per VPC" in text
     assert "auto beats both: yes" in text and "ratio channels_auto_vs_mq" in text
-    assert "mixed region at light load (40 inputs/s, 3 rounds)" in text and "auto beats both (lower p99): no" in text
+    assert "mixed region at light load (40 inputs/s, 3 rounds)" in text and "auto beats both (lower p50 and p99): no" in text
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["ratios"]["channels_auto_vs_grpc"] == 1.5 and saved["ratios"]["channels_light_mq_vs_auto_p99"] == 0.5

@@ -73,6 +73,8 @@ class Pending:
 # An ack's times as a request keeps them: apply, slowest data-plane call, resource time, publish -> applied (us).
 _Times = tuple[int, int, int, int]
 _NO_TIMES: _Times = (0, 0, 0, 0)
+# {(vpc, id of a fanout's hosts): (those hosts, [(watermark, host)] sorted)}
+_Marks = dict[tuple[str, int], tuple[set[str], list[tuple[int, str]]]]
 
 
 @dataclass(slots=True, eq=False)
@@ -99,6 +101,14 @@ class VpcQueue:
     start: int = 0
     behind: int | None = None
     times: _Times = _NO_TIMES
+    hosts: set[str] | None = None  # its last fanout's hosts: the next fanout with the same hosts shares them
+
+    def shared(self, hosts: set[str]) -> set[str]:
+        """`hosts`, or the equal set of the last fanout (the marks sorted for one serve both)."""
+        if self.hosts is not None and self.hosts == hosts:
+            return self.hosts
+        self.hosts = hosts
+        return hosts
 
     def add(self, fanout: Fanout) -> None:
         """Keep the fanouts in gs-seq order: inputs of one batch share its messages, so the
@@ -240,13 +250,23 @@ class AckTracker:
         queue = self.queues.get(vpc)
         return queue is not None and queue.head() is not None
 
-    def waiting(self, request: Pending) -> set[str]:
-        """The hosts a request still waits for: O(its hosts)."""
+    def waiting(self, request: Pending, marks: _Marks | None = None) -> set[str]:
+        """The hosts a request still waits for. With `marks` (kept by the caller while no
+        watermark moves), each VPC's hosts are sorted by watermark once for all requests
+        sharing them, and a request costs O(the hosts it waits for)."""
         out = set(request.unicast)
         for fanout in request.fanouts:
-            if not fanout.passed:
-                seq, vpc, covered = fanout.seq, fanout.vpc, request.covered
+            if fanout.passed:
+                continue
+            seq, vpc, covered = fanout.seq, fanout.vpc, request.covered
+            if marks is None:
                 out.update(h for h in fanout.hosts if h not in covered and self._mark(h, vpc) < seq)
+                continue
+            held = marks.get((vpc, id(fanout.hosts)))
+            if held is None:  # the set is kept with its marks: its id stays its own
+                held = marks[(vpc, id(fanout.hosts))] = (fanout.hosts, sorted([(self._mark(h, vpc), h) for h in fanout.hosts]))
+            by_mark = held[1]
+            out.update(h for _, h in by_mark[:bisect_left(by_mark, (seq, ""))] if h not in covered)
         return out
 
     def _mark(self, host: str, vpc: str) -> int:
@@ -263,11 +283,11 @@ class AckTracker:
             self.host(host).wait_unicast(seq, request, False)
         for token, hosts in request.multicast:
             if hosts:
-                fanout = Fanout(request, token.vpc, token.seq, hosts)
-                request.fanouts.append(fanout)
                 queue = self.queues.get(token.vpc)
                 if queue is None:
                     queue = self.queues[token.vpc] = VpcQueue()
+                fanout = Fanout(request, token.vpc, token.seq, queue.shared(hosts))
+                request.fanouts.append(fanout)
                 queue.add(fanout)
                 self._multicast.setdefault(token, {})[request.id] = request
         request.open = len(request.unicast) + len(request.fanouts)
@@ -451,16 +471,17 @@ class AckTracker:
         now = self.clock() if now is None else now
         patience = self.patience
         stragglers: dict[str, list[Pending]] = {}
+        marks: _Marks = {}  # no watermark moves during a tick
         for request in list(self.pending.values()):
             if request.done:  # completed by the fanouts a timed-out request let go
                 continue
             age = now - request.started
             if age >= self.timeout:
                 del self.pending[request.id]
-                self._finish(request, sorted(self.waiting(request)))
+                self._finish(request, sorted(self.waiting(request, marks)))
                 self._trim(request)
             elif age >= patience:
-                waiting = self.waiting(request)
+                waiting = self.waiting(request, marks)
                 if not waiting:  # all its hosts passed: it was held behind an earlier fanout of its VPC
                     self._release(request)
                 for host in waiting:

@@ -67,6 +67,7 @@ MIXED_PORTS_PER_HOST = 2
 LIGHT_RATE = 50.0  # inputs/s of the light-load rounds: far below every path's maximum
 LIGHT_ROUNDS = 3  # measured rounds of the light load, after one warm-up round
 LIGHT_EVERY = 2  # a light round takes every LIGHT_EVERY-th of a port create per host: half the region's hosts
+LIGHT_SLICE_S = 2.0  # a light round goes to the paths in turn in slices of this many seconds of inputs
 PORT_BLOCK = 10_000_000  # port numbers of each storm start at a multiple of this
 
 
@@ -213,10 +214,13 @@ def run_channels(env: Env, sizes: Sequence[int], hosts: int, ports_per_host: int
 def run_light(env: Env, shape: Plan, clusters: dict[str, Cluster]) -> dict[str, Any]:
     """The mixed region at light load (`LIGHT_RATE` inputs/s), on the three clusters left
     as their mixed storms made them: in each round every path gets every `LIGHT_EVERY`-th of
-    one port create per host of the region, small and large VPCs interleaved, the paths in an order that turns each
-    round (so that none is always first on a warming machine); the first round warms up
-    and is not counted. A small VPC's inputs and a large one's go on separate caller
-    streams, so neither's reply waits behind the other's. Latency = caller send -> reply."""
+    one port create per host of the region, small and large VPCs interleaved, in slices of
+    `LIGHT_SLICE_S` seconds that go to the paths in turn, the order turning each slice: a
+    few seconds of background work on the shared machine (the broker's JIT compiler took
+    half a core for several seconds after a storm) fall on every path alike, not on the one
+    that happened to run then. The first round warms up and is not counted. A small VPC's
+    inputs and a large one's go on separate caller streams, so neither's reply waits
+    behind the other's. Latency = caller send -> reply."""
     env.say(f"channels: the mixed region at light load, {LIGHT_RATE:g} inputs/s, {LIGHT_ROUNDS} rounds after a warm-up round, "
             "the paths' order turning each round ...")
     seen: dict[str, dict[str, list[float]]] = {path: {"small": [], "large": []} for path in clusters}
@@ -225,16 +229,19 @@ def run_light(env: Env, shape: Plan, clusters: dict[str, Cluster]) -> dict[str, 
         small_ports, large_ports = (ports[::LIGHT_EVERY] for ports in mixed_ports(shape, MIXED_PORTS_PER_HOST + round_, 1))
         inputs = spread([shape.small.encode(i) for i in small_ports], [shape.large.encode(i) for i in large_ports])
         kinds = spread(["small"] * len(small_ports), ["large"] * len(large_ports))
-        order = list(PATHS[round_ % len(PATHS):] + PATHS[:round_ % len(PATHS)])
-        for path in order:
-            c = clusters[path]
-            c.wait_registered()
-            result = push(c.address, inputs, 2, LIGHT_RATE, lanes=[0 if kind == "small" else 1 for kind in kinds])
-            if round_ == 0:
-                continue
-            failures[path] += result.failures
-            for i, kind in enumerate(kinds):
-                seen[path][kind].append((result.reply_ns[i] - result.sent_ns[i]) / 1e6)
+        size = max(1, int(LIGHT_RATE * LIGHT_SLICE_S))
+        for n, at in enumerate(range(0, len(inputs), size)):
+            turn = round_ + n
+            for path in PATHS[turn % len(PATHS):] + PATHS[:turn % len(PATHS)]:
+                c = clusters[path]
+                c.wait_registered()
+                part = kinds[at:at + size]
+                result = push(c.address, inputs[at:at + size], 2, LIGHT_RATE, lanes=[0 if kind == "small" else 1 for kind in part])
+                if round_ == 0:
+                    continue
+                failures[path] += result.failures
+                for i, kind in enumerate(part):
+                    seen[path][kind].append((result.reply_ns[i] - result.sent_ns[i]) / 1e6)
     out: dict[str, Any] = {"rate": LIGHT_RATE, "rounds": LIGHT_ROUNDS, "paths": {}}
     for path, kinds_seen in seen.items():
         every = kinds_seen["small"] + kinds_seen["large"]

@@ -20,8 +20,8 @@ Shape:
   large interleaved in one storm.
 - mixed region at light load (`run_light`): the three clusters stay up after their mixed
   storms; then rounds of port creates on half the region's hosts at `LIGHT_RATE`, every path
-  in each round, in an order that turns from round to round: caller send -> reply per VPC
-  class. Saturated, the storm measures what each path costs the DPM and the simulator; at
+  in each round, in `LIGHT_SLICE_S` slices that go to the paths in turn: caller send ->
+  reply per VPC class. Saturated, the storm measures what each path costs the DPM and the simulator; at
   light load, what a caller waits.
 - one cluster (DPM and simulators) per path, three in all, started one after the other
   and kept up to the end; each runs every size's storm in order, then the mixed region,
@@ -222,7 +222,7 @@ def run_light(env: Env, shape: Plan, clusters: dict[str, Cluster]) -> dict[str, 
     inputs and a large one's go on separate caller streams, so neither's reply waits
     behind the other's. Latency = caller send -> reply."""
     env.say(f"channels: the mixed region at light load, {LIGHT_RATE:g} inputs/s, {LIGHT_ROUNDS} rounds after a warm-up round, "
-            "the paths' order turning each round ...")
+            f"in {LIGHT_SLICE_S:g}-second slices that go to the paths in turn ...")
     seen: dict[str, dict[str, list[float]]] = {path: {"small": [], "large": []} for path in clusters}
     failures = dict.fromkeys(clusters, 0)  # statuses other than SUCCESS in the measured rounds' replies
     for round_ in range(LIGHT_ROUNDS + 1):

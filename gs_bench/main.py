@@ -143,20 +143,23 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
         results["storm"] = main
         if "raw" in chosen:
             size = round(main["avg_message_bytes"])
-            env.say(f"raw Kafka ceiling: {main['messages_published']:,} messages of {size} B ...")
+            runs = suite.raw_runs
+            env.say(f"raw Kafka ceiling: {main['messages_published']:,} messages of {size} B, {runs} run(s) ...")
             raw_topic = f"braw{int(time.time())}"
-            raw = results["raw_ceiling"] = baselines.raw_kafka(env.bootstrap, f"{raw_topic}.max", storm.host_list,
-                                                               main["messages_published"], size)
-            env.say(f"  {raw['messages_per_s']:,.0f} msg/s, p99 {raw['latency_ms']['p99']:.1f} ms")
+            raw = results["raw_ceiling"] = baselines.best_run(
+                [baselines.raw_kafka(env.bootstrap, f"{raw_topic}.max{i}", storm.host_list, main["messages_published"], size)
+                 for i in range(runs)], lambda r: -r["messages_per_s"])
+            env.say(f"  {raw['messages_per_s']:,.0f} msg/s (best run), p99 {raw['latency_ms']['p99']:.1f} ms")
             half = next((p for p in main.get("churn", []) if abs(p["fraction"] - 0.5) < 1e-9), None)
             if half:  # the same message rate and size as the 50 % churn phase produced
                 rate = half["messages_published"] / max(half["duration_s"], 1e-9)
                 size = round(half["avg_message_bytes"])
                 count = max(100, int(rate * suite.churn_seconds))
-                env.say(f"raw Kafka at the 50 % churn's rate: {count:,} messages of {size} B at {rate:,.0f}/s ...")
-                raw50 = results["raw_at_50"] = baselines.raw_kafka(env.bootstrap, f"{raw_topic}.half", storm.host_list,
-                                                                   count, size, rate=rate)
-                env.say(f"  p50 {raw50['latency_ms']['p50']:.1f} ms, p99 {raw50['latency_ms']['p99']:.1f} ms")
+                env.say(f"raw Kafka at the 50 % churn's rate: {count:,} messages of {size} B at {rate:,.0f}/s, {runs} run(s) ...")
+                raw50 = results["raw_at_50"] = baselines.best_run(
+                    [baselines.raw_kafka(env.bootstrap, f"{raw_topic}.half{i}", storm.host_list, count, size, rate=rate)
+                     for i in range(runs)], lambda r: r["latency_ms"]["p99"])
+                env.say(f"  p50 {raw50['latency_ms']['p50']:.1f} ms, p99 {raw50['latency_ms']['p99']:.1f} ms (best run)")
             if env.external:
                 delete_topics(env.bootstrap, raw_topic, env.say)
     if "restart" in chosen:

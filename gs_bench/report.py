@@ -371,7 +371,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         ]
     if raw:
         rows.append(("raw Kafka ceiling (same count and size)", (f"{raw['messages_per_s']:,.0f} msg/s of {raw['message_bytes']} B; "
-                     f"p50 / p99 {raw['latency_ms']['p50']:.1f} / {raw['latency_ms']['p99']:.1f} ms")))
+                     f"p50 / p99 {raw['latency_ms']['p50']:.1f} / {raw['latency_ms']['p99']:.1f} ms"
+                     + _runs(raw, "{:,.0f} msg/s"))))
     fast = (storm or {}).get("grpc_fast_path")
     if fast:
         rows.append(("gRPC fast path (the storm through the DPM, --path grpc, a stream per host, no Kafka)",
@@ -384,7 +385,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
                      "publish->applied " + _lat(phase["publish_to_applied_ms"])))
     raw50 = results.get("raw_at_50")
     if raw50:
-        rows.append((f"raw Kafka at the 50 % churn's message rate ({raw50['offered_per_s']:,.0f}/s)", _lat(raw50["latency_ms"])))
+        rows.append((f"raw Kafka at the 50 % churn's message rate ({raw50['offered_per_s']:,.0f}/s)",
+                     _lat(raw50["latency_ms"]) + _runs(raw50, "p99 {:.1f} ms")))
     restart = results.get("restart")
     if restart:
         rows.append((f"agent restart (kill -9 of {restart['killed_hosts']} of {restart['hosts']} hosts mid-storm)",
@@ -480,6 +482,12 @@ def _s(seconds: float | None) -> str:
 
 def _lat(p: dict[str, float]) -> str:
     return f"{p['p50']:.1f} / {p['p95']:.1f} / {p['p99']:.1f} / {p['max']:.1f} ms"
+
+
+def _runs(baseline: dict[str, Any], each: str) -> str:
+    """'; the best of N runs: a, b, c' for a baseline run several times (`baselines.best_run`)."""
+    runs = baseline.get("runs") or []
+    return f"; the best of {len(runs)} runs: " + ", ".join(each.format(r) for r in runs) if len(runs) > 1 else ""
 
 
 def table(rows: list[tuple[str, str]]) -> str:

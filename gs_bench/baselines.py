@@ -32,8 +32,7 @@ def consume(bootstrap: str, topic: str, partitions: int, count: int, timeout: fl
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     deadline = time.monotonic() + timeout
     warm: set[int] = set()
-    while len(warm) < partitions and time.monotonic() < deadline:  # a warm-up record read from every partition: all
-        # are fetched, the producer may start
+    while len(warm) < partitions and time.monotonic() < deadline:  # every partition fetched: the producer may start
         warm.update(m.partition() or 0 for m in consumer.consume(100, 0.2) if m.error() is None and m.key() == WARM_UP)
     print("ready", flush=True)
     latencies: list[float] = []
@@ -70,7 +69,7 @@ def raw_kafka(
     )
     assert reader.stdout is not None
     producer = Producer(settings.producer())
-    for p in range(partitions):  # one a partition: a partition whose first fetch came late held its records back
+    for p in range(partitions):  # one a partition: the consumer is ready once it reads them all
         producer.produce(topic, b"", WARM_UP, partition=p)
     producer.flush(30)
     reader.stdout.readline()  # "ready"
@@ -102,9 +101,7 @@ def raw_kafka(
 def best_run(runs: Sequence[dict[str, Any]], figure: Callable[[dict[str, Any]], float]) -> dict[str, Any]:
     """The run with the lowest `figure` (negate it where higher is better), with every
     run's figure in `runs`, in the order they ran. The path is measured against the best
-    the transport did: on a shared machine background work only makes a run worse (in
-    the bench, two of three runs at the 50 % rate came out with p99 300-600 ms against
-    7-8 ms for the other, the broker and machine otherwise idle)."""
+    the transport did: on a shared machine background work only makes a run worse."""
     kept = dict(runs[min(range(len(runs)), key=lambda i: figure(runs[i]))])
     kept["runs"] = [abs(figure(r)) for r in runs]
     return kept

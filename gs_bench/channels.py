@@ -216,9 +216,8 @@ def run_light(env: Env, shape: Plan, clusters: dict[str, Cluster]) -> dict[str, 
     as their mixed storms made them: in each round every path gets every `LIGHT_EVERY`-th of
     one port create per host of the region, small and large VPCs interleaved, in slices of
     `LIGHT_SLICE_S` seconds that go to the paths in turn, the order turning each slice: a
-    few seconds of background work on the shared machine (the broker's JIT compiler took
-    half a core for several seconds after a storm) fall on every path alike, not on the one
-    that happened to run then. The first round warms up and is not counted. A small VPC's
+    few seconds of background work on the shared machine (the broker's JIT compiler, say)
+    fall on every path alike, not on the one that happened to run then. The first round warms up and is not counted. A small VPC's
     inputs and a large one's go on separate caller streams, so neither's reply waits
     behind the other's. Latency = caller send -> reply."""
     env.say(f"channels: the mixed region at light load, {LIGHT_RATE:g} inputs/s, {LIGHT_ROUNDS} rounds after a warm-up round, "

@@ -5,18 +5,18 @@ that completes, failures merged, stragglers resynced, callers answered (docs/int
 A request waits for positions: the unicast gs-seq of its message to each host, and for
 each of its multicast messages, the hosts of the VPC that must apply it (a `Fanout`). A
 host's unicast waits queue behind its unicast watermark. A VPC's fanouts queue by gs-seq,
-and only the first one still open (the head) counts the hosts behind it: an ack is O(1)
-for each VPC it moves, whatever number of messages it covers, plus the failures it
-carries. When the count reaches zero, the head and the fanouts after it that every host
-of theirs passed complete at once, with one look at the hosts' watermarks (sorted once
-for fanouts of the same hosts): O(hosts) each time the slowest host moves on, not
-O(hosts) per message.
+and only the first one still open (the head) counts the hosts behind it: an ack costs
+O(log hosts) for each VPC it moves, whatever number of messages it covers, plus the
+failures it carries. When the count reaches zero, the head and the fanouts after it that every host
+of theirs passed complete at once, counted from the head's hosts ranked by watermark
+(kept in order as acks move them). A fanout held behind an earlier one that waits for a
+slow or silent host completes with it, or at the straggler tick (`tick`).
 """
 
 from __future__ import annotations
 
 import time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -73,8 +73,7 @@ class Pending:
 # An ack's times as a request keeps them: apply, slowest data-plane call, resource time, publish -> applied (us).
 _Times = tuple[int, int, int, int]
 _NO_TIMES: _Times = (0, 0, 0, 0)
-# {(vpc, id of a fanout's hosts): (those hosts, [(watermark, host)] sorted)}
-_Marks = dict[tuple[str, int], tuple[set[str], list[tuple[int, str]]]]
+_Ranked = list[tuple[int, str]]  # (watermark, host), sorted
 
 
 @dataclass(slots=True, eq=False)
@@ -102,6 +101,22 @@ class VpcQueue:
     behind: int | None = None
     times: _Times = _NO_TIMES
     hosts: set[str] | None = None  # its last fanout's hosts: the next fanout with the same hosts shares them
+    ranked_hosts: set[str] | None = None  # the head's hosts, and `ranked` them by watermark, kept as acks move them
+    ranked: _Ranked = field(default_factory=list)
+    memo: dict[int, tuple[set[str], _Ranked]] = field(default_factory=dict)  # {id(hosts): (hosts, ranked)} until a watermark moves
+
+    def moved(self, host: str, was: int, now: int) -> None:
+        """`host`'s watermark went from `was` to `now`: re-rank it, drop the other rankings."""
+        self.memo.clear()
+        if self.ranked_hosts is None or host not in self.ranked_hosts:
+            return
+        ranked = self.ranked
+        i = bisect_left(ranked, (was, host))
+        if i < len(ranked) and ranked[i] == (was, host):
+            del ranked[i]
+            insort(ranked, (now, host))
+        else:  # not where it was ranked: ranked again when next needed
+            self.ranked_hosts = None
 
     def shared(self, hosts: set[str]) -> set[str]:
         """`hosts`, or the equal set of the last fanout (the marks sorted for one serve both)."""
@@ -250,24 +265,31 @@ class AckTracker:
         queue = self.queues.get(vpc)
         return queue is not None and queue.head() is not None
 
-    def waiting(self, request: Pending, marks: _Marks | None = None) -> set[str]:
-        """The hosts a request still waits for. With `marks` (kept by the caller while no
-        watermark moves), each VPC's hosts are sorted by watermark once for all requests
-        sharing them, and a request costs O(the hosts it waits for)."""
+    def waiting(self, request: Pending) -> set[str]:
+        """The hosts a request still waits for: O(the hosts it waits for) once its VPC's
+        hosts are ranked by watermark (the head's as acks move them, others until a
+        watermark of the VPC moves)."""
         out = set(request.unicast)
         for fanout in request.fanouts:
             if fanout.passed:
                 continue
-            seq, vpc, covered = fanout.seq, fanout.vpc, request.covered
-            if marks is None:
-                out.update(h for h in fanout.hosts if h not in covered and self._mark(h, vpc) < seq)
-                continue
-            held = marks.get((vpc, id(fanout.hosts)))
-            if held is None:  # the set is kept with its marks: its id stays its own
-                held = marks[(vpc, id(fanout.hosts))] = (fanout.hosts, sorted([(self._mark(h, vpc), h) for h in fanout.hosts]))
-            by_mark = held[1]
-            out.update(h for _, h in by_mark[:bisect_left(by_mark, (seq, ""))] if h not in covered)
+            ranked = self._ranked(fanout.vpc, fanout.hosts)
+            covered = request.covered
+            out.update(h for _, h in ranked[:bisect_left(ranked, (fanout.seq, ""))] if h not in covered)
         return out
+
+    def _ranked(self, vpc: str, hosts: set[str]) -> _Ranked:
+        """`hosts` ranked by their watermark in the VPC, kept by its queue while valid."""
+        queue = self.queues.get(vpc)
+        if queue is not None and hosts is queue.ranked_hosts:
+            return queue.ranked
+        held = queue.memo.get(id(hosts)) if queue is not None else None
+        if held is not None and held[0] is hosts:
+            return held[1]
+        ranked = sorted([(self._mark(h, vpc), h) for h in hosts])
+        if queue is not None:  # the set is kept with its ranking: its id stays its own
+            queue.memo[id(hosts)] = (hosts, ranked)
+        return ranked
 
     def _mark(self, host: str, vpc: str) -> int:
         """The host's watermark in the VPC (0: none yet)."""
@@ -366,6 +388,7 @@ class AckTracker:
         """The host passed the VPC's messages in (was, watermark]: O(1) unless the head
         completes (see the module)."""
         queue.times = _larger(queue.times, times)
+        queue.moved(host, was, watermark)
         head = queue.head()
         if head is None:
             del self.queues[vpc]
@@ -383,18 +406,15 @@ class AckTracker:
         """Complete the fanouts from the head on that all their hosts passed, and count the
         hosts behind the first that is not. The watermarks are sorted once for a run of
         fanouts with the same hosts (none covered by a resync)."""
-        marked: set[str] | None = None
-        marks: list[int] = []
         moved = False
         while (head := queue.head()) is not None:
             covered = head.request.covered
             if covered:
                 behind = sum(1 for h in head.hosts if h not in covered and self._mark(h, vpc) < head.seq)
             else:
-                if head.hosts is not marked and head.hosts != marked:
-                    marked = head.hosts
-                    marks = sorted([self._mark(h, vpc) for h in marked])
-                behind = bisect_left(marks, head.seq)
+                if head.hosts is not queue.ranked_hosts:  # kept as acks move them (`VpcQueue.moved`)
+                    queue.ranked_hosts, queue.ranked = head.hosts, self._ranked(vpc, head.hosts)
+                behind = bisect_left(queue.ranked, (head.seq, ""))
             if behind:
                 queue.behind = behind
                 break
@@ -421,7 +441,11 @@ class AckTracker:
                 fanout.passed = True
                 request.open -= 1
                 vpcs.add(fanout.vpc)
-        self._moved_on(request, _NO_TIMES)
+        times = _NO_TIMES  # the acks its VPCs got since their heads last moved on
+        for vpc in vpcs:
+            if (held := self.queues.get(vpc)) is not None:
+                times = _larger(times, held.times)
+        self._moved_on(request, times)
         for vpc in vpcs:  # a passed head moves on now, not at the VPC's next ack
             queue = self.queues.get(vpc)
             if queue is not None:
@@ -471,17 +495,16 @@ class AckTracker:
         now = self.clock() if now is None else now
         patience = self.patience
         stragglers: dict[str, list[Pending]] = {}
-        marks: _Marks = {}  # no watermark moves during a tick
         for request in list(self.pending.values()):
             if request.done:  # completed by the fanouts a timed-out request let go
                 continue
             age = now - request.started
             if age >= self.timeout:
                 del self.pending[request.id]
-                self._finish(request, sorted(self.waiting(request, marks)))
+                self._finish(request, sorted(self.waiting(request)))
                 self._trim(request)
             elif age >= patience:
-                waiting = self.waiting(request, marks)
+                waiting = self.waiting(request)
                 if not waiting:  # all its hosts passed: it was held behind an earlier fanout of its VPC
                     self._release(request)
                 for host in waiting:

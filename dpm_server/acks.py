@@ -270,11 +270,11 @@ class AckTracker:
         hosts are ranked by watermark (the head's as acks move them, others until a
         watermark of the VPC moves)."""
         out = set(request.unicast)
+        covered = request.covered
         for fanout in request.fanouts:
             if fanout.passed:
                 continue
             ranked = self._ranked(fanout.vpc, fanout.hosts)
-            covered = request.covered
             out.update(h for _, h in ranked[:bisect_left(ranked, (fanout.seq, ""))] if h not in covered)
         return out
 
@@ -376,17 +376,16 @@ class AckTracker:
     def _cover(self, host: str, fanout: Fanout, times: _Times) -> None:
         """The host's resync passed: it no longer counts behind the fanout (were it the head)."""
         queue = self.queues.get(fanout.vpc)
-        if queue is None or queue.head() is not fanout or queue.behind is None or self._mark(host, fanout.vpc) >= fanout.seq:
-            if queue is not None and queue.behind is None:
-                self._advance(fanout.vpc, queue, times)
+        if queue is None:
             return
-        queue.behind -= 1
-        if not queue.behind:
+        if queue.behind is not None and queue.head() is fanout and self._mark(host, fanout.vpc) < fanout.seq:
+            queue.behind -= 1
+        if not queue.behind:  # none left behind, or to be counted again
             self._advance(fanout.vpc, queue, times)
 
     def _pass_fanouts(self, host: str, vpc: str, queue: VpcQueue, was: int, watermark: int, times: _Times, now: float) -> None:
-        """The host passed the VPC's messages in (was, watermark]: O(1) unless the head
-        completes (see the module)."""
+        """The host passed the VPC's messages in (was, watermark]: O(log hosts), plus the
+        fanouts that completes (see the module)."""
         queue.times = _larger(queue.times, times)
         queue.moved(host, was, watermark)
         head = queue.head()
@@ -404,8 +403,8 @@ class AckTracker:
 
     def _advance(self, vpc: str, queue: VpcQueue, times: _Times) -> None:
         """Complete the fanouts from the head on that all their hosts passed, and count the
-        hosts behind the first that is not. The watermarks are sorted once for a run of
-        fanouts with the same hosts (none covered by a resync)."""
+        hosts behind the first that is not, from the head's hosts ranked by watermark (a
+        linear count for a request with hosts covered by a resync)."""
         moved = False
         while (head := queue.head()) is not None:
             covered = head.request.covered
@@ -446,10 +445,7 @@ class AckTracker:
             if (held := self.queues.get(vpc)) is not None:
                 times = _larger(times, held.times)
         self._moved_on(request, times)
-        for vpc in vpcs:  # a passed head moves on now, not at the VPC's next ack
-            queue = self.queues.get(vpc)
-            if queue is not None:
-                self._advance(vpc, queue, _NO_TIMES)
+        self._move_heads(vpcs)  # a passed head moves on now, not at the VPC's next ack
 
     def _moved_on(self, request: Pending, times: _Times) -> None:
         """One of the request's positions was passed with these times; it completes when none is left."""
@@ -502,7 +498,7 @@ class AckTracker:
             if age >= self.timeout:
                 del self.pending[request.id]
                 self._finish(request, sorted(self.waiting(request)))
-                self._trim(request)
+                self._move_heads({token.vpc for token, _ in request.multicast})  # past the fanouts given up
             elif age >= patience:
                 waiting = self.waiting(request)
                 if not waiting:  # all its hosts passed: it was held behind an earlier fanout of its VPC
@@ -545,9 +541,9 @@ class AckTracker:
         request.on_done(caller_reply(request.merged, request, request.data.format_version, silent))
         request.fanouts = []  # each refers back to the request: freed now, not by a collection
 
-    def _trim(self, request: Pending) -> None:
-        """Let the VPC queues move past the fanouts of a request given up."""
-        for vpc in {token.vpc for token, _ in request.multicast}:
+    def _move_heads(self, vpcs: Iterable[str]) -> None:
+        """Let these VPCs' queues move past fanouts passed or given up outside an ack."""
+        for vpc in vpcs:
             queue = self.queues.get(vpc)
             if queue is not None:
                 self._advance(vpc, queue, _NO_TIMES)

@@ -8,7 +8,7 @@ host's unicast waits queue behind its unicast watermark. A VPC's fanouts queue b
 and only the first one still open (the head) counts the hosts behind it: an ack costs
 O(log hosts) for each VPC it moves, whatever number of messages it covers, plus the
 failures it carries. When the count reaches zero, the head and the fanouts after it that every host
-of theirs passed complete at once, counted from the head's hosts ranked by watermark
+of theirs passed complete at once, counted from the VPC's hosts ranked by watermark
 (kept in order as acks move them). A fanout held behind an earlier one that waits for a
 slow or silent host completes with it, or at the straggler tick (`tick`).
 """
@@ -93,7 +93,9 @@ class VpcQueue:
     """One VPC's fanouts, ordered by gs-seq; those before `start` are passed (or given up).
     `behind` counts the hosts of the head (the first open one) that have not passed it,
     None when it must be counted again; `times` are the largest of the acks since the
-    head last moved on."""
+    head last moved on. `members` are the hosts of every fanout it has queued, `ranked`
+    them by watermark, kept in order as acks move them: a fanout's count is the members
+    ranked before it less those not among its hosts."""
 
     seqs: list[int] = field(default_factory=list)
     fanouts: list[Fanout] = field(default_factory=list)
@@ -101,22 +103,21 @@ class VpcQueue:
     behind: int | None = None
     times: _Times = _NO_TIMES
     hosts: set[str] | None = None  # its last fanout's hosts: the next fanout with the same hosts shares them
-    ranked_hosts: set[str] | None = None  # the head's hosts, and `ranked` them by watermark, kept as acks move them
+    members: set[str] = field(default_factory=set)
     ranked: _Ranked = field(default_factory=list)
-    memo: dict[int, tuple[set[str], _Ranked]] = field(default_factory=dict)  # {id(hosts): (hosts, ranked)} until a watermark moves
 
-    def moved(self, host: str, was: int, now: int) -> None:
-        """`host`'s watermark went from `was` to `now`: re-rank it, drop the other rankings."""
-        self.memo.clear()
-        if self.ranked_hosts is None or host not in self.ranked_hosts:
-            return
+    def moved(self, host: str, was: int, now: int) -> bool:
+        """`host`'s watermark went from `was` to `now`: re-rank it (False: a member not
+        ranked at `was`, so the ranking must be made again)."""
+        if host not in self.members:
+            return True
         ranked = self.ranked
         i = bisect_left(ranked, (was, host))
         if i < len(ranked) and ranked[i] == (was, host):
             del ranked[i]
             insort(ranked, (now, host))
-        else:  # not where it was ranked: ranked again when next needed
-            self.ranked_hosts = None
+            return True
+        return False
 
     def shared(self, hosts: set[str]) -> set[str]:
         """`hosts`, or the equal set of the last fanout (the marks sorted for one serve both)."""
@@ -266,30 +267,39 @@ class AckTracker:
         return queue is not None and queue.head() is not None
 
     def waiting(self, request: Pending) -> set[str]:
-        """The hosts a request still waits for: O(the hosts it waits for) once its VPC's
-        hosts are ranked by watermark (the head's as acks move them, others until a
-        watermark of the VPC moves)."""
+        """The hosts a request still waits for: O(the hosts of its VPCs behind its
+        positions), read from each VPC's members ranked by watermark."""
         out = set(request.unicast)
         covered = request.covered
         for fanout in request.fanouts:
             if fanout.passed:
                 continue
-            ranked = self._ranked(fanout.vpc, fanout.hosts)
-            out.update(h for _, h in ranked[:bisect_left(ranked, (fanout.seq, ""))] if h not in covered)
+            hosts, queue = fanout.hosts, self.queues.get(fanout.vpc)
+            if queue is None:  # not queued: given up
+                continue
+            ranked = queue.ranked
+            out.update(h for _, h in ranked[:bisect_left(ranked, (fanout.seq, ""))] if h in hosts and h not in covered)
         return out
 
-    def _ranked(self, vpc: str, hosts: set[str]) -> _Ranked:
-        """`hosts` ranked by their watermark in the VPC, kept by its queue while valid."""
-        queue = self.queues.get(vpc)
-        if queue is not None and hosts is queue.ranked_hosts:
-            return queue.ranked
-        held = queue.memo.get(id(hosts)) if queue is not None else None
-        if held is not None and held[0] is hosts:
-            return held[1]
-        ranked = sorted([(self._mark(h, vpc), h) for h in hosts])
-        if queue is not None:  # the set is kept with its ranking: its id stays its own
-            queue.memo[id(hosts)] = (hosts, ranked)
-        return ranked
+    def _behind(self, vpc: str, queue: VpcQueue, fanout: Fanout) -> int:
+        """How many of the fanout's hosts (not covered by a resync) have not passed it:
+        O(the fewer of its hosts and the members that are not its hosts)."""
+        hosts, seq, covered = fanout.hosts, fanout.seq, fanout.request.covered
+        if covered or 2 * len(hosts) < len(queue.members):
+            return sum(1 for h in hosts if h not in covered and self._mark(h, vpc) < seq)
+        others = sum(1 for h in queue.members - hosts if self._mark(h, vpc) < seq)
+        return bisect_left(queue.ranked, (seq, "")) - others
+
+    def _join(self, vpc: str, queue: VpcQueue, hosts: set[str]) -> None:
+        """Rank the hosts new to the queue's members at their watermarks."""
+        new = hosts - queue.members
+        if new:
+            queue.members |= new
+            queue.ranked.extend((self._mark(h, vpc), h) for h in new)
+            queue.ranked.sort()
+
+    def _rank_again(self, vpc: str, queue: VpcQueue) -> None:
+        queue.ranked = sorted([(self._mark(h, vpc), h) for h in queue.members])
 
     def _mark(self, host: str, vpc: str) -> int:
         """The host's watermark in the VPC (0: none yet)."""
@@ -308,7 +318,10 @@ class AckTracker:
                 queue = self.queues.get(token.vpc)
                 if queue is None:
                     queue = self.queues[token.vpc] = VpcQueue()
+                last = queue.hosts
                 fanout = Fanout(request, token.vpc, token.seq, queue.shared(hosts))
+                if fanout.hosts is not last:  # the last set joined the members already
+                    self._join(token.vpc, queue, fanout.hosts)
                 request.fanouts.append(fanout)
                 queue.add(fanout)
                 self._multicast.setdefault(token, {})[request.id] = request
@@ -387,7 +400,8 @@ class AckTracker:
         """The host passed the VPC's messages in (was, watermark]: O(log hosts), plus the
         fanouts that completes (see the module)."""
         queue.times = _larger(queue.times, times)
-        queue.moved(host, was, watermark)
+        if not queue.moved(host, was, watermark):
+            self._rank_again(vpc, queue)
         head = queue.head()
         if head is None:
             del self.queues[vpc]
@@ -403,17 +417,10 @@ class AckTracker:
 
     def _advance(self, vpc: str, queue: VpcQueue, times: _Times) -> None:
         """Complete the fanouts from the head on that all their hosts passed, and count the
-        hosts behind the first that is not, from the head's hosts ranked by watermark (a
-        linear count for a request with hosts covered by a resync)."""
+        hosts behind the first that is not (`_behind`)."""
         moved = False
         while (head := queue.head()) is not None:
-            covered = head.request.covered
-            if covered:
-                behind = sum(1 for h in head.hosts if h not in covered and self._mark(h, vpc) < head.seq)
-            else:
-                if head.hosts is not queue.ranked_hosts:  # kept as acks move them (`VpcQueue.moved`)
-                    queue.ranked_hosts, queue.ranked = head.hosts, self._ranked(vpc, head.hosts)
-                behind = bisect_left(queue.ranked, (head.seq, ""))
+            behind = self._behind(vpc, queue, head)
             if behind:
                 queue.behind = behind
                 break

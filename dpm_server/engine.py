@@ -133,7 +133,9 @@ class Engine:
             else:
                 unicast[out.key] = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow}).seq
         for request in requests:  # each input's own share: O(its hosts and VPCs), whatever the batch's size
-            request.unicast = {host: unicast[host] for host in request.data.hosts if host in unicast}
+            hosts = request.data.hosts  # read from the smaller side: a neighbor lists a VPC's hosts, a batch unicasts to few
+            request.unicast = ({host: seq for host, seq in unicast.items() if host in hosts} if len(unicast) < len(hosts)
+                               else {host: unicast[host] for host in hosts if host in unicast})
             request.multicast = [(token, expect & hosts) for vpc, hosts in request.data.targeted.items()
                                  for token, expect in multicast.get(vpc, ())]
             self.tracker.track(request)

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -80,27 +81,26 @@ class Reply:
         return (self.applied_ns - self.sent_ns) / 1e6
 
 
-def read_reply(headers: dict[str, bytes], value: bytes) -> list[Reply] | None:
+def ack_samples(headers: dict[str, bytes], value: bytes) -> tuple[str, int, list[tuple[int, int]]] | None:
     """The one place that knows what a reply-topic record holds: None when it is not an ack
     (the DPM's start-up markers, anything unreadable), else the ack's publish -> applied
-    samples. An ack (`gsmq.v1.Ack`, one per host and batch) gives gs-sent-ns -> applied per
-    covered message as a log histogram (`aca_agent.acks`: buckets 2^(1/8) wide) and the
-    batch's last applied time, so each covered message is one sample at its bucket's floor,
-    applied at `last_applied_ns` (latency percentiles within 9 %; publish time derived as
-    applied - elapse)."""
-    if headers.get(wire.MSG_TYPE) != MessageType.ACK.encode():
+    samples as (host, applied ns, [(elapse ns, how many)]). An ack (`gsmq.v1.Ack`, one per
+    host and batch) gives gs-sent-ns -> applied per covered message as a log histogram
+    (`aca_agent.acks`: buckets 2^(1/8) wide) and the batch's last applied time, so each
+    covered message is one sample at its bucket's floor, applied at `last_applied_ns`
+    (latency percentiles within 9 %; publish time derived as applied - elapse)."""
+    if headers.get(wire.MSG_TYPE) != _ACK:
         return None
     try:
         ack = ack_pb2.Ack.FromString(value)
     except DecodeError:
         return None
     t = ack.timing
-    applied = int(t.last_applied_ns)
-    out: list[Reply] = []
-    for bucket, count in sorted(t.elapse_buckets.items()):
-        elapse_ns = int(bucket_floor_us(bucket) * 1000) if bucket else 0
-        out.extend([Reply(applied - elapse_ns, applied, ack.host_id)] * int(count))
-    return out
+    buckets = [(int(bucket_floor_us(bucket) * 1000) if bucket else 0, int(count)) for bucket, count in sorted(t.elapse_buckets.items())]
+    return ack.host_id, int(t.last_applied_ns), buckets
+
+
+_ACK = MessageType.ACK.encode()
 
 
 class Samples:
@@ -132,7 +132,7 @@ class Samples:
 class ReplyCollector:
     """Reads `<prefix>.reply` from offset 0 (manual assignment, no group) when asked to
     (`settle`), never while a phase runs, so that the bench takes no CPU from the daemons it
-    measures; every record goes through `read_reply`: acks are counted (`acks`, `ack_bytes`:
+    measures; every record goes through `ack_samples`: acks are counted (`acks`, `ack_bytes`:
     their payload bytes) and their samples kept, packed."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
@@ -153,15 +153,17 @@ class ReplyCollector:
             if msg.error() is not None:
                 continue
             value = msg.value() or b""
-            samples = read_reply(header_bytes(msg), value)
-            if samples is None:
+            read = ack_samples(header_bytes(msg), value)
+            if read is None:
                 continue
             self.ack_bytes += len(value)
             self.acks += 1
-            for r in samples:
-                self._sent.append(r.sent_ns)
-                self._applied.append(r.applied_ns)
-                self._hosts.append(self._names.setdefault(r.host, r.host))
+            host, applied, buckets = read
+            host = self._names.setdefault(host, host)
+            for elapse_ns, count in buckets:
+                self._sent.extend(repeat(applied - elapse_ns, count))
+                self._applied.extend(repeat(applied, count))
+                self._hosts.extend(repeat(host, count))
         return len(batch)
 
     def count(self) -> int:

@@ -534,7 +534,7 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
               ("- raw ceiling: a plain confluent-kafka producer -> consumer process, "
                "as many messages as the DPM published, of their mean size;"),
               "- bytes: the DPM's `bytes_published`, the simulators' `bytes_consumed` (status services), counted per phase;",
-              ("- acks received: reply-topic records the bench read (`measure.read_reply`); broker bytes in = `bytes_published` "
+              ("- acks received: reply-topic records the bench read (`measure.ack_samples`); broker bytes in = `bytes_published` "
                "+ the acks' bytes (measured); out = the simulators' `bytes_consumed` (measured) + the DPM's ack reader's "
                "(derived: the acks' bytes, read once); all payload bytes, no keys, headers or framing;"),
               ("- region fan-out: every partition's bytes read back from the broker after the scenario, counted once per "

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
-from gs_bench.measure import read_reply, readers, region_fetch_bytes
+from gs_bench.measure import ack_samples, readers, region_fetch_bytes
 from gs_bench.scenarios import Storm, host_ids, host_ranges
 from gsmq import wire
 from gsmq.partition import partition_for
+from gsmq.v1 import ack_pb2
 
 
 def test_host_ranges_are_contiguous_near_equal_and_cover_every_host() -> None:
@@ -62,18 +61,15 @@ def test_region_fetch_is_each_partitions_bytes_times_its_readers() -> None:
     assert region_fetch_bytes(sizes, counts) == 1000 * 100 + 1000 * 10  # every host: one unicast + one multicast partition
 
 
-def test_read_reply_reads_acks_only() -> None:
-    assert read_reply({wire.MSG_TYPE: b"marker"}, b"") is None  # the DPM's start-up markers are not acks
-    assert read_reply({wire.SENT_NS: b"1000", wire.APPLIED_NS: b"4000"}, b"reply") is None  # the old per-message reply
+def test_ack_samples_reads_acks_only() -> None:
+    assert ack_samples({wire.MSG_TYPE: b"marker"}, b"") is None  # the DPM's start-up markers are not acks
+    assert ack_samples({wire.SENT_NS: b"1000", wire.APPLIED_NS: b"4000"}, b"reply") is None  # the old per-message reply
 
 
-def test_read_reply_reads_a_progress_ack_as_one_sample_per_covered_message() -> None:
-    ack_pb2 = pytest.importorskip("gsmq.v1.ack_pb2")  # issue 11's protocol change
+def test_ack_samples_reads_a_progress_ack_as_one_sample_per_covered_message() -> None:
     ack = ack_pb2.Ack(host_id="10.1.0.9")
     ack.timing.last_applied_ns = 10_000_000
     ack.timing.elapse_buckets.update({0: 1, 80: 2})  # below 1 us; 2^10 us = 1.024 ms
-    samples = read_reply({wire.MSG_TYPE: b"Ack", wire.HOST_ID: b"10.1.0.9"}, ack.SerializeToString())
-    assert samples is not None and len(samples) == 3 and {r.host for r in samples} == {"10.1.0.9"}
-    assert all(r.applied_ns == 10_000_000 for r in samples)
-    assert sorted(r.latency_ms for r in samples) == pytest.approx([0.0, 1.024, 1.024])
-    assert read_reply({wire.MSG_TYPE: b"Ack"}, b"\xff\xff") is None  # undecodable
+    read = ack_samples({wire.MSG_TYPE: b"Ack", wire.HOST_ID: b"10.1.0.9"}, ack.SerializeToString())
+    assert read == ("10.1.0.9", 10_000_000, [(0, 1), (1_024_000, 2)])
+    assert ack_samples({wire.MSG_TYPE: b"Ack"}, b"\xff\xff") is None  # undecodable

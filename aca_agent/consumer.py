@@ -88,8 +88,6 @@ class AgentConsumer:
         self.commit_interval = commit_interval  # under load, the least time between two commits (s)
         self._committed_at = float("-inf")
         self._uncommitted: dict[TopicPartition, int] = {}  # next offset of each partition read, applied and acked
-        self._unsettled: dict[TopicPartition, int] = {}  # ... read and applied, its acks sent and not known delivered
-        self._sendings: list[tuple[Sending, int]] = []  # acks and dead letters sent since the last settle (acks in each)
         self._own: set[TopicPartition] = set()  # unicast / per-host partitions (committed)
         self._host_topics = {topics.host(host): host for host in applier.hosts} if channel != "unicast" else {}
         self._awaited: set[str] = set()  # auto: host topics not assigned yet
@@ -177,27 +175,26 @@ class AgentConsumer:
         while not stop.is_set():
             retry(consume, stop, "consume_failed", backoff=backoff)
         try:
-            self.settle()  # the source's close waits for the commit
+            self.commit()  # the source's close waits for it
         except TransportError as exc:  # read again at the next start
             log.warning("commit_at_stop_failed", error=str(exc))
 
     def run_once(self, timeout: float = 0.1) -> int:
-        """Consume one batch, apply it, send its acks (one per host that moved). Returns its
-        size. Under load a batch gathers for `ack_interval` since the last acks, so a host
-        is acked at most that often.
+        """Consume one batch, apply it, deliver its acks (one per host that moved), commit.
+        Returns its size. Under load a batch gathers for `ack_interval` since the last acks,
+        so a host is acked at most that often.
 
-        The next batch does not wait for the acks' delivery: `settle` waits for it, then
-        commits, at most every `commit_interval` under load, at once when a poll finds
-        nothing, and at stop. An offset is committed only once its batch is applied and
-        its acks and dead letters are delivered; commits are asynchronous. A lost or late
-        commit only has messages read and applied again after a restart."""
+        Offsets are committed only once their batch is applied and its acks and dead letters
+        are delivered, and never wait on the broker: asynchronously, at most every
+        `commit_interval` under load, at once when a poll finds nothing, and at stop. A lost
+        or late commit only has messages read and applied again after a restart."""
         if self.applier.follow_changes_waiting():  # from messages pushed on the gRPC channel
             with self.lock:
                 self._follow(self.applier.take_follow_changes())
                 self._seek_followed()
         batch = self.source.poll_batch(self.max_batch, timeout)
         if not batch:
-            self.settle()
+            self.commit()
             return 0
         until = self._acked_at + self.ack_interval
         failed: TransportError | None = None  # ends the gathering; raised once the batch in hand is applied
@@ -233,11 +230,10 @@ class AgentConsumer:
             self._seek_followed()
             acks = progress.records(self.applier, self.topics.reply)
         self._acked_at = time.monotonic()
-        self._send(acks, True)
-        self._send(dead_letters, False)
-        self._unsettled.update(commits)
-        if self._acked_at - self._committed_at >= self.commit_interval:
-            self.settle()
+        if self._deliver(acks, dead_letters):
+            self._uncommitted.update(commits)
+            if self._acked_at - self._committed_at >= self.commit_interval:
+                self.commit()
         self._ask_resync(sorted(resync))
         if failed is not None:
             raise failed
@@ -264,7 +260,8 @@ class AgentConsumer:
                     if result.resync:
                         resync.add(result.host)
             acks = progress.acks(self.applier)
-        self._send(dead_letters, False)  # delivered by the consume loop's next settle
+        if dead_letters:
+            self.sink.send_all(dead_letters)  # delivered with the consume loop's next flush
         self._ask_resync(sorted(resync))
         return acks
 
@@ -278,16 +275,6 @@ class AgentConsumer:
         if self.resync is not None:
             self.counters.resyncs += len(hosts)
             self.resync(hosts)
-
-    def settle(self) -> None:
-        """Wait until the acks and dead letters sent so far are delivered, then commit the
-        offsets of the batches they came from (an offset is never committed before its acks
-        are delivered; the consume loop goes on while they travel)."""
-        settled = self._unsettled
-        if self._delivered():
-            self._unsettled = {}
-            self._uncommitted.update(settled)
-            self.commit()
 
     def commit(self) -> None:
         """Commit, asynchronously, the offsets read, applied and acked since the last commit."""
@@ -422,27 +409,26 @@ class AgentConsumer:
 
     # ---- replies ------------------------------------------------------------------
 
-    def _send(self, messages: list[Envelope], acks: bool) -> None:
-        """Queue acks (or dead letters) on the sink; `settle` sees them delivered."""
-        if messages:
-            sending = self.sink.send_all(messages)
-            with self.lock:  # pushed messages are acked from another thread
-                self._sendings.append((sending, len(messages) if acks else 0))
+    def _deliver(self, acks: list[Envelope], dead_letters: list[Envelope]) -> bool:
+        """Produce acks and dead letters, wait until all are delivered (re-sending failures
+        with backoff). False only when stopped before they all were."""
+        sendings: list[tuple[Sending, bool]] = []  # (messages sent together, whether they are acks)
 
-    def _delivered(self) -> bool:
-        """Wait until everything sent is delivered, sending failed ones again with backoff.
-        False only when stopped before they all were."""
-        with self.lock:
-            sendings, self._sendings = self._sendings, []
+        def send(messages: list[Envelope], replies: bool) -> None:
+            if messages:
+                sendings.append((self.sink.send_all(messages), replies))
+
+        send(acks, True)
+        send(dead_letters, False)
         if not sendings:
             return True
         queued = 0
 
-        def flush() -> bool:
+        def flush() -> bool:  # send the failed ones again, then wait for every delivery
             nonlocal queued
-            for i, (sending, acks) in enumerate(sendings):
-                if sending.failed:
-                    sendings[i] = (self.sink.send_all(sending.failed), acks)
+            for sending, replies in [(s, r) for s, r in sendings if s.failed]:
+                again, sending.failed = sending.failed, []
+                send(again, replies)
             queued = self.sink.flush(self.flush_timeout)
             failed = sum(len(sending.failed) for sending, _ in sendings)
             if failed or queued:
@@ -452,8 +438,6 @@ class AgentConsumer:
         done = retry(flush, self.stopping, "reply_delivery_failed", backoff=Backoff(first=0.1), retry_on=(UndeliveredError,))
         if done is None:
             log.warning("replies_undelivered_at_stop", queued=queued, failed=sum(len(s.failed) for s, _ in sendings))
-            with self.lock:  # kept: a later settle may still deliver them
-                self._sendings[:0] = sendings
             return False
-        self.counters.replies_sent += sum(acks for _, acks in sendings)
+        self.counters.replies_sent += len(acks)
         return True

@@ -57,30 +57,6 @@ class FailingSink:
         return 0
 
 
-class HoldingSink:
-    """Places nothing until `flush` (a broker that has not answered yet); counts flushes."""
-
-    def __init__(self, bus: MemoryBus) -> None:
-        self.inner = bus.sink()
-        self.held: list[Envelope] = []
-        self.flushes = 0
-
-    def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
-        self.held.append(message)
-
-    def send_all(self, messages: Sequence[Envelope]) -> Sending:
-        return send_each(self, messages)
-
-    def poll(self, timeout: float = 0.0) -> int:
-        return 0
-
-    def flush(self, timeout: float = 10.0) -> int:
-        self.flushes += 1
-        held, self.held = self.held, []
-        self.inner.send_all(held)
-        return self.inner.flush(timeout)
-
-
 class Agent:
     """A consumer wired to a MemoryBus, with what it asked to resync."""
 
@@ -255,26 +231,6 @@ def test_commit_waits_for_reply_delivery(stopping: bool) -> None:
         assert agent.replies() == [] and agent.committed(T.unicast, H1) == -1
     else:  # re-sent after the failure, then committed
         assert len(agent.replies()) == 1 and agent.committed(T.unicast, H1) == 1
-
-
-def test_batches_go_on_while_their_acks_travel_and_offsets_wait_for_the_acks() -> None:
-    agent = Agent([H1])
-    sink = HoldingSink(agent.bus)
-    agent.consumer.sink = sink
-    agent.consumer.commit_interval = 3600.0  # under load: no settle between batches
-    agent.consumer.settle()  # nothing sent yet: no flush, nothing committed
-    assert sink.flushes == 0 and agent.committed(T.unicast, H1) == -1
-    agent.consumer._committed_at = time.monotonic()
-    placed = []
-    for seq in (1, 2):
-        placed.append(agent.send(T.unicast, H1, goal_state(H1, subnet(f"sn-{seq}")), gs_seq=str(seq), gs_epoch="e"))
-        assert agent.consumer.run_once(0) == 1
-    # both batches applied, their acks still held by the broker: nothing committed
-    assert "sn-2" in agent.applier.table(H1, common.SUBNET) and sink.flushes == 0
-    assert agent.replies() == [] and agent.committed(T.unicast, H1) == -1
-    assert agent.consumer.run_once(0) == 0  # a poll that finds nothing settles
-    assert [ack.unicast_seq for _, ack in agent.replies()] == [1, 2]
-    assert agent.committed(T.unicast, H1) == placed[-1].offset + 1 and agent.applier.counters.replies_sent == 2
 
 
 def test_failed_acks_and_dead_letters_are_both_sent_again_and_only_acks_count_as_replies() -> None:

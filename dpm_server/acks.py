@@ -106,21 +106,16 @@ class VpcQueue:
     members: set[str] = field(default_factory=set)
     ranked: _Ranked = field(default_factory=list)
 
-    def moved(self, host: str, was: int, now: int) -> bool:
-        """`host`'s watermark went from `was` to `now`: re-rank it (False: a member not
-        ranked at `was`, so the ranking must be made again)."""
-        if host not in self.members:
-            return True
-        ranked = self.ranked
-        i = bisect_left(ranked, (was, host))
-        if i < len(ranked) and ranked[i] == (was, host):
-            del ranked[i]
+    def moved(self, host: str, was: int, now: int) -> None:
+        """`host`'s watermark went from `was` to `now`: re-rank it. Members are ranked at
+        their watermark when they join, and every move of a watermark of the VPC comes here."""
+        if host in self.members:
+            ranked = self.ranked
+            del ranked[bisect_left(ranked, (was, host))]
             insort(ranked, (now, host))
-            return True
-        return False
 
     def shared(self, hosts: set[str]) -> set[str]:
-        """`hosts`, or the equal set of the last fanout (the marks sorted for one serve both)."""
+        """`hosts`, or the equal set of the last fanout (kept once, and joined to the members once)."""
         if self.hosts is not None and self.hosts == hosts:
             return self.hosts
         self.hosts = hosts
@@ -298,9 +293,6 @@ class AckTracker:
             queue.ranked.extend((self._mark(h, vpc), h) for h in new)
             queue.ranked.sort()
 
-    def _rank_again(self, vpc: str, queue: VpcQueue) -> None:
-        queue.ranked = sorted([(self._mark(h, vpc), h) for h in queue.members])
-
     def _mark(self, host: str, vpc: str) -> int:
         """The host's watermark in the VPC (0: none yet)."""
         hp = self.hosts.get(host)
@@ -400,8 +392,7 @@ class AckTracker:
         """The host passed the VPC's messages in (was, watermark]: O(log hosts), plus the
         fanouts that completes (see the module)."""
         queue.times = _larger(queue.times, times)
-        if not queue.moved(host, was, watermark):
-            self._rank_again(vpc, queue)
+        queue.moved(host, was, watermark)
         head = queue.head()
         if head is None:
             del self.queues[vpc]

@@ -81,6 +81,9 @@ class Reply:
         return (self.applied_ns - self.sent_ns) / 1e6
 
 
+_ACK = MessageType.ACK.encode()
+
+
 def ack_samples(headers: dict[str, bytes], value: bytes) -> tuple[str, int, list[tuple[int, int]]] | None:
     """The one place that knows what a reply-topic record holds: None when it is not an ack
     (the DPM's start-up markers, anything unreadable), else the ack's publish -> applied
@@ -98,9 +101,6 @@ def ack_samples(headers: dict[str, bytes], value: bytes) -> tuple[str, int, list
     t = ack.timing
     buckets = [(int(bucket_floor_us(bucket) * 1000) if bucket else 0, int(count)) for bucket, count in sorted(t.elapse_buckets.items())]
     return ack.host_id, int(t.last_applied_ns), buckets
-
-
-_ACK = MessageType.ACK.encode()
 
 
 class Samples:

@@ -8,13 +8,14 @@ host's unicast waits queue behind its unicast watermark. A VPC's fanouts queue b
 and only the first one still open (the head) counts the hosts behind it: an ack costs
 O(log hosts) for each VPC it moves, whatever number of messages it covers, plus the
 failures it carries. When the count reaches zero, the head and the fanouts after it that every host
-of theirs passed complete at once, counted from the VPC's hosts ranked by watermark
+of theirs passed complete at once, counted from the VPC's hosts' watermarks in order
 (kept in order as acks move them). A fanout held behind an earlier one that waits for a
 slow or silent host completes with it, or at the straggler tick (`tick`).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
@@ -73,7 +74,6 @@ class Pending:
 # An ack's times as a request keeps them: apply, slowest data-plane call, resource time, publish -> applied (us).
 _Times = tuple[int, int, int, int]
 _NO_TIMES: _Times = (0, 0, 0, 0)
-_Ranked = list[tuple[int, str]]  # (watermark, host), sorted
 
 
 @dataclass(slots=True, eq=False)
@@ -93,9 +93,9 @@ class VpcQueue:
     """One VPC's fanouts, ordered by gs-seq; those before `start` are passed (or given up).
     `behind` counts the hosts of the head (the first open one) that have not passed it,
     None when it must be counted again; `times` are the largest of the acks since the
-    head last moved on. `members` are the hosts of every fanout it has queued, `ranked`
-    them by watermark, kept in order as acks move them: a fanout's count is the members
-    ranked before it less those not among its hosts."""
+    head last moved on. `members` are the hosts of every fanout it has queued, `marks`
+    their watermarks in order, kept so as acks move them: a fanout's count is the marks
+    before its gs-seq less those of members not among its hosts."""
 
     seqs: list[int] = field(default_factory=list)
     fanouts: list[Fanout] = field(default_factory=list)
@@ -104,15 +104,15 @@ class VpcQueue:
     times: _Times = _NO_TIMES
     hosts: set[str] | None = None  # its last fanout's hosts: the next fanout with the same hosts shares them
     members: set[str] = field(default_factory=set)
-    ranked: _Ranked = field(default_factory=list)
+    marks: list[int] = field(default_factory=list)
 
     def moved(self, host: str, was: int, now: int) -> None:
-        """`host`'s watermark went from `was` to `now`: re-rank it. Members are ranked at
-        their watermark when they join, and every move of a watermark of the VPC comes here."""
+        """`host`'s watermark went from `was` to `now`: move its mark. Members' marks are
+        added when they join, and every move of a watermark of the VPC comes here."""
         if host in self.members:
-            ranked = self.ranked
-            del ranked[bisect_left(ranked, (was, host))]
-            insort(ranked, (now, host))
+            marks = self.marks
+            del marks[bisect_left(marks, was)]
+            insort(marks, now)
 
     def shared(self, hosts: set[str]) -> set[str]:
         """`hosts`, or the equal set of the last fanout (kept once, and joined to the members once)."""
@@ -192,13 +192,17 @@ def decode_acks(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tu
             continue
         if not ack.host_id:
             refused.append(_refuse(message, dead_letter_topic, "Ack without host_id"))
-        elif max(ack.unicast_seq, ack.unicast_seen) > wire.MAX_NUMBER or _past_max(ack.vpcs):
+        elif _LONG_VARINT.search(message.value) is not None and (
+                max(ack.unicast_seq, ack.unicast_seen) > wire.MAX_NUMBER or _past_max(ack.vpcs)):
             refused.append(_refuse(message, dead_letter_topic, "Ack with a sequence past 2^63-1"))
         else:
             out.append(ack)
     return out, refused
 
 
+# A varint of 2^63 or more has at least 9 bytes with the continuation bit in a row: an ack
+# without such a run holds no sequence past 2^63-1 (one with it is checked field by field).
+_LONG_VARINT = re.compile(rb"[\x80-\xff]{9}")
 # gs-type values as plain strings (a member looked up on the StrEnum costs more, per record)
 _ACK, _MARKER, _GOAL_STATE = MessageType.ACK.value, MessageType.MARKER.value, MessageType.GOAL_STATE.value
 
@@ -262,18 +266,15 @@ class AckTracker:
         return queue is not None and queue.head() is not None
 
     def waiting(self, request: Pending) -> set[str]:
-        """The hosts a request still waits for: O(the hosts of its VPCs behind its
-        positions), read from each VPC's members ranked by watermark."""
+        """The hosts a request still waits for: O(the hosts of its open fanouts), asked only
+        of requests older than the patience."""
         out = set(request.unicast)
         covered = request.covered
         for fanout in request.fanouts:
-            if fanout.passed:
+            if fanout.passed or fanout.vpc not in self.queues:  # passed, or given up
                 continue
-            hosts, queue = fanout.hosts, self.queues.get(fanout.vpc)
-            if queue is None:  # not queued: given up
-                continue
-            ranked = queue.ranked
-            out.update(h for _, h in ranked[:bisect_left(ranked, (fanout.seq, ""))] if h in hosts and h not in covered)
+            vpc, seq = fanout.vpc, fanout.seq
+            out.update(h for h in fanout.hosts if h not in covered and self._mark(h, vpc) < seq)
         return out
 
     def _behind(self, vpc: str, queue: VpcQueue, fanout: Fanout) -> int:
@@ -283,15 +284,15 @@ class AckTracker:
         if covered or 2 * len(hosts) < len(queue.members):
             return sum(1 for h in hosts if h not in covered and self._mark(h, vpc) < seq)
         others = sum(1 for h in queue.members - hosts if self._mark(h, vpc) < seq)
-        return bisect_left(queue.ranked, (seq, "")) - others
+        return bisect_left(queue.marks, seq) - others
 
     def _join(self, vpc: str, queue: VpcQueue, hosts: set[str]) -> None:
-        """Rank the hosts new to the queue's members at their watermarks."""
+        """Add the hosts new to the queue's members, and their watermarks to its marks."""
         new = hosts - queue.members
         if new:
             queue.members |= new
-            queue.ranked.extend((self._mark(h, vpc), h) for h in new)
-            queue.ranked.sort()
+            queue.marks.extend([self._mark(h, vpc) for h in new])
+            queue.marks.sort()
 
     def _mark(self, host: str, vpc: str) -> int:
         """The host's watermark in the VPC (0: none yet)."""
@@ -329,10 +330,12 @@ class AckTracker:
         self.replies += 1
         now = self.clock()
         host = ack.host_id
-        hp = self.host(host)
+        hp = self.hosts.get(host)
+        if hp is None:
+            hp = self.hosts[host] = HostProgress()
         hp.heard = now
-        epoch = ack.epoch
-        ours = epoch == self.epoch
+        epoch, mine = ack.epoch, self.epoch
+        ours = epoch == mine
         if (ours or not epoch) and len(ack.failures):
             for failure in ack.failures:
                 self._fail(host, hp, failure)
@@ -347,15 +350,16 @@ class AckTracker:
                     self._pass_unicast(host, hp.unicast_waits, seq, times, now)
                     if not hp.unicast_waits:
                         hp.unicast_waits = None
+        marks, marks_seen = hp.vpcs, hp.vpcs_seen
         for progress in ack.vpcs:
-            if progress.epoch != self.epoch:
+            if progress.epoch != mine:
                 continue
             vpc, seen, seq = progress.vpc_id, progress.seen, progress.seq
-            if seen > hp.vpcs_seen.get(vpc, 0):
-                hp.vpcs_seen[vpc] = seen
-            was = hp.vpcs.get(vpc, 0)
+            if seen > marks_seen.get(vpc, 0):
+                marks_seen[vpc] = seen
+            was = marks.get(vpc, 0)
             if seq > was:
-                hp.vpcs[vpc] = seq
+                marks[vpc] = seq
                 queue = self.queues.get(vpc)
                 if queue is not None:
                     self._pass_fanouts(host, vpc, queue, was, seq, times or _times(ack), now)

@@ -284,6 +284,16 @@ def test_an_ack_with_any_sequence_past_the_sequence_space_is_refused(field: str)
     assert len(acks) == 1 and [r.headers[wire.ERROR] for r in refused] == ["Ack with a sequence past 2^63-1"]
 
 
+def test_an_ack_whose_text_looks_like_a_long_varint_is_read_field_by_field() -> None:
+    host = "主机-東京-一号"  # UTF-8: runs of 9 and more bytes with the high bit set
+    def record(value: int) -> Envelope:
+        ack = ack_pb2.Ack(host_id=host, epoch="e", unicast_seq=value)
+        return Envelope("t.reply", host, ack.SerializeToString(), {wire.MSG_TYPE: "Ack", wire.HOST_ID: host})
+
+    acks, refused = decode_acks([record(7), record(wire.MAX_NUMBER + 1)], "t.dead")
+    assert [(a.host_id, a.unicast_seq) for a in acks] == [(host, 7)] and len(refused) == 1
+
+
 def test_markers_are_skipped_and_a_record_without_gs_type_is_refused_as_a_goal_state() -> None:
     marker = Envelope("t.reply", "", b"", {wire.MSG_TYPE: "Marker"})
     untyped = Envelope("t.reply", A, b"", {}, partition=2, offset=7)

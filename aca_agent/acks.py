@@ -11,7 +11,7 @@ See docs/internals.md, "Acknowledgements".
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from aca_agent.applier import Applier, HostState, ResourceStatus, Result
@@ -91,11 +91,60 @@ class Progress:
 
     def records(self, applier: Applier, topic: str) -> list[Envelope]:
         """`acks()` as the records that carry them, each Ack serialized as soon as it is
-        built (thousands of messages alive at once cost more to build than one at a time)."""
+        built (thousands of messages alive at once cost more to build than one at a time).
+
+        The followers of one shared apply (one result each, same statuses list, times and
+        cursor) differ only in their host fields: the rest of their ack is serialized once
+        and each record is their own host fields followed by it (protobuf merges the two
+        parts into the one Ack that `_ack` builds)."""
         read: dict[int, _Statuses] = {}
-        out = [_record(topic, host, _ack(applier.hosts[host], got, read, applier.counters)) for host, got in self._hosts.items()]
+        tails: dict[tuple[object, ...], _Tail] = {}
+        counters = applier.counters
+        out = []
+        for host, got in self._hosts.items():
+            hs = applier.hosts[host]
+            cursor = hs.cursors.get(got.vpc) if isinstance(got, Result) and got.vpc and not got.follows else None
+            if cursor is None or not isinstance(got, Result):
+                out.append(_record(topic, host, _ack(hs, got, read, counters).SerializePartialToString()))
+                continue
+            key = (id(got.statuses), got.vpc, got.seq, got.total_us, got.applied_ns, got.elapse_us,
+                   cursor.epoch, cursor.watermark, cursor.seq)
+            shared = tails.get(key)
+            if shared is None:
+                ack = _ack(hs, got, read, counters)
+                tail = ack_pb2.Ack()
+                tail.CopyFrom(ack)
+                for name in _HOST_FIELDS:
+                    tail.ClearField(name)
+                tails[key] = _Tail(tail.SerializePartialToString(), got)
+                out.append(_record(topic, host, ack.SerializePartialToString()))
+                continue
+            shared.more += 1
+            head = ack_pb2.Ack()
+            head.host_id = host
+            head.epoch = hs.epoch or ""
+            head.unicast_seq = hs.applied
+            head.unicast_seen = hs.seq
+            out.append(_record(topic, host, head.SerializePartialToString() + shared.rest))
+        for t in tails.values():  # the acks that shared a rest into the histograms, all at once
+            if n := t.more:
+                _count(counters, _buckets(t.first.elapse_us, n), n * (t.first.elapse_us or 0), n * t.first.total_us, n)
         self._hosts = {}
         return out
+
+
+# What an ack says of its host alone; `Progress.records` serializes the rest once per shared apply.
+_HOST_FIELDS = ("host_id", "epoch", "unicast_seq", "unicast_seen")
+
+
+class _Tail:
+    """The rest of the acks of one shared apply, serialized; the result of the first host
+    acked with it, and how many more were."""
+
+    __slots__ = ("first", "more", "rest")
+
+    def __init__(self, rest: bytes, first: Result) -> None:
+        self.rest, self.first, self.more = rest, first, 0
 
 
 def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses], counters: Counters) -> ack_pb2.Ack:
@@ -110,7 +159,7 @@ def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses], 
         vpcs: Iterable[str] = (got.vpc,) if got.vpc else ()
         if got.follows:  # a join or resync moved these cursors: their watermarks go in the ack too
             vpcs = sorted({*vpcs, *got.follows})
-        buckets = {elapse_bucket(got.elapse_us): 1} if got.elapse_us is not None else {}
+        buckets = _buckets(got.elapse_us, 1)
         elapse_sum = got.elapse_us or 0
         if s.failed:
             failures.append((got, s.failed))
@@ -154,21 +203,32 @@ def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses], 
     t.messages, t.resources, t.apply_us = messages, resources, apply_us
     t.max_dataplane_us, t.max_config_us, t.max_elapse_us = max_dataplane_us, max_config_us, max_elapse_us
     t.last_applied_ns = last_applied_ns
-    totals = counters.elapse_buckets
     for b, n in buckets.items():
         t.elapse_buckets[b] = n
+    _count(counters, buckets, elapse_sum, apply_us, messages)
+    return ack
+
+
+def _buckets(elapse_us: int | None, n: int) -> dict[int, int]:
+    """The elapse buckets of n messages applied with the same publish -> applied time."""
+    return {elapse_bucket(elapse_us): n} if elapse_us is not None else {}
+
+
+def _count(counters: Counters, buckets: Mapping[int, int], elapse_sum: int, apply_us: int, messages: int) -> None:
+    """An ack's times into the counters' histograms."""
+    totals = counters.elapse_buckets
+    for b, n in buckets.items():
         totals[b] = totals.get(b, 0) + n
     counters.elapse_us_sum += elapse_sum
     b = elapse_bucket(apply_us // messages)
     counters.apply_buckets[b] = counters.apply_buckets.get(b, 0) + messages
     counters.apply_us_sum += apply_us
-    return ack
 
 
 def ack_envelope(topic: str, ack: ack_pb2.Ack) -> Envelope:
     """The Kafka record carrying `ack` (key = host id)."""
-    return _record(topic, ack.host_id, ack)
+    return _record(topic, ack.host_id, ack.SerializePartialToString())
 
 
-def _record(topic: str, host: str, ack: ack_pb2.Ack) -> Envelope:
-    return Envelope(topic, host, ack.SerializePartialToString(), {wire.HOST_ID: host, wire.MSG_TYPE: MessageType.ACK})
+def _record(topic: str, host: str, ack: bytes) -> Envelope:
+    return Envelope(topic, host, ack, {wire.HOST_ID: host, wire.MSG_TYPE: MessageType.ACK})

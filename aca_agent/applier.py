@@ -164,6 +164,13 @@ def _us(ns: int) -> int:
     return min(max(ns // 1000, 0), _UINT32_MAX)
 
 
+def _stamp(start_ns: int, sent_ns: int | None) -> tuple[int, int, int | None]:
+    """An apply's times: how long it took since `start_ns` (us), when it ended (ns since the
+    epoch), and publish -> applied (us; None without a gs-sent-ns)."""
+    applied_ns = time.time_ns()
+    return _us(time.perf_counter_ns() - start_ns), applied_ns, (_us(applied_ns - sent_ns) if sent_ns else None)
+
+
 class Applier:
     """Applies goal states to the hosts it serves and says, per resource, what happened."""
 
@@ -264,11 +271,12 @@ class Applier:
             else:  # the table is ahead of these followers (a later join or resync built it): bookkeeping only
                 entries = self._all_entries(goal, None)
                 common_statuses = [self._shared_status(table, rtype, rid, state) for rtype, rid, state in entries]
-            spent = time.perf_counter_ns() - start
             owners = self._neighbor_owners(table, common_statuses)
             owning = set(owners.values())
+            # The followers applied the table together: they share its times (and so, mostly,
+            # the rest of their acks: see aca_agent.acks).
+            stamp = _stamp(start, sent_ns)
             for hs, resync in shared:
-                t0 = time.perf_counter_ns() - spent
                 # One list for every follower that owns none of the neighbors and had nothing
                 # released: its ack reads the list once, whatever number of followers it names.
                 mine = common_statuses
@@ -276,7 +284,7 @@ class Applier:
                     mine = [s for s in mine if owners.get(s.resource_id) != hs.host or s.resource_type != common.NEIGHBOR]
                 if hs.host in released:
                     mine = mine + released[hs.host]
-                results.append(self._result(hs, mine, t0, resync, vpc, seq or 0, sent_ns))
+                results.append(self._result(hs, mine, start, resync, vpc, seq or 0, sent_ns, stamp))
         for hs, resync in movers:
             if table is not None and vpc in hs.shared:
                 continue
@@ -634,11 +642,12 @@ class Applier:
             del self.tables[vpc]
 
     def _result(self, hs: HostState, statuses: list[ResourceStatus], start_ns: int, resync: bool,
-                vpc: str = "", seq: int | None = None, sent_ns: int | None = None) -> Result:
+                vpc: str = "", seq: int | None = None, sent_ns: int | None = None,
+                stamp: tuple[int, int, int | None] | None = None) -> Result:
+        """`stamp`: the times of an apply shared with other hosts (`_stamp`), else taken now."""
         self.counters.messages_applied += 1
-        now = time.time_ns()
-        elapse = _us(now - sent_ns) if sent_ns else None
-        return Result(hs.host, statuses, _us(time.perf_counter_ns() - start_ns), now, resync, vpc, seq or 0, elapse)
+        total_us, applied_ns, elapse_us = stamp or _stamp(start_ns, sent_ns)
+        return Result(hs.host, statuses, total_us, applied_ns, resync, vpc, seq or 0, elapse_us)
 
     # ---- resource level -----------------------------------------------------------
 

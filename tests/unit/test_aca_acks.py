@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from aca_agent.acks import Progress, ack_envelope, elapse_bucket
 from aca_agent.applier import Applier, Cursor, ResourceStatus, Result
+from aca_agent.counters import Counters
 from aca_agent.dataplane import MemoryDataPlane
 from alcor.schema import common_pb2 as common
 from gsmq import wire
@@ -21,12 +22,13 @@ VPCS = ["", "vpc-a", "vpc-b"]
 
 
 def applier() -> Applier:
-    """Hosts with watermarks; each follows vpc-a, only the first vpc-b too."""
+    """Hosts with watermarks; each follows vpc-a (the last two at the same place), only the
+    first vpc-b too."""
     a = Applier(MemoryDataPlane(), HOSTS)
     for i, host in enumerate(HOSTS):
         hs = a.hosts[host]
         hs.epoch, hs.applied, hs.seq = "e1", 3 + i, 5 + i
-        hs.cursors["vpc-a"] = Cursor(1, 10, 7 + i, "e1", acked=6 + i)
+        hs.cursors["vpc-a"] = Cursor(1, 10, 7 + min(i, 1), "e1", acked=6 + min(i, 1))
         if i == 0:
             hs.cursors["vpc-b"] = Cursor(2, 20, 9, "e2")
     return a
@@ -70,12 +72,14 @@ status_lists = st.lists(
 
 @st.composite
 def batches(draw: st.DrawFn) -> list[Result]:
-    """Results of one batch; several share a statuses list, as a VPC message's followers do."""
+    """Results of one batch; several share a statuses list, as a VPC message's followers do,
+    and often their times too, as the followers of one shared apply do."""
     lists = draw(status_lists)
     return draw(st.lists(st.builds(
-        Result, st.sampled_from(HOSTS), st.sampled_from(lists), st.integers(0, 10**6), st.integers(0, 2**62),
-        st.booleans(), st.sampled_from(VPCS), st.integers(0, 100), st.none() | st.integers(0, 10**7),
-        st.sampled_from([(), (), ("vpc-a",), ("vpc-a", "vpc-b")])), max_size=12))
+        Result, st.sampled_from(HOSTS), st.sampled_from(lists), st.sampled_from([7, 900]) | st.integers(0, 10**6),
+        st.sampled_from([2**60]) | st.integers(0, 2**62), st.booleans(), st.sampled_from(VPCS), st.integers(0, 100),
+        st.none() | st.sampled_from([5000]) | st.integers(0, 10**7), st.sampled_from([(), (), ("vpc-a",), ("vpc-a", "vpc-b")])),
+        max_size=12))
 
 
 # No deadline (a timing claim); no example database left in the work tree.
@@ -101,10 +105,36 @@ def test_the_records_carry_the_same_acks_keyed_by_host(results: list[Result]) ->
         progress.add(r)
         again.add(r)
     records = progress.records(a, "t.reply")
-    assert records == [ack_envelope("t.reply", ack) for ack in again.acks(a)]
+    by_records = a.counters
+    a.counters = Counters()
+    acks = again.acks(a)
+    assert [ack_pb2.Ack.FromString(r.value) for r in records] == acks  # some are a host's fields + a shared rest
+    envelopes = [ack_envelope("t.reply", ack) for ack in acks]
+    assert [(r.topic, r.key, r.headers) for r in records] == [(e.topic, e.key, e.headers) for e in envelopes]
+    assert by_records == a.counters  # the histograms count every host's ack, shared rest or not
     for record in records:
         assert record.key == record.headers[wire.HOST_ID] == ack_pb2.Ack.FromString(record.value).host_id
         assert record.headers[wire.MSG_TYPE] == "Ack" and record.topic == "t.reply"
+
+
+def test_followers_of_one_shared_apply_share_the_rest_of_their_acks() -> None:
+    hosts = [f"10.2.0.{i}" for i in range(1, 6)]
+    a = Applier(MemoryDataPlane(), hosts)
+    for i, host in enumerate(hosts):
+        hs = a.hosts[host]
+        hs.epoch, hs.applied, hs.seq = "e1", i, i
+        hs.cursors["vpc-a"] = Cursor(1, 10, 4, "e1", acked=3 if host == hosts[-1] else -1)  # the last one behind a gap
+    shared = [ResourceStatus("nb-1", common.NEIGHBOR, common.CREATE, common.FAILURE, 3, 4)]
+    progress = Progress()
+    for host in hosts:
+        progress.add(Result(host, shared, 10, 2**60, False, "vpc-a", 4, 100))
+    acks = [ack_pb2.Ack.FromString(r.value) for r in progress.records(a, "t.reply")]
+    assert [(x.host_id, x.unicast_seq, [(v.vpc_id, v.seq, v.seen) for v in x.vpcs]) for x in acks] == \
+        [(h, i, [("vpc-a", 3 if h == hosts[-1] else 4, 4)]) for i, h in enumerate(hosts)]
+    assert all([(f.resource_id, f.status) for f in x.failures] == [("nb-1", common.FAILURE)] for x in acks)
+    assert all((x.timing.messages, x.timing.apply_us, x.timing.last_applied_ns, dict(x.timing.elapse_buckets))
+               == (1, 10, 2**60, {elapse_bucket(100): 1}) for x in acks)
+    assert a.counters.elapse_buckets == {elapse_bucket(100): len(hosts)} and a.counters.apply_us_sum == 10 * len(hosts)
 
 
 class CountingList(list[ResourceStatus]):

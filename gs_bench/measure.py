@@ -99,8 +99,19 @@ def ack_samples(headers: dict[str, bytes], value: bytes) -> tuple[str, int, list
     except DecodeError:
         return None
     t = ack.timing
-    buckets = [(int(bucket_floor_us(bucket) * 1000) if bucket else 0, int(count)) for bucket, count in sorted(t.elapse_buckets.items())]
-    return ack.host_id, int(t.last_applied_ns), buckets
+    counts = t.elapse_buckets  # its keys and lookups: its items() is the slow generic view
+    return ack.host_id, int(t.last_applied_ns), [(_floor_ns(bucket), counts[bucket]) for bucket in sorted(counts)]
+
+
+_FLOORS_NS: dict[int, int] = {0: 0}
+
+
+def _floor_ns(bucket: int) -> int:
+    """A bucket's floor in ns (0 for bucket 0: elapses under 1 us), computed once per bucket."""
+    ns = _FLOORS_NS.get(bucket)
+    if ns is None:
+        ns = _FLOORS_NS[bucket] = int(bucket_floor_us(bucket) * 1000)
+    return ns
 
 
 class Samples:
@@ -161,9 +172,14 @@ class ReplyCollector:
             host, applied, buckets = read
             host = self._names.setdefault(host, host)
             for elapse_ns, count in buckets:
-                self._sent.extend(repeat(applied - elapse_ns, count))
-                self._applied.extend(repeat(applied, count))
-                self._hosts.extend(repeat(host, count))
+                if count == 1:  # most acks: one message
+                    self._sent.append(applied - elapse_ns)
+                    self._applied.append(applied)
+                    self._hosts.append(host)
+                else:
+                    self._sent.extend(repeat(applied - elapse_ns, count))
+                    self._applied.extend(repeat(applied, count))
+                    self._hosts.extend(repeat(host, count))
         return len(batch)
 
     def count(self) -> int:

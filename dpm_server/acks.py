@@ -152,11 +152,12 @@ class VpcQueue:
 
 @dataclass(slots=True)
 class HostProgress:
-    """One host's watermarks (this DPM's epoch) and its unicast waits."""
+    """One host's unicast watermark (this DPM's epoch), the highest multicast gs-seq it has
+    seen per VPC, and its unicast waits. Its VPC watermarks are kept by VPC
+    (`AckTracker.marks`): a VPC's hosts are read together."""
 
     unicast: int = 0
     unicast_seen: int = 0
-    vpcs: dict[str, int] = field(default_factory=dict)
     vpcs_seen: dict[str, int] = field(default_factory=dict)
     heard: float = float("-inf")  # when its last ack came
     # (seq, request, a resync covering all); None while nothing is awaited (an empty deque is 760 B)
@@ -167,9 +168,6 @@ class HostProgress:
             self.unicast_waits = deque()
         self.unicast_waits.append((seq, request, covers_all))
 
-    def stuck(self) -> bool:
-        """A gap holds a watermark back: only a resync moves it on."""
-        return self.unicast_seen > self.unicast or any(seen > self.vpcs.get(v, 0) for v, seen in self.vpcs_seen.items())
 
 
 def decode_acks(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tuple[list[ack_pb2.Ack], list[Envelope]]:
@@ -238,6 +236,7 @@ class AckTracker:
         self.epoch = epoch
         self.clock: Callable[[], float] = time.monotonic
         self.hosts: dict[str, HostProgress] = {}
+        self.marks: dict[str, dict[str, int]] = {}  # vpc -> {host: its watermark there}
         self.queues: dict[str, VpcQueue] = {}  # vpc -> the fanouts waiting on its messages
         self._multicast: dict[Token, dict[str, Pending]] = {}  # multicast message -> the requests it carries resources of
         self.srtt: float | None = None  # smoothed completion time of a host's first copy (s), and its mean deviation
@@ -282,8 +281,8 @@ class AckTracker:
         O(the fewer of its hosts and the members that are not its hosts)."""
         hosts, seq, covered = fanout.hosts, fanout.seq, fanout.request.covered
         if covered or 2 * len(hosts) < len(queue.members):
-            return sum(1 for h in hosts if h not in covered and self._mark(h, vpc) < seq)
-        others = sum(1 for h in queue.members - hosts if self._mark(h, vpc) < seq)
+            return sum(1 for mark in self._marks(hosts - covered if covered else hosts, vpc) if mark < seq)
+        others = sum(1 for mark in self._marks(queue.members - hosts, vpc) if mark < seq)
         return bisect_left(queue.marks, seq) - others
 
     def _join(self, vpc: str, queue: VpcQueue, hosts: set[str]) -> None:
@@ -291,13 +290,21 @@ class AckTracker:
         new = hosts - queue.members
         if new:
             queue.members |= new
-            queue.marks.extend([self._mark(h, vpc) for h in new])
+            queue.marks.extend(self._marks(new, vpc))
             queue.marks.sort()
+
+    def _marks(self, hosts: Iterable[str], vpc: str) -> list[int]:
+        """The hosts' watermarks in the VPC (0: none yet), in their order."""
+        marks = self.marks.get(vpc, {})
+        return [marks.get(h, 0) for h in hosts]
 
     def _mark(self, host: str, vpc: str) -> int:
         """The host's watermark in the VPC (0: none yet)."""
-        hp = self.hosts.get(host)
-        return 0 if hp is None else hp.vpcs.get(vpc, 0)
+        return self.marks.get(vpc, {}).get(host, 0)
+
+    def _stuck(self, host: str, hp: HostProgress) -> bool:
+        """A gap holds one of the host's watermarks back: only a resync moves it on."""
+        return hp.unicast_seen > hp.unicast or any(seen > self._mark(host, vpc) for vpc, seen in hp.vpcs_seen.items())
 
     def track(self, request: Pending) -> None:
         """Wait for every host's positions (the messages just published for the request)."""
@@ -350,16 +357,19 @@ class AckTracker:
                     self._pass_unicast(host, hp.unicast_waits, seq, times, now)
                     if not hp.unicast_waits:
                         hp.unicast_waits = None
-        marks, marks_seen = hp.vpcs, hp.vpcs_seen
+        marks_seen = hp.vpcs_seen
         for progress in ack.vpcs:
             if progress.epoch != mine:
                 continue
             vpc, seen, seq = progress.vpc_id, progress.seen, progress.seq
             if seen > marks_seen.get(vpc, 0):
                 marks_seen[vpc] = seen
-            was = marks.get(vpc, 0)
+            marks = self.marks.get(vpc)
+            if marks is None:
+                marks = self.marks[vpc] = {}
+            was = marks.get(host, 0)
             if seq > was:
-                marks[vpc] = seq
+                marks[host] = seq
                 queue = self.queues.get(vpc)
                 if queue is not None:
                     self._pass_fanouts(host, vpc, queue, was, seq, times or _times(ack), now)
@@ -509,7 +519,7 @@ class AckTracker:
                     if host in request.resynced and now - request.resynced[host] < patience:
                         continue  # its resync has had less time than a first copy gets
                     hp = self.host(host)
-                    if now - hp.heard < patience and not hp.stuck():
+                    if now - hp.heard < patience and not self._stuck(host, hp):
                         continue  # working through its queue: asked again at the next tick
                     stragglers.setdefault(host, []).append(request)
         resynced: list[str] = []

@@ -101,6 +101,7 @@ class AgentConsumer:
         self._seeks: dict[int, int] = {}  # multicast partition -> offset to read it from, at the end of this batch
         self._mc_assigned: set[int] = set()  # multicast partitions the source reads
         self.stopping = threading.Event()  # set: give up waiting for deliveries (run() passes its stop)
+        self._pushed_dead_letters: list[Envelope] = []  # of messages pushed on the gRPC channel, for the consume loop
 
     def start(self) -> None:
         """Assign the served hosts' partitions at their committed offsets (else the
@@ -174,6 +175,10 @@ class AgentConsumer:
         backoff = Backoff()
         while not stop.is_set():
             retry(consume, stop, "consume_failed", backoff=backoff)
+        with self.lock:
+            left, self._pushed_dead_letters = self._pushed_dead_letters, []
+        if left:
+            self.sink.send_all(left)  # queued: the producer's flush at stop delivers them
         try:
             self.commit()  # the source's close waits for it
         except TransportError as exc:  # read again at the next start
@@ -193,7 +198,11 @@ class AgentConsumer:
                 self._follow(self.applier.take_follow_changes())
                 self._seek_followed()
         batch = self.source.poll_batch(self.max_batch, timeout)
+        with self.lock:  # taken once nothing can fail before they are delivered
+            pushed_dead_letters, self._pushed_dead_letters = self._pushed_dead_letters, []
         if not batch:
+            if pushed_dead_letters:
+                self._deliver([], pushed_dead_letters)
             self.commit()
             return 0
         until = self._acked_at + self.ack_interval
@@ -207,7 +216,7 @@ class AgentConsumer:
             if not more:
                 break
             batch += more
-        dead_letters: list[Envelope] = []
+        dead_letters: list[Envelope] = pushed_dead_letters
         progress = Progress()
         commits: dict[TopicPartition, int] = {}
         resync: set[str] = set()
@@ -260,8 +269,7 @@ class AgentConsumer:
                     if result.resync:
                         resync.add(result.host)
             acks = progress.acks(self.applier)
-        if dead_letters:
-            self.sink.send_all(dead_letters)  # delivered with the consume loop's next flush
+            self._pushed_dead_letters += dead_letters  # delivered by the consume loop, as its own are
         self._ask_resync(sorted(resync))
         return acks
 

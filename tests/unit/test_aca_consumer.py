@@ -345,3 +345,14 @@ def test_the_copies_of_a_vpc_message_pushed_together_are_decoded_once_and_each_h
     assert sorted((a.host_id, [(v.vpc_id, v.seq) for v in a.vpcs]) for a in acks) == [(H1, [("vpc-1", 2)]), (H2, [("vpc-1", 2)])]
     for host in (H1, H2):
         assert agent.applier.table(host, common.SECURITYGROUP)["sg-1"].configuration.revision_number == 2
+
+
+def test_a_pushed_messages_dead_letter_is_delivered_by_the_consume_loop_and_sent_again_when_it_fails() -> None:
+    agent = Agent([H1], failures=1)  # the dead letter's first send
+    agent.consumer.apply_pushed([(b"\xff\xff not a goal state", {wire.HOST_ID: H1, wire.SEQ: "1", wire.EPOCH: "e"})])
+    assert not agent.bus.logs.get((T.dead_letter, 0))  # not sent from the gRPC stream's thread
+    agent.consumer.run_once(0)  # nothing to consume: the loop still delivers it, again after the failure
+    [dead] = agent.bus.logs[(T.dead_letter, 0)]
+    assert dead.value == b"\xff\xff not a goal state" and "undecodable" in dead.headers[wire.ERROR]
+    agent.consumer.run_once(0)
+    assert len(agent.bus.logs[(T.dead_letter, 0)]) == 1  # once

@@ -8,8 +8,8 @@ host's unicast waits queue behind its unicast watermark. A VPC's fanouts queue b
 and only the first one still open (the head) counts the hosts behind it: an ack costs
 O(log hosts) for each VPC it moves, whatever number of messages it covers, plus the
 failures it carries. When the count reaches zero, the head and the fanouts after it that every host
-of theirs passed complete at once, counted from the VPC's hosts' watermarks in order
-(kept in order as acks move them). A fanout held behind an earlier one that waits for a
+of theirs passed complete at once, counted from the watermarks of the VPC's hosts (kept
+in order as acks move them). A fanout held behind an earlier one that waits for a
 slow or silent host completes with it, or at the straggler tick (`tick`).
 """
 
@@ -167,7 +167,6 @@ class HostProgress:
         if self.unicast_waits is None:
             self.unicast_waits = deque()
         self.unicast_waits.append((seq, request, covers_all))
-
 
 
 def decode_acks(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tuple[list[ack_pb2.Ack], list[Envelope]]:

@@ -4,6 +4,7 @@ headers, send -> reply of the caller's stream, convergence, rates and bytes."""
 from __future__ import annotations
 
 import array
+import gc
 import math
 import time
 from collections import Counter
@@ -197,17 +198,26 @@ class ReplyCollector:
 
     def settle(self, quiet: float = 0.5, deadline: float = 60.0) -> None:
         """Read every record there is, then wait until none has come for `quiet` seconds (the
-        stragglers of a phase), for at most `deadline` seconds once the backlog is read."""
+        stragglers of a phase), for at most `deadline` seconds once the backlog is read.
+
+        Python's cyclic garbage collector is off meanwhile: reading makes no cycles, and each
+        of its passes walked every sample kept (80 % of the time with 50 million acks)."""
         end: float | None = None
         last = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if self._read(0.1):
-                last = now
-            elif end is None:
-                end = now + deadline  # the backlog is read
-            if now - last >= quiet or (end is not None and now >= end):
-                return
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            while True:
+                now = time.monotonic()
+                if self._read(0.1):
+                    last = now
+                elif end is None:
+                    end = now + deadline  # the backlog is read
+                if now - last >= quiet or (end is not None and now >= end):
+                    return
+        finally:
+            if collecting:
+                gc.enable()
 
     def close(self) -> None:
         self._consumer.close()

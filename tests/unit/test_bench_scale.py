@@ -4,9 +4,10 @@ function that reads a reply-topic record."""
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 
-from gs_bench.measure import ack_samples, readers, region_fetch_bytes
+from gs_bench.measure import ReplyCollector, ack_samples, readers, region_fetch_bytes
 from gs_bench.scenarios import Storm, host_ids, host_ranges
 from gsmq import wire
 from gsmq.partition import partition_for
@@ -73,3 +74,17 @@ def test_ack_samples_reads_a_progress_ack_as_one_sample_per_covered_message() ->
     read = ack_samples({wire.MSG_TYPE: b"Ack", wire.HOST_ID: b"10.1.0.9"}, ack.SerializeToString())
     assert read == ("10.1.0.9", 10_000_000, [(0, 1), (1_024_000, 2)])
     assert ack_samples({wire.MSG_TYPE: b"Ack"}, b"\xff\xff") is None  # undecodable
+
+
+def test_the_collector_reads_with_the_cyclic_garbage_collector_off_then_puts_it_back() -> None:
+    collector = ReplyCollector.__new__(ReplyCollector)  # no broker: only settle() is under test
+    seen: list[bool] = []
+
+    def read(timeout: float) -> int:
+        seen.append(gc.isenabled())
+        return 0
+
+    collector._read = read  # type: ignore[method-assign]
+    assert gc.isenabled()
+    collector.settle(quiet=0.0, deadline=0.0)
+    assert seen == [False] and gc.isenabled()

@@ -103,29 +103,19 @@ class Progress:
         out = []
         for host, got in self._hosts.items():
             hs = applier.hosts[host]
-            cursor = hs.cursors.get(got.vpc) if isinstance(got, Result) and got.vpc and not got.follows else None
-            if cursor is None or not isinstance(got, Result):
-                out.append(_record(topic, host, _ack(hs, got, read, counters).SerializePartialToString()))
-                continue
-            key = (id(got.statuses), got.vpc, got.seq, got.total_us, got.applied_ns, got.elapse_us,
-                   cursor.epoch, cursor.watermark, cursor.seq)
-            shared = tails.get(key)
-            if shared is None:
+            if isinstance(got, Result) and got.vpc and not got.follows and (cursor := hs.cursors.get(got.vpc)) is not None:
+                key = (id(got.statuses), got.vpc, got.seq, got.total_us, got.applied_ns, got.elapse_us,
+                       cursor.epoch, cursor.watermark, cursor.seq)
+                shared = tails.get(key)
+                if shared is not None:
+                    shared.more += 1
+                    out.append(_record(topic, host, _host_part(hs) + shared.rest))
+                    continue
                 ack = _ack(hs, got, read, counters)
-                tail = ack_pb2.Ack()
-                tail.CopyFrom(ack)
-                for name in _HOST_FIELDS:
-                    tail.ClearField(name)
-                tails[key] = _Tail(tail.SerializePartialToString(), got)
-                out.append(_record(topic, host, ack.SerializePartialToString()))
-                continue
-            shared.more += 1
-            head = ack_pb2.Ack()
-            head.host_id = host
-            head.epoch = hs.epoch or ""
-            head.unicast_seq = hs.applied
-            head.unicast_seen = hs.seq
-            out.append(_record(topic, host, head.SerializePartialToString() + shared.rest))
+                tails[key] = _Tail(_rest(ack), got)
+            else:
+                ack = _ack(hs, got, read, counters)
+            out.append(_record(topic, host, ack.SerializePartialToString()))
         for t in tails.values():  # the acks that shared a rest into the histograms, all at once
             if n := t.more:
                 _count(counters, _buckets(t.first.elapse_us, n), n * (t.first.elapse_us or 0), n * t.first.total_us, n)
@@ -135,6 +125,25 @@ class Progress:
 
 # What an ack says of its host alone; `Progress.records` serializes the rest once per shared apply.
 _HOST_FIELDS = ("host_id", "epoch", "unicast_seq", "unicast_seen")
+
+
+def _host_part(hs: HostState) -> bytes:
+    """The `_HOST_FIELDS` of the host's ack, serialized."""
+    head = ack_pb2.Ack()
+    head.host_id = hs.host
+    head.epoch = hs.epoch or ""
+    head.unicast_seq = hs.applied
+    head.unicast_seen = hs.seq
+    return head.SerializePartialToString()
+
+
+def _rest(ack: ack_pb2.Ack) -> bytes:
+    """`ack` without its `_HOST_FIELDS`, serialized."""
+    rest = ack_pb2.Ack()
+    rest.CopyFrom(ack)
+    for name in _HOST_FIELDS:
+        rest.ClearField(name)
+    return rest.SerializePartialToString()
 
 
 class _Tail:

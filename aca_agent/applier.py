@@ -209,7 +209,7 @@ class Applier:
         else:
             entries = self._all_entries(goal, host)
         statuses = self._apply(hs, entries, sent_ns, whole=full, follow=follow)
-        result = self._result(hs, statuses, start, resync, "", seq, sent_ns)
+        result = self._result(hs, statuses, _stamp(start, sent_ns), resync, "", seq)
         if follow:
             result.follows = tuple(sorted(follow))
         return result
@@ -284,7 +284,7 @@ class Applier:
                     mine = [s for s in mine if owners.get(s.resource_id) != hs.host or s.resource_type != common.NEIGHBOR]
                 if hs.host in released:
                     mine = mine + released[hs.host]
-                results.append(self._result(hs, mine, start, resync, vpc, seq or 0, sent_ns, stamp))
+                results.append(self._result(hs, mine, stamp, resync, vpc, seq))
         for hs, resync in movers:
             if table is not None and vpc in hs.shared:
                 continue
@@ -292,7 +292,7 @@ class Applier:
             entries = self._all_entries(goal, None) if entries is None else entries
             mine_entries = [e for e in entries if not own_neighbor(e[0], e[2], hs.host)]
             statuses = self._apply(hs, mine_entries, sent_ns, whole=False, follow={}, scope_vpc=vpc)
-            results.append(self._result(hs, statuses, start, resync, vpc, seq or 0, sent_ns))
+            results.append(self._result(hs, statuses, _stamp(start, sent_ns), resync, vpc, seq))
         return results
 
     def apply_direct(self, goal: gs.GoalStateV2) -> list[Result]:
@@ -304,7 +304,7 @@ class Applier:
                 continue
             start = time.perf_counter_ns()
             statuses = self._apply(hs, self._entries(goal, listed.resources), None, whole=False, follow={})
-            results.append(self._result(hs, statuses, start, False))
+            results.append(self._result(hs, statuses, _stamp(start, None), False))
         return results
 
     def follow_changes_waiting(self) -> bool:
@@ -641,12 +641,11 @@ class Applier:
                 self._remove(table.scope, key[0], key[1])
             del self.tables[vpc]
 
-    def _result(self, hs: HostState, statuses: list[ResourceStatus], start_ns: int, resync: bool,
-                vpc: str = "", seq: int | None = None, sent_ns: int | None = None,
-                stamp: tuple[int, int, int | None] | None = None) -> Result:
-        """`stamp`: the times of an apply shared with other hosts (`_stamp`), else taken now."""
+    def _result(self, hs: HostState, statuses: list[ResourceStatus], stamp: tuple[int, int, int | None], resync: bool,
+                vpc: str = "", seq: int | None = None) -> Result:
+        """`stamp`: the apply's times (`_stamp`; one for all the followers of a shared apply)."""
         self.counters.messages_applied += 1
-        total_us, applied_ns, elapse_us = stamp or _stamp(start_ns, sent_ns)
+        total_us, applied_ns, elapse_us = stamp
         return Result(hs.host, statuses, total_us, applied_ns, resync, vpc, seq or 0, elapse_us)
 
     # ---- resource level -----------------------------------------------------------

@@ -336,9 +336,7 @@ class AckTracker:
         self.replies += 1
         now = self.clock()
         host = ack.host_id
-        hp = self.hosts.get(host)
-        if hp is None:
-            hp = self.hosts[host] = HostProgress()
+        hp = self.host(host)
         hp.heard = now
         epoch, mine = ack.epoch, self.epoch
         ours = epoch == mine

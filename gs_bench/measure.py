@@ -4,6 +4,7 @@ headers, send -> reply of the caller's stream, convergence, rates and bytes."""
 from __future__ import annotations
 
 import array
+import functools
 import gc
 import math
 import time
@@ -104,15 +105,10 @@ def ack_samples(headers: dict[str, bytes], value: bytes) -> tuple[str, int, list
     return ack.host_id, int(t.last_applied_ns), [(_floor_ns(bucket), counts[bucket]) for bucket in sorted(counts)]
 
 
-_FLOORS_NS: dict[int, int] = {0: 0}
-
-
+@functools.cache
 def _floor_ns(bucket: int) -> int:
     """A bucket's floor in ns (0 for bucket 0: elapses under 1 us), computed once per bucket."""
-    ns = _FLOORS_NS.get(bucket)
-    if ns is None:
-        ns = _FLOORS_NS[bucket] = int(bucket_floor_us(bucket) * 1000)
-    return ns
+    return int(bucket_floor_us(bucket) * 1000) if bucket else 0
 
 
 class Samples:
@@ -173,14 +169,9 @@ class ReplyCollector:
             host, applied, buckets = read
             host = self._names.setdefault(host, host)
             for elapse_ns, count in buckets:
-                if count == 1:  # most acks: one message
-                    self._sent.append(applied - elapse_ns)
-                    self._applied.append(applied)
-                    self._hosts.append(host)
-                else:
-                    self._sent.extend(repeat(applied - elapse_ns, count))
-                    self._applied.extend(repeat(applied, count))
-                    self._hosts.extend(repeat(host, count))
+                self._sent.extend(repeat(applied - elapse_ns, count))
+                self._applied.extend(repeat(applied, count))
+                self._hosts.extend(repeat(host, count))
         return len(batch)
 
     def count(self) -> int:

@@ -27,12 +27,15 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
+from dpm_server.acks import decode_acks
+from dpm_server.links import METHOD
 from gsmq import wire
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import ensure_topics
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
+from gsmq.transport import Envelope
 from gsmq.v1 import ack_pb2, status_pb2, status_pb2_grpc
 
 DEADLINE = 60.0  # generous: a condition that is not met by then is a failure, not a timing
@@ -216,6 +219,25 @@ async def test_poison_is_dead_lettered_and_the_next_message_applied(
         dead.close()
 
 
+async def test_a_message_pushed_on_the_grpc_channel_that_cannot_be_applied_is_dead_lettered_on_the_broker(
+    bootstrap: str, topics: Topics
+) -> None:
+    poison = wire.channel_message(goal_state(H, subnet()).SerializeToString(),
+                                  {wire.HOST_ID: H, wire.SEQ: "not-a-number", wire.REQUEST_ID: "pushed-poison"})
+    dead = Reader(bootstrap, topics.dead_letter, 1)
+    try:
+        async with running_agent(bootstrap, topics, "--host-id", H) as agent:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{agent.grpc_port}") as channel:
+                push = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
+                answers = [raw async for raw in push(iter([poison]))]
+            assert len(answers) == 1  # answered, with no ack: nothing applied
+            [(headers, _)] = await dead.until(lambda m: len(m) >= 1)  # sent by the consume loop
+            assert headers[wire.REQUEST_ID] == "pushed-poison" and "gs-seq" in headers[wire.ERROR]
+            assert (await agent.counters()).dead_lettered == 1
+    finally:
+        dead.close()
+
+
 async def test_a_dead_letter_over_the_brokers_limit_is_cut_and_keeps_its_reason(
     bootstrap: str, topics: Topics, kafka: KafkaSettings
 ) -> None:
@@ -372,6 +394,23 @@ async def test_a_simulators_followers_of_a_vpc_share_its_tables_and_each_leaves_
         counters = await agent.counters()
         # one shared table (1 subnet, 4 neighbors, 1 security group) and each host's own port: 9, not 3 x 6 + 3
         assert counters.resources == 9 and list(counters.followed_vpcs) == ["vpc-1"]
+
+        # A VPC message alone in its batch: one shared apply, whose followers' acks share
+        # their times and the rest of their record (serialized once), read by the DPM's decoder.
+        produce(producer, topics.multicast, "vpc-1", goal_state(None, security_group(rev=3)).SerializeToString(),
+                gs_vpc_id="vpc-1", gs_seq="3", gs_epoch="e", gs_type="GoalStateV2")
+        got = await reply_reader.until(lambda m: all(vpc_watermark(m, h) >= 3 for h in hosts))
+        values = [v for hd, v in got if hd.get(wire.MSG_TYPE) == "Ack" and
+                  any(p.seq == 3 for p in ack_pb2.Ack.FromString(v).vpcs)]
+        decoded, refused = decode_acks([Envelope(topics.reply, "", v, {wire.MSG_TYPE: "Ack"}) for v in values])
+        assert refused == [] and sorted((a.host_id, a.unicast_seq, [(p.vpc_id, p.seq) for p in a.vpcs]) for a in decoded) == [
+            (h, 1, [("vpc-1", 3)]) for h in hosts]
+        assert len({(a.timing.apply_us, a.timing.last_applied_ns, a.timing.max_elapse_us) for a in decoded}) == 1
+        rest = ack_pb2.Ack()
+        rest.CopyFrom(decoded[0])
+        for name in ("host_id", "epoch", "unicast_seq", "unicast_seen"):
+            rest.ClearField(name)
+        assert sum(v.endswith(rest.SerializePartialToString()) for v in values) >= 2  # the followers after the first
 
 
 async def test_fast_path_streams_a_reply_per_goal_state(bootstrap: str, topics: Topics, kafka: KafkaSettings, vectors_dir: Path) -> None:

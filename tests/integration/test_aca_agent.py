@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -228,7 +229,7 @@ async def test_a_message_pushed_on_the_grpc_channel_that_cannot_be_applied_is_de
     try:
         async with running_agent(bootstrap, topics, "--host-id", H) as agent:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{agent.grpc_port}") as channel:
-                push = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
+                push: Any = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
                 answers = [raw async for raw in push(iter([poison]))]
             assert len(answers) == 1  # answered, with no ack: nothing applied
             [(headers, _)] = await dead.until(lambda m: len(m) >= 1)  # sent by the consume loop

@@ -187,7 +187,8 @@ class AgentConsumer:
     def run_once(self, timeout: float = 0.1) -> int:
         """Consume one batch, apply it, deliver its acks (one per host that moved), commit.
         Returns its size. Under load a batch gathers for `ack_interval` since the last acks,
-        so a host is acked at most that often.
+        so a host is acked at most that often; what each poll returns is applied at once,
+        only the acks wait.
 
         Offsets are committed only once their batch is applied and its acks and dead letters
         are delivered, and never wait on the broker: asynchronously, at most every
@@ -205,21 +206,41 @@ class AgentConsumer:
                 self._deliver([], pushed_dead_letters)
             self.commit()
             return 0
+        dead_letters: list[Envelope] = pushed_dead_letters
+        progress = Progress()
+        commits: dict[TopicPartition, int] = {}
+        resync: set[str] = set()
+        self._apply(batch, progress, commits, dead_letters, resync)
+        count = len(batch)
         until = self._acked_at + self.ack_interval
-        failed: TransportError | None = None  # ends the gathering; raised once the batch in hand is applied
-        while len(batch) < self.max_batch and (left := until - time.monotonic()) > 0:
+        failed: TransportError | None = None  # ends the gathering; raised once what was applied is acked
+        while count < self.max_batch and (left := until - time.monotonic()) > 0:
             try:
-                more = self.source.poll_batch(self.max_batch - len(batch), left)
+                more = self.source.poll_batch(self.max_batch - count, left)
             except TransportError as exc:
                 failed = exc
                 break
             if not more:
                 break
-            batch += more
-        dead_letters: list[Envelope] = pushed_dead_letters
-        progress = Progress()
-        commits: dict[TopicPartition, int] = {}
-        resync: set[str] = set()
+            self._apply(more, progress, commits, dead_letters, resync)
+            count += len(more)
+        with self.lock:
+            acks = progress.records(self.applier, self.topics.reply)
+        self._acked_at = time.monotonic()
+        if self._deliver(acks, dead_letters):
+            self._uncommitted.update(commits)
+            if self._acked_at - self._committed_at >= self.commit_interval:
+                self.commit()
+        self._ask_resync(sorted(resync))
+        if failed is not None:
+            raise failed
+        return count
+
+    def _apply(self, batch: list[Envelope], progress: Progress, commits: dict[TopicPartition, int],
+               dead_letters: list[Envelope], resync: set[str]) -> None:
+        """Apply what one poll returned, at once: noting the results, the next offset of each
+        own partition, dead letters and hosts to resync; then read the multicast partitions
+        that hosts joined from their cursors."""
         self._rewound.clear()
         with self.lock:
             for env in batch:
@@ -237,16 +258,6 @@ class AgentConsumer:
                         resync.add(result.host)
                 self._follow(self.applier.take_follow_changes())
             self._seek_followed()
-            acks = progress.records(self.applier, self.topics.reply)
-        self._acked_at = time.monotonic()
-        if self._deliver(acks, dead_letters):
-            self._uncommitted.update(commits)
-            if self._acked_at - self._committed_at >= self.commit_interval:
-                self.commit()
-        self._ask_resync(sorted(resync))
-        if failed is not None:
-            raise failed
-        return len(batch)
 
     def apply_pushed(self, messages: list[tuple[bytes, dict[str, str]]]) -> list[ack_pb2.Ack]:
         """Messages the DPM pushed on the gRPC channel (docs/internals.md, "Channels per VPC"),

@@ -281,6 +281,26 @@ def test_an_error_while_a_batch_gathers_is_raised_after_the_batch_in_hand_is_app
     assert [ack.unicast_seq for _, ack in agent.replies()] == [1, 2]
 
 
+def test_while_acks_gather_each_poll_is_applied_before_the_next_and_one_ack_covers_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = Agent([H1])
+    agent.drain()
+    for seq in (1, 2, 3):
+        agent.send(T.unicast, H1, goal_state(H1, subnet(f"sn-{seq}")), gs_seq=str(seq), gs_epoch="e")
+    inner, seen = agent.source.poll_batch, []
+
+    def one_at_a_time(max_messages: int, timeout: float) -> list[Envelope]:
+        seen.append(sorted(agent.applier.table(H1, common.SUBNET)))  # what was applied before this poll
+        return inner(1, 0)
+
+    monkeypatch.setattr(agent.source, "poll_batch", one_at_a_time)
+    agent.consumer.ack_interval = 60.0  # gathers until a poll finds nothing
+    agent.consumer._acked_at = time.monotonic()
+    before = len(agent.replies())
+    assert agent.consumer.run_once(0) == 3
+    assert seen == [[], ["sn-1"], ["sn-1", "sn-2"], ["sn-1", "sn-2", "sn-3"]]
+    assert [ack.unicast_seq for _, ack in agent.replies()[before:]] == [3]  # one ack for the three
+
+
 def test_under_load_offsets_are_committed_asynchronously_at_most_every_interval_and_at_once_when_idle(
         monkeypatch: pytest.MonkeyPatch) -> None:
     agent = Agent([H1])

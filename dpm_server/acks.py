@@ -29,7 +29,7 @@ from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server.inputs import Input
 from gsmq import wire
 from gsmq.resources import ResourceKey
-from gsmq.transport import Envelope
+from gsmq.transport import Envelope, Record
 from gsmq.v1 import ack_pb2
 from gsmq.wire import MessageType, Token
 
@@ -169,7 +169,7 @@ class HostProgress:
         self.unicast_waits.append((seq, request, covers_all))
 
 
-def decode_acks(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tuple[list[ack_pb2.Ack], list[Envelope]]:
+def decode_acks(messages: Iterable[Record], dead_letter_topic: str = "") -> tuple[list[ack_pb2.Ack], list[Envelope]]:
     """The acks among messages consumed from the reply topic (markers skipped), and a dead
     letter for each record refused (undecodable, not an ack, no host): a broken record is
     refused alone, never fatal to its batch."""
@@ -177,10 +177,11 @@ def decode_acks(messages: Iterable[Envelope], dead_letter_topic: str = "") -> tu
     refused: list[Envelope] = []
     parse = ack_pb2.Ack.FromString
     for message in messages:
-        kind = message.headers.get(wire.MSG_TYPE, _GOAL_STATE)
+        kind = message.header(wire.MSG_TYPE)
         if kind != _ACK:
             if kind != _MARKER:
-                refused.append(_refuse(message, dead_letter_topic, f"not an Ack on the reply topic: gs-type {kind[:40]!r}"))
+                named = _GOAL_STATE if kind is None else kind
+                refused.append(_refuse(message, dead_letter_topic, f"not an Ack on the reply topic: gs-type {named[:40]!r}"))
             continue
         try:
             ack = parse(message.value)
@@ -211,7 +212,8 @@ def _past_max(vpcs: Iterable[ack_pb2.VpcProgress]) -> bool:
     return False
 
 
-def _refuse(message: Envelope, topic: str, reason: str) -> Envelope:
+def _refuse(record: Record, topic: str, reason: str) -> Envelope:
+    message = record.envelope()
     log.warning("reply_refused", partition=message.partition, offset=message.offset, error=reason)
     return wire.dead_letter(message, topic, reason)
 

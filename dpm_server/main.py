@@ -227,7 +227,7 @@ def _read_replies(source: KafkaSource, dead_letter_topic: str, engine: Engine, l
     reachable (the DPM's health)."""
     backoff = Backoff(first=0.1)
     while not halt.is_set():
-        messages = retry(lambda: source.poll_batch(2000, 0.1), halt, "reply_consume_failed", backoff=backoff)
+        messages = retry(lambda: source.poll_records(2000, 0.1), halt, "reply_consume_failed", backoff=backoff)
         serving(source.reachable())
         if not messages:
             continue

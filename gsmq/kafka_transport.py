@@ -106,6 +106,34 @@ def _texts(key: bytes | None, headers: wire.RawHeaders) -> tuple[str, dict[str, 
     return key.decode(errors="replace") if key is not None else "", wire.decode_headers(headers)
 
 
+def _envelope(msg: Message) -> Envelope:
+    key, headers = _texts(msg.key(), msg.headers())
+    return Envelope(msg.topic() or "", key, msg.value() or b"", headers, msg.partition() or 0, msg.offset() or 0)
+
+
+class KafkaRecord:
+    """A consumed record (`gsmq.transport.Record`): its value, a header decoded when read,
+    the `Envelope` made only when asked."""
+
+    __slots__ = ("message", "value")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.value: bytes = message.value() or b""
+
+    def header(self, name: str) -> str | None:
+        """The header's text as `wire.decode_headers` reads it (the last of that name wins)."""
+        headers = self.message.headers()  # a consumed record's: a list of (name, bytes or None)
+        values = [v for k, v in headers if k == name] if isinstance(headers, list) else []
+        if not values:
+            return None
+        last = values[-1]
+        return last.decode(errors="replace") if isinstance(last, bytes) else (last or "")
+
+    def envelope(self) -> Envelope:
+        return _envelope(self.message)
+
+
 def produce(producer: Producer, message: Envelope, callback: Callable[[KafkaError | None, Message], None] | None = None) -> None:
     """Queue one record, serving delivery callbacks while the local queue is full: key and
     headers go as text, which librdkafka sends UTF-8 encoded; an empty value as null (a
@@ -282,25 +310,34 @@ class KafkaSource:
     def poll_batch(self, max_messages: int, timeout: float) -> list[Envelope]:
         """The messages consumed, never lost to an error consumed with them: that error is
         raised by the next call, before it consumes anything."""
-        self._raise_deferred()
+        messages = self._consume(max_messages, timeout)
+        messages.reverse()
         out: list[Envelope] = []
+        while messages:  # each record freed as its envelope is made: the batch never holds both (fewer collections)
+            out.append(_envelope(messages.pop()))
+        return out
+
+    def poll_records(self, max_messages: int, timeout: float) -> list[KafkaRecord]:
+        """`poll_batch` for readers that need a record's value and a header or two: key and
+        headers are not decoded into an `Envelope` unless one is asked for."""
+        return [KafkaRecord(m) for m in self._consume(max_messages, timeout)]
+
+    def _consume(self, max_messages: int, timeout: float) -> list[Message]:
+        """The records consumed without error; the first error consumed with them is deferred."""
+        self._raise_deferred()
         with kafka_errors("consuming"):
             messages = consume_batch(self.consumer, max_messages, timeout)
-        messages.reverse()
-        while messages:  # each record freed as its envelope is made: the batch never holds both (fewer collections)
-            msg = messages.pop()
-            error = msg.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF and self._deferred is None:
+        good = [m for m in messages if m.error() is None]
+        if len(good) < len(messages):
+            for m in messages:
+                error = m.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF and self._deferred is None:
                     self._deferred = failure(error, "consuming")
-                continue
-            key, headers = _texts(msg.key(), msg.headers())
-            out.append(Envelope(msg.topic() or "", key, msg.value() or b"", headers, msg.partition() or 0, msg.offset() or 0))
-        if not out:
+        if not good:
             self._raise_deferred()
         else:
             self._down = False
-        return out
+        return good
 
     def _raise_deferred(self) -> None:
         if self._deferred is not None:

@@ -29,6 +29,24 @@ class Envelope:
     partition: int = -1
     offset: int = -1
 
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def envelope(self) -> Envelope:
+        return self
+
+
+class Record(Protocol):
+    """A consumed message as a reader that needs little of it sees it: its value and one
+    header at a time, the whole `Envelope` only when asked (`KafkaSource.poll_records`)."""
+
+    @property
+    def value(self) -> bytes: ...
+
+    def header(self, name: str) -> str | None: ...
+
+    def envelope(self) -> Envelope: ...
+
 
 Delivered = Callable[[Envelope, str | None], None]  # (message, error text or None)
 

@@ -1,7 +1,7 @@
 """Progress acks through the real broker, with the real agent (and the real DPM where a
 caller is involved): many messages acked by one ack, a failure an agent reports reaching
 the caller's reply, and a message lost before the agent read it found by the watermark and
-made good by a resync. (Restarts: test_aca_agent.py and tests/e2e; followers sharing a
+made good by a resync; the DPM's decoder over the records it consumes. (Restarts: test_aca_agent.py and tests/e2e; followers sharing a
 VPC's tables: test_aca_agent.py.)"""
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from test_dpm_service import running_dpm, statuses
 
 from aca_agent.testing import goal_state, port, subnet
 from alcor.schema import common_pb2 as common
+from dpm_server.acks import decode_acks
+from gsmq import wire
 from gsmq.kafka import KafkaSettings
-from gsmq.kafka_admin import partition_count
+from gsmq.kafka_admin import ensure_topics, partition_count
+from gsmq.kafka_transport import KafkaSource
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
-from gsmq.v1 import status_pb2
+from gsmq.v1 import ack_pb2, status_pb2
 
 H = "10.7.0.21"
 reply_reader = test_aca_agent.reply_reader  # the reply topic read from the beginning (a fixture)
@@ -84,3 +87,25 @@ def _high_watermark(kafka: KafkaSettings, partition: TopicPartition) -> int:
         return int(consumer.get_watermark_offsets(partition, timeout=10, cached=False)[1])
     finally:
         consumer.close()
+
+
+def test_the_dpm_reads_acks_from_records_and_refuses_the_rest_whole(kafka: KafkaSettings, topics: Topics) -> None:
+    ensure_topics(AdminClient(kafka.admin()), {topics.reply: 1})
+    producer = raw_producer(kafka.bootstrap)
+    produce(producer, topics.reply, H, ack_pb2.Ack(host_id=H, epoch="e", unicast_seq=4).SerializeToString(), gs_type="Ack", gs_host_id=H)
+    produce(producer, topics.reply, H, b"\x0a\x03abc", gs_type="GoalStateOperationReply", gs_host_id=H)
+    produce(producer, topics.reply, H, b"\xff", gs_type="Ack")
+    produce(producer, topics.reply, "", b"", gs_type="Marker")
+    source, records = KafkaSource(kafka, f"{topics.reply}.g"), []
+    try:
+        source.assign([(topics.reply, 0, 0)])
+        for _ in range(100):
+            records += source.poll_records(100, 0.2)
+            if len(records) >= 4:
+                break
+    finally:
+        source.close()
+    acked, refused = decode_acks(records, topics.dead_letter)
+    assert [(a.host_id, a.epoch, a.unicast_seq) for a in acked] == [(H, "e", 4)]
+    assert [(d.topic, d.key, d.value, d.headers[wire.MSG_TYPE], d.headers[wire.SOURCE_OFFSET]) for d in refused] == [
+        (topics.dead_letter, H, b"\x0a\x03abc", "GoalStateOperationReply", "1"), (topics.dead_letter, H, b"\xff", "Ack", "2")]

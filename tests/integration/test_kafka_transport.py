@@ -64,3 +64,30 @@ def test_keys_and_headers_that_are_not_utf8_text_are_read_as_decode_headers_read
         ("", b"v2", {"gs-type": "Ack", "none": ""}),
         ("", b"v3", {}),
     ]
+
+
+def test_records_give_the_value_and_a_header_and_the_envelope_that_poll_batch_gives(kafka: KafkaSettings, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}.records"
+    ensure_topics(AdminClient(kafka.admin()), {topic: 1})
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    producer.produce(topic, b"v1", b"10.0.0.1", headers=[("gs-type", b"Marker"), ("bad", b"\xff\xfe"), ("none", None), ("gs-type", b"Ack")])
+    producer.produce(topic, b"v2", None, headers=[("none", None)])
+    producer.produce(topic, None, b"k3")
+    assert producer.flush(10) == 0
+    records, source = [], KafkaSource(kafka, f"{topic_prefix}.g")
+    try:
+        source.assign([(topic, 0, 0)])
+        for _ in range(100):
+            records += source.poll_records(100, 0.2)
+            if len(records) >= 3:
+                break
+        source.unassign([(topic, 0)])
+        source.assign([(topic, 0, 0)])
+        envelopes = read_all(source, 3)
+    finally:
+        source.close()
+    assert [r.value for r in records] == [b"v1", b"v2", b""]
+    assert [(r.header("gs-type"), r.header("bad"), r.header("none"), r.header("absent")) for r in records] == [
+        ("Ack", b"\xff\xfe".decode(errors="replace"), "", None), (None, None, "", None), (None, None, None, None)]
+    assert [r.envelope() for r in records] == envelopes
+    assert [(e.offset, e.key) for e in envelopes] == [(0, "10.0.0.1"), (1, ""), (2, "k3")]

@@ -29,7 +29,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from gsmq.wire import Strategy
 
 PAUSE_S = 5.0  # how long the broker is stopped, and killed agents stay down (`run_faults`' default)
 CONVERGE_DEADLINE_S = 180.0
+WINDOW = 64  # inputs a caller's stream has unanswered at most
 DPM_ARGS = ("--retry-after", "3", "--reply-timeout", "60")  # a fault's stragglers are retried within the scenario
 
 Pair = tuple[str, str, str]  # (host, type name, resource id)
@@ -77,13 +78,27 @@ class Callers:
                 lane.join()
 
     def _stream(self, indices: list[int]) -> None:
-        """One stream with these inputs; it ends early if the DPM goes away (those inputs stay unanswered)."""
+        """One stream with these inputs, at most `WINDOW` unanswered at a time (so a fault
+        halfway always finds inputs not sent yet); it ends early if the DPM goes away
+        (those inputs stay unanswered)."""
+        window, ended = threading.Semaphore(WINDOW), threading.Event()
+
+        def requests() -> Iterator[bytes]:
+            for i in indices:
+                while not window.acquire(timeout=0.1):
+                    if ended.is_set():
+                        return
+                yield self.payloads[i]
+
         try:
             with grpc.insecure_channel(self.c.address, options=CHANNEL_OPTIONS) as channel:
-                for i, reply in zip(indices, push_stream(channel)(iter([self.payloads[i] for i in indices]), timeout=600), strict=False):
+                for i, reply in zip(indices, push_stream(channel)(requests(), timeout=600), strict=False):
                     self.replies[i] = reply
+                    window.release()
         except grpc.RpcError:
             pass  # the DPM went away: re-sent in the next round
+        finally:
+            ended.set()
 
     def run_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="bench-callers", daemon=True)

@@ -96,7 +96,7 @@ class AgentConsumer:
         self._mc_pos: dict[int, int] = {}  # assigned multicast partition -> next offset to read
         self._mc_users: dict[int, set[tuple[str, str]]] = {}  # partition -> (host, vpc) reading it
         self._mc_of: dict[tuple[str, str], int] = {}
-        self._rewound: set[int] = set()  # multicast partitions sought back during this batch
+        self._rewound: set[int] = set()  # multicast partitions sought back during this poll
         self._parts: dict[str, tuple[tuple[str, str, int], dict[int, bytes]]] = {}  # host -> (epoch, seq, count), parts so far
         self._seeks: dict[int, int] = {}  # multicast partition -> offset to read it from, at the end of this batch
         self._mc_assigned: set[int] = set()  # multicast partitions the source reads
@@ -199,7 +199,7 @@ class AgentConsumer:
                 self._follow(self.applier.take_follow_changes())
                 self._seek_followed()
         batch = self.source.poll_batch(self.max_batch, timeout)
-        with self.lock:  # taken once nothing can fail before they are delivered
+        with self.lock:  # delivered with this batch's acks, even when it fails part way
             pushed_dead_letters, self._pushed_dead_letters = self._pushed_dead_letters, []
         if not batch:
             if pushed_dead_letters:
@@ -210,20 +210,21 @@ class AgentConsumer:
         progress = Progress()
         commits: dict[TopicPartition, int] = {}
         resync: set[str] = set()
-        self._apply(batch, progress, commits, dead_letters, resync)
-        count = len(batch)
+        count = 0
         until = self._acked_at + self.ack_interval
         failed: TransportError | None = None  # ends the gathering; raised once what was applied is acked
-        while count < self.max_batch and (left := until - time.monotonic()) > 0:
+        while True:
             try:
-                more = self.source.poll_batch(self.max_batch - count, left)
-            except TransportError as exc:
+                self._apply(batch, progress, commits, dead_letters, resync)
+                count += len(batch)
+                if count >= self.max_batch or (left := until - time.monotonic()) <= 0:
+                    break
+                batch = self.source.poll_batch(self.max_batch - count, left)
+            except TransportError as exc:  # consuming, or seeking followed partitions
                 failed = exc
                 break
-            if not more:
+            if not batch:
                 break
-            self._apply(more, progress, commits, dead_letters, resync)
-            count += len(more)
         with self.lock:
             acks = progress.records(self.applier, self.topics.reply)
         self._acked_at = time.monotonic()
@@ -380,8 +381,8 @@ class AgentConsumer:
 
     def _follow(self, changes: Iterable[FollowChange]) -> None:
         """Note where followed multicast partitions must be read from (the lowest cursor of
-        the batch per partition), or unassign one no host follows any more. The rest of a
-        sought partition's messages in this batch are skipped: they are read again."""
+        the poll per partition), or unassign one no host follows any more. The rest of a
+        sought partition's messages in this poll are skipped: they are read again."""
         topic = self.topics.multicast
         for change in changes:
             user = (change.host, change.vpc)
@@ -414,7 +415,7 @@ class AgentConsumer:
 
     def _seek_followed(self) -> None:
         """Read the partitions noted by `_follow` from their offsets: one unassign and one
-        assign per batch, however many hosts joined."""
+        assign per poll, however many hosts joined."""
         if not self._seeks:
             return
         topic = self.topics.multicast

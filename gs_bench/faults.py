@@ -78,10 +78,11 @@ class Callers:
                 lane.join()
 
     def _stream(self, indices: list[int]) -> None:
-        """One stream with these inputs, at most `WINDOW` unanswered at a time (so a fault
-        halfway always finds inputs not sent yet); it ends early if the DPM goes away
-        (those inputs stay unanswered)."""
-        window, ended = threading.Semaphore(WINDOW), threading.Event()
+        """One stream with these inputs, at most `WINDOW` and an eighth of them unanswered at a
+        time: when half the storm is answered, at most an eighth of it is in flight, so the
+        fault finds inputs not sent yet. It ends early if the DPM goes away (those inputs
+        stay unanswered)."""
+        window, ended = threading.Semaphore(min(WINDOW, max(1, len(indices) // 8))), threading.Event()
 
         def requests() -> Iterator[bytes]:
             for i in indices:

@@ -281,6 +281,24 @@ def test_an_error_while_a_batch_gathers_is_raised_after_the_batch_in_hand_is_app
     assert [ack.unicast_seq for _, ack in agent.replies()] == [1, 2]
 
 
+def test_a_failed_seek_is_raised_after_what_was_applied_is_acked_with_the_pushed_dead_letters(monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = Agent([H1])
+    agent.drain()
+    agent.consumer.apply_pushed([(b"\xff\xff not a goal state", {wire.HOST_ID: H1, wire.SEQ: "1", wire.EPOCH: "e"})])
+    mc = partition_for("vpc-1", 16)
+    agent.send(T.unicast, H1, goal_state(H1, subnet(), port()), gs_follow=f"vpc-1={mc}:0:0", gs_seq="1", gs_epoch="e")
+
+    def down(positions: Sequence[tuple[str, int, int]]) -> None:
+        raise BrokerUnavailableError("assigning partitions: broker down", "_TRANSPORT")
+
+    monkeypatch.setattr(agent.source, "assign", down)  # the join's seek to its cursor
+    with pytest.raises(BrokerUnavailableError):
+        agent.consumer.run_once(0)
+    assert [ack.unicast_seq for _, ack in agent.replies()] == [1]  # the join was applied: acked before the error
+    [dead] = agent.bus.logs[(T.dead_letter, 0)]
+    assert "undecodable" in dead.headers[wire.ERROR]
+
+
 def test_while_acks_gather_each_poll_is_applied_before_the_next_and_one_ack_covers_them(monkeypatch: pytest.MonkeyPatch) -> None:
     agent = Agent([H1])
     agent.drain()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from google.protobuf.message import DecodeError
 
@@ -152,7 +152,8 @@ class ReplyCollector:
         self.ack_bytes = 0
         parts = partition_count(AdminClient(kafka.admin()), topic)
         self._consumer = Consumer(kafka.consumer("bench-collector", **{"fetch.wait.max.ms": 5}))
-        self._consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
+        self._partitions = [TopicPartition(topic, p, 0) for p in range(parts)]
+        self._consumer.assign(self._partitions)
 
     def _read(self, timeout: float) -> int:
         """One batch of records (waiting at most `timeout` for the first): how many."""
@@ -188,11 +189,14 @@ class ReplyCollector:
         return Samples(every.sent_ns[keep], every.applied_ns[keep], [every.hosts[i] for i in np.flatnonzero(keep)])
 
     def settle(self, quiet: float = 0.5, deadline: float = 60.0) -> None:
-        """Read every record there is, then wait until none has come for `quiet` seconds (the
-        stragglers of a phase), for at most `deadline` seconds once the backlog is read.
+        """Read every record there is (up to the end offsets the topic has now, however long
+        the broker takes to serve them, unless nothing comes for `deadline` seconds), then
+        wait until none has come for `quiet` seconds (the stragglers of a phase), for at
+        most `deadline` seconds once the backlog is read.
 
         Python's cyclic garbage collector is off meanwhile: reading makes no cycles, and each
         of its passes walked every sample kept (80 % of the time with 50 million acks)."""
+        backlog = self._end_offsets()
         end: float | None = None
         last = time.monotonic()
         collecting = gc.isenabled()
@@ -202,13 +206,32 @@ class ReplyCollector:
                 now = time.monotonic()
                 if self._read(0.1):
                     last = now
-                elif end is None:
+                elif end is None and self._past(backlog):
                     end = now + deadline  # the backlog is read
-                if now - last >= quiet or (end is not None and now >= end):
+                elif end is None and now - last >= deadline:
+                    return  # the broker stopped serving the backlog
+                if end is not None and (now - last >= quiet or now >= end):
                     return
         finally:
             if collecting:
                 gc.enable()
+
+    def _end_offsets(self) -> list[int]:
+        """Each partition's high watermark: the offset its next record will take (0 each
+        when the broker does not answer: then only `quiet` tells the end)."""
+        ends = []
+        for tp in self._partitions:
+            try:
+                marks = self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            except KafkaException:
+                marks = None
+            ends.append(marks[1] if marks else 0)
+        return ends
+
+    def _past(self, ends: list[int]) -> bool:
+        """Whether every partition has been read up to `ends`."""
+        positions = self._consumer.position(self._partitions)
+        return all(max(p.offset, 0) >= end for p, end in zip(positions, ends, strict=True))
 
     def close(self) -> None:
         self._consumer.close()

@@ -85,6 +85,8 @@ def test_the_collector_reads_with_the_cyclic_garbage_collector_off_then_puts_it_
         return 0
 
     collector._read = read  # type: ignore[method-assign]
+    collector._end_offsets = list  # type: ignore[method-assign]
+    collector._past = lambda ends: True  # type: ignore[method-assign]
     assert gc.isenabled()
     collector.settle(quiet=0.0, deadline=0.0)
     assert seen == [False] and gc.isenabled()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from google.protobuf.message import DecodeError
 
@@ -152,6 +152,7 @@ class ReplyCollector:
         self.ack_bytes = 0
         parts = partition_count(AdminClient(kafka.admin()), topic)
         self._consumer = Consumer(kafka.consumer("bench-collector", **{"fetch.wait.max.ms": 5}))
+        self._kafka, self._topic = kafka, topic
         self._partitions = [TopicPartition(topic, p, 0) for p in range(parts)]
         self._consumer.assign(self._partitions)
 
@@ -196,7 +197,7 @@ class ReplyCollector:
 
         Python's cyclic garbage collector is off meanwhile: reading makes no cycles, and each
         of its passes walked every sample kept (80 % of the time with 50 million acks)."""
-        backlog = self._end_offsets()
+        backlog = end_offsets(self._kafka, [self._topic])
         end: float | None = None
         last = time.monotonic()
         collecting = gc.isenabled()
@@ -216,22 +217,10 @@ class ReplyCollector:
             if collecting:
                 gc.enable()
 
-    def _end_offsets(self) -> list[int]:
-        """Each partition's high watermark: the offset its next record will take (0 each
-        when the broker does not answer: then only `quiet` tells the end)."""
-        ends = []
-        for tp in self._partitions:
-            try:
-                marks = self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            except KafkaException:
-                marks = None
-            ends.append(marks[1] if marks else 0)
-        return ends
-
-    def _past(self, ends: list[int]) -> bool:
-        """Whether every partition has been read up to `ends`."""
+    def _past(self, ends: Mapping[Partition, int]) -> bool:
+        """Whether every partition has been read up to `ends` (`end_offsets`)."""
         positions = self._consumer.position(self._partitions)
-        return all(max(p.offset, 0) >= end for p, end in zip(positions, ends, strict=True))
+        return all(max(p.offset, 0) >= ends.get((p.topic, p.partition), 0) for p in positions)
 
     def close(self) -> None:
         self._consumer.close()

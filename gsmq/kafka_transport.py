@@ -124,11 +124,9 @@ class KafkaRecord:
     def header(self, name: str) -> str | None:
         """The header's text as `wire.decode_headers` reads it (the last of that name wins)."""
         headers = self.message.headers()  # a consumed record's: a list of (name, bytes or None)
-        values = [v for k, v in headers if k == name] if isinstance(headers, list) else []
-        if not values:
+        if not isinstance(headers, list):
             return None
-        last = values[-1]
-        return last.decode(errors="replace") if isinstance(last, bytes) else (last or "")
+        return wire.decode_headers([pair for pair in headers if pair[0] == name]).get(name)
 
     def envelope(self) -> Envelope:
         return _envelope(self.message)
@@ -327,12 +325,13 @@ class KafkaSource:
         self._raise_deferred()
         with kafka_errors("consuming"):
             messages = consume_batch(self.consumer, max_messages, timeout)
-        good = [m for m in messages if m.error() is None]
-        if len(good) < len(messages):
-            for m in messages:
-                error = m.error()
-                if error is not None and error.code() != KafkaError._PARTITION_EOF and self._deferred is None:
-                    self._deferred = failure(error, "consuming")
+        good = []
+        for m in messages:
+            error = m.error()
+            if error is None:
+                good.append(m)
+            elif error.code() != KafkaError._PARTITION_EOF and self._deferred is None:
+                self._deferred = failure(error, "consuming")
         if not good:
             self._raise_deferred()
         else:

@@ -7,9 +7,13 @@ from __future__ import annotations
 import gc
 from collections import Counter
 
+import pytest
+
+import gs_bench.measure
 from gs_bench.measure import ReplyCollector, ack_samples, readers, region_fetch_bytes
 from gs_bench.scenarios import Storm, host_ids, host_ranges
 from gsmq import wire
+from gsmq.kafka import KafkaSettings
 from gsmq.partition import partition_for
 from gsmq.v1 import ack_pb2
 
@@ -76,8 +80,10 @@ def test_ack_samples_reads_a_progress_ack_as_one_sample_per_covered_message() ->
     assert ack_samples({wire.MSG_TYPE: b"Ack"}, b"\xff\xff") is None  # undecodable
 
 
-def test_the_collector_reads_with_the_cyclic_garbage_collector_off_then_puts_it_back() -> None:
+def test_the_collector_reads_with_the_cyclic_garbage_collector_off_then_puts_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
     collector = ReplyCollector.__new__(ReplyCollector)  # no broker: only settle() is under test
+    collector._kafka, collector._topic = KafkaSettings("127.0.0.1:1"), "t.reply"
+    monkeypatch.setattr(gs_bench.measure, "end_offsets", lambda kafka, topics: {})
     seen: list[bool] = []
 
     def read(timeout: float) -> int:
@@ -85,7 +91,6 @@ def test_the_collector_reads_with_the_cyclic_garbage_collector_off_then_puts_it_
         return 0
 
     collector._read = read  # type: ignore[method-assign]
-    collector._end_offsets = list  # type: ignore[method-assign]
     collector._past = lambda ends: True  # type: ignore[method-assign]
     assert gc.isenabled()
     collector.settle(quiet=0.0, deadline=0.0)

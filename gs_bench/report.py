@@ -178,6 +178,16 @@ def _compared(m: dict[str, Any], names: tuple[tuple[str, str], ...]) -> tuple[st
     return said, {True: "yes", False: "no", None: "not measured"}[m["auto_beats_both"]]
 
 
+def _apart(measured: float, limit: float) -> tuple[str, str]:
+    """Both numbers to 3 significant digits, or to as many more (up to 6) as it takes for
+    a measure that differs from its limit to read differently."""
+    for digits in range(3, 7):
+        said, bound = f"{measured:.{digits}g}", f"{limit:.{digits}g}"
+        if said != bound:
+            break
+    return said, bound
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue: what was measured, met or missed, and by how much."""
     r = ratios(results)
@@ -191,10 +201,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         met = measured >= limit if higher_is_better else measured <= limit
         factor = (limit / measured if higher_is_better else measured / limit) if measured else float("inf")
         gap = limit - measured if higher_is_better else measured - limit
+        said, bound = _apart(measured, limit)
         if met:
-            by = f"met: {measured:.3g}{unit} against {limit:.3g}{unit}"
+            by = f"met: {said}{unit} against {bound}{unit}"
         else:
-            by = f"missed: {measured:.3g}{unit} against {limit:.3g}{unit}, {abs(gap):.3g}{unit} short ({factor:.2f}x off)"
+            by = f"missed: {said}{unit} against {bound}{unit}, {abs(gap):.3g}{unit} short ({factor:.2f}x off)"
         rows.append({"target": name, "measured": measured, "limit": limit, "met": met, "factor": factor,
                      "by": by + (f" ({note})" if note else ""), "note": note})
 

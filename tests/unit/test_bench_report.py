@@ -95,6 +95,18 @@ def test_region_targets_are_projected_along_the_fitted_growth_and_said_so() -> N
     assert verdicts["<= 10 KiB simulator memory per loaded host (1,000,000 hosts)"]["met"] is True
 
 
+def test_a_measure_just_past_its_limit_reads_apart_from_it() -> None:
+    results = _synthetic(100, 2000)
+    # 1,000 -> 1,000,000 hosts, slope 1.1036: three digits would print it as the limit, 1.1
+    results["convergence_vs_hosts"] = [{"hosts": h, "vpcs": h // 100, "ports": h, "convergence_s": (h / 1000) ** 1.1036,
+                                        "goal_states_per_s": 1.0, "sim_rss_per_host_bytes": 1.0, "sim_rss_growth_per_host_bytes": 1.0}
+                                       for h in (1000, 1_000_000)]
+    exponent = {t["target"]: t for t in report.targets(results)}["growth exponent of convergence against hosts (1,000 .. 1,000,000) <= 1.1"]
+    assert exponent["met"] is False and exponent["by"].startswith("missed: 1.104 against 1.1, 0.0036 short")
+    region = {t["target"]: t for t in report.targets(results)}["1,000,000 hosts converged <= 15 min"]
+    assert region["by"].startswith("missed: 34.1 min against 15 min")  # far apart: three digits
+
+
 def test_a_smaller_vpc_storm_is_extrapolated_and_said_so() -> None:
     results = _synthetic(100, 2000)
     results["vpc_storms"] = [_storm(hosts=1000, vpcs=1, ports=5000, convergence_s=2.0)]

@@ -69,6 +69,13 @@ def _quad(text: str) -> tuple[int, int, int, int]:
     return a, b, c, d
 
 
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _pair(text: str) -> tuple[int, int]:
     h, p = (int(v) for v in text.split(":"))
     return h, p
@@ -93,6 +100,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     sizes.add_argument("--streams", type=int, help="concurrent gRPC streams of the caller")
     sizes.add_argument("--churn", type=_floats, help="churn rates as fractions of the storm's max, e.g. 0.1,0.5,0.9")
     sizes.add_argument("--churn-seconds", type=float, help="seconds of each churn phase")
+    sizes.add_argument("--pair-runs", type=_positive, help="times the main storm runs on the Kafka path and the gRPC fast path, in turn")
     sizes.add_argument("--restart", type=_triple, metavar="H,V,P", help="agent restart storm: hosts,VPCs,ports")
     sizes.add_argument("--strategies", type=_triple, metavar="H,V,P", help="strategy comparison storm: hosts,VPCs,ports")
     sizes.add_argument("--faults", type=_triple, metavar="H,V,P", help="the storm each fault hits: hosts,VPCs,ports")
@@ -117,9 +125,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def suite_of(args: argparse.Namespace) -> Suite:
     suite = SUITES[args.suite]
     overrides: dict[str, Any] = {}
-    for name in ("hosts", "vpcs", "ports", "streams", "churn", "churn_seconds", "restart", "strategies", "faults", "faults_vpc_ports",
-                 "giant_input", "sweep", "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory", "footprint", "channels",
-                 "channels_hosts", "channels_ports_per_host", "channels_mixed"):
+    for name in ("hosts", "vpcs", "ports", "streams", "churn", "churn_seconds", "pair_runs", "restart", "strategies", "faults",
+                 "faults_vpc_ports", "giant_input", "sweep", "sweep_ports_per_host", "sweep_hosts_per_vpc", "memory", "footprint",
+                 "channels", "channels_hosts", "channels_ports_per_host", "channels_mixed"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.vpc_storm:
@@ -141,6 +149,11 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
         main = run_storm(env, storm, churn=suite.churn if "churn" in chosen else (), churn_seconds=suite.churn_seconds,
                          fast_path="fast-path" in chosen)
         results["storm"] = main
+        if "fast-path" in chosen:
+            main["pairs"] = [report.pair_of(main)]
+            for i in range(2, suite.pair_runs + 1):
+                env.say(f"pair {i} of {suite.pair_runs}: the main storm on the Kafka path, then on the gRPC fast path ...")
+                main["pairs"].append(report.pair_of(run_storm(env, storm, fast_path=True)))
         if "raw" in chosen:
             size = round(main["avg_message_bytes"])
             runs = suite.raw_runs

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import statistics
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,8 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     - p99_vs_raw_p99: publish->applied p99 at 50 % of the max rate / raw Kafka p99 at the same message rate;
     - unicast_vs_multicast_bytes: bytes unicast-only published / vpc-multicast's, after bring-up (steady state);
       `..._whole_storm` counts the bring-up round too (where a host's first port carries the VPC's states by unicast);
-    - kafka_path_vs_grpc_fast_path: the main storm's goal states/s through Kafka / through the DPM's gRPC channel.
+    - kafka_path_vs_grpc_fast_path: the main storm's goal states/s through Kafka / through the DPM's gRPC channel,
+      the median over the pairs run (`Suite.pair_runs`).
     Each in the direction its target reads, the same everywhere in the report."""
     storm, raw = results.get("storm"), results.get("raw_ceiling")
     out: dict[str, float | None] = dict.fromkeys(RATIO_TEXT)
@@ -100,9 +102,9 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         out["unicast_vs_multicast_bytes_whole_storm"] = uc["bytes_published"] / max(mc["bytes_published"], 1)
         if "steady" in mc and "steady" in uc:
             out["unicast_vs_multicast_bytes"] = uc["steady"]["bytes_published"] / max(mc["steady"]["bytes_published"], 1)
-    fast = (storm or {}).get("grpc_fast_path")
-    if storm and fast and fast.get("goal_states_per_s"):
-        out["kafka_path_vs_grpc_fast_path"] = storm["goal_states_per_s"] / fast["goal_states_per_s"]
+    pairs = _pair_ratios(storm)
+    if pairs:
+        out["kafka_path_vs_grpc_fast_path"] = statistics.median(pairs)
     if storm and storm.get("fanout"):
         out["region_fetch_vs_sims_fetch"] = storm["fanout"]["region_vs_sims_fetch"]
     mixed = mixed_ratios((results.get("channels") or {}).get("mixed", []))
@@ -181,11 +183,26 @@ def _compared(m: dict[str, Any], names: tuple[tuple[str, str], ...]) -> tuple[st
 def _apart(measured: float, limit: float) -> tuple[str, str]:
     """Both numbers to 3 significant digits, or to as many more (up to 6) as it takes for
     a measure that differs from its limit to read differently."""
-    for digits in range(3, 7):
-        said, bound = f"{measured:.{digits}g}", f"{limit:.{digits}g}"
+    said, bound = f"{measured:.3g}", f"{limit:.3g}"
+    for digits in range(4, 7):
         if said != bound:
             break
+        said, bound = f"{measured:.{digits}g}", f"{limit:.{digits}g}"
     return said, bound
+
+
+def _pair_ratios(storm: dict[str, Any] | None) -> list[float]:
+    """Kafka path / gRPC fast path goal states/s of each pair of main storms run (or of the one
+    storm and its fast path, in results without pairs)."""
+    if not storm:
+        return []
+    pairs = storm.get("pairs") or ([pair_of(storm)] if storm.get("grpc_fast_path") else [])
+    return [p["kafka_goal_states_per_s"] / p["grpc_goal_states_per_s"] for p in pairs if p["grpc_goal_states_per_s"]]
+
+
+def pair_of(storm: dict[str, Any]) -> dict[str, float]:
+    """A main storm's goal states/s on the Kafka path and on the gRPC fast path run after it."""
+    return {"kafka_goal_states_per_s": storm["goal_states_per_s"], "grpc_goal_states_per_s": storm["grpc_fast_path"]["goal_states_per_s"]}
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -390,6 +407,12 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
                      (f"{fast['goal_states_per_s']:,.0f} goal states/s; caller send->reply p50 / p99 "
                       f"{fast['caller_reply_ms']['p50']:.1f} / {fast['caller_reply_ms']['p99']:.1f} ms; "
                       f"{fast['grpc_messages']:,} messages on gRPC, {fast['kafka_messages']:,} on Kafka")))
+        pairs = (storm or {}).get("pairs") or []
+        if len(pairs) > 1:
+            rows.append((f"Kafka path / gRPC fast path, {len(pairs)} pairs of storms run in turn (goal states/s)",
+                         "; ".join(f"{p['kafka_goal_states_per_s']:,.0f} / {p['grpc_goal_states_per_s']:,.0f} = "
+                                   f"{p['kafka_goal_states_per_s'] / p['grpc_goal_states_per_s']:.2f}x" for p in pairs)
+                         + f"; median {statistics.median(_pair_ratios(storm)):.2f}x"))
     for phase in (storm or {}).get("churn", []):
         rows.append(((f"churn at {phase['fraction']:.0%} of max "
                       f"({phase['offered_per_s']:,.0f}/s offered, {phase['achieved_per_s']:,.0f}/s done)"),

@@ -62,6 +62,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert fast["inputs"] == tiny.ports and fast["failures"] == 0 and fast["goal_states_per_s"] > 0 and fast["simulators"] == 2
     assert fast["path"] == "grpc" and fast["grpc_messages"] > 0 and fast["grpc_bytes"] > 0 and fast["bytes_pushed"] > 0
     _latency(fast, "caller_reply_ms")
+    assert storm["pairs"] == [{"kafka_goal_states_per_s": storm["goal_states_per_s"], "grpc_goal_states_per_s": fast["goal_states_per_s"]}]
 
     raw = results["raw_ceiling"]
     assert raw["messages"] == storm["messages_published"] and raw["messages_per_s"] > 0 and raw["bytes"] > 0

@@ -95,6 +95,19 @@ def test_region_targets_are_projected_along_the_fitted_growth_and_said_so() -> N
     assert verdicts["<= 10 KiB simulator memory per loaded host (1,000,000 hosts)"]["met"] is True
 
 
+def test_the_kafka_vs_fast_path_target_takes_the_median_of_the_pairs_and_lists_them() -> None:
+    results = _synthetic(100, 2000)
+    results["storm"]["pairs"] = [report.pair_of(results["storm"]),  # 3 / 6 goal states/s
+                                 {"kafka_goal_states_per_s": 900.0, "grpc_goal_states_per_s": 200.0},
+                                 {"kafka_goal_states_per_s": 500.0, "grpc_goal_states_per_s": 250.0}]
+    assert report.ratios(results)["kafka_path_vs_grpc_fast_path"] == 2.0  # of 0.5, 4.5, 2.0
+    verdict = {t["target"]: t for t in report.targets(results)}["Kafka path >= 3x the gRPC fast path's goal states/s (main storm)"]
+    assert verdict["met"] is False and verdict["measured"] == 2.0
+    rows = dict(report.summary_rows(results))
+    assert rows["Kafka path / gRPC fast path, 3 pairs of storms run in turn (goal states/s)"] == (
+        "3 / 6 = 0.50x; 900 / 200 = 4.50x; 500 / 250 = 2.00x; median 2.00x")
+
+
 def test_a_measure_just_past_its_limit_reads_apart_from_it() -> None:
     results = _synthetic(100, 2000)
     # 1,000 -> 1,000,000 hosts, slope 1.1036: three digits would print it as the limit, 1.1

@@ -12,7 +12,7 @@ import pytest
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from gs_bench import main as bench_main
-from gs_bench import scenarios
+from gs_bench import report, scenarios
 from gs_bench.footprint import footprint
 from gs_bench.measure import Push, Reply, Samples, cdf_sample, percentiles, phase_figures
 from gs_bench.runner import Env
@@ -139,6 +139,34 @@ def test_an_interrupted_sweep_keeps_the_points_measured_before(monkeypatch: pyte
     with pytest.raises(KeyboardInterrupt):
         bench_main.run_suite(Env("127.0.0.1:9", tmp_path), suite, results)  # the fake storms never reach it
     assert [p["hosts"] for p in results["convergence_vs_hosts"]] == [100, 1000]
+
+
+def test_the_kafka_and_fast_path_storms_run_in_pairs_and_their_ratio_is_the_median(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rates = iter([(300.0, 100.0), (900.0, 200.0), (500.0, 250.0)])  # pair ratios 3.0, 4.5, 2.0
+    calls: list[dict[str, object]] = []
+
+    def fake_storm(env: object, storm: Storm, **kw: object) -> dict[str, object]:
+        calls.append(kw)
+        kafka, grpc = next(rates)
+        return {"goal_states_per_s": kafka, "grpc_fast_path": {"goal_states_per_s": grpc}}
+
+    monkeypatch.setattr(bench_main, "run_storm", fake_storm)
+    suite = dataclasses.replace(SUITES["default"], scenarios=("churn", "fast-path"), warm_up=False, pair_runs=3)
+    results: dict[str, Any] = {}
+    bench_main.run_suite(Env("127.0.0.1:9", tmp_path), suite, results)
+    assert [kw.get("fast_path") for kw in calls] == [True] * 3
+    assert [bool(kw.get("churn")) for kw in calls] == [True, False, False]  # churn only on the first pair's daemons
+    assert [(p["kafka_goal_states_per_s"], p["grpc_goal_states_per_s"]) for p in results["storm"]["pairs"]] == [
+        (300.0, 100.0), (900.0, 200.0), (500.0, 250.0)]
+    assert report.ratios(results)["kafka_path_vs_grpc_fast_path"] == 3.0
+
+
+def test_pair_runs_below_one_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench_main.parse(["--pair-runs", "0"])
+    assert "--pair-runs: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_the_broker_is_warmed_up_by_the_main_storm_before_the_scenarios_that_use_it(

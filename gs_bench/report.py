@@ -70,7 +70,8 @@ RATIO_TEXT = {
     "p99_vs_raw_p99": "publish->applied p99 at 50 % churn / raw Kafka p99 at the same message rate",
     "unicast_vs_multicast_bytes": "bytes unicast-only published / vpc-multicast's, after bring-up (how many times fewer multicast sends)",
     "unicast_vs_multicast_bytes_whole_storm": "bytes unicast-only published / vpc-multicast's, whole storm",
-    "kafka_path_vs_grpc_fast_path": "goal states/s of the Kafka path (--path mq) / of the gRPC fast path (DPM --path grpc), main storm",
+    "kafka_path_vs_grpc_fast_path": ("goal states/s of the Kafka path (--path mq) / of the gRPC fast path (DPM --path grpc), main storm; "
+                                     "the median over the pairs run"),
     "channels_auto_vs_grpc": "goal states/s of --path auto / of --path grpc (channels, mixed region)",
     "channels_auto_vs_mq": "goal states/s of --path auto / of --path mq (channels, mixed region)",
     "channels_light_grpc_vs_auto_p50": "caller send->reply p50 of --path grpc / of --path auto (channels, mixed region at light load)",
@@ -407,12 +408,13 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
                      (f"{fast['goal_states_per_s']:,.0f} goal states/s; caller send->reply p50 / p99 "
                       f"{fast['caller_reply_ms']['p50']:.1f} / {fast['caller_reply_ms']['p99']:.1f} ms; "
                       f"{fast['grpc_messages']:,} messages on gRPC, {fast['kafka_messages']:,} on Kafka")))
-        pairs = (storm or {}).get("pairs") or []
+        pairs, ratios_of_pairs = (storm or {}).get("pairs") or [], _pair_ratios(storm)
         if len(pairs) > 1:
             rows.append((f"Kafka path / gRPC fast path, {len(pairs)} pairs of storms run in turn (goal states/s)",
-                         "; ".join(f"{p['kafka_goal_states_per_s']:,.0f} / {p['grpc_goal_states_per_s']:,.0f} = "
-                                   f"{p['kafka_goal_states_per_s'] / p['grpc_goal_states_per_s']:.2f}x" for p in pairs)
-                         + f"; median {statistics.median(_pair_ratios(storm)):.2f}x"))
+                         "; ".join(f"{p['kafka_goal_states_per_s']:,.0f} / {p['grpc_goal_states_per_s']:,.0f}"
+                                   + (f" = {p['kafka_goal_states_per_s'] / p['grpc_goal_states_per_s']:.2f}x"
+                                      if p["grpc_goal_states_per_s"] else "") for p in pairs)
+                         + (f"; median {statistics.median(ratios_of_pairs):.2f}x" if ratios_of_pairs else "")))
     for phase in (storm or {}).get("churn", []):
         rows.append(((f"churn at {phase['fraction']:.0%} of max "
                       f"({phase['offered_per_s']:,.0f}/s offered, {phase['achieved_per_s']:,.0f}/s done)"),

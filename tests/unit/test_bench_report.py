@@ -106,6 +106,10 @@ def test_the_kafka_vs_fast_path_target_takes_the_median_of_the_pairs_and_lists_t
     rows = dict(report.summary_rows(results))
     assert rows["Kafka path / gRPC fast path, 3 pairs of storms run in turn (goal states/s)"] == (
         "3 / 6 = 0.50x; 900 / 200 = 4.50x; 500 / 250 = 2.00x; median 2.00x")
+    results["storm"]["pairs"][1]["grpc_goal_states_per_s"] = 0.0  # a fast path that answered nothing: no ratio of its own
+    assert report.ratios(results)["kafka_path_vs_grpc_fast_path"] == 1.25  # of 0.5 and 2.0
+    assert dict(report.summary_rows(results))["Kafka path / gRPC fast path, 3 pairs of storms run in turn (goal states/s)"] == (
+        "3 / 6 = 0.50x; 900 / 0; 500 / 250 = 2.00x; median 1.25x")
 
 
 def test_a_measure_just_past_its_limit_reads_apart_from_it() -> None:

@@ -122,11 +122,12 @@ class KafkaRecord:
         self.value: bytes = message.value() or b""
 
     def header(self, name: str) -> str | None:
-        """The header's text as `wire.decode_headers` reads it (the last of that name wins)."""
+        """The header's text (`wire.header_text`); the last of that name wins, as in `wire.decode_headers`."""
         headers = self.message.headers()  # a consumed record's: a list of (name, bytes or None)
-        if not isinstance(headers, list):
-            return None
-        return wire.decode_headers([pair for pair in headers if pair[0] == name]).get(name)
+        for key, value in reversed(headers or ()):
+            if key == name:
+                return wire.header_text(value)
+        return None
 
     def envelope(self) -> Envelope:
         return _envelope(self.message)

@@ -82,7 +82,12 @@ def decode_headers(headers: RawHeaders) -> dict[str, str]:
     if not headers:
         return {}
     pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return {k: v.decode(errors="replace") if isinstance(v, bytes) else (v or "") for k, v in pairs}
+    return {k: header_text(v) for k, v in pairs}
+
+
+def header_text(value: bytes | str | None) -> str:
+    """One header value as text: bytes decoded as UTF-8 (invalid bytes replaced), none as ""."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
 
 
 def message_type(headers: Headers) -> str:

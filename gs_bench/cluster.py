@@ -182,3 +182,41 @@ def sim_ready(sim: Daemon, hosts: int) -> Daemon:
              deadline=120 + hosts / 1000)
     assert sim.process is not None and sim.process.poll() is None, sim.logs()
     return sim
+
+
+def listening_pids(port: int) -> list[int]:
+    """The processes of this machine with a TCP socket listening on `port` (Linux /proc)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def broker_pids(bootstrap: str) -> tuple[int, ...]:
+    """The processes of this machine listening on the ports of `bootstrap`'s loopback addresses
+    (the broker, when it runs here); none for a broker elsewhere."""
+    pids: dict[int, None] = {}
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().split("://")[-1].rpartition(":")
+        if host.strip("[]") in LOOPBACK and port.isdigit():
+            pids.update(dict.fromkeys(listening_pids(int(port))))
+    return tuple(pids)

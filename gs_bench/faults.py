@@ -30,7 +30,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -38,7 +37,7 @@ import grpc
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from gs_bench.cluster import Daemon, answers, dpm_status, host_snapshot, host_state, wait_for
+from gs_bench.cluster import Daemon, answers, dpm_status, host_snapshot, host_state, listening_pids, wait_for
 from gs_bench.runner import CHANNEL_OPTIONS, Cluster, Env, cluster, push_stream
 from gs_bench.scenarios import FAULTS, Storm, host_ranges
 from gs_bench.topology import ports_message, tables_of
@@ -180,30 +179,6 @@ def restart(c: Cluster, sim: Daemon, sig: int = signal.SIGTERM, down: float = 0.
         sim.stop()
     time.sleep(down)
     return c.start_sim(count, str(ipaddress.IPv4Address(first)), f"{sim.name.removeprefix('sim-')}r")
-
-
-def listening_pids(port: int) -> list[int]:
-    """The processes of this machine with a TCP socket listening on `port` (Linux /proc)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
-                inodes.add(f"socket:[{fields[9]}]")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
 
 
 def storm_with(c: Cluster, env: Env, storm: Storm, fault: Callable[[], dict[str, Any]]) -> tuple[Ledger, float, dict[str, Any]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from gs_bench import baselines, report
 from gs_bench.channels import run_channels
+from gs_bench.cluster import broker_pids
 from gs_bench.faults import run_faults
 from gs_bench.footprint import describe as describe_footprint
 from gs_bench.footprint import footprint
@@ -233,7 +234,9 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
         with broker(args.bootstrap) as (bootstrap, external):
             results["config"]["broker"] = broker_name(bootstrap)
             results["config"]["bootstrap"] = bootstrap if external else f"embedded {broker_name(bootstrap)} ({bootstrap})"
-            run_suite(Env(bootstrap, out / "logs", say, suite.streams, external=external, sims=max(1, args.sims)), suite, results)
+            env = Env(bootstrap, out / "logs", say, suite.streams, external=external, sims=max(1, args.sims),
+                      broker_pids=broker_pids(bootstrap))
+            run_suite(env, suite, results)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the broker's handler exits)
         say("interrupted: daemons stopped; writing what was measured")
         results["error"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"terminated ({exc.code})"

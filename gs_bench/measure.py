@@ -7,6 +7,7 @@ import array
 import functools
 import gc
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -431,3 +432,45 @@ def rss_of(pid: int) -> int:
         return int(psutil.Process(pid).memory_info().rss)
     except psutil.Error:
         return 0
+
+
+# CPU over a phase: the components whose processes the bench reads, in report order.
+CPU_PARTS = ("dpm", "dpm_event_loop", "simulators", "broker", "bench")
+
+
+def cpu_seconds(parts: Mapping[str, Iterable[int]]) -> dict[str, float]:
+    """User + system CPU seconds so far of each part's processes, summed (a process gone is
+    left out). `dpm_event_loop` names processes whose main thread alone is counted: the
+    DPM's asyncio loop, where every input and ack is worked."""
+    out: dict[str, float] = {}
+    for part, pids in parts.items():
+        total = 0.0
+        for pid in pids:
+            try:
+                proc = psutil.Process(pid)
+                if part == "dpm_event_loop":
+                    total += sum(t.user_time + t.system_time for t in proc.threads() if t.id == pid)
+                else:
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+            except psutil.Error:
+                continue
+        out[part] = total
+    return out
+
+
+def cpu_used(before: Mapping[str, float], after: Mapping[str, float], wall_s: float) -> dict[str, Any]:
+    """Cores each part kept busy between two `cpu_seconds` readings `wall_s` apart, and the
+    machine's cores: where a phase's time went, in every run (a part missing from `before`
+    is left out)."""
+    cores = {part: max(after[part] - before[part], 0.0) / wall_s if wall_s > 0 else 0.0
+             for part in CPU_PARTS if part in before and part in after}
+    return {"wall_s": wall_s, "cpus": len(os.sched_getaffinity(0)), "cores": cores}
+
+
+def cpu_combined(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two phases' `cpu_used` as one: each part's cores over the sum of their walls."""
+    wall = a["wall_s"] + b["wall_s"]
+    cores = {part: (a["cores"][part] * a["wall_s"] + b["cores"][part] * b["wall_s"]) / wall if wall > 0 else 0.0
+             for part in a["cores"] if part in b["cores"]}
+    return {"wall_s": wall, "cpus": b["cpus"], "cores": cores}

@@ -407,7 +407,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("gRPC fast path (the storm through the DPM, --path grpc, a stream per host, no Kafka)",
                      (f"{fast['goal_states_per_s']:,.0f} goal states/s; caller send->reply p50 / p99 "
                       f"{fast['caller_reply_ms']['p50']:.1f} / {fast['caller_reply_ms']['p99']:.1f} ms; "
-                      f"{fast['grpc_messages']:,} messages on gRPC, {fast['kafka_messages']:,} on Kafka")))
+                      f"{fast['grpc_messages']:,} messages on gRPC, {fast['kafka_messages']:,} on Kafka"
+                      + (f"; CPU, cores busy: {cpu_text(fast['cpu'])}" if "cpu" in fast else ""))))
         pairs, ratios_of_pairs = (storm or {}).get("pairs") or [], _pair_ratios(storm)
         if len(pairs) > 1:
             rows.append((f"Kafka path / gRPC fast path, {len(pairs)} pairs of storms run in turn (goal states/s)",
@@ -418,7 +419,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     for phase in (storm or {}).get("churn", []):
         rows.append(((f"churn at {phase['fraction']:.0%} of max "
                       f"({phase['offered_per_s']:,.0f}/s offered, {phase['achieved_per_s']:,.0f}/s done)"),
-                     "publish->applied " + _lat(phase["publish_to_applied_ms"])))
+                     "publish->applied " + _lat(phase["publish_to_applied_ms"])
+                     + (f"; CPU, cores busy: {cpu_text(phase['cpu'])}" if "cpu" in phase else "")))
     raw50 = results.get("raw_at_50")
     if raw50:
         rows.append((f"raw Kafka at the 50 % churn's message rate ({raw50['offered_per_s']:,.0f}/s)",
@@ -485,9 +487,22 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def cpu_text(cpu: dict[str, Any]) -> str:
+    """A phase's CPU (`measure.cpu_used`) as cores busy per part, and the machine's total."""
+    cores = cpu["cores"]
+    loop = f" (event loop {cores['dpm_event_loop']:.2f})" if "dpm_event_loop" in cores else ""
+    parts = [f"{name} {cores[key]:.2f}" + (loop if key == "dpm" else "")
+             for key, name in (("dpm", "DPM"), ("simulators", "simulators"), ("broker", "broker"), ("bench", "bench")) if key in cores]
+    busy = sum(v for k, v in cores.items() if k != "dpm_event_loop")
+    broker = "" if "broker" in cores else "; the broker's are not counted (not on this machine)"
+    return f"{', '.join(parts)}; {busy:.2f} of {cpu['cpus']} cores{broker}"
+
+
 def _load_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
-    """Acks, broker bytes, memory per host and per resource, and the region fan-out of one storm."""
+    """Acks, CPU, broker bytes, memory per host and per resource, and the region fan-out of one storm."""
     rows: list[tuple[str, str]] = []
+    if "cpu" in f:
+        rows.append(("  CPU while pushing: cores busy", cpu_text(f["cpu"])))
     if "acks_received" in f:
         rows.append(("  acks received / broker bytes in / out",
                      f"{f['acks_received']:,} / {f['broker_bytes_in']:,} / {f['broker_bytes_out']:,} B"))

@@ -53,6 +53,7 @@ class Env:
     dpm_args: tuple[str, ...] = ()
     external: bool = False
     sims: int = 1  # simulator processes a scenario's hosts are split over (contiguous host ranges)
+    broker_pids: tuple[int, ...] = ()  # the broker's processes, when it runs on this machine (its CPU is reported)
 
 
 @contextmanager
@@ -107,6 +108,14 @@ class Cluster:
     def agent_statuses(self) -> list[status_pb2.AgentStatus]:
         """Every running simulator's status (figures are summed over them)."""
         return [agent_status(s.status_port) for s in self.sims]
+
+    def cpu_pids(self) -> dict[str, list[int]]:
+        """The processes whose CPU a phase reports, by part (`measure.CPU_PARTS`)."""
+        assert self.dpm.process is not None
+        dpm = [self.dpm.process.pid]
+        sims = [s.process.pid for s in self.sims if s.process is not None and s.process.poll() is None]
+        broker = {"broker": list(self.env.broker_pids)} if self.env.broker_pids else {}
+        return {"dpm": dpm, "dpm_event_loop": dpm, "simulators": sims, **broker, "bench": [os.getpid()]}
 
     def dpm_rss(self) -> int:
         assert self.dpm.process is not None

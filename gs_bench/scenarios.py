@@ -31,6 +31,9 @@ from gs_bench.measure import (
     agent_delta,
     bytes_between,
     cdf_sample,
+    cpu_combined,
+    cpu_seconds,
+    cpu_used,
     delta,
     end_offsets,
     partition_bytes,
@@ -39,6 +42,7 @@ from gs_bench.measure import (
     readers,
     region_fetch_bytes,
 )
+from gs_bench.report import cpu_text
 from gs_bench.runner import Cluster, Env, cluster, push
 from gs_bench.topology import Port, port_message, subnet_message, tables_of
 from gsmq import wire
@@ -311,12 +315,15 @@ def pushed(c: Cluster, storm: Storm, payloads: list[bytes], lanes: list[int] | N
     goal_topics = [c.topics.unicast, c.topics.multicast]
     ends = end_offsets(kafka, goal_topics) if c.path != MQ else None
     dpm_before, agents_before, acks_before = c.dpm_status(), c.agent_statuses(), (replies.acks, replies.ack_bytes)
+    pids = c.cpu_pids()
+    cpu_before, began = cpu_seconds(pids), time.monotonic()
     result = push(c.address, payloads, c.env.streams, rate, lanes=lanes)
+    cpu = cpu_used(cpu_before, cpu_seconds(pids), time.monotonic() - began)  # the push only: settling is the bench's
     replies.settle(0.1 if c.path == GRPC else 0.5)  # on grpc, acks reach the reply topic only from a fallback to Kafka
     window = replies.window(result.first_sent_ns, result.last_reply_ns + 1)
     figures = phase_figures(result, window, resources if resources is not None else storm.total_resources(),
                             delta(c.dpm_status(), dpm_before), agent_delta(c.agent_statuses(), agents_before))
-    figures["path"] = c.path
+    figures["path"], figures["cpu"] = c.path, cpu
     if ends is None:
         figures["kafka_messages"], figures["kafka_bytes"] = figures["messages_published"], figures["bytes_published"]
     else:
@@ -437,6 +444,7 @@ def run_storm(env: Env, storm: Storm, strategy: str = Strategy.VPC_MULTICAST, ch
                 f"{figures['resources_per_s']:.0f} resources/s, {latency}, "
                 f"{figures['bytes_published']:,} B published, {figures['acks_received']:,} acks; RSS per host: "
                 f"DPM {figures['dpm_rss_per_host_bytes'] / 1024:.1f} KiB, simulators {figures['sim_rss_per_host_bytes'] / 1024:.1f} KiB")
+        env.say(f"  CPU while pushing, cores busy: {cpu_text(figures['cpu'])}")
         if churn:
             figures["churn"] = _churn(env, c, storm, figures["goal_states_per_s"], churn, churn_seconds)
         if path == MQ:  # on gRPC nothing is fetched from the broker
@@ -472,6 +480,7 @@ def _combine(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out["resources_per_s"] = out["resources"] / out["duration_s"] if out["duration_s"] else 0.0
     out["messages_per_s"] = out["messages_published"] / out["convergence_s"] if out["convergence_s"] else 0.0
     out["avg_message_bytes"] = out["bytes_published"] / max(out["messages_published"], 1)
+    out["cpu"] = cpu_combined(a["cpu"], b["cpu"])
     return out
 
 
@@ -600,7 +609,8 @@ def sweep_point(storm: dict[str, Any]) -> dict[str, Any]:
             "sim_rss_growth_per_resource_bytes", "sim_rss_growth_per_view_resource_bytes", "view_resources",
             "dpm_rss_bytes", "dpm_rss_per_host_bytes", "dpm_rss_growth_per_host_bytes",
             "dpm_rss_growth_per_resource_bytes",
-            "dpm_rss_growth_per_view_resource_bytes", "sim_resources", "dpm_resources", "failures", "publish_to_applied_ms", "fanout")
+            "dpm_rss_growth_per_view_resource_bytes", "sim_resources", "dpm_resources", "failures", "publish_to_applied_ms", "fanout",
+            "cpu")
     return {k: storm[k] for k in keys if k in storm}
 
 

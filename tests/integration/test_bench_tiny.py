@@ -52,10 +52,16 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert fan["topic_bytes"] >= storm["bytes_published"] and fan["sims_fetched_bytes"] >= storm["bytes_consumed"]
     assert fan["region_fetch_bytes"] >= fan["sims_fetched_bytes"]  # one process per many hosts fetches less than they would
     assert results["ratios"]["region_fetch_vs_sims_fetch"] == fan["region_vs_sims_fetch"] >= 1.0
+    # where the CPU went while pushing: every part's processes read, the broker's when it runs on this machine
+    cores, here = storm["cpu"]["cores"], all(a.startswith("127.0.0.1:") for a in bootstrap.split(","))
+    assert set(cores) == {"dpm", "dpm_event_loop", "simulators", "bench"} | ({"broker"} if here else set())
+    assert storm["cpu"]["wall_s"] > 0
+    assert 0 <= cores["dpm_event_loop"] <= cores["dpm"] and cores["dpm"] + cores["simulators"] + cores["broker"] > 0
     assert [p["fraction"] for p in storm["churn"]] == list(tiny.churn)
     for phase in storm["churn"]:
         assert phase["inputs"] > 0 and phase["failures"] == 0 and phase["offered_per_s"] > 0
         _latency(phase, "publish_to_applied_ms")
+        assert set(phase["cpu"]["cores"]) == set(cores)
     assert storm["path"] == "mq" and storm["grpc_messages"] == 0 and storm["kafka_bytes"] == storm["bytes_published"]
     # the gRPC fast path: the same storm through a DPM with --path grpc, to the simulators' registered fast paths
     fast = storm["grpc_fast_path"]
@@ -135,7 +141,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
 
     assert set(tiny.sweep) <= {p["hosts"] for p in results["convergence_vs_hosts"]}
     assert all(p["convergence_s"] > 0 and p["sim_rss_per_host_bytes"] > 0 and p["dpm_rss_per_host_bytes"] > 0
-               and p["fanout"]["region_fetch_bytes"] > 0 for p in results["convergence_vs_hosts"])
+               and p["fanout"]["region_fetch_bytes"] > 0 and set(p["cpu"]["cores"]) == set(cores) for p in results["convergence_vs_hosts"])
     assert "convergence_growth_exponent" in results
     assert [(s["hosts"], s["ports"]) for s in results["vpc_storms"]] == list(tiny.vpc_storms)
     assert all(s["vpcs"] == 1 and s["failures"] == 0 for s in results["vpc_storms"])
@@ -158,6 +164,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
 
     report = (out / "report.md").read_text()
     assert "## Summary" in report and "## Targets" in report and "ratio throughput_vs_raw" in report
+    assert "| CPU while pushing: cores busy | DPM " in report
     assert "## Channels per VPC size" in report and "size where Kafka starts to win" in report
     assert (out / "channels_throughput.png").stat().st_size > 1000
     for plot in PLOTS:

@@ -23,7 +23,7 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.testing import subnet_goal
-from gs_bench.faults import listening_pids
+from gs_bench.cluster import listening_pids
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
 from gsmq.topics import Topics

@@ -1,14 +1,12 @@
-"""The faults scenario's bookkeeping: what callers listed and were told, and the broker's process found by its port."""
+"""The faults scenario's bookkeeping: what callers listed and were told."""
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Any
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from gs_bench.faults import Ledger, listening_pids, listing
+from gs_bench.faults import Ledger, listing
 from gs_bench.scenarios import Storm
 from gs_bench.topology import ports_message
 
@@ -47,12 +45,3 @@ def test_the_ledger_counts_success_only_for_the_pairs_answered_success() -> None
     ledger.add(Answered(payloads, [reply("port-0", "dhcp-port-0", failed=("nb-port-0",)), None]))  # type: ignore[arg-type]
     assert ledger.succeeded == {(A, "PORT", "port-0"), (A, "DHCP", "dhcp-port-0")}
     assert set(ledger.desired[B]) == {("NEIGHBOR", "nb-port-0"), ("PORT", "port-1"), ("DHCP", "dhcp-port-1")}  # desired all the same
-
-
-def test_the_process_listening_on_a_port_is_found() -> None:
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        assert listening_pids(port) == [os.getpid()]
-    assert listening_pids(port) == []

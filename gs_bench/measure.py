@@ -438,33 +438,35 @@ def rss_of(pid: int) -> int:
 CPU_PARTS = ("dpm", "dpm_event_loop", "simulators", "broker", "bench")
 
 
-def cpu_seconds(parts: Mapping[str, Iterable[int]]) -> dict[str, float]:
-    """User + system CPU seconds so far of each part's processes, summed (a process gone is
+def cpu_seconds(parts: Mapping[str, Iterable[int]]) -> dict[str, dict[int, float]]:
+    """User + system CPU seconds so far of each part's processes, by pid (a process gone is
     left out). `dpm_event_loop` names processes whose main thread alone is counted: the
     DPM's asyncio loop, where every input and ack is worked."""
-    out: dict[str, float] = {}
+    out: dict[str, dict[int, float]] = {}
     for part, pids in parts.items():
-        total = 0.0
+        seconds = out[part] = {}
         for pid in pids:
             try:
                 proc = psutil.Process(pid)
                 if part == "dpm_event_loop":
-                    total += sum(t.user_time + t.system_time for t in proc.threads() if t.id == pid)
+                    seconds[pid] = sum(t.user_time + t.system_time for t in proc.threads() if t.id == pid)
                 else:
                     times = proc.cpu_times()
-                    total += times.user + times.system
+                    seconds[pid] = times.user + times.system
             except psutil.Error:
                 continue
-        out[part] = total
     return out
 
 
-def cpu_used(before: Mapping[str, float], after: Mapping[str, float], wall_s: float) -> dict[str, Any]:
+def cpu_used(before: Mapping[str, Mapping[int, float]], after: Mapping[str, Mapping[int, float]], wall_s: float) -> dict[str, Any]:
     """Cores each part kept busy between two `cpu_seconds` readings `wall_s` apart, and the
-    machine's cores: where a phase's time went, in every run (a part missing from `before`
-    is left out)."""
-    cores = {part: max(after[part] - before[part], 0.0) / wall_s if wall_s > 0 else 0.0
-             for part in CPU_PARTS if part in before and part in after}
+    machine's cores: where a phase's time went, in every run. Only processes read both times
+    count (one killed or started during the phase is left out)."""
+    cores = {}
+    for part in CPU_PARTS:
+        if part in before and part in after:
+            seconds = sum(after[part][pid] - was for pid, was in before[part].items() if pid in after[part])
+            cores[part] = seconds / wall_s if wall_s > 0 else 0.0
     return {"wall_s": wall_s, "cpus": len(os.sched_getaffinity(0)), "cores": cores}
 
 
@@ -474,3 +476,4 @@ def cpu_combined(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     cores = {part: (a["cores"][part] * a["wall_s"] + b["cores"][part] * b["wall_s"]) / wall if wall > 0 else 0.0
              for part in a["cores"] if part in b["cores"]}
     return {"wall_s": wall, "cpus": b["cpus"], "cores": cores}
+

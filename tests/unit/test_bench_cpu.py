@@ -54,13 +54,15 @@ def test_cpu_seconds_count_the_process_or_its_main_thread_alone_and_skip_a_gone_
     before = cpu_seconds(parts)
     _burn(0.3)
     after = cpu_seconds(parts)
-    assert after["simulators"] == before["simulators"] == 0.0
-    whole, main_thread = after["dpm"] - before["dpm"], after["dpm_event_loop"] - before["dpm_event_loop"]
+    assert after["simulators"] == before["simulators"] == {}
+    whole, main_thread = after["dpm"][me] - before["dpm"][me], after["dpm_event_loop"][me] - before["dpm_event_loop"][me]
     assert whole >= 0.25 and main_thread < whole / 2  # (/proc counts in ticks of 10 ms)
 
 
-def test_cores_busy_are_seconds_over_the_wall_and_two_phases_combine_weighted_by_their_walls() -> None:
-    used = cpu_used({"dpm": 10.0, "simulators": 5.0, "bench": 1.0}, {"dpm": 13.0, "simulators": 7.0, "bench": 1.5}, 4.0)
+def test_cores_busy_are_seconds_over_the_wall_of_the_processes_read_twice_and_phases_combine_by_wall() -> None:
+    before = {"dpm": {1: 10.0}, "simulators": {2: 5.0, 3: 4.0}, "bench": {4: 1.0}}
+    after = {"dpm": {1: 13.0}, "simulators": {2: 7.0, 5: 9.0}, "bench": {4: 1.5}}  # simulator 3 killed, 5 started meanwhile
+    used = cpu_used(before, after, 4.0)
     assert used["cores"] == {"dpm": 0.75, "simulators": 0.5, "bench": 0.125} and used["wall_s"] == 4.0
     assert used["cpus"] == len(os.sched_getaffinity(0))
     other = {"wall_s": 1.0, "cpus": used["cpus"], "cores": {"dpm": 2.0, "simulators": 0.0, "bench": 0.0}}

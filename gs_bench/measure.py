@@ -477,3 +477,22 @@ def cpu_combined(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
              for part in a["cores"] if part in b["cores"]}
     return {"wall_s": wall, "cpus": b["cpus"], "cores": cores}
 
+
+def jit_seconds(pids: Iterable[int]) -> float:
+    """CPU seconds so far of the JIT compiler threads of these processes (HotSpot names them
+    `C1 CompilerThread<n>` and `C2 CompilerThread<n>`); 0 for a process gone or not a JVM."""
+    total = 0.0
+    for pid in pids:
+        try:
+            threads = psutil.Process(pid).threads()
+        except psutil.Error:
+            continue
+        for t in threads:
+            try:
+                with open(f"/proc/{pid}/task/{t.id}/comm") as f:
+                    name = f.read()
+            except OSError:
+                continue
+            if name.startswith(("C1 CompilerThre", "C2 CompilerThre")):
+                total += t.user_time + t.system_time
+    return total

@@ -551,8 +551,12 @@ def _warm_up(results: dict[str, Any]) -> list[str]:
     w = results.get("warm_up")
     if not w:
         return []
-    line = (f"Warm-up (not measured): the main storm ({w['hosts']:,} hosts, {w['ports']:,} ports) once before the scenarios, "
-            f"so that none pays for the broker's JIT compilation; it converged in {w['convergence_s']:.2f} s.")
+    rounds = w.get("rounds") or [{"convergence_s": w["convergence_s"]}]
+    jit = ", ".join(f"{r['jit_cores']:.2f}" for r in rounds if "jit_cores" in r)
+    line = (f"Warm-up (not measured): the main storm ({w['hosts']:,} hosts, {w['ports']:,} ports) and a short churn, "
+            f"{len(rounds)} round(s) before the scenarios, so that none pays for the broker's JIT compilation"
+            + (f" (cores its compilers kept busy, per round: {jit})" if jit else "")
+            + f"; the first storm converged in {w['convergence_s']:.2f} s.")
     return [line, ""]
 
 

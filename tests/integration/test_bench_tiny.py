@@ -33,6 +33,11 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert "error" not in results
     assert results["config"]["suite"] == "tiny" and results["config"]["hosts"] == tiny.hosts and results["config"]["sims"] == 2
 
+    # the warm-up: rounds of the main storm and a short churn while the broker's JIT compilers were busy, at most 4
+    rounds = results["warm_up"]["rounds"]
+    assert 1 <= len(rounds) <= 4 and all(r["jit_cores"] >= 0 and r["convergence_s"] > 0 for r in rounds)
+    assert all(r["jit_cores"] >= 0.1 for r in rounds[:-1])  # a round below the bar was the last
+
     storm = results["storm"]
     assert storm["inputs"] == storm["ports"] == tiny.ports and storm["failures"] == 0
     assert storm["hosts_replied"] == tiny.hosts  # every host applied something

@@ -189,6 +189,34 @@ def test_the_broker_is_warmed_up_by_the_main_storm_before_the_scenarios_that_use
     assert "warm_up" not in results  # a scenario without the broker is not warmed up for
 
 
+@pytest.mark.parametrize(("jit_per_round", "rounds"), [([5.0, 5.0, 0.0, 9.0], 3), ([5.0] * 6, scenarios.WARM_ROUNDS), ([], 1)])
+def test_the_warm_up_goes_on_until_the_brokers_jit_compilers_are_quiet(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, jit_per_round: list[float], rounds: int
+) -> None:
+    """Each round is the main storm with a short churn; rounds end at the first one over which
+    the broker's compiler threads did less than WARM_JIT_CORES of work, or at WARM_ROUNDS. A
+    broker the bench cannot read (no pids here: its compile time reads 0) gets one round."""
+    calls: list[dict[str, object]] = []
+    done = iter(jit_per_round)
+    compiled = [0.0]
+
+    def fake_storm(env: object, storm: Storm, **kw: object) -> dict[str, object]:
+        calls.append(kw)
+        compiled[0] += next(done, 0.0)  # seconds of compiling during this round: cores, over a round shorter than a second
+        return {"convergence_s": 2.0 + len(calls)}
+
+    monkeypatch.setattr(scenarios, "run_storm", fake_storm)
+    monkeypatch.setattr(scenarios, "jit_seconds", lambda pids: compiled[0] if pids else 0.0)
+    env = Env("127.0.0.1:9", tmp_path, say=lambda _: None, broker_pids=(1,) if jit_per_round else ())
+    result = scenarios.warm_up(env, Storm(10, 1, 10))
+    assert len(result["rounds"]) == len(calls) == rounds
+    assert all(kw["churn"] == scenarios.WARM_CHURN for kw in calls)
+    assert result["convergence_s"] == 3.0  # the first round's
+    assert [r["jit_cores"] < scenarios.WARM_JIT_CORES for r in result["rounds"]] == [False] * (rounds - 1) + [
+        rounds != scenarios.WARM_ROUNDS or not jit_per_round]
+    assert f"{rounds} round(s) before the scenarios" in "\n".join(report._warm_up({"warm_up": result}))
+
+
 def test_view_resources_count_what_each_host_holds_once_the_storm_is_applied() -> None:
     # 3 hosts in one VPC, a port each: its port and DHCP entry, the subnet, the 2 other hosts' neighbors
     assert Storm(3, 1, 3).view_resources() == 3 * (2 + 1 + 2)

@@ -37,7 +37,7 @@ import grpc
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from gs_bench.cluster import Daemon, answers, dpm_status, host_snapshot, host_state, listening_pids, wait_for
+from gs_bench.cluster import Daemon, answers, dpm_status, host_snapshot, host_state, wait_for
 from gs_bench.runner import CHANNEL_OPTIONS, Cluster, Env, cluster, push_stream
 from gs_bench.scenarios import FAULTS, Storm, host_ranges
 from gs_bench.topology import ports_message, tables_of
@@ -236,8 +236,7 @@ def _dpm_kill(env: Env, storm: Storm, _: int, __: float) -> dict[str, Any]:
 
 
 def _broker_pause(env: Env, storm: Storm, _: int, pause_s: float) -> dict[str, Any]:
-    port = int(env.bootstrap.split(",")[0].rsplit(":", 1)[1])
-    pids = listening_pids(port)
+    pids = env.broker_pids
     if not pids:
         return {"fault": "broker-pause", "skipped": "the broker has no process on this machine", "wrong_success": None,
                 "hosts_differing": None, "lost_acknowledged": None, "converge_s": None}

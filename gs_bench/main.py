@@ -6,7 +6,7 @@ Scenarios: storm (1), churn (2), restart (3), strategies (4), channels (the same
 gRPC, Kafka and auto per VPC size, and a mixed region), faults (nothing lost, each fault
 against a storm), hosts + vpc-storm + memory (5, the scale path), and the baselines: raw
 (Kafka producer -> consumer) and fast-path (the main storm through a DPM with --path grpc,
-pushed to the simulators' registered fast paths). Suites: default (~5 min on 2 cores), tiny (seconds),
+pushed to the simulators' registered fast paths). Suites: default (~7 min on 2 cores), tiny (~2.5 min),
 scale (100 .. 1,000,000 simulated hosts; long). Each scenario's hosts are split over
 `--sims` simulator processes (default: half the cores; the DPM and the broker need the rest)."""
 
@@ -144,8 +144,8 @@ def run_suite(env: Env, suite: Suite, results: dict[str, Any]) -> None:
     """Every chosen scenario in turn; each adds its figures to `results` as soon as it ends."""
     chosen = set(suite.scenarios)
     storm = Storm(suite.hosts, suite.vpcs, suite.ports)
-    if suite.warm_up and chosen - {"memory", "footprint"}:
-        results["warm_up"] = warm_up(env, storm)
+    if suite.warm_up_rounds and chosen - {"memory", "footprint"}:
+        results["warm_up"] = warm_up(env, storm, suite.warm_up_rounds)
     if chosen & {"storm", "churn", "fast-path", "raw"}:
         main = run_storm(env, storm, churn=suite.churn if "churn" in chosen else (), churn_seconds=suite.churn_seconds,
                          fast_path="fast-path" in chosen)

@@ -478,10 +478,11 @@ def cpu_combined(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     return {"wall_s": wall, "cpus": b["cpus"], "cores": cores}
 
 
-def jit_seconds(pids: Iterable[int]) -> float:
-    """CPU seconds so far of the JIT compiler threads of these processes (HotSpot names them
-    `C1 CompilerThread<n>` and `C2 CompilerThread<n>`); 0 for a process gone or not a JVM."""
-    total = 0.0
+def jit_seconds(pids: Iterable[int]) -> dict[tuple[int, int], float]:
+    """CPU seconds so far of each JIT compiler thread of these processes, by (pid, thread id)
+    (HotSpot names them `C1 CompilerThread<n>` and `C2 CompilerThread<n>`, and starts and
+    stops them with the load); none for a process gone or not a JVM."""
+    out: dict[tuple[int, int], float] = {}
     for pid in pids:
         try:
             threads = psutil.Process(pid).threads()
@@ -494,5 +495,11 @@ def jit_seconds(pids: Iterable[int]) -> float:
             except OSError:
                 continue
             if name.startswith(("C1 CompilerThre", "C2 CompilerThre")):
-                total += t.user_time + t.system_time
-    return total
+                out[(pid, t.id)] = t.user_time + t.system_time
+    return out
+
+
+def jit_cores(before: Mapping[tuple[int, int], float], after: Mapping[tuple[int, int], float], wall_s: float) -> float:
+    """Cores the compiler threads kept busy between two `jit_seconds` readings `wall_s` apart:
+    a thread started meanwhile counts whole, one stopped meanwhile not at all."""
+    return sum(now - before.get(key, 0.0) for key, now in after.items()) / wall_s if wall_s > 0 else 0.0

@@ -494,7 +494,7 @@ def cpu_text(cpu: dict[str, Any]) -> str:
     parts = [f"{name} {cores[key]:.2f}" + (loop if key == "dpm" else "")
              for key, name in (("dpm", "DPM"), ("simulators", "simulators"), ("broker", "broker"), ("bench", "bench")) if key in cores]
     busy = sum(v for k, v in cores.items() if k != "dpm_event_loop")
-    broker = "" if "broker" in cores else "; the broker's are not counted (not on this machine)"
+    broker = "" if "broker" in cores else "; the broker's are not counted (no process here listens on its loopback ports)"
     return f"{', '.join(parts)}; {busy:.2f} of {cpu['cpus']} cores{broker}"
 
 

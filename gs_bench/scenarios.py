@@ -15,7 +15,7 @@ import ipaddress
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -36,6 +36,7 @@ from gs_bench.measure import (
     cpu_used,
     delta,
     end_offsets,
+    jit_cores,
     jit_seconds,
     partition_bytes,
     percentiles,
@@ -284,14 +285,14 @@ class Suite:
     channels_ports_per_host: int = 1
     channels_mixed: tuple[int, int, int, int] = (40, 10, 1, 200)  # a large VPC that gRPC's per-host copies make costly
     streams: int = 4  # concurrent caller streams
-    warm_up: bool = True  # the main storm once before the scenarios that use the broker, not measured
+    warm_up_rounds: int = 4  # at most this many warm-up rounds before the scenarios that use the broker (`warm_up`); 0: none
 
 
 SUITES: dict[str, Suite] = {
     "default": Suite(scenarios=tuple(s for s in SCENARIOS if s != "giant-input")),  # keeps it near 5 minutes
     "tiny": Suite(scenarios=SCENARIOS, hosts=20, vpcs=2, ports=40, churn=(0.5,), churn_seconds=1.5, raw_runs=1, pair_runs=1,
-                  restart=(20, 2, 60), strategies=(10, 1, 20), faults=(20, 2, 400), faults_vpc_ports=2000, faults_pause_s=3.5,
-                  giant_input=2000, giant_window_s=2.0,
+                  warm_up_rounds=2, restart=(20, 2, 60), strategies=(10, 1, 20), faults=(20, 2, 400), faults_vpc_ports=2000,
+                  faults_pause_s=3.5, giant_input=2000, giant_window_s=2.0,
                   sweep=(10,), sweep_ports_per_host=2, sweep_hosts_per_vpc=10, vpc_storms=((10, 30),), memory=(100,), footprint=(100,),
                   channels=(2, 10), channels_hosts=10, channels_mixed=(4, 2, 1, 4), streams=2),
     # issue 11: a 100,000-port VPC on 1,000 hosts; 100 .. 1,000,000 hosts with a port each, in VPCs of 100
@@ -403,31 +404,26 @@ def region_fanout(c: Cluster, storm: Storm, strategy: str) -> dict[str, Any]:
             "region_vs_sims_fetch": region / sims if sims else None, "fanout_read_s": time.monotonic() - t0}
 
 
-# The warm-up's rounds: at most this many, ended once the broker's JIT compilers kept less
-# than WARM_JIT_CORES busy over a round.
-WARM_ROUNDS = 4
-WARM_JIT_CORES = 0.1
+WARM_JIT_CORES = 0.1  # the broker counts as warm once its JIT compilers kept fewer cores busy over a warm-up round
 WARM_CHURN = (0.1, 0.5)  # each round: the storm, then churn at these fractions of its rate ...
 WARM_CHURN_S = 2.0  # ... for this long each (light load takes code paths of its own: small batches, one input a transaction)
 
 
-def warm_up(env: Env, storm: Storm) -> dict[str, Any]:
-    """`storm` and a short churn, not measured, until the broker's JIT is quiet: a fresh JVM
-    compiles the broker's hot paths for its first ~40 s under this load, at the cost of up
-    to half a core, and the first scenarios would pay for it (the first storm's rate and the
-    churn's latency most). Rounds end once the broker's compiler threads kept less than
-    WARM_JIT_CORES busy over one, or after WARM_ROUNDS; a broker whose threads the bench
-    cannot read (elsewhere, or not a JVM) gets one round."""
-    rounds: list[dict[str, float]] = []
+def warm_up(env: Env, storm: Storm, rounds: int, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """`storm` and a short churn, not measured, in rounds until the broker's JIT compilers
+    kept fewer than WARM_JIT_CORES busy over a whole round (set-up included), at most
+    `rounds`: the scenarios start on a broker done compiling its hot paths. A broker whose
+    threads the bench cannot read (elsewhere, or not a JVM) gets one round."""
+    done: list[dict[str, float]] = []
     while True:
-        env.say(f"warm-up round {len(rounds) + 1}: the main storm and a short churn, on their own topics, not measured")
-        before, began = jit_seconds(env.broker_pids), time.monotonic()
+        env.say(f"warm-up round {len(done) + 1}: the main storm and a short churn, on their own topics, not measured")
+        before, began = jit_seconds(env.broker_pids), clock()
         figures = run_storm(env, storm, churn=WARM_CHURN, churn_seconds=WARM_CHURN_S)
-        jit = (jit_seconds(env.broker_pids) - before) / (time.monotonic() - began)
-        rounds.append({"convergence_s": figures["convergence_s"], "jit_cores": jit})
+        jit = jit_cores(before, jit_seconds(env.broker_pids), clock() - began)
+        done.append({"convergence_s": figures["convergence_s"], "jit_cores": jit})
         env.say(f"  the broker's JIT compilers kept {jit:.2f} cores busy over the round")
-        if jit < WARM_JIT_CORES or len(rounds) >= WARM_ROUNDS:
-            return {**storm.describe(), "convergence_s": rounds[0]["convergence_s"], "rounds": rounds}
+        if jit < WARM_JIT_CORES or len(done) >= rounds:
+            return {**storm.describe(), "convergence_s": done[0]["convergence_s"], "rounds": done}
 
 
 def run_storm(env: Env, storm: Storm, strategy: str = Strategy.VPC_MULTICAST, churn: tuple[float, ...] = (), churn_seconds: float = 8.0,

@@ -76,4 +76,4 @@ def test_the_report_states_cores_per_part_and_the_machine_total() -> None:
     assert cpu_text(cpu) == "DPM 0.80 (event loop 0.60), simulators 0.50, broker 0.40, bench 0.10; 1.80 of 2 cores"
     del cores["broker"]
     assert cpu_text(cpu) == ("DPM 0.80 (event loop 0.60), simulators 0.50, bench 0.10; 1.40 of 2 cores; "
-                             "the broker's are not counted (not on this machine)")
+                             "the broker's are not counted (no process here listens on its loopback ports)")

@@ -14,7 +14,7 @@ from alcor.schema import goalstate_pb2 as gs
 from gs_bench import main as bench_main
 from gs_bench import report, scenarios
 from gs_bench.footprint import footprint
-from gs_bench.measure import Push, Reply, Samples, cdf_sample, percentiles, phase_figures
+from gs_bench.measure import Push, Reply, Samples, cdf_sample, jit_cores, percentiles, phase_figures
 from gs_bench.runner import Env
 from gs_bench.scenarios import SCENARIOS, SUITES, Listing, Storm, host_ids, resources_in
 from gs_bench.topology import port_message
@@ -134,7 +134,7 @@ def test_an_interrupted_sweep_keeps_the_points_measured_before(monkeypatch: pyte
                 "sim_rss_bytes": 1, "sim_rss_per_host_bytes": 1.0, "failures": 0, "publish_to_applied_ms": {}}
 
     monkeypatch.setattr(scenarios, "run_storm", fake_storm)
-    suite = dataclasses.replace(SUITES["scale"], scenarios=("hosts",), sweep=(100, 1000, 10000), warm_up=False)
+    suite = dataclasses.replace(SUITES["scale"], scenarios=("hosts",), sweep=(100, 1000, 10000), warm_up_rounds=0)
     results: dict[str, Any] = {}
     with pytest.raises(KeyboardInterrupt):
         bench_main.run_suite(Env("127.0.0.1:9", tmp_path), suite, results)  # the fake storms never reach it
@@ -153,7 +153,7 @@ def test_the_kafka_and_fast_path_storms_run_in_pairs_and_their_ratio_is_the_medi
         return {"goal_states_per_s": kafka, "grpc_fast_path": {"goal_states_per_s": grpc}}
 
     monkeypatch.setattr(bench_main, "run_storm", fake_storm)
-    suite = dataclasses.replace(SUITES["default"], scenarios=("churn", "fast-path"), warm_up=False, pair_runs=3)
+    suite = dataclasses.replace(SUITES["default"], scenarios=("churn", "fast-path"), warm_up_rounds=0, pair_runs=3)
     results: dict[str, Any] = {}
     bench_main.run_suite(Env("127.0.0.1:9", tmp_path), suite, results)
     assert [kw.get("fast_path") for kw in calls] == [True] * 3
@@ -189,32 +189,40 @@ def test_the_broker_is_warmed_up_by_the_main_storm_before_the_scenarios_that_use
     assert "warm_up" not in results  # a scenario without the broker is not warmed up for
 
 
-@pytest.mark.parametrize(("jit_per_round", "rounds"), [([5.0, 5.0, 0.0, 9.0], 3), ([5.0] * 6, scenarios.WARM_ROUNDS), ([], 1)])
+@pytest.mark.parametrize(("compiled", "rounds"), [([2.0, 1.5, 0.5, 3.0], 3), ([2.0] * 6, 4), (None, 1)])
 def test_the_warm_up_goes_on_until_the_brokers_jit_compilers_are_quiet(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, jit_per_round: list[float], rounds: int
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, compiled: list[float] | None, rounds: int
 ) -> None:
-    """Each round is the main storm with a short churn; rounds end at the first one over which
-    the broker's compiler threads did less than WARM_JIT_CORES of work, or at WARM_ROUNDS. A
-    broker the bench cannot read (no pids here: its compile time reads 0) gets one round."""
+    """Rounds of the main storm with a short churn end at the first one over which the
+    broker's compiler threads kept fewer than WARM_JIT_CORES busy, or at the suite's bound; a
+    broker the bench cannot read (no pids) gets one round. Each fake round takes 10 s and
+    its compiler thread works `compiled[i]` seconds in it, so 0.5 s is 0.05 cores."""
     calls: list[dict[str, object]] = []
-    done = iter(jit_per_round)
-    compiled = [0.0]
+    work = iter(compiled or [])
+    clock, jit = [0.0], [0.0]
 
     def fake_storm(env: object, storm: Storm, **kw: object) -> dict[str, object]:
         calls.append(kw)
-        compiled[0] += next(done, 0.0)  # seconds of compiling during this round: cores, over a round shorter than a second
+        clock[0] += 10.0
+        jit[0] += next(work, 0.0)
         return {"convergence_s": 2.0 + len(calls)}
 
     monkeypatch.setattr(scenarios, "run_storm", fake_storm)
-    monkeypatch.setattr(scenarios, "jit_seconds", lambda pids: compiled[0] if pids else 0.0)
-    env = Env("127.0.0.1:9", tmp_path, say=lambda _: None, broker_pids=(1,) if jit_per_round else ())
-    result = scenarios.warm_up(env, Storm(10, 1, 10))
+    monkeypatch.setattr(scenarios, "jit_seconds", lambda pids: {(7, 8): jit[0]} if pids else {})
+    env = Env("127.0.0.1:9", tmp_path, say=lambda _: None, broker_pids=(7,) if compiled else ())
+    result = scenarios.warm_up(env, Storm(10, 1, 10), 4, clock=lambda: clock[0])
     assert len(result["rounds"]) == len(calls) == rounds
     assert all(kw["churn"] == scenarios.WARM_CHURN for kw in calls)
     assert result["convergence_s"] == 3.0  # the first round's
-    assert [r["jit_cores"] < scenarios.WARM_JIT_CORES for r in result["rounds"]] == [False] * (rounds - 1) + [
-        rounds != scenarios.WARM_ROUNDS or not jit_per_round]
+    assert [r["jit_cores"] for r in result["rounds"]] == pytest.approx([c / 10 for c in (compiled or [0.0])][:rounds])
     assert f"{rounds} round(s) before the scenarios" in "\n".join(report._warm_up({"warm_up": result}))
+
+
+def test_jit_cores_count_a_compiler_thread_started_in_the_round_whole_and_one_stopped_not_at_all() -> None:
+    before = {(1, 10): 5.0, (1, 11): 3.0}
+    after = {(1, 10): 6.0, (1, 12): 0.5}  # thread 11 stopped, 12 started
+    assert jit_cores(before, after, 5.0) == pytest.approx(0.3)
+    assert jit_cores(before, after, 0.0) == 0.0
 
 
 def test_view_resources_count_what_each_host_holds_once_the_storm_is_applied() -> None:

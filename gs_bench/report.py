@@ -206,6 +206,20 @@ def pair_of(storm: dict[str, Any]) -> dict[str, float]:
     return {"kafka_goal_states_per_s": storm["goal_states_per_s"], "grpc_goal_states_per_s": storm["grpc_fast_path"]["goal_states_per_s"]}
 
 
+# A raw baseline whose best run has a p99 over this many times its p50 was stalled by
+# something else on the machine (a healthy run here: 2-3x); a ratio to it means nothing.
+RAW_STALLED = 20.0
+
+
+def _stalled(raw: dict[str, Any] | None) -> str | None:
+    """Why a target cannot be judged against this raw baseline (None: it can)."""
+    lat = (raw or {}).get("latency_ms") or {}
+    if not lat.get("p50") or lat.get("p99", 0) <= RAW_STALLED * lat["p50"]:
+        return None
+    return (f"not judged: the raw baseline was stalled in every run (its best p99 {lat['p99']:.1f} ms is "
+            f"{lat['p99'] / lat['p50']:.0f}x its p50 {lat['p50']:.1f} ms)")
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue: what was measured, met or missed, and by how much."""
     r = ratios(results)
@@ -232,7 +246,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     kafka_vs_fast = r["kafka_path_vs_grpc_fast_path"]
     row("Kafka path >= 3x the gRPC fast path's goal states/s (main storm)", kafka_vs_fast, 3.0, True, "x",
         "gRPC fast path: the same storm through the DPM with --path grpc, a stream per host" if kafka_vs_fast else "")
-    row("p99 publish->applied at 50% load <= 2x raw p99 at the same rate", r["p99_vs_raw_p99"], 2.0, False, "x")
+    stalled = _stalled(results.get("raw_at_50"))
+    row("p99 publish->applied at 50% load <= 2x raw p99 at the same rate", None if stalled else r["p99_vs_raw_p99"], 2.0, False, "x",
+        why_not=stalled or "not measured in this run")
     name = "100,000-port VPC on 1,000 hosts converged <= 30 s"
     one_vpc = [s for s in results.get("vpc_storms", []) if s["vpcs"] == 1 and s["hosts"] >= 1000]
     big = [s for s in one_vpc if s["ports"] >= 100_000]

@@ -143,6 +143,18 @@ def test_targets_not_measured_or_not_judged_are_said_so() -> None:
     assert verdicts["p99 publish->applied at 50% load <= 2x raw p99 at the same rate"]["met"] is None
 
 
+def test_the_p99_target_is_not_judged_against_a_raw_baseline_stalled_in_every_run() -> None:
+    name = "p99 publish->applied at 50% load <= 2x raw p99 at the same rate"
+    results = _synthetic(100, 2000)
+    results["raw_at_50"]["latency_ms"] = _lat(p99=890.3, p50=3.1)  # bench29c: ~1 s waits in every run, the p50 as usual
+    verdict = {t["target"]: t for t in report.targets(results)}[name]
+    assert verdict["met"] is None and verdict["measured"] is None
+    assert verdict["by"] == "not judged: the raw baseline was stalled in every run (its best p99 890.3 ms is 287x its p50 3.1 ms)"
+    results["raw_at_50"]["latency_ms"] = _lat(p99=report.RAW_STALLED * 3.1, p50=3.1)  # at the bound: judged
+    verdict = {t["target"]: t for t in report.targets(results)}[name]
+    assert verdict["met"] is True and verdict["measured"] == pytest.approx(20.0 / (report.RAW_STALLED * 3.1))
+
+
 def test_write_gives_json_markdown_and_plots(tmp_path: Path) -> None:
     results = _synthetic(100, 2000)
     plots = report.write(tmp_path, results)

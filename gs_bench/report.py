@@ -198,7 +198,12 @@ def _pair_ratios(storm: dict[str, Any] | None) -> list[float]:
     if not storm:
         return []
     pairs = storm.get("pairs") or ([pair_of(storm)] if storm.get("grpc_fast_path") else [])
-    return [p["kafka_goal_states_per_s"] / p["grpc_goal_states_per_s"] for p in pairs if p["grpc_goal_states_per_s"]]
+    return [r for r in map(_pair_ratio, pairs) if r is not None]
+
+
+def _pair_ratio(pair: dict[str, float]) -> float | None:
+    """A pair's Kafka path / gRPC fast path goal states/s; None when the fast path answered nothing."""
+    return pair["kafka_goal_states_per_s"] / pair["grpc_goal_states_per_s"] if pair["grpc_goal_states_per_s"] else None
 
 
 def pair_of(storm: dict[str, Any]) -> dict[str, float]:
@@ -429,8 +434,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         if len(pairs) > 1:
             rows.append((f"Kafka path / gRPC fast path, {len(pairs)} pairs of storms run in turn (goal states/s)",
                          "; ".join(f"{p['kafka_goal_states_per_s']:,.0f} / {p['grpc_goal_states_per_s']:,.0f}"
-                                   + (f" = {p['kafka_goal_states_per_s'] / p['grpc_goal_states_per_s']:.2f}x"
-                                      if p["grpc_goal_states_per_s"] else "") for p in pairs)
+                                   + (f" = {ratio:.2f}x" if (ratio := _pair_ratio(p)) is not None else "") for p in pairs)
                          + (f"; median {statistics.median(ratios_of_pairs):.2f}x" if ratios_of_pairs else "")))
     for phase in (storm or {}).get("churn", []):
         rows.append(((f"churn at {phase['fraction']:.0%} of max "

@@ -1,6 +1,6 @@
 """The consume loop: read the served hosts' unicast partitions (and the multicast
-partitions of followed VPCs), apply each batch, produce the replies, wait for their
-delivery, then commit (see `run_once`). Only `gsmq.transport` interfaces are used, so
+partitions of followed VPCs), apply each batch, produce the replies (waited for while the
+next batch is applied), then commit (see `run_once`). Only `gsmq.transport` interfaces are used, so
 unit tests run it over `MemoryBus` and the daemon over Kafka.
 
 Channels (`channel`): `unicast` reads `partition_for(host, n)` of the unicast topic for
@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
+from typing import NamedTuple
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -86,6 +87,7 @@ class AgentConsumer:
         self.ack_interval = ack_interval  # under load, the least time between two acks of a host (s)
         self._acked_at = 0.0
         self.commit_interval = commit_interval  # under load, the least time between two commits (s)
+        self._unsettled: _Unsettled | None = None  # the last batch's replies, produced, maybe not delivered yet
         self._committed_at = float("-inf")
         self._uncommitted: dict[TopicPartition, int] = {}  # next offset of each partition read, applied and acked
         self._own: set[TopicPartition] = set()  # unicast / per-host partitions (committed)
@@ -177,6 +179,7 @@ class AgentConsumer:
             retry(consume, stop, "consume_failed", backoff=backoff)
         with self.lock:
             left, self._pushed_dead_letters = self._pushed_dead_letters, []
+        self._settle()  # one try: `stop` is set
         if left:
             self.sink.send_all(left)  # queued: the producer's flush at stop delivers them
         try:
@@ -185,15 +188,18 @@ class AgentConsumer:
             log.warning("commit_at_stop_failed", error=str(exc))
 
     def run_once(self, timeout: float = 0.1) -> int:
-        """Consume one batch, apply it, deliver its acks (one per host that moved), commit.
+        """Consume one batch, apply it, produce its acks (one per host that moved), commit.
         Returns its size. Under load a batch gathers for `ack_interval` since the last acks,
         so a host is acked at most that often; what each poll returns is applied at once,
         only the acks wait.
 
-        Offsets are committed only once their batch is applied and its acks and dead letters
-        are delivered, and never wait on the broker: asynchronously, at most every
-        `commit_interval` under load, at once when a poll finds nothing, and at stop. A lost
-        or late commit only has messages read and applied again after a restart."""
+        A batch's acks and dead letters are delivered while the next batch is read and
+        applied: they are waited for before the next ones are produced (`_hand_over`), so
+        one batch's replies at most are in flight. Offsets are committed only once their
+        batch is applied and its replies are delivered, and never wait on the broker:
+        asynchronously, at most every `commit_interval` under load, at once when a poll
+        finds nothing, and at stop. A lost or late commit only has messages read and applied
+        again after a restart."""
         if self.applier.follow_changes_waiting():  # from messages pushed on the gRPC channel
             with self.lock:
                 self._follow(self.applier.take_follow_changes())
@@ -202,8 +208,7 @@ class AgentConsumer:
         with self.lock:  # delivered with this batch's acks, even when it fails part way
             pushed_dead_letters, self._pushed_dead_letters = self._pushed_dead_letters, []
         if not batch:
-            if pushed_dead_letters:
-                self._deliver([], pushed_dead_letters)
+            self._hand_over([], pushed_dead_letters, {}, wait=True)
             self.commit()
             return 0
         dead_letters: list[Envelope] = pushed_dead_letters
@@ -228,10 +233,8 @@ class AgentConsumer:
         with self.lock:
             acks = progress.records(self.applier, self.topics.reply)
         self._acked_at = time.monotonic()
-        if self._deliver(acks, dead_letters):
-            self._uncommitted.update(commits)
-            if self._acked_at - self._committed_at >= self.commit_interval:
-                self.commit()
+        if self._hand_over(acks, dead_letters, commits, wait=False) and self._acked_at - self._committed_at >= self.commit_interval:
+            self.commit()
         self._ask_resync(sorted(resync))
         if failed is not None:
             raise failed
@@ -429,19 +432,38 @@ class AgentConsumer:
 
     # ---- replies ------------------------------------------------------------------
 
-    def _deliver(self, acks: list[Envelope], dead_letters: list[Envelope]) -> bool:
-        """Produce acks and dead letters, wait until all are delivered (re-sending failures
-        with backoff). False only when stopped before they all were."""
-        sendings: list[tuple[Sending, bool]] = []  # (messages sent together, whether they are acks)
+    def _hand_over(self, acks: list[Envelope], dead_letters: list[Envelope], commits: dict[TopicPartition, int],
+                   wait: bool) -> bool:
+        """Wait for the replies produced last (delivered, mostly, while this batch was read and
+        applied), then produce this batch's; `wait`: wait for them too. A batch's offsets join
+        the ones to commit once its replies are delivered. False only when stopped first."""
+        if not self._settle():
+            if acks or dead_letters:
+                self.sink.send_all(acks + dead_letters)  # stopping: the producer's flush at stop delivers them
+            return False
+        sendings = [(self.sink.send_all(messages), replies) for messages, replies in ((acks, True), (dead_letters, False)) if messages]
+        self._unsettled = _Unsettled(sendings, commits, len(acks))
+        return self._settle() if wait or not sendings else True
+
+    def _settle(self) -> bool:
+        """Wait until the replies produced last are delivered (re-sending failures with
+        backoff); then their batch's offsets may be committed. False only when stopped first."""
+        unsettled, self._unsettled = self._unsettled, None
+        if unsettled is None:
+            return True
+        if unsettled.sendings and not self._deliver(unsettled.sendings):
+            return False
+        self._uncommitted.update(unsettled.commits)
+        self.counters.replies_sent += unsettled.acks
+        return True
+
+    def _deliver(self, sendings: list[tuple[Sending, bool]]) -> bool:
+        """Wait until the messages of `sendings` ((messages sent together, whether they are
+        acks)) are delivered, re-sending failures with backoff. False only when stopped first."""
 
         def send(messages: list[Envelope], replies: bool) -> None:
-            if messages:
-                sendings.append((self.sink.send_all(messages), replies))
+            sendings.append((self.sink.send_all(messages), replies))
 
-        send(acks, True)
-        send(dead_letters, False)
-        if not sendings:
-            return True
         queued = 0
 
         def flush() -> bool:  # send the failed ones again, then wait for every delivery
@@ -459,5 +481,12 @@ class AgentConsumer:
         if done is None:
             log.warning("replies_undelivered_at_stop", queued=queued, failed=sum(len(s.failed) for s, _ in sendings))
             return False
-        self.counters.replies_sent += len(acks)
         return True
+
+
+class _Unsettled(NamedTuple):
+    """A batch's replies produced and not known delivered yet, and the offsets they free."""
+
+    sendings: list[tuple[Sending, bool]]  # (messages sent together, whether they are acks)
+    commits: dict[TopicPartition, int]
+    acks: int

@@ -227,6 +227,7 @@ def test_commit_waits_for_reply_delivery(stopping: bool) -> None:
     if stopping:
         agent.consumer.stopping.set()
     agent.consumer.run_once(0)
+    agent.consumer.run_once(0)  # nothing more to read: the replies produced are waited for
     if stopping:  # gave up: nothing delivered, nothing committed (the message will be read again)
         assert agent.replies() == [] and agent.committed(T.unicast, H1) == -1
     else:  # re-sent after the failure, then committed
@@ -238,6 +239,7 @@ def test_failed_acks_and_dead_letters_are_both_sent_again_and_only_acks_count_as
     agent.send(T.unicast, H1, b"\xff\xff")
     good = agent.send(T.unicast, H1, goal_state(H1, subnet()))
     agent.consumer.run_once(0)
+    agent.consumer.run_once(0)  # nothing more to read: the replies produced are waited for
     assert len(agent.replies()) == 1 and len(agent.bus.logs[(T.dead_letter, 0)]) == 1
     assert agent.applier.counters.replies_sent == 1 and agent.committed(T.unicast, H1) == good.offset + 1
 
@@ -333,13 +335,44 @@ def test_under_load_offsets_are_committed_asynchronously_at_most_every_interval_
     agent.consumer.commit_interval = 3600.0
     first = agent.send(T.unicast, H1, goal_state(H1, subnet("sn-1")))
     assert agent.consumer.run_once(0) == 1
-    assert agent.committed(T.unicast, H1) == first.offset + 1  # the first commit is due at once
-    second = agent.send(T.unicast, H1, goal_state(H1, subnet("sn-2")))
+    assert agent.committed(T.unicast, H1) == -1  # its ack is not known delivered yet
+    agent.send(T.unicast, H1, goal_state(H1, subnet("sn-2")))
+    assert agent.consumer.run_once(0) == 1  # the first ack delivered: the first commit is due at once
+    assert len(agent.replies()) == 2 and agent.committed(T.unicast, H1) == first.offset + 1
+    third = agent.send(T.unicast, H1, goal_state(H1, subnet("sn-3")))
     assert agent.consumer.run_once(0) == 1
-    assert len(agent.replies()) == 2 and agent.committed(T.unicast, H1) == first.offset + 1  # acked, commit not due yet
+    assert agent.committed(T.unicast, H1) == first.offset + 1  # the second ack delivered, commit not due yet
     assert agent.consumer.run_once(0) == 0
-    assert agent.committed(T.unicast, H1) == second.offset + 1  # nothing more to read: committed at once
+    assert agent.committed(T.unicast, H1) == third.offset + 1  # nothing more to read: committed at once
     assert commits == [True, True]
+
+
+def test_a_batch_is_applied_while_the_acks_of_the_one_before_are_delivered() -> None:
+    """The consume loop waits for a batch's acks only once the next batch is applied, so at
+    most one batch's replies are in flight."""
+    agent = Agent([H1])
+    inner = agent.consumer.sink
+    events: list[tuple[str, int]] = []  # (what the sink was asked, messages applied by then)
+
+    class Watched:
+        def send_all(self, messages: Sequence[Envelope]) -> Sending:
+            events.append(("send", agent.applier.counters.messages_applied))
+            return inner.send_all(messages)
+
+        def flush(self, timeout: float = 10.0) -> int:
+            events.append(("flush", agent.applier.counters.messages_applied))
+            return inner.flush(timeout)
+
+    agent.consumer.sink = Watched()  # type: ignore[assignment]
+    agent.send(T.unicast, H1, goal_state(H1, subnet("sn-1")), gs_seq="1", gs_epoch="e")
+    agent.consumer.run_once(0)
+    agent.send(T.unicast, H1, goal_state(H1, subnet("sn-2")), gs_seq="2", gs_epoch="e")
+    agent.consumer.run_once(0)
+    assert events == [("send", 1), ("flush", 2), ("send", 2)]
+    assert agent.committed(T.unicast, H1) == 1 and agent.applier.counters.replies_sent == 1
+    agent.consumer.run_once(0)
+    assert events[3:] == [("flush", 2)] and agent.committed(T.unicast, H1) == 2
+    assert [ack.unicast_seq for _, ack in agent.replies()] == [1, 2]
 
 
 def test_stopping_commits_what_was_applied_and_acked(monkeypatch: pytest.MonkeyPatch) -> None:

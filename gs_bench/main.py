@@ -86,7 +86,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gs-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=version_line("gs-bench"),
                    help="print the version (and the Kafka client's and embedded broker's) and exit")
-    p.add_argument("--suite", choices=sorted(SUITES), default="default", help="sizes and scenarios (default: ~5 min on 2 cores)")
+    p.add_argument("--suite", choices=sorted(SUITES), default="default", help="sizes and scenarios (default: ~7 min on 2 cores)")
     p.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
     p.add_argument("--bootstrap", help="an external Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, else the embedded broker)")
     p.add_argument("--out", type=Path, help="output folder (default: bench-results/<UTC timestamp>)")

@@ -248,7 +248,7 @@ def resources_in(goal: gs.GoalStateV2) -> int:
 class Suite:
     """Every size the scenarios use; `gs-bench` options override single fields.
 
-    The default suite fits about 5 minutes on 2 cores: a simulator does the work of every
+    The default suite takes about 7 minutes on 2 cores: a simulator does the work of every
     host it stands for (a port of a 100-host VPC is 101 applications and 100 replies), so
     its single core bounds what the path can show. `make bench-scale` takes the big sizes."""
 
@@ -289,7 +289,7 @@ class Suite:
 
 
 SUITES: dict[str, Suite] = {
-    "default": Suite(scenarios=tuple(s for s in SCENARIOS if s != "giant-input")),  # keeps it near 5 minutes
+    "default": Suite(scenarios=tuple(s for s in SCENARIOS if s != "giant-input")),  # giant-input: in tiny and scale
     "tiny": Suite(scenarios=SCENARIOS, hosts=20, vpcs=2, ports=40, churn=(0.5,), churn_seconds=1.5, raw_runs=1, pair_runs=1,
                   warm_up_rounds=2, restart=(20, 2, 60), strategies=(10, 1, 20), faults=(20, 2, 400), faults_vpc_ports=2000,
                   faults_pause_s=3.5, giant_input=2000, giant_window_s=2.0,

@@ -22,6 +22,7 @@ from gsmq.kafka import KafkaSettings
 from gsmq.transport import Delivered, Envelope, Sending
 
 PROBE_EVERY_S = 2.0  # how often a source that lost every broker asks for metadata to see one is back
+LEADERS_TIMEOUT_S = 1.0  # how long a source waits for a topic's partition leaders before its first assignment there
 
 T = TypeVar("T")
 
@@ -264,6 +265,7 @@ class KafkaSource:
     def __init__(self, settings: KafkaSettings, group_id: str, **overrides: object) -> None:
         self.consumer = build_client(lambda: Consumer(settings.consumer(group_id, error_cb=self._on_error, **overrides)))
         self._assigned: set[tuple[str, int]] = set()
+        self._led: set[str] = set()  # topics whose partition leaders this consumer was told
         self._deferred: TransportError | None = None  # an error consumed with messages, raised by the next poll
         self._down = False  # every broker lost (librdkafka's _ALL_BROKERS_DOWN), until one answers again
         self._probed = 0.0
@@ -295,6 +297,15 @@ class KafkaSource:
         return not self._down
 
     def assign(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        """Start reading each (topic, partition) at its offset (< 0: the beginning). A topic's
+        first assignment asks for its leaders first: librdkafka looks up a partition's start
+        offset only once it knows the leader, and one it did not know then is looked up again
+        500 ms later (its fixed retry), which every first message would wait for."""
+        new = {topic for topic, _, _ in positions} - self._led
+        if new:
+            self._led.update(new)  # asked once: a broker that does not answer now is found by librdkafka's own refresh
+            with contextlib.suppress(KafkaException):  # one request: one topic, else every topic
+                self.consumer.list_topics(next(iter(new)) if len(new) == 1 else None, timeout=LEADERS_TIMEOUT_S)
         self._assigned.update((topic, part) for topic, part, _ in positions)
         with kafka_errors("assigning partitions"):
             self.consumer.incremental_assign([TopicPartition(t, p, o if o >= 0 else OFFSET_BEGINNING) for t, p, o in positions])

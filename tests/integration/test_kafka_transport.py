@@ -91,3 +91,21 @@ def test_records_give_the_value_and_a_header_and_the_envelope_that_poll_batch_gi
         ("Ack", b"\xff\xfe".decode(errors="replace"), "", None), (None, None, "", None), (None, None, None, None)]
     assert [r.envelope() for r in records] == envelopes
     assert [(e.offset, e.key) for e in envelopes] == [(0, "10.0.0.1"), (1, ""), (2, "k3")]
+
+
+def test_assigning_a_missing_topic_does_not_create_it_and_it_is_read_once_made(kafka: KafkaSettings, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}.later"
+    admin = AdminClient(kafka.admin())
+    source = KafkaSource(kafka, f"{topic_prefix}.g")
+    try:
+        source.assign([(topic, 0, 0)])  # its leaders are asked for first: the broker must not make it for that
+        assert source.poll_batch(10, 0.2) == []
+        assert topic not in admin.list_topics(timeout=10).topics
+        ensure_topics(admin, {topic: 1})
+        producer = Producer({"bootstrap.servers": kafka.bootstrap})
+        producer.produce(topic, b"v1", b"k1")
+        assert producer.flush(10) == 0
+        got = read_all(source, 1)
+    finally:
+        source.close()
+    assert [(m.key, m.value) for m in got] == [("k1", b"v1")]

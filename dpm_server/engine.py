@@ -125,6 +125,7 @@ class Engine:
         for its own hosts, at the positions of the messages that carry its resources."""
         follows = self.publisher.follow_positions(sorted({v for out, _ in encoded for v in out.follow}))
         request_id = requests[0].id
+        self.publisher.host_topics(out.key for out, _ in encoded if not out.multicast)
         unicast: dict[str, int] = {}
         multicast: dict[str, list[tuple[Token, set[str]]]] = {}  # vpc -> its messages and the hosts to apply them
         for out, payload in encoded:

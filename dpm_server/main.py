@@ -310,7 +310,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         life.close("dpm-producer-flush", lambda: sink.flush(5.0), stop_timeout=6.0)
         publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply],
                               incarnation)
-        publisher.create_topic = lambda name: ensure_topics(admin, {name: 1})
+        publisher.create_topics = lambda names: ensure_topics(admin, dict.fromkeys(names, 1))
         publisher.max_message_bytes = config.max_message_bytes or await asyncio.to_thread(_message_limit, admin, kafka, topics)
         markers = await asyncio.to_thread(_place_markers, publisher, bootstrap, life.halt)
         if not markers:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,7 +77,7 @@ class Publisher:
         self.delivered: dict[tuple[str, int], int] = {}  # (topic, partition) -> highest delivered offset
         self.counters = Counters()
         self._lock = threading.Lock()
-        self.create_topic: Callable[[str], None] | None = None  # makes a host's topic (topic-per-host)
+        self.create_topics: Callable[[list[str]], None] | None = None  # makes hosts' topics (topic-per-host), in one request
         self._host_topics: set[str] = set()
         self._markers_sent = False
         self.max_message_bytes = 0  # a message over it goes in parts (0: never split)
@@ -161,6 +161,17 @@ class Publisher:
             return [payload]
         return resources.split(payload, host, self.max_message_bytes)
 
+    def host_topics(self, hosts: Iterable[str]) -> None:
+        """Topic-per-host: make the topics not made yet of those of `hosts` whose next message
+        goes on Kafka, all in one request (a batch's new hosts wait for one creation, not one each)."""
+        if not self.per_host_topics:
+            return
+        kafka = [host for host in hosts if self.paths is None or self.paths.host_link(host) is None]
+        new = sorted({self.topics.host(host) for host in kafka} - self._host_topics)
+        if new and self.create_topics is not None:
+            self.create_topics(new)
+        self._host_topics.update(new)
+
     def unicast(
         self, host: str, payload: bytes, request_id: str, follow: dict[str, tuple[int, int]] | None = None, full: bool = False
     ) -> Token:
@@ -183,10 +194,8 @@ class Publisher:
             return wire.unicast_token(seq)
         topic = self.topics.unicast
         if self.per_host_topics:
+            self.host_topics([host])
             topic = self.topics.host(host)
-            if topic not in self._host_topics and self.create_topic is not None:
-                self.create_topic(topic)
-            self._host_topics.add(topic)
         parts = self._pieces(payload, host)
         for index, part in enumerate(parts, 1):
             tagged = headers if len(parts) == 1 else {**headers, wire.PART: wire.encode_part(index, len(parts))}

@@ -78,7 +78,7 @@ def test_unicast_only_gives_each_host_its_own_copy() -> None:
 def test_topic_per_host_publishes_to_each_hosts_topic() -> None:
     eng, bus, topics = memory_engine("topic-per-host")
     created: list[str] = []
-    eng.publisher.create_topic = created.append
+    eng.publisher.create_topics = created.extend
     eng.submit(subnet_goal("vpc-1", HOSTS), lambda r: None)
     eng.submit(port_goal("p0", "vpc-1", A, "10.1.0.0", HOSTS), lambda r: None)
     messages = published(bus)

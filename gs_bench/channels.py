@@ -19,7 +19,7 @@ Shape:
   then, measured, `MIXED_PORTS_PER_HOST` port creates per host of every VPC, small and
   large interleaved in one storm.
 - mixed region at light load (`run_light`): the three clusters stay up after their mixed
-  storms; then rounds of port creates on half the region's hosts at `LIGHT_RATE`, every path
+  storms; then rounds of port creates on a third of the region's hosts at `LIGHT_RATE`, every path
   in each round, in `LIGHT_SLICE_S` slices that go to the paths in turn: caller send ->
   reply per VPC class. Saturated, the storm measures what each path costs the DPM and the simulator; at
   light load, what a caller waits.
@@ -66,7 +66,7 @@ PREFILL_BATCH = 100  # ports per set-up input
 MIXED_PORTS_PER_HOST = 2
 LIGHT_RATE = 50.0  # inputs/s of the light-load rounds: far below every path's maximum
 LIGHT_ROUNDS = 3  # measured rounds of the light load, after one warm-up round
-LIGHT_EVERY = 2  # a light round takes every LIGHT_EVERY-th of a port create per host: half the region's hosts
+LIGHT_EVERY = 3  # a light round takes every LIGHT_EVERY-th of a port create per host: a third of the region's hosts
 LIGHT_SLICE_S = 2.0  # a light round goes to the paths in turn in slices of this many seconds of inputs
 PORT_BLOCK = 10_000_000  # port numbers of each storm start at a multiple of this
 
@@ -147,7 +147,7 @@ def _storm(c: Cluster, storms: Sequence[Storm], payloads: list[bytes], resources
     push(c.address, [m.SerializeToString() for s in storms for m in s.subnets()], c.env.streams)
     for step in setup:
         push(c.address, step, c.env.streams)
-    c.replies().settle(0.1 if c.path == GRPC else 0.3)
+    c.replies().settle()
     setup_s, ready = time.monotonic() - started, c.dpm_status()
     figures = brief(pushed(c, storms[0], payloads, resources=resources))
     after = c.dpm_status()

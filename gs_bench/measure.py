@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError
 
 from aca_agent.acks import bucket_floor_us
 from gsmq import wire
+from gsmq.broker import broker_name
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import partition_count
 from gsmq.kafka_transport import consume_batch
@@ -190,11 +191,13 @@ class ReplyCollector:
         keep = (every.sent_ns >= start_ns) & (every.sent_ns < end_ns)
         return Samples(every.sent_ns[keep], every.applied_ns[keep], [every.hosts[i] for i in np.flatnonzero(keep)])
 
-    def settle(self, quiet: float = 0.5, deadline: float = 60.0) -> None:
+    def settle(self, quiet: float = 0.1, deadline: float = 60.0) -> None:
         """Read every record there is (up to the end offsets the topic has now, however long
         the broker takes to serve them, unless nothing comes for `deadline` seconds), then
         wait until none has come for `quiet` seconds (the stragglers of a phase), for at
-        most `deadline` seconds once the backlog is read.
+        most `deadline` seconds once the backlog is read. Once callers have their replies,
+        the backlog holds every ack a reply waited for (the DPM read it before answering):
+        the default quiet only catches acks no caller waited for.
 
         Python's cyclic garbage collector is off meanwhile: reading makes no cycles, and each
         of its passes walked every sample kept (80 % of the time with 50 million acks)."""
@@ -354,8 +357,7 @@ def partition_bytes(kafka: KafkaSettings, topics: list[str], deadline: float = 1
     """Payload bytes on every partition of `topics`, read once from offset 0 (measured: the
     records themselves, as the daemons count `bytes_published` / `bytes_consumed`: values
     only, no keys, headers or framing). Read until every partition passed the high watermark
-    seen at the start and then nothing came for `quiet` seconds (a broker's watermark may lag
-    its last records; Tansu's does)."""
+    seen at the start and then nothing came for `quiet` seconds (`watermark_lag_s`)."""
     admin = AdminClient(kafka.admin())
     consumer = Consumer(kafka.consumer("bench-fanout", **{"fetch.wait.max.ms": 100, "fetch.max.bytes": 64 << 20,
                                                           "max.partition.fetch.bytes": 8 << 20, "queued.max.messages.kbytes": 256 << 10}))
@@ -388,6 +390,13 @@ def partition_bytes(kafka: KafkaSettings, topics: list[str], deadline: float = 1
     finally:
         consumer.close()
     return out
+
+
+def watermark_lag_s(bootstrap: str) -> float:
+    """How long to read on past the high watermarks once they are reached: nothing on the
+    embedded Apache Kafka (a consumer reads no record above its partition's high watermark),
+    1 s on any other broker (Tansu's watermark lags its last records)."""
+    return 0.0 if broker_name(bootstrap).startswith("Apache Kafka") else 1.0
 
 
 def readers(

@@ -43,6 +43,7 @@ from gs_bench.measure import (
     phase_figures,
     readers,
     region_fetch_bytes,
+    watermark_lag_s,
 )
 from gs_bench.report import cpu_text
 from gs_bench.runner import Cluster, Env, cluster, push
@@ -248,7 +249,7 @@ def resources_in(goal: gs.GoalStateV2) -> int:
 class Suite:
     """Every size the scenarios use; `gs-bench` options override single fields.
 
-    The default suite takes about 7 minutes on 2 cores: a simulator does the work of every
+    The default suite takes about 6 minutes on 2 cores: a simulator does the work of every
     host it stands for (a port of a 100-host VPC is 101 applications and 100 replies), so
     its single core bounds what the path can show. `make bench-scale` takes the big sizes."""
 
@@ -321,7 +322,7 @@ def pushed(c: Cluster, storm: Storm, payloads: list[bytes], lanes: list[int] | N
     cpu_before, began = cpu_seconds(pids), time.monotonic()
     result = push(c.address, payloads, c.env.streams, rate, lanes=lanes)
     cpu = cpu_used(cpu_before, cpu_seconds(pids), time.monotonic() - began)  # the push only: settling is the bench's
-    replies.settle(0.1 if c.path == GRPC else 0.5)  # on grpc, acks reach the reply topic only from a fallback to Kafka
+    replies.settle()
     window = replies.window(result.first_sent_ns, result.last_reply_ns + 1)
     figures = phase_figures(result, window, resources if resources is not None else storm.total_resources(),
                             delta(c.dpm_status(), dpm_before), agent_delta(c.agent_statuses(), agents_before))
@@ -393,7 +394,7 @@ def region_fanout(c: Cluster, storm: Storm, strategy: str) -> dict[str, Any]:
     hosts = storm.host_list
     per_host = strategy == Strategy.TOPIC_PER_HOST
     topics = [c.topics.multicast, *(c.topics.host(h) for h in hosts)] if per_host else [c.topics.unicast, c.topics.multicast]
-    sizes = partition_bytes(kafka, topics)
+    sizes = partition_bytes(kafka, topics, quiet=watermark_lag_s(c.env.bootstrap))
     fetched_by = readers(hosts, storm.follows(),
                          unicast=None if per_host else (c.topics.unicast, partition_count(admin, c.topics.unicast)),
                          multicast=(c.topics.multicast, partition_count(admin, c.topics.multicast)),
@@ -443,7 +444,7 @@ def run_storm(env: Env, storm: Storm, strategy: str = Strategy.VPC_MULTICAST, ch
     with cluster(env, strategy, ranges, sim_args=sim_args, path=path) as c:
         dpm_idle, sims_idle = c.dpm_rss(), sum(a.rss_bytes for a in c.agent_statuses())
         push(c.address, [m.SerializeToString() for m in storm.subnets()], env.streams)
-        c.replies().settle(0.3)
+        c.replies().settle()
         env.say(f"{name}: pushing {len(creates)} port creates on {env.streams} streams ...")
         if bring_up_apart:
             first = min(storm.hosts, storm.ports)

@@ -142,8 +142,9 @@ class Samples:
 class ReplyCollector:
     """Reads `<prefix>.reply` from offset 0 (manual assignment, no group) when asked to
     (`settle`), never while a phase runs, so that the bench takes no CPU from the daemons it
-    measures; every record goes through `ack_samples`: acks are counted (`acks`, `ack_bytes`:
-    their payload bytes) and their samples kept, packed."""
+    measures (nor the broker: its partitions stay paused between reads, or librdkafka would
+    fetch them in the background); every record goes through `ack_samples`: acks are counted
+    (`acks`, `ack_bytes`: their payload bytes) and their samples kept, packed."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self._sent = array.array("q")
@@ -157,6 +158,7 @@ class ReplyCollector:
         self._kafka, self._topic = kafka, topic
         self._partitions = [TopicPartition(topic, p, 0) for p in range(parts)]
         self._consumer.assign(self._partitions)
+        self._consumer.pause(self._partitions)
 
     def _read(self, timeout: float) -> int:
         """One batch of records (waiting at most `timeout` for the first): how many."""
@@ -206,6 +208,7 @@ class ReplyCollector:
         last = time.monotonic()
         collecting = gc.isenabled()
         gc.disable()
+        self._consumer.resume(self._partitions)
         try:
             while True:
                 now = time.monotonic()
@@ -218,6 +221,7 @@ class ReplyCollector:
                 if end is not None and (now - last >= quiet or now >= end):
                     return
         finally:
+            self._consumer.pause(self._partitions)
             if collecting:
                 gc.enable()
 

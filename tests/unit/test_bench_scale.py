@@ -80,18 +80,33 @@ def test_ack_samples_reads_a_progress_ack_as_one_sample_per_covered_message() ->
     assert ack_samples({wire.MSG_TYPE: b"Ack"}, b"\xff\xff") is None  # undecodable
 
 
-def test_the_collector_reads_with_the_cyclic_garbage_collector_off_then_puts_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
+class _Pausable:
+    """A consumer's pause and resume, recorded."""
+
+    def __init__(self) -> None:
+        self.paused = True
+
+    def pause(self, partitions: object) -> None:
+        self.paused = True
+
+    def resume(self, partitions: object) -> None:
+        self.paused = False
+
+
+def test_the_collector_reads_unpaused_with_the_cyclic_garbage_collector_off_then_puts_both_back(monkeypatch: pytest.MonkeyPatch) -> None:
     collector = ReplyCollector.__new__(ReplyCollector)  # no broker: only settle() is under test
     collector._kafka, collector._topic = KafkaSettings("127.0.0.1:1"), "t.reply"
+    consumer = _Pausable()
+    collector._consumer, collector._partitions = consumer, []  # type: ignore[assignment]
     monkeypatch.setattr(gs_bench.measure, "end_offsets", lambda kafka, topics: {})
-    seen: list[bool] = []
+    seen: list[tuple[bool, bool]] = []
 
     def read(timeout: float) -> int:
-        seen.append(gc.isenabled())
+        seen.append((gc.isenabled(), consumer.paused))
         return 0
 
     collector._read = read  # type: ignore[method-assign]
     collector._past = lambda ends: True  # type: ignore[method-assign]
     assert gc.isenabled()
     collector.settle(quiet=0.0, deadline=0.0)
-    assert seen == [False] and gc.isenabled()
+    assert seen == [(False, False)] and gc.isenabled() and consumer.paused  # paused again: nothing fetched between reads

@@ -194,8 +194,9 @@ class Publisher:
             return wire.unicast_token(seq)
         topic = self.topics.unicast
         if self.per_host_topics:
-            self.host_topics([host])
             topic = self.topics.host(host)
+            if topic not in self._host_topics:  # made by the batch's `host_topics` but for a resync's
+                self.host_topics([host])
         parts = self._pieces(payload, host)
         for index, part in enumerate(parts, 1):
             tagged = headers if len(parts) == 1 else {**headers, wire.PART: wire.encode_part(index, len(parts))}

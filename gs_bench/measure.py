@@ -357,11 +357,12 @@ def bytes_between(kafka: KafkaSettings, since: Mapping[Partition, int], until: M
     return size
 
 
-def partition_bytes(kafka: KafkaSettings, topics: list[str], deadline: float = 1800.0, quiet: float = 1.0) -> dict[Partition, int]:
+def partition_bytes(kafka: KafkaSettings, topics: list[str], deadline: float = 1800.0) -> dict[Partition, int]:
     """Payload bytes on every partition of `topics`, read once from offset 0 (measured: the
     records themselves, as the daemons count `bytes_published` / `bytes_consumed`: values
     only, no keys, headers or framing). Read until every partition passed the high watermark
-    seen at the start and then nothing came for `quiet` seconds (`watermark_lag_s`)."""
+    seen at the start and then nothing came for `watermark_lag_s` seconds."""
+    quiet = watermark_lag_s(kafka.bootstrap)
     admin = AdminClient(kafka.admin())
     consumer = Consumer(kafka.consumer("bench-fanout", **{"fetch.wait.max.ms": 100, "fetch.max.bytes": 64 << 20,
                                                           "max.partition.fetch.bytes": 8 << 20, "queued.max.messages.kbytes": 256 << 10}))

@@ -43,7 +43,6 @@ from gs_bench.measure import (
     phase_figures,
     readers,
     region_fetch_bytes,
-    watermark_lag_s,
 )
 from gs_bench.report import cpu_text
 from gs_bench.runner import Cluster, Env, cluster, push
@@ -394,7 +393,7 @@ def region_fanout(c: Cluster, storm: Storm, strategy: str) -> dict[str, Any]:
     hosts = storm.host_list
     per_host = strategy == Strategy.TOPIC_PER_HOST
     topics = [c.topics.multicast, *(c.topics.host(h) for h in hosts)] if per_host else [c.topics.unicast, c.topics.multicast]
-    sizes = partition_bytes(kafka, topics, quiet=watermark_lag_s(c.env.bootstrap))
+    sizes = partition_bytes(kafka, topics)
     fetched_by = readers(hosts, storm.follows(),
                          unicast=None if per_host else (c.topics.unicast, partition_count(admin, c.topics.unicast)),
                          multicast=(c.topics.multicast, partition_count(admin, c.topics.multicast)),

@@ -607,7 +607,7 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
               ("- convergence: the DPM's first publish to the last host applied; "
                "goal states/s: caller inputs over first send -> last reply;"),
               ("- raw ceiling: a plain confluent-kafka producer -> consumer process, "
-               "as many messages as the DPM published, of their mean size;"),
+               "as many messages as the DPM published, of their mean size, after 1 s of traffic not measured;"),
               "- bytes: the DPM's `bytes_published`, the simulators' `bytes_consumed` (status services), counted per phase;",
               ("- acks received: reply-topic records the bench read (`measure.ack_samples`); broker bytes in = `bytes_published` "
                "+ the acks' bytes (measured); out = the simulators' `bytes_consumed` (measured) + the DPM's ack reader's "

@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from gs_bench import baselines
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import ensure_topics
 from gsmq.partition import partition_for
@@ -72,6 +73,15 @@ def test_librdkafka_places_keys_where_partition_for_says(bootstrap: str, topics:
     assert producer.flush(30) == 0
     assert placed == {key: partition_for(key, 16) for key in keys}
     assert len(set(placed.values())) == 16
+
+
+@pytest.mark.parametrize("rate", [400.0, None], ids=["paced", "unpaced"])
+def test_raw_baseline_measures_its_own_records_not_the_warm_up(bootstrap: str, topic_prefix: str, rate: float | None) -> None:
+    """The raw baseline sends warm-up traffic first; the reader measures the records after it, each once."""
+    result = baselines.raw_kafka(bootstrap, f"{topic_prefix}.raw", ["10.1.0.1", "10.1.0.2", "10.1.0.3"], 40, 120,
+                                 partitions=2, rate=rate)
+    assert (result["messages"], result["bytes"], result["message_bytes"]) == (40, 40 * 120, 120)
+    assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["max"]
 
 
 def test_gsctl_topics_and_tail_decode_what_travels(bootstrap: str, topics: Topics, vectors_dir: Path) -> None:

@@ -150,6 +150,11 @@ class KafkaCluster(EmbeddedBroker):
             "num.network.threads": "2",
             "num.io.threads": "4",
             "log.cleaner.dedupe.buffer.size": str(8 << 20),
+            # Every partition's segment has an offset and a time index, memory-mapped and created
+            # at this size (Kafka's default: 10 MiB each). At the default, the first traffic on a
+            # new topic stalled for up to half a second once the broker held a few topics; 1 MiB
+            # still indexes ~500 MB of log per segment (the segment rolls when its index is full).
+            "log.index.size.max.bytes": str(1 << 20),
             "unclean.leader.election.enable": "false",
         }
         if many:  # a killed node is fenced, and its partitions led elsewhere, within seconds

@@ -17,7 +17,7 @@ help:
 	@echo "make test         create .venv, install, check generated code, lint, run the tests"
 	@echo "make test-unit    run the unit tests only (no broker)"
 	@echo "make lint         mypy --strict, ruff and the import contracts (run first by make test)"
-	@echo "make bench        run the default benchmark suite on the embedded broker (~6 min)"
+	@echo "make bench        run the default benchmark suite on the embedded broker (~5 min)"
 	@echo "make bench-tiny   the smallest benchmark suite (a smoke test of the bench)"
 	@echo "make bench-scale  hosts from 100 to 1,000,000 simulated, one-VPC storms to 100,000 ports; memory per host"
 	@echo "make proto        regenerate proto/*_pb2*.py from proto/*.proto"

@@ -6,7 +6,7 @@ Scenarios: storm (1), churn (2), restart (3), strategies (4), channels (the same
 gRPC, Kafka and auto per VPC size, and a mixed region), faults (nothing lost, each fault
 against a storm), hosts + vpc-storm + memory (5, the scale path), and the baselines: raw
 (Kafka producer -> consumer) and fast-path (the main storm through a DPM with --path grpc,
-pushed to the simulators' registered fast paths). Suites: default (~6 min on 2 cores), tiny (~2.5 min),
+pushed to the simulators' registered fast paths). Suites: default (~5 min on 2 cores), tiny (~2.5 min),
 scale (100 .. 1,000,000 simulated hosts; long). Each scenario's hosts are split over
 `--sims` simulator processes (default: half the cores; the DPM and the broker need the rest)."""
 
@@ -86,7 +86,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gs-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=version_line("gs-bench"),
                    help="print the version (and the Kafka client's and embedded broker's) and exit")
-    p.add_argument("--suite", choices=sorted(SUITES), default="default", help="sizes and scenarios (default: ~6 min on 2 cores)")
+    p.add_argument("--suite", choices=sorted(SUITES), default="default", help="sizes and scenarios (default: ~5 min on 2 cores)")
     p.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
     p.add_argument("--bootstrap", help="an external Kafka cluster (default: $KAFKA_BOOTSTRAP_SERVERS, else the embedded broker)")
     p.add_argument("--out", type=Path, help="output folder (default: bench-results/<UTC timestamp>)")

@@ -248,7 +248,7 @@ def resources_in(goal: gs.GoalStateV2) -> int:
 class Suite:
     """Every size the scenarios use; `gs-bench` options override single fields.
 
-    The default suite takes about 6 minutes on 2 cores: a simulator does the work of every
+    The default suite takes about 5 minutes on 2 cores: a simulator does the work of every
     host it stands for (a port of a 100-host VPC is 101 applications and 100 replies), so
     its single core bounds what the path can show. `make bench-scale` takes the big sizes."""
 

@@ -346,6 +346,24 @@ def _multicast(applier: Applier, seq: int, *items: Item) -> dict[str, dict[str, 
     return {r.host: statuses(r) for r in results}
 
 
+def test_a_followed_vpcs_states_in_a_later_unicast_are_passed_over_for_the_tables_newer_ones() -> None:
+    """A unicast message without gs-follow may carry a followed VPC's states: the DPM planned it
+    before the host joined, and the join (or resync) that made the host follow came from a later
+    snapshot. The table's newer states stay, a deletion is not undone, the other followers see
+    nothing of it, and the host's own tables take none of it (their states would hide the table's)."""
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    for host in (H1, H2):
+        _join(applier, host, 0, subnet(), neighbor("nb-1", H3), neighbor("nb-2", H3))
+    assert _multicast(applier, 1, neighbor("nb-1", H3, rev=2), neighbor("nb-2", H3, rev=2, op=common.DELETE)) == {
+        H1: {"nb-1": common.SUCCESS, "nb-2": common.SUCCESS}, H2: {"nb-1": common.SUCCESS, "nb-2": common.SUCCESS}}
+    late = statuses(applier.apply_unicast(H1, goal_state(H1, neighbor("nb-1", H3), neighbor("nb-2", H3)), {}))
+    assert late == {"nb-1": common.SUCCESS, "nb-2": common.SUCCESS}
+    assert table(applier, H1, common.NEIGHBOR) == table(applier, H2, common.NEIGHBOR) == {"nb-1": 2}
+    assert applier.dataplane.table(H1, common.NEIGHBOR) == {}
+    assert _multicast(applier, 2, neighbor("nb-1", H3, rev=3)) == {H1: {"nb-1": common.SUCCESS}, H2: {"nb-1": common.SUCCESS}}
+    assert table(applier, H1, common.NEIGHBOR) == {"nb-1": 3}
+
+
 @pytest.mark.parametrize("followers", [1, 10])
 def test_a_multicast_is_applied_once_whatever_the_number_of_followers(followers: int) -> None:
     hosts = [f"10.2.0.{i}" for i in range(followers)]

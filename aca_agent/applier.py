@@ -424,21 +424,28 @@ class Applier:
     ) -> list[ResourceStatus]:
         before = set(hs.vpc_ports)
         statuses: list[ResourceStatus] = []
-        if follow:  # VPC-wide states of the VPCs the message follows go to their shared tables
+        # VPC-wide states of the VPCs the message follows go to their shared tables. Those of
+        # a VPC whose table the host shared before (a unicast message without gs-follow for it,
+        # planned before the host joined: the join or resync that made it follow came from a
+        # later snapshot, so the table holds them or what came after) are passed over, each
+        # with the table's status: the host's own tables never take them, their states would
+        # hide the table's. A full state replaces the host's tables: nothing is passed over.
+        shared = hs.shared if not whole else set()
+        if follow or shared:
             bundles: dict[str, list[tuple[int, str, Any]]] = {vpc: [] for vpc in follow}
             rest = []
             for entry in entries:
-                rtype, _, state = entry
+                rtype, rid, state = entry
                 vpc = vpc_of(rtype, state) if rtype in VPC_WIDE and state is not None and state.HasField("configuration") else ""
                 if vpc in bundles:
                     bundles[vpc].append(entry)
+                elif vpc in shared and (table := self.tables.get(vpc)) is not None:
+                    statuses.append(self._shared_status(table, rtype, rid, state))
                 else:
                     rest.append(entry)
             entries = rest
             for vpc, cursor in sorted(follow.items()):
                 statuses += self._merge(hs, vpc, bundles[vpc], cursor, sent_ns)
-        if hs.shared and not whole:
-            entries = self._passed_in_tables(hs, entries, statuses)
         seen: dict[int, set[str]] = {}
         full_types: set[int] = set()
         new_subnets: list[str] = []
@@ -457,25 +464,6 @@ class Applier:
         statuses += self._release(hs, new_subnets, sent_ns)
         self._follow_diff(hs, before, follow, whole)
         return statuses
-
-    def _passed_in_tables(self, hs: HostState, entries: list[tuple[int, str, Any]],
-                          statuses: list[ResourceStatus]) -> list[tuple[int, str, Any]]:
-        """The states of VPCs whose shared table the host sees are passed over, each with the
-        table's status (into `statuses`); the rest are returned. Such a state came in a unicast
-        message the DPM planned before the host joined the VPC, and what made the host follow
-        it (a join or a resync) was built from a later snapshot: the table holds that state or
-        what came after it. The host's own tables never take them: their states would hide
-        the table's."""
-        rest = []
-        for entry in entries:
-            rtype, rid, state = entry
-            vpc = vpc_of(rtype, state) if rtype in VPC_WIDE and state is not None and state.HasField("configuration") else ""
-            table = self.tables.get(vpc) if vpc in hs.shared else None
-            if table is None:
-                rest.append(entry)
-            else:
-                statuses.append(self._shared_status(table, rtype, rid, state))
-        return rest
 
     def _release(self, hs: HostState, subnets: Iterable[str], sent_ns: int | None) -> list[ResourceStatus]:
         """Apply the host's (or a table's) pending states that waited for `subnets` and now have every subnet."""

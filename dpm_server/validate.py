@@ -31,14 +31,14 @@ def invalid_resources(inp: Input) -> dict[ResourceKey, str]:
         elif (rtype, rid) not in listed and rtype not in VPC_WIDE:  # no host would get it, yet it would be SUCCESS
             bad[(rtype, rid)] = f"{rid!r} is listed for no host"
     for group in inp.groups:
-        host = min(group.hosts)  # the one named in a reason ("" first: an empty host id)
+        empty_host = "" in group.hosts
         for key in group.keys:
-            if not host:
+            if empty_host:
                 bad[key] = "empty host id"
-            elif not key[1]:
-                bad[key] = f"host {host} lists an empty resource id"
-            elif key[0] not in MAP_FIELD or key not in inp.states:
-                bad[key] = f"host {host} lists {key[1]!r}, which the message does not carry"
+            elif not key[1] or key[0] not in MAP_FIELD or key not in inp.states:
+                host = min(group.hosts)  # the one named in the reason, looked for only then: a group can list 100,000 hosts
+                bad[key] = (f"host {host} lists an empty resource id" if not key[1]
+                            else f"host {host} lists {key[1]!r}, which the message does not carry")
     return bad
 
 

@@ -135,7 +135,9 @@ def settings() -> Settings:
              " then go through Kafka until it registers again)")
     s.option("--metrics-port", default=0, convert=port_number,
              help="serve Prometheus metrics on http://<the --grpc-address host>:PORT/metrics (0: off)")
-    s.option("--changelog-partitions", default=8, convert=positive_int,
+    # One partition: a transaction ends with a commit marker on every partition it wrote, so each
+    # partition more makes every commit dearer for the broker, and one DPM is the only writer.
+    s.option("--changelog-partitions", default=1, convert=positive_int,
              help="partitions of the changelog topic (the durable desired state, log-compacted) when it is created")
     return s
 

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable
 
 import grpc
+import pytest
 import test_dpm_daemon
 from confluent_kafka.admin import AdminClient, ConfigResource
 from test_aca_agent import running_agent
@@ -26,6 +27,7 @@ from dpm_server.testing import subnet_goal
 from gs_bench.cluster import listening_pids
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
+from gsmq.kafka_admin import partition_count
 from gsmq.topics import Topics
 from gsmq.v1 import status_pb2, status_pb2_grpc
 
@@ -49,17 +51,21 @@ async def push(address: str, message: gs.GoalStateV2) -> dict[str, int]:
 spawn = test_dpm_daemon.spawn  # dpm-server console scripts, killed at the end (a fixture)
 
 
-def start_dpm(spawn: Callable[..., Process], address: str, bootstrap: str, topics: Topics) -> Process:
-    dpm = spawn("--grpc-address", address, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix)
+def start_dpm(spawn: Callable[..., Process], address: str, bootstrap: str, topics: Topics, *extra: str) -> Process:
+    dpm = spawn("--grpc-address", address, "--bootstrap", bootstrap, "--topic-prefix", topics.prefix, *extra)
     dpm.wait_for(lambda: dpm.event("dpm_ready"), "dpm_ready", deadline=60)
     return dpm
 
 
+# The DPM makes the changelog with one partition; one made with more (by an operator, or an
+# earlier DPM) is replayed as well.
+@pytest.mark.parametrize("partitions", [None, 3], ids=["default partitions", "3 partitions"])
 async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_restarted_agent(
-    spawn: Callable[..., Process], bootstrap: str, kafka: KafkaSettings, topics: Topics
+    spawn: Callable[..., Process], bootstrap: str, kafka: KafkaSettings, topics: Topics, partitions: int | None
 ) -> None:
     address = f"127.0.0.1:{free_port()}"
-    first = start_dpm(spawn, address, bootstrap, topics)
+    extra = () if partitions is None else ("--changelog-partitions", str(partitions))
+    first = start_dpm(spawn, address, bootstrap, topics, *extra)
     assert first.event("changelog_replayed") is not None and first.event("changelog_replayed")["resources"] == 0  # type: ignore[index]
     async with running_agent(bootstrap, topics, "--host-id", H, "--dpm-address", address):
         assert set((await push(address, goal_state(H, subnet(), *(port(rid=p) for p in PORTS)))).values()) == {common.SUCCESS}
@@ -67,7 +73,7 @@ async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_r
         assert sorted(before.port_states) == PORTS
     first.proc.kill()  # SIGKILL: nothing flushed, nothing saved on the way out
     first.proc.wait()
-    second = start_dpm(spawn, address, bootstrap, topics)
+    second = start_dpm(spawn, address, bootstrap, topics, *extra)
     replayed = second.event("changelog_replayed")
     assert replayed is not None and (replayed["resources"], replayed["hosts"], replayed["incarnation"]) == (6, 1, 2)
     assert await host_snapshot(address, H) == before
@@ -82,6 +88,7 @@ async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_r
     admin = AdminClient(kafka.admin())
     [config] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topics.changelog)]).values()
     assert config.result()["cleanup.policy"].value == "compact"
+    assert partition_count(admin, topics.changelog) == (partitions or 1)
 
 
 async def test_a_second_dpm_on_the_topics_fences_the_first_which_exits_with_one_line(

@@ -37,6 +37,9 @@ SCRAM = "SCRAM-SHA-512"
 # SCRAM users of a sasl_ssl cluster: admin is a superuser; ACLs for dpm and agent come from gsmq.kafka_acl.
 USERS = ("admin", "dpm", "agent")
 # Heap per node: one node gets more; three share the machine's 2 cores with the tests.
+# The parent folder of a broker's data when it has no --data-dir (a folder removed at stop);
+# unset: the system's temporary folder.
+ENV_TMP = "GSMQ_KAFKA_TMP"
 HEAP_ONE = "512m"
 HEAP_MANY = "256m"
 
@@ -313,7 +316,8 @@ def plan(nodes: int = 1, port: int | None = None, data_dir: str | Path | None = 
     if security not in SECURITY:
         raise BrokerError(f"security must be one of {', '.join(SECURITY)}, got {security!r}")
     owns = data_dir is None
-    root = Path(tempfile.mkdtemp(prefix="gsmq-kafka-")) if data_dir is None else Path(data_dir).resolve()
+    root = (Path(tempfile.mkdtemp(prefix="gsmq-kafka-", dir=os.environ.get(ENV_TMP) or None)) if data_dir is None
+            else Path(data_dir).resolve())
     root.mkdir(parents=True, exist_ok=True)
     state_path = root / STATE_FILE
     if state_path.exists():

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Message, Producer
@@ -40,11 +41,15 @@ def test_librdkafka_murmur2_random_agrees_with_our_partitioner(kafka: KafkaSetti
     assert landed == {key: partition_for(key, 8) for key in keys}
 
 
-def test_stop_ends_the_process() -> None:
+def test_stop_ends_the_process_and_removes_its_data_from_the_folder_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(kraft.ENV_TMP, str(tmp_path))
     broker = start_embedded()
+    root = getattr(broker, "root", None)  # Apache Kafka's data folder (Tansu keeps its data in memory)
+    assert root is None or (root.parent == tmp_path and root.is_dir())
     assert broker.process.poll() is None
     broker.stop()
     assert broker.process.poll() is not None
+    assert root is None or not root.exists()
     broker.stop()  # idempotent
 
 

@@ -34,7 +34,14 @@ from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition
 from gsmq.kafka_transport import KafkaSink, KafkaSource, KafkaTransactions
 from gsmq.lifecycle import Lifecycle, long_lived_heap
 from gsmq.retry import Backoff, retry
-from gsmq.topics import Topics
+from gsmq.topics import (
+    CHANGELOG_PARTITIONS,
+    DEAD_LETTER_PARTITIONS,
+    MULTICAST_PARTITIONS,
+    REPLY_PARTITIONS,
+    UNICAST_PARTITIONS,
+    Topics,
+)
 from gsmq.v1 import channel_pb2, channel_pb2_grpc, status_pb2, status_pb2_grpc
 from gsmq.wire import STRATEGIES, Strategy
 
@@ -106,9 +113,12 @@ def settings() -> Settings:
     s.option("--batch-window-ms", default=50.0, convert=float,
              help="the longest an input waits to be sent with others while --batches-in-flight requests are in flight (0: one by one)")
     s.option("--batch-size", default=1000, convert=positive_int, help="most inputs sent together")
-    s.option("--unicast-partitions", default=16, convert=positive_int, help="partitions of the unicast topic when it is created")
-    s.option("--multicast-partitions", default=16, convert=positive_int, help="partitions of the multicast topic when it is created")
-    s.option("--reply-partitions", default=8, convert=positive_int, help="partitions of the reply topic when it is created")
+    s.option("--unicast-partitions", default=UNICAST_PARTITIONS, convert=positive_int,
+             help="partitions of the unicast topic when it is created")
+    s.option("--multicast-partitions", default=MULTICAST_PARTITIONS, convert=positive_int,
+             help="partitions of the multicast topic when it is created")
+    s.option("--reply-partitions", default=REPLY_PARTITIONS, convert=positive_int,
+             help="partitions of the reply topic when it is created")
     s.option("--max-message-bytes", default=0, convert=int,
              help="a unicast goal state over this size goes in ordered parts, applied once all have arrived"
              " (0: 90 %% of the smaller of the producer's message.max.bytes and the unicast topic's max.message.bytes)")
@@ -135,9 +145,7 @@ def settings() -> Settings:
              " then go through Kafka until it registers again)")
     s.option("--metrics-port", default=0, convert=port_number,
              help="serve Prometheus metrics on http://<the --grpc-address host>:PORT/metrics (0: off)")
-    # One partition: a transaction ends with a commit marker on every partition it wrote, so each
-    # partition more makes every commit dearer for the broker, and one DPM is the only writer.
-    s.option("--changelog-partitions", default=1, convert=positive_int,
+    s.option("--changelog-partitions", default=CHANGELOG_PARTITIONS, convert=positive_int,
              help="partitions of the changelog topic (the durable desired state, log-compacted) when it is created")
     return s
 
@@ -163,7 +171,8 @@ def _ensure_topics(admin: AdminClient, config: DpmConfig, bootstrap: str, halt: 
     partition counts (None once halted)."""
     topics = Topics(config.topic_prefix)
     wanted = {topics.unicast: config.unicast_partitions, topics.multicast: config.multicast_partitions,
-              topics.reply: config.reply_partitions, topics.dead_letter: 1, topics.changelog: config.changelog_partitions}
+              topics.reply: config.reply_partitions, topics.dead_letter: DEAD_LETTER_PARTITIONS,
+              topics.changelog: config.changelog_partitions}
 
     def step() -> dict[str, int]:
         ensure_topics(admin, wanted, timeout=5.0, configs={topics.changelog: changelog.TOPIC_CONFIG})

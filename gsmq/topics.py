@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Partitions of each topic when a daemon creates it (an existing topic keeps its own).
+UNICAST_PARTITIONS = 16
+MULTICAST_PARTITIONS = 16
+REPLY_PARTITIONS = 8
+DEAD_LETTER_PARTITIONS = 1
+# One: a transaction ends with a commit marker on every partition it wrote, so each partition
+# more makes every commit dearer for the broker, and one DPM is the only writer.
+CHANGELOG_PARTITIONS = 1
+
 
 @dataclass(frozen=True)
 class Topics:
@@ -38,5 +47,6 @@ class Topics:
 
     def default_partitions(self) -> dict[str, int]:
         """The shared channels with their default partition counts (docs/internals.md)."""
-        return {self.unicast: 16, self.multicast: 16, self.reply: 8, self.dead_letter: 1}
+        return {self.unicast: UNICAST_PARTITIONS, self.multicast: MULTICAST_PARTITIONS, self.reply: REPLY_PARTITIONS,
+                self.dead_letter: DEAD_LETTER_PARTITIONS}
 

@@ -32,11 +32,12 @@ def invalid_resources(inp: Input) -> dict[ResourceKey, str]:
             bad[(rtype, rid)] = f"{rid!r} is listed for no host"
     for group in inp.groups:
         empty_host = "" in group.hosts
+        host: str | None = None  # the one named in a reason, looked for once one needs it: a group can list 100,000 hosts
         for key in group.keys:
             if empty_host:
                 bad[key] = "empty host id"
             elif not key[1] or key[0] not in MAP_FIELD or key not in inp.states:
-                host = min(group.hosts)  # the one named in the reason, looked for only then: a group can list 100,000 hosts
+                host = min(group.hosts) if host is None else host
                 bad[key] = (f"host {host} lists an empty resource id" if not key[1]
                             else f"host {host} lists {key[1]!r}, which the message does not carry")
     return bad

@@ -36,10 +36,10 @@ SECURITY = ("plaintext", "ssl", "sasl_ssl")
 SCRAM = "SCRAM-SHA-512"
 # SCRAM users of a sasl_ssl cluster: admin is a superuser; ACLs for dpm and agent come from gsmq.kafka_acl.
 USERS = ("admin", "dpm", "agent")
-# Heap per node: one node gets more; three share the machine's 2 cores with the tests.
 # The parent folder of a broker's data when it has no --data-dir (a folder removed at stop);
 # unset: the system's temporary folder.
 ENV_TMP = "GSMQ_KAFKA_TMP"
+# Heap per node: one node gets more; three share the machine's 2 cores with the tests.
 HEAP_ONE = "512m"
 HEAP_MANY = "256m"
 
@@ -316,8 +316,7 @@ def plan(nodes: int = 1, port: int | None = None, data_dir: str | Path | None = 
     if security not in SECURITY:
         raise BrokerError(f"security must be one of {', '.join(SECURITY)}, got {security!r}")
     owns = data_dir is None
-    root = (Path(tempfile.mkdtemp(prefix="gsmq-kafka-", dir=os.environ.get(ENV_TMP) or None)) if data_dir is None
-            else Path(data_dir).resolve())
+    root = Path(tempfile.mkdtemp(prefix="gsmq-kafka-", dir=_tmp_parent())) if data_dir is None else Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     state_path = root / STATE_FILE
     if state_path.exists():
@@ -341,6 +340,16 @@ def plan(nodes: int = 1, port: int | None = None, data_dir: str | Path | None = 
                            nodes=layout, owns_root=owns, security=security, users=users, **kwargs)
     cluster.save()
     return cluster
+
+
+def _tmp_parent() -> Path | None:
+    """$GSMQ_KAFKA_TMP as an absolute folder (made if missing), or None when unset."""
+    given = os.environ.get(ENV_TMP)
+    if not given:
+        return None
+    parent = Path(given).resolve()
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
 
 
 def start_kafka(nodes: int = 1, port: int | None = None, data_dir: str | Path | None = None,

@@ -4,6 +4,7 @@ Tansu where Java is missing, or $KAFKA_BOOTSTRAP_SERVERS), and a unique topic pr
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +18,13 @@ from gsmq.topics import Topics
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 
-# The brokers the tests start keep their data in memory where there is a tmpfs: Kafka fsyncs
+# The brokers the tests start keep their data in memory where a tmpfs has room: Kafka fsyncs
 # every new partition's files (~6 ms a partition on this disk) before the broker takes its
 # next metadata change, and the suite creates thousands; behind a burst of them a DPM's new
 # topics were not listed within the 30 s its test waited.
-if Path("/dev/shm").is_dir():
-    os.environ.setdefault(ENV_TMP, "/dev/shm")
+SHM = Path("/dev/shm")
+if SHM.is_dir() and shutil.disk_usage(SHM).free >= 2 << 30:
+    os.environ.setdefault(ENV_TMP, str(SHM))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -55,23 +56,28 @@ def test_stop_ends_the_process_and_removes_its_data_from_the_folder_given(tmp_pa
 
 def test_no_orphan_after_owner_is_killed() -> None:
     code = ("from gsmq.broker import start_embedded; import sys, time; b = start_embedded(); "
-            "print(b.process.pid, flush=True); time.sleep(60)")
+            "print(b.process.pid, getattr(b, 'root', ''), flush=True); time.sleep(60)")
     owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert owner.stdout is not None
-    pid = int(owner.stdout.readline())
+    pid_text, _, root = owner.stdout.readline().strip().partition(" ")
+    pid = int(pid_text)
     owner.kill()
     owner.wait()
-    # The broker got SIGTERM through PR_SET_PDEATHSIG; wait for it to be gone.
-    for _ in range(200):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().split()[2] == "Z":
+    try:
+        # The broker got SIGTERM through PR_SET_PDEATHSIG; wait for it to be gone.
+        for _ in range(200):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
                 return
-        subprocess.run(["sleep", "0.05"], check=True)
-    raise AssertionError(f"broker {pid} still runs after its owner was killed")
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split()[2] == "Z":
+                    return
+            subprocess.run(["sleep", "0.05"], check=True)
+        raise AssertionError(f"broker {pid} still runs after its owner was killed")
+    finally:
+        if root:  # the killed owner could not remove its broker's data
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_kafka_bootstrap_servers_is_used_and_nothing_started(bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:

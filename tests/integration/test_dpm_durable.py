@@ -28,7 +28,7 @@ from gs_bench.cluster import listening_pids
 from gsmq.broker import free_port
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import partition_count
-from gsmq.topics import Topics
+from gsmq.topics import CHANGELOG_PARTITIONS, Topics
 from gsmq.v1 import status_pb2, status_pb2_grpc
 
 H = "10.7.0.31"
@@ -58,7 +58,7 @@ def start_dpm(spawn: Callable[..., Process], address: str, bootstrap: str, topic
 
 
 # The DPM makes the changelog with one partition; one made with more (by an operator, or an
-# earlier DPM) is replayed as well.
+# earlier DPM) is replayed whole by a DPM at the default.
 @pytest.mark.parametrize("partitions", [None, 3], ids=["default partitions", "3 partitions"])
 async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_restarted_agent(
     spawn: Callable[..., Process], bootstrap: str, kafka: KafkaSettings, topics: Topics, partitions: int | None
@@ -73,7 +73,7 @@ async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_r
         assert sorted(before.port_states) == PORTS
     first.proc.kill()  # SIGKILL: nothing flushed, nothing saved on the way out
     first.proc.wait()
-    second = start_dpm(spawn, address, bootstrap, topics, *extra)
+    second = start_dpm(spawn, address, bootstrap, topics)  # at the default: the topic keeps the partitions it has
     replayed = second.event("changelog_replayed")
     assert replayed is not None and (replayed["resources"], replayed["hosts"], replayed["incarnation"]) == (6, 1, 2)
     assert await host_snapshot(address, H) == before
@@ -88,7 +88,7 @@ async def test_a_dpm_killed_and_restarted_keeps_every_acknowledged_state_for_a_r
     admin = AdminClient(kafka.admin())
     [config] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topics.changelog)]).values()
     assert config.result()["cleanup.policy"].value == "compact"
-    assert partition_count(admin, topics.changelog) == (partitions or 1)
+    assert partition_count(admin, topics.changelog) == (partitions or CHANGELOG_PARTITIONS)
 
 
 async def test_a_second_dpm_on_the_topics_fences_the_first_which_exits_with_one_line(

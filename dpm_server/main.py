@@ -36,7 +36,6 @@ from gsmq.lifecycle import Lifecycle, long_lived_heap
 from gsmq.retry import Backoff, retry
 from gsmq.topics import (
     CHANGELOG_PARTITIONS,
-    DEAD_LETTER_PARTITIONS,
     MULTICAST_PARTITIONS,
     REPLY_PARTITIONS,
     UNICAST_PARTITIONS,
@@ -170,8 +169,8 @@ def _ensure_topics(admin: AdminClient, config: DpmConfig, bootstrap: str, halt: 
     """Create the channels, retrying with backoff while the broker is unreachable; their
     partition counts (None once halted)."""
     topics = Topics(config.topic_prefix)
-    wanted = {topics.unicast: config.unicast_partitions, topics.multicast: config.multicast_partitions,
-              topics.reply: config.reply_partitions, topics.dead_letter: DEAD_LETTER_PARTITIONS,
+    wanted = {**topics.default_partitions(), topics.unicast: config.unicast_partitions,
+              topics.multicast: config.multicast_partitions, topics.reply: config.reply_partitions,
               topics.changelog: config.changelog_partitions}
 
     def step() -> dict[str, int]:

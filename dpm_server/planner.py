@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from dpm_server.inputs import Input
-from dpm_server.snapshot import Change, Snapshot
+from dpm_server.snapshot import Change, Snapshot, Stored
 from gsmq.resources import VPC_WIDE, ResourceKey, host_listing
 from gsmq.wire import Strategy
 
@@ -25,7 +25,7 @@ class Outgoing:
     multicast: bool
     key: str  # host id, or VPC id for multicast
     fresh: list[ResourceKey] = field(default_factory=list)  # from the input
-    stored: list[ResourceKey] = field(default_factory=list)  # from the snapshot (joined VPCs)
+    stored: dict[ResourceKey, Stored] = field(default_factory=dict)  # from the snapshot (joined VPCs)
     follow: list[str] = field(default_factory=list)  # VPCs the host starts following
     expect: set[str] = field(default_factory=set)  # hosts whose reply to it the request awaits
 
@@ -64,7 +64,7 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
             out.append(Outgoing(True, vpc, fresh=keys, expect=data.targeted.get(vpc, set()) & before & snapshot.members.get(vpc, set())))
     for host in sorted(fresh.keys() | change.joined.keys()):
         joined = change.joined.get(host, set())
-        stored = sorted(k for vpc in joined for k in snapshot.vpc_wide.get(vpc, ()) if not snapshot.own_neighbor(k, host))
+        stored = dict(sorted((k, held) for vpc in joined for k, held in snapshot.vpc_view(vpc, host).items()))
         keys = list(fresh.get(host, ()))
         if keys or stored:
             out.append(Outgoing(False, host, fresh=keys, stored=stored, follow=sorted(joined), expect={host}))
@@ -74,7 +74,7 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
 def encode(out: Outgoing, data: Input, snapshot: Snapshot) -> bytes:
     """The GoalStateV2 bytes of `out`: listed for its host when unicast, pieces concatenated."""
     fresh = set(out.fresh) if out.stored else set()
-    stored = [held for k in out.stored if k not in fresh and (held := snapshot.resources.get(k)) is not None]
+    stored = [held for k, held in out.stored.items() if k not in fresh]
     parts = [gs.GoalStateV2(format_version=data.format_version).SerializeToString()]
     if not out.multicast:
         parts.append(host_listing(out.key, [*(data.refs[k] for k in out.fresh), *(held.ref for held in stored)]))

@@ -89,7 +89,7 @@ class Snapshot:
         self.derive_members = strategy == Strategy.VPC_MULTICAST
         self.resources: dict[ResourceKey, Stored] = {}
         self.listed: dict[str, set[ResourceKey]] = defaultdict(set)  # host -> ids given to it
-        self.vpc_wide: dict[str, set[ResourceKey]] = defaultdict(set)  # vpc -> its VPC-wide ids
+        self.vpc_wide: dict[str, dict[ResourceKey, Stored]] = defaultdict(dict)  # vpc -> its VPC-wide resources
         self.host_ports: dict[str, dict[str, set[str]]] = defaultdict(dict)  # host -> {vpc: its port ids there}
         self.vpc_ports: dict[str, int] = defaultdict(int)  # vpc -> its ports placed on hosts (a port counts once per host)
         self.members: dict[str, set[str]] = defaultdict(set)  # vpc -> hosts with ports there
@@ -117,13 +117,12 @@ class Snapshot:
                 keys.add(key)
         if strategy == Strategy.VPC_MULTICAST:
             for vpc in vpcs:
-                keys.update(k for k in self.vpc_wide.get(vpc, ()) if not self.own_neighbor(k, host))
+                keys.update(self.vpc_view(vpc, host))
         return sorted(keys)
 
-    def own_neighbor(self, key: ResourceKey, host: str) -> bool:
-        """A stored neighbor located on `host` itself (`resources.own_neighbor`)."""
-        stored = self.resources.get(key)
-        return stored is not None and stored.located == host
+    def vpc_view(self, vpc: str, host: str) -> dict[ResourceKey, Stored]:
+        """The VPC-wide resources of `vpc` a member `host` holds: all but its own neighbors."""
+        return {key: stored for key, stored in self.vpc_wide.get(vpc, {}).items() if stored.located != host}
 
     def message(self, keys: list[ResourceKey], host: str | None = None, format_version: int = 1) -> bytes:
         """A serialized GoalStateV2 of these stored resources (listed for `host` if given)."""
@@ -147,6 +146,8 @@ class Snapshot:
     def consistent(self) -> list[str]:
         """Every problem of the whole snapshot (empty: consistent), like go-control-plane's Consistent()."""
         problems = [f"host {h} lists missing {k}" for h, ids in self.listed.items() for k in ids if k not in self.resources]
+        problems += [f"vpc {vpc} holds {k} not as stored" for vpc, wide in self.vpc_wide.items() for k, held in wide.items()
+                     if self.resources.get(k) is not held]
         return problems + self.problems(self.resources)
 
     def problems(self, keys: Iterable[ResourceKey], given: Mapping[ResourceKey, Any] | None = None) -> list[str]:
@@ -356,12 +357,14 @@ class Snapshot:
                 if ip.ip_address:
                     self.addresses[sys.intern(ip.ip_address)].add(key)
         if key[0] in VPC_WIDE and stored.vpc:
-            self.vpc_wide[stored.vpc].add(key)
+            self.vpc_wide[stored.vpc][key] = stored
 
     def _unindex(self, key: ResourceKey, stored: Stored) -> None:
         """Remove `stored` (the state of `key` being replaced or deleted) from the VPC and IP indexes."""
-        if stored.vpc:
-            self._discard(self.vpc_wide, stored.vpc, key)
+        if stored.vpc and (wide := self.vpc_wide.get(stored.vpc)) is not None:
+            wide.pop(key, None)
+            if not wide:
+                del self.vpc_wide[stored.vpc]
         if key[0] in _ADDRESSED:
             for ip in stored.state.configuration.fixed_ips:
                 self._discard(self.addresses, ip.ip_address, key)

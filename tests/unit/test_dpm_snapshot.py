@@ -31,7 +31,7 @@ def test_each_resource_is_stored_once_and_hosts_hold_ids() -> None:
     assert snap.listed[A] == {(common.SUBNET, "subnet-vpc-1"), (common.PORT, "p0"), (common.DHCP, "dhcp-p0"),
                               (common.NEIGHBOR, "nb-p1"), (common.NEIGHBOR, "nb-p2")}
     assert snap.holders[(common.SUBNET, "subnet-vpc-1")] == set(HOSTS)
-    assert snap.vpc_wide["vpc-1"] == {(common.SUBNET, "subnet-vpc-1")} | {(common.NEIGHBOR, f"nb-p{i}") for i in range(3)}
+    assert snap.vpc_wide["vpc-1"].keys() == {(common.SUBNET, "subnet-vpc-1")} | {(common.NEIGHBOR, f"nb-p{i}") for i in range(3)}
     assert snap.members["vpc-1"] == set(HOSTS) and snap.host_vpcs(B) == {"vpc-1"}
     assert snap.consistent() == []
 
@@ -162,7 +162,7 @@ def test_indexes_keep_no_emptied_entry() -> None:
     for i, host in enumerate(HOSTS):
         snap.apply(port_goal(f"p{i}", "vpc-1", host, f"10.1.0.{i}", HOSTS, rev=2, op=common.DELETE))
     assert (dict(snap.listed), dict(snap.holders), dict(snap.host_ports), dict(snap.members), dict(snap.addresses)) == ({}, {}, {}, {}, {})
-    assert dict(snap.vpc_wide) == {"vpc-1": {(common.SUBNET, "subnet-vpc-1")}}
+    assert {vpc: set(wide) for vpc, wide in snap.vpc_wide.items()} == {"vpc-1": {(common.SUBNET, "subnet-vpc-1")}}
     assert snap.hosts() == [] and snap.consistent() == []
 
 

@@ -131,7 +131,7 @@ _HOST_FIELDS = ("host_id", "epoch", "unicast_seq", "unicast_seen")
 def _host_part(hs: HostState) -> bytes:
     """The `_HOST_FIELDS` of the host's ack, serialized as `_ack` sets them (proto3 leaves
     zeros out), from the wire format: it is built once a host, a message each costs more."""
-    out = pbwire.field(_HOST_ID, hs.host.encode())
+    out = pbwire.field(_HOST_ID, hs.host.encode()) if hs.host else b""
     if hs.epoch:
         out += _epoch_field(hs.epoch)
     if hs.applied:

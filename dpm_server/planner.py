@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
@@ -25,7 +26,8 @@ class Outgoing:
     multicast: bool
     key: str  # host id, or VPC id for multicast
     fresh: list[ResourceKey] = field(default_factory=list)  # from the input
-    stored: dict[ResourceKey, Stored] = field(default_factory=dict)  # from the snapshot (joined VPCs)
+    # From the snapshot (joined VPCs), as `plan` found them: encode the message before the snapshot changes.
+    stored: dict[ResourceKey, Stored] = field(default_factory=dict)
     follow: list[str] = field(default_factory=list)  # VPCs the host starts following
     expect: set[str] = field(default_factory=set)  # hosts whose reply to it the request awaits
 
@@ -64,7 +66,7 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
             out.append(Outgoing(True, vpc, fresh=keys, expect=data.targeted.get(vpc, set()) & before & snapshot.members.get(vpc, set())))
     for host in sorted(fresh.keys() | change.joined.keys()):
         joined = change.joined.get(host, set())
-        stored = dict(sorted((k, held) for vpc in joined for k, held in snapshot.vpc_view(vpc, host).items()))
+        stored = dict(sorted(((k, held) for vpc in joined for k, held in snapshot.vpc_view(vpc, host).items()), key=itemgetter(0)))
         keys = list(fresh.get(host, ()))
         if keys or stored:
             out.append(Outgoing(False, host, fresh=keys, stored=stored, follow=sorted(joined), expect={host}))

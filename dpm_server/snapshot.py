@@ -2,7 +2,7 @@
 
 Each resource is stored once, as its serialized form (its state is parsed from it when
 asked for: a parsed state would keep alive the whole input message it came from); a host
-holds the ids it was given (ids and host names interned, held once); a VPC holds the ids of its VPC-wide states (subnets, neighbors,
+holds the ids it was given (ids and host names interned, held once); a VPC holds its VPC-wide resources (subnets, neighbors,
 security groups). What a host should program, its *view*, is derived from these, the
 same way the ACA derives it (docs/internals.md):
 - every strategy: the host-specific resources listed for it, and the VPC-wide ones

@@ -9,7 +9,7 @@ _ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
 
 def varint(n: int) -> bytes:
     """`n` (>= 0) as a base-128 varint."""
-    if n < 0x80:
+    if 0 <= n < 0x80:
         return _ONE_BYTE[n]
     out = bytearray()
     while n > 0x7F:

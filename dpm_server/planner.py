@@ -66,7 +66,7 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
             out.append(Outgoing(True, vpc, fresh=keys, expect=data.targeted.get(vpc, set()) & before & snapshot.members.get(vpc, set())))
     for host in sorted(fresh.keys() | change.joined.keys()):
         joined = change.joined.get(host, set())
-        stored = dict(sorted(((k, held) for vpc in joined for k, held in snapshot.vpc_view(vpc, host).items()), key=itemgetter(0)))
+        stored = dict(sorted((pair for vpc in joined for pair in snapshot.vpc_view(vpc, host)), key=itemgetter(0)))
         keys = list(fresh.get(host, ()))
         if keys or stored:
             out.append(Outgoing(False, host, fresh=keys, stored=stored, follow=sorted(joined), expect={host}))

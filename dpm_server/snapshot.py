@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,12 +117,12 @@ class Snapshot:
                 keys.add(key)
         if strategy == Strategy.VPC_MULTICAST:
             for vpc in vpcs:
-                keys.update(self.vpc_view(vpc, host))
+                keys.update(key for key, _ in self.vpc_view(vpc, host))
         return sorted(keys)
 
-    def vpc_view(self, vpc: str, host: str) -> dict[ResourceKey, Stored]:
+    def vpc_view(self, vpc: str, host: str) -> Iterator[tuple[ResourceKey, Stored]]:
         """The VPC-wide resources of `vpc` a member `host` holds: all but its own neighbors."""
-        return {key: stored for key, stored in self.vpc_wide.get(vpc, {}).items() if stored.located != host}
+        return ((key, stored) for key, stored in self.vpc_wide.get(vpc, {}).items() if stored.located != host)
 
     def message(self, keys: list[ResourceKey], host: str | None = None, format_version: int = 1) -> bytes:
         """A serialized GoalStateV2 of these stored resources (listed for `host` if given)."""
@@ -282,11 +282,14 @@ class Snapshot:
     # built anew (a Python set never shrinks its table): memory follows what is held now.
 
     @staticmethod
-    def _discard(index: dict[Any, set[Any]], name: Any, item: Any) -> None:
-        """Take `item` out of `index[name]`; an empty set goes."""
+    def _discard(index: dict[Any, Any], name: Any, item: Any) -> None:
+        """Take `item` out of `index[name]` (a set, or a dict by key); an emptied one goes."""
         held = index.get(name)
         if held is not None:
-            held.discard(item)
+            if isinstance(held, dict):
+                held.pop(item, None)
+            else:
+                held.discard(item)
             if not held:
                 del index[name]
 
@@ -361,10 +364,8 @@ class Snapshot:
 
     def _unindex(self, key: ResourceKey, stored: Stored) -> None:
         """Remove `stored` (the state of `key` being replaced or deleted) from the VPC and IP indexes."""
-        if stored.vpc and (wide := self.vpc_wide.get(stored.vpc)) is not None:
-            wide.pop(key, None)
-            if not wide:
-                del self.vpc_wide[stored.vpc]
+        if stored.vpc:
+            self._discard(self.vpc_wide, stored.vpc, key)
         if key[0] in _ADDRESSED:
             for ip in stored.state.configuration.fixed_ips:
                 self._discard(self.addresses, ip.ip_address, key)

@@ -18,10 +18,9 @@ from typing import NamedTuple
 from aca_agent.applier import Applier, HostState, ResourceStatus, Result
 from aca_agent.counters import Counters
 from alcor.schema import common_pb2 as common
-from gsmq import pbwire, wire
+from gsmq import pbwire
 from gsmq.transport import Envelope
 from gsmq.v1 import ack_pb2
-from gsmq.wire import MessageType
 
 
 def elapse_bucket(us: int) -> int:
@@ -253,4 +252,6 @@ def ack_envelope(topic: str, ack: ack_pb2.Ack) -> Envelope:
 
 
 def _record(topic: str, host: str, ack: bytes) -> Envelope:
-    return Envelope(topic, host, ack, {wire.HOST_ID: host, wire.MSG_TYPE: MessageType.ACK})
+    """An ack record has no headers: on the reply topic a record without gs-type is an Ack
+    (docs/internals.md, "Acknowledgements"), and the host is its key and its host_id."""
+    return Envelope(topic, host, ack)

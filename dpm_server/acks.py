@@ -171,16 +171,16 @@ class HostProgress:
 def decode_acks(messages: Iterable[Record], dead_letter_topic: str = "") -> tuple[list[ack_pb2.Ack], list[Envelope]]:
     """The acks among messages consumed from the reply topic (markers skipped), and a dead
     letter for each record refused (undecodable, not an ack, no host): a broken record is
-    refused alone, never fatal to its batch."""
+    refused alone, never fatal to its batch. On the reply topic a record without gs-type
+    is an Ack, as is one with gs-type Ack (what agents sent before acks went headerless)."""
     out: list[ack_pb2.Ack] = []
     refused: list[Envelope] = []
     parse = ack_pb2.Ack.FromString
     for message in messages:
         kind = message.header(wire.MSG_TYPE)
-        if kind != _ACK:
+        if kind is not None and kind != _ACK:
             if kind != _MARKER:
-                named = _GOAL_STATE if kind is None else kind
-                refused.append(_refuse(message, dead_letter_topic, f"not an Ack on the reply topic: gs-type {named[:40]!r}"))
+                refused.append(_refuse(message, dead_letter_topic, f"not an Ack on the reply topic: gs-type {kind[:40]!r}"))
             continue
         try:
             ack = parse(message.value)
@@ -203,7 +203,7 @@ def decode_acks(messages: Iterable[Record], dead_letter_topic: str = "") -> tupl
 _HIGH_BIT = bytes.maketrans(bytes(range(256)), bytes(128) + b"\x01" * 128)
 _LONG_VARINT = b"\x01" * 9
 # gs-type values as plain strings (a member looked up on the StrEnum costs more, per record)
-_ACK, _MARKER, _GOAL_STATE = MessageType.ACK.value, MessageType.MARKER.value, MessageType.GOAL_STATE.value
+_ACK, _MARKER = MessageType.ACK.value, MessageType.MARKER.value
 
 
 def _past_max(vpcs: Iterable[ack_pb2.VpcProgress]) -> bool:

@@ -125,7 +125,7 @@ def ack(
     dataplane, config, elapse = times
     t = progress.timing
     t.messages, t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us = 1, sum(times), dataplane, config, elapse
-    return Envelope(reply_topic, host, progress.SerializeToString(), {wire.HOST_ID: host, wire.MSG_TYPE: MessageType.ACK})
+    return Envelope(reply_topic, host, progress.SerializeToString())
 
 
 def memory_engine(

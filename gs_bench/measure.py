@@ -96,7 +96,7 @@ def ack_samples(headers: dict[str, bytes], value: bytes) -> tuple[str, int, list
     (`aca_agent.acks`: buckets 2^(1/8) wide) and the batch's last applied time, so each
     covered message is one sample at its bucket's floor, applied at `last_applied_ns`
     (latency percentiles within 9 %; publish time derived as applied - elapse)."""
-    if headers.get(wire.MSG_TYPE) != _ACK:
+    if headers.get(wire.MSG_TYPE, _ACK) != _ACK:  # no gs-type: an Ack (docs/internals.md)
         return None
     try:
         ack = ack_pb2.Ack.FromString(value)

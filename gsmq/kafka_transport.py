@@ -136,9 +136,9 @@ class KafkaRecord:
 
 def produce(producer: Producer, message: Envelope, callback: Callable[[KafkaError | None, Message], None] | None = None) -> None:
     """Queue one record, serving delivery callbacks while the local queue is full: key and
-    headers go as text, which librdkafka sends UTF-8 encoded; an empty value as null (a
-    tombstone on a compacted topic)."""
-    headers = cast("dict[str, str | bytes | None]", message.headers)  # read only
+    headers go as text, which librdkafka sends UTF-8 encoded (none: no header list); an
+    empty value as null (a tombstone on a compacted topic)."""
+    headers = cast("dict[str, str | bytes | None] | None", message.headers or None)  # read only
     value = message.value or None
     while True:
         try:

@@ -96,16 +96,19 @@ def test_the_dpm_reads_acks_from_records_and_refuses_the_rest_whole(kafka: Kafka
     produce(producer, topics.reply, H, b"\x0a\x03abc", gs_type="GoalStateOperationReply", gs_host_id=H)
     produce(producer, topics.reply, H, b"\xff", gs_type="Ack")
     produce(producer, topics.reply, "", b"", gs_type="Marker")
+    produce(producer, topics.reply, H, ack_pb2.Ack(host_id=H, epoch="e", unicast_seq=5).SerializeToString())  # an agent's: no headers
+    produce(producer, topics.reply, H, b"\xff")
     source, records = KafkaSource(kafka, f"{topics.reply}.g"), []
     try:
         source.assign([(topics.reply, 0, 0)])
         for _ in range(100):
             records += source.poll_records(100, 0.2)
-            if len(records) >= 4:
+            if len(records) >= 6:
                 break
     finally:
         source.close()
     acked, refused = decode_acks(records, topics.dead_letter)
-    assert [(a.host_id, a.epoch, a.unicast_seq) for a in acked] == [(H, "e", 4)]
-    assert [(d.topic, d.key, d.value, d.headers[wire.MSG_TYPE], d.headers[wire.SOURCE_OFFSET]) for d in refused] == [
-        (topics.dead_letter, H, b"\x0a\x03abc", "GoalStateOperationReply", "1"), (topics.dead_letter, H, b"\xff", "Ack", "2")]
+    assert [(a.host_id, a.epoch, a.unicast_seq) for a in acked] == [(H, "e", 4), (H, "e", 5)]
+    assert [(d.topic, d.key, d.value, d.headers.get(wire.MSG_TYPE), d.headers[wire.SOURCE_OFFSET]) for d in refused] == [
+        (topics.dead_letter, H, b"\x0a\x03abc", "GoalStateOperationReply", "1"), (topics.dead_letter, H, b"\xff", "Ack", "2"),
+        (topics.dead_letter, H, b"\xff", None, "5")]

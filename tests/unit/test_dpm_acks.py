@@ -294,12 +294,22 @@ def test_an_ack_whose_text_looks_like_a_long_varint_is_read_field_by_field() -> 
     assert [(a.host_id, a.unicast_seq) for a in acks] == [(host, 7)] and len(refused) == 1
 
 
-def test_markers_are_skipped_and_a_record_without_gs_type_is_refused_as_a_goal_state() -> None:
+def test_a_record_without_gs_type_is_an_ack_one_typed_ack_too_markers_are_skipped_other_types_refused() -> None:
+    ack = ack_pb2.Ack(host_id=A, epoch="e", unicast_seq=3).SerializeToString()
+    untyped = Envelope("t.reply", A, ack)
+    typed = Envelope("t.reply", A, ack, {wire.MSG_TYPE: "Ack", wire.HOST_ID: A})  # as agents sent before
     marker = Envelope("t.reply", "", b"", {wire.MSG_TYPE: "Marker"})
-    untyped = Envelope("t.reply", A, b"", {}, partition=2, offset=7)
-    acks, refused = decode_acks([marker, untyped], "t.dead")
-    assert acks == [] and [(r.topic, r.headers[wire.SOURCE_OFFSET]) for r in refused] == [("t.dead", "7")]
+    goal = Envelope("t.reply", A, ack, {wire.MSG_TYPE: "GoalStateV2"}, partition=2, offset=7)
+    acks, refused = decode_acks([untyped, marker, typed, goal], "t.dead")
+    assert [(a.host_id, a.unicast_seq) for a in acks] == [(A, 3), (A, 3)]
+    assert [(r.topic, r.headers[wire.SOURCE_OFFSET]) for r in refused] == [("t.dead", "7")]
     assert refused[0].headers[wire.ERROR] == "not an Ack on the reply topic: gs-type 'GoalStateV2'"
+
+
+def test_a_goal_state_sent_untyped_to_the_reply_topic_is_refused_as_an_ack_without_host() -> None:
+    goal = port_goal("q0", "vpc-1", A, "10.1.0.20", [A]).SerializeToString()
+    acks, refused = decode_acks([Envelope("t.reply", A, goal), Envelope("t.reply", A, b"")], "t.dead")
+    assert acks == [] and [r.headers[wire.ERROR] for r in refused] == ["Ack without host_id"] * 2
 
 
 def test_many_messages_one_ack() -> None:

@@ -379,6 +379,7 @@ def _print_records(consumer: Any, key: bytes | None, args: argparse.Namespace, d
     from confluent_kafka import KafkaError
 
     from gsmq import wire
+    from gsmq.topics import Topics
 
     held: deque[Any] | None = deque(maxlen=last[0]) if last else None
     end = last[1] if last else 0
@@ -390,7 +391,7 @@ def _print_records(consumer: Any, key: bytes | None, args: argparse.Namespace, d
     def emit(msg: Any) -> None:
         nonlocal seen
         hdrs = wire.decode_headers(msg.headers())
-        kind = wire.message_type(hdrs)
+        kind = wire.message_type(hdrs, reply=Topics.is_reply(args.topic))
         body: Any = None
         cls = message_types().get(kind.lower())
         if cls is not None:

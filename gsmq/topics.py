@@ -41,6 +41,11 @@ class Topics:
         """The DPM's desired state, log-compacted (one record per resource)."""
         return f"{self.prefix}.changelog"
 
+    @staticmethod
+    def is_reply(topic: str) -> bool:
+        """Whether `topic` is named as a reply topic (`<prefix>.reply`, whatever the prefix)."""
+        return topic.endswith(".reply")
+
     def host(self, host_id: str) -> str:
         """The per-host topic of the `topic-per-host` strategy."""
         return f"{self.prefix}.host.{host_id}"

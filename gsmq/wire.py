@@ -90,8 +90,9 @@ def header_text(value: bytes | str | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
 
 
-def message_type(headers: Headers) -> str:
-    return headers.get(MSG_TYPE, MessageType.GOAL_STATE)
+def message_type(headers: Headers, reply: bool = False) -> str:
+    """A record's gs-type; without one, an Ack on the reply topic (`reply`), else a goal state."""
+    return headers.get(MSG_TYPE, MessageType.ACK if reply else MessageType.GOAL_STATE)
 
 
 def number(text: str, name: str = "number") -> int:

@@ -24,7 +24,8 @@ def test_settle_reads_the_whole_backlog_through_a_stall(kafka: KafkaSettings, to
         ack = ack_pb2.Ack(host_id=f"10.0.{i // 250}.{i % 250}", epoch="e", unicast_seq=1)
         ack.timing.last_applied_ns, ack.timing.messages = 2_000_000, 1
         ack.timing.elapse_buckets[80] = 1
-        typed: list[tuple[str, str | bytes | None]] | None = [(wire.MSG_TYPE, b"Ack")] if i % 2 else None  # an agent's record has no headers; older ones were typed
+        # an agent's record has no headers; agents before typed theirs
+        typed: list[tuple[str, str | bytes | None]] | None = [(wire.MSG_TYPE, b"Ack")] if i % 2 else None
         producer.produce(topic, ack.SerializeToString(), ack.host_id.encode(), headers=typed)
     assert producer.flush(10) == 0
     polls: list[int] = []

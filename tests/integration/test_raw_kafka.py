@@ -22,6 +22,7 @@ from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import ensure_topics
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
+from gsmq.v1 import ack_pb2
 
 GSCTL = [sys.executable, "-m", "gsmq.gsctl"]
 
@@ -91,18 +92,21 @@ def test_gsctl_topics_and_tail_decode_what_travels(bootstrap: str, topics: Topic
     producer.produce(topics.reply, reply, b"h1", partition=1, headers=[("gs-type", b"GoalStateOperationReply"),
                                                                         ("gs-seq", b"7")])
     producer.produce(topics.reply, b"\xff\xff", b"h2", partition=1, headers=[("gs-type", b"GoalStateV2")])
+    ack = ack_pb2.Ack(host_id="h3", epoch="e", unicast_seq=9)
+    producer.produce(topics.reply, ack.SerializeToString(), b"h3", partition=1)  # an agent's ack: no headers
     assert producer.flush(30) == 0
     listed = subprocess.run([*GSCTL, "topics", "--bootstrap", bootstrap], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
     assert f"{topics.reply}\t2" in listed.stdout.splitlines()
-    tail = subprocess.run([*GSCTL, "tail", "--bootstrap", bootstrap, "--topic", topics.reply, "--count", "2",
+    tail = subprocess.run([*GSCTL, "tail", "--bootstrap", bootstrap, "--topic", topics.reply, "--count", "3",
                            "--idle", "30"], capture_output=True, text=True, timeout=90)
     assert tail.returncode == 0, tail.stderr
-    first, second = (json.loads(line) for line in tail.stdout.splitlines())
+    first, second, third = (json.loads(line) for line in tail.stdout.splitlines())
     assert (first["key"], first["partition"], first["offset"], first["headers"]["gs-seq"]) == ("h1", 1, 0, "7")
     assert first["message"] == json.loads((vectors_dir / "reply_small.json").read_text())
     assert gsp.GoalStateOperationReply.FromString(reply).format_version == first["message"]["format_version"]
     assert "not a valid alcor.schema.GoalStateV2" in second["message"]["error"]
+    assert (third["type"], third["headers"], third["message"]) == ("Ack", {}, {"host_id": "h3", "epoch": "e", "unicast_seq": "9"})
     missing = subprocess.run([*GSCTL, "tail", "--bootstrap", bootstrap, "--topic", f"{topics.prefix}.nope"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no topic" in missing.stderr

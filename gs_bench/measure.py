@@ -102,6 +102,8 @@ def ack_samples(headers: dict[str, bytes], value: bytes) -> tuple[str, int, list
         ack = ack_pb2.Ack.FromString(value)
     except DecodeError:
         return None
+    if not ack.host_id:  # refused by the DPM too (`dpm_server.acks.decode_acks`)
+        return None
     t = ack.timing
     counts = t.elapse_buckets  # its keys and lookups: its items() is the slow generic view
     return ack.host_id, int(t.last_applied_ns), [(_floor_ns(bucket), counts[bucket]) for bucket in sorted(counts)]

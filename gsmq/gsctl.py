@@ -391,7 +391,7 @@ def _print_records(consumer: Any, key: bytes | None, args: argparse.Namespace, d
     def emit(msg: Any) -> None:
         nonlocal seen
         hdrs = wire.decode_headers(msg.headers())
-        kind = wire.message_type(hdrs, reply=Topics.is_reply(args.topic))
+        kind = wire.message_type(hdrs, reply=Topics.is_reply(hdrs.get(wire.SOURCE_TOPIC) or args.topic))  # a dead letter: its source's
         body: Any = None
         cls = message_types().get(kind.lower())
         if cls is not None:

@@ -27,7 +27,7 @@ from gsmq.transport import Envelope
 from gsmq.v1 import channel_pb2
 
 REQUEST_ID = "gs-request-id"  # the DPM's id of the caller's request (echoed in replies)
-HOST_ID = "gs-host-id"  # target host (unicast; a VPC's message pushed to one host) or replying host (reply)
+HOST_ID = "gs-host-id"  # target host (unicast; a VPC's message pushed to one host)
 VPC_ID = "gs-vpc-id"  # the VPC of a multicast message
 SEQ = "gs-seq"  # per-host sequence number (unicast) / per-VPC sequence (multicast)
 EPOCH = "gs-epoch"  # the DPM incarnation that numbered SEQ (`make_epoch`); a new epoch restarts SEQ
@@ -51,7 +51,7 @@ Headers = Mapping[str, str]
 
 
 class MessageType(StrEnum):
-    """The value of `gs-type` (a goal state when the header is absent)."""
+    """The value of `gs-type` (when the header is absent: an Ack on the reply topic, else a goal state)."""
 
     GOAL_STATE = "GoalStateV2"
     REPLY = "GoalStateOperationReply"

@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from gs_bench import baselines
+from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import ensure_topics
 from gsmq.partition import partition_for
@@ -86,7 +87,7 @@ def test_raw_baseline_measures_its_own_records_not_the_warm_up(bootstrap: str, t
 
 
 def test_gsctl_topics_and_tail_decode_what_travels(bootstrap: str, topics: Topics, vectors_dir: Path) -> None:
-    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), {topics.reply: 2})
+    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), {topics.reply: 2, topics.dead_letter: 1})
     reply = (vectors_dir / "reply_small.bin").read_bytes()
     producer = Producer({"bootstrap.servers": bootstrap})
     producer.produce(topics.reply, reply, b"h1", partition=1, headers=[("gs-type", b"GoalStateOperationReply"),
@@ -94,6 +95,8 @@ def test_gsctl_topics_and_tail_decode_what_travels(bootstrap: str, topics: Topic
     producer.produce(topics.reply, b"\xff\xff", b"h2", partition=1, headers=[("gs-type", b"GoalStateV2")])
     ack = ack_pb2.Ack(host_id="h3", epoch="e", unicast_seq=9)
     producer.produce(topics.reply, ack.SerializeToString(), b"h3", partition=1)  # an agent's ack: no headers
+    producer.produce(topics.dead_letter, ack.SerializeToString(), b"h3",  # refused by a DPM: its source says what it is
+                     headers=[(wire.SOURCE_TOPIC, topics.reply.encode()), (wire.ERROR, b"why")])
     assert producer.flush(30) == 0
     listed = subprocess.run([*GSCTL, "topics", "--bootstrap", bootstrap], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
@@ -107,6 +110,10 @@ def test_gsctl_topics_and_tail_decode_what_travels(bootstrap: str, topics: Topic
     assert gsp.GoalStateOperationReply.FromString(reply).format_version == first["message"]["format_version"]
     assert "not a valid alcor.schema.GoalStateV2" in second["message"]["error"]
     assert (third["type"], third["headers"], third["message"]) == ("Ack", {}, {"host_id": "h3", "epoch": "e", "unicast_seq": "9"})
+    dead = subprocess.run([*GSCTL, "tail", "--bootstrap", bootstrap, "--topic", topics.dead_letter, "--count", "1",
+                           "--idle", "30"], capture_output=True, text=True, timeout=90)
+    assert dead.returncode == 0, dead.stderr
+    assert (json.loads(dead.stdout)["type"], json.loads(dead.stdout)["message"]["host_id"]) == ("Ack", "h3")
     missing = subprocess.run([*GSCTL, "tail", "--bootstrap", bootstrap, "--topic", f"{topics.prefix}.nope"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no topic" in missing.stderr

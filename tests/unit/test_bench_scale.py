@@ -68,7 +68,10 @@ def test_region_fetch_is_each_partitions_bytes_times_its_readers() -> None:
 
 def test_ack_samples_reads_acks_only() -> None:
     assert ack_samples({wire.MSG_TYPE: b"marker"}, b"") is None  # the DPM's start-up markers are not acks
-    assert ack_samples({wire.SENT_NS: b"1000", wire.APPLIED_NS: b"4000"}, b"reply") is None  # the old per-message reply
+    ack = ack_pb2.Ack(host_id="10.1.0.9").SerializeToString()
+    assert ack_samples({wire.MSG_TYPE: b"GoalStateOperationReply"}, ack) is None  # typed as anything else: not an ack
+    assert ack_samples({}, b"") is None  # no host: the DPM refuses it too
+    assert ack_samples({}, ack) == ("10.1.0.9", 0, [])  # an agent's ack has no headers
 
 
 def test_ack_samples_reads_a_progress_ack_as_one_sample_per_covered_message() -> None:

@@ -62,6 +62,8 @@ def test_the_failure_marker_round_trips_and_resources_are_not_hosts() -> None:
 def test_strategies_and_message_types_are_their_wire_names() -> None:
     assert wire.STRATEGIES == ("vpc-multicast", "unicast-only", "topic-per-host")
     assert wire.message_type({}) == wire.MessageType.GOAL_STATE
+    assert wire.message_type({}, reply=True) == wire.MessageType.ACK  # an untyped record on the reply topic
+    assert wire.message_type({wire.MSG_TYPE: "GoalStateV2"}, reply=True) == wire.MessageType.GOAL_STATE
     assert wire.MessageType.GOAL_STATE.value == "GoalStateV2"
     assert wire.message_type({wire.MSG_TYPE: "Marker"}) == wire.MessageType.MARKER
 

@@ -171,8 +171,8 @@ class HostProgress:
 def decode_acks(messages: Iterable[Record], dead_letter_topic: str = "") -> tuple[list[ack_pb2.Ack], list[Envelope]]:
     """The acks among messages consumed from the reply topic (markers skipped), and a dead
     letter for each record refused (undecodable, not an ack, no host): a broken record is
-    refused alone, never fatal to its batch. On the reply topic a record without gs-type
-    is an Ack, as is one with gs-type Ack (what agents sent before acks went headerless)."""
+    refused alone, never fatal to its batch. A record without gs-type is an Ack, as is one
+    typed Ack (the reply topic's rule: `wire.message_type(..., reply=True)`)."""
     out: list[ack_pb2.Ack] = []
     refused: list[Envelope] = []
     parse = ack_pb2.Ack.FromString

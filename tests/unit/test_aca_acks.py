@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -166,6 +167,7 @@ class CountingList(list[ResourceStatus]):
         return super().__iter__()
 
 
+@pytest.mark.source("aca_agent.acks")
 def test_a_statuses_list_shared_by_many_hosts_is_read_once() -> None:
     hosts = [f"10.2.{i // 256}.{i % 256}" for i in range(300)]
     a = Applier(MemoryDataPlane(), hosts)

@@ -384,12 +384,12 @@ def test_merge_keeps_the_later_state_and_joins_host_lists() -> None:
 async def test_a_batch_the_engine_cannot_publish_still_answers_every_caller() -> None:
     from dpm_server.service import Batcher
 
-    eng, _, _ = memory_engine()
+    eng, bus, _ = memory_engine()
 
-    def broken(batch: object) -> None:
+    def broken(message: object) -> None:
         raise RuntimeError("broker gone")
 
-    eng.submit_many = broken  # type: ignore[method-assign]
+    bus.append = broken  # type: ignore[assignment,method-assign]
     replies: list[gsp.GoalStateOperationReply] = []
     batcher = Batcher(eng, window=0.0, size=10)
     batcher.add(Input.of(port_message(bench_ports()[0], [A])), replies.append)

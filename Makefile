@@ -40,14 +40,11 @@ $(STAMP): pyproject.toml
 kafka: $(STAMP)
 	@$(PY) -m gsmq.kafka_dist
 
-# The hot modules compiled in place with mypyc (`gsmq.native` lists them), again whenever
-# a source changed; without a C compiler the sources run as they are.
-NATIVE := $(VENV)/.native
-native: $(NATIVE)
-
-$(NATIVE): $(STAMP) $(wildcard gsmq/*.py dpm_server/*.py aca_agent/*.py)
-	$(PY) -m gsmq.native build
-	@touch $(NATIVE)
+# The hot modules compiled in place with mypyc (`gsmq.native` lists them), again when a
+# source of their packages changed (it keeps their hashes); without a C compiler the
+# sources run as they are.
+native: $(STAMP)
+	@$(PY) -m gsmq.native build
 
 # Generated code lives beside its sources and is committed; `proto-check` fails when it is stale.
 proto: $(STAMP)
@@ -92,4 +89,4 @@ broker: $(STAMP) kafka
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
-	rm -f gsmq/*.so dpm_server/*.so aca_agent/*.so
+	$(PYTHON) -m gsmq.native clean

@@ -47,7 +47,7 @@ from gs_bench.scenarios import (
     sweep_point,
     warm_up,
 )
-from gsmq import logs
+from gsmq import logs, native
 from gsmq.broker import broker_name
 from gsmq.version import version_line
 
@@ -252,6 +252,10 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    changed = native.stale()
+    if changed:  # the daemons would run code built from other sources
+        print(f"gs-bench: the compiled modules were built from other sources ({', '.join(changed)}); run 'make native'", file=sys.stderr)
+        return 2
     logs.configure(level="warning")  # the bench speaks through `say`; in-process daemons (footprint) only warn
     out, results, code = run(args)
     print("\n" + report.table(report.summary_rows(results)))

@@ -34,16 +34,12 @@ def machine() -> dict[str, Any]:
     versions["python"] = platform.python_version()
     return {"cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "memory_bytes": psutil.virtual_memory().total,
             "platform": platform.platform(), "machine": platform.machine(), "python_implementation": platform.python_implementation(),
-            "versions": versions, "compiled_modules": native.compiled(), "native_modules": list(native.MODULES)}
+            "versions": versions, "native": native.summary()}
 
 
 def _native_line(m: dict[str, Any]) -> str:
-    """Which code the bench ran: the bench's own process stands for the daemons it starts
-    (same checkout, same environment)."""
-    done, listed = m.get("compiled_modules"), m.get("native_modules")
-    if done is None or listed is None:
-        return "Compiled modules: not recorded."
-    return f"Compiled modules (mypyc, `make native`): {len(done)} of {len(listed)}" + ("." if done else "; the sources ran.")
+    """Which code the bench ran (its daemons run the same checkout: `gsmq.native`)."""
+    return f"Code: {m.get('native', 'not recorded')} (mypyc, `make native`)."
 
 
 def _version(name: str) -> str:

@@ -3,28 +3,41 @@
 Each module in `MODULES` is compiled from its source as it is (mypy --strict types it) into
 one shared library, `gsmq/native__mypyc.*.so`, with a small extension beside each source
 (`dpm_server/acks.cpython-311-*.so`); Python imports an extension before its source. A
-compiled module behaves as its source does, except that its classes take no attributes
-they do not declare and their methods cannot be replaced on an instance.
+compiled module behaves as its source does, except that:
+- its classes take no attribute they do not declare, no weak reference and no subclass
+  written in Python, and their methods cannot be replaced on an instance;
+- the types its functions declare are checked when they are called;
+- it calls its own functions, and the list and dict methods, directly: replacing one
+  (on the module, or in a subclass) changes nothing for it.
 
-Without a C compiler `build` says so and the sources run as they are; the bench report
-says which ran. An extension older than its source is stale: `make native` builds again
-whenever a source changes, and the tests refuse to run on stale extensions."""
+The build records a hash of every source of the three packages (`SOURCES`): compiled code
+depends on the types of whatever it imports. When one differs the build is stale: `make
+native` builds again, the tests and the bench refuse to run on it, and a daemon's start-up
+line names the changed sources. Without a C compiler (or Python's headers) `build` says so
+and the sources run as they are; any other failure to build is an error."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import json
+import shutil
 import sys
+import sysconfig
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: the packages' parent
+PACKAGES = ("gsmq", "dpm_server", "aca_agent")
 GROUP = "gsmq.native"  # the shared library's module: gsmq/native__mypyc.*.so
+MANIFEST = "gsmq/native_sources.json"  # {source: sha256} as built
 MODULES = (
     "gsmq.pbwire",
     "gsmq.partition",
@@ -46,15 +59,29 @@ def _source(module: str, root: Path = ROOT) -> Path:
     return root.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def _extensions(module: str, root: Path = ROOT) -> list[Path]:
-    """The module's extension files beside its source (any Python version's)."""
-    source = _source(module, root)
-    return sorted(source.parent.glob(f"{source.stem}.*.so"))
+def _built(root: Path = ROOT) -> list[Path]:
+    """Every extension in the packages (beside a source, or the shared library) and the manifest."""
+    out = [p for package in PACKAGES for p in sorted((root / package).glob("*.so"))]
+    manifest = root / MANIFEST
+    return [*out, manifest] if manifest.exists() else out
 
 
-def _shared(root: Path = ROOT) -> list[Path]:
+def _complete(root: Path = ROOT) -> bool:
+    """Whether every listed module has its extension beside its source, and the library is there."""
     package, _, name = GROUP.rpartition(".")
-    return sorted(root.joinpath(*package.split(".")).glob(f"{name}__mypyc.*.so"))
+    if not list((root / package).glob(f"{name}__mypyc.*.so")):
+        return False
+    return all(list(_source(m, root).parent.glob(f"{_source(m, root).stem}.*.so")) for m in MODULES)
+
+
+def _hashes(root: Path = ROOT) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for package in PACKAGES for p in sorted((root / package).glob("*.py"))}
+
+
+def summary() -> str:
+    """How many of the listed modules this interpreter imports from an extension."""
+    return f"{len(compiled())} of {len(MODULES)} modules compiled"
 
 
 def compiled() -> list[str]:
@@ -65,6 +92,23 @@ def compiled() -> list[str]:
         if spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
             out.append(module)
     return out
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """The sources that differ from those the extensions were built from; [] when none is built."""
+    if not any(p.suffix == ".so" for p in _built(root)):
+        return []
+    try:
+        was = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return ["(no record of the sources built)"]
+    now = _hashes(root)
+    return sorted(name for name in was.keys() | now.keys() if was.get(name) != now.get(name))
+
+
+def status() -> dict[str, Any]:
+    """For a daemon's start-up line: how many modules run compiled, and the changed sources."""
+    return {"native": summary(), "native_stale": stale()}
 
 
 class _Sources(importlib.abc.MetaPathFinder):
@@ -84,65 +128,69 @@ def use_sources() -> None:
     sys.meta_path.insert(0, _Sources())
 
 
-def stale(root: Path = ROOT) -> list[str]:
-    """The modules whose extension (or the shared library) is older than their source."""
-    shared = _shared(root)
-    out = []
-    for module in MODULES:
-        own, source = _extensions(module, root), _source(module, root)
-        if own and source.exists() and min(p.stat().st_mtime for p in own + shared) < source.stat().st_mtime:
-            out.append(module)
-    return out
-
-
-def status() -> dict[str, Any]:
-    """For a daemon's start-up line: how many modules run compiled, and the stale ones."""
-    return {"compiled_modules": len(compiled()), "stale_modules": stale()}
-
-
 def clean(root: Path = ROOT) -> int:
-    """Remove every extension `build` made: the sources run as they are. How many files."""
-    files = [p for module in MODULES for p in _extensions(module, root)] + _shared(root)
+    """Remove the extensions (any, of any build) and the manifest: the sources run. How many files."""
+    files = _built(root)
     for path in files:
         path.unlink()
     return len(files)
 
 
-def build(root: Path = ROOT) -> bool:
-    """Compile `MODULES` in place (C sources under build/native); False, with the sources
-    left to run as they are, when they cannot be compiled here."""
-    clean(root)
-    try:
-        from mypyc.build import mypycify
-        from setuptools import setup  # type: ignore[import-untyped]
+def missing_tools() -> str | None:
+    """What this machine lacks to compile: a C compiler or Python's headers; None when it has both."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return f"no C compiler ({compiler})"
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.exists():
+        return f"no Python headers ({headers})"
+    return None
 
-        with contextlib.chdir(root):
-            paths = [str(_source(module, root).relative_to(root)) for module in MODULES]
-            extensions = mypycify(paths, opt_level="3", group_name=GROUP, target_dir="build/native")
-            setup(name="gsmq-native", ext_modules=extensions, script_args=["--quiet", "build_ext", "--inplace"])
-    except (SystemExit, Exception) as exc:  # noqa: BLE001 - whatever fails (no compiler, say), the sources run; said once
+
+def build(root: Path = ROOT, force: bool = False) -> bool:
+    """Compile `MODULES` unless the build is there and not stale (or `force`): in a scratch
+    folder, then moved in place. False, with the sources left to run, where there are no
+    tools to compile; a failure to compile with them raises."""
+    if not force and _complete(root) and not stale(root):
+        return True
+    lacking = missing_tools()
+    if lacking is not None:
         clean(root)
-        print(f"native: not compiled, the sources run as they are ({type(exc).__name__}: {exc})", file=sys.stderr)
+        print(f"native: not compiled, the sources run as they are: {lacking}", file=sys.stderr)
         return False
+    from mypyc.build import mypycify
+    from setuptools import setup  # type: ignore[import-untyped]
+
+    hashes = _hashes(root)
+    with tempfile.TemporaryDirectory(prefix="gsmq-native-") as lib, contextlib.chdir(root):
+        paths = [str(_source(module, root).relative_to(root)) for module in MODULES]
+        extensions = mypycify(paths, opt_level="3", group_name=GROUP, target_dir="build/native")
+        setup(name="gsmq-native", ext_modules=extensions, script_args=["--quiet", "build_ext", "--build-lib", lib])
+        made = sorted(Path(lib).rglob("*.so"), key=lambda p: p.stem.split(".")[0] != "native__mypyc")  # the library first
+        clean(root)
+        for path in made:
+            shutil.move(path, root / path.relative_to(lib))
+    (root / MANIFEST).write_text(json.dumps(hashes, indent=0, sort_keys=True) + "\n")
+    importlib.invalidate_caches()  # the finders saw the folders without the extensions
     return True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gsmq.native", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("build", "clean", "check"),
-                        help="build: compile in place; clean: remove the extensions; check: fail when one is stale")
+                        help="build: compile in place when stale or missing; clean: remove the extensions; check: fail when stale")
+    parser.add_argument("--force", action="store_true", help="build even when the build is there and up to date")
     args = parser.parse_args(argv)
     if args.action == "build":
-        built = build()
-        if built:
-            print(f"native: {len(MODULES)} modules compiled")
+        if build(force=args.force):
+            print(f"native: {summary()}")
         return 0
     if args.action == "clean":
         print(f"native: {clean()} files removed")
         return 0
-    old = stale()
-    if old:
-        print(f"native: extensions older than their sources: {', '.join(old)}; run 'make native'", file=sys.stderr)
+    changed = stale()
+    if changed:
+        print(f"native: built from other sources ({', '.join(changed)}); run 'make native'", file=sys.stderr)
         return 1
     return 0
 

@@ -27,6 +27,7 @@ def test_the_wheel_installs_no_generic_top_level_name(wheel: Path) -> None:
     assert names == {"alcor", "gsmq", "dpm_server", "aca_agent", "gs_bench"}
     files = set(zipfile.ZipFile(wheel).namelist())
     assert {"alcor/schema/goalstate.proto", "gsmq/v1/status.proto", "alcor/schema/goalstate_pb2.pyi"} <= files
+    assert not {f for f in files if f.endswith((".so", "native_sources.json"))}  # `make native`'s build stays in the checkout
 
 
 def test_the_wheel_imports_beside_proto_plus(wheel: Path, tmp_path: Path) -> None:

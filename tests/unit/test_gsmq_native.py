@@ -1,10 +1,11 @@
-"""gsmq.native: which modules run compiled, stale extensions, and a build that cannot compile."""
+"""gsmq.native: which modules run compiled, a build made from other sources, and a machine that cannot compile."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-import types
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -15,62 +16,59 @@ from gsmq import native
 SUFFIX = ".cpython-311-x86_64-linux-gnu.so"
 
 
-def tree(root: Path, module: str, built: float | None, source: float = 1000.0) -> None:
-    """`module`'s source under `root` (mtime `source`) and, unless `built` is None, its extension."""
-    path = root.joinpath(*module.split(".")).with_suffix(".py")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("")
-    os.utime(path, (source, source))
-    if built is not None:
-        ext = path.with_name(path.stem + SUFFIX)
-        ext.write_bytes(b"")
-        os.utime(ext, (built, built))
+def checkout(root: Path, built: bool = True) -> None:
+    """A checkout under `root`: a source per listed module (and another module), and unless
+    `built` is False, their extensions, the library and the manifest of what they were built from."""
+    for module in (*native.MODULES, "gsmq.config"):
+        path = root.joinpath(*module.split(".")).with_suffix(".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# {module}\n")
+        if built and module in native.MODULES:
+            path.with_name(path.stem + SUFFIX).write_bytes(b"")
+    if built:
+        (root / "gsmq" / f"native__mypyc{SUFFIX}").write_bytes(b"")
+        (root / native.MANIFEST).write_text(json.dumps(native._hashes(root)))
 
 
-def shared(root: Path, built: float) -> Path:
-    path = root / "gsmq" / f"native__mypyc{SUFFIX}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    os.utime(path, (built, built))
-    return path
+def test_a_build_is_stale_when_any_source_of_its_packages_changes(tmp_path: Path) -> None:
+    checkout(tmp_path)
+    assert native.stale(tmp_path) == []
+    (tmp_path / "gsmq" / "config.py").write_text("# changed: compiled code depends on the types it imports\n")
+    (tmp_path / "dpm_server" / "new.py").write_text("")
+    assert native.stale(tmp_path) == ["dpm_server/new.py", "gsmq/config.py"]
 
 
-def test_an_extension_older_than_its_source_is_stale_and_a_missing_one_is_not(tmp_path: Path) -> None:
-    tree(tmp_path, "dpm_server.acks", built=500.0)  # built before the source changed
-    tree(tmp_path, "dpm_server.engine", built=2000.0)
-    tree(tmp_path, "aca_agent.applier", built=None)  # never built: the source runs
-    shared(tmp_path, 2000.0)
-    assert native.stale(tmp_path) == ["dpm_server.acks"]
+def test_extensions_without_a_record_of_their_sources_are_stale_and_no_build_is_not(tmp_path: Path) -> None:
+    checkout(tmp_path, built=False)
+    assert native.stale(tmp_path) == []  # nothing compiled: the sources run
+    checkout(tmp_path)
+    (tmp_path / native.MANIFEST).unlink()
+    assert native.stale(tmp_path) == ["(no record of the sources built)"]
 
 
-def test_an_old_shared_library_makes_every_built_module_stale(tmp_path: Path) -> None:
-    tree(tmp_path, "dpm_server.acks", built=2000.0)
-    tree(tmp_path, "aca_agent.acks", built=2000.0)
-    shared(tmp_path, 500.0)
-    assert native.stale(tmp_path) == ["dpm_server.acks", "aca_agent.acks"]
+def test_clean_removes_every_extension_and_the_record_and_nothing_else(tmp_path: Path) -> None:
+    checkout(tmp_path)
+    (tmp_path / "aca_agent" / f"gone{SUFFIX}").write_bytes(b"")  # a module listed once, no longer
+    assert native.clean(tmp_path) == len(native.MODULES) + 3
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted(str(native._source(m, tmp_path).relative_to(tmp_path)) for m in (*native.MODULES, "gsmq.config"))
 
 
-def test_clean_removes_every_extension_and_nothing_else(tmp_path: Path) -> None:
-    tree(tmp_path, "dpm_server.acks", built=2000.0)
-    tree(tmp_path, "gsmq.wire", built=2000.0)
-    library = shared(tmp_path, 2000.0)
-    assert native.clean(tmp_path) == 3
-    assert not library.exists() and sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["acks.py", "wire.py"]
-
-
-def test_a_build_that_cannot_compile_leaves_the_sources_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    tree(tmp_path, "dpm_server.acks", built=2000.0)  # an older build's extension goes too
-    fake = types.ModuleType("mypyc.build")
-
-    def mypycify(*args: object, **kwargs: object) -> list[object]:
-        raise RuntimeError("no C compiler")
-
-    fake.mypycify = mypycify  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mypyc.build", fake)
+def test_without_a_compiler_the_build_says_so_and_leaves_the_sources_to_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    checkout(tmp_path)
+    (tmp_path / "gsmq" / "config.py").write_text("# changed\n")  # stale: a build is due
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: "no-such-cc -pthread" if name == "CC" else None)
     assert native.build(tmp_path) is False
-    assert not list(tmp_path.rglob("*.so"))
-    assert "native: not compiled, the sources run as they are (RuntimeError: no C compiler)" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.so")) and not (tmp_path / native.MANIFEST).exists()
+    assert capsys.readouterr().err == "native: not compiled, the sources run as they are: no C compiler (no-such-cc)\n"
+
+
+def test_an_up_to_date_build_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkout(tmp_path)
+    monkeypatch.setattr(native, "missing_tools", lambda: pytest.fail("an up-to-date build was compiled again"))
+    assert native.build(tmp_path) is True
+    assert len(list(tmp_path.rglob("*.so"))) == len(native.MODULES) + 1
 
 
 def test_where_the_modules_are_built_every_listed_one_runs_compiled_unless_the_sources_are_asked_for() -> None:
@@ -79,8 +77,9 @@ def test_where_the_modules_are_built_every_listed_one_runs_compiled_unless_the_s
         assert native.compiled() == [] and acks.endswith(".py")
         return
     if not list(native.ROOT.joinpath("gsmq").glob("native__mypyc.*.so")):
-        pytest.skip("not built here (no C compiler): the sources run")
+        pytest.skip("not built here: the sources run")
     assert native.compiled() == list(native.MODULES) and acks.endswith(".so")
+    assert native.summary() == f"{len(native.MODULES)} of {len(native.MODULES)} modules compiled"
 
 
 def test_sources_are_refused_once_a_listed_module_is_imported() -> None:

@@ -252,9 +252,9 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    changed = native.stale()
-    if changed:  # the daemons would run code built from other sources
-        print(f"gs-bench: the compiled modules were built from other sources ({', '.join(changed)}); run 'make native'", file=sys.stderr)
+    refused = native.refusal()
+    if refused:  # the daemons would run code built from other sources
+        print(f"gs-bench: {refused}", file=sys.stderr)
         return 2
     logs.configure(level="warning")  # the bench speaks through `say`; in-process daemons (footprint) only warn
     out, results, code = run(args)

@@ -10,7 +10,7 @@ compiled module behaves as its source does, except that:
 - it calls its own functions, and the list and dict methods, directly: replacing one
   (on the module, or in a subclass) changes nothing for it.
 
-The build records a hash of every source of the three packages (`SOURCES`): compiled code
+The build records a hash of every source of the three packages (`MANIFEST`): compiled code
 depends on the types of whatever it imports. When one differs the build is stale: `make
 native` builds again, the tests and the bench refuse to run on it, and a daemon's start-up
 line names the changed sources. Without a C compiler (or Python's headers) `build` says so
@@ -67,11 +67,11 @@ def _built(root: Path = ROOT) -> list[Path]:
 
 
 def _complete(root: Path = ROOT) -> bool:
-    """Whether every listed module has its extension beside its source, and the library is there."""
+    """Whether the library is there and every listed module has its extension beside its source."""
+    built = set(_built(root))
     package, _, name = GROUP.rpartition(".")
-    if not list((root / package).glob(f"{name}__mypyc.*.so")):
-        return False
-    return all(list(_source(m, root).parent.glob(f"{_source(m, root).stem}.*.so")) for m in MODULES)
+    return any(p.name.startswith(f"{name}__mypyc.") and p.parent == root / package for p in built) and all(
+        any(p.parent == _source(m, root).parent and p.name.startswith(_source(m, root).stem + ".") for p in built) for m in MODULES)
 
 
 def _hashes(root: Path = ROOT) -> dict[str, str]:
@@ -104,6 +104,12 @@ def stale(root: Path = ROOT) -> list[str]:
         return ["(no record of the sources built)"]
     now = _hashes(root)
     return sorted(name for name in was.keys() | now.keys() if was.get(name) != now.get(name))
+
+
+def refusal() -> str | None:
+    """The one line that refuses to run on a stale build (tests, bench, `check`); None when it is not."""
+    changed = stale()
+    return f"the compiled modules were built from other sources ({', '.join(changed)}); run 'make native'" if changed else None
 
 
 def status() -> dict[str, Any]:
@@ -188,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "clean":
         print(f"native: {clean()} files removed")
         return 0
-    changed = stale()
-    if changed:
-        print(f"native: built from other sources ({', '.join(changed)}); run 'make native'", file=sys.stderr)
+    refused = refusal()
+    if refused:
+        print(f"native: {refused}", file=sys.stderr)
         return 1
     return 0
 

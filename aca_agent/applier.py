@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Final
 
 import structlog
 
@@ -49,79 +49,136 @@ log = structlog.get_logger()
 _UINT32_MAX = 0xFFFFFFFF
 
 
-class ResourceStatus(NamedTuple):
+@dataclass(init=False, slots=True)
+class ResourceStatus:
     """One line of a reply; times in microseconds."""
 
-    resource_id: str
-    resource_type: int
-    operation_type: int
-    status: int
-    dataplane_us: int = 0
-    config_us: int = 0
-    elapse_us: int = 0
+    resource_id: Final[str]
+    resource_type: Final[int]
+    operation_type: Final[int]
+    status: Final[int]
+    dataplane_us: Final[int]
+    config_us: Final[int]
+    elapse_us: Final[int]
+
+    def __init__(self, resource_id: str, resource_type: int, operation_type: int, status: int, dataplane_us: int = 0,
+                 config_us: int = 0, elapse_us: int = 0) -> None:
+        self.resource_id = resource_id
+        self.resource_type = resource_type
+        self.operation_type = operation_type
+        self.status = status
+        self.dataplane_us = dataplane_us
+        self.config_us = config_us
+        self.elapse_us = elapse_us
+
+    def with_status(self, status: int) -> ResourceStatus:
+        return ResourceStatus(self.resource_id, self.resource_type, self.operation_type, status, self.dataplane_us,
+                              self.config_us, self.elapse_us)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, slots=True)
 class Cursor:
     """Where a host stands on a followed VPC's multicast stream (see `gs-follow`)."""
 
-    partition: int
-    offset: int  # first offset of `partition` to read for this VPC
-    seq: int  # last VPC sequence number included or applied
-    epoch: str = ""
-    acked: int = -1  # the watermark: every VPC sequence up to it is applied (-1: `seq`); stays below a gap
+    partition: Final[int]
+    offset: Final[int]  # first offset of `partition` to read for this VPC
+    seq: Final[int]  # last VPC sequence number included or applied
+    epoch: Final[str]
+    acked: Final[int]  # the watermark: every VPC sequence up to it is applied (-1: `seq`); stays below a gap
+
+    def __init__(self, partition: int, offset: int, seq: int, epoch: str = "", acked: int = -1) -> None:
+        self.partition = partition
+        self.offset = offset
+        self.seq = seq
+        self.epoch = epoch
+        self.acked = acked
 
     @property
     def watermark(self) -> int:
         return self.seq if self.acked < 0 else self.acked
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, slots=True)
 class FollowChange:
     """A host started (with the cursor from `gs-follow`, if any) or stopped following a VPC."""
 
-    host: str
-    vpc: str
-    follow: bool
-    cursor: Cursor | None = None
+    host: Final[str]
+    vpc: Final[str]
+    follow: Final[bool]
+    cursor: Final[Cursor | None]
+
+    def __init__(self, host: str, vpc: str, follow: bool, cursor: Cursor | None = None) -> None:
+        self.host = host
+        self.vpc = vpc
+        self.follow = follow
+        self.cursor = cursor
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class Result:
     """What applying one message did for one host: what its ack reports."""
 
     host: str
     statuses: list[ResourceStatus]
-    total_us: int = 0
-    applied_ns: int = 0
-    resync: bool = False  # the host saw a sequence gap: ask the DPM for its full state
-    vpc: str = ""  # the message: a multicast one of this VPC, or (empty) a unicast one
-    seq: int = 0  # its gs-seq (0: none)
-    elapse_us: int | None = None  # gs-sent-ns -> applied (None: no gs-sent-ns)
-    follows: tuple[str, ...] = ()  # a host message's gs-follow VPCs: their cursors moved (the ack reports them)
+    total_us: int
+    applied_ns: int
+    resync: bool  # the host saw a sequence gap: ask the DPM for its full state
+    vpc: str  # the message: a multicast one of this VPC, or (empty) a unicast one
+    seq: int  # its gs-seq (0: none)
+    elapse_us: int | None  # gs-sent-ns -> applied (None: no gs-sent-ns)
+    follows: tuple[str, ...]  # a host message's gs-follow VPCs: their cursors moved (the ack reports them)
+
+    def __init__(self, host: str, statuses: list[ResourceStatus], total_us: int = 0, applied_ns: int = 0, resync: bool = False,
+                 vpc: str = "", seq: int = 0, elapse_us: int | None = None, follows: tuple[str, ...] = ()) -> None:
+        self.host = host
+        self.statuses = statuses
+        self.total_us = total_us
+        self.applied_ns = applied_ns
+        self.resync = resync
+        self.vpc = vpc
+        self.seq = seq
+        self.elapse_us = elapse_us
+        self.follows = follows
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class _Pending:
     state: Any
     missing: set[str]  # subnet ids not yet known to the host
 
+    def __init__(self, state: Any, missing: set[str]) -> None:
+        self.state = state
+        self.missing = missing
 
-@dataclass(slots=True)
+
+@dataclass(init=False, slots=True)
 class HostState:
     """Everything the applier knows about one host besides its data-plane tables."""
 
     host: str
-    pending: dict[ResourceKey, _Pending] = field(default_factory=dict)
-    waiting: dict[str, set[ResourceKey]] = field(default_factory=dict)  # subnet id -> pending keys
-    port_vpc: dict[str, str] = field(default_factory=dict)  # port id (applied or pending) -> vpc
-    vpc_ports: dict[str, set[str]] = field(default_factory=dict)  # followed vpc -> its port ids
-    cursors: dict[str, Cursor] = field(default_factory=dict)
-    epoch: str | None = None  # unicast gs-epoch / gs-seq last seen
-    seq: int = 0
-    applied: int = 0  # the unicast watermark of `epoch`: every gs-seq up to it is applied; stays below a gap
-    incarnation: int = 0  # the newest DPM incarnation seen in a unicast gs-epoch (0: none yet)
-    shared: set[str] = field(default_factory=set)  # followed VPCs whose VPC-wide states the host sees in their `VpcTable`
+    pending: dict[ResourceKey, _Pending]
+    waiting: dict[str, set[ResourceKey]]  # subnet id -> pending keys
+    port_vpc: dict[str, str]  # port id (applied or pending) -> vpc
+    vpc_ports: dict[str, set[str]]  # followed vpc -> its port ids
+    cursors: dict[str, Cursor]
+    epoch: str | None  # unicast gs-epoch / gs-seq last seen
+    seq: int
+    applied: int  # the unicast watermark of `epoch`: every gs-seq up to it is applied; stays below a gap
+    incarnation: int  # the newest DPM incarnation seen in a unicast gs-epoch (0: none yet)
+    shared: set[str]  # followed VPCs whose VPC-wide states the host sees in their `VpcTable`
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.pending = {}
+        self.waiting = {}
+        self.port_vpc = {}
+        self.vpc_ports = {}
+        self.cursors = {}
+        self.epoch = None
+        self.seq = 0
+        self.applied = 0
+        self.incarnation = 0
+        self.shared = set()
 
 
 def table_scope(vpc: str) -> str:
@@ -129,7 +186,7 @@ def table_scope(vpc: str) -> str:
     return f"vpc/{vpc}"
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class VpcTable:
     """The VPC-wide states (SUBNET, NEIGHBOR, SECURITYGROUP) of one followed VPC, held once
     for every served host that follows it with a cursor (see docs/internals.md, "Following
@@ -144,14 +201,23 @@ class VpcTable:
 
     vpc: str
     scope: HostState
-    epoch: str = ""
-    seq: int = 0
-    since: dict[ResourceKey, int] = field(default_factory=dict)
-    followers: set[str] = field(default_factory=set)
+    epoch: str
+    seq: int
+    since: dict[ResourceKey, int]
+    followers: set[str]
     # (seq, epoch, statuses) of the last message applied to the table: another follower's
     # copy of it (the gRPC channel sends one per host) reports the same (failures included),
     # its PENDING ones as they stand now.
-    done: tuple[int, str, list[ResourceStatus]] | None = None
+    done: tuple[int, str, list[ResourceStatus]] | None
+
+    def __init__(self, vpc: str, scope: HostState, epoch: str = "", seq: int = 0) -> None:
+        self.vpc = vpc
+        self.scope = scope
+        self.epoch = epoch
+        self.seq = seq
+        self.since = {}
+        self.followers = set()
+        self.done = None
 
 
 def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
@@ -266,7 +332,7 @@ class Applier:
             elif table.done is not None and table.done[:2] == (seq, epoch):  # another follower's copy of that message
                 common_statuses = table.done[2]
                 if any(s.status == common.PENDING for s in common_statuses):
-                    common_statuses = [s._replace(status=self._held(table, s.resource_type, s.resource_id))
+                    common_statuses = [s.with_status(self._held(table, s.resource_type, s.resource_id))
                                        if s.status == common.PENDING else s for s in common_statuses]
             else:  # the table is ahead of these followers (a later join or resync built it): bookkeeping only
                 entries = self._all_entries(goal, None)

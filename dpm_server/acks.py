@@ -19,7 +19,8 @@ import time
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 import structlog
 
@@ -39,13 +40,17 @@ HOSTS_LOGGED = 20  # a line about many hosts names at most this many
 _SEVERITY: dict[int, int] = {common.SUCCESS: 0, common.PENDING: 1, common.OUT_OF_ORDER: 2, common.INVALID_ARG: 3, common.FAILURE: 4}
 
 
-@dataclass
+@dataclass(init=False)
 class Merged:
-    status: int = common.SUCCESS
-    operation_type: int = common.INFO
+    status: int
+    operation_type: int
+
+    def __init__(self, status: int = common.SUCCESS, operation_type: int = common.INFO) -> None:
+        self.status = status
+        self.operation_type = operation_type
 
 
-@dataclass(eq=False)
+@dataclass(init=False, eq=False)
 class Pending:
     """One caller's request in flight: `unicast` {host: gs-seq of its message} and
     `multicast` [(message, hosts that must apply it)], as published; the tracker turns
@@ -54,20 +59,37 @@ class Pending:
     id: str
     data: Input
     on_done: Callable[[gsp.GoalStateOperationReply], None]
-    unicast: dict[str, int] = field(default_factory=dict)
-    multicast: list[tuple[Token, set[str]]] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    fanouts: list[Fanout] = field(default_factory=list)
-    open: int = 0  # unicast waits and fanouts not passed yet
-    resynced: dict[str, float] = field(default_factory=dict)  # host -> when its last resync (covering all it owes this request) was sent
-    covered: set[str] = field(default_factory=set)  # hosts whose resync passed: they owe its fanouts nothing
-    superseded: frozenset[ResourceKey] = frozenset()  # states stored together with newer revisions of them: OUT_OF_ORDER
-    done: bool = False
-    merged: dict[ResourceKey, Merged] = field(default_factory=dict)
-    total_us: int = 0  # the largest apply time of an ack that moved the request on
-    dataplane_us: int = 0  # ... and of its slowest data-plane call, resource time, publish -> applied
-    config_us: int = 0
-    elapse_us: int = 0
+    unicast: dict[str, int]
+    multicast: list[tuple[Token, set[str]]]
+    started: float
+    fanouts: list[Fanout]
+    open: int  # unicast waits and fanouts not passed yet
+    resynced: dict[str, float]  # host -> when its last resync (covering all it owes this request) was sent
+    covered: set[str]  # hosts whose resync passed: they owe its fanouts nothing
+    superseded: frozenset[ResourceKey]  # states stored together with newer revisions of them: OUT_OF_ORDER
+    done: bool
+    merged: dict[ResourceKey, Merged]
+    total_us: int  # the largest apply time of an ack that moved the request on
+    dataplane_us: int  # ... and of its slowest data-plane call, resource time, publish -> applied
+    config_us: int
+    elapse_us: int
+
+    def __init__(self, id: str, data: Input, on_done: Callable[[gsp.GoalStateOperationReply], None],  # noqa: A002
+                 superseded: frozenset[ResourceKey] = frozenset()) -> None:
+        self.id = id
+        self.data = data
+        self.on_done = on_done
+        self.unicast = {}
+        self.multicast = []
+        self.started = time.monotonic()
+        self.fanouts = []
+        self.open = 0
+        self.resynced = {}
+        self.covered = set()
+        self.superseded = superseded
+        self.done = False
+        self.merged = {}
+        self.total_us = self.dataplane_us = self.config_us = self.elapse_us = 0
 
 
 # An ack's times as a request keeps them: apply, slowest data-plane call, resource time, publish -> applied (us).
@@ -75,19 +97,26 @@ _Times = tuple[int, int, int, int]
 _NO_TIMES: _Times = (0, 0, 0, 0)
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(init=False, slots=True, eq=False)
 class Fanout:
     """A multicast message of `vpc` a request waits for, and the hosts that must apply it
     (never changed: the requests of one batch share them)."""
 
-    request: Pending
-    vpc: str
-    seq: int
-    hosts: set[str]
-    passed: bool = False
+    request: Final[Pending]
+    vpc: Final[str]
+    seq: Final[int]
+    hosts: Final[set[str]]
+    passed: bool
+
+    def __init__(self, request: Pending, vpc: str, seq: int, hosts: set[str]) -> None:
+        self.request = request
+        self.vpc = vpc
+        self.seq = seq
+        self.hosts = hosts
+        self.passed = False
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class VpcQueue:
     """One VPC's fanouts, ordered by gs-seq; those before `start` are passed (or given up).
     `behind` counts the hosts of the head (the first open one) that have not passed it,
@@ -96,14 +125,24 @@ class VpcQueue:
     their watermarks in order, kept so as acks move them: a fanout's count is the marks
     before its gs-seq less those of members not among its hosts."""
 
-    seqs: list[int] = field(default_factory=list)
-    fanouts: list[Fanout] = field(default_factory=list)
-    start: int = 0
-    behind: int | None = None
-    times: _Times = _NO_TIMES
-    hosts: set[str] | None = None  # its last fanout's hosts: the next fanout with the same hosts shares them
-    members: set[str] = field(default_factory=set)
-    marks: list[int] = field(default_factory=list)
+    seqs: list[int]
+    fanouts: list[Fanout]
+    start: int
+    behind: int | None
+    times: _Times
+    hosts: set[str] | None  # its last fanout's hosts: the next fanout with the same hosts shares them
+    members: set[str]
+    marks: list[int]
+
+    def __init__(self) -> None:
+        self.seqs = []
+        self.fanouts = []
+        self.start = 0
+        self.behind = None
+        self.times = _NO_TIMES
+        self.hosts = None
+        self.members = set()
+        self.marks = []
 
     def moved(self, host: str, was: int, now: int) -> None:
         """`host`'s watermark went from `was` to `now`: move its mark. Members' marks are
@@ -149,18 +188,25 @@ class VpcQueue:
             self.start = 0
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class HostProgress:
     """One host's unicast watermark (this DPM's epoch), the highest multicast gs-seq it has
     seen per VPC, and its unicast waits. Its VPC watermarks are kept by VPC
     (`AckTracker.marks`): a VPC's hosts are read together."""
 
-    unicast: int = 0
-    unicast_seen: int = 0
-    vpcs_seen: dict[str, int] = field(default_factory=dict)
-    heard: float = float("-inf")  # when its last ack came
+    unicast: int
+    unicast_seen: int
+    vpcs_seen: dict[str, int]
+    heard: float  # when its last ack came
     # (seq, request, a resync covering all); None while nothing is awaited (an empty deque is 760 B)
-    unicast_waits: deque[tuple[int, Pending, bool]] | None = None
+    unicast_waits: deque[tuple[int, Pending, bool]] | None
+
+    def __init__(self) -> None:
+        self.unicast = 0
+        self.unicast_seen = 0
+        self.vpcs_seen = {}
+        self.heard = float("-inf")
+        self.unicast_waits = None
 
     def wait_unicast(self, seq: int, request: Pending, covers_all: bool) -> None:
         if self.unicast_waits is None:

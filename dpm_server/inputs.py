@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 
@@ -26,12 +26,16 @@ class InputError(ValueError):
     """Bytes that are not a GoalStateV2."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, slots=True)
 class Group:
     """Hosts that are listed for the same resources."""
 
-    keys: tuple[ResourceKey, ...]  # distinct, in listing order
-    hosts: frozenset[str]
+    keys: Final[tuple[ResourceKey, ...]]  # distinct, in listing order
+    hosts: Final[frozenset[str]]
+
+    def __init__(self, keys: tuple[ResourceKey, ...], hosts: frozenset[str]) -> None:
+        self.keys = keys
+        self.hosts = hosts
 
 
 class Input:

@@ -8,7 +8,7 @@ own copy of everything listed for it.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 
 from alcor.schema import common_pb2 as common
@@ -19,17 +19,27 @@ from gsmq.resources import VPC_WIDE, ResourceKey, host_listing
 from gsmq.wire import Strategy
 
 
-@dataclass
+@dataclass(init=False)
 class Outgoing:
     """One message to publish: to a host (unicast / its topic) or to a VPC (multicast)."""
 
     multicast: bool
     key: str  # host id, or VPC id for multicast
-    fresh: list[ResourceKey] = field(default_factory=list)  # from the input
+    fresh: list[ResourceKey]  # from the input
     # From the snapshot (joined VPCs), as `plan` found them: encode the message before the snapshot changes.
-    stored: dict[ResourceKey, Stored] = field(default_factory=dict)
-    follow: list[str] = field(default_factory=list)  # VPCs the host starts following
-    expect: set[str] = field(default_factory=set)  # hosts whose reply to it the request awaits
+    stored: dict[ResourceKey, Stored]
+    follow: list[str]  # VPCs the host starts following
+    expect: set[str]  # hosts whose reply to it the request awaits
+
+    def __init__(self, multicast: bool, key: str, fresh: list[ResourceKey] | None = None,
+                 stored: dict[ResourceKey, Stored] | None = None, follow: list[str] | None = None,
+                 expect: set[str] | None = None) -> None:
+        self.multicast = multicast
+        self.key = key
+        self.fresh = [] if fresh is None else fresh
+        self.stored = {} if stored is None else stored
+        self.follow = [] if follow is None else follow
+        self.expect = set() if expect is None else expect
 
 
 def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list[Outgoing]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from alcor.schema import common_pb2 as common
@@ -46,14 +46,20 @@ _ADDRESSED = frozenset({common.PORT, common.NEIGHBOR})
 _HOST_FULL = HAS_UPDATE_TYPE - VPC_WIDE
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class Stored:
     """One resource: the GoalStateV2 bytes carrying just it, its listing entry, its VPC, and where a neighbor is located."""
 
     piece: bytes
     ref: bytes  # `resources.ref_piece`: the resource in a host's listing
     vpc: str
-    located: str | None = None  # `resources.neighbor_host` of the state
+    located: str | None  # `resources.neighbor_host` of the state
+
+    def __init__(self, piece: bytes, ref: bytes, vpc: str, located: str | None = None) -> None:
+        self.piece = piece
+        self.ref = ref
+        self.vpc = vpc
+        self.located = located
 
     @property
     def state(self) -> Any:
@@ -61,13 +67,18 @@ class Stored:
         return next(iter_states(gs.GoalStateV2.FromString(self.piece)))[2]
 
 
-@dataclass
+@dataclass(init=False)
 class Change:
     """What applying one input did to the hosts' VPC memberships."""
 
-    joined: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # host -> VPCs joined
-    left: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # host -> VPCs left
-    members_before: dict[str, set[str]] = field(default_factory=dict)  # vpc -> hosts with ports before (changed VPCs only)
+    joined: dict[str, set[str]]  # host -> VPCs joined
+    left: dict[str, set[str]]  # host -> VPCs left
+    members_before: dict[str, set[str]]  # vpc -> hosts with ports before (changed VPCs only)
+
+    def __init__(self) -> None:
+        self.joined = defaultdict(set)
+        self.left = defaultdict(set)
+        self.members_before = {}
 
     def joiners(self, vpc: str) -> set[str]:
         """The hosts that joined `vpc`."""

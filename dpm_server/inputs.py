@@ -179,19 +179,44 @@ def _groups(entries: Sequence[bytes]) -> list[Group]:
         entry = parts_pb2.HostResourcesEntry.FromString(rest)
         if entry.HasField("host"):  # a key after the value: the later one wins
             return _groups_exactly(entries)
-        by_keys.setdefault(_keys(entry), []).extend(map(bytes.decode, hosts))
+        by_keys.setdefault(_keys(entry), []).extend(_names(hosts))
     return [Group(keys, frozenset(hosts)) for keys, hosts in by_keys.items()]
+
+
+# Host ids as read from inputs, each decoded once per process to one interned str (the
+# snapshot's too): sets of hosts then hash nothing and compare by identity. Bounded: emptied
+# when full (NAMES_KEPT ids of ~100 bytes each, with their entries).
+_NAMES: dict[bytes, str] = {}
+NAMES_KEPT = 1 << 21
+
+
+def _names(hosts: list[bytes]) -> list[str]:
+    """The hosts' ids as text (UnicodeDecodeError when one is not UTF-8)."""
+    names = _NAMES
+    out: list[str] = []
+    for raw in hosts:
+        name = names.get(raw)
+        if name is None:
+            if len(names) >= NAMES_KEPT:
+                names.clear()
+            name = names[raw] = sys.intern(raw.decode())
+        out.append(name)
+    return out
 
 
 def _split(entries: Sequence[bytes]) -> dict[bytes, list[bytes]] | None:
     """{rest of an entry: the hosts (bytes) whose entry it ends}, the last entry of a host
     winning as in a map; None unless every entry starts with a key of fewer than 128 bytes."""
     by_host: dict[bytes, bytes] = {}
+    last = b""
     for e in entries:
         n = e[1] if len(e) > 1 and e[0] == 0x0A else 0x80  # field 1, length-delimited; a 1-byte length
         if n >= 0x80 or len(e) < n + 2:
             return None
-        by_host[e[2 : n + 2]] = e[n + 2 :]
+        # A rest equal to the entry before's is that same object (compared in place, not copied).
+        if len(e) - n - 2 != len(last) or not e.endswith(last):
+            last = e[n + 2 :]
+        by_host[e[2 : n + 2]] = last
     distinct = set(by_host.values())
     if len(distinct) == 1:
         return {distinct.pop(): list(by_host)}
@@ -210,7 +235,7 @@ def _groups_exactly(entries: Sequence[bytes]) -> list[Group]:
     by_host: dict[str, tuple[ResourceKey, ...]] = {}
     for e in entries:
         entry = parts_pb2.HostResourcesEntry.FromString(e)
-        by_host[entry.host] = _keys(entry)
+        by_host[sys.intern(entry.host)] = _keys(entry)
     out: dict[tuple[ResourceKey, ...], list[str]] = {}
     for host, keys in by_host.items():
         out.setdefault(keys, []).append(host)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
+from dpm_server import inputs
 from dpm_server.inputs import Input, InputError, merge
 from dpm_server.testing import goal, neighbor, port, port_goal
 from gsmq.pbwire import field, varint
@@ -56,6 +57,15 @@ def test_hosts_listing_the_same_resources_form_one_group() -> None:
     hosts = [f"10.1.{i // 256}.{i % 256}" for i in range(1000)]
     inp = assert_reads_like_protobuf(port_goal("p0", "vpc-1", hosts[0], "10.2.0.1", hosts).SerializeToString())
     assert sorted((len(g.hosts), [rid for _, rid in g.keys]) for g in inp.groups) == [(1, ["p0", "dhcp-p0"]), (999, ["nb-p0"])]
+
+
+def test_a_host_id_is_read_to_one_str_whatever_input_lists_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    hosts = [A, B, "10.0.0.3"]
+    one = Input.parse(port_goal("p1", "vpc-1", A, "10.2.0.1", hosts).SerializeToString())
+    two = Input.parse(port_goal("p2", "vpc-1", B, "10.2.0.2", hosts).SerializeToString())
+    assert {id(h) for h in one.hosts} == {id(h) for h in two.hosts}  # the same objects: sets of them compare by identity
+    monkeypatch.setattr(inputs, "NAMES_KEPT", 1)  # emptied at every new host id: still read right
+    assert_reads_like_protobuf(port_goal("p3", "vpc-1", A, "10.2.0.3", [*hosts, "10.0.0.4"]).SerializeToString())
 
 
 def test_the_odd_encodings_read_like_protobuf() -> None:

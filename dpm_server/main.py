@@ -105,9 +105,8 @@ def settings() -> Settings:
     s.option("--retry-after", default=3.0, convert=positive_float, help="seconds before a silent host gets its copy again")
     s.option("--max-in-flight", default=10000, convert=positive_int, help="requests in flight before callers are held back")
     s.option("--max-in-flight-hosts", default=100000, convert=positive_int,
-             help="host deliveries in flight (a request counts once per host it targets) before callers are held back, at"
-             " least; the bound grows to the deliveries answered in half --retry-after. Keep it below what the agents apply"
-             " in --retry-after seconds")
+             help="host deliveries in flight (a request counts once per host it targets) before callers are held back;"
+             " keep it below what the agents apply in --retry-after seconds")
     s.option("--batches-in-flight", default=2, convert=positive_int,
              help="requests in flight before new inputs wait to be sent together (when one completes, or after --batch-window-ms)")
     s.option("--batch-window-ms", default=50.0, convert=float,

@@ -69,6 +69,7 @@ class DpmConfig:
     retry_after: float
     max_in_flight: int
     max_in_flight_hosts: int
+    in_flight_seconds: float
     batches_in_flight: int
     batch_window_ms: float
     batch_size: int
@@ -105,8 +106,11 @@ def settings() -> Settings:
     s.option("--retry-after", default=3.0, convert=positive_float, help="seconds before a silent host gets its copy again")
     s.option("--max-in-flight", default=10000, convert=positive_int, help="requests in flight before callers are held back")
     s.option("--max-in-flight-hosts", default=100000, convert=positive_int,
-             help="host deliveries in flight (a request counts once per host it targets) before callers are held back;"
-             " keep it below what the agents apply in --retry-after seconds")
+             help="host deliveries in flight (a request counts once per host it targets) before callers are held back, at"
+             " least (see --in-flight-seconds); keep it below what the agents apply in --retry-after seconds")
+    s.option("--in-flight-seconds", default=0.25, convert=positive_float,
+             help="the host-delivery bound grows to the deliveries the agents answered in this many seconds (measured"
+             " every second), when that is more than --max-in-flight-hosts")
     s.option("--batches-in-flight", default=2, convert=positive_int,
              help="requests in flight before new inputs wait to be sent together (when one completes, or after --batch-window-ms)")
     s.option("--batch-window-ms", default=50.0, convert=float,
@@ -344,7 +348,8 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         life.task("dpm-ack-ticker", _tick(engine, links), stop_timeout=1.0)
         provisioner = Provisioner(engine, config.max_in_flight, config.batch_window_ms / 1000, config.batch_size,
                                   config.max_in_flight_hosts, config.batches_in_flight, config.max_input_bytes,
-                                  config.max_hosts_per_input, lambda data: channels.lane(data.vpcs.values()))
+                                  config.max_hosts_per_input, lambda data: channels.lane(data.vpcs.values()),
+                                  in_flight_seconds=config.in_flight_seconds)
         handlers = Handlers()
         register(provisioner, handlers)
         if config.metrics_port:

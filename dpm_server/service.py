@@ -27,6 +27,7 @@ from gsmq.v1 import channel_pb2, channel_pb2_grpc, status_pb2, status_pb2_grpc
 
 log = structlog.get_logger()
 
+RESIZE_EVERY = 1.0  # seconds between two updates of the host-delivery bound (`Provisioner`)
 MAX_INPUT_BYTES = 32 << 20  # the default bound on one caller input (--max-input-bytes)
 # What the servicers use of a call's context (abort) does not depend on its message types.
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -155,6 +156,11 @@ class Budget:
 
     def release(self, units: int) -> None:
         self.used -= units
+        self.resize(self.limit)
+
+    def resize(self, limit: int) -> None:
+        """A new limit; the waiters that fit it now are granted, in order."""
+        self.limit = limit
         while self._waiters and self._fits(self._waiters[0][0]):
             units, granted = self._waiters.popleft()
             if not granted.cancelled():
@@ -167,8 +173,9 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
 
     def __init__(self, engine: Engine, max_in_flight: int, batch_window: float = 0.0, batch_size: int = 1,
                  max_in_flight_hosts: int = 100_000, batches_in_flight: int = 2, max_input_bytes: int = MAX_INPUT_BYTES,
-                 max_hosts_per_input: int = 1_000_000, lane: Callable[[Input], str] | None = None) -> None:
-        """`lane`: the channel of an input's messages (`Batcher`)."""
+                 max_hosts_per_input: int = 1_000_000, lane: Callable[[Input], str] | None = None,
+                 in_flight_seconds: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
+        """`lane`: the channel of an input's messages (`Batcher`); `clock` times the deliveries answered."""
         self.engine = engine
         # an input over either bound is refused whole (INVALID_ARG), and the stream goes on
         self.max_input_bytes = max_input_bytes
@@ -177,7 +184,14 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         # Host deliveries: an input counts once per host it targets. Bounding inputs alone let
         # a storm in 100-host VPCs queue a million deliveries, minutes of agent work, so hosts
         # at the back looked silent and were retried (Little's law, docs/internals.md).
+        # `max_in_flight_hosts` is the least bound; above it the bound follows what the agents
+        # deliver (`_follow_deliveries`).
         self.in_flight_hosts = Budget(max_in_flight_hosts)
+        self.least_hosts = max_in_flight_hosts
+        self.in_flight_seconds = in_flight_seconds
+        self.clock = clock
+        self._delivered = 0  # host deliveries answered since `_counted_since`
+        self._counted_since = self.clock()
         self.batcher = Batcher(engine, batch_window, batch_size, batches_in_flight, lane)
         self.answered: Callable[[float], None] | None = None  # told each input's seconds from received to answered
 
@@ -214,6 +228,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
                              hosts: int = hosts, received: float = time.monotonic()) -> None:
                         self.in_flight.release(1)
                         self.in_flight_hosts.release(hosts)
+                        self._follow_deliveries(hosts)
                         if self.answered is not None:
                             self.answered(time.monotonic() - received)
                         if not future.done():
@@ -231,6 +246,21 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
             await reader  # surfaces a broken input stream
         finally:
             reader.cancel()
+
+    def _follow_deliveries(self, hosts: int) -> None:
+        """Count `hosts` deliveries answered; every RESIZE_EVERY seconds, bound the deliveries
+        in flight to what was answered per second times `in_flight_seconds`, and never below
+        --max-in-flight-hosts. By Little's law an admitted input then spends about that long in
+        flight, when the grown bound holds. Where agents apply a VPC's message once for its
+        many hosts (1,000 deliveries, one apply) the bound grows with what they manage; where
+        deliveries cost an apply each, the flag's bound holds and the time in flight is its own."""
+        self._delivered += hosts
+        now = self.clock()
+        elapsed = now - self._counted_since
+        if elapsed >= RESIZE_EVERY:
+            rate = self._delivered / elapsed
+            self.in_flight_hosts.resize(max(self.least_hosts, int(rate * self.in_flight_seconds)))
+            self._delivered, self._counted_since = 0, now
 
     def _parse(self, raw: bytes) -> Input:
         if len(raw) > self.max_input_bytes:

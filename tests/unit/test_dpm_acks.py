@@ -607,6 +607,39 @@ async def test_callers_are_held_back_by_host_deliveries_in_flight_not_only_by_in
     assert [min(statuses(a)) for a in answers] == ["dhcp-q0", "dhcp-q1", "dhcp-q2"]
 
 
+async def test_the_host_delivery_bound_follows_the_deliveries_answered_and_never_falls_below_the_flag() -> None:
+    eng, _, _, acas = cluster()
+    now = [0.0]
+    service = Provisioner(eng, max_in_flight=100, max_in_flight_hosts=5, in_flight_seconds=0.5,  # one 3-host input at a time
+                          clock=lambda: now[0])
+
+    async def inputs() -> AsyncIterator[bytes]:
+        for i in range(10):
+            yield port_goal(f"q{i}", "vpc-1", A, f"10.1.1.{i}", HOSTS).SerializeToString()
+
+    async def call() -> None:
+        async for _ in service.PushGoalStatesStream(inputs(), None):  # type: ignore[arg-type]
+            pass
+
+    async def settle() -> None:
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(call())
+    for _ in range(8):  # 24 deliveries answered over one second
+        await settle()
+        assert (service.in_flight_hosts.limit, service.in_flight_hosts.used, len(eng.tracker.pending)) == (5, 3, 1)
+        now[0] += 0.125
+        acas.reply(HOSTS)
+    await settle()
+    assert service.in_flight_hosts.limit == 24 // 2  # per second, times in_flight_seconds
+    assert (service.in_flight_hosts.used, len(eng.tracker.pending)) == (6, 2)  # the last two inputs went in together
+    now[0] += 10.0  # 6 deliveries over 10 s: the flag's bound again
+    acas.reply(HOSTS)
+    await asyncio.wait_for(task, 10)
+    assert service.in_flight_hosts.limit == 5 and service.in_flight_hosts.used == 0
+
+
 def test_a_host_with_nothing_awaited_keeps_no_queue() -> None:
     eng, _, _, acas = cluster()
     eng.submit(port_goal("p9", "vpc-1", A, "10.1.0.9", HOSTS), lambda reply: None)

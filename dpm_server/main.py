@@ -353,7 +353,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         handlers = Handlers()
         register(provisioner, handlers)
         if config.metrics_port:
-            metrics, answered = dpm_metrics(engine, provisioner.batcher, channels)
+            metrics, answered = dpm_metrics(engine, provisioner, channels)
             provisioner.answered = answered.observe
             try:
                 exporter = metrics.serve(config.metrics_port, config.grpc_address.rpartition(":")[0])

@@ -10,16 +10,18 @@ from prometheus_client.core import Metric
 
 from dpm_server.engine import Engine
 from dpm_server.paths import Paths
-from dpm_server.service import Batcher
+from dpm_server.service import Provisioner
 from gsmq.metrics import Metrics, counter, gauge, labelled_counter
 
 PREFIX = "gsmq_dpm"
 
 
-def dpm_metrics(engine: Engine, batcher: Batcher, paths: Paths | None) -> tuple[Metrics, Histogram]:
+def dpm_metrics(engine: Engine, provisioner: Provisioner, paths: Paths | None) -> tuple[Metrics, Histogram]:
     """The registry, and the histogram the service observes each caller's input on."""
     metrics = Metrics()
     answered = metrics.histogram(f"{PREFIX}_request_seconds", "a caller's input: received -> answered (every targeted host applied)")
+
+    batcher, deliveries = provisioner.batcher, provisioner.in_flight_hosts
 
     def collect() -> Iterable[Metric]:
         n = engine.counts()
@@ -41,6 +43,9 @@ def dpm_metrics(engine: Engine, batcher: Batcher, paths: Paths | None) -> tuple[
         yield counter(f"{PREFIX}_delivery_errors", "messages the broker never took", n["delivery_errors"])
         yield gauge(f"{PREFIX}_requests_in_flight", "inputs waiting for their hosts", n["requests_pending"])
         yield gauge(f"{PREFIX}_inputs_waiting", "inputs waiting to be sent with others", len(batcher.queue))
+        yield gauge(f"{PREFIX}_host_deliveries_in_flight", "host deliveries of the inputs let in and not answered", deliveries.used)
+        yield gauge(f"{PREFIX}_host_deliveries_bound", "host deliveries in flight before callers are held back (--in-flight-seconds)",
+                    deliveries.limit)
         yield gauge(f"{PREFIX}_hosts", "hosts in the desired state", n["hosts"])
         yield gauge(f"{PREFIX}_vpcs", "VPCs with a port", n["vpcs"])
         yield gauge(f"{PREFIX}_resources", "resources in the desired state", n["resources"])

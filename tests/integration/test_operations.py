@@ -154,6 +154,9 @@ def test_after_a_storm_both_daemons_metrics_parse_and_count_it(tmp_path: Path, b
     assert value(dpm_metrics, "gsmq_dpm_bytes_total", channel="unicast") > 0
     assert value(dpm_metrics, "gsmq_dpm_acks_total") > 0 and value(dpm_metrics, "gsmq_dpm_hosts") == len(hosts)
     assert value(dpm_metrics, "gsmq_dpm_request_seconds_count") == 9
+    # every input answered: nothing in flight, and a storm this small leaves the bound at --max-in-flight-hosts
+    assert value(dpm_metrics, "gsmq_dpm_host_deliveries_in_flight") == 0
+    assert value(dpm_metrics, "gsmq_dpm_host_deliveries_bound") == 100_000
     for name in ("gsmq_dpm_retries_total", "gsmq_dpm_resyncs_total", "gsmq_dpm_dead_letters_total", "gsmq_dpm_requests_failed_total",
                  "gsmq_dpm_requests_in_flight", "gsmq_dpm_agents_registered", "gsmq_dpm_path_switches_total"):
         assert name in dpm_metrics

@@ -16,6 +16,7 @@ own neighbors. The single-host agent runs the same code with one follower per ta
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -153,7 +154,12 @@ class _Pending:
 
 @dataclass(init=False, slots=True)
 class HostState:
-    """Everything the applier knows about one host besides its data-plane tables."""
+    """Everything the applier knows about one host besides its data-plane tables.
+
+    VPC ids and epochs are interned where they come in (a message's headers, a port's
+    state), so the keys of every host's `cursors`, `vpc_ports` and `shared` are one object
+    per VPC: a VPC message's lookups for each follower match by identity, without reading
+    each host's own copy of the id (a cache miss apiece in a region of a million hosts)."""
 
     host: str
     pending: dict[ResourceKey, _Pending]
@@ -222,8 +228,9 @@ class VpcTable:
 
 def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
     """The `gs-follow` positions of a message as cursors of its epoch (HeaderError when malformed)."""
-    epoch = headers.get(wire.EPOCH, "")
-    return {vpc: Cursor(p.partition, p.offset, p.seq, epoch) for vpc, p in wire.decode_follow(headers.get(wire.FOLLOW, "")).items()}
+    epoch = sys.intern(headers.get(wire.EPOCH, ""))
+    return {sys.intern(vpc): Cursor(p.partition, p.offset, p.seq, epoch)
+            for vpc, p in wire.decode_follow(headers.get(wire.FOLLOW, "")).items()}
 
 
 def _us(ns: int) -> int:
@@ -289,13 +296,14 @@ class Applier:
         > the cursor's seq). The shared table is applied once: a later follower's copy is
         bookkeeping. HeaderError (nothing applied) when a header breaks the wire conventions."""
         seq, sent_ns = wire.number_header(headers, wire.SEQ), wire.number_header(headers, wire.SENT_NS)
+        vpc = sys.intern(vpc)  # see HostState: each follower's lookups below then match by identity
         hosts = self.followers.get(vpc)
         if hosts and only is not None:
             hosts = {only} & hosts
         if not hosts:
             self.counters.messages_skipped += 1
             return []
-        epoch = headers.get(wire.EPOCH, "")
+        epoch = sys.intern(headers.get(wire.EPOCH, ""))
         movers: list[tuple[HostState, bool]] = []
         for host in list(hosts):
             hs = self.hosts[host]
@@ -820,6 +828,7 @@ class Applier:
     # ---- following VPCs -----------------------------------------------------------
 
     def _track_port(self, hs: HostState, rid: str, vpc: str) -> None:
+        vpc = sys.intern(vpc)
         old = hs.port_vpc.get(rid)
         if old == vpc:
             return

@@ -383,6 +383,22 @@ def test_a_multicast_is_applied_once_whatever_the_number_of_followers(followers:
     assert [r.seq for r in applier.apply_multicast("vpc-1", goal_state(None, *message), {wire.SEQ: "1", wire.EPOCH: "1.e1"}, 4, 1)] == []
 
 
+def test_every_followers_keys_for_a_vpc_are_one_object_whatever_message_named_it() -> None:
+    """VPC ids are interned where they come in: a VPC message's lookups for each follower then
+    match by identity, without reading each host's own copy of the id."""
+    hosts = [f"10.2.0.{i}" for i in range(5)]
+    applier = Applier(MemoryDataPlane(), hosts)
+    for host in hosts:  # each join decodes its own copy of "vpc-1" from its headers and its port
+        _join(applier, host, 0, subnet())
+    fresh = "".join(["vpc", "-1"])
+    results = applier.apply_multicast(fresh, goal_state(None, neighbor("nb-1", "10.9.9.9")), {wire.SEQ: "1", wire.EPOCH: "1.e1"}, 4, 1)
+    assert {r.host for r in results} == set(hosts)
+    keys = [k for hs in applier.hosts.values() for k in (*hs.cursors, *hs.vpc_ports, *hs.shared)]
+    assert len(keys) == 3 * len(hosts) and all(k is keys[0] for k in keys)
+    assert all(r.vpc is keys[0] for r in results)
+    assert len({id(hs.cursors[keys[0]].epoch) for hs in applier.hosts.values()}) == 1
+
+
 def test_followers_share_a_table_yet_each_host_excludes_its_own_neighbors() -> None:
     applier = Applier(MemoryDataPlane(), [H1, H2, H3])
     for host in (H1, H2, H3):

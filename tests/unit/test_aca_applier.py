@@ -390,7 +390,7 @@ def test_every_followers_keys_for_a_vpc_are_one_object_whatever_message_named_it
     applier = Applier(MemoryDataPlane(), hosts)
     for host in hosts:  # each join decodes its own copy of "vpc-1" from its headers and its port
         _join(applier, host, 0, subnet())
-    fresh = "".join(["vpc", "-1"])
+    fresh = b"vpc-1".decode()  # a copy of its own, not the interned literal
     results = applier.apply_multicast(fresh, goal_state(None, neighbor("nb-1", "10.9.9.9")), {wire.SEQ: "1", wire.EPOCH: "1.e1"}, 4, 1)
     assert {r.host for r in results} == set(hosts)
     keys = [k for hs in applier.hosts.values() for k in (*hs.cursors, *hs.vpc_ports, *hs.shared)]

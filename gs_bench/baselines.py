@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from gs_bench.measure import cdf_sample, header_bytes, percentiles
+from gsmq import logs
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import ensure_topics
 from gsmq.kafka_transport import consume_batch
@@ -129,6 +130,7 @@ def _main() -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=240.0)
     args = parser.parse_args()
+    logs.configure("warning")  # stdout carries the result alone; librdkafka's lines go to stderr
     print(json.dumps(consume(args.bootstrap, args.topic, args.partitions, args.count, args.timeout)))
 
 

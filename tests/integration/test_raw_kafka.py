@@ -86,6 +86,16 @@ def test_raw_baseline_measures_its_own_records_not_the_warm_up(bootstrap: str, t
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["max"]
 
 
+def test_raw_baseline_reads_its_result_whatever_librdkafka_says(bootstrap: str, topic_prefix: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A producer property from the environment (KAFKA_PROP_*) reaches the reader's consumer
+    too, where librdkafka warns that it ignores it: the warning goes to stderr, never into
+    the result the reader prints."""
+    monkeypatch.setenv("KAFKA_PROP_LINGER_MS", "0")
+    result = baselines.raw_kafka(bootstrap, f"{topic_prefix}.raw-env", ["10.1.0.1"], 20, 64, partitions=1)
+    assert (result["messages"], result["bytes"]) == (20, 20 * 64)
+
+
 def test_gsctl_topics_and_tail_decode_what_travels(bootstrap: str, topics: Topics, vectors_dir: Path) -> None:
     ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), {topics.reply: 2, topics.dead_letter: 1})
     reply = (vectors_dir / "reply_small.bin").read_bytes()

@@ -156,11 +156,15 @@ class Budget:
 
     def release(self, units: int) -> None:
         self.used -= units
-        self.resize(self.limit)
+        self._grant()
 
     def resize(self, limit: int) -> None:
-        """A new limit; the waiters that fit it now are granted, in order."""
+        """A new limit; the waiters that fit it now are granted."""
         self.limit = limit
+        self._grant()
+
+    def _grant(self) -> None:
+        """Grant the waiters that fit, in order."""
         while self._waiters and self._fits(self._waiters[0][0]):
             units, granted = self._waiters.popleft()
             if not granted.cancelled():

@@ -26,6 +26,8 @@ import structlog
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from dpm_server import ackwire
+from dpm_server.ackwire import AckFields, fields_of
 from dpm_server.inputs import Input
 from gsmq import wire
 from gsmq.resources import ResourceKey
@@ -92,8 +94,7 @@ class Pending:
         self.total_us = self.dataplane_us = self.config_us = self.elapse_us = 0
 
 
-# An ack's times as a request keeps them: apply, slowest data-plane call, resource time, publish -> applied (us).
-_Times = tuple[int, int, int, int]
+_Times = ackwire.Times
 _NO_TIMES: _Times = (0, 0, 0, 0)
 
 
@@ -214,49 +215,45 @@ class HostProgress:
         self.unicast_waits.append((seq, request, covers_all))
 
 
-def decode_acks(messages: Iterable[Record], dead_letter_topic: str = "") -> tuple[list[ack_pb2.Ack], list[Envelope]]:
+def decode_acks(messages: Iterable[Record], dead_letter_topic: str = "") -> tuple[list[AckFields], list[Envelope]]:
     """The acks among messages consumed from the reply topic (markers skipped), and a dead
     letter for each record refused (undecodable, not an ack, no host): a broken record is
     refused alone, never fatal to its batch. A record without gs-type is an Ack, as is one
-    typed Ack (the reply topic's rule: `wire.message_type(..., reply=True)`)."""
-    out: list[ack_pb2.Ack] = []
+    typed Ack (the reply topic's rule: `wire.message_type(..., reply=True)`). Read from
+    the bytes (`ackwire.read`), or parsed when not of the usual form."""
+    out: list[AckFields] = []
     refused: list[Envelope] = []
-    parse = ack_pb2.Ack.FromString
     for message in messages:
         kind = message.header(wire.MSG_TYPE)
         if kind is not None and kind != _ACK:
             if kind != _MARKER:
                 refused.append(_refuse(message, dead_letter_topic, f"not an Ack on the reply topic: gs-type {kind[:40]!r}"))
             continue
-        try:
-            ack = parse(message.value)
-        except Exception as exc:  # noqa: BLE001 - DecodeError and friends
-            refused.append(_refuse(message, dead_letter_topic, f"undecodable Ack: {exc}"))
-            continue
+        value = message.value
+        ack = ackwire.read(value)
+        if ack is None:
+            try:
+                parsed = ack_pb2.Ack.FromString(value)
+            except Exception as exc:  # noqa: BLE001 - DecodeError and friends
+                refused.append(_refuse(message, dead_letter_topic, f"undecodable Ack: {exc}"))
+                continue
+            if max(parsed.unicast_seq, parsed.unicast_seen) > wire.MAX_NUMBER or _past_max(parsed.vpcs):
+                refused.append(_refuse(message, dead_letter_topic, "Ack with a sequence past 2^63-1"))
+                continue
+            ack = fields_of(parsed)
         if not ack.host_id:
             refused.append(_refuse(message, dead_letter_topic, "Ack without host_id"))
-        elif _LONG_VARINT in message.value.translate(_HIGH_BIT) and (
-                max(ack.unicast_seq, ack.unicast_seen) > wire.MAX_NUMBER or _past_max(ack.vpcs)):
-            refused.append(_refuse(message, dead_letter_topic, "Ack with a sequence past 2^63-1"))
         else:
             out.append(ack)
     return out, refused
 
 
-# A varint of 2^63 or more has at least 9 bytes with the continuation bit in a row: an ack
-# without such a run holds no sequence past 2^63-1 (one with it is checked field by field).
-# Looked for as 9 ones in a row in the record's bytes mapped to their high bit.
-_HIGH_BIT = bytes.maketrans(bytes(range(256)), bytes(128) + b"\x01" * 128)
-_LONG_VARINT = b"\x01" * 9
 # gs-type values as plain strings (a member looked up on the StrEnum costs more, per record)
 _ACK, _MARKER = MessageType.ACK.value, MessageType.MARKER.value
 
 
 def _past_max(vpcs: Iterable[ack_pb2.VpcProgress]) -> bool:
-    for v in vpcs:  # noqa: SIM110 - a loop costs less than a generator, once per ack
-        if v.seq > wire.MAX_NUMBER or v.seen > wire.MAX_NUMBER:
-            return True
-    return False
+    return any(v.seq > wire.MAX_NUMBER or v.seen > wire.MAX_NUMBER for v in vpcs)
 
 
 def _refuse(record: Record, topic: str, reason: str) -> Envelope:
@@ -379,9 +376,8 @@ class AckTracker:
         else:
             self._finish(request, [])
 
-    def on_ack(self, ack: ack_pb2.Ack) -> None:
-        """A host's progress: failures merged into their requests, then watermarks moved on.
-        Each field is read once (a read of a protobuf field costs more than of a local)."""
+    def on_ack(self, ack: AckFields) -> None:
+        """A host's progress: failures merged into their requests, then watermarks moved on."""
         self.replies += 1
         now = self.clock()
         host = ack.host_id
@@ -392,22 +388,19 @@ class AckTracker:
         if (ours or not epoch) and len(ack.failures):
             for failure in ack.failures:
                 self._fail(host, hp, failure)
-        times: _Times | None = None
         if ours:
             seen, seq = ack.unicast_seen, ack.unicast_seq
             hp.unicast_seen = max(hp.unicast_seen, seen)
             if seq > hp.unicast:
                 hp.unicast = seq
                 if hp.unicast_waits is not None:
-                    times = _times(ack)
-                    self._pass_unicast(host, hp.unicast_waits, seq, times, now)
+                    self._pass_unicast(host, hp.unicast_waits, seq, ack.times, now)
                     if not hp.unicast_waits:
                         hp.unicast_waits = None
         marks_seen = hp.vpcs_seen
-        for progress in ack.vpcs:
-            if progress.epoch != mine:
+        for vpc, vpc_epoch, seq, seen in ack.vpcs:
+            if vpc_epoch != mine:
                 continue
-            vpc, seen, seq = progress.vpc_id, progress.seen, progress.seq
             if seen > marks_seen.get(vpc, 0):
                 marks_seen[vpc] = seen
             marks = self.marks.get(vpc)
@@ -418,7 +411,7 @@ class AckTracker:
                 marks[host] = seq
                 queue = self.queues.get(vpc)
                 if queue is not None:
-                    self._pass_fanouts(host, vpc, queue, was, seq, times or _times(ack), now)
+                    self._pass_fanouts(host, vpc, queue, was, seq, ack.times, now)
 
     def _pass_unicast(self, host: str, waits: deque[tuple[int, Pending, bool]], watermark: int, times: _Times,
                       now: float) -> None:
@@ -614,11 +607,6 @@ class AckTracker:
 
 def _larger(a: _Times, b: _Times) -> _Times:
     return (max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-
-
-def _times(ack: ack_pb2.Ack) -> _Times:
-    t = ack.timing
-    return t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server import planner
 from dpm_server.acks import AckTracker, Pending, bounded, combined, failed_reply, invalid_reply
+from dpm_server.ackwire import AckFields
 from dpm_server.changelog import Changelog
 from dpm_server.inputs import Input, as_input, merge
 from dpm_server.publisher import Publisher
@@ -23,7 +24,6 @@ from gsmq import wire
 from gsmq.errors import TransportError
 from gsmq.resources import Order, ResourceKey, order
 from gsmq.transport import Envelope
-from gsmq.v1 import ack_pb2
 from gsmq.wire import STRATEGIES, Strategy, Token
 
 log = structlog.get_logger()
@@ -236,7 +236,7 @@ class Engine:
         log.debug("host_resynced", host=host, resources=len(keys))
         return token.seq
 
-    def on_acks(self, acks: Iterable[ack_pb2.Ack], refused: Iterable[Envelope] = ()) -> None:
+    def on_acks(self, acks: Iterable[AckFields], refused: Iterable[Envelope] = ()) -> None:
         """Acks decoded from the reply topic move their requests on; refused records are dead-lettered."""
         for ack in acks:
             self.tracker.on_ack(ack)

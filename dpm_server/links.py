@@ -22,8 +22,9 @@ from typing import Any
 import grpc
 import structlog
 
+from dpm_server.ackwire import AckFields, fields_of
 from gsmq import wire
-from gsmq.v1 import ack_pb2, channel_pb2
+from gsmq.v1 import channel_pb2
 
 log = structlog.get_logger()
 METHOD = "/alcor.schema.GoalStateProvisioner/PushGoalStatesStream"
@@ -35,7 +36,7 @@ MAX_MESSAGE_BYTES = 256 << 20  # the agent's fast path takes up to this much (a 
 BATCH_MESSAGES = 500
 BATCH_BYTES = 256 << 10
 
-OnAcks = Callable[[list[ack_pb2.Ack]], None]
+OnAcks = Callable[[list[AckFields]], None]
 
 
 class Link:
@@ -99,7 +100,7 @@ class Link:
     def _answered(self, messages: int, raw: bytes) -> None:
         self.outstanding -= messages
         self.heard = time.monotonic()
-        acks = list(channel_pb2.ChannelAcks.FromString(raw).channel_acks)
+        acks = [fields_of(ack) for ack in channel_pb2.ChannelAcks.FromString(raw).channel_acks]
         if acks:
             self._on_acks(acks)
 

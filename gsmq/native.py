@@ -47,6 +47,7 @@ MODULES = (
     "gsmq.partition",
     "gsmq.resources",
     "gsmq.wire",
+    "dpm_server.ackwire",
     "dpm_server.acks",
     "dpm_server.engine",
     "dpm_server.inputs",

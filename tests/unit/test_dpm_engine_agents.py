@@ -25,6 +25,7 @@ from aca_agent.dataplane import MemoryDataPlane
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
+from dpm_server.ackwire import fields_of
 from dpm_server.changelog import replay
 from dpm_server.inputs import Input, merge
 from dpm_server.snapshot import Snapshot
@@ -360,7 +361,7 @@ def test_requests_complete_when_every_host_replied_through_real_appliers() -> No
         result = agents[message.key].apply_unicast(message.key, gs.GoalStateV2.FromString(message.value), message.headers)
         assert result is not None
         progress.add(result)
-        eng.on_acks(progress.acks(agents[message.key]))
+        eng.on_acks([fields_of(a) for a in progress.acks(agents[message.key])])
     assert len(replies) < 4  # the multicast neighbors are still to be applied
     for message in published(bus, topics.multicast):
         goal_state = gs.GoalStateV2.FromString(message.value)
@@ -368,7 +369,7 @@ def test_requests_complete_when_every_host_replied_through_real_appliers() -> No
             progress = Progress()
             for result in agent.apply_multicast(message.key, goal_state, message.headers, message.partition, message.offset):
                 progress.add(result)
-            eng.on_acks(progress.acks(agent))
+            eng.on_acks([fields_of(a) for a in progress.acks(agent)])
     assert len(replies) == 4
     assert all(s.operation_status == common.SUCCESS for r in replies for s in r.operation_statuses)
 

@@ -1,0 +1,211 @@
+"""What the ack tracker reads of a `gsmq.v1.Ack`, read straight from its bytes when it has the
+usual form (docs/internals.md, "Acknowledgements").
+
+Parsing an ack into a protobuf message, reading its fields one by one and freeing it costs
+several times what the tracker then does with it; most acks carry no failure, and their
+fields are a few strings and numbers. `read` walks the bytes once into an `AckFields`;
+an ack it does not read this way (a failure, a field of an unexpected wire type, a number
+past 2^63-1, anything malformed) is left to the protobuf parser (`fields_of` then takes
+what the tracker needs), so that both ways give the same fields for every ack and refuse
+the same ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from gsmq.v1 import ack_pb2
+
+MAX_NUMBER: Final = (1 << 63) - 1  # as gsmq.wire.MAX_NUMBER: a larger sequence goes to the parser, which refuses it
+
+# (vpc_id, epoch, seq, seen) of a VpcProgress
+VpcMark = tuple[str, str, int, int]
+
+# An ack's times as the tracker keeps them: apply, slowest data-plane call, resource time, publish -> applied (us).
+Times = tuple[int, int, int, int]
+
+
+@dataclass(init=False, slots=True, eq=False)
+class AckFields:
+    """The fields of an Ack the tracker reads (proto3 defaults for those absent)."""
+
+    host_id: str
+    epoch: str
+    unicast_seq: int
+    unicast_seen: int
+    vpcs: list[VpcMark]
+    failures: Sequence[ack_pb2.Failure]
+    times: Times
+
+    def __init__(self, host_id: str = "", epoch: str = "", unicast_seq: int = 0, unicast_seen: int = 0,
+                 vpcs: list[VpcMark] | None = None, failures: Sequence[ack_pb2.Failure] = (),
+                 times: Times = (0, 0, 0, 0)) -> None:
+        self.host_id = host_id
+        self.epoch = epoch
+        self.unicast_seq = unicast_seq
+        self.unicast_seen = unicast_seen
+        self.vpcs = [] if vpcs is None else vpcs
+        self.failures = failures
+        self.times = times
+
+
+def fields_of(ack: ack_pb2.Ack) -> AckFields:
+    """The fields of a parsed Ack."""
+    t = ack.timing
+    return AckFields(ack.host_id, ack.epoch, ack.unicast_seq, ack.unicast_seen,
+                     [(v.vpc_id, v.epoch, v.seq, v.seen) for v in ack.vpcs], ack.failures,
+                     (t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us))
+
+
+class _UnusualError(Exception):
+    """Not of the usual form: the protobuf parser decides."""
+
+
+# Field numbers (gsmq/v1/ack.proto) and wire types.
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_UINT32: Final = 0xFFFFFFFF
+_MAX_FIELD: Final = (1 << 29) - 1
+
+
+def read(data: bytes) -> AckFields | None:
+    """The ack's fields, or None when it is not of the usual form (see the module)."""
+    try:
+        return _read(data)
+    except (_UnusualError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def _read(data: bytes) -> AckFields:
+    ack = AckFields()
+    i, end = 0, len(data)
+    while i < end:
+        number, kind, i = _tag(data, i, end)
+        if kind == _LEN:
+            size, i = _varint(data, i, end)
+            j = i + size
+            if j > end:
+                raise _UnusualError
+            if number == 1:
+                ack.host_id = data[i:j].decode()
+            elif number == 2:
+                ack.epoch = data[i:j].decode()
+            elif number == 4:
+                ack.vpcs.append(_vpc(data, i, j))
+            elif number == 6:
+                ack.times = _timing(data, i, j, ack.times)
+            elif number == 5:
+                raise _UnusualError  # a failure: the parser reads it
+            i = j
+        elif kind == _VARINT:
+            value, i = _varint(data, i, end)
+            if number == 3:
+                ack.unicast_seq = value
+            elif number == 7:
+                ack.unicast_seen = value
+        else:
+            raise _UnusualError
+    return ack
+
+
+def _vpc(data: bytes, i: int, end: int) -> VpcMark:
+    vpc = epoch = ""
+    seq = seen = 0
+    while i < end:
+        number, kind, i = _tag(data, i, end)
+        if kind == _LEN:
+            size, i = _varint(data, i, end)
+            j = i + size
+            if j > end:
+                raise _UnusualError
+            if number == 1:
+                vpc = data[i:j].decode()
+            elif number == 2:
+                epoch = data[i:j].decode()
+            i = j
+        elif kind == _VARINT:
+            value, i = _varint(data, i, end)
+            if number == 3:
+                seq = value
+            elif number == 4:
+                seen = value
+        else:
+            raise _UnusualError
+    return vpc, epoch, seq, seen
+
+
+def _timing(data: bytes, i: int, end: int, was: Times) -> Times:
+    """A Timing's four times, over `was` (a message field given twice is merged, field by field)."""
+    apply_us, dataplane_us, config_us, elapse_us = was
+    while i < end:
+        number, kind, i = _tag(data, i, end)
+        if kind == _VARINT:
+            value, i = _varint(data, i, end)
+            if number == 3:
+                apply_us = value
+            elif number == 4:
+                dataplane_us = value & _UINT32
+            elif number == 5:
+                config_us = value & _UINT32
+            elif number == 6:
+                elapse_us = value & _UINT32
+        elif kind == _LEN:
+            size, i = _varint(data, i, end)
+            j = i + size
+            if j > end:
+                raise _UnusualError
+            if number == 8:  # an elapse_buckets entry: checked as the parser would, not kept
+                _skip_message(data, i, j)
+            i = j
+        else:
+            raise _UnusualError
+    return apply_us, dataplane_us, config_us, elapse_us
+
+
+def _skip_message(data: bytes, i: int, end: int) -> None:
+    """Check that data[i:end] holds varint and length-delimited fields only, as a map entry of numbers does."""
+    while i < end:
+        _, kind, i = _tag(data, i, end)
+        if kind == _VARINT:
+            _, i = _varint(data, i, end)
+        elif kind == _LEN:
+            size, i = _varint(data, i, end)
+            i += size
+        else:
+            raise _UnusualError
+    if i != end:
+        raise _UnusualError
+
+
+def _tag(data: bytes, i: int, end: int) -> tuple[int, int, int]:
+    """The field number and wire type of the tag at data[i], and the index after it (field
+    numbers run from 1 to 2^29-1)."""
+    tag, i = _varint(data, i, end)
+    number = tag >> 3
+    if number == 0 or number > _MAX_FIELD:
+        raise _UnusualError
+    return number, tag & 7, i
+
+
+def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """The varint at data[i] and the index after it; a number past 2^63-1 (or a varint
+    running past `end` or 10 bytes) is not read here."""
+    if i >= end:
+        raise _UnusualError
+    b = data[i]
+    if b < 0x80:
+        return b, i + 1
+    value, shift = b & 0x7F, 7
+    i += 1
+    while True:
+        if i >= end or shift > 63:
+            raise _UnusualError
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if b < 0x80:
+            if value > MAX_NUMBER:
+                raise _UnusualError
+            return value, i
+        shift += 7

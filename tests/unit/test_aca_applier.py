@@ -481,6 +481,37 @@ def test_a_join_behind_the_shared_table_fills_in_what_the_table_never_had() -> N
     assert applier.hosts[H2].cursors["vpc-1"].seq == 4 and applier.tables["vpc-1"].seq == 4
 
 
+def test_a_join_after_a_message_the_table_missed_takes_the_bundles_states() -> None:
+    """A join's states the table holds are taken as they are only while the table has every
+    message since it got them (`VpcTable.exact_from`): after a gap the bundle decides."""
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    _join(applier, H1, 2, subnet(), security_group(rev=1), neighbor("nb-a", H3))
+    assert _multicast(applier, 3, security_group(rev=2)) == {H1: {"sg-1": 0}}
+    # message 4 (nb-a at rev 2) never reaches this process; 5 does
+    assert _multicast(applier, 5, neighbor("nb-b", H3)) == {H1: {"nb-b": 0}}
+    joined = _join(applier, H2, 5, subnet(), security_group(rev=2), neighbor("nb-a", H3, rev=2), neighbor("nb-b", H3))
+    assert set(joined.values()) == {common.SUCCESS}
+    assert table(applier, H2, common.NEIGHBOR) == {"nb-a": 2, "nb-b": 1}
+    assert table(applier, H2, common.SECURITYGROUP) == {"sg-1": 2}
+
+
+def test_a_join_after_a_state_the_table_could_not_take_takes_the_bundles_state() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    _join(applier, H1, 1, subnet(), neighbor("nb-a", H3, rev=2))
+    assert _multicast(applier, 2, neighbor("nb-a", H3, rev=1)) == {H1: {"nb-a": common.OUT_OF_ORDER}}
+    _join(applier, H2, 2, subnet(), neighbor("nb-a", H3, rev=1))  # the bundle says what message 2 said
+    assert table(applier, H2, common.NEIGHBOR) == table(applier, H1, common.NEIGHBOR) == {"nb-a": 1}
+
+
+def test_a_join_after_a_message_without_gs_seq_takes_the_bundles_state() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    _join(applier, H1, 1, subnet(), neighbor("nb-a", H3))
+    applier.apply_multicast("vpc-1", goal_state(None, neighbor("nb-a", H3, rev=2)), {wire.EPOCH: "1.e1"}, 4, 1)
+    assert table(applier, H1, common.NEIGHBOR) == {"nb-a": 2}  # changed at no position
+    _join(applier, H2, 1, subnet(), neighbor("nb-a", H3))
+    assert table(applier, H2, common.NEIGHBOR) == {"nb-a": 1}
+
+
 def test_a_join_ahead_of_the_shared_table_keeps_later_states_from_earlier_messages() -> None:
     applier = Applier(MemoryDataPlane(), [H1, H2])
     _join(applier, H1, 2, subnet(), security_group(rev=1), neighbor("nb-a", H3), neighbor("nb-b", H3))

@@ -203,18 +203,13 @@ class VpcTable:
     `seq`/`epoch`: the last multicast message applied to the table. `since`: for a state
     (or a deletion: the key is absent) the VPC position it came from, when the table got it
     from a join or resync bundle at a position ahead of `seq`, or from a multicast message or
-    deletion; a multicast message never changes a state the table got from a later position.
-    `exact_from`: a state whose `since` is at least this is the VPC's state at every position
-    from `since` to `seq` (the table applied each message after it, and each as it was sent);
-    a gap in the messages, a state a message could not set, or a message without gs-seq
-    raises it. A bundle at such a position then holds that same state (`_merge`)."""
+    deletion; a multicast message never changes a state the table got from a later position."""
 
     vpc: str
     scope: HostState
     epoch: str
     seq: int
     since: dict[ResourceKey, int]
-    exact_from: int
     followers: set[str]
     # (seq, epoch, statuses) of the last message applied to the table: another follower's
     # copy of it (the gRPC channel sends one per host) reports the same (failures included),
@@ -227,7 +222,6 @@ class VpcTable:
         self.epoch = epoch
         self.seq = seq
         self.since = {}
-        self.exact_from = 0
         self.followers = set()
         self.done = None
 
@@ -621,13 +615,9 @@ class Applier:
                      sent_ns: int | None, released: dict[str, list[ResourceStatus]]) -> list[ResourceStatus]:
         """Apply a multicast message once to the VPC's shared table (every state, own neighbors included)."""
         if table.epoch != epoch:  # a new DPM incarnation: positions of the old one mean nothing
-            table.epoch, table.seq, table.since, table.exact_from = epoch, 0, {}, 0
+            table.epoch, table.seq, table.since = epoch, 0, {}
         m = seq or 0
-        if seq is None:  # changes at no position: no state held so far is known exact
-            table.exact_from = max(table.exact_from, table.seq + 1)
-        else:
-            if seq > table.seq + 1:  # messages missed: exact only from what comes now
-                table.exact_from = max(table.exact_from, seq - 1)
+        if seq is not None:
             table.seq = seq
         statuses: list[ResourceStatus] = []
         seen: dict[int, set[str]] = {}
@@ -643,11 +633,8 @@ class Applier:
                 continue
             status = self._apply_one(table.scope, rtype, rid, state, sent_ns)
             statuses.append(status)
-            if status.status in (common.SUCCESS, common.PENDING):
-                if m:
-                    table.since[key] = m
-            elif m:  # the table holds other than what the message says
-                table.exact_from = max(table.exact_from, m)
+            if m and status.status in (common.SUCCESS, common.PENDING):
+                table.since[key] = m
             if rtype == common.SUBNET and status.status == common.SUCCESS:
                 new_subnets.append(rid)
         for rtype in full_types:  # FULL scopes to the VPC: the table is the VPC's
@@ -670,14 +657,12 @@ class Applier:
         if table is None:
             table = self.tables[vpc] = VpcTable(vpc, HostState(table_scope(vpc)), cursor.epoch, cursor.seq)
         elif table.epoch != cursor.epoch:  # a new DPM incarnation: this bundle is the table now
-            table.epoch, table.seq, table.since, table.exact_from = cursor.epoch, cursor.seq, {}, 0
+            table.epoch, table.seq, table.since = cursor.epoch, cursor.seq, {}
         if hs.host not in table.followers:
             self._drop_private(hs, vpc)
             table.followers.add(hs.host)
             hs.shared.add(vpc)
         pos = cursor.seq
-        # A state held from `exact_from` on is the bundle's when the table has passed `pos`.
-        exact_from = table.exact_from if pos <= table.seq else pos + 1
         # The table's states by type, read once: the bundle names each key once, and the
         # loop changes only the key at hand.
         held_tables = {rtype: self.dataplane.table(table.scope.host, rtype) for rtype in VPC_WIDE}
@@ -691,8 +676,7 @@ class Applier:
                 statuses.append(ResourceStatus(rid, rtype, int(state.operation_type) if state is not None else common.INFO,
                                                common.INVALID_ARG))
                 continue
-            since = table.since.get(key, -1)
-            if since > pos:  # the table has it from a later position
+            if table.since.get(key, 0) > pos:  # the table has it from a later position
                 statuses.append(self._shared_status(table, rtype, rid, state))
                 continue
             table.since[key] = pos
@@ -702,7 +686,7 @@ class Applier:
                 continue
             pend = table.scope.pending.get(key)
             held = pend.state if pend is not None else held_tables[rtype].get(rid)
-            if held is not None and (held is state or since >= exact_from or held == state):
+            if held is not None and (held is state or held == state):
                 statuses.append(ResourceStatus(rid, rtype, int(state.operation_type), common.PENDING if pend else common.SUCCESS))
                 continue
             if held is not None:

@@ -12,13 +12,12 @@ the same ones.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from gsmq.v1 import ack_pb2
-
-MAX_NUMBER: Final = (1 << 63) - 1  # as gsmq.wire.MAX_NUMBER: a larger sequence goes to the parser, which refuses it
 
 # (vpc_id, epoch, seq, seen) of a VpcProgress
 VpcMark = tuple[str, str, int, int]
@@ -29,7 +28,9 @@ Times = tuple[int, int, int, int]
 
 @dataclass(init=False, slots=True, eq=False)
 class AckFields:
-    """The fields of an Ack the tracker reads (proto3 defaults for those absent)."""
+    """The fields of an Ack the tracker reads (proto3 defaults for those absent). `host_id`
+    is interned, as the DPM's inputs intern host ids (`inputs._names`): the tracker's keys
+    and sets of hosts then match an ack's host by identity."""
 
     host_id: str
     epoch: str
@@ -54,7 +55,7 @@ class AckFields:
 def fields_of(ack: ack_pb2.Ack) -> AckFields:
     """The fields of a parsed Ack."""
     t = ack.timing
-    return AckFields(ack.host_id, ack.epoch, ack.unicast_seq, ack.unicast_seen,
+    return AckFields(sys.intern(ack.host_id), ack.epoch, ack.unicast_seq, ack.unicast_seen,
                      [(v.vpc_id, v.epoch, v.seq, v.seen) for v in ack.vpcs], ack.failures,
                      (t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us))
 
@@ -64,7 +65,8 @@ class _UnusualError(Exception):
 
 
 # Field numbers (gsmq/v1/ack.proto) and wire types.
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_VARINT: Final = 0
+_LEN: Final = 2
 _UINT32: Final = 0xFFFFFFFF
 _MAX_FIELD: Final = (1 << 29) - 1
 
@@ -88,7 +90,7 @@ def _read(data: bytes) -> AckFields:
             if j > end:
                 raise _UnusualError
             if number == 1:
-                ack.host_id = data[i:j].decode()
+                ack.host_id = sys.intern(data[i:j].decode())
             elif number == 2:
                 ack.epoch = data[i:j].decode()
             elif number == 4:
@@ -189,8 +191,8 @@ def _tag(data: bytes, i: int, end: int) -> tuple[int, int, int]:
 
 
 def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
-    """The varint at data[i] and the index after it; a number past 2^63-1 (or a varint
-    running past `end` or 10 bytes) is not read here."""
+    """The varint at data[i] and the index after it. Nine bytes hold 63 bits: a varint of
+    ten (a number past 2^63-1, or a smaller one padded) or running past `end` is not read here."""
     if i >= end:
         raise _UnusualError
     b = data[i]
@@ -199,13 +201,11 @@ def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
     value, shift = b & 0x7F, 7
     i += 1
     while True:
-        if i >= end or shift > 63:
+        if i >= end or shift > 56:
             raise _UnusualError
         b = data[i]
         value |= (b & 0x7F) << shift
         i += 1
         if b < 0x80:
-            if value > MAX_NUMBER:
-                raise _UnusualError
             return value, i
         shift += 7

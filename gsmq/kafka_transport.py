@@ -125,7 +125,9 @@ class KafkaRecord:
     def header(self, name: str) -> str | None:
         """The header's text (`wire.header_text`); the last of that name wins, as in `wire.decode_headers`."""
         headers = self.message.headers()  # a consumed record's: a list of (name, bytes or None)
-        for key, value in reversed(headers or ()):
+        if not headers:
+            return None
+        for key, value in reversed(headers):
             if key == name:
                 return wire.header_text(value)
         return None

@@ -193,8 +193,11 @@ class VpcQueue:
 class HostProgress:
     """One host's unicast watermark (this DPM's epoch), the highest multicast gs-seq it has
     seen per VPC, and its unicast waits. Its VPC watermarks are kept by VPC
-    (`AckTracker.marks`): a VPC's hosts are read together."""
+    (`AckTracker.marks`): a VPC's hosts are read together. `host` is the tracker's key for
+    it (the inputs' interned id, as the requests first name it): an ack's lookups use it,
+    and so match the tracker's keys and sets of hosts by identity."""
 
+    host: str
     unicast: int
     unicast_seen: int
     vpcs_seen: dict[str, int]
@@ -202,7 +205,8 @@ class HostProgress:
     # (seq, request, a resync covering all); None while nothing is awaited (an empty deque is 760 B)
     unicast_waits: deque[tuple[int, Pending, bool]] | None
 
-    def __init__(self) -> None:
+    def __init__(self, host: str) -> None:
+        self.host = host
         self.unicast = 0
         self.unicast_seen = 0
         self.vpcs_seen = {}
@@ -301,7 +305,7 @@ class AckTracker:
     def host(self, host: str) -> HostProgress:
         hp = self.hosts.get(host)
         if hp is None:
-            hp = self.hosts[host] = HostProgress()
+            hp = self.hosts[host] = HostProgress(host)
         return hp
 
     def waiting_on(self, vpc: str) -> bool:
@@ -380,8 +384,8 @@ class AckTracker:
         """A host's progress: failures merged into their requests, then watermarks moved on."""
         self.replies += 1
         now = self.clock()
-        host = ack.host_id
-        hp = self.host(host)
+        hp = self.host(ack.host_id)
+        host = hp.host
         hp.heard = now
         epoch, mine = ack.epoch, self.epoch
         ours = epoch == mine

@@ -12,7 +12,6 @@ the same ones.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -28,9 +27,7 @@ Times = tuple[int, int, int, int]
 
 @dataclass(init=False, slots=True, eq=False)
 class AckFields:
-    """The fields of an Ack the tracker reads (proto3 defaults for those absent). `host_id`
-    is interned, as the DPM's inputs intern host ids (`inputs._names`): the tracker's keys
-    and sets of hosts then match an ack's host by identity."""
+    """The fields of an Ack the tracker reads (proto3 defaults for those absent)."""
 
     host_id: str
     epoch: str
@@ -55,7 +52,7 @@ class AckFields:
 def fields_of(ack: ack_pb2.Ack) -> AckFields:
     """The fields of a parsed Ack."""
     t = ack.timing
-    return AckFields(sys.intern(ack.host_id), ack.epoch, ack.unicast_seq, ack.unicast_seen,
+    return AckFields(ack.host_id, ack.epoch, ack.unicast_seq, ack.unicast_seen,
                      [(v.vpc_id, v.epoch, v.seq, v.seen) for v in ack.vpcs], ack.failures,
                      (t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us))
 
@@ -90,7 +87,7 @@ def _read(data: bytes) -> AckFields:
             if j > end:
                 raise _UnusualError
             if number == 1:
-                ack.host_id = sys.intern(data[i:j].decode())
+                ack.host_id = data[i:j].decode()
             elif number == 2:
                 ack.epoch = data[i:j].decode()
             elif number == 4:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import weakref
 from collections.abc import AsyncIterator, Callable
 
@@ -17,7 +18,8 @@ from hypothesis import strategies as st
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
-from dpm_server.acks import decode_acks
+from dpm_server.acks import AckTracker, decode_acks
+from dpm_server.ackwire import AckFields
 from dpm_server.engine import Engine
 from dpm_server.inputs import Input
 from dpm_server.service import Batcher, Budget, Provisioner
@@ -781,3 +783,14 @@ def test_inputs_of_a_batch_whose_vpc_message_is_split_each_complete() -> None:
     acas.reply(HOSTS)
     assert set(statuses(got["first"]).values()) == set(statuses(got["second"]).values()) == {common.SUCCESS}
     assert eng.tracker.pending == {}
+
+
+def test_an_acks_host_is_looked_up_by_the_trackers_own_key() -> None:
+    """An ack's host id is a new str; the tracker's keys are the inputs' ids: the VPC marks
+    an ack moves are keyed by the tracker's object, so every later lookup matches by identity."""
+    tracker = AckTracker(30.0, 60.0, lambda host: None, epoch="e")
+    name = sys.intern("10.7.0.1")
+    tracker.host(name)  # as a request first names it
+    tracker.on_ack(AckFields(b"10.7.0.1".decode(), "e", vpcs=[("vpc-1", "e", 3, 3)]))
+    (key,) = tracker.marks["vpc-1"]
+    assert key is name and list(tracker.hosts) == [name]

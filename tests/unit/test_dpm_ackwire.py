@@ -3,8 +3,6 @@ or is left to the parser; never a different answer."""
 
 from __future__ import annotations
 
-import sys
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,13 +115,3 @@ def test_a_time_past_32_bits_is_cut_as_the_parser_cuts_it() -> None:
     got, want = read(data), parsed(data)
     assert got is not None and want is not None and got.times == want.times == (0, 3, 0, 0)
 
-
-def test_the_host_id_is_interned_whichever_way_the_ack_is_read() -> None:
-    """The tracker's keys are the inputs' interned host ids: an ack's host matches them by identity."""
-    name = sys.intern("10.7.0.1")
-    usual = ack_pb2.Ack(host_id="10.7.0.1", unicast_seq=1)
-    failed = ack_pb2.Ack(host_id="10.7.0.1")
-    failed.failures.add(resource_id="p")
-    got = read(usual.SerializeToString())
-    assert got is not None and got.host_id is name
-    assert read(failed.SerializeToString()) is None and fields_of(ack_pb2.Ack.FromString(failed.SerializeToString())).host_id is name

@@ -82,10 +82,7 @@ def _read(data: bytes) -> AckFields:
     while i < end:
         number, kind, i = _tag(data, i, end)
         if kind == _LEN:
-            size, i = _varint(data, i, end)
-            j = i + size
-            if j > end:
-                raise _UnusualError
+            i, j = _span(data, i, end)
             if number == 1:
                 ack.host_id = data[i:j].decode()
             elif number == 2:
@@ -114,10 +111,7 @@ def _vpc(data: bytes, i: int, end: int) -> VpcMark:
     while i < end:
         number, kind, i = _tag(data, i, end)
         if kind == _LEN:
-            size, i = _varint(data, i, end)
-            j = i + size
-            if j > end:
-                raise _UnusualError
+            i, j = _span(data, i, end)
             if number == 1:
                 vpc = data[i:j].decode()
             elif number == 2:
@@ -150,10 +144,7 @@ def _timing(data: bytes, i: int, end: int, was: Times) -> Times:
             elif number == 6:
                 elapse_us = value & _UINT32
         elif kind == _LEN:
-            size, i = _varint(data, i, end)
-            j = i + size
-            if j > end:
-                raise _UnusualError
+            i, j = _span(data, i, end)
             if number == 8:  # an elapse_buckets entry: checked as the parser would, not kept
                 _skip_message(data, i, j)
             i = j
@@ -169,12 +160,17 @@ def _skip_message(data: bytes, i: int, end: int) -> None:
         if kind == _VARINT:
             _, i = _varint(data, i, end)
         elif kind == _LEN:
-            size, i = _varint(data, i, end)
-            i += size
+            _, i = _span(data, i, end)
         else:
             raise _UnusualError
-    if i != end:
+
+
+def _span(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """Where the bytes of the length-delimited field whose length is at data[i] start and stop."""
+    size, i = _varint(data, i, end)
+    if i + size > end:
         raise _UnusualError
+    return i, i + size
 
 
 def _tag(data: bytes, i: int, end: int) -> tuple[int, int, int]:

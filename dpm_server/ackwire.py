@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from gsmq import pbwire
 from gsmq.v1 import ack_pb2
 
 # (vpc_id, epoch, seq, seen) of a VpcProgress
@@ -57,22 +58,14 @@ def fields_of(ack: ack_pb2.Ack) -> AckFields:
                      (t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us))
 
 
-class _UnusualError(Exception):
-    """Not of the usual form: the protobuf parser decides."""
-
-
-# Field numbers (gsmq/v1/ack.proto) and wire types.
-_VARINT: Final = 0
-_LEN: Final = 2
 _UINT32: Final = 0xFFFFFFFF
-_MAX_FIELD: Final = (1 << 29) - 1
 
 
 def read(data: bytes) -> AckFields | None:
     """The ack's fields, or None when it is not of the usual form (see the module)."""
     try:
         return _read(data)
-    except (_UnusualError, IndexError, UnicodeDecodeError):
+    except (pbwire.NotReadError, IndexError, UnicodeDecodeError):  # not of the usual form: the parser decides
         return None
 
 
@@ -80,9 +73,9 @@ def _read(data: bytes) -> AckFields:
     ack = AckFields()
     i, end = 0, len(data)
     while i < end:
-        number, kind, i = _tag(data, i, end)
-        if kind == _LEN:
-            i, j = _span(data, i, end)
+        number, kind, i = pbwire.tag(data, i, end)
+        if kind == pbwire.LEN:
+            i, j = pbwire.span(data, i, end)
             if number == 1:
                 ack.host_id = data[i:j].decode()
             elif number == 2:
@@ -92,16 +85,16 @@ def _read(data: bytes) -> AckFields:
             elif number == 6:
                 ack.times = _timing(data, i, j, ack.times)
             elif number == 5:
-                raise _UnusualError  # a failure: the parser reads it
+                raise pbwire.NotReadError  # a failure: the parser reads it
             i = j
-        elif kind == _VARINT:
-            value, i = _varint(data, i, end)
+        elif kind == pbwire.VARINT:
+            value, i = pbwire.varint_at(data, i, end)
             if number == 3:
                 ack.unicast_seq = value
             elif number == 7:
                 ack.unicast_seen = value
         else:
-            raise _UnusualError
+            raise pbwire.NotReadError
     return ack
 
 
@@ -109,22 +102,22 @@ def _vpc(data: bytes, i: int, end: int) -> VpcMark:
     vpc = epoch = ""
     seq = seen = 0
     while i < end:
-        number, kind, i = _tag(data, i, end)
-        if kind == _LEN:
-            i, j = _span(data, i, end)
+        number, kind, i = pbwire.tag(data, i, end)
+        if kind == pbwire.LEN:
+            i, j = pbwire.span(data, i, end)
             if number == 1:
                 vpc = data[i:j].decode()
             elif number == 2:
                 epoch = data[i:j].decode()
             i = j
-        elif kind == _VARINT:
-            value, i = _varint(data, i, end)
+        elif kind == pbwire.VARINT:
+            value, i = pbwire.varint_at(data, i, end)
             if number == 3:
                 seq = value
             elif number == 4:
                 seen = value
         else:
-            raise _UnusualError
+            raise pbwire.NotReadError
     return vpc, epoch, seq, seen
 
 
@@ -132,9 +125,9 @@ def _timing(data: bytes, i: int, end: int, was: Times) -> Times:
     """A Timing's four times, over `was` (a message field given twice is merged, field by field)."""
     apply_us, dataplane_us, config_us, elapse_us = was
     while i < end:
-        number, kind, i = _tag(data, i, end)
-        if kind == _VARINT:
-            value, i = _varint(data, i, end)
+        number, kind, i = pbwire.tag(data, i, end)
+        if kind == pbwire.VARINT:
+            value, i = pbwire.varint_at(data, i, end)
             if number == 3:
                 apply_us = value
             elif number == 4:
@@ -143,62 +136,11 @@ def _timing(data: bytes, i: int, end: int, was: Times) -> Times:
                 config_us = value & _UINT32
             elif number == 6:
                 elapse_us = value & _UINT32
-        elif kind == _LEN:
-            i, j = _span(data, i, end)
+        elif kind == pbwire.LEN:
+            i, j = pbwire.span(data, i, end)
             if number == 8:  # an elapse_buckets entry: checked as the parser would, not kept
-                _skip_message(data, i, j)
+                pbwire.check_fields(data, i, j)
             i = j
         else:
-            raise _UnusualError
+            raise pbwire.NotReadError
     return apply_us, dataplane_us, config_us, elapse_us
-
-
-def _skip_message(data: bytes, i: int, end: int) -> None:
-    """Check that data[i:end] holds varint and length-delimited fields only, as a map entry of numbers does."""
-    while i < end:
-        _, kind, i = _tag(data, i, end)
-        if kind == _VARINT:
-            _, i = _varint(data, i, end)
-        elif kind == _LEN:
-            _, i = _span(data, i, end)
-        else:
-            raise _UnusualError
-
-
-def _span(data: bytes, i: int, end: int) -> tuple[int, int]:
-    """Where the bytes of the length-delimited field whose length is at data[i] start and stop."""
-    size, i = _varint(data, i, end)
-    if i + size > end:
-        raise _UnusualError
-    return i, i + size
-
-
-def _tag(data: bytes, i: int, end: int) -> tuple[int, int, int]:
-    """The field number and wire type of the tag at data[i], and the index after it (field
-    numbers run from 1 to 2^29-1)."""
-    tag, i = _varint(data, i, end)
-    number = tag >> 3
-    if number == 0 or number > _MAX_FIELD:
-        raise _UnusualError
-    return number, tag & 7, i
-
-
-def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
-    """The varint at data[i] and the index after it. Nine bytes hold 63 bits: a varint of
-    ten (a number past 2^63-1, or a smaller one padded) or running past `end` is not read here."""
-    if i >= end:
-        raise _UnusualError
-    b = data[i]
-    if b < 0x80:
-        return b, i + 1
-    value, shift = b & 0x7F, 7
-    i += 1
-    while True:
-        if i >= end or shift > 56:
-            raise _UnusualError
-        b = data[i]
-        value |= (b & 0x7F) << shift
-        i += 1
-        if b < 0x80:
-            return value, i
-        shift += 7

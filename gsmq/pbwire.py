@@ -1,8 +1,11 @@
 """The protobuf wire format, for the few encodings built in bulk from parts: a length-delimited
 field is its tag, its length and its bytes, so pieces serialized once concatenate into a
-message without building one object per part (https://protobuf.dev/programming-guides/encoding/)."""
+message without building one object per part (https://protobuf.dev/programming-guides/encoding/);
+and for the one message read in bulk without a parser (`dpm_server.ackwire`)."""
 
 from __future__ import annotations
+
+from typing import Final
 
 _ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
 
@@ -27,3 +30,64 @@ def number_field(number: int, n: int) -> bytes:
 def field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2): a string, bytes, a message or a map entry."""
     return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+# Reading: a message walked field by field (gsmq.v1.Ack's fast path, `dpm_server.ackwire`).
+VARINT: Final = 0  # wire types
+LEN: Final = 2
+_MAX_FIELD: Final = (1 << 29) - 1
+
+
+class NotReadError(Exception):
+    """Bytes these readers do not read: malformed, or a form they leave to a full parser."""
+
+
+def check_fields(data: bytes, i: int, end: int) -> None:
+    """Check that data[i:end] holds varint and length-delimited fields only, as a map entry of numbers does."""
+    while i < end:
+        _, kind, i = tag(data, i, end)
+        if kind == VARINT:
+            _, i = varint_at(data, i, end)
+        elif kind == LEN:
+            _, i = span(data, i, end)
+        else:
+            raise NotReadError
+
+
+def span(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """Where the bytes of the length-delimited field whose length is at data[i] start and stop."""
+    size, i = varint_at(data, i, end)
+    if i + size > end:
+        raise NotReadError
+    return i, i + size
+
+
+def tag(data: bytes, i: int, end: int) -> tuple[int, int, int]:
+    """The field number and wire type of the tag at data[i], and the index after it (field
+    numbers run from 1 to 2^29-1)."""
+    key, i = varint_at(data, i, end)
+    number = key >> 3
+    if number == 0 or number > _MAX_FIELD:
+        raise NotReadError
+    return number, key & 7, i
+
+
+def varint_at(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """The varint at data[i] and the index after it. Nine bytes hold 63 bits: a varint of
+    ten (a number past 2^63-1, or a smaller one padded) or running past `end` is not read here."""
+    if i >= end:
+        raise NotReadError
+    b = data[i]
+    if b < 0x80:
+        return b, i + 1
+    value, shift = b & 0x7F, 7
+    i += 1
+    while True:
+        if i >= end or shift > 56:
+            raise NotReadError
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if b < 0x80:
+            return value, i
+        shift += 7

@@ -85,13 +85,15 @@ class Progress:
     def acks(self, applier: Applier) -> list[ack_pb2.Ack]:
         """One Ack per host with a result since the last call, then start over."""
         read: dict[int, _Statuses] = {}  # id(statuses list) -> what it holds
-        out = [_ack(applier.hosts[host], got, read, applier.counters) for host, got in self._hosts.items()]
+        out = [_ack(_state(got), got, read, applier.counters) for got in self._hosts.values()]
         self._hosts = {}
         return out
 
-    def records(self, applier: Applier, topic: str) -> list[Envelope]:
-        """`acks()` as the records that carry them, each Ack serialized as soon as it is
-        built (thousands of messages alive at once cost more to build than one at a time).
+    def records(self, applier: Applier) -> list[tuple[str, bytes]]:
+        """`acks()` as the (key, value) of the records that carry them (`Sink.send_values`:
+        an ack record has no headers, its key is the host id; docs/internals.md,
+        "Acknowledgements"), each Ack serialized as soon as it is built (thousands of
+        messages alive at once cost more to build than one at a time).
 
         The followers of one shared apply (one result each, same statuses list, times and
         cursor) differ only in their host fields: the rest of their ack is serialized once
@@ -102,25 +104,28 @@ class Progress:
         counters = applier.counters
         out = []
         for host, got in self._hosts.items():
-            hs = applier.hosts[host]
-            if isinstance(got, Result) and got.vpc and not got.follows and (cursor := hs.cursors.get(got.vpc)) is not None:
+            if isinstance(got, Result) and got.vpc and not got.follows and (cursor := got.state.cursors.get(got.vpc)) is not None:
                 key = (id(got.statuses), got.vpc, got.seq, got.total_us, got.applied_ns, got.elapse_us,
                        cursor.epoch, cursor.watermark, cursor.seq)
                 shared = tails.get(key)
                 if shared is not None:
                     shared.more += 1
-                    out.append(_record(topic, host, _host_part(hs) + shared.rest))
+                    out.append((host, _host_part(got.state) + shared.rest))
                     continue
-                ack = _ack(hs, got, read, counters)
+                ack = _ack(got.state, got, read, counters)
                 tails[key] = _Tail(_rest(ack), got)
             else:
-                ack = _ack(hs, got, read, counters)
-            out.append(_record(topic, host, ack.SerializePartialToString()))
+                ack = _ack(_state(got), got, read, counters)
+            out.append((host, ack.SerializePartialToString()))
         for t in tails.values():  # the acks that shared a rest into the histograms, all at once
             if n := t.more:
                 _count(counters, _buckets(t.first.elapse_us, n), n * (t.first.elapse_us or 0), n * t.first.total_us, n)
         self._hosts = {}
         return out
+
+
+def _state(got: Result | list[Result]) -> HostState:
+    return got.state if isinstance(got, Result) else got[0].state
 
 
 # What an ack says of its host alone; `Progress.records` serializes the rest once per shared apply.
@@ -129,7 +134,9 @@ _HOST_FIELDS = ("host_id", "epoch", "unicast_seq", "unicast_seen")
 
 def _host_part(hs: HostState) -> bytes:
     """The `_HOST_FIELDS` of the host's ack, serialized as `_ack` sets them (proto3 leaves
-    zeros out), from the wire format: it is built once a host, a message each costs more."""
+    zeros out), from the wire format; kept in `hs.ack_head` until one of them changes."""
+    if hs.ack_head:
+        return hs.ack_head
     out = pbwire.field(_HOST_ID, hs.host.encode()) if hs.host else b""
     if hs.epoch:
         out += _epoch_field(hs.epoch)
@@ -137,6 +144,7 @@ def _host_part(hs: HostState) -> bytes:
         out += pbwire.number_field(_UNICAST_SEQ, hs.applied)
     if hs.seq:
         out += pbwire.number_field(_UNICAST_SEEN, hs.seq)
+    hs.ack_head = out
     return out
 
 
@@ -247,11 +255,6 @@ def _count(counters: Counters, buckets: Mapping[int, int], elapse_sum: int, appl
 
 
 def ack_envelope(topic: str, ack: ack_pb2.Ack) -> Envelope:
-    """The Kafka record carrying `ack` (key = host id)."""
-    return _record(topic, ack.host_id, ack.SerializePartialToString())
-
-
-def _record(topic: str, host: str, ack: bytes) -> Envelope:
-    """An ack record has no headers: on the reply topic a record without gs-type is an Ack
-    (docs/internals.md, "Acknowledgements"), and the host is its key and its host_id."""
-    return Envelope(topic, host, ack)
+    """The Kafka record carrying `ack`: no headers (on the reply topic a record without
+    gs-type is an Ack), the host id as its key."""
+    return Envelope(topic, ack.host_id, ack.SerializePartialToString())

@@ -119,6 +119,7 @@ class FollowChange:
 class Result:
     """What applying one message did for one host: what its ack reports."""
 
+    state: HostState
     host: str
     statuses: list[ResourceStatus]
     total_us: int
@@ -129,9 +130,11 @@ class Result:
     elapse_us: int | None  # gs-sent-ns -> applied (None: no gs-sent-ns)
     follows: tuple[str, ...]  # a host message's gs-follow VPCs: their cursors moved (the ack reports them)
 
-    def __init__(self, host: str, statuses: list[ResourceStatus], total_us: int = 0, applied_ns: int = 0, resync: bool = False,
-                 vpc: str = "", seq: int = 0, elapse_us: int | None = None, follows: tuple[str, ...] = ()) -> None:
-        self.host = host
+    def __init__(self, state: HostState, statuses: list[ResourceStatus], total_us: int = 0, applied_ns: int = 0,
+                 resync: bool = False, vpc: str = "", seq: int = 0, elapse_us: int | None = None,
+                 follows: tuple[str, ...] = ()) -> None:
+        self.state = state
+        self.host = state.host
         self.statuses = statuses
         self.total_us = total_us
         self.applied_ns = applied_ns
@@ -172,6 +175,9 @@ class HostState:
     applied: int  # the unicast watermark of `epoch`: every gs-seq up to it is applied; stays below a gap
     incarnation: int  # the newest DPM incarnation seen in a unicast gs-epoch (0: none yet)
     shared: set[str]  # followed VPCs whose VPC-wide states the host sees in their `VpcTable`
+    # Its acks' host fields (host id, `epoch`, `applied`, `seq`) serialized, built once by
+    # aca_agent.acks; b"" until then, and again whenever `_check_seq` moves one of them.
+    ack_head: bytes
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -185,6 +191,7 @@ class HostState:
         self.applied = 0
         self.incarnation = 0
         self.shared = set()
+        self.ack_head = b""
 
 
 def table_scope(vpc: str) -> str:
@@ -275,7 +282,7 @@ class Applier:
             # or a resync): never applied after it, a full state neither. A gap it leaves was
             # reported when the newer one came, and the resync closes it.
             self.counters.stale_messages += 1
-            return Result(host, [], 0, time.time_ns(), False, "", seq, None)
+            return Result(hs, [], 0, time.time_ns(), False, "", seq, None)
         resync = self._check_seq(hs, headers, seq)
         if len(goal.host_resources):
             entries = self._entries(goal, goal.host_resources[host].resources if host in goal.host_resources else ())
@@ -453,6 +460,7 @@ class Applier:
         sees starts the watermark; a new epoch numbers from 1."""
         if seq is None:
             return False
+        hs.ack_head = b""
         epoch = headers.get(wire.EPOCH, "")
         if headers.get(wire.FULL) == "1" or hs.epoch is None:
             hs.epoch, hs.seq, hs.applied = epoch, seq, seq
@@ -732,7 +740,7 @@ class Applier:
         """`stamp`: the apply's times (`_stamp`; one for all the followers of a shared apply)."""
         self.counters.messages_applied += 1
         total_us, applied_ns, elapse_us = stamp
-        return Result(hs.host, statuses, total_us, applied_ns, resync, vpc, seq or 0, elapse_us)
+        return Result(hs, statuses, total_us, applied_ns, resync, vpc, seq or 0, elapse_us)
 
     # ---- resource level -----------------------------------------------------------
 

@@ -231,7 +231,7 @@ class AgentConsumer:
             if not batch:
                 break
         with self.lock:
-            acks = progress.records(self.applier, self.topics.reply)
+            acks = progress.records(self.applier)
         self._acked_at = time.monotonic()
         if self._hand_over(acks, dead_letters, commits, wait=False) and self._acked_at - self._committed_at >= self.commit_interval:
             self.commit()
@@ -432,16 +432,20 @@ class AgentConsumer:
 
     # ---- replies ------------------------------------------------------------------
 
-    def _hand_over(self, acks: list[Envelope], dead_letters: list[Envelope], commits: dict[TopicPartition, int],
+    def _hand_over(self, acks: list[tuple[str, bytes]], dead_letters: list[Envelope], commits: dict[TopicPartition, int],
                    wait: bool) -> bool:
         """Wait for the replies produced last (delivered, mostly, while this batch was read and
-        applied), then produce this batch's; `wait`: wait for them too. A batch's offsets join
-        the ones to commit once its replies are delivered. False only when stopped first."""
-        if not self._settle():
-            if acks or dead_letters:
-                self.sink.send_all(acks + dead_letters)  # stopping: the producer's flush at stop delivers them
-            return False
-        sendings = [(self.sink.send_all(messages), replies) for messages, replies in ((acks, True), (dead_letters, False)) if messages]
+        applied), then produce this batch's (`acks`: the (key, value) of the ack records, see
+        `Progress.records`); `wait`: wait for them too. A batch's offsets join the ones to
+        commit once its replies are delivered. False only when stopped first."""
+        sendings: list[tuple[Sending, bool]] = []
+        settled = self._settle()
+        if acks:
+            sendings.append((self.sink.send_values(self.topics.reply, acks), True))
+        if dead_letters:
+            sendings.append((self.sink.send_all(dead_letters), False))
+        if not settled:
+            return False  # stopping: the producer's flush at stop delivers them
         self._unsettled = _Unsettled(sendings, commits, len(acks))
         return self._settle() if wait or not sendings else True
 

@@ -194,6 +194,28 @@ class KafkaSink:
             self._produce(message, reported)
         return sending
 
+    def send_values(self, topic: str, records: Sequence[tuple[str, bytes]]) -> Sending:
+        """As `send_all`, each (key, value) given to the producer as it is (an empty value as
+        null); while the local queue is full, delivery callbacks are served until there is room."""
+        sending = Sending()
+
+        def reported(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                sending.failed.append(Envelope(msg.topic() or topic, (msg.key() or b"").decode(), msg.value() or b""))
+
+        queue, unassigned = self.producer.produce, -1  # positional: no keywords to parse per record
+        try:
+            for key, value in records:
+                while True:
+                    try:
+                        queue(topic, value or None, key, unassigned, reported)
+                        break
+                    except BufferError:
+                        self.producer.poll(0.05)
+        except KafkaException as exc:
+            raise as_failure(exc, f"producing to {topic}") from exc
+        return sending
+
     def _produce(self, message: Envelope, callback: Callable[[KafkaError | None, Message], None] | None) -> None:
         try:
             produce(self.producer, message, callback)

@@ -75,6 +75,10 @@ class Sink(Protocol):
         """Queue every message; the `Sending` keeps those `poll`/`flush` report failed.
         Cheaper than a `send` each: no callback per message, none told where it was placed."""
 
+    def send_values(self, topic: str, records: Sequence[tuple[str, bytes]]) -> Sending:
+        """`send_all` of records without headers, given as (key, value) on one topic: no
+        `Envelope` is made for a record unless it failed."""
+
     def poll(self, timeout: float = 0.0) -> int:
         """Serve delivery callbacks; returns how many ran."""
 
@@ -157,6 +161,11 @@ class MemoryBus:
         return _MemorySource(self, group)
 
 
+def envelopes(topic: str, records: Sequence[tuple[str, bytes]]) -> list[Envelope]:
+    """`Sink.send_values`'s records as the messages `Sink.send_all` takes."""
+    return [Envelope(topic, key, value) for key, value in records]
+
+
 def send_each(sink: Sink, messages: Sequence[Envelope]) -> Sending:
     """`Sink.send_all` by one `send` per message (for sinks whose `send` costs little)."""
     sending = Sending()
@@ -189,6 +198,9 @@ class _MemorySink:
 
     def send_all(self, messages: Sequence[Envelope]) -> Sending:
         return send_each(self, messages)
+
+    def send_values(self, topic: str, records: Sequence[tuple[str, bytes]]) -> Sending:
+        return send_each(self, envelopes(topic, records))
 
     def poll(self, timeout: float = 0.0) -> int:
         pending, self._pending = self._pending, []

@@ -44,6 +44,29 @@ def test_messages_sent_together_are_delivered_and_read_back_as_sent(kafka: Kafka
     assert all(m.partition == (3 if m.key == "hôte-é" else partition_for(m.key, 4)) for m in got)
 
 
+def test_values_sent_by_key_arrive_without_headers_and_the_refused_ones_come_back_as_envelopes(
+        kafka: KafkaSettings, topic_prefix: str) -> None:
+    """`send_values` (the agent's acks): each (key, value) a record without headers on the
+    key's partition; one the broker refuses (larger than the topic takes) is in `failed`, with
+    the records batched with it (the broker refuses a batch whole), and nothing else."""
+    topic = f"{topic_prefix}.reply"
+    ensure_topics(AdminClient(kafka.admin()), {topic: 4}, configs={topic: {"max.message.bytes": "2000"}})
+    sink = KafkaSink(kafka, **{"delivery.report.only.error": True, "retries": 0, "enable.idempotence": False})
+    records = [(f"10.0.0.{i}", f"ack-{i}".encode()) for i in range(20)] + [("hôte-é", b"x" * 5000)]
+    sending = sink.send_values(topic, records)
+    assert sink.flush(10) == 0
+    failed = [(m.key, m.value) for m in sending.failed]
+    assert ("hôte-é", b"x" * 5000) in failed and all(m.topic == topic and m.headers == {} for m in sending.failed)
+    source = KafkaSource(kafka, f"{topic_prefix}.g")
+    try:
+        source.assign([(topic, p, 0) for p in range(4)])
+        got = read_all(source, len(records) - len(failed))
+    finally:
+        source.close()
+    assert sorted([(m.key, m.value) for m in got] + failed) == sorted(records)
+    assert all(m.headers == {} and m.partition == partition_for(m.key, 4) for m in got)
+
+
 def test_keys_and_headers_that_are_not_utf8_text_are_read_as_decode_headers_reads_them(kafka: KafkaSettings, topic_prefix: str) -> None:
     topic = f"{topic_prefix}.odd"
     ensure_topics(AdminClient(kafka.admin()), {topic: 1})

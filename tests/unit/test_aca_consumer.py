@@ -19,7 +19,7 @@ from gsmq import wire
 from gsmq.errors import BrokerUnavailableError
 from gsmq.partition import partition_for
 from gsmq.topics import Topics
-from gsmq.transport import Delivered, Envelope, MemoryBus, Sending, send_each
+from gsmq.transport import Delivered, Envelope, MemoryBus, Sending, envelopes, send_each
 from gsmq.v1 import ack_pb2
 
 T = Topics("t")
@@ -44,6 +44,9 @@ class FailingSink:
 
     def send_all(self, messages: Sequence[Envelope]) -> Sending:
         return send_each(self, messages)
+
+    def send_values(self, topic: str, records: Sequence[tuple[str, bytes]]) -> Sending:
+        return send_each(self, envelopes(topic, records))
 
     def poll(self, timeout: float = 0.0) -> int:
         failed, self._failed = self._failed, []
@@ -358,6 +361,9 @@ def test_a_batch_is_applied_while_the_acks_of_the_one_before_are_delivered() -> 
         def send_all(self, messages: Sequence[Envelope]) -> Sending:
             events.append(("send", agent.applier.counters.messages_applied))
             return inner.send_all(messages)
+
+        def send_values(self, topic: str, records: Sequence[tuple[str, bytes]]) -> Sending:
+            return self.send_all(envelopes(topic, records))
 
         def flush(self, timeout: float = 10.0) -> int:
             events.append(("flush", agent.applier.counters.messages_applied))

@@ -257,7 +257,7 @@ class Applier:
     def __init__(self, dataplane: DataPlane, hosts: Iterable[str], counters: Counters | None = None) -> None:
         self.dataplane = dataplane
         self.hosts: dict[str, HostState] = {host: HostState(host) for host in hosts}
-        self.followers: dict[str, set[str]] = {}  # vpc -> served hosts following it
+        self.followers: dict[str, dict[str, HostState]] = {}  # vpc -> served hosts following it (by id)
         self.tables: dict[str, VpcTable] = {}  # vpc -> its shared table (while a host follows it with a cursor)
         self.counters = counters or Counters()
         self._changes: list[FollowChange] = []
@@ -304,16 +304,14 @@ class Applier:
         bookkeeping. HeaderError (nothing applied) when a header breaks the wire conventions."""
         seq, sent_ns = wire.number_header(headers, wire.SEQ), wire.number_header(headers, wire.SENT_NS)
         vpc = sys.intern(vpc)  # see HostState: each follower's lookups below then match by identity
-        hosts = self.followers.get(vpc)
-        if hosts and only is not None:
-            hosts = {only} & hosts
+        followers = self.followers.get(vpc)
+        hosts = [] if not followers else list(followers.values()) if only is None else [followers[only]] if only in followers else []
         if not hosts:
             self.counters.messages_skipped += 1
             return []
         epoch = sys.intern(headers.get(wire.EPOCH, ""))
         movers: list[tuple[HostState, bool]] = []
-        for host in list(hosts):
-            hs = self.hosts[host]
+        for hs in hosts:
             cursor = hs.cursors.get(vpc)
             if cursor is None or (cursor.partition == partition and offset < cursor.offset):
                 continue
@@ -324,7 +322,7 @@ class Applier:
                         continue
                     resync = seq > cursor.seq + 1
                     if resync:
-                        log.debug("multicast_gap", host=host, vpc=vpc, expected=cursor.seq + 1, got=seq)
+                        log.debug("multicast_gap", host=hs.host, vpc=vpc, expected=cursor.seq + 1, got=seq)
                     acked = -1 if not resync and cursor.watermark == cursor.seq else cursor.watermark
                 else:  # a new DPM incarnation numbers from 1
                     resync = seq != 1
@@ -865,7 +863,7 @@ class Applier:
         cursor ahead of ours moves it: the resync replaced the tables as of its seq."""
         after = hs.vpc_ports.keys()
         for vpc in after - before:
-            self.followers.setdefault(vpc, set()).add(hs.host)
+            self.followers.setdefault(vpc, {})[hs.host] = hs
         for vpc in set(after) & (set(follow) | (after - before)):
             cursor = follow.get(vpc)
             mine = hs.cursors.get(vpc)
@@ -889,7 +887,7 @@ class Applier:
         hs.cursors.pop(vpc, None)
         hosts = self.followers.get(vpc)
         if hosts is not None:
-            hosts.discard(hs.host)
+            hosts.pop(hs.host, None)
             if not hosts:
                 del self.followers[vpc]
         self._changes.append(FollowChange(hs.host, vpc, False))

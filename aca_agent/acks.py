@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from aca_agent.applier import Applier, HostState, ResourceStatus, Result
+from aca_agent.applier import Applier, Cursor, HostState, ResourceStatus, Result
 from aca_agent.counters import Counters
 from alcor.schema import common_pb2 as common
 from gsmq import pbwire
@@ -98,26 +98,26 @@ class Progress:
         The followers of one shared apply (one result each, same statuses list, times and
         cursor) differ only in their host fields: the rest of their ack is serialized once
         and each record is their own host fields followed by it (protobuf merges the two
-        parts into the one Ack that `_ack` builds)."""
+        parts into the one Ack that `_ack` builds). They come one after the other (as the
+        apply gave them): each result is compared with the one before only."""
         read: dict[int, _Statuses] = {}
-        tails: dict[tuple[object, ...], _Tail] = {}
+        tails: list[_Tail] = []
+        last: _Tail | None = None
         counters = applier.counters
         out = []
         for host, got in self._hosts.items():
             if isinstance(got, Result) and got.vpc and not got.follows and (cursor := got.state.cursors.get(got.vpc)) is not None:
-                key = (id(got.statuses), got.vpc, got.seq, got.total_us, got.applied_ns, got.elapse_us,
-                       cursor.epoch, cursor.watermark, cursor.seq)
-                shared = tails.get(key)
-                if shared is not None:
-                    shared.more += 1
-                    out.append((host, _host_part(got.state) + shared.rest))
+                if last is not None and last.fits(got, cursor):
+                    last.more += 1
+                    out.append((host, _host_part(got.state) + last.rest))
                     continue
                 ack = _ack(got.state, got, read, counters)
-                tails[key] = _Tail(_rest(ack), got)
+                last = _Tail(_rest(ack), got, cursor)
+                tails.append(last)
             else:
                 ack = _ack(_state(got), got, read, counters)
             out.append((host, ack.SerializePartialToString()))
-        for t in tails.values():  # the acks that shared a rest into the histograms, all at once
+        for t in tails:  # the acks that shared a rest into the histograms, all at once
             if n := t.more:
                 _count(counters, _buckets(t.first.elapse_us, n), n * (t.first.elapse_us or 0), n * t.first.total_us, n)
         self._hosts = {}
@@ -167,13 +167,21 @@ def _rest(ack: ack_pb2.Ack) -> bytes:
 
 
 class _Tail:
-    """The rest of the acks of one shared apply, serialized; the result of the first host
-    acked with it, and how many more were."""
+    """The rest of the acks of one shared apply, serialized; the result and cursor of the
+    first host acked with it, and how many more were."""
 
-    __slots__ = ("first", "more", "rest")
+    __slots__ = ("cursor", "first", "more", "rest")
 
-    def __init__(self, rest: bytes, first: Result) -> None:
-        self.rest, self.first, self.more = rest, first, 0
+    def __init__(self, rest: bytes, first: Result, cursor: Cursor) -> None:
+        self.rest, self.first, self.cursor, self.more = rest, first, cursor, 0
+
+    def fits(self, got: Result, cursor: Cursor) -> bool:
+        """Whether `got` (a single result of a VPC message, the host's cursor there after it)
+        acks with the same rest: same message, statuses list, times and watermarks."""
+        first, mine = self.first, self.cursor
+        return (got.statuses is first.statuses and got.vpc == first.vpc and got.seq == first.seq
+                and got.applied_ns == first.applied_ns and got.total_us == first.total_us and got.elapse_us == first.elapse_us
+                and cursor.epoch == mine.epoch and cursor.seq == mine.seq and cursor.watermark == mine.watermark)
 
 
 def _ack(hs: HostState, got: Result | list[Result], read: dict[int, _Statuses], counters: Counters) -> ack_pb2.Ack:

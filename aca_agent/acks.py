@@ -19,7 +19,6 @@ from aca_agent.applier import Applier, Cursor, HostState, ResourceStatus, Result
 from aca_agent.counters import Counters
 from alcor.schema import common_pb2 as common
 from gsmq import pbwire
-from gsmq.transport import Envelope
 from gsmq.v1 import ack_pb2
 
 
@@ -261,8 +260,3 @@ def _count(counters: Counters, buckets: Mapping[int, int], elapse_sum: int, appl
     counters.apply_buckets[b] = counters.apply_buckets.get(b, 0) + messages
     counters.apply_us_sum += apply_us
 
-
-def ack_envelope(topic: str, ack: ack_pb2.Ack) -> Envelope:
-    """The Kafka record carrying `ack`: no headers (on the reply topic a record without
-    gs-type is an Ack), the host id as its key."""
-    return Envelope(topic, ack.host_id, ack.SerializePartialToString())

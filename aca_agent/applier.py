@@ -672,28 +672,29 @@ class Applier:
         # The table's states by type, read once: the bundle names each key once, and the
         # loop changes only the key at hand.
         held_tables = {rtype: self.dataplane.table(table.scope.host, rtype) for rtype in VPC_WIDE}
+        since, pending = table.since, table.scope.pending
         statuses: list[ResourceStatus] = []
         in_bundle: set[ResourceKey] = set()
         new_subnets: list[str] = []
         for rtype, rid, state in entries:
             key = (rtype, rid)
             in_bundle.add(key)
+            op = int(state.operation_type) if state is not None else common.INFO  # each field read costs a lookup
             if not self._valid(rid, state):
-                statuses.append(ResourceStatus(rid, rtype, int(state.operation_type) if state is not None else common.INFO,
-                                               common.INVALID_ARG))
+                statuses.append(ResourceStatus(rid, rtype, op, common.INVALID_ARG))
                 continue
-            if table.since.get(key, 0) > pos:  # the table has it from a later position
+            if since.get(key, 0) > pos:  # the table has it from a later position
                 statuses.append(self._shared_status(table, rtype, rid, state))
                 continue
-            table.since[key] = pos
-            if state.operation_type == common.DELETE:
+            since[key] = pos
+            if op == common.DELETE:
                 self._remove(table.scope, rtype, rid)
-                statuses.append(ResourceStatus(rid, rtype, int(state.operation_type), common.SUCCESS))
+                statuses.append(ResourceStatus(rid, rtype, op, common.SUCCESS))
                 continue
-            pend = table.scope.pending.get(key)
+            pend = pending.get(key)
             held = pend.state if pend is not None else held_tables[rtype].get(rid)
             if held is not None and (held is state or held == state):
-                statuses.append(ResourceStatus(rid, rtype, int(state.operation_type), common.PENDING if pend else common.SUCCESS))
+                statuses.append(ResourceStatus(rid, rtype, op, common.PENDING if pend else common.SUCCESS))
                 continue
             if held is not None:
                 self._remove(table.scope, rtype, rid)
@@ -702,9 +703,9 @@ class Applier:
             if rtype == common.SUBNET and status.status == common.SUCCESS:
                 new_subnets.append(rid)
         for key, state in self._table_keys(table, sorted(VPC_WIDE)):
-            if key not in in_bundle and table.since.get(key, 0) <= pos and not own_neighbor(key[0], state, hs.host):
+            if key not in in_bundle and since.get(key, 0) <= pos and not own_neighbor(key[0], state, hs.host):
                 self._remove(table.scope, key[0], key[1])  # deleted by `pos`
-                table.since[key] = pos
+                since[key] = pos
         released: dict[str, list[ResourceStatus]] = {}
         shared = self._release_shared(table, new_subnets, sent_ns, released)
         owners = self._neighbor_owners(table, shared)

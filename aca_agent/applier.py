@@ -304,8 +304,10 @@ class Applier:
         bookkeeping. HeaderError (nothing applied) when a header breaks the wire conventions."""
         seq, sent_ns = wire.number_header(headers, wire.SEQ), wire.number_header(headers, wire.SENT_NS)
         vpc = sys.intern(vpc)  # see HostState: each follower's lookups below then match by identity
-        followers = self.followers.get(vpc)
-        hosts = [] if not followers else list(followers.values()) if only is None else [followers[only]] if only in followers else []
+        followers = self.followers.get(vpc) or {}
+        if only is not None:
+            followers = {only: followers[only]} if only in followers else {}
+        hosts = list(followers.values())
         if not hosts:
             self.counters.messages_skipped += 1
             return []

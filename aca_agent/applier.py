@@ -120,7 +120,6 @@ class Result:
     """What applying one message did for one host: what its ack reports."""
 
     state: HostState
-    host: str
     statuses: list[ResourceStatus]
     total_us: int
     applied_ns: int
@@ -134,7 +133,6 @@ class Result:
                  resync: bool = False, vpc: str = "", seq: int = 0, elapse_us: int | None = None,
                  follows: tuple[str, ...] = ()) -> None:
         self.state = state
-        self.host = state.host
         self.statuses = statuses
         self.total_us = total_us
         self.applied_ns = applied_ns
@@ -143,6 +141,10 @@ class Result:
         self.seq = seq
         self.elapse_us = elapse_us
         self.follows = follows
+
+    @property
+    def host(self) -> str:
+        return self.state.host
 
 
 @dataclass(init=False, slots=True)

@@ -41,6 +41,8 @@ from gsmq.resources import (
     iter_states,
     order,
     own_neighbor,
+    piece_id,
+    read_bundle,
     state_map,
     subnets_of,
     vpc_of,
@@ -48,6 +50,11 @@ from gsmq.resources import (
 
 log = structlog.get_logger()
 _UINT32_MAX = 0xFFFFFFFF
+# A join's piece its VPC's table knows: ((type, id, state), the VPC).
+Known = tuple[tuple[int, str, Any], str]
+# A table's `known` pieces are dropped once they pass twice the states it holds plus this
+# (superseded revisions and deleted states are kept until then).
+_KNOWN_SLACK: Final = 64
 
 
 @dataclass(init=False, slots=True)
@@ -224,6 +231,11 @@ class VpcTable:
     # copy of it (the gRPC channel sends one per host) reports the same (failures included),
     # its PENDING ones as they stand now.
     done: tuple[int, str, list[ResourceStatus]] | None
+    # A join bundle's piece (`resources.read_bundle`) -> the (type, id, state) it parses
+    # to, the state being the object the table programmed from it: a later bundle carrying
+    # those bytes takes it without parsing them or comparing it. Only ever an equal parse,
+    # whatever the table holds since; emptied when it outgrows the table (`_KNOWN_SLACK`).
+    known: dict[bytes, tuple[int, str, Any]]
 
     def __init__(self, vpc: str, scope: HostState, epoch: str = "", seq: int = 0) -> None:
         self.vpc = vpc
@@ -233,6 +245,7 @@ class VpcTable:
         self.since = {}
         self.followers = set()
         self.done = None
+        self.known = {}
 
 
 def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
@@ -240,6 +253,10 @@ def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
     epoch = sys.intern(headers.get(wire.EPOCH, ""))
     return {sys.intern(vpc): Cursor(p.partition, p.offset, p.seq, epoch)
             for vpc, p in wire.decode_follow(headers.get(wire.FOLLOW, "")).items()}
+
+
+def _listing(resources: gs.HostResources) -> list[ResourceKey]:
+    return [(int(item.type), str(item.id)) for item in resources.resources]
 
 
 def _us(ns: int) -> int:
@@ -266,10 +283,12 @@ class Applier:
 
     # ---- entry points -------------------------------------------------------------
 
-    def apply_unicast(self, host: str, goal: gs.GoalStateV2, headers: Mapping[str, str]) -> Result | None:
+    def apply_unicast(self, host: str, goal: gs.GoalStateV2, headers: Mapping[str, str], raw: bytes | None = None) -> Result | None:
         """A message for one host (key = host): apply what `host_resources[host]` lists
         (everything in the message when host_resources is empty). None: not served.
-        HeaderError (nothing applied) when a header breaks the wire conventions."""
+        HeaderError (nothing applied) when a header breaks the wire conventions. `raw`: the
+        bytes `goal` was parsed from, if any: a join's pieces the VPC's table has seen
+        before are taken from its `known` states."""
         hs = self.hosts.get(host)
         if hs is None:
             return None
@@ -286,11 +305,20 @@ class Applier:
             self.counters.stale_messages += 1
             return Result(hs, [], 0, time.time_ns(), False, "", seq, None)
         resync = self._check_seq(hs, headers, seq)
+        known: dict[ResourceKey, Known] = {}
+        fresh: dict[ResourceKey, bytes] = {}
         if len(goal.host_resources):
-            entries = self._entries(goal, goal.host_resources[host].resources if host in goal.host_resources else ())
+            bundle = read_bundle(raw, host) if follow and raw is not None else None
+            if bundle is not None:
+                listed, pieces = bundle
+                known, fresh = self._pieces(pieces, follow)
+                self.counters.bundle_states_known += len(known)
+            else:
+                listed = _listing(goal.host_resources[host]) if host in goal.host_resources else []
+            entries = self._entries(goal, listed, known)
         else:
             entries = self._all_entries(goal, host)
-        statuses = self._apply(hs, entries, sent_ns, whole=full, follow=follow)
+        statuses = self._apply(hs, entries, sent_ns, whole=full, follow=follow, known=known, fresh=fresh)
         result = self._result(hs, statuses, _stamp(start, sent_ns), resync, "", seq)
         if follow:
             result.follows = tuple(sorted(follow))
@@ -386,7 +414,7 @@ class Applier:
             if hs is None:
                 continue
             start = time.perf_counter_ns()
-            statuses = self._apply(hs, self._entries(goal, listed.resources), None, whole=False, follow={})
+            statuses = self._apply(hs, self._entries(goal, _listing(listed), {}), None, whole=False, follow={})
             results.append(self._result(hs, statuses, _stamp(start, None), False))
         return results
 
@@ -480,14 +508,47 @@ class Applier:
         return gap
 
     @staticmethod
-    def _entries(goal: gs.GoalStateV2, listed: Iterable[Any]) -> list[tuple[int, str, Any]]:
-        """(type, id, state or None) of the listed resources, parents first."""
+    def _entries(goal: gs.GoalStateV2, listed: list[ResourceKey],
+                 known: Mapping[ResourceKey, Known]) -> list[tuple[int, str, Any]]:
+        """(type, id, state or None) of the listed resources, parents first; those in `known`
+        as they are there."""
         out = []
-        for item in listed:
-            states = state_map(goal, item.type) if item.type in MAP_FIELD else {}
-            out.append((int(item.type), str(item.id), states.get(item.id)))
+        for rtype, rid in listed:
+            hit = known.get((rtype, rid)) if known else None
+            if hit is not None:
+                out.append(hit[0])
+                continue
+            states = state_map(goal, rtype) if rtype in MAP_FIELD else {}
+            out.append((rtype, rid, states.get(rid)))
         out.sort(key=lambda e: APPLY_RANK.get(e[0], len(APPLY_RANK)))
         return out
+
+    def _pieces(self, pieces: list[tuple[int, bytes]],
+                follow: Mapping[str, Cursor]) -> tuple[dict[ResourceKey, Known], dict[ResourceKey, bytes]]:
+        """A join's VPC-wide pieces (`resources.read_bundle`): those a followed VPC's table
+        knows (`Known`), and the bytes of the others (by key; the last piece of a key wins,
+        as in parsing). Nothing when a piece is not read here."""
+        tables = [t for vpc in follow if (t := self.tables.get(vpc)) is not None]
+        known: dict[ResourceKey, Known] = {}
+        fresh: dict[ResourceKey, bytes] = {}
+        for rtype, piece in pieces:
+            entry = None
+            for table in tables:
+                entry = table.known.get(piece)
+                if entry is not None:
+                    key = (entry[0], entry[1])
+                    known[key] = (entry, table.vpc)
+                    fresh.pop(key, None)
+                    break
+            if entry is not None:
+                continue
+            rid = piece_id(piece)
+            if rid is None:
+                return {}, {}
+            key = (rtype, rid)
+            fresh[key] = piece
+            known.pop(key, None)
+        return known, fresh
 
     @staticmethod
     def _all_entries(goal: gs.GoalStateV2, host: str | None) -> list[tuple[int, str, Any]]:
@@ -505,6 +566,8 @@ class Applier:
         whole: bool,
         follow: dict[str, Cursor],
         scope_vpc: str | None = None,
+        known: Mapping[ResourceKey, Known] | None = None,
+        fresh: Mapping[ResourceKey, bytes] | None = None,
     ) -> list[ResourceStatus]:
         before = set(hs.vpc_ports)
         statuses: list[ResourceStatus] = []
@@ -520,7 +583,11 @@ class Applier:
             rest = []
             for entry in entries:
                 rtype, rid, state = entry
-                vpc = vpc_of(rtype, state) if rtype in VPC_WIDE and state is not None and state.HasField("configuration") else ""
+                hit = known.get((rtype, rid)) if known else None
+                if hit is not None and hit[0] is entry:
+                    vpc = hit[1]
+                else:
+                    vpc = vpc_of(rtype, state) if rtype in VPC_WIDE and state is not None and state.HasField("configuration") else ""
                 if vpc in bundles:
                     bundles[vpc].append(entry)
                 elif vpc in shared and (table := self.tables.get(vpc)) is not None:
@@ -529,7 +596,7 @@ class Applier:
                     rest.append(entry)
             entries = rest
             for vpc, cursor in sorted(follow.items()):
-                statuses += self._merge(hs, vpc, bundles[vpc], cursor, sent_ns)
+                statuses += self._merge(hs, vpc, bundles[vpc], cursor, sent_ns, fresh or {})
         seen: dict[int, set[str]] = {}
         full_types: set[int] = set()
         new_subnets: list[str] = []
@@ -658,11 +725,13 @@ class Applier:
         return statuses
 
     def _merge(self, hs: HostState, vpc: str, entries: list[tuple[int, str, Any]], cursor: Cursor,
-               sent_ns: int | None) -> list[ResourceStatus]:
+               sent_ns: int | None, fresh: Mapping[ResourceKey, bytes]) -> list[ResourceStatus]:
         """A join or resync bundle: the VPC-wide states of `vpc` as of position `cursor.seq`
         (minus the host's own neighbors). Creates the VPC's shared table, or merges into it:
         a state the table got from a later position stays, the others become the bundle's
-        (a state the bundle lacks was deleted by then, unless it is the host's own neighbor)."""
+        (a state the bundle lacks was deleted by then, unless it is the host's own neighbor).
+        `fresh`: the bytes of states parsed from the bundle; those the table then holds
+        become `known`."""
         table = self.tables.get(vpc)
         if table is None:
             table = self.tables[vpc] = VpcTable(vpc, HostState(table_scope(vpc)), cursor.epoch, cursor.seq)
@@ -683,6 +752,13 @@ class Applier:
         for rtype, rid, state in entries:
             key = (rtype, rid)
             in_bundle.add(key)
+            pend = pending.get(key)
+            held = pend.state if pend is not None else held_tables[rtype].get(rid)
+            if held is state and state is not None:  # the very object the table holds (a known piece): valid, the same
+                if since.get(key, 0) <= pos:
+                    since[key] = pos
+                statuses.append(ResourceStatus(rid, rtype, int(state.operation_type), common.PENDING if pend else common.SUCCESS))
+                continue
             op = int(state.operation_type) if state is not None else common.INFO  # each field read costs a lookup
             if not self._valid(rid, state):
                 statuses.append(ResourceStatus(rid, rtype, op, common.INVALID_ARG))
@@ -695,21 +771,27 @@ class Applier:
                 self._remove(table.scope, rtype, rid)
                 statuses.append(ResourceStatus(rid, rtype, op, common.SUCCESS))
                 continue
-            pend = pending.get(key)
-            held = pend.state if pend is not None else held_tables[rtype].get(rid)
-            if held is not None and (held is state or held == state):
+            if held is not None and held == state:
                 statuses.append(ResourceStatus(rid, rtype, op, common.PENDING if pend else common.SUCCESS))
+                if pend is None and fresh and (piece := fresh.get(key)) is not None:
+                    table.known[piece] = (rtype, rid, held)
                 continue
             if held is not None:
                 self._remove(table.scope, rtype, rid)
             status = self._apply_one(table.scope, rtype, rid, state, sent_ns)
             statuses.append(status)
-            if rtype == common.SUBNET and status.status == common.SUCCESS:
-                new_subnets.append(rid)
+            if status.status == common.SUCCESS:
+                if rtype == common.SUBNET:
+                    new_subnets.append(rid)
+                now = self.dataplane.table(table.scope.host, rtype).get(rid) if fresh else None
+                if now is not None and (piece := fresh.get(key)) is not None:
+                    table.known[piece] = (rtype, rid, now)
         for key, state in self._table_keys(table, sorted(VPC_WIDE)):
             if key not in in_bundle and since.get(key, 0) <= pos and not own_neighbor(key[0], state, hs.host):
                 self._remove(table.scope, key[0], key[1])  # deleted by `pos`
                 since[key] = pos
+        if fresh and len(table.known) > 2 * sum(len(self.dataplane.table(table.scope.host, t)) for t in VPC_WIDE) + _KNOWN_SLACK:
+            table.known = {}
         released: dict[str, list[ResourceStatus]] = {}
         shared = self._release_shared(table, new_subnets, sent_ns, released)
         owners = self._neighbor_owners(table, shared)

@@ -332,13 +332,13 @@ class AgentConsumer:
                 whole = self._assemble(key, env)
                 if whole is None:
                     return []  # more parts to come
-                goal = whole
+                goal, raw = whole, None
             else:
                 if not multicast and self._parts:
                     self._parts.pop(key, None)  # a message never completed: its gap asks for a resync
                 copy = (key, env.headers.get(wire.SEQ, ""), env.headers.get(wire.EPOCH, ""))
                 seen = decoded.get(copy) if decoded is not None else None
-                goal = seen if seen is not None else gs.GoalStateV2.FromString(env.value)
+                goal, raw = (seen if seen is not None else gs.GoalStateV2.FromString(env.value)), env.value
                 if decoded is not None and seen is None and copy[1]:
                     decoded[copy] = goal
         except DecodeError as exc:
@@ -350,7 +350,7 @@ class AgentConsumer:
         try:
             if multicast:
                 return self.applier.apply_multicast(key, goal, env.headers, env.partition, env.offset, only)
-            result = self.applier.apply_unicast(key, goal, env.headers)
+            result = self.applier.apply_unicast(key, goal, env.headers, raw)
         except HeaderError as exc:
             dead_letters.append(self._dead_letter(env, str(exc)))
             return []

@@ -21,6 +21,7 @@ class Counters:
     bytes_pushed: int = 0  # goal-state bytes the DPM pushed on the gRPC channel
     replies_sent: int = 0
     conflicts: int = 0  # resources at the held revision with other content (refused)
+    bundle_states_known: int = 0  # states of join and resync bundles taken from their VPC table's `known` pieces, not parsed
     # Histograms in `aca_agent.acks.elapse_bucket`s, summed as acks are built: publish -> applied
     # of each message, and each message's apply time (an ack's apply time over its messages).
     elapse_buckets: dict[int, int] = field(default_factory=dict)

@@ -33,6 +33,8 @@ def agent_metrics(applier: Applier, lock: threading.Lock, source: Source) -> Met
         yield counter(f"{PREFIX}_duplicates", "resources seen again at the same revision", c.duplicates)
         yield counter(f"{PREFIX}_out_of_order", "resources refused at an older revision (OUT_OF_ORDER)", c.out_of_order)
         yield counter(f"{PREFIX}_stale_messages", "host messages at or below a gs-seq seen: skipped", c.stale_messages)
+        yield counter(f"{PREFIX}_bundle_states_known", "join and resync bundles' states their VPC's table knew: not parsed",
+                      c.bundle_states_known)
         yield gauge(f"{PREFIX}_hosts", "hosts served by this process", len(applier.hosts))
         yield gauge(f"{PREFIX}_followed_vpcs", "(host, VPC) pairs followed", followed)
         yield gauge(f"{PREFIX}_pending_resources", "states waiting for their parent", pending)

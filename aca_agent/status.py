@@ -53,6 +53,7 @@ class AgentStatus(status_pb2_grpc.AgentStatusServiceServicer):
                 resources=applier.dataplane.resources(),
                 bytes_pushed=c.bytes_pushed,
                 stale_messages=c.stale_messages,
+                bundle_states_known=c.bundle_states_known,
             )
 
     async def GetStatus(self, request: status_pb2.StatusRequest, context: Context) -> status_pb2.AgentStatus:  # noqa: N802

@@ -1,7 +1,8 @@
 """The protobuf wire format, for the few encodings built in bulk from parts: a length-delimited
 field is its tag, its length and its bytes, so pieces serialized once concatenate into a
 message without building one object per part (https://protobuf.dev/programming-guides/encoding/);
-and for the one message read in bulk without a parser (`dpm_server.ackwire`)."""
+and for what is read in bulk without a parser: acks (`dpm_server.ackwire`), the pieces of a
+join's bundle (`gsmq.resources.read_bundle`)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def field(number: int, payload: bytes) -> bytes:
     return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
-# Reading: a message walked field by field (gsmq.v1.Ack's fast path, `dpm_server.ackwire`).
+# Reading: a message walked field by field.
 VARINT: Final = 0  # wire types
 LEN: Final = 2
 _MAX_FIELD: Final = (1 << 29) - 1

@@ -86,6 +86,85 @@ def host_listing(host: str, refs: Iterable[bytes]) -> bytes:
     return pbwire.field(2, pbwire.field(1, host.encode()) + pbwire.field(2, b"".join(refs)))
 
 
+# GoalStateV2 field numbers read by `read_bundle`.
+_INT32_MAX = 0x7FFFFFFF
+_HOST_RESOURCES: int = gs.GoalStateV2.DESCRIPTOR.fields_by_name["host_resources"].number
+_VPC_WIDE_FIELD: dict[int, int] = {gs.GoalStateV2.DESCRIPTOR.fields_by_name[MAP_FIELD[t]].number: t for t in VPC_WIDE}
+
+
+def read_bundle(raw: bytes, host: str) -> tuple[list[ResourceKey], list[tuple[int, bytes]]] | None:
+    """From a serialized GoalStateV2, without parsing it: the (type, id) that
+    `host_resources[host]` lists, and the VPC-wide states in wire order, each as (type, its
+    map entry field's bytes: a piece, as `piece_of` makes it when the sender serialized it
+    so). None when the message holds a field these readers do not read (`gsmq.pbwire`)."""
+    listing = b""  # host_resources[host] (the last entry of the key wins, as in parsing)
+    pieces: list[tuple[int, bytes]] = []
+    i, end = 0, len(raw)
+    try:
+        while i < end:
+            start = i
+            number, kind, i = pbwire.tag(raw, i, end)
+            if kind == pbwire.VARINT:
+                _, i = pbwire.varint_at(raw, i, end)
+                continue
+            if kind != pbwire.LEN:
+                return None
+            first, i = pbwire.span(raw, i, end)
+            rtype = _VPC_WIDE_FIELD.get(number)
+            if rtype is not None:
+                pieces.append((rtype, raw[start:i]))
+            elif number == _HOST_RESOURCES:
+                fields = _fields(raw, first, i)
+                if fields.get(1, b"").decode() == host:
+                    listing = fields.get(2, b"")
+        listed: list[ResourceKey] = []
+        i, end = 0, len(listing)
+        while i < end:  # HostResources: its resources (field 1), each a ResourceIdType
+            number, kind, i = pbwire.tag(listing, i, end)
+            if number != 1 or kind != pbwire.LEN:
+                return None
+            j, i = pbwire.span(listing, i, end)
+            rtype, rid = 0, ""
+            while j < i:
+                number, kind, j = pbwire.tag(listing, j, i)
+                if number == 1 and kind == pbwire.VARINT:
+                    rtype, j = pbwire.varint_at(listing, j, i)
+                elif number == 2 and kind == pbwire.LEN:
+                    first, j = pbwire.span(listing, j, i)
+                    rid = listing[first:j].decode()
+                else:
+                    return None
+            if rtype > _INT32_MAX:  # parsing would cut it to 32 bits
+                return None
+            listed.append((rtype, rid))
+    except (pbwire.NotReadError, UnicodeDecodeError, ValueError):
+        return None
+    return listed, pieces
+
+
+def _fields(data: bytes, i: int, end: int) -> dict[int, bytes]:
+    """The length-delimited fields of a map entry (the last of a number wins); ValueError
+    for a field of another wire type."""
+    out: dict[int, bytes] = {}
+    while i < end:
+        number, kind, i = pbwire.tag(data, i, end)
+        if kind != pbwire.LEN:
+            raise ValueError
+        first, i = pbwire.span(data, i, end)
+        out[number] = data[first:i]
+    return out
+
+
+def piece_id(piece: bytes) -> str | None:
+    """The resource id (the map key) of a `read_bundle` piece; None when not read here."""
+    try:
+        _, _, i = pbwire.tag(piece, 0, len(piece))
+        first, end = pbwire.span(piece, i, len(piece))
+        return _fields(piece, first, end).get(1, b"").decode()  # proto3: no key is ""
+    except (pbwire.NotReadError, UnicodeDecodeError, ValueError):
+        return None
+
+
 def split(payload: bytes, host: str, limit: int) -> list[bytes]:
     """A GoalStateV2 for `host` (serialized, over `limit` bytes) as parts of about `limit`
     bytes at most, in type order: each a GoalStateV2 carrying some of the resources and

@@ -396,6 +396,9 @@ async def test_a_simulators_followers_of_a_vpc_share_its_tables_and_each_leaves_
         counters = await agent.counters()
         # one shared table (1 subnet, 4 neighbors, 1 security group) and each host's own port: 9, not 3 x 6 + 3
         assert counters.resources == 9 and list(counters.followed_vpcs) == ["vpc-1"]
+        # Whatever order the joins came in, the second brings 2 states the table knows from
+        # the first's bytes (the subnet, the third host's neighbor), the third brings 3.
+        assert counters.bundle_states_known == 5
 
         # A VPC message alone in its batch: one shared apply, whose followers' acks share
         # their times and the rest of their record (serialized once), read by the DPM's decoder.

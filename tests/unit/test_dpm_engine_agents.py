@@ -10,6 +10,7 @@ resync changes nothing."""
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from gs_bench.memory_cluster import MemoryCluster
 from gs_bench.topology import Port, port_message, subnet_message
 from gsmq import wire
 from gsmq.resources import TYPE_NAME, iter_states
+from gsmq.transport import Envelope
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 HOSTS = [A, B, C]
@@ -372,6 +374,76 @@ def test_requests_complete_when_every_host_replied_through_real_appliers() -> No
             eng.on_acks([fields_of(a) for a in progress.acks(agent)])
     assert len(replies) == 4
     assert all(s.operation_status == common.SUCCESS for r in replies for s in r.operation_statuses)
+
+
+def region_storm() -> tuple[list[Envelope], list[Envelope], list[str], str]:
+    """Two VPCs of six hosts built port by port as the region storm does (a port's neighbor
+    listed to the hosts with a port before it, each host joining with the VPC's states),
+    then neighbors updated and deleted and more hosts joining: unicast and multicast
+    messages in publishing order each, the hosts, the multicast topic."""
+    eng, bus, topics = memory_engine()
+    hosts = {vpc: [f"10.{v}.0.{i}" for i in range(6)] for v, vpc in enumerate(["vpc-a", "vpc-b"])}
+    ports = {vpc: [Port(f"p-{vpc}-{i}", vpc, h, f"10.1.0.{i}", f"fa:16:3e:00:0{v}:{i:02x}") for i, h in enumerate(vh)]
+             for v, (vpc, vh) in enumerate(hosts.items())}
+    for vpc, vh in hosts.items():
+        eng.submit(subnet_message(vpc, []), lambda _: None)
+        for i, p in enumerate(ports[vpc][:4]):
+            eng.submit(port_message(p, vh[:i]), lambda _: None)
+    for vpc, vh in hosts.items():
+        eng.submit(port_message(ports[vpc][1], vh[:4], revision=2), lambda _: None)
+        eng.submit(port_message(ports[vpc][2], vh[:4], revision=3, op=common.DELETE), lambda _: None)
+        for i, p in enumerate(ports[vpc][4:], start=4):
+            eng.submit(port_message(p, vh[:i]), lambda _: None)
+    unicast, multicast = published(bus, topics.unicast), published(bus, topics.multicast)
+    for stream in (unicast, multicast):
+        stream.sort(key=lambda m: int(m.headers[wire.SENT_NS]))
+    return unicast, multicast, [h for vh in hosts.values() for h in vh], topics.multicast
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_simulator_taking_joins_known_pieces_applies_as_one_parsing_every_bundle(seed: int) -> None:
+    """Joins read from their bytes (`raw`): the states a VPC's table has seen in an earlier
+    bundle are taken from it unparsed. Whatever the interleaving of host and VPC messages,
+    every result and every host's view equal those of a simulator parsing every bundle."""
+    unicast, multicast, hosts, mc_topic = region_storm()
+    order = random.Random(seed).sample([0] * len(unicast) + [1] * len(multicast), len(unicast) + len(multicast))
+    reading, parsing = Applier(MemoryDataPlane(), hosts), Applier(MemoryDataPlane(), hosts)
+    streams = [iter(unicast), iter(multicast)]
+    for which in order:
+        m = next(streams[which])
+        goal_state = gs.GoalStateV2.FromString(m.value)
+        if m.topic == mc_topic:
+            got = [reading.apply_multicast(m.key, goal_state, m.headers, m.partition, m.offset),
+                   parsing.apply_multicast(m.key, gs.GoalStateV2.FromString(m.value), m.headers, m.partition, m.offset)]
+        else:
+            got = [[r] for r in (reading.apply_unicast(m.key, goal_state, m.headers, m.value),
+                                 parsing.apply_unicast(m.key, gs.GoalStateV2.FromString(m.value), m.headers)) if r is not None]
+        mine, theirs = ([(r.host, r.seq, r.vpc, sorted((s.resource_id, s.resource_type, s.operation_type, s.status)
+                                                        for s in r.statuses)) for r in results] for results in got)
+        assert mine == theirs
+    for host in hosts:
+        assert reading.host_state(host) == parsing.host_state(host)
+        assert reading.pending_states(host) == parsing.pending_states(host)
+    assert parsing.counters.bundle_states_known == 0
+    assert reading.counters.bundle_states_known > 0
+    assert {vpc: len(t.known) > 0 for vpc, t in reading.tables.items()} == {"vpc-a": True, "vpc-b": True}
+
+
+def test_a_tables_known_pieces_are_forgotten_once_they_outgrow_it() -> None:
+    """A neighbor updated again and again leaves each revision's bytes known until they pass
+    twice the table's states plus 64: then the table starts over."""
+    applier = Applier(MemoryDataPlane(), [A, B])
+    head = {wire.EPOCH: "1.e"}
+    follow = wire.encode_follow({"vpc-1": wire.FollowPosition(0, 0, 0)})
+    sizes = []
+    for rev in range(1, 80):
+        bundle = goal([subnet("vpc-1"), neighbor("nb-1", "vpc-1", C, "10.1.0.9", rev=rev),
+                       port(f"p-{rev}", "vpc-1", A, "10.1.0.1", rev=1)], {A: ["subnet-vpc-1", "nb-1", f"p-{rev}"]})
+        raw = bundle.SerializeToString()
+        applier.apply_unicast(A, gs.GoalStateV2.FromString(raw), {**head, wire.SEQ: str(rev), wire.FOLLOW: follow}, raw)
+        sizes.append(len(applier.tables["vpc-1"].known))
+    assert applier.table(A, common.NEIGHBOR)["nb-1"].configuration.revision_number == 79
+    assert max(sizes) <= 2 * 2 + 64 + 1 and sizes[-1] < max(sizes)  # two states held: the subnet and nb-1
 
 
 def test_merge_keeps_the_later_state_and_joins_host_lists() -> None:

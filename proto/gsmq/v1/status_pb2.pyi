@@ -78,7 +78,7 @@ class DpmStatus(_message.Message):
     def __init__(self, strategy: _Optional[str] = ..., hosts: _Optional[int] = ..., vpcs: _Optional[int] = ..., resources: _Optional[int] = ..., requests_pending: _Optional[int] = ..., requests_completed: _Optional[int] = ..., requests_failed: _Optional[int] = ..., messages_published: _Optional[int] = ..., bytes_published: _Optional[int] = ..., replies_received: _Optional[int] = ..., resyncs_served: _Optional[int] = ..., retries: _Optional[int] = ..., unicast_messages: _Optional[int] = ..., multicast_messages: _Optional[int] = ..., invalid_requests: _Optional[int] = ..., dead_letters: _Optional[int] = ..., resync_failures: _Optional[int] = ..., delivery_errors: _Optional[int] = ..., inputs_waiting: _Optional[int] = ..., batches_sent: _Optional[int] = ..., path: _Optional[str] = ..., grpc_messages: _Optional[int] = ..., grpc_bytes: _Optional[int] = ..., agents_registered: _Optional[int] = ..., agents_dropped: _Optional[int] = ..., path_switches: _Optional[int] = ..., vpcs_on_grpc: _Optional[int] = ..., grpc_streams: _Optional[int] = ...) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("hosts", "messages_applied", "messages_other_host", "dead_lettered", "duplicates", "out_of_order", "pending", "resyncs", "flows", "followed_vpcs", "bytes_consumed", "rss_bytes", "replies_sent", "resources", "bytes_pushed", "stale_messages")
+    __slots__ = ("hosts", "messages_applied", "messages_other_host", "dead_lettered", "duplicates", "out_of_order", "pending", "resyncs", "flows", "followed_vpcs", "bytes_consumed", "rss_bytes", "replies_sent", "resources", "bytes_pushed", "stale_messages", "bundle_states_known")
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_APPLIED_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_OTHER_HOST_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class AgentStatus(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     BYTES_PUSHED_FIELD_NUMBER: _ClassVar[int]
     STALE_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_STATES_KNOWN_FIELD_NUMBER: _ClassVar[int]
     hosts: int
     messages_applied: int
     messages_other_host: int
@@ -111,4 +112,5 @@ class AgentStatus(_message.Message):
     resources: int
     bytes_pushed: int
     stale_messages: int
-    def __init__(self, hosts: _Optional[int] = ..., messages_applied: _Optional[int] = ..., messages_other_host: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., duplicates: _Optional[int] = ..., out_of_order: _Optional[int] = ..., pending: _Optional[int] = ..., resyncs: _Optional[int] = ..., flows: _Optional[int] = ..., followed_vpcs: _Optional[_Iterable[str]] = ..., bytes_consumed: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., replies_sent: _Optional[int] = ..., resources: _Optional[int] = ..., bytes_pushed: _Optional[int] = ..., stale_messages: _Optional[int] = ...) -> None: ...
+    bundle_states_known: int
+    def __init__(self, hosts: _Optional[int] = ..., messages_applied: _Optional[int] = ..., messages_other_host: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., duplicates: _Optional[int] = ..., out_of_order: _Optional[int] = ..., pending: _Optional[int] = ..., resyncs: _Optional[int] = ..., flows: _Optional[int] = ..., followed_vpcs: _Optional[_Iterable[str]] = ..., bytes_consumed: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., replies_sent: _Optional[int] = ..., resources: _Optional[int] = ..., bytes_pushed: _Optional[int] = ..., stale_messages: _Optional[int] = ..., bundle_states_known: _Optional[int] = ...) -> None: ...

@@ -584,7 +584,7 @@ class Applier:
             for entry in entries:
                 rtype, rid, state = entry
                 hit = known.get((rtype, rid)) if known else None
-                if hit is not None and hit[0] is entry:
+                if hit is not None and hit[0][2] is state:  # the state (not the tuple: compiled, tuples are values)
                     vpc = hit[1]
                 else:
                     vpc = vpc_of(rtype, state) if rtype in VPC_WIDE and state is not None and state.HasField("configuration") else ""

@@ -14,11 +14,24 @@ from pathlib import Path
 import grpc
 
 from alcor.schema import goalstate_pb2
+from gsmq import native
 from gsmq.broker import free_port
 from gsmq.v1 import status_pb2, status_pb2_grpc
 from gsmq.wire import Strategy
 
 BIN = Path(sys.executable).parent
+# Where the daemons import the packages from: the tree the bench runs from. Their console
+# scripts would import the venv's install otherwise, and an editable install points at one
+# checkout (a worktree sharing that venv would run the other checkout's daemons).
+CODE = (native.ROOT, native.ROOT / "proto")
+
+
+def daemon_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a daemon: ours, `CODE` first on PYTHONPATH, then `extra`."""
+    path = [str(p) for p in CODE]
+    if os.environ.get("PYTHONPATH"):
+        path.append(os.environ["PYTHONPATH"])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), **extra}
 
 # Started instead of the daemon, which it becomes: asks for SIGTERM when the parent dies
 # (PR_SET_PDEATHSIG, kept across exec) so a killed bench or test leaves no daemon behind.
@@ -60,7 +73,7 @@ class Daemon:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env},
+            env=daemon_env(self.env),
         )
         return self
 

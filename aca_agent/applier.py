@@ -39,6 +39,7 @@ from gsmq.resources import (
     ResourceKey,
     is_full,
     iter_states,
+    listing_keys,
     order,
     own_neighbor,
     piece_id,
@@ -255,10 +256,6 @@ def follow_cursors(headers: Mapping[str, str]) -> dict[str, Cursor]:
             for vpc, p in wire.decode_follow(headers.get(wire.FOLLOW, "")).items()}
 
 
-def _listing(resources: gs.HostResources) -> list[ResourceKey]:
-    return [(int(item.type), str(item.id)) for item in resources.resources]
-
-
 def _us(ns: int) -> int:
     return min(max(ns // 1000, 0), _UINT32_MAX)
 
@@ -310,12 +307,12 @@ class Applier:
         if len(goal.host_resources):
             bundle = read_bundle(raw, host) if follow and raw is not None else None
             if bundle is not None:
-                listed, pieces = bundle
+                keys, pieces = bundle
                 known, fresh = self._pieces(pieces, follow)
                 self.counters.bundle_states_known += len(known)
             else:
-                listed = _listing(goal.host_resources[host]) if host in goal.host_resources else []
-            entries = self._entries(goal, listed, known)
+                keys = listing_keys(goal.host_resources[host]) if host in goal.host_resources else []
+            entries = self._entries(goal, keys, known)
         else:
             entries = self._all_entries(goal, host)
         statuses = self._apply(hs, entries, sent_ns, whole=full, follow=follow, known=known, fresh=fresh)
@@ -409,12 +406,12 @@ class Applier:
     def apply_direct(self, goal: gs.GoalStateV2) -> list[Result]:
         """The gRPC fast path: apply, for every served host in `host_resources`, what it lists."""
         results = []
-        for host, listed in goal.host_resources.items():
+        for host, resources in goal.host_resources.items():
             hs = self.hosts.get(host)
             if hs is None:
                 continue
             start = time.perf_counter_ns()
-            statuses = self._apply(hs, self._entries(goal, _listing(listed), {}), None, whole=False, follow={})
+            statuses = self._apply(hs, self._entries(goal, listing_keys(resources), {}), None, whole=False, follow={})
             results.append(self._result(hs, statuses, _stamp(start, None), False))
         return results
 
@@ -461,12 +458,12 @@ class Applier:
     def host_state(self, host: str) -> gs.GoalStateV2:
         """The host's tables as one GoalStateV2 whose host_resources[host] lists every resource."""
         goal = gs.GoalStateV2()
-        listed = goal.host_resources[host]
+        listing = goal.host_resources[host]
         for rtype in APPLY_ORDER:
             target = state_map(goal, rtype)
             for rid, state in self.table(host, rtype).items():
                 target[rid].CopyFrom(state)
-                listed.resources.add(type=rtype, id=rid)
+                listing.resources.add(type=rtype, id=rid)
         return goal
 
     # ---- message level ------------------------------------------------------------
@@ -508,12 +505,12 @@ class Applier:
         return gap
 
     @staticmethod
-    def _entries(goal: gs.GoalStateV2, listed: list[ResourceKey],
+    def _entries(goal: gs.GoalStateV2, keys: list[ResourceKey],
                  known: Mapping[ResourceKey, Known]) -> list[tuple[int, str, Any]]:
         """(type, id, state or None) of the listed resources, parents first; those in `known`
         as they are there."""
         out = []
-        for rtype, rid in listed:
+        for rtype, rid in keys:
             hit = known.get((rtype, rid)) if known else None
             if hit is not None:
                 out.append(hit[0])

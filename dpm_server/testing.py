@@ -18,7 +18,7 @@ from dpm_server.engine import Engine
 from dpm_server.publisher import Publisher
 from dpm_server.snapshot import Snapshot
 from gsmq import wire
-from gsmq.resources import ResourceKey, iter_states, own_neighbor, state_map
+from gsmq.resources import ResourceKey, iter_states, listing_keys, own_neighbor, state_map
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus
 from gsmq.v1 import ack_pb2
@@ -99,7 +99,7 @@ def applied_keys(message: gs.GoalStateV2, host: str, multicast: bool) -> list[Re
     """What an ACA applies for `host`: a unicast message's listed resources, or a multicast
     message's states minus the neighbors located on `host` itself."""
     if not multicast:
-        return [(int(r.type), r.id) for r in message.host_resources[host].resources]
+        return listing_keys(message.host_resources[host])
     return [
         (rtype, rid) for rtype, rid, state in iter_states(message) if not own_neighbor(rtype, state, host)
     ]

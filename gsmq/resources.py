@@ -81,6 +81,11 @@ def ref_piece(rtype: int, rid: str) -> bytes:
     return gs.HostResources(resources=[gs.ResourceIdType(type=rtype, id=rid)]).SerializeToString()  # type: ignore[arg-type]
 
 
+def listing_keys(resources: gs.HostResources) -> list[ResourceKey]:
+    """The (type, id) a host's listing names, in its order."""
+    return [(int(r.type), str(r.id)) for r in resources.resources]
+
+
 def host_listing(host: str, refs: Iterable[bytes]) -> bytes:
     """A GoalStateV2 holding only host_resources[host], which lists these `ref_piece`s, serialized."""
     return pbwire.field(2, pbwire.field(1, host.encode()) + pbwire.field(2, b"".join(refs)))
@@ -173,21 +178,21 @@ def split(payload: bytes, host: str, limit: int) -> list[bytes]:
     `limit` makes a part over it."""
     goal = gs.GoalStateV2.FromString(payload)
     has_listing = host in goal.host_resources
-    listed = {(int(r.type), r.id) for r in goal.host_resources[host].resources} if has_listing else set()
+    keys = set(listing_keys(goal.host_resources[host])) if has_listing else set()
     chunks: list[tuple[list[bytes], list[bytes]]] = [([], [])]  # (refs, pieces) of each part
     base = len(host) + 32
     size = base
     for rtype, rid, state in iter_states(goal):
         piece = piece_of(rtype, rid, state)
-        ref = ref_piece(rtype, rid) if (rtype, rid) in listed else b""
+        ref = ref_piece(rtype, rid) if (rtype, rid) in keys else b""
         if chunks[-1][1] and size + len(piece) + len(ref) + 8 > limit:
             chunks.append(([], []))
             size = base
         chunks[-1][0].append(ref)
         chunks[-1][1].append(piece)
         size += len(piece) + len(ref) + 8
-        listed.discard((rtype, rid))
-    chunks[0][0].extend(ref_piece(rtype, rid) for rtype, rid in sorted(listed))  # listed, not carried
+        keys.discard((rtype, rid))
+    chunks[0][0].extend(ref_piece(rtype, rid) for rtype, rid in sorted(keys))  # listed, not carried
     head = gs.GoalStateV2(format_version=goal.format_version).SerializeToString()
     return [head + (host_listing(host, refs) if has_listing else b"") + b"".join(pieces) for refs, pieces in chunks]
 

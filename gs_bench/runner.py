@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, overload
 
 import grpc
 from confluent_kafka import KafkaException
@@ -184,8 +185,17 @@ def cluster(env: Env, strategy: str, sims: Sequence[tuple[int, str]], *dpm_args:
             delete_topics(env.bootstrap, topics.prefix, env.say)
 
 
-def push_stream(channel: grpc.Channel) -> grpc.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply]:
-    """PushGoalStatesStream on `channel`, inputs sent as the bytes given (serialized before the clock starts)."""
+@overload
+def push_stream(channel: grpc.Channel) -> grpc.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply]: ...
+
+
+@overload
+def push_stream(channel: grpc.aio.Channel) -> grpc.aio.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply]: ...
+
+
+def push_stream(channel: grpc.Channel | grpc.aio.Channel) -> Any:
+    """PushGoalStatesStream on `channel` (threaded or asyncio), inputs sent as the bytes given
+    (serialized before the clock starts)."""
     return channel.stream_stream(METHOD, request_serializer=None, response_deserializer=gsp.GoalStateOperationReply.FromString)
 
 
@@ -225,10 +235,8 @@ def push(address: str, payloads: Sequence[bytes | gs.GoalStateV2], streams: int 
                 yield data[i]
 
         async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-            call: grpc.aio.StreamStreamMultiCallable[bytes, gsp.GoalStateOperationReply] = channel.stream_stream(
-                METHOD, request_serializer=None, response_deserializer=gsp.GoalStateOperationReply.FromString)
             n = 0
-            async for reply in call(requests(), timeout=deadline):
+            async for reply in push_stream(channel)(requests(), timeout=deadline):
                 replied[indices[n]] = time.time_ns()
                 n += 1
                 failures[lane] += sum(1 for s in reply.operation_statuses if s.operation_status != common.SUCCESS)

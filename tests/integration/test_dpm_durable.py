@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable
 
 import grpc
 import pytest
 import test_dpm_daemon
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 from test_aca_agent import running_agent
 from test_dpm_daemon import Process
@@ -26,8 +28,9 @@ from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.testing import subnet_goal
 from gs_bench.cluster import listening_pids
 from gsmq.broker import free_port
+from gsmq.errors import TransportError
 from gsmq.kafka import KafkaSettings
-from gsmq.kafka_admin import partition_count
+from gsmq.kafka_admin import admin_client, ensure_topics, partition_count
 from gsmq.topics import CHANGELOG_PARTITIONS, Topics
 from gsmq.v1 import status_pb2, status_pb2_grpc
 
@@ -171,8 +174,25 @@ async def test_failures_are_warnings_naming_their_hosts_and_counted(spawn: Calla
     assert failed is not None and (failed["level"], failed["host"]) == ("warning", H) and status.resync_failures >= 1
 
 
+def serving_again(kafka: KafkaSettings, probe: str, deadline: float = 60.0) -> None:
+    """Wait until the shared broker, resumed after SIGSTOP, creates and leads a new topic: its
+    controller may have fenced it while it was stopped, and the tests after this one expect
+    a broker that takes their topics at once."""
+    end = time.monotonic() + deadline
+    while True:
+        with contextlib.suppress(TransportError, KafkaException):  # not answering yet
+            admin = admin_client(kafka)
+            ensure_topics(admin, {probe: 1})
+            meta = admin.list_topics(probe, timeout=5).topics.get(probe)
+            if meta is not None and meta.error is None and all(p.leader >= 0 for p in meta.partitions.values()):
+                return
+        if time.monotonic() > end:
+            raise AssertionError(f"the broker did not serve again within {deadline} s of SIGCONT")
+        time.sleep(0.2)
+
+
 async def test_changes_the_broker_never_took_before_a_stop_are_a_warning(spawn: Callable[..., Process], bootstrap: str,
-                                                                         topics: Topics) -> None:
+                                                                         kafka: KafkaSettings, topics: Topics) -> None:
     """The broker stopped (SIGSTOP) under an input: at the DPM's SIGTERM its changelog write
     is still unwritten, and `messages_dropped_at_stop` says so at WARNING."""
     address = f"127.0.0.1:{free_port()}"
@@ -190,6 +210,7 @@ async def test_changes_the_broker_never_took_before_a_stop_are_a_warning(spawn: 
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
+        await asyncio.to_thread(serving_again, kafka, f"{topics.prefix}.resumed")
     with contextlib.suppress(grpc.aio.AioRpcError):
         await pushed
     dropped = dpm.event("messages_dropped_at_stop")

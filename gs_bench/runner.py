@@ -32,6 +32,7 @@ from gs_bench.cluster import Daemon, agent_status, dpm_status, sim_ready, spawn_
 from gs_bench.measure import Push, ReplyCollector, rss_of
 from gsmq.broker import embedded_or_external, free_port
 from gsmq.kafka import ENV_BOOTSTRAP, KafkaSettings
+from gsmq.lifecycle import run_loop
 from gsmq.topics import Topics
 from gsmq.v1 import status_pb2
 
@@ -244,5 +245,5 @@ def push(address: str, payloads: Sequence[bytes | gs.GoalStateV2], streams: int 
     async def run_all() -> None:
         await asyncio.gather(*(run(lane) for lane in range(streams)))
 
-    asyncio.run(run_all())  # Ctrl-C cancels the calls
+    run_loop(run_all())  # Ctrl-C cancels the calls
     return Push(sent, replied, sum(failures), streams)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 import structlog
+import uvloop
 
 from gsmq import lifecycle
 from gsmq.config import ConfigError
@@ -148,6 +149,26 @@ def test_serve_result_is_the_exit_code() -> None:
         return 0
 
     assert lifecycle.daemon_main("tool", [], lambda argv: Config(), serve) == 0
+
+
+def test_a_daemon_serves_on_uvloops_event_loop() -> None:
+    async def serve(config: Config, bootstrap: str, stop: asyncio.Event) -> int:
+        return 0 if isinstance(asyncio.get_running_loop(), uvloop.Loop) else 3
+
+    assert lifecycle.daemon_main("tool", [], lambda argv: Config(), serve) == 0
+
+
+def test_run_loop_gives_the_coroutines_result_and_raises_its_error() -> None:
+    async def value() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    async def failing() -> None:
+        raise TransportError("broker down")
+
+    assert lifecycle.run_loop(value()) == 7
+    with pytest.raises(TransportError, match="broker down"):
+        lifecycle.run_loop(failing())
 
 
 def test_a_long_lived_heap_collects_young_objects_less_often_and_gives_back_pythons_settings_even_on_error() -> None:

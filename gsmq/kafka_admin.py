@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient as AdminClient  # re-exported: the
 from confluent_kafka.admin import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
+from gsmq.errors import BrokerUnavailableError
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_transport import as_failure, build_client, kafka_errors
 
@@ -24,7 +25,8 @@ def ensure_topics(admin: AdminClient, partitions: Mapping[str, int], timeout: fl
     """Create the topics that do not exist yet (the broker's default replication factor;
     `configs`: topic properties by name, e.g. cleanup.policy); an existing topic is left as
     it is. Returns once the broker's metadata shows every topic
-    with a leader for each partition: Kafka's CreateTopics answers before that."""
+    with a leader for each partition: Kafka's CreateTopics answers before that;
+    `BrokerUnavailableError` when that has not happened within `timeout`."""
     existing = topic_names(admin, timeout)
     names = [name for name in partitions if name not in existing]
     if not names:
@@ -47,6 +49,7 @@ def ensure_topics(admin: AdminClient, partitions: Mapping[str, int], timeout: fl
                for n in names):
             return
         time.sleep(0.05)
+    raise BrokerUnavailableError(f"created topics without a leader for every partition after {timeout:g} s: {sorted(names)}")
 
 
 def partition_counts(admin: AdminClient, topics: list[str], timeout: float = 10.0) -> dict[str, int]:

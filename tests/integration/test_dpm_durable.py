@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Callable
 
 import grpc
@@ -26,7 +25,7 @@ from alcor.schema import goalstate_pb2 as gs
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from alcor.schema import goalstateprovisioner_pb2_grpc as gsp_grpc
 from dpm_server.testing import subnet_goal
-from gs_bench.cluster import listening_pids
+from gs_bench.cluster import listening_pids, wait_for
 from gsmq.broker import free_port
 from gsmq.errors import TransportError
 from gsmq.kafka import KafkaSettings
@@ -174,21 +173,20 @@ async def test_failures_are_warnings_naming_their_hosts_and_counted(spawn: Calla
     assert failed is not None and (failed["level"], failed["host"]) == ("warning", H) and status.resync_failures >= 1
 
 
-def serving_again(kafka: KafkaSettings, probe: str, deadline: float = 60.0) -> None:
+def serving_again(kafka: KafkaSettings, probe: str) -> None:
     """Wait until the shared broker, resumed after SIGSTOP, creates and leads a new topic: its
     controller may have fenced it while it was stopped, and the tests after this one expect
     a broker that takes their topics at once."""
-    end = time.monotonic() + deadline
-    while True:
-        with contextlib.suppress(TransportError, KafkaException):  # not answering yet
-            admin = admin_client(kafka)
-            ensure_topics(admin, {probe: 1})
-            meta = admin.list_topics(probe, timeout=5).topics.get(probe)
-            if meta is not None and meta.error is None and all(p.leader >= 0 for p in meta.partitions.values()):
-                return
-        if time.monotonic() > end:
-            raise AssertionError(f"the broker did not serve again within {deadline} s of SIGCONT")
-        time.sleep(0.2)
+    admin = admin_client(kafka)
+
+    def created() -> bool:
+        try:
+            ensure_topics(admin, {probe: 1})  # returns once the topic has its leader
+        except (TransportError, KafkaException):  # not answering yet
+            return False
+        return True
+
+    wait_for(created, "the broker to create and lead a topic after SIGCONT")
 
 
 async def test_changes_the_broker_never_took_before_a_stop_are_a_warning(spawn: Callable[..., Process], bootstrap: str,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from types import SimpleNamespace
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import NewTopic
 
 from gsmq import wire
 from gsmq.config import ConfigError
 from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.kafka import KafkaSettings
-from gsmq.kafka_admin import admin_client, topic_names
+from gsmq.kafka_admin import admin_client, ensure_topics, topic_names
 from gsmq.kafka_transport import KafkaSink, build_client, failure, kafka_errors
 from gsmq.transport import Envelope
 
@@ -54,3 +58,29 @@ def test_messages_sent_together_that_fail_come_back_as_sent_headers_included() -
     sending = sink.send_all(messages)
     assert sink.flush(10) == 0
     assert sorted(sending.failed, key=lambda m: (m.key, m.headers.get(wire.SOURCE_OFFSET, ""))) == messages  # twins: both
+
+
+class _LeaderlessAdmin:
+    """An AdminClient whose broker creates topics but never elects their leaders."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def create_topics(self, new: list[NewTopic], operation_timeout: float) -> dict[str, Future[None]]:
+        futures: dict[str, Future[None]] = {}
+        for topic in new:
+            self.created.append(topic.topic)
+            futures[topic.topic] = Future()
+            futures[topic.topic].set_result(None)
+        return futures
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> SimpleNamespace:
+        leaderless = SimpleNamespace(error=None, partitions={0: SimpleNamespace(leader=-1)})
+        return SimpleNamespace(topics=dict.fromkeys(self.created, leaderless))
+
+
+def test_topics_created_without_leaders_in_time_are_broker_unavailable() -> None:
+    admin = _LeaderlessAdmin()
+    with pytest.raises(BrokerUnavailableError, match=r"without a leader .* \['t1'\]"):
+        ensure_topics(admin, {"t1": 1}, timeout=0.2)  # type: ignore[arg-type]
+    assert admin.created == ["t1"]

@@ -69,11 +69,38 @@ def read(data: bytes) -> AckFields | None:
         return None
 
 
+class _Rest:
+    """The fields of the last ack read after its host's own (its VPCs and times: fields 4 and
+    6, nothing else of the host's among them), with their bytes. The followers of one shared
+    apply send the same rest one after another (aca_agent.acks): an ack whose rest is
+    byte for byte the last one's takes its fields, read once."""
+
+    __slots__ = ("data", "times", "vpcs")
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.vpcs: list[VpcMark] = []
+        self.times: Times = (0, 0, 0, 0)
+
+
+_LAST: Final = _Rest()
+_HOST_FIELDS: Final = frozenset((1, 2, 3, 7))
+
+
 def _read(data: bytes) -> AckFields:
     ack = AckFields()
     i, end = 0, len(data)
+    rest = -1  # where the rest begins (its first field 4 or 6); -2: a field of the host's follows, not kept
     while i < end:
+        at = i
         number, kind, i = pbwire.tag(data, i, end)
+        if rest == -1 and number in (4, 6):
+            rest, last = at, _LAST
+            if end - at == len(last.data) and data.endswith(last.data):
+                ack.vpcs, ack.times = last.vpcs, last.times
+                return ack
+        elif rest >= 0 and number in _HOST_FIELDS:
+            rest = -2
         if kind == pbwire.LEN:
             i, j = pbwire.span(data, i, end)
             if number == 1:
@@ -95,6 +122,8 @@ def _read(data: bytes) -> AckFields:
                 ack.unicast_seen = value
         else:
             raise pbwire.NotReadError
+    if rest >= 0:
+        _LAST.data, _LAST.vpcs, _LAST.times = data[rest:], ack.vpcs, ack.times
     return ack
 
 

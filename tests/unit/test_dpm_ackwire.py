@@ -115,3 +115,53 @@ def test_a_time_past_32_bits_is_cut_as_the_parser_cuts_it() -> None:
     got, want = read(data), parsed(data)
     assert got is not None and want is not None and got.times == want.times == (0, 3, 0, 0)
 
+
+
+def _host_part(host: str, unicast_seq: int) -> bytes:
+    return ack_pb2.Ack(host_id=host, epoch="e", unicast_seq=unicast_seq, unicast_seen=unicast_seq).SerializeToString()
+
+
+def _rest(ack: ack_pb2.Ack) -> bytes:
+    rest = ack_pb2.Ack()
+    rest.CopyFrom(ack)
+    for name in ("host_id", "epoch", "unicast_seq", "unicast_seen"):
+        rest.ClearField(name)
+    return rest.SerializeToString()
+
+
+@settings(max_examples=300)
+@given(st.lists(acks(), min_size=1, max_size=3), st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3), st.booleans()), max_size=12))
+def test_acks_sharing_a_rest_one_after_another_are_read_as_the_parser_reads_them(
+        kinds: list[ack_pb2.Ack], picks: list[tuple[int, int, bool]]) -> None:
+    """The followers of a shared apply send their host fields and then the same rest; the
+    rest read last is taken again only when it is the same bytes. A host field after the
+    rest (a whole ack serialized in field order) never lets a later ack skip it."""
+    for kind, host, whole in picks:
+        ack = kinds[kind % len(kinds)]
+        if whole:
+            one = ack_pb2.Ack()
+            one.CopyFrom(ack)
+            one.host_id, one.unicast_seen = f"10.0.0.{host}", host
+            data = one.SerializeToString()
+        else:
+            data = _host_part(f"10.0.0.{host}", host) + _rest(ack)
+        got, want = read(data), parsed(data)
+        assert want is not None
+        if got is not None:
+            assert as_tuple(got) == as_tuple(want)
+
+
+def test_a_rest_followed_by_a_host_field_is_read_whole_every_time() -> None:
+    """unicast_seen (field 7) after the VPCs and times: the next ack with those bytes reads it too."""
+    ack = ack_pb2.Ack(host_id="h", unicast_seq=3, unicast_seen=8)
+    ack.vpcs.add(vpc_id="vpc-1", epoch="e", seq=7, seen=7)
+    data = ack.SerializeToString()
+    first, again = read(data), read(data)
+    assert first is not None and again is not None
+    assert as_tuple(first) == as_tuple(again) == ("h", "", 3, 8, [("vpc-1", "e", 7, 7)], [], (0, 0, 0, 0))
+    other = ack_pb2.Ack(host_id="g", unicast_seq=3)
+    other.vpcs.add(vpc_id="vpc-1", epoch="e", seq=7, seen=7)
+    shared = read(_host_part("g", 3) + _rest(other))
+    after = read(_host_part("k", 4) + _rest(other))
+    assert shared is not None and after is not None
+    assert (after.host_id, after.unicast_seq, after.vpcs) == ("k", 4, [("vpc-1", "e", 7, 7)])

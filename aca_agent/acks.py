@@ -105,7 +105,7 @@ class Progress:
         counters = applier.counters
         out = []
         for host, got in self._hosts.items():
-            if isinstance(got, Result) and got.vpc and not got.follows and (cursor := got.state.cursors.get(got.vpc)) is not None:
+            if isinstance(got, Result) and got.vpc and not got.follows and (cursor := _cursor(got)) is not None:
                 if last is not None and last.fits(got, cursor):
                     last.more += 1
                     out.append((host, _host_part(got.state) + last.rest))
@@ -121,6 +121,11 @@ class Progress:
                 _count(counters, _buckets(t.first.elapse_us, n), n * (t.first.elapse_us or 0), n * t.first.total_us, n)
         self._hosts = {}
         return out
+
+
+def _cursor(got: Result) -> Cursor | None:
+    """The host's cursor in the VPC of its one result: the one the result gave it, if any."""
+    return got.cursor if got.cursor is not None else got.state.cursors.get(got.vpc)
 
 
 def _state(got: Result | list[Result]) -> HostState:

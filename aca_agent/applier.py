@@ -136,10 +136,13 @@ class Result:
     seq: int  # its gs-seq (0: none)
     elapse_us: int | None  # gs-sent-ns -> applied (None: no gs-sent-ns)
     follows: tuple[str, ...]  # a host message's gs-follow VPCs: their cursors moved (the ack reports them)
+    # A VPC message's: the cursor it gave the host in `vpc` (None: none given). Until the
+    # host's next result it is the host's cursor there: only applying a message moves one.
+    cursor: Cursor | None
 
     def __init__(self, state: HostState, statuses: list[ResourceStatus], total_us: int = 0, applied_ns: int = 0,
                  resync: bool = False, vpc: str = "", seq: int = 0, elapse_us: int | None = None,
-                 follows: tuple[str, ...] = ()) -> None:
+                 follows: tuple[str, ...] = (), cursor: Cursor | None = None) -> None:
         self.state = state
         self.statuses = statuses
         self.total_us = total_us
@@ -149,6 +152,7 @@ class Result:
         self.seq = seq
         self.elapse_us = elapse_us
         self.follows = follows
+        self.cursor = cursor
 
     @property
     def host(self) -> str:
@@ -339,12 +343,12 @@ class Applier:
             self.counters.messages_skipped += 1
             return []
         epoch = sys.intern(headers.get(wire.EPOCH, ""))
-        movers: list[tuple[HostState, bool]] = []
+        movers: list[tuple[HostState, bool, Cursor | None]] = []
         for hs in hosts:
             cursor = hs.cursors.get(vpc)
             if cursor is None or (cursor.partition == partition and offset < cursor.offset):
                 continue
-            resync = False
+            resync, moved = False, None
             if seq is not None:
                 if epoch == cursor.epoch:
                     if seq <= cursor.seq:
@@ -356,13 +360,13 @@ class Applier:
                 else:  # a new DPM incarnation numbers from 1
                     resync = seq != 1
                     acked = 0 if resync else -1
-                hs.cursors[vpc] = Cursor(cursor.partition, cursor.offset, seq, epoch, acked)
-            movers.append((hs, resync))
+                moved = hs.cursors[vpc] = Cursor(cursor.partition, cursor.offset, seq, epoch, acked)
+            movers.append((hs, resync, moved))
         if not movers:
             return []
         results: list[Result] = []
         table = self.tables.get(vpc)
-        shared = [(hs, resync) for hs, resync in movers if table is not None and vpc in hs.shared]
+        shared = [mover for mover in movers if table is not None and vpc in mover[0].shared]
         entries: list[tuple[int, str, Any]] | None = None  # the message's states, read only when needed
         if table is not None and shared:
             start = time.perf_counter_ns()
@@ -384,7 +388,7 @@ class Applier:
             # The followers applied the table together: they share its times (and so, mostly,
             # the rest of their acks: see aca_agent.acks).
             stamp = _stamp(start, sent_ns)
-            for hs, resync in shared:
+            for hs, resync, moved in shared:
                 # One list for every follower that owns none of the neighbors and had nothing
                 # released: its ack reads the list once, whatever number of followers it names.
                 mine = common_statuses
@@ -392,15 +396,15 @@ class Applier:
                     mine = [s for s in mine if owners.get(s.resource_id) != hs.host or s.resource_type != common.NEIGHBOR]
                 if hs.host in released:
                     mine = mine + released[hs.host]
-                results.append(self._result(hs, mine, stamp, resync, vpc, seq))
-        for hs, resync in movers:
+                results.append(self._result(hs, mine, stamp, resync, vpc, seq, moved))
+        for hs, resync, moved in movers:
             if table is not None and vpc in hs.shared:
                 continue
             start = time.perf_counter_ns()
             entries = self._all_entries(goal, None) if entries is None else entries
             mine_entries = [e for e in entries if not own_neighbor(e[0], e[2], hs.host)]
             statuses = self._apply(hs, mine_entries, sent_ns, whole=False, follow={}, scope_vpc=vpc)
-            results.append(self._result(hs, statuses, _stamp(start, sent_ns), resync, vpc, seq))
+            results.append(self._result(hs, statuses, _stamp(start, sent_ns), resync, vpc, seq, moved))
         return results
 
     def apply_direct(self, goal: gs.GoalStateV2) -> list[Result]:
@@ -818,11 +822,11 @@ class Applier:
             del self.tables[vpc]
 
     def _result(self, hs: HostState, statuses: list[ResourceStatus], stamp: tuple[int, int, int | None], resync: bool,
-                vpc: str = "", seq: int | None = None) -> Result:
+                vpc: str = "", seq: int | None = None, cursor: Cursor | None = None) -> Result:
         """`stamp`: the apply's times (`_stamp`; one for all the followers of a shared apply)."""
         self.counters.messages_applied += 1
         total_us, applied_ns, elapse_us = stamp
-        return Result(hs, statuses, total_us, applied_ns, resync, vpc, seq or 0, elapse_us)
+        return Result(hs, statuses, total_us, applied_ns, resync, vpc, seq or 0, elapse_us, cursor=cursor)
 
     # ---- resource level -----------------------------------------------------------
 

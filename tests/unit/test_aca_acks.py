@@ -205,3 +205,25 @@ def test_a_shared_acks_host_fields_follow_the_hosts_unicast_messages() -> None:
         assert [ack_pb2.Ack.FromString(value) for _, value in records] == again.acks(a)
         assert [(ack_pb2.Ack.FromString(value).unicast_seq, [v.seq for v in ack_pb2.Ack.FromString(value).vpcs])
                 for _, value in records] == [(seq, [seq])] * len(hosts)
+
+
+def test_followers_of_a_vpc_message_at_different_watermarks_each_ack_their_own() -> None:
+    """A VPC message applied for followers in step and for one behind a gap: the records
+    share a rest only among hosts whose cursors agree, so each ack is the host's own."""
+    hosts = ["10.5.0.1", "10.5.0.2", "10.5.0.3", "10.5.0.4", "10.5.0.5"]
+    a = Applier(MemoryDataPlane(), hosts)
+    for host in hosts:
+        joined = {wire.FOLLOW: "vpc-1=4:0:0", wire.EPOCH: "1.e1", wire.SEQ: "1"}
+        a.apply_unicast(host, goal_state(host, subnet(), port(f"port-{host}")), joined)
+    a.hosts[hosts[3]].cursors["vpc-1"] = Cursor(4, 0, 1, "1.e1", acked=0)  # behind a gap of its own
+    marks: dict[str, list[tuple[int, int]]] = {}
+    for seq in (1, 2):
+        progress, again = Progress(), Progress()
+        for r in a.apply_multicast("vpc-1", goal_state(None, security_group(rev=seq)), {wire.SEQ: str(seq), wire.EPOCH: "1.e1"}, 4, seq):
+            progress.add(r)
+            again.add(r)
+        records = progress.records(a)
+        assert [ack_pb2.Ack.FromString(value) for _, value in records] == again.acks(a)
+        marks = {key: [(v.seq, v.seen) for v in ack_pb2.Ack.FromString(value).vpcs] for key, value in records}
+        assert marks == {h: [(a.hosts[h].cursors["vpc-1"].watermark, a.hosts[h].cursors["vpc-1"].seq)] for h in marks}
+    assert marks[hosts[0]] == [(2, 2)] and marks[hosts[3]] == [(0, 2)]

@@ -669,6 +669,17 @@ class Applier:
                 owners[s.resource_id] = str(state.configuration.host_ip_address)
         return owners
 
+    def _bundle_holds_table(self, table: VpcTable, in_bundle: set[ResourceKey], entries: int, held_known: int,
+                            others: list[ResourceKey], applied: int) -> bool:
+        """Whether every key the table holds (`applied` states, and pending ones) is one of a
+        bundle's distinct keys, by counting: those `_merge` found held as they were, and the
+        others it left in the table. Then no state of the table is missing from the bundle."""
+        if len(in_bundle) != entries:
+            return False
+        pending = table.scope.pending
+        present = held_known + sum(1 for key in others if key in pending or key[1] in self.dataplane.table(table.scope.host, key[0]))
+        return present == applied + sum(1 for key in pending if key[0] in VPC_WIDE)
+
     def _table_keys(self, table: VpcTable, rtypes: Iterable[int]) -> list[tuple[ResourceKey, Any]]:
         """(key, state) of everything the table holds of `rtypes`, applied or pending."""
         out = [((rtype, rid), state) for rtype in rtypes for rid, state in self.dataplane.table(table.scope.host, rtype).items()]
@@ -750,6 +761,8 @@ class Applier:
         statuses: list[ResourceStatus] = []
         in_bundle: set[ResourceKey] = set()
         new_subnets: list[str] = []
+        held_known = 0  # keys the loop found held as they are (known pieces): the table still holds them after it
+        others: list[ResourceKey] = []  # the other keys
         for rtype, rid, state in entries:
             key = (rtype, rid)
             in_bundle.add(key)
@@ -759,7 +772,9 @@ class Applier:
                 if since.get(key, 0) <= pos:
                     since[key] = pos
                 statuses.append(ResourceStatus(rid, rtype, int(state.operation_type), common.PENDING if pend else common.SUCCESS))
+                held_known += 1
                 continue
+            others.append(key)
             op = int(state.operation_type) if state is not None else common.INFO  # each field read costs a lookup
             if not self._valid(rid, state):
                 statuses.append(ResourceStatus(rid, rtype, op, common.INVALID_ARG))
@@ -787,11 +802,14 @@ class Applier:
                 now = self.dataplane.table(table.scope.host, rtype).get(rid) if fresh else None
                 if now is not None and (piece := fresh.get(key)) is not None:
                     table.known[piece] = (rtype, rid, now)
-        for key, state in self._table_keys(table, sorted(VPC_WIDE)):
-            if key not in in_bundle and since.get(key, 0) <= pos and not own_neighbor(key[0], state, hs.host):
-                self._remove(table.scope, key[0], key[1])  # deleted by `pos`
-                since[key] = pos
-        if fresh and len(table.known) > 2 * sum(len(self.dataplane.table(table.scope.host, t)) for t in VPC_WIDE) + _KNOWN_SLACK:
+        applied = sum(len(self.dataplane.table(table.scope.host, t)) for t in VPC_WIDE)
+        if not self._bundle_holds_table(table, in_bundle, len(entries), held_known, others, applied):
+            for key, state in self._table_keys(table, sorted(VPC_WIDE)):
+                if key not in in_bundle and since.get(key, 0) <= pos and not own_neighbor(key[0], state, hs.host):
+                    self._remove(table.scope, key[0], key[1])  # deleted by `pos`
+                    since[key] = pos
+            applied = sum(len(self.dataplane.table(table.scope.host, t)) for t in VPC_WIDE)
+        if fresh and len(table.known) > 2 * applied + _KNOWN_SLACK:
             table.known = {}
         released: dict[str, list[ResourceStatus]] = {}
         shared = self._release_shared(table, new_subnets, sent_ns, released)

@@ -71,19 +71,18 @@ def read(data: bytes) -> AckFields | None:
 
 class _Rest:
     """The fields of the last ack read after its host's own (its VPCs and times: fields 4 and
-    6, nothing else of the host's among them), with their bytes. The followers of one shared
-    apply send the same rest one after another (aca_agent.acks): an ack whose rest is
-    byte for byte the last one's takes its fields, read once."""
+    6, nothing else of the host's among them), with their bytes: `last`, replaced whole, so
+    that readers in several threads each see one ack's. The followers of one shared apply
+    send the same rest one after another (aca_agent.acks): an ack whose rest is byte for
+    byte the last one's takes its fields, read once (its VPC list is shared: read only)."""
 
-    __slots__ = ("data", "times", "vpcs")
+    __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.data = b""
-        self.vpcs: list[VpcMark] = []
-        self.times: Times = (0, 0, 0, 0)
+        self.last: tuple[bytes, list[VpcMark], Times] = (b"", [], (0, 0, 0, 0))
 
 
-_LAST: Final = _Rest()
+_REST: Final = _Rest()
 _HOST_FIELDS: Final = frozenset((1, 2, 3, 7))
 
 
@@ -95,9 +94,10 @@ def _read(data: bytes) -> AckFields:
         at = i
         number, kind, i = pbwire.tag(data, i, end)
         if rest == -1 and number in (4, 6):
-            rest, last = at, _LAST
-            if end - at == len(last.data) and data.endswith(last.data):
-                ack.vpcs, ack.times = last.vpcs, last.times
+            rest = at
+            seen, vpcs, times = _REST.last
+            if end - at == len(seen) and data.endswith(seen):
+                ack.vpcs, ack.times = vpcs, times
                 return ack
         elif rest >= 0 and number in _HOST_FIELDS:
             rest = -2
@@ -123,7 +123,7 @@ def _read(data: bytes) -> AckFields:
         else:
             raise pbwire.NotReadError
     if rest >= 0:
-        _LAST.data, _LAST.vpcs, _LAST.times = data[rest:], ack.vpcs, ack.times
+        _REST.last = (data[rest:], ack.vpcs, ack.times)
     return ack
 
 

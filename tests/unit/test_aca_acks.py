@@ -188,6 +188,18 @@ def test_a_statuses_list_shared_by_many_hosts_is_read_once() -> None:
     assert all([(f.vpc_id, f.seq, f.resource_id) for f in ack.failures] == [("vpc-a", 4, "nb-x")] for ack in acks)
 
 
+def _vpc_message_records(a: Applier, seq: int) -> list[tuple[str, bytes]]:
+    """A VPC message of vpc-1 at `seq` applied, and the records of its acks, each checked
+    against the ack built field by field."""
+    progress, again = Progress(), Progress()
+    for r in a.apply_multicast("vpc-1", goal_state(None, security_group(rev=seq)), {wire.SEQ: str(seq), wire.EPOCH: "1.e1"}, 4, seq):
+        progress.add(r)
+        again.add(r)
+    records = progress.records(a)
+    assert [ack_pb2.Ack.FromString(value) for _, value in records] == again.acks(a)
+    return records
+
+
 def test_a_shared_acks_host_fields_follow_the_hosts_unicast_messages() -> None:
     """A follower's host fields, kept once built, are built again once a unicast message
     moved its watermark: every record parses to the ack built field by field."""
@@ -197,12 +209,7 @@ def test_a_shared_acks_host_fields_follow_the_hosts_unicast_messages() -> None:
     for seq in (1, 2):
         for host in hosts:
             a.apply_unicast(host, goal_state(host, subnet(), port(f"port-{host}-{seq}")), {**follow, wire.SEQ: str(seq)})
-        progress, again = Progress(), Progress()
-        for r in a.apply_multicast("vpc-1", goal_state(None, security_group(rev=seq)), {wire.SEQ: str(seq), wire.EPOCH: "1.e1"}, 4, seq):
-            progress.add(r)
-            again.add(r)
-        records = progress.records(a)
-        assert [ack_pb2.Ack.FromString(value) for _, value in records] == again.acks(a)
+        records = _vpc_message_records(a, seq)
         assert [(ack_pb2.Ack.FromString(value).unicast_seq, [v.seq for v in ack_pb2.Ack.FromString(value).vpcs])
                 for _, value in records] == [(seq, [seq])] * len(hosts)
 
@@ -218,12 +225,7 @@ def test_followers_of_a_vpc_message_at_different_watermarks_each_ack_their_own()
     a.hosts[hosts[3]].cursors["vpc-1"] = Cursor(4, 0, 1, "1.e1", acked=0)  # behind a gap of its own
     marks: dict[str, list[tuple[int, int]]] = {}
     for seq in (1, 2):
-        progress, again = Progress(), Progress()
-        for r in a.apply_multicast("vpc-1", goal_state(None, security_group(rev=seq)), {wire.SEQ: str(seq), wire.EPOCH: "1.e1"}, 4, seq):
-            progress.add(r)
-            again.add(r)
-        records = progress.records(a)
-        assert [ack_pb2.Ack.FromString(value) for _, value in records] == again.acks(a)
+        records = _vpc_message_records(a, seq)
         marks = {key: [(v.seq, v.seen) for v in ack_pb2.Ack.FromString(value).vpcs] for key, value in records}
         assert marks == {h: [(a.hosts[h].cursors["vpc-1"].watermark, a.hosts[h].cursors["vpc-1"].seq)] for h in marks}
     assert marks[hosts[0]] == [(2, 2)] and marks[hosts[3]] == [(0, 2)]

@@ -83,7 +83,6 @@ class _Rest:
 
 
 _REST: Final = _Rest()
-_HOST_FIELDS: Final = frozenset((1, 2, 3, 7))
 
 
 def _read(data: bytes) -> AckFields:
@@ -99,7 +98,7 @@ def _read(data: bytes) -> AckFields:
             if end - at == len(seen) and data.endswith(seen):
                 ack.vpcs, ack.times = vpcs, times
                 return ack
-        elif rest >= 0 and number in _HOST_FIELDS:
+        elif rest >= 0 and number in (1, 2, 3, 7):  # the host's own fields
             rest = -2
         if kind == pbwire.LEN:
             i, j = pbwire.span(data, i, end)

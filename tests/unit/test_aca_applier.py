@@ -335,10 +335,14 @@ class CountingDataPlane(MemoryDataPlane):
         return super().remove(host, rtype, rid)
 
 
-def _join(applier: Applier, host: str, seq: int, *items: Item, epoch: str = "1.e1", full: bool = False) -> dict[str, int]:
-    """`host` gets a port in vpc-1 with the VPC's bundle `items` as of VPC position `seq`."""
+def _join(applier: Applier, host: str, seq: int, *items: Item, epoch: str = "1.e1", full: bool = False,
+          raw: bool = False) -> dict[str, int]:
+    """`host` gets a port in vpc-1 with the VPC's bundle `items` as of VPC position `seq`;
+    `raw`: with the message's bytes too, as the consumer gives it (pieces the table knows
+    are then taken from it)."""
     headers = {wire.FOLLOW: f"vpc-1=4:0:{seq}", wire.EPOCH: epoch, **({wire.FULL: "1"} if full else {})}
-    return statuses(applier.apply_unicast(host, goal_state(host, *items, port(f"port-{host}")), headers))
+    goal = goal_state(host, *items, port(f"port-{host}"))
+    return statuses(applier.apply_unicast(host, goal, headers, goal.SerializeToString() if raw else None))
 
 
 def _multicast(applier: Applier, seq: int, *items: Item) -> dict[str, dict[str, int]]:
@@ -529,23 +533,16 @@ def test_a_join_ahead_of_the_shared_table_keeps_later_states_from_earlier_messag
         assert table(applier, host, common.NEIGHBOR) == {"nb-b": 1, "nb-c": 1}
 
 
-def _join_raw(applier: Applier, host: str, seq: int, *items: Item) -> dict[str, int]:
-    """`_join` as the consumer gives it: with the message's bytes, so pieces the table knows are taken from it."""
-    goal = goal_state(host, *items, port(f"port-{host}"))
-    headers = {wire.FOLLOW: f"vpc-1=4:0:{seq}", wire.EPOCH: "1.e1"}
-    return statuses(applier.apply_unicast(host, goal, headers, goal.SerializeToString()))
-
-
 def test_a_join_of_known_pieces_still_deletes_what_its_bundle_lacks() -> None:
     """Every piece of the second join is one the table knows, held as it is: the table
     keeps what the bundle names, and loses what it does not (deleted by then)."""
     applier = Applier(MemoryDataPlane(), [H1, H2, H3])
-    _join_raw(applier, H1, 2, subnet(), neighbor("nb-a", "10.9.0.1"), neighbor("nb-b", "10.9.0.2"))
+    _join(applier, H1, 2, subnet(), neighbor("nb-a", "10.9.0.1"), neighbor("nb-b", "10.9.0.2"), raw=True)
     known = applier.counters.bundle_states_known
-    _join_raw(applier, H2, 2, subnet(), neighbor("nb-a", "10.9.0.1"), neighbor("nb-b", "10.9.0.2"))
+    _join(applier, H2, 2, subnet(), neighbor("nb-a", "10.9.0.1"), neighbor("nb-b", "10.9.0.2"), raw=True)
     assert applier.counters.bundle_states_known == known + 3
     assert set(table(applier, H2, common.NEIGHBOR)) == {"nb-a", "nb-b"}
-    _join_raw(applier, H3, 3, subnet(), neighbor("nb-b", "10.9.0.2"))  # nb-a deleted by position 3
+    _join(applier, H3, 3, subnet(), neighbor("nb-b", "10.9.0.2"), raw=True)  # nb-a deleted by position 3
     assert applier.counters.bundle_states_known == known + 5
     for host in (H1, H2, H3):
         assert set(table(applier, host, common.NEIGHBOR)) == {"nb-b"} and table(applier, host, common.SUBNET) == {"sn-1": 1}
@@ -554,7 +551,7 @@ def test_a_join_of_known_pieces_still_deletes_what_its_bundle_lacks() -> None:
 def test_a_join_naming_a_known_piece_twice_still_deletes_what_its_bundle_lacks() -> None:
     """A listing whose count of known keys matches the table only because it names one twice."""
     applier = Applier(MemoryDataPlane(), [H1, H2])
-    _join_raw(applier, H1, 2, subnet(), neighbor("nb-a", "10.9.0.1"), neighbor("nb-b", "10.9.0.2"))
+    _join(applier, H1, 2, subnet(), neighbor("nb-a", "10.9.0.1"), neighbor("nb-b", "10.9.0.2"), raw=True)
     goal = goal_state(H2, subnet(), neighbor("nb-b", "10.9.0.2"), port(f"port-{H2}"))
     goal.host_resources[H2].resources.add(type=common.NEIGHBOR, id="nb-b")
     applier.apply_unicast(H2, goal, {wire.FOLLOW: "vpc-1=4:0:3", wire.EPOCH: "1.e1"}, goal.SerializeToString())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 from collections.abc import Callable
@@ -176,12 +177,14 @@ async def test_failures_are_warnings_naming_their_hosts_and_counted(spawn: Calla
 def serving_again(kafka: KafkaSettings, probe: str) -> None:
     """Wait until the shared broker, resumed after SIGSTOP, creates and leads a new topic: its
     controller may have fenced it while it was stopped, and the tests after this one expect
-    a broker that takes their topics at once."""
-    admin = admin_client(kafka)
+    a broker that takes their topics at once. Each attempt asks a new client for a new topic:
+    `ensure_topics` returns at once for a topic that exists, led or not, and one client was
+    seen failing every attempt for a minute while the tests after it found the broker serving."""
+    attempts = itertools.count()
 
     def created() -> bool:
-        try:
-            ensure_topics(admin, {probe: 1})  # returns once the topic has its leader
+        try:  # returns once the new topic has its leader
+            ensure_topics(admin_client(kafka), {f"{probe}-{next(attempts)}": 1})
         except (TransportError, KafkaException):  # not answering yet
             return False
         return True

@@ -57,11 +57,13 @@ class Input:
         """The input encoded in `raw` (InputError when it is not a GoalStateV2)."""
         try:
             parts = parts_pb2.GoalStateV2Parts.FromString(raw)
-            groups = _groups(parts.host_resources)
+            groups, hosts = _groups(parts.host_resources)
         except (DecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"not a GoalStateV2: {exc}") from exc
         states = {(rtype, sys.intern(rid)): state for rtype, rid, state in iter_states(parts)}
-        return cls(parts.format_version, states, groups)
+        made = cls(parts.format_version, states, groups)
+        made._hosts = hosts
+        return made
 
     @classmethod
     def of(cls, goal: gs.GoalStateV2) -> Input:
@@ -166,21 +168,26 @@ def merge(inputs: Sequence[Input]) -> Input:
     return Input(inputs[-1].format_version, states, [Group(keys, frozenset(hosts)) for keys, hosts in by_keys.items()])
 
 
-def _groups(entries: Sequence[bytes]) -> list[Group]:
-    """The host_resources entries as groups. Each entry is split into its host and the rest
-    when it starts with its key (as every serializer writes a map entry); the rest of each
-    distinct listing is parsed once, and any entry that does not split so, or a rest that
-    names a key again, sends the whole map to the exact path (`_groups_exactly`)."""
+def _groups(entries: Sequence[bytes]) -> tuple[list[Group], frozenset[str] | None]:
+    """The host_resources entries as groups, and every host listed (None: not counted here).
+    Each entry is split into its host and the rest when it starts with its key (as every
+    serializer writes a map entry); the rest of each distinct listing is parsed once, and any
+    entry that does not split so, a rest that names a key again, or a host given in two
+    entries (the last one wins) sends the whole map to the exact path (`_groups_exactly`)."""
     split = _split(entries)
     if split is None:
-        return _groups_exactly(entries)
+        return _groups_exactly(entries), None
     by_keys: dict[tuple[ResourceKey, ...], list[str]] = {}
     for rest, hosts in split.items():
         entry = parts_pb2.HostResourcesEntry.FromString(rest)
         if entry.HasField("host"):  # a key after the value: the later one wins
-            return _groups_exactly(entries)
-        by_keys.setdefault(_keys(entry), []).extend(_names(hosts))
-    return [Group(keys, frozenset(hosts)) for keys, hosts in by_keys.items()]
+            return _groups_exactly(entries), None
+        by_keys.setdefault(_keys(entry), []).extend(hosts)
+    groups = [Group(keys, frozenset(hosts)) for keys, hosts in by_keys.items()]
+    every = groups[0].hosts if len(groups) == 1 else frozenset().union(*(g.hosts for g in groups))
+    if len(every) != len(entries):
+        return _groups_exactly(entries), None
+    return groups, every
 
 
 # Host ids as read from inputs, each decoded once per process to one interned str (the
@@ -190,43 +197,33 @@ _NAMES: dict[bytes, str] = {}
 NAMES_KEPT = 1 << 21
 
 
-def _names(hosts: list[bytes]) -> list[str]:
-    """The hosts' ids as text (UnicodeDecodeError when one is not UTF-8)."""
+def _split(entries: Sequence[bytes]) -> dict[bytes, list[str]] | None:
+    """{rest of an entry: the hosts whose entry it ends, in order}; None unless every entry
+    starts with a key of fewer than 128 bytes. A host given twice stands twice. Each host id
+    is decoded once per process (`_NAMES`; UnicodeDecodeError when one is not UTF-8)."""
     names = _NAMES
-    out: list[str] = []
-    for raw in hosts:
+    out: dict[bytes, list[str]] = {}
+    last = b""
+    hosts: list[str] = []  # the hosts of `last`
+    for e in entries:
+        n = e[1] if len(e) > 1 and e[0] == 0x0A else 0x80  # field 1, length-delimited; a 1-byte length
+        if n >= 0x80 or len(e) < n + 2:
+            return None
+        # A rest equal to the entry before's is that one (compared in place, not copied).
+        if len(e) - n - 2 != len(last) or not e.endswith(last) or not out:
+            last = e[n + 2 :]
+            found = out.get(last)
+            if found is None:
+                hosts = out[last] = []
+            else:
+                hosts = found
+        raw = e[2 : n + 2]
         name = names.get(raw)
         if name is None:
             if len(names) >= NAMES_KEPT:
                 names.clear()
             name = names[raw] = sys.intern(raw.decode())
-        out.append(name)
-    return out
-
-
-def _split(entries: Sequence[bytes]) -> dict[bytes, list[bytes]] | None:
-    """{rest of an entry: the hosts (bytes) whose entry it ends}, the last entry of a host
-    winning as in a map; None unless every entry starts with a key of fewer than 128 bytes."""
-    by_host: dict[bytes, bytes] = {}
-    last = b""
-    for e in entries:
-        n = e[1] if len(e) > 1 and e[0] == 0x0A else 0x80  # field 1, length-delimited; a 1-byte length
-        if n >= 0x80 or len(e) < n + 2:
-            return None
-        # A rest equal to the entry before's is that same object (compared in place, not copied).
-        if len(e) - n - 2 != len(last) or not e.endswith(last):
-            last = e[n + 2 :]
-        by_host[e[2 : n + 2]] = last
-    distinct = set(by_host.values())
-    if len(distinct) == 1:
-        return {distinct.pop(): list(by_host)}
-    out: dict[bytes, list[bytes]] = {}
-    for host, rest in by_host.items():
-        hosts = out.get(rest)
-        if hosts is None:
-            out[rest] = [host]
-        else:
-            hosts.append(host)
+        hosts.append(name)
     return out
 
 

@@ -161,11 +161,13 @@ def merge(inputs: Sequence[Input]) -> Input:
             held = states.get(key)
             if held is None or order(state, held) is not Order.OLDER:
                 states[key] = state
-    by_keys: dict[tuple[ResourceKey, ...], set[str]] = {}
+    by_keys: dict[tuple[ResourceKey, ...], list[Group]] = {}
     for inp in inputs:
         for g in inp.groups:
-            by_keys.setdefault(g.keys, set()).update(g.hosts)
-    return Input(inputs[-1].format_version, states, [Group(keys, frozenset(hosts)) for keys, hosts in by_keys.items()])
+            by_keys.setdefault(g.keys, []).append(g)
+    groups = [same[0] if len(same) == 1 else Group(keys, frozenset().union(*(g.hosts for g in same)))
+              for keys, same in by_keys.items()]  # a group alone is taken as it is (groups are never changed)
+    return Input(inputs[-1].format_version, states, groups)
 
 
 def _groups(entries: Sequence[bytes]) -> tuple[list[Group], frozenset[str] | None]:

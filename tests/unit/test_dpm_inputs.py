@@ -120,6 +120,9 @@ def test_merge_joins_groups_of_the_same_listing_and_keeps_a_host_in_each_of_its_
     assert set(merged.keys_of(B)) == {(common.NEIGHBOR, "nb-p0"), (common.PORT, "p1"), (common.DHCP, "dhcp-p1")}
     again = merge([first, first])
     assert len(again.groups) == len(first.groups) and again.hosts == {A, B}
+    c = "10.0.0.3"
+    wider = merge([first, Input.of(port_goal("p0", "vpc-1", A, "10.1.0.1", [A, c]))])  # nb-p0 for B, then for c
+    assert {g.keys: g.hosts for g in wider.groups}[((common.NEIGHBOR, "nb-p0"),)] == {B, c}
 
 
 def test_the_parts_view_has_every_field_of_goalstatev2_with_the_same_number_and_type() -> None:

@@ -16,7 +16,7 @@ from dpm_server import planner
 from dpm_server.acks import AckTracker, Pending, bounded, combined, failed_reply, invalid_reply
 from dpm_server.ackwire import AckFields
 from dpm_server.changelog import Changelog
-from dpm_server.inputs import Input, as_input, merge
+from dpm_server.inputs import Input, as_input, merge, within
 from dpm_server.publisher import Publisher
 from dpm_server.snapshot import Snapshot
 from dpm_server.validate import conflicts, invalid_resources
@@ -137,7 +137,7 @@ class Engine:
             hosts = request.data.hosts  # read from the smaller side: a neighbor lists a VPC's hosts, a batch unicasts to few
             request.unicast = ({host: seq for host, seq in unicast.items() if host in hosts} if len(unicast) < len(hosts)
                                else {host: unicast[host] for host in hosts if host in unicast})
-            request.multicast = [(token, expect & hosts) for vpc, hosts in request.data.targeted.items()
+            request.multicast = [(token, within(hosts, expect)) for vpc, hosts in request.data.targeted.items()
                                  for token, expect in multicast.get(vpc, ())]
             self.tracker.track(request)
 

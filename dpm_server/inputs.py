@@ -146,6 +146,15 @@ class Input:
                 for keys, groups in zip(keys_of, cut, strict=True)]
 
 
+def within(hosts: set[str], *bounds: set[str]) -> set[str]:
+    """`hosts` & every bound: `hosts` itself, uncopied, when it lies within them all (as a
+    neighbor's hosts lie within its VPC's members). The sets are never changed once made."""
+    for bound in bounds:
+        if hosts is not bound and not hosts <= bound:
+            return hosts.intersection(*bounds)
+    return hosts
+
+
 def as_input(goal: gs.GoalStateV2 | Input) -> Input:
     """A GoalStateV2 as an `Input` (the DPM's service parses its callers' bytes itself)."""
     return goal if isinstance(goal, Input) else Input.of(goal)

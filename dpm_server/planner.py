@@ -13,7 +13,7 @@ from operator import itemgetter
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
-from dpm_server.inputs import Input
+from dpm_server.inputs import Input, within
 from dpm_server.snapshot import Change, Snapshot, Stored
 from gsmq.resources import VPC_WIDE, ResourceKey, host_listing
 from gsmq.wire import Strategy
@@ -73,7 +73,8 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
     for vpc, keys in by_vpc.items():
         before = change.members_of(vpc, snapshot)
         if before:  # joining hosts get these states in their unicast bundle
-            out.append(Outgoing(True, vpc, fresh=keys, expect=data.targeted.get(vpc, set()) & before & snapshot.members.get(vpc, set())))
+            expect = within(data.targeted.get(vpc, set()), before, snapshot.members.get(vpc, set()))
+            out.append(Outgoing(True, vpc, fresh=keys, expect=expect))
     for host in sorted(fresh.keys() | change.joined.keys()):
         joined = change.joined.get(host, set())
         stored = dict(sorted((pair for vpc in joined for pair in snapshot.vpc_view(vpc, host)), key=itemgetter(0)))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
 from dpm_server import inputs
-from dpm_server.inputs import Input, InputError, merge
+from dpm_server.inputs import Input, InputError, merge, within
 from dpm_server.testing import goal, neighbor, port, port_goal
 from gsmq.pbwire import field, varint
 from gsmq.resources import MAP_FIELD, iter_states
@@ -159,3 +159,11 @@ def test_a_vpc_wide_state_listed_for_no_host_goes_with_the_first_slice() -> None
     data = Input.of(goal([port("p1", "vpc-1", A, "10.1.0.1"), port("p2", "vpc-1", B, "10.1.0.2"), item], {A: ["p1"], B: ["p2"]}))
     first, second = data.slices(1)
     assert (common.NEIGHBOR, "nb-9") in first.states and (common.NEIGHBOR, "nb-9") not in second.states
+
+
+def test_within_is_the_intersection_and_the_hosts_themselves_when_they_lie_within() -> None:
+    hosts, members, c = {A, B}, {A, B, "10.0.0.3"}, "10.0.0.3"
+    assert within(hosts, members, members) is hosts
+    assert within(hosts, hosts) is hosts
+    assert within(hosts, members, {A, c}) == {A} and within(hosts, {B, c}, members) == {B}
+    assert within(hosts, set()) == set() and within(set(), members) == set()

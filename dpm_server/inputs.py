@@ -206,17 +206,24 @@ def _groups(entries: Sequence[bytes]) -> tuple[list[Group], frozenset[str] | Non
 # when full (NAMES_KEPT ids of ~100 bytes each, with their entries).
 _NAMES: dict[bytes, str] = {}
 NAMES_KEPT = 1 << 21
+# The last listings' entry keys (field 1 as written) with their ids, by position: a listing
+# names its hosts in the order of the one before (a VPC's hosts), so an entry that starts
+# with the key at its position is that host, read without a copy or a hash. Pairs are
+# replaced whole, so a reader never sees one key with another's id.
+_KEYS: list[tuple[bytes, str]] = []
+KEYS_TRIED = 8
 
 
 def _split(entries: Sequence[bytes]) -> dict[bytes, list[str]] | None:
     """{rest of an entry: the hosts whose entry it ends, in order}; None unless every entry
     starts with a key of fewer than 128 bytes. A host given twice stands twice. Each host id
-    is decoded once per process (`_NAMES`; UnicodeDecodeError when one is not UTF-8)."""
-    names = _NAMES
+    is decoded once per process (`_NAMES`, `_KEYS`; UnicodeDecodeError when one is not UTF-8)."""
+    names, keys = _NAMES, _KEYS
     out: dict[bytes, list[str]] = {}
     last = b""
     hosts: list[str] = []  # the hosts of `last`
-    for e in entries:
+    looking, found_any = True, False  # a listing whose first KEYS_TRIED keys are all new is read without them
+    for i, e in enumerate(entries):
         n = e[1] if len(e) > 1 and e[0] == 0x0A else 0x80  # field 1, length-delimited; a 1-byte length
         if n >= 0x80 or len(e) < n + 2:
             return None
@@ -228,13 +235,23 @@ def _split(entries: Sequence[bytes]) -> dict[bytes, list[str]] | None:
                 hosts = out[last] = []
             else:
                 hosts = found
-        raw = e[2 : n + 2]
-        name = names.get(raw)
-        if name is None:
-            if len(names) >= NAMES_KEPT:
-                names.clear()
-            name = names[raw] = sys.intern(raw.decode())
+        if looking and i < len(keys) and e.startswith((pair := keys[i])[0]):
+            name = pair[1]
+            found_any = True
+        else:
+            raw = e[2 : n + 2]
+            known = names.get(raw)
+            if known is None:
+                if len(names) >= NAMES_KEPT:
+                    names.clear()
+                known = names[raw] = sys.intern(raw.decode())
+            name = known
+            if looking and i < len(keys):
+                keys[i] = (e[: n + 2], name)
+            elif looking and i < NAMES_KEPT:
+                keys.append((e[: n + 2], name))
         hosts.append(name)
+        looking = looking and (found_any or i + 1 < KEYS_TRIED)
     return out
 
 

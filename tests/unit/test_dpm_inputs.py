@@ -167,3 +167,12 @@ def test_within_is_the_intersection_and_the_hosts_themselves_when_they_lie_withi
     assert within(hosts, hosts) is hosts
     assert within(hosts, members, {A, c}) == {A} and within(hosts, {B, c}, members) == {B}
     assert within(hosts, set()) == set() and within(set(), members) == set()
+
+
+def test_a_listing_in_the_order_of_the_one_before_reads_like_protobuf_whatever_changed() -> None:
+    hosts = [f"10.1.0.{i}" for i in range(1, 21)]
+    nb = listing((common.NEIGHBOR, "nb-1"))
+    orders = [hosts, hosts, [*hosts[:5], "10.1.0.99", *hosts[6:]], hosts[::-1], [h + "0" for h in hosts], hosts[1:], hosts]
+    for order in orders:  # each position's key is the one before's, or differs by a byte, or is longer
+        inp = assert_reads_like_protobuf(b"".join(entry(h.encode(), nb) for h in order))
+        assert inp.hosts == set(order)

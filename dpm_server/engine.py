@@ -134,9 +134,9 @@ class Engine:
             else:
                 unicast[out.key] = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow}).seq
         for request in requests:  # each input's own share: O(its hosts and VPCs), whatever the batch's size
-            hosts = request.data.hosts  # read from the smaller side: a neighbor lists a VPC's hosts, a batch unicasts to few
-            request.unicast = ({host: seq for host, seq in unicast.items() if host in hosts} if len(unicast) < len(hosts)
-                               else {host: unicast[host] for host in hosts if host in unicast})
+            data = request.data  # read from the smaller side: a neighbor lists a VPC's hosts, a batch unicasts to few
+            request.unicast = ({host: seq for host, seq in unicast.items() if data.lists_host(host)} if len(unicast) < data.host_count
+                               else {host: unicast[host] for host in data.hosts if host in unicast})
             request.multicast = [(token, within(hosts, expect)) for vpc, hosts in request.data.targeted.items()
                                  for token, expect in multicast.get(vpc, ())]
             self.tracker.track(request)
@@ -171,7 +171,7 @@ class Engine:
             if bad:
                 self._refuse(bad, data.format_version, self._counted(on_done))  # refused alone, nothing published
                 continue
-            if len(data.hosts) > self.slice_hosts:
+            if data.host_count > self.slice_hosts:
                 self._sliced(data, self._counted(on_done))  # checked whole, worked in slices
                 continue
             valid.append((data, on_done))
@@ -205,7 +205,7 @@ class Engine:
             if i + 1 < len(slices):
                 self.defer(lambda: work(i + 1))
 
-        log.info("input_sliced", hosts=len(data.hosts), slices=len(slices))
+        log.info("input_sliced", hosts=data.host_count, slices=len(slices))
         work(0)
 
     def resync_restarted(self, host: str) -> bool:

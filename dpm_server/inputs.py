@@ -28,12 +28,13 @@ class InputError(ValueError):
 
 @dataclass(init=False, slots=True)
 class Group:
-    """Hosts that are listed for the same resources."""
+    """Hosts that are listed for the same resources. Its set is never changed once made:
+    merged inputs, their messages and the requests' fanouts share it."""
 
     keys: Final[tuple[ResourceKey, ...]]  # distinct, in listing order
-    hosts: Final[frozenset[str]]
+    hosts: Final[set[str]]
 
-    def __init__(self, keys: tuple[ResourceKey, ...], hosts: frozenset[str]) -> None:
+    def __init__(self, keys: tuple[ResourceKey, ...], hosts: set[str]) -> None:
         self.keys = keys
         self.hosts = hosts
 
@@ -47,7 +48,8 @@ class Input:
         self.states = states
         self.groups = groups
         self.vpcs = {key: vpc_of(key[0], state) for key, state in states.items()}
-        self._hosts: frozenset[str] | None = None
+        self._hosts: set[str] | None = None
+        self._count: int | None = None
         self._targeted: dict[str, set[str]] | None = None
         self._pieces: dict[ResourceKey, bytes] | None = None
         self._refs: dict[ResourceKey, bytes] | None = None
@@ -57,12 +59,12 @@ class Input:
         """The input encoded in `raw` (InputError when it is not a GoalStateV2)."""
         try:
             parts = parts_pb2.GoalStateV2Parts.FromString(raw)
-            groups, hosts = _groups(parts.host_resources)
+            groups, count = _groups(parts.host_resources)
         except (DecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"not a GoalStateV2: {exc}") from exc
         states = {(rtype, sys.intern(rid)): state for rtype, rid, state in iter_states(parts)}
         made = cls(parts.format_version, states, groups)
-        made._hosts = hosts
+        made._count = count
         return made
 
     @classmethod
@@ -70,11 +72,22 @@ class Input:
         return cls.parse(goal.SerializeToString())
 
     @property
-    def hosts(self) -> frozenset[str]:
+    def hosts(self) -> set[str]:
         """Every host listed (for anything or nothing)."""
         if self._hosts is None:
-            self._hosts = frozenset().union(*(g.hosts for g in self.groups))
+            self._hosts = self.groups[0].hosts if len(self.groups) == 1 else set().union(*(g.hosts for g in self.groups))
         return self._hosts
+
+    @property
+    def host_count(self) -> int:
+        """How many hosts are listed: counted by the parse, without uniting the groups."""
+        if self._count is None:
+            self._count = len(self.hosts)
+        return self._count
+
+    def lists_host(self, host: str) -> bool:
+        """Whether `host` is listed (for anything or nothing): O(groups)."""
+        return host in self._hosts if self._hosts is not None else any(host in g.hosts for g in self.groups)
 
     def keys_of(self, host: str) -> list[ResourceKey]:
         """What `host` is listed for, in listing order: O(groups), for a few hosts."""
@@ -88,11 +101,12 @@ class Input:
     def targeted(self) -> dict[str, set[str]]:
         """{vpc: the hosts listed for a VPC-wide state of it}, the hosts its multicast must reach."""
         if self._targeted is None:
-            out: dict[str, set[str]] = {}
+            out: dict[str, list[set[str]]] = {}
             for g in self.groups:
                 for vpc in {self.vpcs[k] for k in g.keys if k[0] in VPC_WIDE and self.vpcs.get(k)}:
-                    out.setdefault(vpc, set()).update(g.hosts)
-            self._targeted = out
+                    out.setdefault(vpc, []).append(g.hosts)
+            # a VPC that one group lists takes the group's set as it is
+            self._targeted = {vpc: sets[0] if len(sets) == 1 else set().union(*sets) for vpc, sets in out.items()}
         return self._targeted
 
     def listing(self) -> dict[str, list[ResourceKey]]:
@@ -129,7 +143,7 @@ class Input:
         for g in self.groups:
             hosts = sorted(g.hosts)
             for start in range(0, len(hosts), size):
-                chunk = frozenset(hosts[start : start + size])
+                chunk = set(hosts[start : start + size])
                 if count + len(chunk) > size and cut[-1]:
                     cut.append([])
                     count = 0
@@ -174,13 +188,13 @@ def merge(inputs: Sequence[Input]) -> Input:
     for inp in inputs:
         for g in inp.groups:
             by_keys.setdefault(g.keys, []).append(g)
-    groups = [same[0] if len(same) == 1 else Group(keys, frozenset().union(*(g.hosts for g in same)))
+    groups = [same[0] if len(same) == 1 else Group(keys, set().union(*(g.hosts for g in same)))
               for keys, same in by_keys.items()]  # a group alone is taken as it is (groups are never changed)
     return Input(inputs[-1].format_version, states, groups)
 
 
-def _groups(entries: Sequence[bytes]) -> tuple[list[Group], frozenset[str] | None]:
-    """The host_resources entries as groups, and every host listed (None: not counted here).
+def _groups(entries: Sequence[bytes]) -> tuple[list[Group], int | None]:
+    """The host_resources entries as groups, and how many hosts they list (None: not counted here).
     Each entry is split into its host and the rest when it starts with its key (as every
     serializer writes a map entry); the rest of each distinct listing is parsed once, and any
     entry that does not split so, a rest that names a key again, or a host given in two
@@ -194,11 +208,23 @@ def _groups(entries: Sequence[bytes]) -> tuple[list[Group], frozenset[str] | Non
         if entry.HasField("host"):  # a key after the value: the later one wins
             return _groups_exactly(entries), None
         by_keys.setdefault(_keys(entry), []).extend(hosts)
-    groups = [Group(keys, frozenset(hosts)) for keys, hosts in by_keys.items()]
-    every = groups[0].hosts if len(groups) == 1 else frozenset().union(*(g.hosts for g in groups))
-    if len(every) != len(entries):
+    groups = [Group(keys, set(hosts)) for keys, hosts in by_keys.items()]
+    if not _apart(groups, len(entries)):
         return _groups_exactly(entries), None
-    return groups, every
+    return groups, len(entries)
+
+
+def _apart(groups: list[Group], entries: int) -> bool:
+    """Whether the groups hold `entries` hosts, none twice: the largest is checked against
+    the others, not copied (a neighbor's group holds nearly every host of an input)."""
+    if sum(len(g.hosts) for g in groups) != entries:
+        return False
+    if len(groups) < 2:
+        return True
+    largest = max(groups, key=lambda g: len(g.hosts))
+    others = [g.hosts for g in groups if g is not largest]
+    rest = others[0] if len(others) == 1 else set().union(*others)
+    return len(rest) == entries - len(largest.hosts) and rest.isdisjoint(largest.hosts)
 
 
 # Host ids as read from inputs, each decoded once per process to one interned str (the
@@ -264,7 +290,7 @@ def _groups_exactly(entries: Sequence[bytes]) -> list[Group]:
     out: dict[tuple[ResourceKey, ...], list[str]] = {}
     for host, keys in by_host.items():
         out.setdefault(keys, []).append(host)
-    return [Group(keys, frozenset(hosts)) for keys, hosts in out.items()]
+    return [Group(keys, set(hosts)) for keys, hosts in out.items()]
 
 
 def _keys(entry: parts_pb2.HostResourcesEntry) -> tuple[ResourceKey, ...]:

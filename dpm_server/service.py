@@ -219,7 +219,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
                         await queue.put(answered)
                         continue
                     # an input worked in slices counts as one slice: other callers' inputs go on beside it
-                    hosts = max(1, min(len(data.hosts), self.engine.slice_hosts))
+                    hosts = max(1, min(data.host_count, self.engine.slice_hosts))
                     await self.in_flight.acquire(1)  # backpressure: stop reading the caller's stream
                     try:
                         await self.in_flight_hosts.acquire(hosts)
@@ -270,8 +270,8 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
         if len(raw) > self.max_input_bytes:
             raise InputError(f"input of {len(raw)} bytes, over the {self.max_input_bytes}-byte limit (--max-input-bytes)")
         data = Input.parse(raw)
-        if len(data.hosts) > self.max_hosts_per_input:
-            raise InputError(f"input listing {len(data.hosts)} hosts, over the limit of {self.max_hosts_per_input} (--max-hosts-per-input)")
+        if data.host_count > self.max_hosts_per_input:
+            raise InputError(f"input listing {data.host_count} hosts, over the limit of {self.max_hosts_per_input} (--max-hosts-per-input)")
         return data
 
     async def RequestGoalStates(self, request: gsp.HostRequest, context: Context) -> gsp.HostRequestReply:  # noqa: N802

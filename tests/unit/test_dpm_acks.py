@@ -492,6 +492,15 @@ def test_a_coalesced_batch_answers_each_caller_when_its_own_hosts_applied() -> N
     assert statuses(got["second"]) == {"p9": common.SUCCESS, "dhcp-p9": common.SUCCESS, "nb-p9": common.SUCCESS}
 
 
+def test_an_input_of_a_batch_waits_for_no_unicast_to_a_host_it_does_not_list() -> None:
+    eng, _, _, acas = cluster()
+    got: dict[str, gsp.GoalStateOperationReply] = {}
+    to_ab, to_c = subnet_goal("vpc-1", [A, B]), port_goal("p9", "vpc-1", C, "10.1.0.9", [C])  # C's port: the batch's one unicast
+    eng.submit_many([(to_ab, lambda r: got.__setitem__("ab", r)), (to_c, lambda r: got.__setitem__("c", r))])
+    acas.reply([A, B])
+    assert list(got) == ["ab"]
+
+
 def test_a_resource_shared_with_an_input_to_a_silent_host_is_success_where_its_own_hosts_applied_it() -> None:
     eng, _, _, acas = cluster(timeout=10.0)
     got: dict[str, gsp.GoalStateOperationReply] = {}

@@ -73,6 +73,8 @@ def test_the_odd_encodings_read_like_protobuf() -> None:
     states = goal([port("p0", "vpc-1", A, "10.1.0.1"), neighbor("nb-1", "vpc-1", B, "10.1.0.2")], {}).SerializeToString()
     cases = {
         "a host given twice: the last entry wins": entry(A.encode(), listing(nb)) + entry(A.encode(), listing(p, nb)),
+        "a host given twice beside a larger group": b"".join(entry(h, listing(nb)) for h in (b"h1", b"h2", b"h3"))
+        + entry(A.encode(), listing(p)) + entry(A.encode(), listing((common.NEIGHBOR, "nb-2"))),
         "a key after its value": entry(A.encode(), listing(nb)) + entry(B.encode(), listing(p), key_last=True),
         "a key before and after the value": entry(A.encode(), listing(nb) + b"\x0a\x01x"),
         "a host id of 300 bytes": entry(b"h" * 300, listing(nb)) + entry(A.encode(), listing(nb)),

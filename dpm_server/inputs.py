@@ -235,8 +235,10 @@ NAMES_KEPT = 1 << 21
 # The last listings' entry keys (field 1 as written) with their ids, by position: a listing
 # names its hosts in the order of the one before (a VPC's hosts), so an entry that starts
 # with the key at its position is that host, read without a copy or a hash. Pairs are
-# replaced whole, so a reader never sees one key with another's id.
+# replaced whole, so a reader never sees one key with another's id. Bounded: the first
+# KEYS_KEPT positions (~120 bytes each).
 _KEYS: list[tuple[bytes, str]] = []
+KEYS_KEPT = 1 << 17
 KEYS_TRIED = 8
 
 
@@ -274,7 +276,7 @@ def _split(entries: Sequence[bytes]) -> dict[bytes, list[str]] | None:
             name = known
             if looking and i < len(keys):
                 keys[i] = (e[: n + 2], name)
-            elif looking and i < NAMES_KEPT:
+            elif looking and i < KEYS_KEPT:
                 keys.append((e[: n + 2], name))
         hosts.append(name)
         looking = looking and (found_any or i + 1 < KEYS_TRIED)

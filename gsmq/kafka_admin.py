@@ -24,9 +24,10 @@ def ensure_topics(admin: AdminClient, partitions: Mapping[str, int], timeout: fl
                   configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
     """Create the topics that do not exist yet (the broker's default replication factor;
     `configs`: topic properties by name, e.g. cleanup.policy); an existing topic is left as
-    it is. Returns once the broker's metadata shows every topic
-    with a leader for each partition: Kafka's CreateTopics answers before that;
-    `BrokerUnavailableError` when that has not happened within `timeout`."""
+    it is, unchecked. Returns at once when every topic exists, else once the broker's
+    metadata shows every topic it created with a leader for each partition (Kafka's
+    CreateTopics answers before that); `BrokerUnavailableError` when that has not happened
+    within `timeout`."""
     existing = topic_names(admin, timeout)
     names = [name for name in partitions if name not in existing]
     if not names:

@@ -137,7 +137,7 @@ class Engine:
             data = request.data  # read from the smaller side: a neighbor lists a VPC's hosts, a batch unicasts to few
             request.unicast = ({host: seq for host, seq in unicast.items() if data.lists_host(host)} if len(unicast) < data.host_count
                                else {host: unicast[host] for host in data.hosts if host in unicast})
-            request.multicast = [(token, within(hosts, expect)) for vpc, hosts in request.data.targeted.items()
+            request.multicast = [(token, within(hosts, expect)) for vpc, hosts in data.targeted.items()
                                  for token, expect in multicast.get(vpc, ())]
             self.tracker.track(request)
 

@@ -246,7 +246,7 @@ def _split(entries: Sequence[bytes]) -> dict[bytes, list[str]] | None:
     """{rest of an entry: the hosts whose entry it ends, in order}; None unless every entry
     starts with a key of fewer than 128 bytes. A host given twice stands twice. Each host id
     is decoded once per process (`_NAMES`, `_KEYS`; UnicodeDecodeError when one is not UTF-8)."""
-    names, keys = _NAMES, _KEYS
+    keys = _KEYS
     out: dict[bytes, list[str]] = {}
     last = b""
     hosts: list[str] = []  # the hosts of `last`
@@ -258,29 +258,31 @@ def _split(entries: Sequence[bytes]) -> dict[bytes, list[str]] | None:
         # A rest equal to the entry before's is that one (compared in place, not copied).
         if len(e) - n - 2 != len(last) or not e.endswith(last) or not out:
             last = e[n + 2 :]
-            found = out.get(last)
-            if found is None:
-                hosts = out[last] = []
-            else:
-                hosts = found
+            hosts = out.setdefault(last, [])
         if looking and i < len(keys) and e.startswith((pair := keys[i])[0]):
             name = pair[1]
             found_any = True
         else:
-            raw = e[2 : n + 2]
-            known = names.get(raw)
-            if known is None:
-                if len(names) >= NAMES_KEPT:
-                    names.clear()
-                known = names[raw] = sys.intern(raw.decode())
-            name = known
-            if looking and i < len(keys):
-                keys[i] = (e[: n + 2], name)
-            elif looking and i < KEYS_KEPT:
-                keys.append((e[: n + 2], name))
+            name = _name(e[2 : n + 2])
+            if looking and i < KEYS_KEPT:  # positions fill in order: i is at most len(keys)
+                pair = (e[: n + 2], name)
+                if i < len(keys):
+                    keys[i] = pair
+                else:
+                    keys.append(pair)
         hosts.append(name)
         looking = looking and (found_any or i + 1 < KEYS_TRIED)
     return out
+
+
+def _name(raw: bytes) -> str:
+    """The host id in `raw` as its one str (`_NAMES`)."""
+    name = _NAMES.get(raw)
+    if name is None:
+        if len(_NAMES) >= NAMES_KEPT:
+            _NAMES.clear()
+        name = _NAMES[raw] = sys.intern(raw.decode())
+    return name
 
 
 def _groups_exactly(entries: Sequence[bytes]) -> list[Group]:

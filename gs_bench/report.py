@@ -14,6 +14,7 @@ from typing import Any
 
 import matplotlib as mpl
 
+from gs_bench.measure import WAITING
 from gsmq.wire import Strategy
 
 mpl.use("Agg")
@@ -515,12 +516,14 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def cpu_text(cpu: dict[str, Any]) -> str:
-    """A phase's CPU (`measure.cpu_used`) as cores busy per part, and the machine's total."""
+    """A phase's CPU (`measure.cpu_used`) as cores busy per part, and the machine's total; with
+    the event loop's wait for a core (`measure.WAITING`, not CPU) where the kernel counts it."""
     cores = cpu["cores"]
-    loop = f" (event loop {cores['dpm_event_loop']:.2f})" if "dpm_event_loop" in cores else ""
-    parts = [f"{name} {cores[key]:.2f}" + (loop if key == "dpm" else "")
+    loop = [f"event loop {cores['dpm_event_loop']:.2f}"] if "dpm_event_loop" in cores else []
+    loop += [f"waiting for a core {cores['dpm_event_loop_waiting']:.2f}"] if "dpm_event_loop_waiting" in cores else []
+    parts = [f"{name} {cores[key]:.2f}" + (f" ({', '.join(loop)})" if key == "dpm" and loop else "")
              for key, name in (("dpm", "DPM"), ("simulators", "simulators"), ("broker", "broker"), ("bench", "bench")) if key in cores]
-    busy = sum(v for k, v in cores.items() if k != "dpm_event_loop")
+    busy = sum(v for k, v in cores.items() if k != "dpm_event_loop" and k not in WAITING)
     broker = "" if "broker" in cores else "; the broker's are not counted (no process here listens on its loopback ports)"
     return f"{', '.join(parts)}; {busy:.2f} of {cpu['cpus']} cores{broker}"
 

@@ -117,7 +117,8 @@ class Cluster:
         dpm = [self.dpm.process.pid]
         sims = [s.process.pid for s in self.sims if s.process is not None and s.process.poll() is None]
         broker = {"broker": list(self.env.broker_pids)} if self.env.broker_pids else {}
-        return {"dpm": dpm, "dpm_event_loop": dpm, "simulators": sims, **broker, "bench": [os.getpid()]}
+        return {"dpm": dpm, "dpm_event_loop": dpm, "dpm_event_loop_waiting": dpm, "simulators": sims, **broker,
+                "bench": [os.getpid()]}
 
     def dpm_rss(self) -> int:
         assert self.dpm.process is not None

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
 
 import pytest
 
+from gs_bench import measure
 from gs_bench.cluster import broker_pids, listening_pids
 from gs_bench.measure import cpu_combined, cpu_seconds, cpu_used
 from gs_bench.report import cpu_text
@@ -59,6 +62,41 @@ def test_cpu_seconds_count_the_process_or_its_main_thread_alone_and_skip_a_gone_
     assert whole >= 0.25 and main_thread < whole / 2  # (/proc counts in ticks of 10 ms)
 
 
+SCHEDSTAT = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat")
+SPIN = "import os, sys, time\nos.sched_setaffinity(0, {int(sys.argv[1])})\nend = time.monotonic() + 20\nwhile time.monotonic() < end: pass"
+
+
+@pytest.mark.skipif(not SCHEDSTAT, reason="this kernel counts no run-queue waits (/proc/<pid>/task/<tid>/schedstat)")
+def test_a_main_thread_sharing_its_core_is_read_waiting_for_it_longer_than_it_ran() -> None:
+    """The main thread spins on one core beside two processes spinning there too: the kernel
+    shares the core three ways, so it waits about twice as long as it runs."""
+    me, cpu = os.getpid(), min(os.sched_getaffinity(0))
+    mask = os.sched_getaffinity(0)
+    rivals = [subprocess.Popen([sys.executable, "-c", SPIN, str(cpu)]) for _ in range(2)]
+    try:
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        time.sleep(0.5)  # the rivals started and pinned themselves
+        before, ran = cpu_seconds({"dpm_event_loop_waiting": [me]}), time.thread_time()
+        while time.thread_time() - ran < 0.3:
+            pass
+        ran = time.thread_time() - ran
+        after = cpu_seconds({"dpm_event_loop_waiting": [me]})
+    finally:
+        os.sched_setaffinity(0, mask)
+        for rival in rivals:
+            rival.kill()
+            rival.wait()
+    waited = after["dpm_event_loop_waiting"][me] - before["dpm_event_loop_waiting"][me]
+    assert waited > 1.2 * ran  # (read as the time it ran, the two would be equal)
+
+
+def test_waits_skip_a_gone_process_and_a_part_is_left_out_where_the_kernel_counts_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = 2**22 + 1  # past Linux's pid_max: never a process
+    assert cpu_seconds({"dpm_event_loop_waiting": [gone]}) == {"dpm_event_loop_waiting": {}}
+    monkeypatch.setattr(measure, "waited_seconds", lambda pid: None)
+    assert cpu_seconds({"dpm_event_loop_waiting": [os.getpid()], "dpm": [os.getpid()]}).keys() == {"dpm"}
+
+
 def test_cores_busy_are_seconds_over_the_wall_of_the_processes_read_twice_and_phases_combine_by_wall() -> None:
     before = {"dpm": {1: 10.0}, "simulators": {2: 5.0, 3: 4.0}, "bench": {4: 1.0}}
     after = {"dpm": {1: 13.0}, "simulators": {2: 7.0, 5: 9.0}, "bench": {4: 1.5}}  # simulator 3 killed, 5 started meanwhile
@@ -74,6 +112,9 @@ def test_the_report_states_cores_per_part_and_the_machine_total() -> None:
     cores = {"dpm": 0.8, "dpm_event_loop": 0.6, "simulators": 0.5, "broker": 0.4, "bench": 0.1}
     cpu: dict[str, Any] = {"wall_s": 2.0, "cpus": 2, "cores": cores}
     assert cpu_text(cpu) == "DPM 0.80 (event loop 0.60), simulators 0.50, broker 0.40, bench 0.10; 1.80 of 2 cores"
+    cores["dpm_event_loop_waiting"] = 0.3  # a wait, not CPU: outside the total
+    assert cpu_text(cpu) == "DPM 0.80 (event loop 0.60, waiting for a core 0.30), simulators 0.50, broker 0.40, bench 0.10; 1.80 of 2 cores"
+    del cores["dpm_event_loop_waiting"]
     del cores["broker"]
     assert cpu_text(cpu) == ("DPM 0.80 (event loop 0.60), simulators 0.50, bench 0.10; 1.40 of 2 cores; "
                              "the broker's are not counted (no process here listens on its loopback ports)")

@@ -63,7 +63,8 @@ def test_cpu_seconds_count_the_process_or_its_main_thread_alone_and_skip_a_gone_
 
 
 SCHEDSTAT = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat")
-SPIN = "import os, sys, time\nos.sched_setaffinity(0, {int(sys.argv[1])})\nend = time.monotonic() + 20\nwhile time.monotonic() < end: pass"
+SPIN = ("import os, sys, time\nos.sched_setaffinity(0, {int(sys.argv[1])})\nprint(flush=True)\n"
+        "end = time.monotonic() + 20\nwhile time.monotonic() < end: pass")
 
 
 @pytest.mark.skipif(not SCHEDSTAT, reason="this kernel counts no run-queue waits (/proc/<pid>/task/<tid>/schedstat)")
@@ -72,10 +73,12 @@ def test_a_main_thread_sharing_its_core_is_read_waiting_for_it_longer_than_it_ra
     shares the core three ways, so it waits about twice as long as it runs."""
     me, cpu = os.getpid(), min(os.sched_getaffinity(0))
     mask = os.sched_getaffinity(0)
-    rivals = [subprocess.Popen([sys.executable, "-c", SPIN, str(cpu)]) for _ in range(2)]
+    rivals = [subprocess.Popen([sys.executable, "-c", SPIN, str(cpu)], stdout=subprocess.PIPE) for _ in range(2)]
     try:
         os.sched_setaffinity(0, {cpu})  # this thread only
-        time.sleep(0.5)  # the rivals started and pinned themselves
+        for rival in rivals:
+            assert rival.stdout is not None
+            rival.stdout.readline()  # pinned, and spinning from now on
         before, ran = cpu_seconds({"dpm_event_loop_waiting": [me]}), time.thread_time()
         while time.thread_time() - ran < 0.3:
             pass
@@ -85,7 +88,7 @@ def test_a_main_thread_sharing_its_core_is_read_waiting_for_it_longer_than_it_ra
         os.sched_setaffinity(0, mask)
         for rival in rivals:
             rival.kill()
-            rival.wait()
+            rival.communicate()  # reaped, its pipe closed
     waited = after["dpm_event_loop_waiting"][me] - before["dpm_event_loop_waiting"][me]
     assert waited > 1.2 * ran  # (read as the time it ran, the two would be equal)
 

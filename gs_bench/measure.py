@@ -456,49 +456,41 @@ def rss_of(pid: int) -> int:
 # would run all the time (the bound of a storm) runs part of it.
 CPU_PARTS = ("dpm", "dpm_event_loop", "dpm_event_loop_waiting", "simulators", "broker", "bench")
 WAITING = ("dpm_event_loop_waiting",)
+# Whether this kernel counts each thread's run-queue wait (Linux's schedstat, CONFIG_SCHED_INFO).
+COUNTS_WAITS = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat")
 
 
 def cpu_seconds(parts: Mapping[str, Iterable[int]]) -> dict[str, dict[int, float]]:
     """User + system CPU seconds so far of each part's processes, by pid (a process gone is
     left out). `dpm_event_loop` names processes whose main thread alone is counted: the
     DPM's asyncio loop, where every input and ack is worked. A `WAITING` part gives the
-    seconds its processes' main threads waited for a core (`waited_seconds`); it is left
-    out whole where the kernel does not count them."""
+    seconds that main thread waited for a core (`waited_seconds`); it is left out where
+    the kernel does not count them (`COUNTS_WAITS`)."""
     out: dict[str, dict[int, float]] = {}
     for part, pids in parts.items():
-        seconds: dict[int, float] = {}
+        if part in WAITING and not COUNTS_WAITS:
+            continue
+        seconds = out[part] = {}
         for pid in pids:
             try:
                 if part in WAITING:
-                    waited = waited_seconds(pid)
-                    if waited is None:
-                        break
-                    seconds[pid] = waited
-                    continue
-                proc = psutil.Process(pid)
-                if part == "dpm_event_loop":
-                    seconds[pid] = sum(t.user_time + t.system_time for t in proc.threads() if t.id == pid)
+                    seconds[pid] = waited_seconds(pid)
+                elif part == "dpm_event_loop":
+                    seconds[pid] = sum(t.user_time + t.system_time for t in psutil.Process(pid).threads() if t.id == pid)
                 else:
-                    times = proc.cpu_times()
+                    times = psutil.Process(pid).cpu_times()
                     seconds[pid] = times.user + times.system
-            except (psutil.Error, ProcessLookupError):
+            except (psutil.Error, OSError):  # gone
                 continue
-        else:
-            out[part] = seconds
     return out
 
 
-def waited_seconds(pid: int) -> float | None:
+def waited_seconds(pid: int) -> float:
     """Seconds the main thread of process `pid` was runnable but not running (waiting on a
-    run queue: the second field of Linux's /proc/<pid>/task/<pid>/schedstat, in ns). None
-    where the kernel keeps no such count; ProcessLookupError when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/schedstat", encoding="ascii") as f:
-            return int(f.read().split()[1]) / 1e9
-    except FileNotFoundError:
-        if psutil.pid_exists(pid):
-            return None
-        raise ProcessLookupError(pid) from None
+    run queue: the second field of Linux's /proc/<pid>/task/<pid>/schedstat, in ns); OSError
+    when the process is gone."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat", encoding="ascii") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
 def cpu_used(before: Mapping[str, Mapping[int, float]], after: Mapping[str, Mapping[int, float]], wall_s: float) -> dict[str, Any]:

@@ -4,12 +4,12 @@ processes, every output file. Checks structure, counts and types, never timings.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from gs_bench import measure
 from gs_bench.channels import LIGHT_EVERY
 from gs_bench.cluster import broker_pids
 from gs_bench.main import main
@@ -61,8 +61,7 @@ def test_tiny_suite_writes_results_report_and_plots(tmp_path: Path, bootstrap: s
     assert results["ratios"]["region_fetch_vs_sims_fetch"] == fan["region_vs_sims_fetch"] >= 1.0
     # where the CPU went while pushing: every part's processes read, the broker's when it runs on this machine
     cores, here = storm["cpu"]["cores"], bool(broker_pids(bootstrap))
-    counted = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat")  # run-queue waits, where the kernel counts them
-    waits = {"dpm_event_loop_waiting"} if counted else set()
+    waits = {"dpm_event_loop_waiting"} if measure.COUNTS_WAITS else set()  # run-queue waits, where the kernel counts them
     assert set(cores) == {"dpm", "dpm_event_loop", "simulators", "bench"} | ({"broker"} if here else set()) | waits
     assert all(cores[w] >= 0 for w in waits)
     wall = storm["cpu"]["wall_s"]

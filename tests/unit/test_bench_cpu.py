@@ -62,12 +62,11 @@ def test_cpu_seconds_count_the_process_or_its_main_thread_alone_and_skip_a_gone_
     assert whole >= 0.25 and main_thread < whole / 2  # (/proc counts in ticks of 10 ms)
 
 
-SCHEDSTAT = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat")
 SPIN = ("import os, sys, time\nos.sched_setaffinity(0, {int(sys.argv[1])})\nprint(flush=True)\n"
         "end = time.monotonic() + 20\nwhile time.monotonic() < end: pass")
 
 
-@pytest.mark.skipif(not SCHEDSTAT, reason="this kernel counts no run-queue waits (/proc/<pid>/task/<tid>/schedstat)")
+@pytest.mark.skipif(not measure.COUNTS_WAITS, reason="this kernel counts no run-queue waits (/proc/<pid>/task/<tid>/schedstat)")
 def test_a_main_thread_sharing_its_core_is_read_waiting_for_it_longer_than_it_ran() -> None:
     """The main thread spins on one core beside two processes spinning there too: the kernel
     shares the core three ways, so it waits about twice as long as it runs."""
@@ -96,7 +95,7 @@ def test_a_main_thread_sharing_its_core_is_read_waiting_for_it_longer_than_it_ra
 def test_waits_skip_a_gone_process_and_a_part_is_left_out_where_the_kernel_counts_none(monkeypatch: pytest.MonkeyPatch) -> None:
     gone = 2**22 + 1  # past Linux's pid_max: never a process
     assert cpu_seconds({"dpm_event_loop_waiting": [gone]}) == {"dpm_event_loop_waiting": {}}
-    monkeypatch.setattr(measure, "waited_seconds", lambda pid: None)
+    monkeypatch.setattr(measure, "COUNTS_WAITS", False)
     assert cpu_seconds({"dpm_event_loop_waiting": [os.getpid()], "dpm": [os.getpid()]}).keys() == {"dpm"}
 
 

@@ -23,7 +23,7 @@ from dpm_server.links import AgentLinks
 from dpm_server.metrics import dpm_metrics
 from dpm_server.paths import Paths
 from dpm_server.publisher import Publisher
-from dpm_server.service import MAX_INPUT_BYTES, SERVICE, Provisioner, Registry, Status, register
+from dpm_server.service import BATCHES_IN_FLIGHT, MAX_INPUT_BYTES, SERVICE, Provisioner, Registry, Status, register
 from dpm_server.snapshot import Snapshot
 from gsmq import lifecycle, native
 from gsmq.config import ConfigError, Settings, is_address, port_number, positive_int
@@ -111,7 +111,7 @@ def settings() -> Settings:
     s.option("--in-flight-seconds", default=0.25, convert=positive_float,
              help="the host-delivery bound grows to the deliveries the agents answered in this many seconds (measured"
              " every second), when that is more than --max-in-flight-hosts")
-    s.option("--batches-in-flight", default=2, convert=positive_int,
+    s.option("--batches-in-flight", default=BATCHES_IN_FLIGHT, convert=positive_int,
              help="requests in flight before new inputs wait to be sent together (when one completes, or after --batch-window-ms)")
     s.option("--batch-window-ms", default=50.0, convert=float,
              help="the longest an input waits to be sent with others while --batches-in-flight requests are in flight (0: one by one)")

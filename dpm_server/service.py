@@ -29,6 +29,9 @@ log = structlog.get_logger()
 
 RESIZE_EVERY = 1.0  # seconds between two updates of the host-delivery bound (`Provisioner`)
 MAX_INPUT_BYTES = 32 << 20  # the default bound on one caller input (--max-input-bytes)
+# Batches in flight before new inputs wait to go together (--batches-in-flight): one, as in
+# Nagle's algorithm, so that under load a batch holds what arrived during a whole round trip.
+BATCHES_IN_FLIGHT = 1
 # What the servicers use of a call's context (abort) does not depend on its message types.
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -43,7 +46,7 @@ class Batcher:
     flight until all of them are. `lane` names the channel of an input: each lane batches
     apart, with its own `in_flight`."""
 
-    def __init__(self, engine: Engine, window: float, size: int, in_flight: int = 2,
+    def __init__(self, engine: Engine, window: float, size: int, in_flight: int = BATCHES_IN_FLIGHT,
                  lane: Callable[[Input], str] | None = None) -> None:
         self.engine = engine
         self.window = window
@@ -176,7 +179,7 @@ class Provisioner(gsp_grpc.GoalStateProvisionerServicer):
     """alcor.schema.GoalStateProvisioner on the DPM."""
 
     def __init__(self, engine: Engine, max_in_flight: int, batch_window: float = 0.0, batch_size: int = 1,
-                 max_in_flight_hosts: int = 100_000, batches_in_flight: int = 2, max_input_bytes: int = MAX_INPUT_BYTES,
+                 max_in_flight_hosts: int = 100_000, batches_in_flight: int = BATCHES_IN_FLIGHT, max_input_bytes: int = MAX_INPUT_BYTES,
                  max_hosts_per_input: int = 1_000_000, lane: Callable[[Input], str] | None = None,
                  in_flight_seconds: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
         """`lane`: the channel of an input's messages (`Batcher`); `clock` times the deliveries answered."""

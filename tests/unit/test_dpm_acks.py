@@ -662,7 +662,7 @@ def test_a_host_with_nothing_awaited_keeps_no_queue() -> None:
 
 async def test_inputs_wait_while_a_batch_is_in_flight_and_go_together_when_it_completes() -> None:
     eng, bus, topics, acas = cluster()
-    batcher = Batcher(eng, window=60.0, size=100, in_flight=1)
+    batcher = Batcher(eng, window=60.0, size=100)  # the default: one batch in flight (--batches-in-flight)
     got: list[str] = []
 
     def answer(name: str) -> Callable[[gsp.GoalStateOperationReply], None]:

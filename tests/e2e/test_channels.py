@@ -107,8 +107,8 @@ def test_a_small_vpc_goes_over_grpc_and_a_large_one_through_kafka(region: tuple[
 
 @pytest.mark.parametrize("sim_args", [[], ["--stream-per-host", "true"]], indirect=True, ids=["one-stream", "stream-per-host"])
 def test_a_vpc_crossing_the_bounds_mid_stream_keeps_every_host_in_order(region: tuple[Daemon, Daemon], sim_args: list[str]) -> None:
-    """Ports added one by one past the upper bound (4: to Kafka), then deleted below the lower
-    one (2: back to gRPC), each in a stream the DPM sends in batches while earlier ones are in
+    """Ports added past the upper bound (4: to Kafka), then deleted below the lower one (2:
+    back to gRPC), each in a stream the DPM sends in batches while earlier ones are in
     flight, and switches at once (--path-settle-seconds 0); with the simulator's one stream
     for all its hosts, and with a stream per host."""
     dpm, sim = region

@@ -117,7 +117,7 @@ def test_a_vpc_crossing_the_bounds_mid_stream_keeps_every_host_in_order(region: 
     # the VPC starts on gRPC (2 ports), then its other ports come in one stream, batched
     replies = push(dpm.status_port, [subnet_message("vpc-x", hosts)] + [port_message(p, hosts) for p in made[:2]])
     replies += push(dpm.status_port, [port_message(p, hosts) for p in made[2:]])
-    # a second stream: the DPM would send a port's create and delete together, the create then OUT_OF_ORDER
+    # the deletes in a stream of their own: the DPM would send a port's create and delete together, the create then OUT_OF_ORDER
     replies += push(dpm.status_port, [port_message(p, hosts, revision=2, op=common.DELETE) for p in made[:7]])
     statuses = [s.operation_status for r in replies for s in r.operation_statuses]
     assert common.OUT_OF_ORDER not in statuses and set(statuses) == {common.SUCCESS}, replies

@@ -127,16 +127,21 @@ class Engine:
         request_id = requests[0].id
         self.publisher.host_topics(out.key for out, _ in encoded if not out.multicast)
         unicast: dict[str, int] = {}
+        carriers: dict[ResourceKey, set[str]] = {}  # a key -> the hosts whose unicast message carries it from the inputs
+        bundles: list[str] = []  # hosts whose unicast message carries the states of VPCs they join
         multicast: dict[str, list[tuple[Token, set[str]]]] = {}  # vpc -> its messages and the hosts to apply them
         for out, payload in encoded:
             if out.multicast:
                 multicast[out.key] = [(token, out.expect) for token in self.publisher.multicast(out.key, payload, request_id)]
             else:
                 unicast[out.key] = self.publisher.unicast(out.key, payload, request_id, {v: follows[v] for v in out.follow}).seq
+                for key in out.fresh:
+                    carriers.setdefault(key, set()).add(out.key)
+                if out.stored:
+                    bundles.append(out.key)
         for request in requests:  # each input's own share: O(its hosts and VPCs), whatever the batch's size
-            data = request.data  # read from the smaller side: a neighbor lists a VPC's hosts, a batch unicasts to few
-            request.unicast = ({host: seq for host, seq in unicast.items() if data.lists_host(host)} if len(unicast) < data.host_count
-                               else {host: unicast[host] for host in data.hosts if host in unicast})
+            data = request.data
+            request.unicast = {host: unicast[host] for host in _carrying(data, carriers, bundles)}
             request.multicast = [(token, within(hosts, expect)) for vpc, hosts in data.targeted.items()
                                  for token, expect in multicast.get(vpc, ())]
             self.tracker.track(request)
@@ -273,3 +278,17 @@ class Engine:
             "grpc_messages": c.grpc_messages,
             "grpc_bytes": c.grpc_bytes,
         }
+
+
+def _carrying(data: Input, carriers: Mapping[ResourceKey, set[str]], bundles: list[str]) -> set[str]:
+    """The hosts whose unicast message carries a resource `data` lists for them (by its
+    groups' keys; a set intersection reads the smaller side), and the hosts joining a VPC
+    that it lists (their message carries the VPC's states). Not a message that carries only
+    other inputs' resources to a host it lists: a batch of N inputs would wait N x N times."""
+    out = {host for host in bundles if data.lists_host(host)}
+    for group in data.groups:
+        for key in group.keys:
+            hosts = carriers.get(key)
+            if hosts:
+                out.update(hosts & group.hosts)
+    return out

@@ -501,6 +501,21 @@ def test_an_input_of_a_batch_waits_for_no_unicast_to_a_host_it_does_not_list() -
     assert list(got) == ["ab"]
 
 
+def test_an_input_of_a_batch_waits_for_no_unicast_that_carries_only_another_inputs_resources() -> None:
+    eng, bus, topics, acas = cluster()
+    got: dict[str, gsp.GoalStateOperationReply] = {}
+    on_a, on_b = port_goal("p8", "vpc-1", A, "10.1.0.8", HOSTS), port_goal("p9", "vpc-1", B, "10.1.0.9", HOSTS)
+    eng.submit_many([(on_a, lambda r: got.__setitem__("a", r)), (on_b, lambda r: got.__setitem__("b", r))])
+    sink = bus.sink()
+    for m in acas.new():  # every host applies the VPC's message; of the unicasts only A's (p8), not B's (p9)
+        multicast = m.topic == topics.multicast
+        for host in HOSTS if multicast else [m.key] if m.key == A else []:
+            sink.send(ack(gs.GoalStateV2.FromString(m.value), m.headers, host, topics.reply, multicast=multicast))
+    acas.pump()
+    assert list(got) == ["a"]  # p8's input lists B for nb-p8 only, which went by multicast
+    assert statuses(got["a"]) == {"p8": common.SUCCESS, "dhcp-p8": common.SUCCESS, "nb-p8": common.SUCCESS}
+
+
 def test_a_resource_shared_with_an_input_to_a_silent_host_is_success_where_its_own_hosts_applied_it() -> None:
     eng, _, _, acas = cluster(timeout=10.0)
     got: dict[str, gsp.GoalStateOperationReply] = {}

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from alcor.schema import common_pb2 as common
-from alcor.schema import goalstate_pb2 as gs
 from dpm_server.inputs import Input, within
 from dpm_server.snapshot import Change, Snapshot, Stored
-from gsmq.resources import VPC_WIDE, ResourceKey, host_listing
+from gsmq.resources import VPC_WIDE, ResourceKey, head, host_listing
 from gsmq.wire import Strategy
 
 
@@ -88,7 +87,7 @@ def encode(out: Outgoing, data: Input, snapshot: Snapshot) -> bytes:
     """The GoalStateV2 bytes of `out`: listed for its host when unicast, pieces concatenated."""
     fresh = set(out.fresh) if out.stored else set()
     stored = [held for k, held in out.stored.items() if k not in fresh]
-    parts = [gs.GoalStateV2(format_version=data.format_version).SerializeToString()]
+    parts = [head(data.format_version)]
     if not out.multicast:
         parts.append(host_listing(out.key, [*(data.refs[k] for k in out.fresh), *(held.ref for held in stored)]))
     parts += [data.pieces[k] for k in out.fresh]

@@ -31,6 +31,7 @@ from gsmq.resources import (
     VPC_WIDE,
     Order,
     ResourceKey,
+    head,
     host_listing,
     is_full,
     iter_states,
@@ -138,10 +139,10 @@ class Snapshot:
     def message(self, keys: list[ResourceKey], host: str | None = None, format_version: int = 1) -> bytes:
         """A serialized GoalStateV2 of these stored resources (listed for `host` if given)."""
         held = [self.resources[k] for k in keys if k in self.resources]
-        head = gs.GoalStateV2(format_version=format_version).SerializeToString()
+        start = head(format_version)
         if host is not None:
-            head += host_listing(host, [stored.ref for stored in held])
-        return head + b"".join(stored.piece for stored in held)
+            start += host_listing(host, [stored.ref for stored in held])
+        return start + b"".join(stored.piece for stored in held)
 
     def as_goal_state(self, host: str, strategy: str) -> gs.GoalStateV2:
         """The host's view as one GoalStateV2 (for status and comparison)."""

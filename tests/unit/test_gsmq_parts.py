@@ -10,7 +10,7 @@ from alcor.schema import goalstate_pb2 as gs
 from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import murmur2, partition_for
-from gsmq.resources import MAP_FIELD, VPC_WIDE, host_listing, iter_states, piece_of, ref_piece, vpc_of
+from gsmq.resources import MAP_FIELD, VPC_WIDE, head, host_listing, iter_states, piece_of, ref_piece, state_map, vpc_of
 from gsmq.topics import Topics
 from gsmq.transport import Envelope, MemoryBus, Sending
 
@@ -151,14 +151,19 @@ def test_iter_states_and_vpc_of() -> None:
                    (common.GATEWAY, "g2"): "", (common.DHCP, "d1"): ""}
 
 
-@pytest.mark.parametrize("host", ["10.0.0.1", "h" * 300, "hôte"])
-def test_pieces_concatenate_into_exactly_the_message_protobuf_writes(host: str) -> None:
-    refs = [(common.VPC, "vpc-1"), (common.PORT, "p0"), (common.NEIGHBOR, ""), (common.DHCP, "d" * 200)]
-    want = gs.GoalStateV2(format_version=3)
-    want.host_resources[host].resources.extend(gs.ResourceIdType(type=t, id=i) for t, i in refs)
-    want.port_states["p0"].configuration.id = "p0"
-    got = gs.GoalStateV2(format_version=3).SerializeToString() + host_listing(host, [ref_piece(t, i) for t, i in refs])
-    got += piece_of(common.PORT, "p0", want.port_states["p0"])
+@pytest.mark.parametrize(("host", "version"), [("10.0.0.1", 3), ("h" * 300, 0), ("hôte", 1 << 20)])
+def test_pieces_concatenate_into_exactly_the_message_protobuf_writes(host: str, version: int) -> None:
+    refs = [(common.VPC, "vpc-1"), (common.PORT, "p0"), (common.NEIGHBOR, ""), (common.DHCP, "d" * 200), (0, "x"), (0, "")]
+    want = gs.GoalStateV2(format_version=version)
+    want.host_resources[host].resources.extend(gs.ResourceIdType(type=t, id=i) for t, i in refs)  # type: ignore[arg-type]
+    ids = ["p0", "", "d" * 200, "é"]  # one state of each type, with ids of every kind, some states empty
+    for n, rtype in enumerate(sorted(MAP_FIELD)):
+        state = state_map(want, rtype)[ids[n % len(ids)]]
+        if n % 2:
+            state.operation_type = common.UPDATE
+    got = head(version) + host_listing(host, [ref_piece(t, i) for t, i in refs])
+    number = {rtype: gs.GoalStateV2.DESCRIPTOR.fields_by_name[name].number for rtype, name in MAP_FIELD.items()}
+    got += b"".join(piece_of(rtype, rid, state) for rtype, rid, state in sorted(iter_states(want), key=lambda t: number[t[0]]))
     assert got == want.SerializeToString()
 
 

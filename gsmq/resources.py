@@ -74,7 +74,8 @@ def iter_states(goal: gs.GoalStateV2 | parts_pb2.GoalStateV2Parts) -> Iterator[t
 # made is an arena of protobuf's, and its Python runtime trims the process's heap
 # (`malloc_trim`) every 10,000 arena blocks freed; the pages trimmed are faulted in again.
 _STATE_FIELD: dict[int, int] = {t: gs.GoalStateV2.DESCRIPTOR.fields_by_name[name].number for t, name in MAP_FIELD.items()}
-_HEADS: dict[int, bytes] = {}  # format_version -> `head`
+_HEADS: dict[int, bytes] = {}  # format_version -> `head`; a caller's version, so bounded
+HEADS_KEPT = 16
 
 
 def piece_of(rtype: int, rid: str, state: Any) -> bytes:
@@ -92,7 +93,9 @@ def head(format_version: int) -> bytes:
     """A GoalStateV2 holding only its format_version, serialized: the start of a message of pieces."""
     out = _HEADS.get(format_version)
     if out is None:
-        out = _HEADS[format_version] = gs.GoalStateV2(format_version=format_version).SerializeToString()
+        out = gs.GoalStateV2(format_version=format_version).SerializeToString()
+        if len(_HEADS) < HEADS_KEPT:
+            _HEADS[format_version] = out
     return out
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
-from gsmq import wire
+from gsmq import resources, wire
 from gsmq.kafka import KafkaSettings
 from gsmq.partition import murmur2, partition_for
 from gsmq.resources import MAP_FIELD, VPC_WIDE, head, host_listing, iter_states, piece_of, ref_piece, state_map, vpc_of
@@ -165,6 +165,12 @@ def test_pieces_concatenate_into_exactly_the_message_protobuf_writes(host: str, 
     number = {rtype: gs.GoalStateV2.DESCRIPTOR.fields_by_name[name].number for rtype, name in MAP_FIELD.items()}
     got += b"".join(piece_of(rtype, rid, state) for rtype, rid, state in sorted(iter_states(want), key=lambda t: number[t[0]]))
     assert got == want.SerializeToString()
+
+
+def test_message_heads_are_protobufs_and_a_callers_many_versions_are_not_all_kept() -> None:
+    for version in range(3 * resources.HEADS_KEPT):
+        assert head(version) == gs.GoalStateV2(format_version=version).SerializeToString()
+    assert len(resources._HEADS) <= resources.HEADS_KEPT
 
 
 def test_kafka_settings_defaults_and_pass_through() -> None:

@@ -128,7 +128,7 @@ class Engine:
         self.publisher.host_topics(out.key for out, _ in encoded if not out.multicast)
         unicast: dict[str, int] = {}
         carriers: dict[ResourceKey, set[str]] = {}  # a key -> the hosts whose unicast message carries it from the inputs
-        bundles: list[str] = []  # hosts whose unicast message carries the states of VPCs they join
+        bundles: set[str] = set()  # hosts whose unicast message carries the states of VPCs they join
         multicast: dict[str, list[tuple[Token, set[str]]]] = {}  # vpc -> its messages and the hosts to apply them
         for out, payload in encoded:
             if out.multicast:
@@ -138,7 +138,7 @@ class Engine:
                 for key in out.fresh:
                     carriers.setdefault(key, set()).add(out.key)
                 if out.stored:
-                    bundles.append(out.key)
+                    bundles.add(out.key)
         for request in requests:  # each input's own share: O(its hosts and VPCs), whatever the batch's size
             data = request.data
             request.unicast = {host: unicast[host] for host in _carrying(data, carriers, bundles)}
@@ -280,13 +280,15 @@ class Engine:
         }
 
 
-def _carrying(data: Input, carriers: Mapping[ResourceKey, set[str]], bundles: list[str]) -> set[str]:
+def _carrying(data: Input, carriers: Mapping[ResourceKey, set[str]], bundles: set[str]) -> set[str]:
     """The hosts whose unicast message carries a resource `data` lists for them (by its
-    groups' keys; a set intersection reads the smaller side), and the hosts joining a VPC
-    that it lists (their message carries the VPC's states). Not a message that carries only
-    other inputs' resources to a host it lists: a batch of N inputs would wait N x N times."""
-    out = {host for host in bundles if data.lists_host(host)}
+    groups' keys), and the hosts joining a VPC that it lists (their message carries the
+    VPC's states); each set intersection reads the smaller side. Not a message that carries
+    only other inputs' resources to a host it lists: a batch of N inputs would wait N x N times."""
+    out: set[str] = set()
     for group in data.groups:
+        if bundles:
+            out.update(bundles & group.hosts)
         for key in group.keys:
             hosts = carriers.get(key)
             if hosts:

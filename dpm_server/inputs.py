@@ -85,10 +85,6 @@ class Input:
             self._count = len(self.hosts)
         return self._count
 
-    def lists_host(self, host: str) -> bool:
-        """Whether `host` is listed (for anything or nothing): O(groups)."""
-        return host in self._hosts if self._hosts is not None else any(host in g.hosts for g in self.groups)
-
     def keys_of(self, host: str) -> list[ResourceKey]:
         """What `host` is listed for, in listing order: O(groups), for a few hosts."""
         return list(dict.fromkeys(k for g in self.groups if host in g.hosts for k in g.keys))

@@ -69,11 +69,12 @@ def iter_states(goal: gs.GoalStateV2 | parts_pb2.GoalStateV2Parts) -> Iterator[t
             yield rtype, rid, state
 
 
+# ResourceType -> the field number of its GoalStateV2 map.
+_STATE_FIELD: dict[int, int] = {t: gs.GoalStateV2.DESCRIPTOR.fields_by_name[name].number for t, name in MAP_FIELD.items()}
 # Pieces are written from the states' bytes, as protobuf writes a map entry (key and value
 # always, even when empty) or a repeated message: no message is made for one. Each message
 # made is an arena of protobuf's, and its Python runtime trims the process's heap
 # (`malloc_trim`) every 10,000 arena blocks freed; the pages trimmed are faulted in again.
-_STATE_FIELD: dict[int, int] = {t: gs.GoalStateV2.DESCRIPTOR.fields_by_name[name].number for t, name in MAP_FIELD.items()}
 _HEADS: dict[int, bytes] = {}  # format_version -> `head`; a caller's version, so bounded
 HEADS_KEPT = 16
 
@@ -112,7 +113,7 @@ def host_listing(host: str, refs: Iterable[bytes]) -> bytes:
 # GoalStateV2 field numbers read by `read_bundle`.
 _INT32_MAX = 0x7FFFFFFF
 _HOST_RESOURCES: int = gs.GoalStateV2.DESCRIPTOR.fields_by_name["host_resources"].number
-_VPC_WIDE_FIELD: dict[int, int] = {gs.GoalStateV2.DESCRIPTOR.fields_by_name[MAP_FIELD[t]].number: t for t in VPC_WIDE}
+_VPC_WIDE_FIELD: dict[int, int] = {_STATE_FIELD[t]: t for t in VPC_WIDE}
 
 
 def read_bundle(raw: bytes, host: str) -> tuple[list[ResourceKey], list[tuple[int, bytes]]] | None:

@@ -516,6 +516,18 @@ def test_an_input_of_a_batch_waits_for_no_unicast_that_carries_only_another_inpu
     assert statuses(got["a"]) == {"p8": common.SUCCESS, "dhcp-p8": common.SUCCESS, "nb-p8": common.SUCCESS}
 
 
+def test_an_input_of_a_batch_waits_for_a_joining_host_whose_message_carries_its_vpcs_states() -> None:
+    eng, _, _, acas = cluster()
+    got: dict[str, gsp.GoalStateOperationReply] = {}
+    d = "10.0.0.4"
+    joins, on_a = port_goal("p10", "vpc-1", d, "10.1.0.10", [*HOSTS, d]), port_goal("p9", "vpc-1", A, "10.1.0.9", [*HOSTS, d])
+    eng.submit_many([(joins, lambda r: got.__setitem__("d", r)), (on_a, lambda r: got.__setitem__("a", r))])
+    acas.reply(HOSTS)  # D joins vpc-1 in this batch: nb-p9 reaches it in its own message, which it has not applied
+    assert got == {}
+    acas.reply([d])
+    assert sorted(got) == ["a", "d"]
+
+
 def test_a_resource_shared_with_an_input_to_a_silent_host_is_success_where_its_own_hosts_applied_it() -> None:
     eng, _, _, acas = cluster(timeout=10.0)
     got: dict[str, gsp.GoalStateOperationReply] = {}

@@ -28,7 +28,7 @@ from alcor.schema import common_pb2 as common
 from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server import ackwire
 from dpm_server.ackwire import AckFields, fields_of
-from dpm_server.inputs import Input
+from dpm_server.inputs import Input, base_of, out_of, same
 from gsmq import wire
 from gsmq.resources import ResourceKey
 from gsmq.transport import Envelope, Record
@@ -134,6 +134,7 @@ class VpcQueue:
     hosts: set[str] | None  # its last fanout's hosts: the next fanout with the same hosts shares them
     members: set[str]
     marks: list[int]
+    held: set[str] | None  # a set known to lie within `members` (they only grow): what its parts join is there
 
     def __init__(self) -> None:
         self.seqs = []
@@ -144,6 +145,7 @@ class VpcQueue:
         self.hosts = None
         self.members = set()
         self.marks = []
+        self.held = None
 
     def moved(self, host: str, was: int, now: int) -> None:
         """`host`'s watermark went from `was` to `now`: move its mark. Members' marks are
@@ -155,7 +157,7 @@ class VpcQueue:
 
     def shared(self, hosts: set[str]) -> set[str]:
         """`hosts`, or the equal set of the last fanout (kept once, and joined to the members once)."""
-        if self.hosts is not None and self.hosts == hosts:
+        if self.hosts is not None and same(self.hosts, hosts):
             return self.hosts
         self.hosts = hosts
         return hosts
@@ -331,16 +333,25 @@ class AckTracker:
         hosts, seq, covered = fanout.hosts, fanout.seq, fanout.request.covered
         if covered or 2 * len(hosts) < len(queue.members):
             return sum(1 for mark in self._marks(hosts - covered if covered else hosts, vpc) if mark < seq)
-        others = sum(1 for mark in self._marks(queue.members - hosts, vpc) if mark < seq)
+        members = queue.members
+        # members that are the set the hosts were made from: those not among them are its few out
+        is_base = base_of(hosts) is queue.held and len(members) == len(hosts) + len(out_of(hosts))
+        others = sum(1 for mark in self._marks(out_of(hosts) if is_base else members - hosts, vpc) if mark < seq)
         return bisect_left(queue.marks, seq) - others
 
     def _join(self, vpc: str, queue: VpcQueue, hosts: set[str]) -> None:
-        """Add the hosts new to the queue's members, and their watermarks to its marks."""
+        """Add the hosts new to the queue's members, and their watermarks to its marks:
+        none, without reading them, when the set they were made from is held already."""
+        base = base_of(hosts)
+        if base is queue.held:
+            return
         new = hosts - queue.members
         if new:
             queue.members |= new
             queue.marks.extend(self._marks(new, vpc))
             queue.marks.sort()
+        if all(h in queue.members for h in out_of(hosts)):  # the whole base is in now
+            queue.held = base
 
     def _marks(self, hosts: Iterable[str], vpc: str) -> list[int]:
         """The hosts' watermarks in the VPC (0: none yet), in their order."""

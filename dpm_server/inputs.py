@@ -18,6 +18,7 @@ from typing import Any, Final
 from google.protobuf.message import DecodeError
 
 from alcor.schema import goalstate_pb2 as gs
+from dpm_server.hostsets import Part
 from gsmq.resources import VPC_WIDE, Order, ResourceKey, iter_states, order, piece_of, ref_piece, vpc_of
 from gsmq.v1 import parts_pb2
 
@@ -59,12 +60,13 @@ class Input:
         """The input encoded in `raw` (InputError when it is not a GoalStateV2)."""
         try:
             parts = parts_pb2.GoalStateV2Parts.FromString(raw)
-            groups, count = _groups(parts.host_resources)
+            groups, count, everyone = _groups(parts.host_resources)
         except (DecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"not a GoalStateV2: {exc}") from exc
         states = {(rtype, sys.intern(rid)): state for rtype, rid, state in iter_states(parts)}
         made = cls(parts.format_version, states, groups)
         made._count = count
+        made._hosts = everyone
         return made
 
     @classmethod
@@ -75,7 +77,7 @@ class Input:
     def hosts(self) -> set[str]:
         """Every host listed (for anything or nothing)."""
         if self._hosts is None:
-            self._hosts = self.groups[0].hosts if len(self.groups) == 1 else set().union(*(g.hosts for g in self.groups))
+            self._hosts = united([g.hosts for g in self.groups]) if self.groups else set()
         return self._hosts
 
     @property
@@ -101,8 +103,7 @@ class Input:
             for g in self.groups:
                 for vpc in {self.vpcs[k] for k in g.keys if k[0] in VPC_WIDE and self.vpcs.get(k)}:
                     out.setdefault(vpc, []).append(g.hosts)
-            # a VPC that one group lists takes the group's set as it is
-            self._targeted = {vpc: sets[0] if len(sets) == 1 else set().union(*sets) for vpc, sets in out.items()}
+            self._targeted = {vpc: united(sets) for vpc, sets in out.items()}
         return self._targeted
 
     def listing(self) -> dict[str, list[ResourceKey]]:
@@ -158,11 +159,64 @@ class Input:
 
 def within(hosts: set[str], *bounds: set[str]) -> set[str]:
     """`hosts` & every bound: `hosts` itself, uncopied, when it lies within them all (as a
-    neighbor's hosts lie within its VPC's members). The sets are never changed once made."""
+    neighbor's hosts lie within its VPC's members); a bound that is the set `hosts` was
+    made from (`base_of`), or a part of the same one, is not read. The sets are never
+    changed once made."""
     for bound in bounds:
-        if hosts is not bound and not hosts <= bound:
+        if not _lies_within(hosts, bound):
             return hosts.intersection(*bounds)
     return hosts
+
+
+def _lies_within(hosts: set[str], bound: set[str]) -> bool:
+    """hosts <= bound: O(their `out`) when `bound` is the base of `hosts`, or a part of it."""
+    if hosts is bound:
+        return True
+    base = base_of(hosts)
+    if bound is base:
+        return True
+    if base_of(bound) is base:  # base less a few within base less others: the few are among the others
+        return out_of(bound) <= out_of(hosts)
+    return hosts <= bound
+
+
+def part(base: set[str], out: set[str]) -> set[str]:
+    """`base` less `out` (a few of its hosts), as a `Part` of it."""
+    return Part(base, out)
+
+
+def base_of(hosts: set[str]) -> set[str]:
+    """The set `hosts` was made from as a `Part`, else `hosts` itself: `hosts` lies within it."""
+    return hosts.base if type(hosts) is Part else hosts
+
+
+def out_of(hosts: set[str]) -> set[str]:
+    """`base_of(hosts)` less `hosts`: a few hosts, none for a set that is not a `Part`."""
+    return hosts.out if type(hosts) is Part else set()
+
+
+def same(a: set[str], b: set[str]) -> bool:
+    """a == b: O(their `out`) when both are parts of one base."""
+    if a is b:
+        return True
+    if type(a) is Part and type(b) is Part and a.base is b.base:
+        return bool(a.out == b.out)
+    return a == b
+
+
+def united(sets: list[set[str]]) -> set[str]:
+    """The union of `sets` (one of them as it is when alone): O(their `out`) when all are
+    one base or parts of it, the base itself when no host is out of every one."""
+    if len(sets) == 1:
+        return sets[0]
+    base = base_of(sets[0])
+    if all(base_of(s) is base for s in sets):
+        outs = [out_of(s) for s in sets if s is not base]
+        if len(outs) < len(sets):
+            return base
+        common = outs[0].intersection(*outs[1:])
+        return part(base, common) if common else base
+    return set().union(*sets)
 
 
 def as_input(goal: gs.GoalStateV2 | Input) -> Input:
@@ -189,25 +243,38 @@ def merge(inputs: Sequence[Input]) -> Input:
     return Input(inputs[-1].format_version, states, groups)
 
 
-def _groups(entries: Sequence[bytes]) -> tuple[list[Group], int | None]:
-    """The host_resources entries as groups, and how many hosts they list (None: not counted here).
-    Each entry is split into its host and the rest when it starts with its key (as every
-    serializer writes a map entry); the rest of each distinct listing is parsed once, and any
-    entry that does not split so, a rest that names a key again, or a host given in two
-    entries (the last one wins) sends the whole map to the exact path (`_groups_exactly`)."""
+def _groups(entries: Sequence[bytes]) -> tuple[list[Group], int | None, set[str] | None]:
+    """The host_resources entries as groups, how many hosts they list (None: not counted
+    here) and, when known, the set of those hosts (`_split`). Each entry is split into its
+    host and the rest when it starts with its key (as every serializer writes a map entry);
+    the rest of each distinct listing is parsed once, and any entry that does not split so,
+    a rest that names a key again, or a host given in two entries (the last one wins) sends
+    the whole map to the exact path (`_groups_exactly`)."""
     split = _split(entries)
     if split is None:
-        return _groups_exactly(entries), None
+        return _groups_exactly(entries), None, None
+    rests, everyone = split
     by_keys: dict[tuple[ResourceKey, ...], list[str]] = {}
-    for rest, hosts in split.items():
+    for rest, hosts in rests.items():
         entry = parts_pb2.HostResourcesEntry.FromString(rest)
         if entry.HasField("host"):  # a key after the value: the later one wins
-            return _groups_exactly(entries), None
+            return _groups_exactly(entries), None, None
         by_keys.setdefault(_keys(entry), []).extend(hosts)
+    if everyone is not None:  # each host once: the largest group is everyone less the others
+        return _parts(by_keys, everyone), len(entries), everyone
     groups = [Group(keys, set(hosts)) for keys, hosts in by_keys.items()]
     if not _apart(groups, len(entries)):
-        return _groups_exactly(entries), None
-    return groups, len(entries)
+        return _groups_exactly(entries), None, None
+    return groups, len(entries), None
+
+
+def _parts(by_keys: dict[tuple[ResourceKey, ...], list[str]], everyone: set[str]) -> list[Group]:
+    """Groups of hosts listed once each, `everyone` in all: the largest as a `Part` of it
+    (a copy less a few, not a set built host by host), or `everyone` itself when alone."""
+    largest = max(by_keys.values(), key=len)
+    others = {host for hosts in by_keys.values() if hosts is not largest for host in hosts}
+    return [Group(keys, (part(everyone, others) if others else everyone) if hosts is largest else set(hosts))
+            for keys, hosts in by_keys.items()]
 
 
 def _apart(groups: list[Group], entries: int) -> bool:
@@ -236,17 +303,36 @@ NAMES_KEPT = 1 << 21
 _KEYS: list[tuple[bytes, str]] = []
 KEYS_KEPT = 1 << 17
 KEYS_TRIED = 8
+MOVES_SEEN = 64  # a listing with more ids moved is not compared with the one before
 
 
-def _split(entries: Sequence[bytes]) -> dict[bytes, list[str]] | None:
-    """{rest of an entry: the hosts whose entry it ends, in order}; None unless every entry
-    starts with a key of fewer than 128 bytes. A host given twice stands twice. Each host id
-    is decoded once per process (`_NAMES`, `_KEYS`; UnicodeDecodeError when one is not UTF-8)."""
+@dataclass(slots=True)
+class _Listing:
+    """The listing whose ids `_KEYS` holds: its positions (-1: not read whole) and, once a
+    listing named them again in another order, the set of them (never changed: replaced)."""
+
+    size: int = -1
+    hosts: set[str] | None = None
+
+
+_LAST = _Listing()
+
+
+def _split(entries: Sequence[bytes]) -> tuple[dict[bytes, list[str]], set[str] | None] | None:
+    """{rest of an entry: the hosts whose entry it ends, in order}, and the set of the hosts
+    listed when they are those of the listing before, each once, in another order (`_LAST`;
+    else None). None unless every entry starts with a key of fewer than 128 bytes. A host
+    given twice stands twice. Each host id is decoded once per process (`_NAMES`, `_KEYS`;
+    UnicodeDecodeError when one is not UTF-8)."""
     keys = _KEYS
+    size, held = _LAST.size, _LAST.hosts
+    _LAST.size, _LAST.hosts = -1, None  # until this listing is read whole: it changes `keys`
     out: dict[bytes, list[str]] = {}
     last = b""
     hosts: list[str] = []  # the hosts of `last`
     looking, found_any = True, False  # a listing whose first KEYS_TRIED keys are all new is read without them
+    gone: list[str] = []  # the ids that other ones replaced at their positions of the listing before
+    came: list[str] = []  # those other ones
     for i, e in enumerate(entries):
         n = e[1] if len(e) > 1 and e[0] == 0x0A else 0x80  # field 1, length-delimited; a 1-byte length
         if n >= 0x80 or len(e) < n + 2:
@@ -263,12 +349,32 @@ def _split(entries: Sequence[bytes]) -> dict[bytes, list[str]] | None:
             if looking and i < KEYS_KEPT:  # positions fill in order: i is at most len(keys)
                 pair = (e[: n + 2], name)
                 if i < len(keys):
+                    if i < size and len(gone) < MOVES_SEEN:
+                        gone.append(keys[i][1])
+                        came.append(name)
                     keys[i] = pair
                 else:
                     keys.append(pair)
         hosts.append(name)
         looking = looking and (found_any or i + 1 < KEYS_TRIED)
-    return out
+    count = len(entries) if looking and len(entries) <= KEYS_KEPT else -1
+    return out, _listed(keys, count, count == size and len(gone) < MOVES_SEEN and sorted(gone) == sorted(came), held)
+
+
+def _listed(keys: list[tuple[bytes, str]], size: int, moved: bool, held: set[str] | None) -> set[str] | None:
+    """Keep in `_LAST` the listing just read into `keys` (`size` positions; -1: not read
+    whole). When it is the listing before `moved` about (as many hosts; the ids replaced at
+    their positions are the ids that replaced them), its hosts as a set (`held`, that
+    listing's, or made now), unless one is listed twice."""
+    _LAST.size = size
+    if not moved or size <= 0:
+        return None
+    if held is None:
+        held = {name for _, name in keys[:size]}
+        if len(held) < size:  # a host listed twice: not a set of them all
+            return None
+    _LAST.hosts = held
+    return held
 
 
 def _name(raw: bytes) -> str:

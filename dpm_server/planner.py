@@ -65,14 +65,16 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
         for vpc, keys in wide.items():
             # a member gets them by multicast, except a DELETE for a VPC it joins now (not in its bundle)
             deleted = [k for k in keys if data.states[k].operation_type == common.DELETE]
-            for host in group.hosts - snapshot.members.get(vpc, set()):
+            for host in snapshot.outside(vpc, group.hosts):
                 fresh.setdefault(host, {}).update(dict.fromkeys(keys))
             for host in group.hosts & change.joiners(vpc) if deleted else ():
                 fresh.setdefault(host, {}).update(dict.fromkeys(deleted))
     for vpc, keys in by_vpc.items():
         before = change.members_of(vpc, snapshot)
         if before:  # joining hosts get these states in their unicast bundle
-            expect = within(data.targeted.get(vpc, set()), before, snapshot.members.get(vpc, set()))
+            targeted, members = data.targeted.get(vpc, set()), snapshot.members.get(vpc, set())
+            known = before is members and snapshot.within_members(vpc, targeted)
+            expect = targeted if known else within(targeted, before, members)
             out.append(Outgoing(True, vpc, fresh=keys, expect=expect))
     for host in sorted(fresh.keys() | change.joined.keys()):
         joined = change.joined.get(host, set())

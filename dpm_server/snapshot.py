@@ -23,7 +23,7 @@ from typing import Any
 
 from alcor.schema import common_pb2 as common
 from alcor.schema import goalstate_pb2 as gs
-from dpm_server.inputs import Input, as_input
+from dpm_server.inputs import Input, as_input, base_of
 from gsmq.resources import (
     HAS_UPDATE_TYPE,
     NEEDS_SUBNET,
@@ -108,6 +108,9 @@ class Snapshot:
         self.holders: dict[ResourceKey, set[str]] = defaultdict(set)  # id -> hosts listing it
         self.addresses: dict[str, set[ResourceKey]] = defaultdict(set)  # fixed IP -> ports/neighbors holding it
         self.touched: set[ResourceKey] = set()  # ids whose state or hosts changed since `take_touched`
+        # vpc -> (hosts, whether they lie within its members, the members' count then), for
+        # `within_members`: kept until a member leaves (a join keeps "within" true).
+        self._within: dict[str, tuple[set[str], bool, int]] = {}
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -116,6 +119,31 @@ class Snapshot:
 
     def host_vpcs(self, host: str) -> set[str]:
         return set(self.host_ports.get(host, ()))
+
+    def within_members(self, vpc: str, hosts: set[str]) -> bool:
+        """Whether `hosts` are known to lie within the VPC's members: so when the set they
+        were made from (`base_of`) does, checked once per VPC until a member leaves (a
+        `Part`'s base is checked here, O(its hosts); any other set is only looked up)."""
+        members = self.members.get(vpc)
+        if not members:
+            return False
+        base = base_of(hosts)
+        known = self._within.get(vpc)
+        if known is not None and known[0] is base and (known[1] or known[2] == len(members)):
+            return known[1]
+        if base is hosts:
+            return False
+        held = base <= members
+        self._within[vpc] = (base, held, len(members))
+        return held
+
+    def outside(self, vpc: str, hosts: set[str]) -> set[str]:
+        """`hosts` that are not members of the VPC: none, without reading them, when they
+        are known to lie within (`within_members`)."""
+        members = self.members.get(vpc)
+        if not members:
+            return hosts
+        return set() if self.within_members(vpc, hosts) else hosts - members
 
     def view(self, host: str, strategy: str) -> list[ResourceKey]:
         """Every resource `host` should hold under `strategy`, sorted."""
@@ -254,13 +282,14 @@ class Snapshot:
             for vpc in had - after:
                 change.left[host].add(vpc)
                 self._discard(self.members, vpc, host)
+                self._within.pop(vpc, None)
                 left.append((host, vpc))
         for group, keys in wide_only:
             by_vpc: dict[str, list[ResourceKey]] = defaultdict(list)
             for key in keys:
                 by_vpc[self.resources[key].vpc].append(key)
             for vpc, mine in by_vpc.items():
-                for name in group.hosts - self.members.get(vpc, set()):
+                for name in self.outside(vpc, group.hosts):
                     host = sys.intern(name)
                     self.listed[host].update(mine)
                     self.touched.update(mine)

@@ -17,7 +17,9 @@ from test_dpm_service import running_dpm, statuses
 
 from aca_agent.testing import goal_state, port, subnet
 from alcor.schema import common_pb2 as common
+from dpm_server import inputs
 from dpm_server.acks import decode_acks
+from gs_bench.scenarios import Storm
 from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import ensure_topics, partition_count
@@ -79,6 +81,28 @@ async def test_a_message_lost_before_the_agent_read_it_is_passed_by_its_resync_a
             assert statuses(reply) == {"port-1": common.SUCCESS}  # once the resync, past the lost message, is applied
             held = await agent.host_state(H)
             assert held.port_states["port-1"] == (await dpm.status.GetHostSnapshot(status_pb2.HostId(host_id=H))).port_states["port-1"]
+
+
+async def test_ports_of_one_vpc_each_listing_every_other_host_are_answered_once_those_hosts_applied(
+    bootstrap: str, topics: Topics
+) -> None:
+    """A one-VPC storm as the bench writes it (each port's input lists its own host first,
+    then every other host of the VPC for its neighbor): the DPM reads the neighbor's hosts as
+    a part of the VPC's set of hosts, and each input is answered SUCCESS once those hosts
+    (a simulator of all four, through the broker) applied it; each holds every neighbor but its own."""
+    storm = Storm(4, 1, 12, first_host="10.7.1.1")
+    hosts = storm.host_list
+    sim = ["sim", "--hosts", "4", "--first-host", hosts[0], "--name", "parts"]
+    async with running_dpm(bootstrap, topics, "vpc-multicast") as dpm, \
+            running_agent(bootstrap, topics, *sim, "--dpm-address", dpm.address) as agent:
+        await dpm.push(*storm.subnets())
+        replies = await dpm.push_each(*(storm.message(i) for i in range(4)))  # bring-up: each host joins with its first port
+        replies += await dpm.push(*(storm.message(i) for i in range(4, 12)))  # the rest in one stream
+        assert [set(statuses(r).values()) for r in replies] == [{common.SUCCESS}] * 12
+        assert inputs._LAST.hosts == set(hosts)  # the last listings were read as parts of it
+        for host in hosts:
+            state = await agent.host_state(host)
+            assert set(state.neighbor_states) == {f"nb-{storm.port(i).id}" for i in range(12) if storm.port(i).host != host}
 
 
 def _high_watermark(kafka: KafkaSettings, partition: TopicPartition) -> int:

@@ -21,6 +21,7 @@ from alcor.schema import goalstateprovisioner_pb2 as gsp
 from dpm_server.acks import AckTracker, decode_acks
 from dpm_server.ackwire import AckFields
 from dpm_server.engine import Engine
+from dpm_server.hostsets import Part
 from dpm_server.inputs import Input
 from dpm_server.service import Batcher, Budget, Provisioner
 from dpm_server.testing import ack, goal, memory_engine, neighbor, port_goal, published, security_group, subnet_goal
@@ -199,10 +200,33 @@ def test_requests_complete_exactly_when_every_listed_host_passed_their_message(l
     """Against the plain rule (request i is done when each of its hosts acked a watermark
     at or past its message): never early; all of them by the straggler tick; every one
     once every host acked everything."""
+    inputs = [goal([security_group(f"sg-{i}", "vpc-1")], {host: [f"sg-{i}"] for host in hosts}) for i, hosts in enumerate(listed)]
+    complete_exactly(inputs, listed, acks)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(own=st.lists(st.sampled_from(HOSTS), min_size=2, max_size=8),
+       acks=st.lists(st.tuples(st.sampled_from(HOSTS), st.integers(0, 7)), max_size=12))
+def test_requests_listing_every_host_but_one_complete_exactly_when_the_others_passed(own: list[str],
+                                                                                   acks: list[tuple[str, int]]) -> None:
+    """As above, each input listing its state for every host but one (listed first, for
+    nothing), as a port's neighbor is: the DPM reads the hosts as a part of their set, and
+    the tracker counts them by the one out."""
+    listed = [[h for h in HOSTS if h != one] for one in own]
+    inputs = [goal([security_group(f"sg-{i}", "vpc-1")], {one: [], **{host: [f"sg-{i}"] for host in hosts}})
+              for i, (one, hosts) in enumerate(zip(own, listed, strict=True))]
+    assert Part in complete_exactly(inputs, listed, acks)
+
+
+def complete_exactly(inputs: list[gs.GoalStateV2], listed: list[list[str]], acks: list[tuple[str, int]]) -> set[type]:
+    """Submit the inputs, each a multicast of vpc-1 listed for `listed[i]`, and check their
+    completion against the acks as the tests above say; the types of the sets of hosts the
+    tracker waited for."""
     eng, _, _, acas = cluster(timeout=30.0, retry_after=5.0)
     replies: dict[int, list[gsp.GoalStateOperationReply]] = {i: [] for i in range(len(listed))}
-    for i, hosts in enumerate(listed):
-        eng.submit(goal([security_group(f"sg-{i}", "vpc-1")], {host: [f"sg-{i}"] for host in hosts}), replies[i].append)
+    for i, message in enumerate(inputs):
+        eng.submit(message, replies[i].append)
+    kinds = {type(f.hosts) for queue in eng.tracker.queues.values() for f in queue.fanouts}
     seqs = multicast_seqs(acas)
     assert len(seqs) == len(listed)
     mark = dict.fromkeys(HOSTS, 0)
@@ -223,6 +247,7 @@ def test_requests_complete_exactly_when_every_listed_host_passed_their_message(l
         send_ack(acas, host, vpcs=[("vpc-1", seqs[-1], seqs[-1])])
     assert all(len(got) == 1 and set(statuses(got[0]).values()) == {common.SUCCESS} for got in replies.values())
     assert eng.tracker.pending == {} and eng.tracker.queues == {}
+    return kinds
 
 
 def test_statuses_merge_to_the_worst_and_times_to_the_largest() -> None:

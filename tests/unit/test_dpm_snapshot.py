@@ -4,6 +4,7 @@ leaves, deletes, consistency and routability (no Kafka)."""
 from __future__ import annotations
 
 from alcor.schema import common_pb2 as common
+from dpm_server.hostsets import Part
 from dpm_server.snapshot import Snapshot
 from dpm_server.testing import goal, neighbor, port, port_goal, security_group, subnet, subnet_goal
 
@@ -175,3 +176,16 @@ def test_a_stored_state_is_parsed_from_its_piece() -> None:
     stored = snap.resources[(common.PORT, "p0")]
     assert not hasattr(stored, "__dict__") and stored.state == given.port_states["p0"]
     assert snap.resources[(common.NEIGHBOR, "nb-p0")].located == A and stored.located is None
+
+
+def test_hosts_are_known_within_a_vpcs_members_by_their_base_until_a_member_leaves() -> None:
+    snap = build(Snapshot(MC))
+    base = {A, B, C}
+    b_and_c = Part(base, {A})
+    assert snap.outside("vpc-1", b_and_c) == set() and snap.within_members("vpc-1", b_and_c)
+    assert snap.within_members("vpc-1", base)  # the base itself, known now
+    assert not snap.within_members("vpc-1", {A, B})  # a set that is no part: not read here (unknown)
+    snap.apply(port_goal("p2", "vpc-1", C, "10.1.0.2", HOSTS, rev=2, op=common.DELETE))  # C leaves vpc-1
+    assert snap.outside("vpc-1", b_and_c) == {C} and not snap.within_members("vpc-1", b_and_c)
+    snap.apply(port_goal("p7", "vpc-1", C, "10.1.0.7", HOSTS))  # and joins again
+    assert snap.within_members("vpc-1", b_and_c) and snap.outside("vpc-1", b_and_c) == set()

@@ -315,6 +315,8 @@ class _Listing:
     hosts: set[str] | None = None
 
 
+# Read and written by one thread at a time, as `_KEYS` is by the DPM's event loop: a listing
+# read half way by another thread between two would make the count of moved ids wrong.
 _LAST = _Listing()
 
 

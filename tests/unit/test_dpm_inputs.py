@@ -192,7 +192,7 @@ def test_listings_of_the_same_hosts_moved_about_share_one_set_and_take_the_neigh
     hosts = [f"10.2.0.{i}" for i in range(1, 21)]
     # The first listing's hosts are new to the positions (the listings before named others),
     # the second is read whole, the third is the second moved about: its set is made then.
-    first, second, third, fourth = (assert_reads_like_protobuf(storm_listing(own, hosts)) for own in hosts[:4])
+    _, second, third, fourth = (assert_reads_like_protobuf(storm_listing(own, hosts)) for own in hosts[:4])
     assert fourth.hosts is third.hosts and third.hosts == set(hosts) and second.hosts is not third.hosts
     [neighbors] = [g.hosts for g in fourth.groups if len(g.hosts) > 1]
     assert type(neighbors) is Part and base_of(neighbors) is fourth.hosts and out_of(neighbors) == {hosts[3]}

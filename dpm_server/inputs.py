@@ -180,11 +180,6 @@ def _lies_within(hosts: set[str], bound: set[str]) -> bool:
     return hosts <= bound
 
 
-def part(base: set[str], out: set[str]) -> set[str]:
-    """`base` less `out` (a few of its hosts), as a `Part` of it."""
-    return Part(base, out)
-
-
 def base_of(hosts: set[str]) -> set[str]:
     """The set `hosts` was made from as a `Part`, else `hosts` itself: `hosts` lies within it."""
     return hosts.base if type(hosts) is Part else hosts
@@ -205,8 +200,9 @@ def same(a: set[str], b: set[str]) -> bool:
 
 
 def united(sets: list[set[str]]) -> set[str]:
-    """The union of `sets` (one of them as it is when alone): O(their `out`) when all are
-    one base or parts of it, the base itself when no host is out of every one."""
+    """The union of `sets` (one of them as it is when alone). When all are one base or parts
+    of it: the base itself when no host is out of every one (O(their `out`)), else a part of
+    it (a copy of the base)."""
     if len(sets) == 1:
         return sets[0]
     base = base_of(sets[0])
@@ -215,7 +211,7 @@ def united(sets: list[set[str]]) -> set[str]:
         if len(outs) < len(sets):
             return base
         common = outs[0].intersection(*outs[1:])
-        return part(base, common) if common else base
+        return Part(base, common) if common else base
     return set().union(*sets)
 
 
@@ -238,8 +234,8 @@ def merge(inputs: Sequence[Input]) -> Input:
     for inp in inputs:
         for g in inp.groups:
             by_keys.setdefault(g.keys, []).append(g)
-    groups = [same[0] if len(same) == 1 else Group(keys, set().union(*(g.hosts for g in same)))
-              for keys, same in by_keys.items()]  # a group alone is taken as it is (groups are never changed)
+    # a group alone is taken as it is (groups are never changed)
+    groups = [alike[0] if len(alike) == 1 else Group(keys, united([g.hosts for g in alike])) for keys, alike in by_keys.items()]
     return Input(inputs[-1].format_version, states, groups)
 
 
@@ -273,7 +269,7 @@ def _parts(by_keys: dict[tuple[ResourceKey, ...], list[str]], everyone: set[str]
     (a copy less a few, not a set built host by host), or `everyone` itself when alone."""
     largest = max(by_keys.values(), key=len)
     others = {host for hosts in by_keys.values() if hosts is not largest for host in hosts}
-    return [Group(keys, (part(everyone, others) if others else everyone) if hosts is largest else set(hosts))
+    return [Group(keys, (Part(everyone, others) if others else everyone) if hosts is largest else set(hosts))
             for keys, hosts in by_keys.items()]
 
 
@@ -309,7 +305,7 @@ MOVES_SEEN = 64  # a listing with more ids moved is not compared with the one be
 @dataclass(slots=True)
 class _Listing:
     """The listing whose ids `_KEYS` holds: its positions (-1: not read whole) and, once a
-    listing named them again in another order, the set of them (never changed: replaced)."""
+    listing named them again (in any order), the set of them (never changed: replaced)."""
 
     size: int = -1
     hosts: set[str] | None = None
@@ -322,7 +318,7 @@ _LAST = _Listing()
 
 def _split(entries: Sequence[bytes]) -> tuple[dict[bytes, list[str]], set[str] | None] | None:
     """{rest of an entry: the hosts whose entry it ends, in order}, and the set of the hosts
-    listed when they are those of the listing before, each once, in another order (`_LAST`;
+    listed when they are those of the listing before, each once, in any order (`_LAST`;
     else None). None unless every entry starts with a key of fewer than 128 bytes. A host
     given twice stands twice. Each host id is decoded once per process (`_NAMES`, `_KEYS`;
     UnicodeDecodeError when one is not UTF-8)."""

@@ -122,8 +122,9 @@ class Snapshot:
 
     def within_members(self, vpc: str, hosts: set[str]) -> bool:
         """Whether `hosts` are known to lie within the VPC's members: so when the set they
-        were made from (`base_of`) does, checked once per VPC until a member leaves (a
-        `Part`'s base is checked here, O(its hosts); any other set is only looked up)."""
+        were made from (`base_of`) does. A `Part`'s base is checked here (O(its hosts)) and
+        the answer kept for the VPC: "within" until a member leaves, "not within" until the
+        members change; any other set is only looked up."""
         members = self.members.get(vpc)
         if not members:
             return False

@@ -333,10 +333,10 @@ class AckTracker:
         hosts, seq, covered = fanout.hosts, fanout.seq, fanout.request.covered
         if covered or 2 * len(hosts) < len(queue.members):
             return sum(1 for mark in self._marks(hosts - covered if covered else hosts, vpc) if mark < seq)
-        members = queue.members
+        members, out = queue.members, out_of(hosts)
         # members that are the set the hosts were made from: those not among them are its few out
-        is_base = base_of(hosts) is queue.held and len(members) == len(hosts) + len(out_of(hosts))
-        others = sum(1 for mark in self._marks(out_of(hosts) if is_base else members - hosts, vpc) if mark < seq)
+        is_base = base_of(hosts) is queue.held and len(members) == len(hosts) + len(out)
+        others = sum(1 for mark in self._marks(out if is_base else members - hosts, vpc) if mark < seq)
         return bisect_left(queue.marks, seq) - others
 
     def _join(self, vpc: str, queue: VpcQueue, hosts: set[str]) -> None:

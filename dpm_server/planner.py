@@ -72,9 +72,7 @@ def plan(strategy: str, snapshot: Snapshot, change: Change, data: Input) -> list
     for vpc, keys in by_vpc.items():
         before = change.members_of(vpc, snapshot)
         if before:  # joining hosts get these states in their unicast bundle
-            targeted, members = data.targeted.get(vpc, set()), snapshot.members.get(vpc, set())
-            known = before is members and snapshot.within_members(vpc, targeted)
-            expect = targeted if known else within(targeted, before, members)
+            expect = within(data.targeted.get(vpc, set()), before, snapshot.members.get(vpc, set()))
             out.append(Outgoing(True, vpc, fresh=keys, expect=expect))
     for host in sorted(fresh.keys() | change.joined.keys()):
         joined = change.joined.get(host, set())

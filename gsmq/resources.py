@@ -71,14 +71,14 @@ def iter_states(goal: gs.GoalStateV2 | parts_pb2.GoalStateV2Parts) -> Iterator[t
 
 # ResourceType -> the field number of its GoalStateV2 map.
 _STATE_FIELD: dict[int, int] = {t: gs.GoalStateV2.DESCRIPTOR.fields_by_name[name].number for t, name in MAP_FIELD.items()}
-# Pieces are written from the states' bytes, as protobuf writes a map entry (key and value
-# always, even when empty) or a repeated message: no message is made for one. Each message
-# made is an arena of protobuf's, and its Python runtime trims the process's heap
-# (`malloc_trim`) every 10,000 arena blocks freed; the pages trimmed are faulted in again.
 _HEADS: dict[int, bytes] = {}  # format_version -> `head`; a caller's version, so bounded
 HEADS_KEPT = 16
 
 
+# Pieces are written from the states' bytes, as protobuf writes a map entry (key and value
+# always, even when empty) or a repeated message: no message is made for one. Each message
+# made is an arena of protobuf's, and its Python runtime trims the process's heap
+# (`malloc_trim`) every 10,000 arena blocks freed; the pages trimmed are faulted in again.
 def piece_of(rtype: int, rid: str, state: Any) -> bytes:
     """A GoalStateV2 holding only this resource, serialized: pieces concatenate into a message."""
     return pbwire.field(_STATE_FIELD[rtype], pbwire.field(1, rid.encode()) + pbwire.field(2, state.SerializeToString()))

@@ -202,7 +202,7 @@ class HostProgress:
     host: str
     unicast: int
     unicast_seen: int
-    vpcs_seen: dict[str, int]
+    vpcs_seen: dict[str, int] | None  # only where an ack saw past its watermark (a gap); None while none did
     heard: float  # when its last ack came
     # (seq, request, a resync covering all); None while nothing is awaited (an empty deque is 760 B)
     unicast_waits: deque[tuple[int, Pending, bool]] | None
@@ -211,7 +211,7 @@ class HostProgress:
         self.host = host
         self.unicast = 0
         self.unicast_seen = 0
-        self.vpcs_seen = {}
+        self.vpcs_seen = None
         self.heard = float("-inf")
         self.unicast_waits = None
 
@@ -290,7 +290,7 @@ class AckTracker:
         self.marks: dict[str, dict[str, int]] = {}  # vpc -> {host: its watermark there}
         self.queues: dict[str, VpcQueue] = {}  # vpc -> the fanouts waiting on its messages
         self._multicast: dict[Token, dict[str, Pending]] = {}  # multicast message -> the requests it carries resources of
-        self.srtt: float | None = None  # smoothed completion time of a host's first copy (s), and its mean deviation
+        self.srtt = -1.0  # smoothed completion time of a host's first copy (s; -1: none timed yet), and its mean deviation
         self.rttvar = 0.0
         self.pending: dict[str, Pending] = {}
         self.replies = 0  # acks received
@@ -300,7 +300,7 @@ class AckTracker:
     def patience(self) -> float:
         """How long a host may take before it is a straggler: at least `retry_after`, and at
         most halfway to `timeout`, so that a lost host is always resynced before it is failed."""
-        if self.srtt is None:
+        if self.srtt < 0:
             return self.retry_after
         return min(max(self.retry_after, self.srtt + 4 * self.rttvar), max(self.retry_after, (self.retry_after + self.timeout) / 2))
 
@@ -364,7 +364,7 @@ class AckTracker:
 
     def _stuck(self, host: str, hp: HostProgress) -> bool:
         """A gap holds one of the host's watermarks back: only a resync moves it on."""
-        return hp.unicast_seen > hp.unicast or any(seen > self._mark(host, vpc) for vpc, seen in hp.vpcs_seen.items())
+        return hp.unicast_seen > hp.unicast or any(seen > self._mark(host, vpc) for vpc, seen in (hp.vpcs_seen or {}).items())
 
     def track(self, request: Pending) -> None:
         """Wait for every host's positions (the messages just published for the request)."""
@@ -391,10 +391,18 @@ class AckTracker:
         else:
             self._finish(request, [])
 
-    def on_ack(self, ack: AckFields) -> None:
-        """A host's progress: failures merged into their requests, then watermarks moved on."""
-        self.replies += 1
+    def on_acks(self, acks: Iterable[AckFields]) -> None:
+        """Acks read together, all heard at one time."""
         now = self.clock()
+        for ack in acks:
+            self.on_ack(ack, now)
+
+    def on_ack(self, ack: AckFields, now: float | None = None) -> None:
+        """A host's progress, heard `now` (None: read the clock): failures merged into their
+        requests, then watermarks moved on."""
+        self.replies += 1
+        if now is None:
+            now = self.clock()
         hp = self.host(ack.host_id)
         host = hp.host
         hp.heard = now
@@ -412,12 +420,15 @@ class AckTracker:
                     self._pass_unicast(host, hp.unicast_waits, seq, ack.times, now)
                     if not hp.unicast_waits:
                         hp.unicast_waits = None
-        marks_seen = hp.vpcs_seen
         for vpc, vpc_epoch, seq, seen in ack.vpcs:
             if vpc_epoch != mine:
                 continue
-            if seen > marks_seen.get(vpc, 0):
-                marks_seen[vpc] = seen
+            if seen > seq:  # a gap holds the watermark back: `_stuck` asks (an ack at its watermark never could be)
+                marks_seen = hp.vpcs_seen
+                if marks_seen is None:
+                    marks_seen = hp.vpcs_seen = {}
+                if seen > marks_seen.get(vpc, 0):
+                    marks_seen[vpc] = seen
             marks = self.marks.get(vpc)
             if marks is None:
                 marks = self.marks[vpc] = {}
@@ -545,7 +556,7 @@ class AckTracker:
                 merged.status = status
 
     def _sample(self, seconds: float) -> None:
-        if self.srtt is None:
+        if self.srtt < 0:
             self.srtt, self.rttvar = seconds, seconds / 2
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - seconds)

@@ -12,6 +12,7 @@ the same ones.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -133,8 +134,8 @@ def _vpc(data: bytes, i: int, end: int) -> VpcMark:
         number, kind, i = pbwire.tag(data, i, end)
         if kind == pbwire.LEN:
             i, j = pbwire.span(data, i, end)
-            if number == 1:
-                vpc = data[i:j].decode()
+            if number == 1:  # interned: the tracker's lookups by VPC match by identity (read once per rest)
+                vpc = sys.intern(data[i:j].decode())
             elif number == 2:
                 epoch = data[i:j].decode()
             i = j

@@ -243,8 +243,7 @@ class Engine:
 
     def on_acks(self, acks: Iterable[AckFields], refused: Iterable[Envelope] = ()) -> None:
         """Acks decoded from the reply topic move their requests on; refused records are dead-lettered."""
-        for ack in acks:
-            self.tracker.on_ack(ack)
+        self.tracker.on_acks(acks)
         for message in refused:
             self.publisher.dead_letter(message)
 

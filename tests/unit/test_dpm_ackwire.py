@@ -3,6 +3,8 @@ or is left to the parser; never a different answer."""
 
 from __future__ import annotations
 
+import sys
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,6 +91,16 @@ def test_the_acks_of_a_shared_apply_are_read_without_the_parser() -> None:
     joined = ack_pb2.Ack(host_id=hosts[1], epoch="e").SerializeToString() + rest.SerializeToString()
     got = read(joined)
     assert got is not None and got.host_id == hosts[1] and got.vpcs == [("vpc-1", "e", 7, 9)]
+
+
+def test_a_vpc_id_is_read_as_the_interned_string() -> None:
+    """The tracker keys its VPCs by interned ids: an ack's VPC id is that very object, so
+    its lookups match by identity instead of comparing the characters of two copies."""
+    vpc = b"vpc-interned".decode()  # made at run time, not a constant of this module
+    ack = ack_pb2.Ack(host_id="h", epoch="e", unicast_seq=1)
+    ack.vpcs.add(vpc_id=vpc, epoch="e", seq=3, seen=3)
+    got = read(ack.SerializeToString())
+    assert got is not None and got.vpcs[0][0] is sys.intern(vpc)
 
 
 def test_an_ack_with_a_failure_is_left_to_the_parser() -> None:

@@ -194,7 +194,7 @@ class VpcQueue:
 @dataclass(init=False, slots=True)
 class HostProgress:
     """One host's unicast watermark (this DPM's epoch), the highest multicast gs-seq it has
-    seen per VPC, and its unicast waits. Its VPC watermarks are kept by VPC
+    seen per VPC where an ack saw past its watermark there (a gap), and its unicast waits. Its VPC watermarks are kept by VPC
     (`AckTracker.marks`): a VPC's hosts are read together. `host` is the tracker's key for
     it (the inputs' interned id, as the requests first name it): an ack's lookups use it,
     and so match the tracker's keys and sets of hosts by identity."""
@@ -364,7 +364,9 @@ class AckTracker:
 
     def _stuck(self, host: str, hp: HostProgress) -> bool:
         """A gap holds one of the host's watermarks back: only a resync moves it on."""
-        return hp.unicast_seen > hp.unicast or any(seen > self._mark(host, vpc) for vpc, seen in (hp.vpcs_seen or {}).items())
+        seen_vpcs = hp.vpcs_seen
+        return hp.unicast_seen > hp.unicast or (
+            seen_vpcs is not None and any(seen > self._mark(host, vpc) for vpc, seen in seen_vpcs.items()))
 
     def track(self, request: Pending) -> None:
         """Wait for every host's positions (the messages just published for the request)."""
@@ -423,7 +425,7 @@ class AckTracker:
         for vpc, vpc_epoch, seq, seen in ack.vpcs:
             if vpc_epoch != mine:
                 continue
-            if seen > seq:  # a gap holds the watermark back: `_stuck` asks (an ack at its watermark never could be)
+            if seen > seq:  # a gap holds the watermark back (`_stuck`); a seen at most its seq never could
                 marks_seen = hp.vpcs_seen
                 if marks_seen is None:
                     marks_seen = hp.vpcs_seen = {}
@@ -556,6 +558,9 @@ class AckTracker:
                 merged.status = status
 
     def _sample(self, seconds: float) -> None:
+        # The acks of one poll share one clock reading: a request tracked while they are
+        # worked (from a reply's callback) can look younger than that reading.
+        seconds = max(seconds, 0.0)
         if self.srtt < 0:
             self.srtt, self.rttvar = seconds, seconds / 2
         else:

@@ -52,10 +52,10 @@ class AckFields:
 
 
 def fields_of(ack: ack_pb2.Ack) -> AckFields:
-    """The fields of a parsed Ack."""
+    """The fields of a parsed Ack (VPC ids interned, as `read` gives them)."""
     t = ack.timing
     return AckFields(ack.host_id, ack.epoch, ack.unicast_seq, ack.unicast_seen,
-                     [(v.vpc_id, v.epoch, v.seq, v.seen) for v in ack.vpcs], ack.failures,
+                     [(sys.intern(v.vpc_id), v.epoch, v.seq, v.seen) for v in ack.vpcs], ack.failures,
                      (t.apply_us, t.max_dataplane_us, t.max_config_us, t.max_elapse_us))
 
 

@@ -286,13 +286,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"projected from {last['hosts']:,} hosts ({last['convergence_s']:.1f} s) along hosts^{exponent:.2f}")
     else:
         row(name, None, 15.0, False, " min")
-    loaded = [p for p in sweep if p.get("sim_rss_growth_per_host_bytes")]
-    if loaded:  # the simulator's growth per host: a few hosts' share of the interpreter says nothing of a region
-        top = loaded[-1]
-        row("<= 10 KiB simulator memory per loaded host (1,000,000 hosts)", top["sim_rss_growth_per_host_bytes"] / 1024, 10.0, False,
-            " KiB", f"RSS grown over a storm of {top['hosts']:,} hosts, per host")
+    # Judged at region size only: below it the fixed share of the interpreter and the tables
+    # weighs on every host.
+    loaded = [p for p in region if p.get("sim_rss_growth_per_host_bytes")]
+    name = "<= 10 KiB simulator memory per loaded host (1,000,000 hosts)"
+    if loaded:
+        row(name, loaded[0]["sim_rss_growth_per_host_bytes"] / 1024, 10.0, False, " KiB",
+            f"RSS grown over a storm of {loaded[0]['hosts']:,} hosts, per host")
     else:
-        row("<= 10 KiB simulator memory per loaded host (1,000,000 hosts)", None, 10.0, False, " KiB")
+        largest = [p for p in sweep if p.get("sim_rss_growth_per_host_bytes")][-1:]
+        row(name, None, 10.0, False, " KiB", why_not="not measured in this run: needs the 1,000,000-host point (`make bench-scale`)" + (
+            f"; {largest[0]['sim_rss_growth_per_host_bytes'] / 1024:.1f} KiB a host grown at {largest[0]['hosts']:,} hosts"
+            if largest else ""))
     fitted = [p["hosts"] for p in sweep if p["hosts"] >= 1000]
     row("growth exponent of convergence against hosts (1,000 .. 1,000,000) <= 1.1", exponent, 1.1, False, "",
         f"{len(fitted)} points, {min(fitted):,} .. {max(fitted):,} hosts" if exponent is not None else "",

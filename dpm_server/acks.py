@@ -194,10 +194,11 @@ class VpcQueue:
 @dataclass(init=False, slots=True)
 class HostProgress:
     """One host's unicast watermark (this DPM's epoch), the highest multicast gs-seq it has
-    seen per VPC where an ack saw past its watermark there (a gap), and its unicast waits. Its VPC watermarks are kept by VPC
-    (`AckTracker.marks`): a VPC's hosts are read together. `host` is the tracker's key for
-    it (the inputs' interned id, as the requests first name it): an ack's lookups use it,
-    and so match the tracker's keys and sets of hosts by identity."""
+    seen per VPC where an ack saw past its watermark there (a gap), and its unicast waits.
+    Its VPC watermarks are kept by VPC (`AckTracker.marks`): a VPC's hosts are read
+    together. `host` is the tracker's key for it (the inputs' interned id, as the requests
+    first name it): an ack's lookups use it, and so match the tracker's keys and sets of
+    hosts by identity."""
 
     host: str
     unicast: int

@@ -31,7 +31,7 @@ from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.grpc_ops import Gate, Handlers, add_operations
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts, topic_config
-from gsmq.kafka_transport import KafkaSink, KafkaSource, KafkaTransactions
+from gsmq.kafka_transport import KafkaSinks, KafkaSource, KafkaTransactions
 from gsmq.lifecycle import Lifecycle, long_lived_heap
 from gsmq.retry import Backoff, retry
 from gsmq.topics import (
@@ -47,6 +47,10 @@ from gsmq.wire import STRATEGIES, Strategy
 log = structlog.get_logger()
 DRAIN_SECONDS = 3.0  # on SIGTERM: how long calls in flight may wait for their hosts' replies
 LIBRDKAFKA_MESSAGE_MAX = 1_000_000  # librdkafka's default message.max.bytes
+# Goal-state producers (--producers): a batch's messages span most partitions, and a
+# producer sends one request per partition, five at a time (`gsmq.kafka_transport.KafkaSinks`):
+# with the default 16 + 16 partitions, 8 producers never hold a partition's request back.
+PRODUCERS = 8
 
 DESCRIPTION = """\
 The Data Plane Manager of the goal-state message-queue path.
@@ -77,6 +81,7 @@ class DpmConfig:
     multicast_partitions: int
     reply_partitions: int
     changelog_partitions: int
+    producers: int
     max_message_bytes: int
     max_input_bytes: int
     max_hosts_per_input: int
@@ -122,6 +127,9 @@ def settings() -> Settings:
              help="partitions of the multicast topic when it is created")
     s.option("--reply-partitions", default=REPLY_PARTITIONS, convert=positive_int,
              help="partitions of the reply topic when it is created")
+    s.option("--producers", default=PRODUCERS, convert=positive_int,
+             help="Kafka producers of goal states, each writing its share of the partitions: librdkafka keeps at most 5"
+             " requests of one partition each in flight on a producer's connection")
     s.option("--max-message-bytes", default=0, convert=int,
              help="a unicast goal state over this size goes in ordered parts, applied once all have arrived"
              " (0: 90 %% of the smaller of the producer's message.max.bytes and the unicast topic's max.message.bytes)")
@@ -250,7 +258,7 @@ def _read_replies(source: KafkaSource, dead_letter_topic: str, engine: Engine, l
             loop.call_soon_threadsafe(engine.on_acks, batch, refused)
 
 
-def _poll(sink: KafkaSink, halt: threading.Event) -> None:
+def _poll(sink: KafkaSinks, halt: threading.Event) -> None:
     while not halt.is_set():
         sink.poll(0.05)
 
@@ -320,7 +328,7 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
             return 0
         snapshot, replayed = rebuilt
         incarnation = replayed.incarnation
-        sink = KafkaSink(kafka)
+        sink = KafkaSinks(kafka, config.producers, counts)
         life.close("dpm-producer-flush", lambda: sink.flush(5.0), stop_timeout=6.0)
         publisher = Publisher(sink, topics, config.strategy == "topic-per-host", counts[topics.multicast], counts[topics.reply],
                               incarnation)

@@ -8,8 +8,10 @@ not answer `BrokerUnavailableError`, any other failure `TransportError`.
 from __future__ import annotations
 
 import contextlib
+import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TypeVar, cast
 
@@ -19,7 +21,8 @@ from gsmq import wire
 from gsmq.config import ConfigError
 from gsmq.errors import BrokerUnavailableError, FatalTransportError, FencedError, TransportError
 from gsmq.kafka import KafkaSettings
-from gsmq.transport import Delivered, Envelope, Sending
+from gsmq.partition import partition_for
+from gsmq.transport import Delivered, Envelope, Sending, envelopes, send_each
 
 PROBE_EVERY_S = 2.0  # how often a source that lost every broker asks for metadata to see one is back
 LEADERS_TIMEOUT_S = 1.0  # how long a source waits for a topic's partition leaders before its first assignment there
@@ -231,6 +234,53 @@ class KafkaSink:
     def queued(self) -> int:
         """Messages produced and not delivered yet."""
         return len(self.producer)
+
+
+class KafkaSinks:
+    """`count` producers (`KafkaSink`) as one sink, each partition always written by the same
+    one, so its order is as with one producer. librdkafka sends one ProduceRequest per
+    partition and, idempotent, keeps at most 5 in flight on a connection: a burst over 20
+    partitions (a DPM's batch of messages) waits four broker round trips for its last
+    request on one producer, one on four. A message without a partition is given the one
+    its key lands on (`partition_for`, as the producers' partitioner does) when `partitions`
+    knows its topic; a topic it does not know goes whole to one producer."""
+
+    def __init__(self, settings: KafkaSettings, count: int, partitions: Mapping[str, int], **overrides: object) -> None:
+        if count < 1:
+            raise ValueError(f"producers must be at least 1, got {count}")
+        self.sinks = [KafkaSink(settings, **overrides) for _ in range(count)]
+        self.partitions = dict(partitions)
+
+    def _sink(self, message: Envelope) -> KafkaSink:
+        sinks = self.sinks
+        if len(sinks) == 1:
+            return sinks[0]
+        count = self.partitions.get(message.topic, 0)
+        if not count:
+            return sinks[zlib.crc32(message.topic.encode()) % len(sinks)]
+        if message.partition < 0:  # an empty key: one at random, as the partitioner picks
+            message.partition = partition_for(message.key, count) if message.key else random.randrange(count)
+        return sinks[message.partition % len(sinks)]
+
+    def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
+        self._sink(message).send(message, on_delivered)
+
+    def send_all(self, messages: Sequence[Envelope]) -> Sending:
+        return send_each(self, messages)
+
+    def send_values(self, topic: str, records: Sequence[tuple[str, bytes]]) -> Sending:
+        return send_each(self, envelopes(topic, records))
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve every producer's delivery callbacks, waiting `timeout` in all."""
+        return sum(sink.poll(timeout / len(self.sinks)) for sink in self.sinks)
+
+    def flush(self, timeout: float = 10.0) -> int:
+        deadline = time.monotonic() + timeout
+        return sum(sink.flush(max(0.0, deadline - time.monotonic())) for sink in self.sinks)
+
+    def queued(self) -> int:
+        return sum(sink.queued() for sink in self.sinks)
 
 
 class KafkaTransactions:

@@ -128,7 +128,7 @@ def test_without_a_bootstrap_server_the_embedded_broker_is_started(spawn: Callab
      (["--retry-after", "20", "--reply-timeout", "10"], "--retry-after"), (["-X", "novalue"], "key=value"),
      (["--path", "pigeon"], "invalid choice"), (["--path-upper-ports", "10", "--path-lower-ports", "20"], "--path-lower-ports"),
      (["--path-settle-seconds", "-1"], "--path-settle-seconds"), (["--link-timeout", "0"], "--link-timeout"),
-     (["--in-flight-seconds", "0"], "--in-flight-seconds"),
+     (["--in-flight-seconds", "0"], "--in-flight-seconds"), (["--producers", "0"], "--producers"),
      (["-X", "partitioner=consistent_random"], "--allow-unsafe-kafka-overrides"), (["-X", "acks=1"], "acks")],
 )
 def test_bad_configuration_is_one_line_and_exit_2(args: list[str], says: str) -> None:
@@ -156,8 +156,8 @@ def test_help_explains_every_option() -> None:
     done = subprocess.run([DPM_SERVER, "--help"], capture_output=True, text=True, timeout=30, env=clean_env())
     assert done.returncode == 0
     for option in ("--grpc-address", "--strategy", "--reply-timeout", "--retry-after", "--max-in-flight", "--max-in-flight-hosts",
-                   "--in-flight-seconds", "--unicast-partitions", "--multicast-partitions", "--reply-partitions", "--topic-prefix",
-                   "--log-level", "--bootstrap", "-X"):
+                   "--in-flight-seconds", "--producers", "--unicast-partitions", "--multicast-partitions", "--reply-partitions",
+                   "--topic-prefix", "--log-level", "--bootstrap", "-X"):
         assert option in done.stdout
     for env in ("DPM_GRPC_ADDRESS", "DPM_STRATEGY", "DPM_REPLY_TIMEOUT", ENV_BOOTSTRAP):
         assert env in done.stdout

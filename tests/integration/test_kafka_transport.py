@@ -9,7 +9,7 @@ from confluent_kafka.admin import AdminClient
 from gsmq import wire
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import ensure_topics
-from gsmq.kafka_transport import KafkaSink, KafkaSource
+from gsmq.kafka_transport import KafkaSink, KafkaSinks, KafkaSource
 from gsmq.partition import partition_for
 from gsmq.transport import Envelope
 
@@ -65,6 +65,46 @@ def test_values_sent_by_key_arrive_without_headers_and_the_refused_ones_come_bac
         source.close()
     assert sorted([(m.key, m.value) for m in got] + failed) == sorted(records)
     assert all(m.headers == {} and m.partition == partition_for(m.key, 4) for m in got)
+
+
+def test_several_producers_write_each_partition_from_one_and_every_message_lands_where_one_would(
+        kafka: KafkaSettings, topic_prefix: str) -> None:
+    """`KafkaSinks`: a keyed message without a partition lands on its key's partition, an
+    explicit one where it says, one without a key on some partition of its topic; every
+    message of a partition went through the same producer, so a key's messages are read in
+    the order they were sent; a topic not in the partition map goes whole to one producer."""
+    known, other = f"{topic_prefix}.multicast", f"{topic_prefix}.other"
+    ensure_topics(AdminClient(kafka.admin()), {known: 6, other: 2})
+    sinks = KafkaSinks(kafka, 3, {known: 6})
+    messages = [Envelope(known, f"vpc-{i % 7}", f"{i}".encode()) for i in range(70)]
+    messages += [Envelope(known, "pinned", b"p", partition=4), Envelope(known, "", b"keyless")]
+    messages += [Envelope(other, f"k{i}", f"o{i}".encode(), partition=-1 if i % 2 else i % 2) for i in range(6)]
+    delivered: list[tuple[Envelope, str | None]] = []
+    writers: dict[tuple[str, int], set[int]] = {}
+    for m in messages:
+        sink = sinks._sink(m)
+        sinks.send(m, lambda msg, error: delivered.append((msg, error)))
+        if m.partition >= 0:  # placed by the router (or its sender): the producer writing it is known now
+            writers.setdefault((m.topic, m.partition), set()).add(id(sink))
+    assert {id(sinks._sink(m)) for m in messages if m.topic == other} == {id(sinks._sink(messages[-1]))}
+    assert all(len(ids) == 1 for ids in writers.values()) and len({i for ids in writers.values() for i in ids}) == 3
+    assert sinks.flush(10) == 0 and sinks.queued() == 0
+    assert len(delivered) == len(messages) and all(error is None for _, error in delivered)
+    source = KafkaSource(kafka, f"{topic_prefix}.g")
+    try:
+        source.assign([(known, p, 0) for p in range(6)] + [(other, p, 0) for p in range(2)])
+        got = read_all(source, len(messages))
+    finally:
+        source.close()
+    assert sorted((m.topic, m.key, m.value) for m in got) == sorted((m.topic, m.key, m.value) for m in messages)
+    for m in got:
+        if m.topic == known and m.key.startswith("vpc-"):
+            assert m.partition == partition_for(m.key, 6)
+    assert next(m.partition for m in got if m.key == "pinned") == 4
+    for key in {m.key for m in messages if m.key.startswith("vpc-")}:  # in send order
+        assert [m.value for m in got if m.key == key] == [m.value for m in messages if m.key == key]
+    with pytest.raises(ValueError, match="at least 1"):
+        KafkaSinks(kafka, 0, {})
 
 
 def test_keys_and_headers_that_are_not_utf8_text_are_read_as_decode_headers_reads_them(kafka: KafkaSettings, topic_prefix: str) -> None:

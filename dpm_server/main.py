@@ -31,7 +31,7 @@ from gsmq.errors import BrokerUnavailableError, TransportError
 from gsmq.grpc_ops import Gate, Handlers, add_operations
 from gsmq.kafka import KafkaSettings
 from gsmq.kafka_admin import AdminClient, admin_client, ensure_topics, partition_counts, topic_config
-from gsmq.kafka_transport import KafkaSinks, KafkaSource, KafkaTransactions
+from gsmq.kafka_transport import KafkaSink, KafkaSinks, KafkaSource, KafkaTransactions
 from gsmq.lifecycle import Lifecycle, long_lived_heap
 from gsmq.retry import Backoff, retry
 from gsmq.topics import (
@@ -258,7 +258,10 @@ def _read_replies(source: KafkaSource, dead_letter_topic: str, engine: Engine, l
             loop.call_soon_threadsafe(engine.on_acks, batch, refused)
 
 
-def _poll(sink: KafkaSinks, halt: threading.Event) -> None:
+def _poll(sink: KafkaSink, halt: threading.Event) -> None:
+    """Serve one producer's delivery reports until halted. A thread each: a call returns when
+    its producer has reports (or after 50 ms), and each return takes the GIL from the event
+    loop, so producers polled in turn with short waits took it far more often."""
     while not halt.is_set():
         sink.poll(0.05)
 
@@ -349,7 +352,8 @@ async def _serve(config: DpmConfig, bootstrap: str, stop: asyncio.Event) -> int:
         life.close("dpm-consumer-close", source.close, stop_timeout=5.0)
         source.assign([(topics.reply, p, markers[(topics.reply, p)]) for p in range(counts[topics.reply])])
         life.thread("dpm-changelog", writer.run, stop_timeout=5.0)
-        life.thread("dpm-producer-poll", lambda halt: _poll(sink, halt), stop_timeout=2.0)
+        for i, producer in enumerate(sink.sinks):
+            life.thread(f"dpm-producer-poll-{i}", functools.partial(_poll, producer), stop_timeout=2.0)
         life.thread("dpm-replies", lambda halt: _read_replies(source, topics.dead_letter, engine, loop, halt,
                                                                  lambda ok: checker.ready(ok and gate.is_open)),
                     stop_timeout=2.0)

@@ -258,7 +258,7 @@ class KafkaSinks:
         count = self.partitions.get(message.topic, 0)
         if not count:
             return sinks[zlib.crc32(message.topic.encode()) % len(sinks)]
-        if message.partition < 0:  # an empty key: one at random, as the partitioner picks
+        if message.partition < 0:  # its key's partition; an empty key's at random, as the partitioner picks
             message.partition = partition_for(message.key, count) if message.key else random.randrange(count)
         return sinks[message.partition % len(sinks)]
 

@@ -110,7 +110,8 @@ class Publisher:
 
     def _on_delivered(self, message: Envelope, error: str | None) -> None:
         if error is not None:  # the ack tracker retries the host (unicast) or reports it silent
-            self.counters.delivery_errors += 1
+            with self._lock:  # reports come from a thread per producer
+                self.counters.delivery_errors += 1
             log.warning("delivery_failed", topic=message.topic, key=message.key, error=error)
             return
         tp = (message.topic, message.partition)

@@ -8,7 +8,6 @@ not answer `BrokerUnavailableError`, any other failure `TransportError`.
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -243,7 +242,9 @@ class KafkaSinks:
     partitions (a DPM's batch of messages) waits four broker round trips for its last
     request on one producer, one on four. A message without a partition is given the one
     its key lands on (`partition_for`, as the producers' partitioner does) when `partitions`
-    knows its topic; a topic it does not know goes whole to one producer."""
+    knows its topic (counts read once: a topic given partitions later keeps the old mapping
+    here, as the DPM's follow positions do); a topic it does not know goes whole to one
+    producer."""
 
     def __init__(self, settings: KafkaSettings, count: int, partitions: Mapping[str, int], **overrides: object) -> None:
         if count < 1:
@@ -258,8 +259,8 @@ class KafkaSinks:
         count = self.partitions.get(message.topic, 0)
         if not count:
             return sinks[zlib.crc32(message.topic.encode()) % len(sinks)]
-        if message.partition < 0:  # its key's partition; an empty key's at random, as the partitioner picks
-            message.partition = partition_for(message.key, count) if message.key else random.randrange(count)
+        if message.partition < 0:  # its key's, as the partitioner puts it (an empty key too: it is not a null one)
+            message.partition = partition_for(message.key, count)
         return sinks[message.partition % len(sinks)]
 
     def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:
@@ -276,8 +277,15 @@ class KafkaSinks:
         return sum(sink.poll(timeout / len(self.sinks)) for sink in self.sinks)
 
     def flush(self, timeout: float = 10.0) -> int:
+        """Wait, `timeout` in all, until every producer's messages are delivered; how many are
+        still queued. Each producer is polled once more at the end: one that took the whole
+        time left the others a flush of no time, which serves no delivery report."""
         deadline = time.monotonic() + timeout
-        return sum(sink.flush(max(0.0, deadline - time.monotonic())) for sink in self.sinks)
+        for sink in self.sinks:
+            sink.flush(max(0.0, deadline - time.monotonic()))
+        for sink in self.sinks:
+            sink.poll(0)
+        return self.queued()
 
     def queued(self) -> int:
         return sum(sink.queued() for sink in self.sinks)

@@ -69,8 +69,8 @@ def test_values_sent_by_key_arrive_without_headers_and_the_refused_ones_come_bac
 
 def test_several_producers_write_each_partition_from_one_and_every_message_lands_where_one_would(
         kafka: KafkaSettings, topic_prefix: str) -> None:
-    """`KafkaSinks`: a keyed message without a partition lands on its key's partition, an
-    explicit one where it says, one without a key on some partition of its topic; every
+    """`KafkaSinks`: a message without a partition lands on its key's partition (an empty
+    key's too, as librdkafka hashes it), an explicit one where it says; every
     message of a partition went through the same producer, so a key's messages are read in
     the order they were sent; a topic not in the partition map goes whole to one producer."""
     known, other = f"{topic_prefix}.multicast", f"{topic_prefix}.other"
@@ -101,6 +101,7 @@ def test_several_producers_write_each_partition_from_one_and_every_message_lands
         if m.topic == known and m.key.startswith("vpc-"):
             assert m.partition == partition_for(m.key, 6)
     assert next(m.partition for m in got if m.key == "pinned") == 4
+    assert next(m.partition for m in got if m.value == b"keyless") == partition_for("", 6)  # an empty key is not a null one
     for key in {m.key for m in messages if m.key.startswith("vpc-")}:  # in send order
         assert [m.value for m in got if m.key == key] == [m.value for m in messages if m.key == key]
     with pytest.raises(ValueError, match="at least 1"):

@@ -20,7 +20,6 @@ from gsmq import wire
 from gsmq.config import ConfigError
 from gsmq.errors import BrokerUnavailableError, FatalTransportError, FencedError, TransportError
 from gsmq.kafka import KafkaSettings
-from gsmq.partition import partition_for
 from gsmq.transport import Delivered, Envelope, Sending, envelopes, send_each
 
 PROBE_EVERY_S = 2.0  # how often a source that lost every broker asks for metadata to see one is back
@@ -241,7 +240,7 @@ class KafkaSinks:
     partition and, idempotent, keeps at most 5 in flight on a connection: a burst over 20
     partitions (a DPM's batch of messages) waits four broker round trips for its last
     request on one producer, one on four. A message without a partition is given the one
-    its key lands on (`partition_for`, as the producers' partitioner does) when `partitions`
+    its key lands on (`Envelope.partition_in`, as the producers' partitioner does) when `partitions`
     knows its topic (counts read once: a topic given partitions later keeps the old mapping
     here, as the DPM's follow positions do); a topic it does not know goes whole to one
     producer."""
@@ -259,8 +258,7 @@ class KafkaSinks:
         count = self.partitions.get(message.topic, 0)
         if not count:
             return sinks[zlib.crc32(message.topic.encode()) % len(sinks)]
-        if message.partition < 0:  # its key's, as the partitioner puts it (an empty key too: it is not a null one)
-            message.partition = partition_for(message.key, count)
+        message.partition = message.partition_in(count)
         return sinks[message.partition % len(sinks)]
 
     def send(self, message: Envelope, on_delivered: Delivered | None = None) -> None:

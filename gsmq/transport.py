@@ -35,6 +35,11 @@ class Envelope:
     def envelope(self) -> Envelope:
         return self
 
+    def partition_in(self, partitions: int) -> int:
+        """Its partition among `partitions`: the one given, else its key's, as Kafka's default
+        partitioner puts it (an empty key too: it is not a null one)."""
+        return self.partition if self.partition >= 0 else partition_for(self.key, partitions)
+
 
 class Record(Protocol):
     """A consumed message as a reader that needs little of it sees it: its value and one
@@ -145,7 +150,7 @@ class MemoryBus:
         return self.partitions.get(topic, self.default_partitions)
 
     def append(self, message: Envelope) -> Envelope:
-        part = message.partition if message.partition >= 0 else partition_for(message.key, self.partition_count(message.topic))
+        part = message.partition_in(self.partition_count(message.topic))
         log = self.logs[(message.topic, part)]
         placed = Envelope(message.topic, message.key, message.value, dict(message.headers), part, len(log))
         log.append(placed)

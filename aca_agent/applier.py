@@ -87,13 +87,16 @@ class ResourceStatus:
 
 @dataclass(init=False, slots=True)
 class Cursor:
-    """Where a host stands on a followed VPC's multicast stream (see `gs-follow`)."""
+    """Where a host stands on a followed VPC's multicast stream (see `gs-follow`). A VPC
+    message moves the host's cursor in place (`move`): a region's million cursors are not
+    made anew for every message (each new one a tracked object for the garbage collector,
+    each old one an untracking in a cold heap)."""
 
     partition: Final[int]
     offset: Final[int]  # first offset of `partition` to read for this VPC
-    seq: Final[int]  # last VPC sequence number included or applied
-    epoch: Final[str]
-    acked: Final[int]  # the watermark: every VPC sequence up to it is applied (-1: `seq`); stays below a gap
+    seq: int  # last VPC sequence number included or applied
+    epoch: str
+    acked: int  # the watermark: every VPC sequence up to it is applied (-1: `seq`); stays below a gap
 
     def __init__(self, partition: int, offset: int, seq: int, epoch: str = "", acked: int = -1) -> None:
         self.partition = partition
@@ -105,6 +108,10 @@ class Cursor:
     @property
     def watermark(self) -> int:
         return self.seq if self.acked < 0 else self.acked
+
+    def move(self, seq: int, epoch: str, acked: int) -> Cursor:
+        self.seq, self.epoch, self.acked = seq, epoch, acked
+        return self
 
 
 @dataclass(init=False, slots=True)
@@ -136,8 +143,8 @@ class Result:
     seq: int  # its gs-seq (0: none)
     elapse_us: int | None  # gs-sent-ns -> applied (None: no gs-sent-ns)
     follows: tuple[str, ...]  # a host message's gs-follow VPCs: their cursors moved (the ack reports them)
-    # A VPC message's: the cursor it gave the host in `vpc` (None: none given). Until the
-    # host's next result it is the host's cursor there: only applying a message moves one.
+    # A VPC message's: the host's cursor in `vpc`, which it moved (None: none moved). Until
+    # the host's next result it stands where the message left it: only applying a message moves one.
     cursor: Cursor | None
 
     def __init__(self, state: HostState, statuses: list[ResourceStatus], total_us: int = 0, applied_ns: int = 0,
@@ -360,7 +367,7 @@ class Applier:
                 else:  # a new DPM incarnation numbers from 1
                     resync = seq != 1
                     acked = 0 if resync else -1
-                moved = hs.cursors[vpc] = Cursor(cursor.partition, cursor.offset, seq, epoch, acked)
+                moved = cursor.move(seq, epoch, acked)
             movers.append((hs, resync, moved))
         if not movers:
             return []

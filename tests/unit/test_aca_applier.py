@@ -216,6 +216,18 @@ def test_multicast_before_the_cursor_or_already_applied_is_skipped(applier: Appl
     assert table(applier, H1, common.SECURITYGROUP) == {"sg-1": 2}
 
 
+def test_a_vpc_message_moves_each_followers_cursor_in_place() -> None:
+    applier = Applier(MemoryDataPlane(), [H1, H2])
+    _follow(applier, H1, "vpc-1=4:10:2")
+    _follow(applier, H2, "vpc-1=4:10:2")
+    before = {h: applier.hosts[h].cursors["vpc-1"] for h in (H1, H2)}
+    results = applier.apply_multicast("vpc-1", goal_state(None, security_group()), {wire.SEQ: "4", wire.EPOCH: "1.e2"}, 4, 11)
+    for r in results:  # the same object, moved: a region's cursors are not made anew per message
+        assert r.cursor is before[r.host] is applier.hosts[r.host].cursors["vpc-1"]
+        assert r.cursor == Cursor(4, 10, 4, "1.e2", acked=0)  # a new incarnation's seq 4 after 2: a gap, nothing acked
+    assert before[H1] is not before[H2]
+
+
 def test_unicast_sequence_gap_asks_for_resync(applier: Applier) -> None:
     def send(seq: int, epoch: str = "1.e1", **extra: str) -> bool:
         result = applier.apply_unicast(H1, goal_state(H1, subnet(rev=seq)), {wire.SEQ: str(seq), wire.EPOCH: epoch, **extra})

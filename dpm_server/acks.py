@@ -289,6 +289,9 @@ class AckTracker:
         self.clock: Callable[[], float] = time.monotonic
         self.hosts: dict[str, HostProgress] = {}
         self.marks: dict[str, dict[str, int]] = {}  # vpc -> {host: its watermark there}
+        # vpc -> {host: its progress}, for the hosts with a mark there: an ack's host is looked
+        # up in its first VPC's first (a small table the VPC's other acks keep in cache), then in `hosts`
+        self.members: dict[str, dict[str, HostProgress]] = {}
         self.queues: dict[str, VpcQueue] = {}  # vpc -> the fanouts waiting on its messages
         self._multicast: dict[Token, dict[str, Pending]] = {}  # multicast message -> the requests it carries resources of
         self.srtt = -1.0  # smoothed completion time of a host's first copy (s; -1: none timed yet), and its mean deviation
@@ -406,7 +409,14 @@ class AckTracker:
         self.replies += 1
         if now is None:
             now = self.clock()
-        hp = self.host(ack.host_id)
+        vpcs = ack.vpcs
+        hp = None
+        if vpcs:
+            members = self.members.get(vpcs[0][0])
+            if members is not None:
+                hp = members.get(ack.host_id)
+        if hp is None:
+            hp = self.host(ack.host_id)
         host = hp.host
         hp.heard = now
         epoch, mine = ack.epoch, self.epoch
@@ -423,7 +433,7 @@ class AckTracker:
                     self._pass_unicast(host, hp.unicast_waits, seq, ack.times, now)
                     if not hp.unicast_waits:
                         hp.unicast_waits = None
-        for vpc, vpc_epoch, seq, seen in ack.vpcs:
+        for vpc, vpc_epoch, seq, seen in vpcs:
             if vpc_epoch != mine:
                 continue
             if seen > seq:  # a gap holds the watermark back (`_stuck`); a seen at most its seq never could
@@ -435,8 +445,11 @@ class AckTracker:
             marks = self.marks.get(vpc)
             if marks is None:
                 marks = self.marks[vpc] = {}
+                self.members[vpc] = {}
             was = marks.get(host, 0)
             if seq > was:
+                if not was:
+                    self.members[vpc][host] = hp
                 marks[host] = seq
                 queue = self.queues.get(vpc)
                 if queue is not None:

@@ -289,8 +289,8 @@ class AckTracker:
         self.clock: Callable[[], float] = time.monotonic
         self.hosts: dict[str, HostProgress] = {}
         self.marks: dict[str, dict[str, int]] = {}  # vpc -> {host: its watermark there}
-        # vpc -> {host: its progress}, for the hosts with a mark there: an ack's host is looked
-        # up in its first VPC's first (a small table the VPC's other acks keep in cache), then in `hosts`
+        # vpc -> {host: its progress}, the hosts of `marks[vpc]`: an ack's host is looked up in
+        # its first VPC's table (small, kept in cache by the VPC's other acks), else in `hosts`
         self.members: dict[str, dict[str, HostProgress]] = {}
         self.queues: dict[str, VpcQueue] = {}  # vpc -> the fanouts waiting on its messages
         self._multicast: dict[Token, dict[str, Pending]] = {}  # multicast message -> the requests it carries resources of

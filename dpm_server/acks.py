@@ -289,9 +289,6 @@ class AckTracker:
         self.clock: Callable[[], float] = time.monotonic
         self.hosts: dict[str, HostProgress] = {}
         self.marks: dict[str, dict[str, int]] = {}  # vpc -> {host: its watermark there}
-        # vpc -> {host: its progress}, the hosts of `marks[vpc]`: an ack's host is looked up in
-        # its first VPC's table (small, kept in cache by the VPC's other acks), else in `hosts`
-        self.members: dict[str, dict[str, HostProgress]] = {}
         self.queues: dict[str, VpcQueue] = {}  # vpc -> the fanouts waiting on its messages
         self._multicast: dict[Token, dict[str, Pending]] = {}  # multicast message -> the requests it carries resources of
         self.srtt = -1.0  # smoothed completion time of a host's first copy (s; -1: none timed yet), and its mean deviation
@@ -409,14 +406,7 @@ class AckTracker:
         self.replies += 1
         if now is None:
             now = self.clock()
-        vpcs = ack.vpcs
-        hp = None
-        if vpcs:
-            members = self.members.get(vpcs[0][0])
-            if members is not None:
-                hp = members.get(ack.host_id)
-        if hp is None:
-            hp = self.host(ack.host_id)
+        hp = self.host(ack.host_id)
         host = hp.host
         hp.heard = now
         epoch, mine = ack.epoch, self.epoch
@@ -433,7 +423,7 @@ class AckTracker:
                     self._pass_unicast(host, hp.unicast_waits, seq, ack.times, now)
                     if not hp.unicast_waits:
                         hp.unicast_waits = None
-        for vpc, vpc_epoch, seq, seen in vpcs:
+        for vpc, vpc_epoch, seq, seen in ack.vpcs:
             if vpc_epoch != mine:
                 continue
             if seen > seq:  # a gap holds the watermark back (`_stuck`); a seen at most its seq never could
@@ -445,11 +435,8 @@ class AckTracker:
             marks = self.marks.get(vpc)
             if marks is None:
                 marks = self.marks[vpc] = {}
-                self.members[vpc] = {}
             was = marks.get(host, 0)
             if seq > was:
-                if not was:
-                    self.members[vpc][host] = hp
                 marks[host] = seq
                 queue = self.queues.get(vpc)
                 if queue is not None:

@@ -855,19 +855,3 @@ def test_an_acks_host_is_looked_up_by_the_trackers_own_key() -> None:
     tracker.on_ack(AckFields(b"10.7.0.1".decode(), "e", vpcs=[("vpc-1", "e", 3, 3)]))
     (key,) = tracker.marks["vpc-1"]
     assert key is name and list(tracker.hosts) == [name]
-
-
-def test_an_ack_finds_its_host_among_its_first_vpcs_members() -> None:
-    """A host with a mark in a VPC is found, by its later acks there, in that VPC's members
-    (a small table, where `hosts` holds every host of the region): the same progress."""
-    tracker = AckTracker(30.0, 60.0, lambda host: None, epoch="e")
-    name = sys.intern("10.7.0.1")
-    tracker.host(name)
-    tracker.on_ack(AckFields(b"10.7.0.1".decode(), "e", vpcs=[("vpc-1", "e", 3, 3)]), now=1.0)
-    progress = tracker.hosts[name]
-    assert tracker.members["vpc-1"] == {name: progress}
-    del tracker.hosts[name]  # a lookup in `hosts` would now make the host anew
-    tracker.on_ack(AckFields(b"10.7.0.1".decode(), "e", vpcs=[("vpc-1", "e", 4, 4)]), now=2.0)
-    assert progress.heard == 2.0 and tracker.marks["vpc-1"][name] == 4 and name not in tracker.hosts
-    tracker.on_ack(AckFields(b"10.7.0.2".decode(), "e", vpcs=[("vpc-1", "other", 5, 5)]), now=3.0)
-    assert "10.7.0.2" in tracker.hosts and set(tracker.members["vpc-1"]) == {name}  # another epoch's mark: none

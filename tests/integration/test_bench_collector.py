@@ -27,6 +27,12 @@ def test_settle_reads_the_whole_backlog_through_a_stall(kafka: KafkaSettings, to
         # an agent's record has no headers; agents before typed theirs
         typed: list[tuple[str, str | bytes | None]] | None = [(wire.MSG_TYPE, b"Ack")] if i % 2 else None
         producer.produce(topic, ack.SerializeToString(), ack.host_id.encode(), headers=typed)
+    for host in ("10.0.9.1", "10.0.9.2"):  # acks covering three messages: one under 1 us, two at 1.024 ms
+        ack = ack_pb2.Ack(host_id=host, epoch="e", unicast_seq=3)
+        ack.timing.last_applied_ns, ack.timing.messages = 2_000_000, 3
+        ack.timing.elapse_buckets.update({0: 1, 80: 2})
+        producer.produce(topic, ack.SerializeToString(), host.encode())
+    producer.produce(topic, b"", b"dpm", headers=[(wire.MSG_TYPE, b"marker")])  # the DPM's start-up marker: no ack
     assert producer.flush(10) == 0
     polls: list[int] = []
 
@@ -38,7 +44,12 @@ def test_settle_reads_the_whole_backlog_through_a_stall(kafka: KafkaSettings, to
     collector = ReplyCollector(kafka, topic)
     try:
         collector.settle(quiet=0.0)  # nothing for a moment is not the end of a backlog
-        assert collector.acks == collector.count() == 300
-        assert len(set(collector.samples().hosts)) == 300
+        assert collector.acks == 302 and collector.count() == 306
+        assert len(set(collector.samples().hosts)) == 302
+        # published 2 ms - 1.024 ms before applied: 300 + 2 x 2 samples; the two under 1 us, at 2 ms
+        early = collector.window(0, 1_000_000)
+        assert len(early) == 304 and set(early.applied_ns) == {2_000_000}
+        assert sorted(collector.window(1_000_000, 3_000_000).hosts) == ["10.0.9.1", "10.0.9.2"]
+        assert len(collector.window(0, 3_000_000)) == 306
     finally:
         collector.close()

@@ -33,17 +33,16 @@ from gsmq.wire import MessageType
 
 CDF_POINTS = 200
 # A consumer that reads a topic back in bulk (acks, a phase's bytes, a region's partitions):
-# fetches as large as the broker allows, so that it waits on fetches less than it parses.
+# large fetches and room to queue them, so that it waits on the broker less than it parses.
 BULK_FETCH = {"fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 8 << 20, "queued.max.messages.kbytes": 256 << 10}
-
-
-_NO_HEADERS: dict[str, bytes] = {}  # read only
 
 
 def header_bytes(msg: Message) -> dict[str, bytes]:
     """A consumed message's headers by name; the last value wins and valueless ones are left out.
     (confluent-kafka's stubs give headers() the type of produce()'s argument: a dict, or str values.)"""
-    raw = msg.headers() or []
+    raw = msg.headers()
+    if not raw:  # an agent's ack has none: no pass over an empty list
+        return {}
     pairs = raw.items() if isinstance(raw, dict) else raw
     return {k: v.encode() if isinstance(v, str) else v for k, v in pairs if v is not None}
 
@@ -177,7 +176,7 @@ class ReplyCollector:
             if msg.error() is not None:
                 continue
             value = msg.value() or b""
-            read = ack_samples(header_bytes(msg) if msg.headers() else _NO_HEADERS, value)
+            read = ack_samples(header_bytes(msg), value)
             if read is None:
                 continue
             ack_bytes += len(value)

@@ -2,7 +2,13 @@
 # and install the project first, and fetch the embedded Apache Kafka broker with Maven
 # (Java 17+; without Java or Maven they say so and run on Tansu), so a fresh clone needs
 # only Python 3, make, Java and Maven.
-PYTHON ?= python3
+# The interpreter the venv is made from (PYTHON=... chooses another): the system's python3
+# when it is 3.11 or newer and can make a venv, else the first python3 on PATH. A
+# distribution builds its python3 with profile-guided optimisation and LTO, linked
+# statically; pyenv's and a plain ./configure build are neither, and run our Python code
+# several per cent slower. `make clean` before making the venv again with another one.
+PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
+  $$p -c 'import ensurepip, sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; exit; }; done; echo python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

